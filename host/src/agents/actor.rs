@@ -1,0 +1,133 @@
+//! Where a message runs: each agent is one task that takes envelopes from
+//! its bounded mailbox, one at a time, in order, and hands them to its one
+//! live instance. A failure discards the instance; the next message gets a
+//! fresh one, so one bad message never takes the agent (or the server) down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::registry::{AgentHandle, lock};
+use crate::messaging::{AclMessage, Delivered, DeliveryError, acl};
+use crate::runtime::imports::messaging::{from_wit_performative, to_wit_message};
+use crate::runtime::{AgentContext, AgentInstance, AgentProgram, ExecutionFailure};
+
+pub enum Envelope {
+    /// A message to handle; the reply (or failure) goes back on `reply`.
+    Deliver {
+        message: AclMessage,
+        enqueued: Instant,
+        reply: oneshot::Sender<Result<Delivered, DeliveryError>>,
+    },
+    /// Liveness check: makes sure an instance exists, without calling the
+    /// agent's handler; answers how long that took.
+    Ping {
+        reply: oneshot::Sender<Result<Duration, ExecutionFailure>>,
+    },
+}
+
+pub struct Actor {
+    pub handle: Arc<AgentHandle>,
+    pub program: Arc<AgentProgram>,
+    pub context: Arc<AgentContext>,
+    /// An instance made during deployment, reused for the first message.
+    pub live: Option<AgentInstance>,
+}
+
+impl Actor {
+    pub async fn run(mut self, mut mailbox: mpsc::Receiver<Envelope>) {
+        while let Some(envelope) = mailbox.recv().await {
+            match envelope {
+                Envelope::Deliver {
+                    message,
+                    enqueued,
+                    reply,
+                } => {
+                    let queued = enqueued.elapsed();
+                    let started = Instant::now();
+                    let result = self.deliver(message).await;
+                    let executed = started.elapsed();
+                    let answer = match result {
+                        Ok(reply) => {
+                            lock(&self.handle.stats).record_success(
+                                u64::try_from(executed.as_micros()).unwrap_or(u64::MAX),
+                            );
+                            Ok(Delivered {
+                                agent_id: self.handle.id.clone(),
+                                agent_name: self.handle.name.clone(),
+                                reply,
+                                queued,
+                                executed,
+                            })
+                        }
+                        Err(failure) => Err(self.failed(failure)),
+                    };
+                    // The sender may have given up waiting; that is fine.
+                    let _ = reply.send(answer);
+                }
+                Envelope::Ping { reply } => {
+                    let started = Instant::now();
+                    let result = self.ensure_instance().await.map(|_| started.elapsed());
+                    if let Err(failure) = &result {
+                        let _ = self.failed(failure.clone());
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        tracing::debug!(agent = %self.handle.name, "mailbox closed, actor stopped");
+    }
+
+    async fn ensure_instance(&mut self) -> Result<&mut AgentInstance, ExecutionFailure> {
+        if self.live.is_none() {
+            let record = self.handle.record();
+            let instance = self
+                .program
+                .instantiate(self.context.clone(), record.limits, &record.config_json)
+                .await?;
+            lock(&self.handle.stats).instances_created += 1;
+            self.live = Some(instance);
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| ExecutionFailure::Instantiate("instance vanished".into()))
+    }
+
+    async fn deliver(
+        &mut self,
+        message: AclMessage,
+    ) -> Result<Option<AclMessage>, ExecutionFailure> {
+        let request = message.clone();
+        let instance = self.ensure_instance().await?;
+        let reply = instance.handle(to_wit_message(message)).await?;
+        Ok(reply.map(|r| AclMessage {
+            id: acl::new_message_id(),
+            performative: from_wit_performative(r.performative),
+            sender: self.handle.name.clone(),
+            receiver: Some(request.sender),
+            capability: None,
+            content: r.content,
+            content_type: r
+                .content_type
+                .unwrap_or_else(|| acl::TEXT_PLAIN.to_string()),
+            conversation_id: request.conversation_id,
+            reply_with: None,
+            in_reply_to: Some(request.reply_with.unwrap_or(request.id)),
+        }))
+    }
+
+    /// Records a failure, discards the instance and builds the error.
+    fn failed(&mut self, failure: ExecutionFailure) -> DeliveryError {
+        self.live = None;
+        lock(&self.handle.stats).record_failure(&failure);
+        self.handle
+            .log
+            .push("host", &format!("message failed: {failure}"));
+        tracing::warn!(agent = %self.handle.name, code = failure.code(), "{failure}");
+        DeliveryError::AgentFailed {
+            agent: self.handle.name.clone(),
+            failure,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Deployed agents: what is stored about them ([`record`]), how a deployment
+//! is checked ([`deploy`]), where they are found by name, id or capability
+//! ([`registry`]), the actor loop that feeds each one its messages
+//! ([`actor`]), and the lifecycle that ties these together ([`manager`]).
+
+pub mod actor;
+pub mod deploy;
+pub mod log;
+pub mod manager;
+pub mod record;
+pub mod registry;
+pub mod stats;
+
+pub use manager::AgentManager;
+pub use registry::{AgentHandle, Registry};

@@ -1,0 +1,27 @@
+//! What is stored about a deployed agent: everything a restart needs to
+//! bring it back exactly as it was.
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::limits::ResourceLimits;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// UUID assigned at deployment.
+    pub id: String,
+    /// Unique, human-chosen name; lookups accept it wherever an id is accepted.
+    pub name: String,
+    /// sha256 (hex) of the component bytes, the key of the stored component.
+    pub component_sha256: String,
+    pub limits: ResourceLimits,
+    /// Capabilities as the component described them at deployment.
+    pub capabilities: Vec<String>,
+    pub description: String,
+    /// JSON object passed to the component's `init`.
+    pub config_json: String,
+    /// RFC 3339 time of deployment.
+    pub created_at: String,
+    /// An operator suspended the agent; it stays suspended across restarts.
+    #[serde(default)]
+    pub suspended: bool,
+}

@@ -1,0 +1,208 @@
+//! Where a message is routed: running agents by name, by id and by
+//! capability. The registry is the [`MessageBus`] every sender uses.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::actor::Envelope;
+use super::log::AgentLog;
+use super::record::AgentRecord;
+use super::stats::AgentStats;
+use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus};
+
+/// What an operator sees of an agent's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Ready for messages.
+    Running,
+    /// Its last `failure_threshold` messages all failed; it still receives
+    /// messages and returns to `running` on the next success.
+    Failed,
+    /// Suspended by an operator: messages are refused until resumed.
+    Suspended,
+}
+
+/// A running agent as the rest of the server sees it.
+pub struct AgentHandle {
+    pub id: String,
+    pub name: String,
+    pub record: Mutex<AgentRecord>,
+    pub stats: Mutex<AgentStats>,
+    pub log: Arc<AgentLog>,
+    mailbox: mpsc::Sender<Envelope>,
+    mailbox_capacity: usize,
+    failure_threshold: u32,
+}
+
+impl AgentHandle {
+    pub fn new(
+        record: AgentRecord,
+        log: Arc<AgentLog>,
+        mailbox: mpsc::Sender<Envelope>,
+        mailbox_capacity: usize,
+        failure_threshold: u32,
+    ) -> Self {
+        AgentHandle {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            record: Mutex::new(record),
+            stats: Mutex::new(AgentStats::default()),
+            log,
+            mailbox,
+            mailbox_capacity,
+            failure_threshold,
+        }
+    }
+
+    pub fn record(&self) -> AgentRecord {
+        lock(&self.record).clone()
+    }
+
+    pub fn stats(&self) -> AgentStats {
+        lock(&self.stats).clone()
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        if lock(&self.record).suspended {
+            AgentStatus::Suspended
+        } else if lock(&self.stats).consecutive_failures >= self.failure_threshold {
+            AgentStatus::Failed
+        } else {
+            AgentStatus::Running
+        }
+    }
+
+    pub fn capabilities(&self) -> Vec<String> {
+        lock(&self.record).capabilities.clone()
+    }
+
+    /// Messages waiting in the mailbox right now.
+    pub fn queued(&self) -> usize {
+        self.mailbox_capacity - self.mailbox.capacity()
+    }
+
+    /// Puts an envelope in the mailbox without waiting.
+    pub fn post(&self, envelope: Envelope) -> Result<(), DeliveryError> {
+        self.mailbox.try_send(envelope).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeliveryError::MailboxFull {
+                agent: self.name.clone(),
+                capacity: self.mailbox_capacity,
+            },
+            mpsc::error::TrySendError::Closed(_) => DeliveryError::Stopped(self.name.clone()),
+        })
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it:
+/// the data here are counters and records that stay consistent per field.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+pub struct Registry {
+    /// Keyed by name, so listings come out in name order.
+    agents: RwLock<BTreeMap<String, Arc<AgentHandle>>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<AgentHandle>>> {
+        self.agents.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<AgentHandle>>> {
+        self.agents.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, handle: Arc<AgentHandle>) {
+        self.write().insert(handle.name.clone(), handle);
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<AgentHandle>> {
+        self.write().remove(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    pub fn contains_name(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    pub fn all(&self) -> Vec<Arc<AgentHandle>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Finds an agent by name, or by id.
+    pub fn get(&self, name_or_id: &str) -> Option<Arc<AgentHandle>> {
+        let agents = self.read();
+        agents
+            .get(name_or_id)
+            .or_else(|| agents.values().find(|h| h.id == name_or_id))
+            .cloned()
+    }
+
+    /// Finds the agent a message to `to` goes to. For a capability, the
+    /// least busy non-suspended agent that declares it.
+    pub fn resolve(&self, to: &Address) -> Result<Arc<AgentHandle>, DeliveryError> {
+        match to {
+            Address::Agent(name) => self
+                .get(name)
+                .ok_or_else(|| DeliveryError::UnknownAgent(name.clone())),
+            Address::Capability(capability) => self
+                .read()
+                .values()
+                .filter(|h| h.status() != AgentStatus::Suspended)
+                .filter(|h| h.capabilities().iter().any(|c| c == capability))
+                .min_by_key(|h| h.queued())
+                .cloned()
+                .ok_or_else(|| DeliveryError::UnknownCapability(capability.clone())),
+        }
+    }
+}
+
+impl MessageBus for Registry {
+    async fn request(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+    ) -> Result<Delivered, DeliveryError> {
+        let handle = self.resolve(&to)?;
+        if from_agent == Some(handle.id.as_str()) {
+            return Err(DeliveryError::SelfRequest(handle.name.clone()));
+        }
+        if handle.status() == AgentStatus::Suspended {
+            return Err(DeliveryError::Suspended(handle.name.clone()));
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        handle.post(Envelope::Deliver {
+            message,
+            enqueued: Instant::now(),
+            reply: reply_tx,
+        })?;
+        match tokio::time::timeout(timeout, reply_rx).await {
+            Err(_) => Err(DeliveryError::Timeout {
+                agent: handle.name.clone(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+            Ok(Err(_)) => Err(DeliveryError::Stopped(handle.name.clone())),
+            Ok(Ok(result)) => result,
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `caxton agents …`: the operator's view of agents.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use base64::Engine as _;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::Client;
+
+#[derive(Subcommand)]
+pub enum AgentsCommand {
+    /// List agents.
+    List {
+        /// Only agents of this type.
+        #[arg(long = "type", value_parser = ["wasm", "config"])]
+        kind: Option<String>,
+        /// Print only how many there are.
+        #[arg(long)]
+        count: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one agent: status, capabilities, limits, counters.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy a WASM component as an agent.
+    Deploy {
+        /// The .wasm component (built for wasm32-wasip2).
+        file: PathBuf,
+        /// Agent name (default: the file name without .wasm).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        max_memory_bytes: Option<u64>,
+        #[arg(long)]
+        max_fuel: Option<u64>,
+        #[arg(long)]
+        max_execution_time_ms: Option<u64>,
+        /// JSON object passed to the agent's init.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Remove an agent and its state.
+    Remove { name: String },
+    /// Check that an agent is alive (exit code 1 if not).
+    Ping { name: String },
+    /// Print an agent's capabilities, one per line.
+    Capabilities { name: String },
+    /// Send a request and print the reply.
+    Message {
+        name: String,
+        /// The message content.
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an agent's recent log lines.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 50)]
+        tail: usize,
+    },
+    /// Refuse messages until resumed.
+    Suspend { name: String },
+    /// Accept messages again.
+    Resume { name: String },
+}
+
+fn agent_path(name: &str) -> String {
+    format!("/api/v1/agents/{}", urlencode(name))
+}
+
+/// Percent-encodes a path segment (names are restricted, but ids and
+/// typos are not).
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AgentsCommand::List { kind, count, json } => {
+            let path = match &kind {
+                Some(k) => format!("/api/v1/agents?type={k}"),
+                None => "/api/v1/agents".to_string(),
+            };
+            let body = client.get(&path).await?;
+            let agents = body["agents"].as_array().cloned().unwrap_or_default();
+            if count {
+                println!("{}", agents.len());
+            } else if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print_table(&agents);
+            }
+        }
+        AgentsCommand::Show { name, json } => {
+            let agent = client.get(&agent_path(&name)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&agent)?);
+            } else {
+                print_agent(&agent);
+            }
+        }
+        AgentsCommand::Deploy {
+            file,
+            name,
+            max_memory_bytes,
+            max_fuel,
+            max_execution_time_ms,
+            config,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(|s| s.replace('_', "-"))
+                    .ok_or_else(|| {
+                        anyhow!("cannot derive a name from {}; pass --name", file.display())
+                    })?,
+            };
+            let config: Option<Value> = match config {
+                Some(text) => {
+                    Some(serde_json::from_str(&text).context("--config is not valid JSON")?)
+                }
+                None => None,
+            };
+            let mut limits = serde_json::Map::new();
+            for (key, value) in [
+                ("max_memory_bytes", max_memory_bytes),
+                ("max_fuel", max_fuel),
+                ("max_execution_time_ms", max_execution_time_ms),
+            ] {
+                if let Some(v) = value {
+                    limits.insert(key.to_string(), json!(v));
+                }
+            }
+            let mut body = json!({
+                "name": name,
+                "wasm_module": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                "resource_limits": limits,
+            });
+            if let Some(config) = config {
+                body["config"] = config;
+            }
+            let agent = client.post_json("/api/v1/agents", &body).await?;
+            println!(
+                "Deployed agent {} (id {}), capabilities: {}",
+                agent["name"].as_str().unwrap_or("?"),
+                agent["id"].as_str().unwrap_or("?"),
+                join(&agent["capabilities"])
+            );
+        }
+        AgentsCommand::Remove { name } => {
+            client.delete(&agent_path(&name)).await?;
+            println!("Removed agent {name}");
+        }
+        AgentsCommand::Ping { name } => {
+            let answer = client
+                .post_json(&format!("{}/ping", agent_path(&name)), &json!({}))
+                .await;
+            match answer {
+                Ok(body) => println!(
+                    "{name}: alive ({:.2} ms)",
+                    body["latency_ms"].as_f64().unwrap_or(0.0)
+                ),
+                Err(e) => {
+                    eprintln!("{name}: not responding: {e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        AgentsCommand::Capabilities { name } => {
+            let agent = client.get(&agent_path(&name)).await?;
+            for capability in agent["capabilities"].as_array().into_iter().flatten() {
+                println!("{}", capability.as_str().unwrap_or_default());
+            }
+        }
+        AgentsCommand::Message { name, text, json } => {
+            let body = client
+                .post_json(
+                    &format!("{}/message", agent_path(&name)),
+                    &json!({ "message": text }),
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else if body["reply"].is_null() {
+                println!("(no reply)");
+            } else {
+                println!(
+                    "[{}] {}",
+                    body["reply"]["performative"].as_str().unwrap_or("?"),
+                    body["reply"]["content"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        AgentsCommand::Logs { name, tail } => {
+            let body = client
+                .get(&format!("{}/logs?tail={tail}", agent_path(&name)))
+                .await?;
+            for line in body["lines"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {:6} {}",
+                    line["at"].as_str().unwrap_or_default(),
+                    line["level"].as_str().unwrap_or_default(),
+                    line["message"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        AgentsCommand::Suspend { name } => {
+            client
+                .post_json(&format!("{}/suspend", agent_path(&name)), &json!({}))
+                .await?;
+            println!("Suspended agent {name}");
+        }
+        AgentsCommand::Resume { name } => {
+            client
+                .post_json(&format!("{}/resume", agent_path(&name)), &json!({}))
+                .await?;
+            println!("Resumed agent {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join(list: &Value) -> String {
+    let items: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(",")
+    }
+}
+
+fn print_table(agents: &[Value]) {
+    println!(
+        "{:<28} {:<6} {:<10} {:>9} {:>7}  {}",
+        "NAME", "TYPE", "STATUS", "HANDLED", "FAILED", "CAPABILITIES"
+    );
+    for a in agents {
+        println!(
+            "{:<28} {:<6} {:<10} {:>9} {:>7}  {}",
+            a["name"].as_str().unwrap_or("?"),
+            a["type"].as_str().unwrap_or("?"),
+            a["status"].as_str().unwrap_or("?"),
+            a["stats"]["messages_handled"],
+            a["stats"]["messages_failed"],
+            join(&a["capabilities"])
+        );
+    }
+}
+
+fn print_agent(a: &Value) {
+    let limits = &a["resource_limits"];
+    let stats = &a["stats"];
+    println!("Name:          {}", a["name"].as_str().unwrap_or("?"));
+    println!("Id:            {}", a["id"].as_str().unwrap_or("?"));
+    println!("Type:          {}", a["type"].as_str().unwrap_or("?"));
+    println!("Status:        {}", a["status"].as_str().unwrap_or("?"));
+    println!("Description:   {}", a["description"].as_str().unwrap_or(""));
+    println!("Capabilities:  {}", join(&a["capabilities"]));
+    println!(
+        "Limits:        memory {} bytes, fuel {}, time {} ms",
+        limits["max_memory_bytes"], limits["max_fuel"], limits["max_execution_time_ms"]
+    );
+    println!("Deployed:      {}", a["created_at"].as_str().unwrap_or("?"));
+    println!(
+        "Messages:      {} handled, {} failed ({} traps, {} out of fuel, {} timeouts, {} memory limit)",
+        stats["messages_handled"],
+        stats["messages_failed"],
+        stats["traps"],
+        stats["fuel_exhausted"],
+        stats["timeouts"],
+        stats["memory_limit_hits"]
+    );
+    if let Some(err) = stats["last_error"].as_str() {
+        println!(
+            "Last error:    {err} ({})",
+            stats["last_error_at"].as_str().unwrap_or("?")
+        );
+    }
+}

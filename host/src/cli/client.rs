@@ -1,0 +1,68 @@
+//! The CLI's HTTP client: JSON in, JSON out, API errors turned into the
+//! server's own message.
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str) -> anyhow::Result<Self> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(anyhow!("--server must be an http:// URL, got `{server}`"));
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client { base, http })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.http.get(self.url(path)).send().await;
+        self.finish(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.http.delete(self.url(path)).send().await;
+        self.finish(response).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self.http.post(self.url(path)).json(body).send().await;
+        self.finish(response).await
+    }
+
+    async fn finish(&self, response: reqwest::Result<reqwest::Response>) -> anyhow::Result<Value> {
+        let response = response.map_err(|e| {
+            anyhow!(
+                "cannot reach the caxton server at {}: {e}\n  is it running? start it with `caxton start`, or point --server / CAXTON_SERVER at it",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .context("reading the server's answer")?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(body);
+        }
+        match body["error"]["message"].as_str() {
+            Some(message) => Err(anyhow!(
+                "{message} ({} {})",
+                status.as_u16(),
+                body["error"]["code"].as_str().unwrap_or("error")
+            )),
+            None => Err(anyhow!("the server answered {status}: {body}")),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The `caxton` command line. `start` runs the server; every other command
+//! talks to a running server over its REST API (address from `--server`,
+//! `CAXTON_SERVER`, or `http://127.0.0.1:8080`).
+
+mod agents;
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, StartOptions};
+use client::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "caxton",
+    version,
+    about = "A multi-agent server: WASM and config agents with embedded memory"
+)]
+struct Cli {
+    /// Address of the running server, for commands that talk to it.
+    #[arg(
+        long,
+        global = true,
+        env = "CAXTON_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server in the foreground.
+    Start {
+        /// Port for the REST API (0 picks a free one).
+        #[arg(long, env = "CAXTON_PORT")]
+        port: Option<u16>,
+        /// Interface to listen on.
+        #[arg(long, env = "CAXTON_HOST")]
+        host: Option<String>,
+        /// Directory for the database and caches (default ./data).
+        #[arg(long, env = "CAXTON_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file (default ./caxton.yaml when present).
+        #[arg(long, env = "CAXTON_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+    /// Ask the running server whether it is healthy.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running server gracefully.
+    Shutdown,
+    /// Deploy, list, inspect and message agents.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Start { .. } = cli.command {
+        init_tracing();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Start {
+            port,
+            host,
+            data_dir,
+            config,
+        } => {
+            app::run(StartOptions {
+                config,
+                host,
+                port,
+                data_dir,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("caxton {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let client = Client::new(&cli.server)?;
+            let health = client.get("/api/v1/health").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&health)?);
+            } else {
+                println!(
+                    "SERVER: {}    BACKEND: {}    AGENTS: {}    ({})",
+                    health["status"].as_str().unwrap_or("unknown"),
+                    health["memory_backend"].as_str().unwrap_or("unknown"),
+                    health["agents"],
+                    cli.server
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Shutdown => {
+            let client = Client::new(&cli.server)?;
+            client
+                .post_json("/api/v1/shutdown", &serde_json::json!({}))
+                .await?;
+            println!(
+                "Graceful shutdown requested: in-flight requests finish, then the server exits"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents(command) => {
+            let client = Client::new(&cli.server)?;
+            agents::run(&client, command).await
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Server configuration: `caxton.yaml`, overridden by `CAXTON_*` environment
+//! variables, overridden by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::runtime::limits::ResourceLimits;
+
+/// The whole configuration file. Every key is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Where the database, caches and logs live.
+    pub data_dir: Option<PathBuf>,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted, in bytes. Uploads are base64 JSON, so
+    /// this bounds the component size at about three quarters of it.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 96 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Limits an agent gets when its deployment does not name them.
+    pub default_limits: ResourceLimits,
+    /// The most any agent may ask for.
+    pub max_limits: ResourceLimits,
+    /// Messages that may wait for one agent before senders are told it is busy.
+    pub mailbox_capacity: usize,
+    /// Consecutive failed messages after which an agent is marked `failed`.
+    pub failure_threshold: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            default_limits: ResourceLimits {
+                max_memory_bytes: 64 * 1024 * 1024,
+                max_fuel: 1_000_000_000,
+                max_execution_time_ms: 30_000,
+            },
+            max_limits: ResourceLimits {
+                max_memory_bytes: 1024 * 1024 * 1024,
+                max_fuel: 100_000_000_000,
+                max_execution_time_ms: 300_000,
+            },
+            mailbox_capacity: 256,
+            failure_threshold: 5,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path`, or `./caxton.yaml` when it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("caxton.yaml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let config: Config = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.runtime.default_limits;
+        if let Err(e) = d.check_within(&self.runtime.max_limits) {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.default_limits exceed runtime.max_limits: {e}"
+            )));
+        }
+        if self.runtime.mailbox_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "runtime.mailbox_capacity must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"))
+    }
+}

@@ -1,0 +1,79 @@
+//! Messages between agents: the FIPA-ACL shape ([`acl`]) and the bus that
+//! carries them ([`MessageBus`], implemented by the agent registry, which
+//! routes by name, id or capability).
+
+pub mod acl;
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use acl::{AclMessage, Performative};
+
+/// Who a message is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// An agent name or id.
+    Agent(String),
+    /// Any agent declaring this capability.
+    Capability(String),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Agent(a) => write!(f, "agent `{a}`"),
+            Address::Capability(c) => write!(f, "capability `{c}`"),
+        }
+    }
+}
+
+/// Why a message did not get an answer.
+#[derive(Debug, Clone, Error)]
+pub enum DeliveryError {
+    #[error("no agent named `{0}`; list agents with `caxton agents list`")]
+    UnknownAgent(String),
+    #[error("no running agent declares capability `{0}`; see `caxton agents list`")]
+    UnknownCapability(String),
+    #[error("agent `{0}` is suspended; resume it with `caxton agents resume {0}`")]
+    Suspended(String),
+    #[error("agent `{agent}` is busy: {capacity} messages are already waiting; retry later")]
+    MailboxFull { agent: String, capacity: usize },
+    #[error("agent `{0}` cannot send a request to itself: it would wait for its own reply")]
+    SelfRequest(String),
+    #[error("agent `{agent}` did not answer within {timeout_ms} ms")]
+    Timeout { agent: String, timeout_ms: u64 },
+    #[error("agent `{0}` stopped before answering (it was removed or the server is shutting down)")]
+    Stopped(String),
+    #[error("agent `{agent}` failed: {failure}")]
+    AgentFailed {
+        agent: String,
+        failure: crate::runtime::ExecutionFailure,
+    },
+}
+
+/// The reply to a delivered message, with where the time went.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub reply: Option<AclMessage>,
+    /// Time spent waiting in the agent's mailbox.
+    pub queued: Duration,
+    /// Time spent in the agent (instantiation included when it happened).
+    pub executed: Duration,
+}
+
+/// Carries messages to agents. Implemented by the agent registry; host
+/// imports and the HTTP API use it, so neither knows how routing works.
+pub trait MessageBus: Send + Sync {
+    /// Delivers `message` to `to` and waits up to `timeout` for the reply.
+    /// `from_agent` is the id of the sending agent, if an agent sent it.
+    fn request(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
+}

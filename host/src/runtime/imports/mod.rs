@@ -1,0 +1,33 @@
+//! Host implementations of the WIT imports, one file per interface in
+//! `wit/caxton.wit`. Each implements the trait `bindgen!` generated for it.
+
+mod keyvalue;
+mod llm;
+mod logging;
+mod memory;
+pub(crate) mod messaging;
+mod tools;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::HostState;
+use super::bindings::{Agent, caxton::agent::types};
+
+impl types::Host for HostState {}
+
+/// A linker with WASI (deny-by-default, see [`HostState::new`]) and every
+/// Caxton interface.
+pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Agent::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Error for interfaces whose implementation has not landed yet: the shape
+/// is final so agents compiled today keep working when it does.
+fn not_available(interface: &str) -> types::Error {
+    types::Error::Unavailable(format!(
+        "the `{interface}` interface is not available in this version of the Caxton host"
+    ))
+}

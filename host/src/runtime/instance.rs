@@ -1,0 +1,234 @@
+//! One agent's compiled program and its live, sandboxed instance.
+//!
+//! Every entry into the guest — instantiation, `init`, `describe`,
+//! `handle-message` — runs under the agent's limits: fuel is refilled to
+//! `max_fuel`, the wall clock is bounded by `max_execution_time_ms`, and
+//! memory growth past `max_memory_bytes` is refused. Any failure leaves the
+//! instance unusable, so the caller drops it and instantiates afresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::exports::caxton::agent::agent_handler::AgentInfo;
+use super::bindings::{Agent, AgentPre, caxton::agent::types as wit};
+use super::engine::FUEL_YIELD_INTERVAL;
+use super::imports::messaging::describe_wit_error;
+use super::limits::ResourceLimits;
+use super::{AgentContext, ExecutionFailure, HostState};
+
+/// Longest stderr excerpt attached to a trap report.
+const MAX_STDERR_IN_ERROR: usize = 600;
+
+/// A component checked against the `agent` world and ready to instantiate
+/// cheaply (imports resolved once, through `InstancePre`).
+pub struct AgentProgram {
+    engine: Engine,
+    pre: AgentPre<HostState>,
+}
+
+impl AgentProgram {
+    /// Fails with a sentence saying what the component lacks when it does
+    /// not fit the `agent` world (unknown imports, missing exports).
+    pub fn new(
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        component: &Component,
+    ) -> Result<Self, String> {
+        let instance_pre = linker.instantiate_pre(component).map_err(|e| {
+            format!(
+                "the component imports something this host does not provide \
+                 (it must target the `agent` world of caxton:agent@0.1.0 plus WASI 0.2): {e}"
+            )
+        })?;
+        let pre = AgentPre::new(instance_pre).map_err(|e| {
+            format!(
+                "the component does not export `caxton:agent/agent-handler@0.1.0` \
+                 (build it against the `agent` world in wit/): {e}"
+            )
+        })?;
+        Ok(AgentProgram {
+            engine: engine.clone(),
+            pre,
+        })
+    }
+
+    /// Makes a fresh instance and runs its `init` with `config_json`.
+    pub async fn instantiate(
+        &self,
+        agent: Arc<AgentContext>,
+        limits: ResourceLimits,
+        config_json: &str,
+    ) -> Result<AgentInstance, ExecutionFailure> {
+        let mut store = Store::new(&self.engine, HostState::new(agent, limits.max_memory_bytes));
+        store.limiter(|state| &mut state.limiter);
+        store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .map_err(|e| ExecutionFailure::Instantiate(e.to_string()))?;
+        refill(&mut store, &limits)?;
+        let bookmark = store.data().agent.log.bookmark();
+        let time_limit = Duration::from_millis(limits.max_execution_time_ms);
+        let instantiated =
+            tokio::time::timeout(time_limit, self.pre.instantiate_async(&mut store)).await;
+        let bindings = match instantiated {
+            Err(_) => return Err(timeout(&limits)),
+            Ok(Err(e)) => {
+                return Err(match classify(&mut store, &limits, &e, bookmark) {
+                    ExecutionFailure::Trap(text) => ExecutionFailure::Instantiate(text),
+                    other => other,
+                });
+            }
+            Ok(Ok(bindings)) => bindings,
+        };
+        let mut instance = AgentInstance {
+            store,
+            bindings,
+            limits,
+        };
+        let (time_limit, bookmark) = instance.begin()?;
+        let outcome = tokio::time::timeout(
+            time_limit,
+            instance
+                .bindings
+                .caxton_agent_agent_handler()
+                .call_init(&mut instance.store, config_json),
+        )
+        .await;
+        instance
+            .finish(outcome, bookmark)?
+            .map_err(|e| ExecutionFailure::Init(describe_wit_error(&e)))?;
+        Ok(instance)
+    }
+}
+
+/// A live instance: its store (memory, fuel, host state) and its exports.
+pub struct AgentInstance {
+    store: Store<HostState>,
+    bindings: Agent,
+    limits: ResourceLimits,
+}
+
+impl AgentInstance {
+    pub async fn describe(&mut self) -> Result<AgentInfo, ExecutionFailure> {
+        let (time_limit, bookmark) = self.begin()?;
+        let outcome = tokio::time::timeout(
+            time_limit,
+            self.bindings
+                .caxton_agent_agent_handler()
+                .call_describe(&mut self.store),
+        )
+        .await;
+        self.finish(outcome, bookmark)
+    }
+
+    /// Handles one message. An error the agent itself returns becomes a
+    /// `failure` reply; only traps and limit hits are [`ExecutionFailure`]s.
+    pub async fn handle(
+        &mut self,
+        msg: wit::Message,
+    ) -> Result<Option<wit::Reply>, ExecutionFailure> {
+        let (time_limit, bookmark) = self.begin()?;
+        let outcome = tokio::time::timeout(
+            time_limit,
+            self.bindings
+                .caxton_agent_agent_handler()
+                .call_handle_message(&mut self.store, &msg),
+        )
+        .await;
+        Ok(match self.finish(outcome, bookmark)? {
+            Ok(reply) => reply,
+            Err(e) => Some(wit::Reply {
+                performative: wit::Performative::Failure,
+                content: describe_wit_error(&e),
+                content_type: None,
+            }),
+        })
+    }
+
+    /// Fuel left after the last call (for benchmarks and diagnostics).
+    pub fn fuel_remaining(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+
+    /// Prepares a call into the guest: refills fuel, arms the clock, and
+    /// bookmarks the log so a trap report can quote what the guest printed.
+    fn begin(&mut self) -> Result<(Duration, u64), ExecutionFailure> {
+        refill(&mut self.store, &self.limits)?;
+        let bookmark = self.store.data().agent.log.bookmark();
+        Ok((
+            Duration::from_millis(self.limits.max_execution_time_ms),
+            bookmark,
+        ))
+    }
+
+    /// Turns the outcome of a timed guest call into a result.
+    fn finish<T>(
+        &mut self,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        bookmark: u64,
+    ) -> Result<T, ExecutionFailure> {
+        match outcome {
+            Err(_) => Err(timeout(&self.limits)),
+            Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, &e, bookmark)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+}
+
+fn refill(store: &mut Store<HostState>, limits: &ResourceLimits) -> Result<(), ExecutionFailure> {
+    store
+        .set_fuel(limits.max_fuel)
+        .map_err(|e| ExecutionFailure::Instantiate(format!("cannot set fuel: {e}")))?;
+    // Yield to the executor at every epoch tick, so the wall-clock timeout
+    // around the call gets to run even while the guest spins.
+    store.epoch_deadline_async_yield_and_update(1);
+    Ok(())
+}
+
+fn timeout(limits: &ResourceLimits) -> ExecutionFailure {
+    ExecutionFailure::Timeout {
+        limit_ms: limits.max_execution_time_ms,
+    }
+}
+
+/// Turns a wasmtime error into the failure an operator can act on.
+fn classify(
+    store: &mut Store<HostState>,
+    limits: &ResourceLimits,
+    error: &wasmtime::Error,
+    bookmark: u64,
+) -> ExecutionFailure {
+    if store.data_mut().limiter.take_hit() {
+        return ExecutionFailure::MemoryLimit {
+            max_memory_bytes: limits.max_memory_bytes,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => ExecutionFailure::OutOfFuel {
+            max_fuel: limits.max_fuel,
+        },
+        Some(Trap::Interrupt) => timeout(limits),
+        trap => {
+            let mut text = match trap {
+                Some(trap) => trap.to_string(),
+                None => error.to_string(),
+            };
+            let stderr = store.data().agent.log.since(bookmark, "stderr").join(" | ");
+            if !stderr.is_empty() {
+                let mut excerpt = stderr;
+                if excerpt.len() > MAX_STDERR_IN_ERROR {
+                    let mut cut = MAX_STDERR_IN_ERROR;
+                    while !excerpt.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    excerpt.truncate(cut);
+                    excerpt.push('…');
+                }
+                text = format!("{text}; the agent wrote to stderr: {excerpt}");
+            }
+            ExecutionFailure::Trap(text)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The data every agent's wasmtime `Store` carries.
+
+use std::sync::Arc;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::limits::MemoryLimiter;
+use crate::agents::log::AgentLog;
+use crate::agents::registry::Registry;
+use crate::storage::Storage;
+
+/// Who the agent is and what it can reach, shared by its instances.
+pub struct AgentContext {
+    pub id: String,
+    pub name: String,
+    pub storage: Arc<Storage>,
+    pub registry: Arc<Registry>,
+    pub log: Arc<AgentLog>,
+}
+
+pub struct HostState {
+    pub agent: Arc<AgentContext>,
+    pub limiter: MemoryLimiter,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    /// A sandbox with nothing granted: no files, no sockets, no environment,
+    /// no arguments; stdout and stderr go to the agent's log.
+    pub fn new(agent: Arc<AgentContext>, max_memory_bytes: u64) -> Self {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(LogOutput::new(&agent.log, "stdout"))
+            .stderr(LogOutput::new(&agent.log, "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        HostState {
+            agent,
+            limiter: MemoryLimiter::new(max_memory_bytes),
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A guest's stdout or stderr, written line by line into its log.
+struct LogOutput {
+    log: Arc<AgentLog>,
+    stream: &'static str,
+}
+
+impl LogOutput {
+    fn new(log: &Arc<AgentLog>, stream: &'static str) -> Self {
+        LogOutput {
+            log: Arc::clone(log),
+            stream,
+        }
+    }
+}
+
+impl IsTerminal for LogOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            log: Arc::clone(&self.log),
+            stream: self.stream,
+            partial: Vec::new(),
+        })
+    }
+}
+
+/// Longest line kept; longer output is split.
+const MAX_LINE_BYTES: usize = 4096;
+
+struct LineWriter {
+    log: Arc<AgentLog>,
+    stream: &'static str,
+    partial: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.partial);
+        let line = line.trim_end();
+        if !line.is_empty() {
+            self.log.push(self.stream, line);
+        }
+        self.partial.clear();
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &byte in buf {
+            if byte == b'\n' {
+                self.emit();
+            } else {
+                self.partial.push(byte);
+                if self.partial.len() >= MAX_LINE_BYTES {
+                    self.emit();
+                }
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,154 @@
+//! The one error shape of the API:
+//! `{"error": {"code": "...", "message": "...", "details": ...}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::agents::deploy::DeployError;
+use crate::agents::manager::ManageError;
+use crate::messaging::DeliveryError;
+use crate::runtime::ExecutionFailure;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    pub fn unknown_agent(name: &str) -> Self {
+        Self::not_found(
+            "agent_not_found",
+            format!("no agent named `{name}`; list agents with `caxton agents list` or GET /api/v1/agents"),
+        )
+        .with_details(json!({ "agent": name }))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        let status = match &e {
+            DeployError::NameTaken(_) => StatusCode::CONFLICT,
+            DeployError::InvalidLimits(_)
+            | DeployError::WrongWorld(_)
+            | DeployError::StartFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DeployError::InvalidName { .. }
+            | DeployError::InvalidConfig(_)
+            | DeployError::NotWasm(_)
+            | DeployError::CoreModule
+            | DeployError::InvalidComponent(_) => StatusCode::BAD_REQUEST,
+        };
+        let details = match &e {
+            DeployError::StartFailed(f) => json!({ "failure": f.code() }),
+            _ => Value::Null,
+        };
+        ApiError::new(status, e.code(), e.to_string()).with_details(details)
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match &e {
+            ManageError::NotFound(name) => ApiError::unknown_agent(name),
+            ManageError::Unresponsive { failure, .. } => failure_error(failure, e.to_string()),
+            ManageError::PingTimeout(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "ping_timeout", e.to_string())
+            }
+            ManageError::Storage(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+fn failure_error(failure: &ExecutionFailure, message: String) -> ApiError {
+    let status = match failure {
+        ExecutionFailure::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, failure.code(), message)
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        let message = e.to_string();
+        match &e {
+            DeliveryError::UnknownAgent(name) => ApiError::unknown_agent(name),
+            DeliveryError::UnknownCapability(c) => {
+                ApiError::not_found("capability_not_found", message)
+                    .with_details(json!({ "capability": c }))
+            }
+            DeliveryError::Suspended(a) => {
+                ApiError::new(StatusCode::CONFLICT, "agent_suspended", message)
+                    .with_details(json!({ "agent": a }))
+            }
+            DeliveryError::MailboxFull { agent, capacity } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_busy", message)
+                    .with_details(json!({ "agent": agent, "mailbox_capacity": capacity }))
+            }
+            DeliveryError::SelfRequest(_) => ApiError::bad_request("self_request", message),
+            DeliveryError::Timeout { agent, timeout_ms } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "reply_timeout", message)
+                    .with_details(json!({ "agent": agent, "timeout_ms": timeout_ms }))
+            }
+            DeliveryError::Stopped(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_stopped", message)
+            }
+            DeliveryError::AgentFailed { agent, failure } => {
+                failure_error(failure, message).with_details(json!({ "agent": agent }))
+            }
+        }
+    }
+}
+
+/// Parses a JSON body, with an error that says where it went wrong.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column() }))
+    })
+}

@@ -1,0 +1,102 @@
+//! Where a message enters: the REST API under `/api/v1` (axum).
+
+mod agents;
+pub mod error;
+mod openapi;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, response::IntoResponse};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::agents::AgentManager;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Arc<AgentManager>,
+    pub started: Instant,
+    /// Notified by `POST /api/v1/shutdown`.
+    pub shutdown: Arc<Notify>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/shutdown", post(shutdown))
+        .merge(agents::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "status": "healthy",
+        "memory_backend": "embedded",
+        "agents": state.manager.registry().len(),
+    }))
+}
+
+async fn shutdown(State(state): State<AppState>) -> impl IntoResponse {
+    tracing::info!("shutdown requested over the API");
+    state.shutdown.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "shutting_down" })),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(
+        "route_not_found",
+        format!("no route for {uri}; GET /api/v1/openapi.json lists the API"),
+    )
+}
+
+/// Serves until ctrl-c, SIGTERM or `POST /api/v1/shutdown`; in-flight
+/// requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    max_body_bytes: usize,
+) -> anyhow::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let app = router(state, max_body_bytes);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate => {},
+            _ = shutdown.notified() => {},
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
+    .await?;
+    Ok(())
+}

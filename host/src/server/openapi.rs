@@ -1,0 +1,168 @@
+//! `GET /api/v1/openapi.json`: the API described for clients and tools.
+//! Written by hand next to the routes; the integration tests check that
+//! every route the server answers is listed here.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn ok(description: &str, schema: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+fn agent_param() -> Value {
+    json!({ "name": "agent", "in": "path", "required": true, "description": "Agent name or id", "schema": { "type": "string" } })
+}
+
+pub async fn document() -> Json<Value> {
+    let message_body = json!({
+        "required": true,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MessageRequest" } } }
+    });
+    Json(json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Caxton API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Deploy agents, send them messages, and operate the server. Every error has the shape {\"error\": {\"code\", \"message\", \"details\"}}."
+        },
+        "paths": {
+            "/api/v1/health": { "get": {
+                "summary": "Server health",
+                "responses": { "200": ok("Healthy", "Health") }
+            }},
+            "/api/v1/openapi.json": { "get": {
+                "summary": "This document",
+                "responses": { "200": { "description": "OpenAPI 3 document" } }
+            }},
+            "/api/v1/shutdown": { "post": {
+                "summary": "Graceful shutdown: in-flight requests finish, then the server exits",
+                "responses": { "202": { "description": "Shutting down" } }
+            }},
+            "/api/v1/agents": {
+                "get": {
+                    "summary": "List agents",
+                    "parameters": [{ "name": "type", "in": "query", "schema": { "type": "string", "enum": ["wasm", "config"] } }],
+                    "responses": { "200": ok("Agents", "AgentList"), "400": error_response("Unknown type") }
+                },
+                "post": {
+                    "summary": "Deploy a WASM agent (base64 JSON, or a raw application/wasm body with ?name=)",
+                    "parameters": [
+                        { "name": "name", "in": "query", "description": "Agent name (raw uploads only)", "schema": { "type": "string" } },
+                        { "name": "max_memory_bytes", "in": "query", "schema": { "type": "integer" } },
+                        { "name": "max_fuel", "in": "query", "schema": { "type": "integer" } },
+                        { "name": "max_execution_time_ms", "in": "query", "schema": { "type": "integer" } }
+                    ],
+                    "requestBody": { "required": true, "content": {
+                        "application/json": { "schema": { "$ref": "#/components/schemas/DeployRequest" } },
+                        "application/wasm": { "schema": { "type": "string", "format": "binary" } }
+                    }},
+                    "responses": {
+                        "201": ok("Deployed", "Agent"),
+                        "400": error_response("Invalid JSON, base64, name, config or component"),
+                        "409": error_response("Name already taken"),
+                        "413": error_response("Body too large"),
+                        "422": error_response("Limits above the ceiling, wrong world, or the agent failed to start")
+                    }
+                }
+            },
+            "/api/v1/agents/{agent}": {
+                "get": { "summary": "Show one agent", "parameters": [agent_param()],
+                    "responses": { "200": ok("The agent", "Agent"), "404": error_response("Unknown agent") } },
+                "delete": { "summary": "Remove an agent and its state", "parameters": [agent_param()],
+                    "responses": { "200": { "description": "Removed" }, "404": error_response("Unknown agent") } }
+            },
+            "/api/v1/agents/{agent}/message": { "post": {
+                "summary": "Send a message and wait for the reply",
+                "parameters": [agent_param()],
+                "requestBody": message_body.clone(),
+                "responses": {
+                    "200": ok("The reply", "MessageResponse"),
+                    "400": error_response("Invalid message"),
+                    "404": error_response("Unknown agent"),
+                    "409": error_response("Agent suspended"),
+                    "502": error_response("The agent trapped or hit its fuel or memory limit"),
+                    "503": error_response("Mailbox full"),
+                    "504": error_response("The agent exceeded its time limit, or no reply in timeout_ms")
+                }
+            }},
+            "/api/v1/messages": { "post": {
+                "summary": "Send a message routed by `receiver` or `capability`",
+                "requestBody": message_body,
+                "responses": { "200": ok("The reply", "MessageResponse"), "404": error_response("Nobody to deliver to") }
+            }},
+            "/api/v1/agents/{agent}/ping": { "post": {
+                "summary": "Check the agent is alive and can be instantiated",
+                "parameters": [agent_param()],
+                "responses": { "200": { "description": "Alive" }, "404": error_response("Unknown agent"), "502": error_response("Cannot instantiate") }
+            }},
+            "/api/v1/agents/{agent}/suspend": { "post": {
+                "summary": "Refuse messages until resumed", "parameters": [agent_param()],
+                "responses": { "200": ok("The agent", "Agent"), "404": error_response("Unknown agent") }
+            }},
+            "/api/v1/agents/{agent}/resume": { "post": {
+                "summary": "Accept messages again", "parameters": [agent_param()],
+                "responses": { "200": ok("The agent", "Agent"), "404": error_response("Unknown agent") }
+            }},
+            "/api/v1/agents/{agent}/logs": { "get": {
+                "summary": "The agent's recent log lines",
+                "parameters": [agent_param(), { "name": "tail", "in": "query", "schema": { "type": "integer" } }],
+                "responses": { "200": { "description": "Log lines" }, "404": error_response("Unknown agent") }
+            }}
+        },
+        "components": { "schemas": {
+            "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "details": {} }
+            }}},
+            "Health": { "type": "object", "properties": {
+                "status": { "type": "string" }, "memory_backend": { "type": "string" }, "agents": { "type": "integer" }
+            }},
+            "ResourceLimits": { "type": "object", "properties": {
+                "max_memory_bytes": { "type": "integer" }, "max_fuel": { "type": "integer" }, "max_execution_time_ms": { "type": "integer" }
+            }},
+            "DeployRequest": { "type": "object", "required": ["name", "wasm_module"], "properties": {
+                "name": { "type": "string" },
+                "wasm_module": { "type": "string", "format": "byte", "description": "The component, base64" },
+                "resource_limits": { "$ref": "#/components/schemas/ResourceLimits" },
+                "config": { "type": "object", "description": "Passed to the agent's init" }
+            }},
+            "Agent": { "type": "object", "properties": {
+                "id": { "type": "string", "format": "uuid" }, "name": { "type": "string" },
+                "type": { "type": "string", "enum": ["wasm", "config"] },
+                "status": { "type": "string", "enum": ["running", "failed", "suspended"] },
+                "capabilities": { "type": "array", "items": { "type": "string" } },
+                "description": { "type": "string" },
+                "resource_limits": { "$ref": "#/components/schemas/ResourceLimits" },
+                "created_at": { "type": "string", "format": "date-time" },
+                "stats": { "type": "object" }
+            }},
+            "AgentList": { "type": "object", "properties": {
+                "total": { "type": "integer" }, "agents": { "type": "array", "items": { "$ref": "#/components/schemas/Agent" } }
+            }},
+            "AclMessage": { "type": "object", "properties": {
+                "id": { "type": "string" }, "performative": { "type": "string" }, "sender": { "type": "string" },
+                "receiver": { "type": "string" }, "capability": { "type": "string" }, "content": { "type": "string" },
+                "content_type": { "type": "string" }, "conversation_id": { "type": "string" },
+                "reply_with": { "type": "string" }, "in_reply_to": { "type": "string" }
+            }},
+            "MessageRequest": { "type": "object", "properties": {
+                "message": { "description": "Shorthand: the content of a `request`" },
+                "content": {}, "performative": { "type": "string" }, "content_type": { "type": "string" },
+                "conversation_id": { "type": "string" }, "reply_with": { "type": "string" }, "sender": { "type": "string" },
+                "receiver": { "type": "string" }, "capability": { "type": "string" }, "timeout_ms": { "type": "integer" }
+            }},
+            "MessageResponse": { "type": "object", "properties": {
+                "conversation_id": { "type": "string" },
+                "agent": { "type": "object" },
+                "reply": { "$ref": "#/components/schemas/AclMessage" },
+                "timing": { "type": "object", "properties": {
+                    "queue_ms": { "type": "number" }, "execution_ms": { "type": "number" }, "total_ms": { "type": "number" }
+                }}
+            }}
+        }}
+    }))
+}
