@@ -33,7 +33,7 @@ impl Default for ServerConfig {
         ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
-            max_body_bytes: 96 * 1024 * 1024,
+            max_body_bytes: 64 * 1024 * 1024,
         }
     }
 }

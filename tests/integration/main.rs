@@ -1,1 +1,12 @@
+//! Black-box tests: the real `caxton` binary, an ephemeral port, a temporary
+//! data directory, real components built from `examples/`. One test binary
+//! (each links wasmtime), one module per area.
 
+mod harness;
+
+mod hostile_uploads;
+mod lifecycle;
+mod limits;
+mod messaging;
+mod polyglot;
+mod sandbox;

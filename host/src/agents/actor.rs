@@ -16,7 +16,7 @@ use crate::runtime::{AgentContext, AgentInstance, AgentProgram, ExecutionFailure
 pub enum Envelope {
     /// A message to handle; the reply (or failure) goes back on `reply`.
     Deliver {
-        message: AclMessage,
+        message: Box<AclMessage>,
         enqueued: Instant,
         reply: oneshot::Sender<Result<Delivered, DeliveryError>>,
     },
@@ -46,7 +46,7 @@ impl Actor {
                 } => {
                     let queued = enqueued.elapsed();
                     let started = Instant::now();
-                    let result = self.deliver(message).await;
+                    let result = self.deliver(*message).await;
                     let executed = started.elapsed();
                     let answer = match result {
                         Ok(reply) => {

@@ -57,7 +57,7 @@ impl AgentManager {
         registry: Arc<Registry>,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(config.max_limits.max_memory_bytes)?;
         let linker = imports::linker(&engine)
             .map_err(|e| anyhow::anyhow!("building the host linker: {e}"))?;
         let cache = ComponentCache::new(engine.clone(), data_dir.join("cache").join("components"))?;
@@ -176,9 +176,11 @@ impl AgentManager {
         deploy::check_preamble(&request.component)?;
 
         let sha256 = hex::encode(Sha256::digest(&request.component));
-        let component = self
-            .compile(&sha256, request.component.clone())
+        let cache = self.cache.clone();
+        let bytes = request.component.clone();
+        let component = tokio::task::spawn_blocking(move || cache.compile_uncached(&bytes))
             .await
+            .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
             .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(DeployError::WrongWorld)?;
@@ -216,12 +218,17 @@ impl AgentManager {
         };
 
         let storage = self.storage.clone();
+        let cache = self.cache.clone();
         let to_store = record.clone();
         let bytes = request.component;
-        tokio::task::spawn_blocking(move || storage.insert_agent(&to_store, &bytes))
-            .await
-            .map_err(|e| DeployError::Storage(e.to_string()))?
-            .map_err(|e| DeployError::Storage(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            storage.insert_agent(&to_store, &bytes)?;
+            cache.store(&to_store.component_sha256, &component);
+            Ok::<_, crate::storage::StorageError>(())
+        })
+        .await
+        .map_err(|e| DeployError::Storage(e.to_string()))?
+        .map_err(|e| DeployError::Storage(e.to_string()))?;
         log.push("host", "deployed");
         tracing::info!(agent = %record.name, id = %record.id, "agent deployed");
         Ok(self.start(record, Arc::new(program), log, Some(instance)))

@@ -192,7 +192,7 @@ impl MessageBus for Registry {
         }
         let (reply_tx, reply_rx) = oneshot::channel();
         handle.post(Envelope::Deliver {
-            message,
+            message: Box::new(message),
             enqueued: Instant::now(),
             reply: reply_tx,
         })?;

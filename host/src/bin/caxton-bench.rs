@@ -1,1 +1,340 @@
-fn main() {}
+//! `caxton-bench`: message dispatch and instantiation benchmarks.
+//!
+//! Run with `scripts/bench` (builds release binaries, then runs this).
+//! Starts the real `caxton` binary (next to this one) on an ephemeral
+//! port, deploys the echo example, and measures over loopback HTTP:
+//! - `GET /api/v1/health` and a message round trip to the echo agent, with
+//!   1 and 16 concurrent clients: throughput, p50, p99; the ratio of the
+//!   two throughputs shows what WASM dispatch adds on top of HTTP;
+//! - the first message after a trap (a fresh instance is made), as the
+//!   server reports its execution time;
+//!
+//! In-process, it also times loading a compiled component from the on-disk
+//! cache and instantiating it (`InstancePre` + `init`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const WARMUP: Duration = Duration::from_millis(500);
+const MEASURE: Duration = Duration::from_secs(3);
+
+fn main() -> anyhow::Result<()> {
+    // One thread for the load generator: on a small machine the server gets
+    // the other cores instead of fighting the client for them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn example(name: &str) -> anyhow::Result<PathBuf> {
+    let path = repo_root().join(format!(
+        "examples/rust/target/wasm32-wasip2/release/{name}.wasm"
+    ));
+    if !path.is_file() {
+        bail!(
+            "{} is missing; build the examples first: (cd examples/rust && cargo build --release)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data_dir: &Path) -> anyhow::Result<ServerProcess> {
+    let exe = std::env::current_exe()?;
+    let caxton = exe
+        .parent()
+        .map(|d| d.join("caxton"))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "the caxton binary is not next to {}; run scripts/bench",
+                exe.display()
+            )
+        })?;
+    let mut child = Command::new(caxton)
+        .args(["start", "--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("CAXTON_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("caxton listening on ")
+        .ok_or_else(|| anyhow!("unexpected first line from caxton: {line}"))?
+        .to_string();
+    Ok(ServerProcess { child, base })
+}
+
+async fn deploy(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    wasm: &Path,
+    limits: Value,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(wasm)?;
+    let body = json!({
+        "name": name,
+        "wasm_module": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "resource_limits": limits,
+    });
+    let response = client
+        .post(format!("{base}/api/v1/agents"))
+        .json(&body)
+        .send()
+        .await?;
+    if response.status().as_u16() != 201 {
+        bail!("deploying {name}: {}", response.text().await?);
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Health,
+    Echo,
+}
+
+struct Measured {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn load(base: &str, target: Target, clients: usize) -> anyhow::Result<Measured> {
+    let base = Arc::new(base.to_string());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            let body = json!({"message": "benchmark payload of a typical short request"});
+            loop {
+                let now = Instant::now();
+                let elapsed = now - start;
+                if elapsed > WARMUP + MEASURE {
+                    break;
+                }
+                let response = match target {
+                    Target::Health => client.get(format!("{base}/api/v1/health")).send().await,
+                    Target::Echo => {
+                        client
+                            .post(format!("{base}/api/v1/agents/echo/message"))
+                            .json(&body)
+                            .send()
+                            .await
+                    }
+                };
+                let ok = match response {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if !ok {
+                    return Err(anyhow!("request failed during the benchmark"));
+                }
+                if elapsed >= WARMUP {
+                    latencies.push(now.elapsed());
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    all.sort();
+    Ok(Measured {
+        per_second: all.len() as f64 / MEASURE.as_secs_f64(),
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let echo = example("echo")?;
+    let misbehave = example("misbehave")?;
+    let temp = tempfile::tempdir()?;
+    let server = start_server(&temp.path().join("server"))?;
+    let client = reqwest::Client::new();
+    deploy(&client, &server.base, "echo", &echo, json!({})).await?;
+    deploy(&client, &server.base, "trapper", &misbehave, json!({})).await?;
+
+    println!(
+        "caxton-bench — {} cores, loopback HTTP, {}s per row after {}ms warm-up",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        MEASURE.as_secs(),
+        WARMUP.as_millis()
+    );
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "round trip", "req/s", "p50", "p99"
+    );
+    for clients in [1usize, 16] {
+        let health = load(&server.base, Target::Health, clients).await?;
+        let agent = load(&server.base, Target::Echo, clients).await?;
+        println!(
+            "{:<34} {:>12.0} {:>12} {:>12}",
+            format!("GET /health, {clients} clients"),
+            health.per_second,
+            ms(health.p50),
+            ms(health.p99)
+        );
+        println!(
+            "{:<34} {:>12.0} {:>12} {:>12}",
+            format!("message to echo, {clients} clients"),
+            agent.per_second,
+            ms(agent.p50),
+            ms(agent.p99)
+        );
+        println!(
+            "{:<34} {:>12.2}   (target >= 0.75)",
+            format!("  ratio echo/health, {clients} clients"),
+            agent.per_second / health.per_second
+        );
+    }
+
+    // First message after a trap: the server makes a fresh instance.
+    let mut after_trap = Vec::new();
+    for _ in 0..50 {
+        let url = format!("{}/api/v1/agents/trapper/message", server.base);
+        let _ = client
+            .post(&url)
+            .json(&json!({"message": "trap"}))
+            .send()
+            .await?;
+        let reply: Value = client
+            .post(&url)
+            .json(&json!({"message": "hi"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let executed = reply["timing"]["execution_ms"]
+            .as_f64()
+            .ok_or_else(|| anyhow!("no timing in reply: {reply}"))?;
+        after_trap.push(Duration::from_secs_f64(executed / 1000.0));
+    }
+    after_trap.sort();
+    println!();
+    println!("{:<34} {:>12} {:>12}", "fresh instance", "p50", "p99");
+    println!(
+        "{:<34} {:>12} {:>12}   (target < 1 ms)",
+        "first message after a trap",
+        ms(percentile(&after_trap, 0.5)),
+        ms(percentile(&after_trap, 0.99))
+    );
+    drop(server);
+
+    in_process(&echo, &temp.path().join("inproc")).await
+}
+
+/// Cache load and instantiation, timed inside one process.
+async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    use caxton::agents::deploy::DeployRequest;
+    use caxton::agents::{AgentManager, Registry};
+    use caxton::config::RuntimeConfig;
+    use caxton::runtime::limits::RequestedLimits;
+    use caxton::storage::Storage;
+
+    std::fs::create_dir_all(data_dir)?;
+    let storage = Arc::new(Storage::open(data_dir)?);
+    let manager = AgentManager::new(
+        RuntimeConfig::default(),
+        storage,
+        Arc::new(Registry::new()),
+        data_dir,
+    )?;
+    manager
+        .deploy(DeployRequest {
+            name: "echo".into(),
+            component: std::fs::read(echo)?,
+            limits: RequestedLimits::default(),
+            config: None,
+        })
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+
+    let mut loads = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        manager.program_for("echo").await?;
+        loads.push(started.elapsed());
+    }
+    loads.sort();
+
+    let (program, record) = manager.program_for("echo").await?;
+    let context = manager.detached_context(&record);
+    let mut instantiations = Vec::new();
+    for _ in 0..1000 {
+        let started = Instant::now();
+        let instance = program
+            .instantiate(context.clone(), record.limits, "{}")
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        instantiations.push(started.elapsed());
+        drop(instance);
+    }
+    instantiations.sort();
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "load compiled component from cache",
+        ms(percentile(&loads, 0.5)),
+        ms(percentile(&loads, 0.99))
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "instantiate + init (InstancePre)",
+        ms(percentile(&instantiations, 0.5)),
+        ms(percentile(&instantiations, 0.99))
+    );
+    Ok(())
+}

@@ -256,8 +256,8 @@ fn join(list: &Value) -> String {
 
 fn print_table(agents: &[Value]) {
     println!(
-        "{:<28} {:<6} {:<10} {:>9} {:>7}  {}",
-        "NAME", "TYPE", "STATUS", "HANDLED", "FAILED", "CAPABILITIES"
+        "{:<28} {:<6} {:<10} {:>9} {:>7}  CAPABILITIES",
+        "NAME", "TYPE", "STATUS", "HANDLED", "FAILED"
     );
     for a in agents {
         println!(

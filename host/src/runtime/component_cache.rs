@@ -33,11 +33,6 @@ impl ComponentCache {
             .join(format!("{sha256}-{}.cwasm", self.fingerprint))
     }
 
-    /// Whether a compiled artifact for this component is on disk.
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.path_for(sha256).is_file()
-    }
-
     /// Loads the compiled component from disk, or compiles `bytes` and
     /// stores the result. Blocking: call it off the async executor.
     pub fn load_or_compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
@@ -55,13 +50,26 @@ impl ComponentCache {
             }
         }
         let component = Component::new(&self.engine, bytes)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
-        }
+        self.store(sha256, &component);
         Ok(component)
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+    /// Compiles without touching the cache: for uploads that may still be
+    /// refused, so a stream of bad uploads cannot fill the disk.
+    pub fn compile_uncached(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.engine, bytes)
+    }
+
+    /// Writes a compiled component to the cache; failures only cost a
+    /// recompile later, so they are logged, not returned.
+    pub fn store(&self, sha256: &str, component: &Component) {
+        let path = self.path_for(sha256);
+        if let Err(e) = Self::write_atomically(&path, component) {
+            tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+        }
+    }
+
+    fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
         let bytes = component
             .serialize()
             .map_err(|e| anyhow::anyhow!("serialize: {e}"))?;

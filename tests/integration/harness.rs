@@ -1,0 +1,297 @@
+//! Test harness: builds the example components once, starts the real
+//! `caxton` binary on an ephemeral port with a temporary data directory,
+//! and talks HTTP to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds `examples/rust` for wasm32-wasip2 once per test run and returns
+/// the path of the named component. Panics loudly when it cannot.
+pub fn rust_example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let examples = repo_root().join("examples").join("rust");
+            let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&examples)
+                .args(["build", "--release", "--target", "wasm32-wasip2"])
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .output()
+                .map_err(|e| format!("cannot run cargo to build examples/rust: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "building examples/rust failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            Ok(examples.join("target/wasm32-wasip2/release"))
+        })
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "example component {} was not built",
+        path.display()
+    );
+    path
+}
+
+/// Builds the Python example with componentize-py (once per run; reused
+/// while its sources are older than the output). Fails loudly when the
+/// tool is missing: `.ci/run` installs it.
+pub fn python_example() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = repo_root();
+            let source = root.join("examples/python/py-echo");
+            let out_dir = source.join("build");
+            let out = out_dir.join("py-echo.wasm");
+            let newest_input = [source.join("app.py"), root.join("wit/caxton.wit")]
+                .iter()
+                .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+                .max();
+            let fresh = match (out.metadata().and_then(|m| m.modified()), newest_input) {
+                (Ok(built), Some(input)) => built > input,
+                _ => false,
+            };
+            if fresh {
+                return Ok(out);
+            }
+            std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+            let output = Command::new("componentize-py")
+                .current_dir(&root)
+                .args(["-d", "wit", "-w", "agent", "componentize", "-p", "examples/python/py-echo", "app", "-o"])
+                .arg(&out)
+                .output()
+                .map_err(|e| {
+                    format!(
+                        "cannot run componentize-py ({e}); install it with `pip install componentize-py==0.25.1` (.ci/run does)"
+                    )
+                })?;
+            if !output.status.success() {
+                return Err(format!(
+                    "componentize-py failed:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            Ok(out)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running `caxton start` process. Killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts the server on a free port with `data_dir`, waiting until it
+    /// prints the address it listens on.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with_config(data_dir, None)
+    }
+
+    pub fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
+        command
+            .arg("start")
+            .args(["--port", "0", "--host", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("CAXTON_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        } else {
+            // Never pick up a caxton.yaml from the working directory.
+            command.current_dir(data_dir.parent().unwrap_or(data_dir));
+        }
+        let mut child = command.spawn().expect("spawn the caxton binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("caxton listening on ") {
+                    let _ = tx.send(address.trim().to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("caxton did not report its address within 120 s (see its stderr above)");
+            }
+        };
+        Server {
+            child: Some(child),
+            base,
+            data_dir: data_dir.to_path_buf(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops gracefully (SIGTERM) and waits for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same data directory.
+    pub fn restart(mut self) -> Server {
+        self.stop();
+        Server::start(&self.data_dir.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        decode(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        decode(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    /// Deploys a component file as `name` with optional limits; asserts 201.
+    pub async fn deploy(&self, name: &str, wasm: &Path, limits: Value) -> Value {
+        let (status, body) = self
+            .post("/api/v1/agents", &deploy_body(name, wasm, limits))
+            .await;
+        assert_eq!(status, 201, "deploying {name}: {body}");
+        body
+    }
+
+    /// Sends `{"message": text}` to an agent.
+    pub async fn message(&self, agent: &str, text: &str) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/agents/{agent}/message"),
+            &serde_json::json!({ "message": text }),
+        )
+        .await
+    }
+
+    /// Sends a message and returns the reply's content, asserting success.
+    pub async fn ask(&self, agent: &str, text: &str) -> String {
+        let (status, body) = self.message(agent, text).await;
+        assert_eq!(status, 200, "message to {agent}: {body}");
+        body["reply"]["content"]
+            .as_str()
+            .unwrap_or_else(|| panic!("reply has no content: {body}"))
+            .to_string()
+    }
+
+    /// Runs the CLI against this server; returns (exit ok, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .arg("--server")
+            .arg(&self.base)
+            .args(args)
+            .output()
+            .expect("run the caxton CLI");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
+    (status, body)
+}
+
+pub fn deploy_body(name: &str, wasm: &Path, limits: Value) -> Value {
+    use base64::Engine as _;
+    let bytes = std::fs::read(wasm).expect("read component");
+    serde_json::json!({
+        "name": name,
+        "wasm_module": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "resource_limits": limits,
+    })
+}
+
+/// A fresh temporary data directory (kept alive by the returned guard).
+pub fn temp_data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    (dir, data)
+}

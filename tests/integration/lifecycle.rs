@@ -1,0 +1,345 @@
+//! Deploy, list, show, message, delete, restart: over REST and the CLI.
+
+use serde_json::json;
+
+use crate::harness::{Server, rust_example, temp_data_dir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_has_the_runbook_shape() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (status, body) = server.get("/api/v1/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"status": "healthy", "memory_backend": "embedded", "agents": 0})
+    );
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let (_, body) = server.get("/api/v1/health").await;
+    assert_eq!(body["agents"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_list_show_message_delete_and_survive_restart() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+
+    let limits =
+        json!({"max_memory_bytes": 10485760, "max_fuel": 1000000, "max_execution_time_ms": 5000});
+    let agent = server
+        .deploy("echo", &rust_example("echo"), limits.clone())
+        .await;
+    let id = agent["id"].as_str().expect("id").to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "id is a UUID: {id}");
+    assert_eq!(agent["name"], "echo");
+    assert_eq!(agent["type"], "wasm");
+    assert_eq!(agent["status"], "running");
+    assert_eq!(agent["capabilities"], json!(["echo"]));
+    assert_eq!(agent["resource_limits"], limits);
+
+    let (status, list) = server.get("/api/v1/agents").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["agents"][0]["name"], "echo");
+
+    for key in ["echo", id.as_str()] {
+        let (status, shown) = server.get(&format!("/api/v1/agents/{key}")).await;
+        assert_eq!(status, 200, "show by {key}");
+        assert_eq!(shown["id"], id.as_str());
+    }
+
+    // The runbook's message form, then a full FIPA message keeping its conversation.
+    assert_eq!(server.ask("echo", "hello caxton").await, "hello caxton");
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/agents/{id}/message"),
+            &json!({"performative": "query-ref", "content": {"q": 1}, "conversation_id": "conv-42", "reply_with": "r1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversation_id"], "conv-42");
+    assert_eq!(body["reply"]["conversation_id"], "conv-42");
+    assert_eq!(body["reply"]["in_reply_to"], "r1");
+    assert_eq!(body["reply"]["performative"], "inform");
+    assert_eq!(body["reply"]["sender"], "echo");
+    assert_eq!(body["reply"]["content"], "{\"q\":1}");
+    assert!(
+        body["timing"]["total_ms"]
+            .as_f64()
+            .is_some_and(|t| t >= 0.0)
+    );
+
+    // Durable state through the keyvalue import.
+    server
+        .deploy("counter", &rust_example("counter"), json!({}))
+        .await;
+    assert_eq!(server.ask("counter", "increment").await, "1");
+    assert_eq!(server.ask("counter", "inc 41").await, "42");
+
+    let (_, shown) = server.get("/api/v1/agents/echo").await;
+    assert_eq!(shown["stats"]["messages_handled"], 2);
+
+    // Restart: same agents, same ids, same state.
+    let server = server.restart();
+    let (_, list) = server.get("/api/v1/agents").await;
+    assert_eq!(list["total"], 2, "{list}");
+    let (status, shown) = server.get("/api/v1/agents/echo").await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["resource_limits"], limits);
+    assert_eq!(server.ask("echo", "after restart").await, "after restart");
+    assert_eq!(server.ask("counter", "increment").await, "43");
+    assert!(
+        std::fs::read_dir(data.join("cache/components"))
+            .expect("cache dir")
+            .count()
+            >= 2,
+        "compiled components are cached on disk"
+    );
+
+    // Delete: gone now, and gone after a restart; its state goes with it.
+    let (status, _) = server.delete("/api/v1/agents/counter").await;
+    assert_eq!(status, 200);
+    let (status, body) = server.get("/api/v1/agents/counter").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "agent_not_found");
+    let server = server.restart();
+    let (_, list) = server.get("/api/v1/agents").await;
+    assert_eq!(list["total"], 1);
+    server
+        .deploy("counter", &rust_example("counter"), json!({}))
+        .await;
+    assert_eq!(
+        server.ask("counter", "get").await,
+        "0",
+        "a redeployed agent starts with fresh state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_deploys_lists_shows_pings_and_removes() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let wasm = rust_example("echo");
+    let wasm = wasm.to_str().expect("utf-8 path");
+
+    let (ok, out, err) = server.cli(&[
+        "agents",
+        "deploy",
+        wasm,
+        "--name",
+        "cli-echo",
+        "--max-fuel",
+        "5000000",
+    ]);
+    assert!(ok, "deploy failed: {err}");
+    assert!(out.contains("cli-echo"), "{out}");
+
+    let (ok, out, _) = server.cli(&["agents", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cli-echo") && l.contains("wasm") && l.contains("running")),
+        "{out}"
+    );
+    assert_eq!(server.cli(&["agents", "list", "--count"]).1.trim(), "1");
+    assert_eq!(
+        server
+            .cli(&["agents", "list", "--type", "wasm", "--count"])
+            .1
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        server
+            .cli(&["agents", "list", "--type", "config", "--count"])
+            .1
+            .trim(),
+        "0"
+    );
+    let (ok, out, _) = server.cli(&["agents", "list", "--json"]);
+    assert!(ok);
+    let parsed: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(parsed["agents"][0]["resource_limits"]["max_fuel"], 5000000);
+
+    let (ok, out, _) = server.cli(&["agents", "show", "cli-echo"]);
+    assert!(ok);
+    assert!(out.contains("Status:        running"), "{out}");
+    assert_eq!(
+        server.cli(&["agents", "capabilities", "cli-echo"]).1.trim(),
+        "echo"
+    );
+
+    let (ok, out, _) = server.cli(&["agents", "ping", "cli-echo"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("alive"));
+    let (ok, out, _) = server.cli(&["agents", "message", "cli-echo", "via the cli"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[inform] via the cli");
+
+    let (ok, _, _) = server.cli(&["agents", "remove", "cli-echo"]);
+    assert!(ok);
+    let (ok, _, err) = server.cli(&["agents", "ping", "cli-echo"]);
+    assert!(!ok, "ping of a removed agent must fail");
+    assert!(err.contains("no agent named"), "{err}");
+    let (ok, _, err) = server.cli(&["agents", "show", "nobody"]);
+    assert!(!ok);
+    assert!(err.contains("no agent named `nobody`"), "{err}");
+
+    let (ok, out, _) = server.cli(&["status"]);
+    assert!(ok);
+    assert!(out.contains("healthy"), "{out}");
+    let (ok, out, _) = server.cli(&["version"]);
+    assert!(ok && out.starts_with("caxton "), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reports_an_unreachable_server() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["--server", "http://127.0.0.1:9", "agents", "list"])
+        .output()
+        .expect("run the CLI");
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("cannot reach the caxton server"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_wasm_upload_suspend_resume_and_logs() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let bytes = std::fs::read(rust_example("counter")).expect("read");
+    let (status, body) = server
+        .post_raw(
+            "/api/v1/agents?name=raw-counter&max_fuel=20000000",
+            "application/wasm",
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["resource_limits"]["max_fuel"], 20000000);
+    let (status, body) = server
+        .post_raw("/api/v1/agents", "application/wasm", bytes)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "missing_name");
+
+    assert_eq!(server.ask("raw-counter", "increment").await, "1");
+    let (status, body) = server
+        .post("/api/v1/agents/raw-counter/suspend", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "suspended");
+    let (status, body) = server.message("raw-counter", "increment").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "agent_suspended");
+    // Suspension is stored: it survives a restart.
+    let server = server.restart();
+    let (_, body) = server.get("/api/v1/agents/raw-counter").await;
+    assert_eq!(body["status"], "suspended");
+    let (status, _) = server
+        .post("/api/v1/agents/raw-counter/resume", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.ask("raw-counter", "increment").await, "2");
+
+    let (status, logs) = server.get("/api/v1/agents/raw-counter/logs?tail=10").await;
+    assert_eq!(status, 200);
+    let lines = logs["lines"].as_array().expect("lines");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "info" && l["message"] == "count is now 2"),
+        "the agent's own log line is captured: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route_and_errors_have_one_shape() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (status, doc) = server.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in [
+        "/api/v1/health",
+        "/api/v1/agents",
+        "/api/v1/agents/{agent}",
+        "/api/v1/agents/{agent}/message",
+        "/api/v1/agents/{agent}/ping",
+        "/api/v1/agents/{agent}/suspend",
+        "/api/v1/agents/{agent}/resume",
+        "/api/v1/agents/{agent}/logs",
+        "/api/v1/messages",
+        "/api/v1/openapi.json",
+        "/api/v1/shutdown",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi lists {path}");
+    }
+    let (status, body) = server.get("/api/v1/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let (status, body) = server.message("ghost", "hi").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "agent_not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ghost")
+    );
+
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let (status, body) = server
+        .post_raw(
+            "/api/v1/agents/echo/message",
+            "application/json",
+            b"{\"message\": ".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line 1"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/api/v1/agents/echo/message", &json!({"mesage": "typo"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("mesage"),
+        "{body}"
+    );
+    let (status, body) = server.post("/api/v1/agents/echo/message", &json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_over_the_api_stops_the_server() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (ok, out, err) = server.cli(&["shutdown"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("shutdown"), "{out}");
+    let mut stopped = false;
+    for _ in 0..100 {
+        if reqwest::get(server.url("/api/v1/health")).await.is_err() {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the server still answers after shutdown");
+}
