@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 
 use crate::agents::{AgentManager, Registry};
 use crate::config::Config;
+use crate::memory::MemoryService;
+use crate::memory::embedding::EmbedderState;
 use crate::server::{self, AppState};
 use crate::storage::Storage;
 
@@ -45,11 +47,19 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         )
     })?;
     let storage = Arc::new(storage);
+    let embedder = EmbedderState::unavailable(
+        "no embedding model is loaded in this build: memory search is keyword-only",
+    );
+    let memory = Arc::new(
+        MemoryService::open(storage.clone(), embedder)
+            .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?,
+    );
     let registry = Arc::new(Registry::new());
     let manager = Arc::new(AgentManager::new(
         config.runtime.clone(),
         storage,
         registry,
+        memory.clone(),
         &data_dir,
     )?);
     let started = Instant::now();
@@ -74,6 +84,8 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
 
     let state = AppState {
         manager,
+        memory,
+        database_path: data_dir.join(crate::storage::DATABASE_FILE),
         started,
         shutdown: Arc::new(Notify::new()),
     };

@@ -15,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod memory;
 pub mod messaging;
 pub mod runtime;
 pub mod server;

@@ -7,6 +7,7 @@ mod harness;
 mod hostile_uploads;
 mod lifecycle;
 mod limits;
+mod memory;
 mod messaging;
 mod polyglot;
 mod sandbox;

@@ -15,6 +15,20 @@ pub struct DeployRequest {
     pub limits: RequestedLimits,
     /// JSON object passed to the agent's `init`; `None` means `{}`.
     pub config: Option<serde_json::Value>,
+    /// Shared memory scopes to grant: `workspace`, `global`.
+    pub memory_grants: Vec<String>,
+}
+
+/// Checks memory grants name shared scopes.
+pub fn check_grants(grants: &[String]) -> Result<(), DeployError> {
+    for grant in grants {
+        if grant != "workspace" && grant != "global" {
+            return Err(DeployError::InvalidConfig(format!(
+                "memory_grants may contain `workspace` and `global`, not `{grant}` (an agent always has its own scope)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Error)]

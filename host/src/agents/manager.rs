@@ -17,6 +17,7 @@ use super::log::AgentLog;
 use super::record::AgentRecord;
 use super::registry::{AgentHandle, Registry, lock};
 use crate::config::RuntimeConfig;
+use crate::memory::MemoryService;
 use crate::runtime::component_cache::ComponentCache;
 use crate::runtime::{
     AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, engine, imports,
@@ -44,6 +45,7 @@ pub struct AgentManager {
     cache: Arc<ComponentCache>,
     storage: Arc<Storage>,
     registry: Arc<Registry>,
+    memory: Arc<MemoryService>,
     config: RuntimeConfig,
     /// Serialises deployments and removals, so two uploads cannot both
     /// claim one name.
@@ -55,6 +57,7 @@ impl AgentManager {
         config: RuntimeConfig,
         storage: Arc<Storage>,
         registry: Arc<Registry>,
+        memory: Arc<MemoryService>,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let engine = engine::new_engine(config.max_limits.max_memory_bytes)?;
@@ -67,6 +70,7 @@ impl AgentManager {
             cache: Arc::new(cache),
             storage,
             registry,
+            memory,
             config,
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -126,6 +130,8 @@ impl AgentManager {
             storage: self.storage.clone(),
             registry: self.registry.clone(),
             log,
+            memory: self.memory.clone(),
+            memory_grants: record.memory_grants.clone(),
         })
     }
 
@@ -173,6 +179,7 @@ impl AgentManager {
             .check_within(&self.config.max_limits)
             .map_err(DeployError::InvalidLimits)?;
         let config_json = deploy::config_json(&request.config)?;
+        deploy::check_grants(&request.memory_grants)?;
         deploy::check_preamble(&request.component)?;
 
         let sha256 = hex::encode(Sha256::digest(&request.component));
@@ -195,6 +202,7 @@ impl AgentManager {
             config_json,
             created_at: crate::clock::now_rfc3339(),
             suspended: false,
+            memory_grants: request.memory_grants,
         };
         // A trial run: the agent must instantiate, init and describe itself
         // within its own limits before it is accepted.
@@ -249,6 +257,15 @@ impl AgentManager {
             .map_err(|e| ManageError::Storage(e.to_string()))?
             .map_err(|e| ManageError::Storage(e.to_string()))?;
         self.registry.remove(&handle.name);
+        let memory = self.memory.clone();
+        let scope = crate::memory::model::ScopeKey::agent(&handle.id);
+        match tokio::task::spawn_blocking(move || memory.delete_scope(&scope)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(agent = %handle.name, "cannot delete the agent's memory: {e}")
+            }
+            Err(e) => tracing::error!(agent = %handle.name, "memory cleanup task failed: {e}"),
+        }
         if let Some(sha) = removed.orphaned_component {
             self.cache.forget(&sha);
         }

@@ -24,4 +24,7 @@ pub struct AgentRecord {
     /// An operator suspended the agent; it stays suspended across restarts.
     #[serde(default)]
     pub suspended: bool,
+    /// Shared memory scopes granted besides the agent's own: `workspace`, `global`.
+    #[serde(default)]
+    pub memory_grants: Vec<String>,
 }

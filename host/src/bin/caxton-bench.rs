@@ -287,10 +287,18 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(data_dir)?;
     let storage = Arc::new(Storage::open(data_dir)?);
+    let memory = Arc::new(
+        caxton::memory::MemoryService::open(
+            storage.clone(),
+            caxton::memory::embedding::EmbedderState::unavailable("not needed by this benchmark"),
+        )
+        .map_err(|e| anyhow!("{e}"))?,
+    );
     let manager = AgentManager::new(
         RuntimeConfig::default(),
         storage,
         Arc::new(Registry::new()),
+        memory,
         data_dir,
     )?;
     manager
@@ -299,6 +307,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
             component: std::fs::read(echo)?,
             limits: RequestedLimits::default(),
             config: None,
+            memory_grants: Vec::new(),
         })
         .await
         .map_err(|e| anyhow!("{e}"))?;

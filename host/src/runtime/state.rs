@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::limits::MemoryLimiter;
 use crate::agents::log::AgentLog;
 use crate::agents::registry::Registry;
+use crate::memory::MemoryService;
 use crate::storage::Storage;
 
 /// Who the agent is and what it can reach, shared by its instances.
@@ -22,6 +23,10 @@ pub struct AgentContext {
     pub storage: Arc<Storage>,
     pub registry: Arc<Registry>,
     pub log: Arc<AgentLog>,
+    pub memory: Arc<MemoryService>,
+    /// Shared memory scopes this agent may use besides its own
+    /// (`workspace`, `global`).
+    pub memory_grants: Vec<String>,
 }
 
 pub struct HostState {

@@ -51,13 +51,14 @@ pub fn agent_view(handle: &AgentHandle) -> Value {
         "resource_limits": record.limits,
         "created_at": record.created_at,
         "component_sha256": record.component_sha256,
+        "memory_grants": record.memory_grants,
         "queued_messages": handle.queued(),
         "stats": handle.stats(),
     })
 }
 
 /// A body the size limit or the connection cut short.
-fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn read_body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -135,6 +136,9 @@ struct DeployBody {
     resource_limits: RequestedLimits,
     #[serde(default)]
     config: Option<Value>,
+    /// Shared memory scopes to grant: `workspace`, `global`.
+    #[serde(default)]
+    memory_grants: Vec<String>,
 }
 
 /// Query of a raw `application/wasm` upload.
@@ -168,7 +172,7 @@ async fn deploy(
     query: Result<Query<RawDeployQuery>, axum::extract::rejection::QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bytes = body(bytes)?;
+    let bytes = read_body(bytes)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -193,6 +197,7 @@ async fn deploy(
                 max_execution_time_ms: q.max_execution_time_ms,
             },
             config: None,
+            memory_grants: Vec::new(),
         }
     } else {
         let body: DeployBody = parse_json(&bytes)?;
@@ -201,6 +206,7 @@ async fn deploy(
             component: decode_base64(&body.wasm_module)?,
             limits: body.resource_limits,
             config: body.config,
+            memory_grants: body.memory_grants,
         }
     };
     let handle = state.manager.deploy(request).await?;
@@ -303,7 +309,7 @@ async fn message(
     Path(agent): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: MessageBody = parse_json(&body(bytes)?)?;
+    let body: MessageBody = parse_json(&read_body(bytes)?)?;
     if body.capability.is_some() {
         return Err(ApiError::bad_request(
             "invalid_message",
@@ -319,7 +325,7 @@ async fn route_message(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: MessageBody = parse_json(&body(bytes)?)?;
+    let body: MessageBody = parse_json(&read_body(bytes)?)?;
     let to = match (&body.receiver, &body.capability) {
         (Some(r), None) => Address::Agent(r.clone()),
         (None, Some(c)) => Address::Capability(c.clone()),

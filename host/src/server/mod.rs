@@ -2,6 +2,7 @@
 
 mod agents;
 pub mod error;
+mod memory;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -22,6 +23,9 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub manager: Arc<AgentManager>,
+    pub memory: Arc<crate::memory::MemoryService>,
+    /// The redb file, for size reports.
+    pub database_path: std::path::PathBuf,
     pub started: Instant,
     /// Notified by `POST /api/v1/shutdown`.
     pub shutdown: Arc<Notify>,
@@ -33,6 +37,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/shutdown", post(shutdown))
         .merge(agents::routes())
+        .merge(memory::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

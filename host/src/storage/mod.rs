@@ -67,6 +67,12 @@ impl Storage {
         Ok(Storage { db })
     }
 
+    /// The database itself, for subsystems that keep their own tables in
+    /// it (memory), so every durable write goes to one file.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Stores an agent and its component in one transaction.
     pub fn insert_agent(&self, record: &AgentRecord, component: &[u8]) -> Result<()> {
         let json = serde_json::to_vec(record).map_err(|source| StorageError::CorruptRecord {
@@ -244,6 +250,7 @@ mod tests {
             config_json: "{}".into(),
             created_at: "now".into(),
             suspended: false,
+            memory_grants: vec![],
         }
     }
 

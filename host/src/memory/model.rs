@@ -1,0 +1,306 @@
+//! The knowledge-graph vocabulary shared by the REST API, the WIT import
+//! and the store: entities with observations, relations, scopes, and the
+//! shapes of search and traversal answers.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest entity name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest entity type, in bytes.
+pub const MAX_TYPE_BYTES: usize = 64;
+/// Longest single observation, in bytes.
+pub const MAX_OBSERVATION_BYTES: usize = 4096;
+/// Most items in one write call.
+pub const MAX_BATCH: usize = 1000;
+/// Largest page of `read_graph`.
+pub const MAX_PAGE: usize = 1000;
+/// Most results of one search.
+pub const MAX_SEARCH_LIMIT: usize = 100;
+/// Deepest traversal.
+pub const MAX_DEPTH: u32 = 6;
+
+/// Who can see a piece of memory. Stored as a key: `global`, `workspace`,
+/// or `agent:<agent id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeKey(String);
+
+impl ScopeKey {
+    pub fn global() -> Self {
+        ScopeKey("global".into())
+    }
+
+    pub fn workspace() -> Self {
+        ScopeKey("workspace".into())
+    }
+
+    pub fn agent(agent_id: &str) -> Self {
+        ScopeKey(format!("agent:{agent_id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a key read back from storage.
+    pub fn from_stored(text: &str) -> Self {
+        ScopeKey(text.to_string())
+    }
+}
+
+impl std::fmt::Display for ScopeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An entity as written by a caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityInput {
+    pub name: String,
+    pub entity_type: String,
+    #[serde(default)]
+    pub observations: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An entity as read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub entity_type: String,
+    pub observations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A relation, `from` —`relation_type`→ `to`, unique per triple.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relation {
+    pub from: String,
+    pub to: String,
+    pub relation_type: String,
+    #[serde(default = "one")]
+    pub strength: f32,
+    #[serde(default = "one")]
+    pub confidence: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// A relation to delete: the triple is enough.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelationKey {
+    pub from: String,
+    pub to: String,
+    pub relation_type: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Outgoing,
+    Incoming,
+    Both,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraverseOptions {
+    #[serde(default = "default_depth")]
+    pub max_depth: u32,
+    /// Empty: every relation type.
+    #[serde(default)]
+    pub relation_types: Vec<String>,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default)]
+    pub min_strength: f32,
+}
+
+fn default_depth() -> u32 {
+    2
+}
+
+impl Default for TraverseOptions {
+    fn default() -> Self {
+        TraverseOptions {
+            max_depth: default_depth(),
+            relation_types: Vec::new(),
+            direction: Direction::Outgoing,
+            min_strength: 0.0,
+        }
+    }
+}
+
+/// Entities and the relations between them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Subgraph {
+    pub entities: Vec<Entity>,
+    pub relations: Vec<Relation>,
+}
+
+/// A traversal answer: each reached entity with its distance from the start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Traversal {
+    pub start: String,
+    pub nodes: Vec<TraversedNode>,
+    pub relations: Vec<Relation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraversedNode {
+    pub depth: u32,
+    pub entity: Entity,
+}
+
+/// One search result: an entity, why it matched, how well.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub entity: Entity,
+    /// Fused score (reciprocal-rank fusion of the semantic and keyword
+    /// rankings); higher is better, comparable within one answer.
+    pub score: f32,
+    /// Cosine similarity of the best-matching text, when semantic search ran.
+    pub semantic_score: Option<f32>,
+    /// BM25 score of the best-matching text, when a keyword matched.
+    pub keyword_score: Option<f32>,
+    /// The observation (or name) that matched best.
+    pub matched: String,
+}
+
+/// One page of `read_graph`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphPage {
+    pub entities: Vec<Entity>,
+    pub relations: Vec<Relation>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What a write changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteSummary {
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error("memory storage error: {0}")]
+    Storage(String),
+}
+
+impl From<redb::Error> for MemoryError {
+    fn from(e: redb::Error) -> Self {
+        MemoryError::Storage(e.to_string())
+    }
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MemoryError {
+            fn from(e: $t) -> Self {
+                MemoryError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T> = std::result::Result<T, MemoryError>;
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(MemoryError::Invalid(format!("{what} must not be empty")));
+    }
+    if text.len() > max {
+        return Err(MemoryError::Invalid(format!(
+            "{what} is {} bytes; the limit is {max} (split it into smaller pieces)",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    check_text("entity name", name, MAX_NAME_BYTES)
+}
+
+pub fn check_observation(entity: &str, text: &str) -> Result<()> {
+    check_text(
+        &format!("an observation of `{entity}`"),
+        text,
+        MAX_OBSERVATION_BYTES,
+    )
+}
+
+pub fn check_batch(what: &str, len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(MemoryError::Invalid(format!("no {what} given")));
+    }
+    if len > MAX_BATCH {
+        return Err(MemoryError::Invalid(format!(
+            "{len} {what} in one call; the limit is {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+impl EntityInput {
+    pub fn validate(&self) -> Result<()> {
+        check_name(&self.name)?;
+        check_text(
+            &format!("entity_type of `{}`", self.name),
+            &self.entity_type,
+            MAX_TYPE_BYTES,
+        )?;
+        for observation in &self.observations {
+            check_observation(&self.name, observation)?;
+        }
+        match &self.metadata {
+            None | Some(serde_json::Value::Object(_)) => Ok(()),
+            Some(_) => Err(MemoryError::Invalid(format!(
+                "metadata of `{}` must be a JSON object",
+                self.name
+            ))),
+        }
+    }
+}
+
+impl Relation {
+    pub fn validate(&self) -> Result<()> {
+        check_name(&self.from)?;
+        check_name(&self.to)?;
+        check_text("relation_type", &self.relation_type, MAX_TYPE_BYTES)?;
+        for (what, value) in [("strength", self.strength), ("confidence", self.confidence)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(MemoryError::Invalid(format!(
+                    "{what} of relation {} -{}-> {} is {value}; it must be between 0 and 1",
+                    self.from, self.relation_type, self.to
+                )));
+            }
+        }
+        Ok(())
+    }
+}

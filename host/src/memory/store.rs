@@ -1,0 +1,782 @@
+//! Where memory is written: the knowledge graph in redb, the single source
+//! of truth. Entities, observations (each a searchable document), both
+//! directions of every relation, keyword postings and embeddings all
+//! change in one transaction, so a crash never leaves them disagreeing.
+//! The vector index is derived from the `mem_embeddings` table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::keyword;
+use super::model::{Entity, EntityInput, MemoryError, Relation, Result, ScopeKey};
+use crate::storage::Storage;
+
+/// (scope, name) → entity id.
+const ENTITIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("mem_entities");
+/// entity id → JSON [`StoredEntity`].
+const ENTITY_DATA: TableDefinition<u64, &[u8]> = TableDefinition::new("mem_entity_data");
+/// (entity id, doc id) for each observation of an entity, in write order.
+const OBSERVATIONS: TableDefinition<(u64, u64), ()> = TableDefinition::new("mem_observations");
+/// entity id → doc id of the entity's name document.
+const NAME_DOCS: TableDefinition<u64, u64> = TableDefinition::new("mem_name_docs");
+/// doc id → (entity id, term count, scope, text): every searchable text.
+const DOCS: TableDefinition<u64, (u64, u32, &str, &str)> = TableDefinition::new("mem_docs");
+/// (scope, term, doc id) → term frequency: keyword postings.
+const TERMS: TableDefinition<(&str, &str, u64), u32> = TableDefinition::new("mem_terms");
+/// (scope, term) → number of docs containing the term.
+const TERM_DF: TableDefinition<(&str, &str), u64> = TableDefinition::new("mem_term_df");
+/// (from, relation type, to) → (strength, confidence).
+const REL_OUT: TableDefinition<(u64, &str, u64), (f32, f32)> = TableDefinition::new("mem_rel_out");
+/// (to, relation type, from): the reverse adjacency, for incoming traversal.
+const REL_IN: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("mem_rel_in");
+/// doc id → embedding, little-endian f32s.
+const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("mem_embeddings");
+/// Counters: `next_entity`, `next_doc`, `docs:<scope>`, `terms:<scope>`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("mem_meta");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEntity {
+    scope: String,
+    name: String,
+    entity_type: String,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// Changes the vector index must follow after a commit.
+#[derive(Debug, Default)]
+pub struct IndexDelta {
+    pub added: Vec<(u64, ScopeKey, Vec<f32>)>,
+    pub removed: Vec<u64>,
+    /// Docs written without an embedding (no model loaded).
+    pub unembedded: u32,
+}
+
+/// Counts for `stats` and health.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StoreCounts {
+    pub entities: u64,
+    pub observations: u64,
+    pub relations: u64,
+    pub documents: u64,
+    pub embeddings: u64,
+}
+
+/// A document found by keyword: its entity and BM25 score.
+#[derive(Debug, Clone)]
+pub struct KeywordMatch {
+    pub doc: u64,
+    pub entity: u64,
+    pub score: f32,
+}
+
+pub struct MemoryStore {
+    storage: Arc<Storage>,
+}
+
+fn encode(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn decode(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn json_err(e: serde_json::Error) -> MemoryError {
+    MemoryError::Storage(format!("unreadable entity record: {e}"))
+}
+
+impl MemoryStore {
+    pub fn open(storage: Arc<Storage>) -> Result<Self> {
+        let txn = storage.database().begin_write()?;
+        {
+            txn.open_table(ENTITIES)?;
+            txn.open_table(ENTITY_DATA)?;
+            txn.open_table(OBSERVATIONS)?;
+            txn.open_table(NAME_DOCS)?;
+            txn.open_table(DOCS)?;
+            txn.open_table(TERMS)?;
+            txn.open_table(TERM_DF)?;
+            txn.open_table(REL_OUT)?;
+            txn.open_table(REL_IN)?;
+            txn.open_table(EMBEDDINGS)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(MemoryStore { storage })
+    }
+
+    /// Runs `f` in one write transaction and commits durably; answers what
+    /// `f` returned and how the vector index must change.
+    pub fn write<T>(
+        &self,
+        embeddings: &HashMap<String, Vec<f32>>,
+        f: impl FnOnce(&mut GraphWriter<'_>) -> Result<T>,
+    ) -> Result<(T, IndexDelta)> {
+        let txn = self.storage.database().begin_write()?;
+        let mut writer = GraphWriter {
+            txn: &txn,
+            embeddings,
+            delta: IndexDelta::default(),
+            now: crate::clock::now_rfc3339(),
+        };
+        let value = f(&mut writer)?;
+        let delta = writer.delta;
+        txn.commit()?;
+        Ok((value, delta))
+    }
+
+    pub fn read(&self) -> Result<GraphReader> {
+        Ok(GraphReader {
+            txn: self.storage.database().begin_read()?,
+        })
+    }
+}
+
+/// Write operations inside one transaction.
+pub struct GraphWriter<'t> {
+    txn: &'t WriteTransaction,
+    embeddings: &'t HashMap<String, Vec<f32>>,
+    delta: IndexDelta,
+    now: String,
+}
+
+/// What happened to one entity in a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl GraphWriter<'_> {
+    fn bump(&self, key: &str, by: i64) -> Result<u64> {
+        let mut meta = self.txn.open_table(META)?;
+        let current = meta.get(key)?.map(|v| v.value()).unwrap_or(0);
+        let next = if by >= 0 {
+            current.saturating_add(by as u64)
+        } else {
+            current.saturating_sub(by.unsigned_abs())
+        };
+        meta.insert(key, next)?;
+        Ok(current)
+    }
+
+    pub fn entity_id(&self, scope: &ScopeKey, name: &str) -> Result<Option<u64>> {
+        let entities = self.txn.open_table(ENTITIES)?;
+        Ok(entities.get((scope.as_str(), name))?.map(|v| v.value()))
+    }
+
+    fn require(&self, scope: &ScopeKey, name: &str) -> Result<u64> {
+        self.entity_id(scope, name)?.ok_or_else(|| {
+            MemoryError::NotFound(format!(
+                "no entity named `{name}` in scope `{scope}`; create it first with create_entities"
+            ))
+        })
+    }
+
+    fn touch(&self, id: u64) -> Result<()> {
+        let mut data = self.txn.open_table(ENTITY_DATA)?;
+        let stored = match data.get(id)? {
+            Some(bytes) => {
+                Some(serde_json::from_slice::<StoredEntity>(bytes.value()).map_err(json_err)?)
+            }
+            None => None,
+        };
+        if let Some(mut stored) = stored {
+            stored.updated_at = self.now.clone();
+            let bytes = serde_json::to_vec(&stored).map_err(json_err)?;
+            data.insert(id, bytes.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Adds a searchable document (postings, counters, embedding).
+    fn add_doc(&mut self, scope: &ScopeKey, entity: u64, text: &str) -> Result<u64> {
+        let doc = self.bump("next_doc", 1)?;
+        let terms = keyword::terms(text);
+        let length = keyword::length(&terms);
+        self.txn
+            .open_table(DOCS)?
+            .insert(doc, (entity, length, scope.as_str(), text))?;
+        {
+            let mut postings = self.txn.open_table(TERMS)?;
+            let mut df = self.txn.open_table(TERM_DF)?;
+            for (term, count) in &terms {
+                postings.insert((scope.as_str(), term.as_str(), doc), *count)?;
+                let current = df
+                    .get((scope.as_str(), term.as_str()))?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                df.insert((scope.as_str(), term.as_str()), current + 1)?;
+            }
+        }
+        self.bump(&format!("docs:{scope}"), 1)?;
+        self.bump(&format!("terms:{scope}"), i64::from(length))?;
+        match self.embeddings.get(text) {
+            Some(vector) => {
+                self.txn
+                    .open_table(EMBEDDINGS)?
+                    .insert(doc, encode(vector).as_slice())?;
+                self.delta.added.push((doc, scope.clone(), vector.clone()));
+            }
+            None => self.delta.unembedded += 1,
+        }
+        Ok(doc)
+    }
+
+    fn remove_doc(&mut self, scope: &ScopeKey, doc: u64) -> Result<()> {
+        let removed = self.txn.open_table(DOCS)?.remove(doc)?.map(|v| {
+            let (_, length, _, text) = v.value();
+            (length, text.to_string())
+        });
+        let Some((length, text)) = removed else {
+            return Ok(());
+        };
+        {
+            let mut postings = self.txn.open_table(TERMS)?;
+            let mut df = self.txn.open_table(TERM_DF)?;
+            for term in keyword::terms(&text).keys() {
+                postings.remove((scope.as_str(), term.as_str(), doc))?;
+                let current = df
+                    .get((scope.as_str(), term.as_str()))?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                if current <= 1 {
+                    df.remove((scope.as_str(), term.as_str()))?;
+                } else {
+                    df.insert((scope.as_str(), term.as_str()), current - 1)?;
+                }
+            }
+        }
+        self.bump(&format!("docs:{scope}"), -1)?;
+        self.bump(&format!("terms:{scope}"), -i64::from(length))?;
+        if self.txn.open_table(EMBEDDINGS)?.remove(doc)?.is_some() {
+            self.delta.removed.push(doc);
+        }
+        Ok(())
+    }
+
+    fn observation_docs(&self, entity: u64) -> Result<Vec<(u64, String)>> {
+        let observations = self.txn.open_table(OBSERVATIONS)?;
+        let docs = self.txn.open_table(DOCS)?;
+        let mut out = Vec::new();
+        for entry in observations.range((entity, 0)..(entity.saturating_add(1), 0))? {
+            let (key, _) = entry?;
+            let (_, doc) = key.value();
+            if let Some(v) = docs.get(doc)? {
+                out.push((doc, v.value().3.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the entity, or merges new observations (and type, metadata)
+    /// into an existing one of the same name.
+    pub fn upsert_entity(&mut self, scope: &ScopeKey, input: &EntityInput) -> Result<Outcome> {
+        let existing = self.entity_id(scope, &input.name)?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = self.bump("next_entity", 1)?;
+                self.txn
+                    .open_table(ENTITIES)?
+                    .insert((scope.as_str(), input.name.as_str()), id)?;
+                let stored = StoredEntity {
+                    scope: scope.to_string(),
+                    name: input.name.clone(),
+                    entity_type: input.entity_type.clone(),
+                    metadata: input.metadata.clone(),
+                    created_at: self.now.clone(),
+                    updated_at: self.now.clone(),
+                };
+                let bytes = serde_json::to_vec(&stored).map_err(json_err)?;
+                self.txn
+                    .open_table(ENTITY_DATA)?
+                    .insert(id, bytes.as_slice())?;
+                let name_doc =
+                    self.add_doc(scope, id, &name_text(&input.name, &input.entity_type))?;
+                self.txn.open_table(NAME_DOCS)?.insert(id, name_doc)?;
+                id
+            }
+        };
+        let mut changed = false;
+        if existing.is_some() {
+            let mut data = self.txn.open_table(ENTITY_DATA)?;
+            let stored = match data.get(id)? {
+                Some(bytes) => {
+                    serde_json::from_slice::<StoredEntity>(bytes.value()).map_err(json_err)?
+                }
+                None => return Err(MemoryError::Storage(format!("entity {id} has no record"))),
+            };
+            let mut updated = stored.clone();
+            updated.entity_type = input.entity_type.clone();
+            if input.metadata.is_some() {
+                updated.metadata = input.metadata.clone();
+            }
+            if updated.entity_type != stored.entity_type || updated.metadata != stored.metadata {
+                updated.updated_at = self.now.clone();
+                let bytes = serde_json::to_vec(&updated).map_err(json_err)?;
+                data.insert(id, bytes.as_slice())?;
+                changed = true;
+            }
+        }
+        let added = self.add_observations_to(scope, id, &input.observations)?;
+        Ok(match (existing, changed || added > 0) {
+            (None, _) => Outcome::Created,
+            (Some(_), true) => Outcome::Updated,
+            (Some(_), false) => Outcome::Unchanged,
+        })
+    }
+
+    fn add_observations_to(
+        &mut self,
+        scope: &ScopeKey,
+        entity: u64,
+        texts: &[String],
+    ) -> Result<u32> {
+        let mut seen: HashSet<String> = self
+            .observation_docs(entity)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        let mut added = 0;
+        for text in texts {
+            if !seen.insert(text.clone()) {
+                continue;
+            }
+            let doc = self.add_doc(scope, entity, text)?;
+            self.txn
+                .open_table(OBSERVATIONS)?
+                .insert((entity, doc), ())?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Adds observations to an existing entity; duplicates are skipped.
+    pub fn add_observations(
+        &mut self,
+        scope: &ScopeKey,
+        name: &str,
+        texts: &[String],
+    ) -> Result<u32> {
+        let id = self.require(scope, name)?;
+        let added = self.add_observations_to(scope, id, texts)?;
+        if added > 0 {
+            self.touch(id)?;
+        }
+        Ok(added)
+    }
+
+    pub fn delete_observations(
+        &mut self,
+        scope: &ScopeKey,
+        name: &str,
+        texts: &[String],
+    ) -> Result<u32> {
+        let id = self.require(scope, name)?;
+        let wanted: HashSet<&str> = texts.iter().map(String::as_str).collect();
+        let mut removed = 0;
+        for (doc, text) in self.observation_docs(id)? {
+            if wanted.contains(text.as_str()) {
+                self.txn.open_table(OBSERVATIONS)?.remove((id, doc))?;
+                self.remove_doc(scope, doc)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.touch(id)?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes an entity with its observations and every relation touching it.
+    pub fn delete_entity(&mut self, scope: &ScopeKey, name: &str) -> Result<bool> {
+        let Some(id) = self.entity_id(scope, name)? else {
+            return Ok(false);
+        };
+        for (doc, _) in self.observation_docs(id)? {
+            self.txn.open_table(OBSERVATIONS)?.remove((id, doc))?;
+            self.remove_doc(scope, doc)?;
+        }
+        if let Some(doc) = self
+            .txn
+            .open_table(NAME_DOCS)?
+            .remove(id)?
+            .map(|v| v.value())
+        {
+            self.remove_doc(scope, doc)?;
+        }
+        let outgoing: Vec<(String, u64)> = {
+            let out = self.txn.open_table(REL_OUT)?;
+            let mut v = Vec::new();
+            for entry in out.range((id, "", 0)..(id.saturating_add(1), "", 0))? {
+                let (key, _) = entry?;
+                let (_, kind, to) = key.value();
+                v.push((kind.to_string(), to));
+            }
+            v
+        };
+        let incoming: Vec<(String, u64)> = {
+            let inc = self.txn.open_table(REL_IN)?;
+            let mut v = Vec::new();
+            for entry in inc.range((id, "", 0)..(id.saturating_add(1), "", 0))? {
+                let (key, _) = entry?;
+                let (_, kind, from) = key.value();
+                v.push((kind.to_string(), from));
+            }
+            v
+        };
+        {
+            let mut out = self.txn.open_table(REL_OUT)?;
+            let mut inc = self.txn.open_table(REL_IN)?;
+            for (kind, to) in &outgoing {
+                out.remove((id, kind.as_str(), *to))?;
+                inc.remove((*to, kind.as_str(), id))?;
+            }
+            for (kind, from) in &incoming {
+                out.remove((*from, kind.as_str(), id))?;
+                inc.remove((id, kind.as_str(), *from))?;
+            }
+        }
+        self.txn.open_table(ENTITY_DATA)?.remove(id)?;
+        self.txn
+            .open_table(ENTITIES)?
+            .remove((scope.as_str(), name))?;
+        Ok(true)
+    }
+
+    /// Creates or updates (strength, confidence) one relation.
+    pub fn put_relation(&mut self, scope: &ScopeKey, relation: &Relation) -> Result<Outcome> {
+        let from = self.require(scope, &relation.from)?;
+        let to = self.require(scope, &relation.to)?;
+        let kind = relation.relation_type.as_str();
+        let mut out = self.txn.open_table(REL_OUT)?;
+        let previous = out.insert((from, kind, to), (relation.strength, relation.confidence))?;
+        let outcome = match previous.map(|v| v.value()) {
+            None => Outcome::Created,
+            Some(old) if old == (relation.strength, relation.confidence) => Outcome::Unchanged,
+            Some(_) => Outcome::Updated,
+        };
+        self.txn.open_table(REL_IN)?.insert((to, kind, from), ())?;
+        Ok(outcome)
+    }
+
+    pub fn delete_relation(
+        &mut self,
+        scope: &ScopeKey,
+        from: &str,
+        to: &str,
+        kind: &str,
+    ) -> Result<bool> {
+        let (Some(from), Some(to)) = (self.entity_id(scope, from)?, self.entity_id(scope, to)?)
+        else {
+            return Ok(false);
+        };
+        let existed = self
+            .txn
+            .open_table(REL_OUT)?
+            .remove((from, kind, to))?
+            .is_some();
+        self.txn.open_table(REL_IN)?.remove((to, kind, from))?;
+        Ok(existed)
+    }
+}
+
+/// How an entity's name is indexed: with its type, so "Alice (person)".
+pub fn name_text(name: &str, entity_type: &str) -> String {
+    format!("{name} ({entity_type})")
+}
+
+/// Reads inside one consistent snapshot.
+pub struct GraphReader {
+    txn: ReadTransaction,
+}
+
+/// One edge met during traversal or listing, by entity id.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: u64,
+    pub to: u64,
+    pub kind: String,
+    pub strength: f32,
+    pub confidence: f32,
+}
+
+impl GraphReader {
+    pub fn entity_id(&self, scope: &ScopeKey, name: &str) -> Result<Option<u64>> {
+        let entities = self.txn.open_table(ENTITIES)?;
+        Ok(entities.get((scope.as_str(), name))?.map(|v| v.value()))
+    }
+
+    fn stored(&self, id: u64) -> Result<Option<StoredEntity>> {
+        let data = self.txn.open_table(ENTITY_DATA)?;
+        match data.get(id)? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(bytes.value()).map_err(json_err)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Name of an entity, without loading its observations.
+    pub fn entity_name(&self, id: u64) -> Result<Option<String>> {
+        Ok(self.stored(id)?.map(|s| s.name))
+    }
+
+    /// The scope an entity belongs to.
+    pub fn entity_scope(&self, id: u64) -> Result<Option<ScopeKey>> {
+        Ok(self.stored(id)?.map(|s| ScopeKey::from_stored(&s.scope)))
+    }
+
+    pub fn entity(&self, id: u64) -> Result<Option<Entity>> {
+        let Some(stored) = self.stored(id)? else {
+            return Ok(None);
+        };
+        let observations = self.txn.open_table(OBSERVATIONS)?;
+        let docs = self.txn.open_table(DOCS)?;
+        let mut texts = Vec::new();
+        for entry in observations.range((id, 0)..(id.saturating_add(1), 0))? {
+            let (key, _) = entry?;
+            if let Some(v) = docs.get(key.value().1)? {
+                texts.push(v.value().3.to_string());
+            }
+        }
+        Ok(Some(Entity {
+            name: stored.name,
+            entity_type: stored.entity_type,
+            observations: texts,
+            metadata: stored.metadata,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        }))
+    }
+
+    /// A document's entity and text.
+    pub fn doc(&self, doc: u64) -> Result<Option<(u64, String)>> {
+        let docs = self.txn.open_table(DOCS)?;
+        Ok(docs.get(doc)?.map(|v| {
+            let (entity, _, _, text) = v.value();
+            (entity, text.to_string())
+        }))
+    }
+
+    /// Edges leaving (or, for `incoming`, arriving at) an entity.
+    pub fn edges(&self, id: u64, incoming: bool) -> Result<Vec<Edge>> {
+        let out_table = self.txn.open_table(REL_OUT)?;
+        let mut edges = Vec::new();
+        if incoming {
+            let in_table = self.txn.open_table(REL_IN)?;
+            for entry in in_table.range((id, "", 0)..(id.saturating_add(1), "", 0))? {
+                let (key, _) = entry?;
+                let (to, kind, from) = key.value();
+                if let Some(v) = out_table.get((from, kind, to))? {
+                    let (strength, confidence) = v.value();
+                    edges.push(Edge {
+                        from,
+                        to,
+                        kind: kind.to_string(),
+                        strength,
+                        confidence,
+                    });
+                }
+            }
+        } else {
+            for entry in out_table.range((id, "", 0)..(id.saturating_add(1), "", 0))? {
+                let (key, value) = entry?;
+                let (from, kind, to) = key.value();
+                let (strength, confidence) = value.value();
+                edges.push(Edge {
+                    from,
+                    to,
+                    kind: kind.to_string(),
+                    strength,
+                    confidence,
+                });
+            }
+        }
+        Ok(edges)
+    }
+
+    /// Entities of a scope in name order, after `cursor`, at most `limit`.
+    pub fn page(
+        &self,
+        scope: &ScopeKey,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let entities = self.txn.open_table(ENTITIES)?;
+        let start = cursor.unwrap_or("");
+        let mut out = Vec::new();
+        for entry in entities.range((scope.as_str(), start)..)? {
+            let (key, value) = entry?;
+            let (s, name) = key.value();
+            if s != scope.as_str() {
+                break;
+            }
+            if cursor.is_some_and(|c| c == name) {
+                continue;
+            }
+            out.push((name.to_string(), value.value()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// BM25 over the scope's postings for `query`'s terms.
+    pub fn keyword_search(
+        &self,
+        scope: &ScopeKey,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<KeywordMatch>> {
+        /// Postings read per term at most: very common terms add little.
+        const MAX_POSTINGS: usize = 20_000;
+        let terms = keyword::terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let meta = self.txn.open_table(META)?;
+        let doc_count = meta
+            .get(format!("docs:{scope}").as_str())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        if doc_count == 0 {
+            return Ok(Vec::new());
+        }
+        let term_total = meta
+            .get(format!("terms:{scope}").as_str())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let avg_len = term_total as f32 / doc_count as f32;
+        let postings = self.txn.open_table(TERMS)?;
+        let df_table = self.txn.open_table(TERM_DF)?;
+        let docs = self.txn.open_table(DOCS)?;
+        let mut scores: HashMap<u64, (u64, f32)> = HashMap::new();
+        for term in terms.keys() {
+            let df = df_table
+                .get((scope.as_str(), term.as_str()))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            if df == 0 {
+                continue;
+            }
+            let range = postings.range(
+                (scope.as_str(), term.as_str(), 0)..=(scope.as_str(), term.as_str(), u64::MAX),
+            )?;
+            for entry in range.take(MAX_POSTINGS) {
+                let (key, tf) = entry?;
+                let doc = key.value().2;
+                let Some(v) = docs.get(doc)? else { continue };
+                let (entity, length, _, _) = v.value();
+                let score = keyword::bm25(tf.value(), length, avg_len, doc_count, df);
+                let slot = scores.entry(doc).or_insert((entity, 0.0));
+                slot.1 += score;
+            }
+        }
+        let mut matches: Vec<KeywordMatch> = scores
+            .into_iter()
+            .map(|(doc, (entity, score))| KeywordMatch { doc, entity, score })
+            .collect();
+        matches.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+        matches.truncate(limit);
+        Ok(matches)
+    }
+
+    /// Every stored embedding with its doc's scope, for rebuilding the
+    /// vector index.
+    pub fn all_embeddings(&self, mut f: impl FnMut(u64, ScopeKey, Vec<f32>)) -> Result<()> {
+        let table = self.txn.open_table(EMBEDDINGS)?;
+        let docs = self.txn.open_table(DOCS)?;
+        for entry in table.iter()? {
+            let (doc, bytes) = entry?;
+            if let Some(v) = docs.get(doc.value())? {
+                f(
+                    doc.value(),
+                    ScopeKey::from_stored(v.value().2),
+                    decode(bytes.value()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn embedding(&self, doc: u64) -> Result<Option<Vec<f32>>> {
+        let table = self.txn.open_table(EMBEDDINGS)?;
+        Ok(table.get(doc)?.map(|v| decode(v.value())))
+    }
+
+    /// Docs that have no embedding yet (written while no model was loaded),
+    /// with their scope and text.
+    pub fn unembedded_docs(&self, limit: usize) -> Result<Vec<(u64, ScopeKey, String)>> {
+        let docs = self.txn.open_table(DOCS)?;
+        let embeddings = self.txn.open_table(EMBEDDINGS)?;
+        let mut out = Vec::new();
+        for entry in docs.iter()? {
+            let (doc, value) = entry?;
+            if embeddings.get(doc.value())?.is_none() {
+                let (_, _, scope, text) = value.value();
+                out.push((doc.value(), ScopeKey::from_stored(scope), text.to_string()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn counts(&self) -> Result<StoreCounts> {
+        use redb::ReadableTableMetadata;
+        Ok(StoreCounts {
+            entities: self.txn.open_table(ENTITY_DATA)?.len()?,
+            observations: self.txn.open_table(OBSERVATIONS)?.len()?,
+            relations: self.txn.open_table(REL_OUT)?.len()?,
+            documents: self.txn.open_table(DOCS)?.len()?,
+            embeddings: self.txn.open_table(EMBEDDINGS)?.len()?,
+        })
+    }
+
+    /// Every scope that holds at least one entity.
+    pub fn scopes(&self) -> Result<Vec<ScopeKey>> {
+        let entities = self.txn.open_table(ENTITIES)?;
+        let mut scopes = Vec::new();
+        let mut last: Option<String> = None;
+        for entry in entities.iter()? {
+            let (key, _) = entry?;
+            let scope = key.value().0;
+            if last.as_deref() != Some(scope) {
+                last = Some(scope.to_string());
+                scopes.push(ScopeKey::from_stored(scope));
+            }
+        }
+        Ok(scopes)
+    }
+}
+
+/// Stores embeddings computed later for docs written without them.
+pub fn store_embeddings(store: &MemoryStore, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
+    let txn = store.storage.database().begin_write()?;
+    {
+        let docs = txn.open_table(DOCS)?;
+        let mut table = txn.open_table(EMBEDDINGS)?;
+        for (doc, vector) in vectors {
+            // The doc may have been deleted meanwhile.
+            if docs.get(*doc)?.is_some() {
+                table.insert(*doc, encode(vector).as_slice())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

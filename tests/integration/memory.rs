@@ -1,0 +1,316 @@
+//! Embedded memory over REST and through an agent's WIT `memory` import.
+//! This build runs without an embedding model: memory must still work with
+//! keyword search and say `degraded`.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, rust_example, temp_data_dir};
+
+fn names(results: &Value) -> Vec<String> {
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["entity"]["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn seed(server: &Server) {
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"scope": "global", "entities": [
+                {"name": "Alice", "entity_type": "person", "observations": ["Works on the billing service", "Paid invoice INV-2024-0042"]},
+                {"name": "Billing", "entity_type": "service", "observations": ["Charges customers every month"]},
+                {"name": "Postgres", "entity_type": "database", "observations": ["Stores billing records"]},
+                {"name": "Bob", "entity_type": "person", "observations": ["Maintains the search cluster"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["created"], 4);
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/relations",
+            &json!({"scope": "global", "relations": [
+                {"from": "Alice", "to": "Billing", "relation_type": "works_on", "strength": 0.9},
+                {"from": "Billing", "to": "Postgres", "relation_type": "depends_on", "strength": 0.8},
+                {"from": "Bob", "to": "Postgres", "relation_type": "admin_of", "strength": 0.3}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["created"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_search_traverse_and_survive_restart() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (status, health) = server.get("/api/v1/health/memory").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["sqlite_status"], "ok");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("keyword")),
+        "{health}"
+    );
+    seed(&server).await;
+
+    // An exact id finds its entity; an exact name goes first.
+    let (status, found) = server
+        .post("/api/v1/memory/search", &json!({"query": "INV-2024-0042"}))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(names(&found)[0], "Alice");
+    assert_eq!(found["results"][0]["matched"], "Paid invoice INV-2024-0042");
+    let (_, found) = server
+        .post("/api/v1/memory/search", &json!({"query": "Postgres"}))
+        .await;
+    assert_eq!(names(&found)[0], "Postgres");
+    let (_, found) = server
+        .post("/api/v1/memory/search", &json!({"query": "billing"}))
+        .await;
+    let found = names(&found);
+    assert!(
+        found.contains(&"Billing".to_string()) && found.contains(&"Postgres".to_string()),
+        "{found:?}"
+    );
+
+    // Traversal: depth, direction and strength filters.
+    let (status, t) = server
+        .post(
+            "/api/v1/memory/traverse",
+            &json!({"start": "Alice", "max_depth": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    let reached: Vec<(String, u64)> = t["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["entity"]["name"].as_str().unwrap_or_default().to_string(),
+                n["depth"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reached,
+        vec![
+            ("Alice".into(), 0),
+            ("Billing".into(), 1),
+            ("Postgres".into(), 2)
+        ]
+    );
+    let (_, t) = server
+        .post("/api/v1/memory/traverse", &json!({"start": "Postgres", "direction": "incoming", "max_depth": 1, "min_strength": 0.5}))
+        .await;
+    assert_eq!(
+        t["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "Bob's weak edge is filtered: {t}"
+    );
+
+    // Observations can be added and deleted; deleted ones stop matching.
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/observations/delete",
+            &json!({"entity": "Alice", "observations": ["Paid invoice INV-2024-0042"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, found) = server
+        .post("/api/v1/memory/search", &json!({"query": "INV-2024-0042"}))
+        .await;
+    assert!(names(&found).is_empty(), "{found}");
+
+    // Everything acknowledged survives a restart.
+    let server = server.restart();
+    let (_, found) = server
+        .post("/api/v1/memory/search", &json!({"query": "search cluster"}))
+        .await;
+    assert_eq!(names(&found)[0], "Bob");
+    let (_, page) = server
+        .get("/api/v1/memory/graph?scope=global&limit=2")
+        .await;
+    assert_eq!(page["entities"].as_array().map(Vec::len), Some(2));
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let (_, page2) = server
+        .get(&format!(
+            "/api/v1/memory/graph?scope=global&limit=2&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(page2["entities"].as_array().map(Vec::len), Some(2));
+    assert!(page2["next_cursor"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_memory_input_is_refused_and_writes_nothing() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let long = "x".repeat(5000);
+    for (body, needle) in [
+        (
+            json!({"entities": [{"name": "", "entity_type": "t"}]}),
+            "must not be empty",
+        ),
+        (
+            json!({"entities": [{"name": "ok", "entity_type": "t"}, {"name": "big", "entity_type": "t", "observations": [long]}]}),
+            "limit is 4096",
+        ),
+        (
+            json!({"scope": "planet", "entities": [{"name": "a", "entity_type": "t"}]}),
+            "unknown scope",
+        ),
+        (
+            json!({"scope": "agent:ghost", "entities": [{"name": "a", "entity_type": "t"}]}),
+            "ghost",
+        ),
+    ] {
+        let (status, answer) = server.post("/api/v1/memory/entities", &body).await;
+        assert!((400..500).contains(&status), "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(needle),
+            "{answer}"
+        );
+    }
+    let (status, answer) = server
+        .post(
+            "/api/v1/memory/relations",
+            &json!({"relations": [{"from": "nobody", "to": "nothing", "relation_type": "knows"}]}),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    let (_, page) = server.get("/api/v1/memory/graph").await;
+    assert_eq!(
+        page["entities"],
+        json!([]),
+        "nothing was written: the valid entity of the refused batch included"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_into_a_fresh_server_gives_the_same_answers() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    seed(&server).await;
+    let export = reqwest::get(server.url("/api/v1/memory/export"))
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(export.lines().count(), 7, "{export}");
+
+    let (_guard2, data2) = temp_data_dir();
+    let fresh = Server::start(&data2);
+    let (status, body) = fresh
+        .post_raw(
+            "/api/v1/memory/import",
+            "application/x-ndjson",
+            export.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"entities": 4, "relations": 3}));
+    for query in ["INV-2024-0042", "billing", "Postgres", "cluster"] {
+        let (_, a) = server
+            .post("/api/v1/memory/search", &json!({"query": query}))
+            .await;
+        let (_, b) = fresh
+            .post("/api/v1/memory/search", &json!({"query": query}))
+            .await;
+        assert_eq!(names(&a), names(&b), "answers for `{query}`");
+    }
+    let (status, body) = fresh
+        .post_raw(
+            "/api/v1/memory/import",
+            "application/x-ndjson",
+            b"{\"type\":\"entity\"}\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("line 1"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_use_memory_through_wit_and_scopes_isolate_them() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    seed(&server).await;
+    server
+        .deploy("memo-a", &rust_example("memo"), json!({}))
+        .await;
+    server
+        .deploy("memo-b", &rust_example("memo"), json!({}))
+        .await;
+
+    assert_eq!(
+        server
+            .ask(
+                "memo-a",
+                "remember Falcon project: launches satellites in March"
+            )
+            .await,
+        "remembered Falcon"
+    );
+    assert_eq!(server.ask("memo-a", "recall satellites").await, "Falcon");
+    assert_eq!(
+        server.ask("memo-b", "recall satellites").await,
+        "",
+        "memo-b cannot see memo-a's memory"
+    );
+
+    // Operators see the agent's scope by name.
+    let (_, found) = server
+        .post(
+            "/api/v1/memory/search",
+            &json!({"scope": "agent:memo-a", "query": "March"}),
+        )
+        .await;
+    assert_eq!(names(&found), vec!["Falcon"]);
+
+    // Shared scopes need a grant.
+    let (_, body) = server.message("memo-a", "shared billing").await;
+    assert_eq!(body["reply"]["performative"], "failure", "{body}");
+    assert!(
+        body["reply"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not granted"),
+        "{body}"
+    );
+    let mut deploy = crate::harness::deploy_body("memo-g", &rust_example("memo"), json!({}));
+    deploy["memory_grants"] = json!(["global"]);
+    let (status, body) = server.post("/api/v1/agents", &deploy).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        server
+            .ask("memo-g", "shared billing")
+            .await
+            .contains("Billing")
+    );
+
+    // Removing an agent removes its private memory.
+    server.delete("/api/v1/agents/memo-a").await;
+    server
+        .deploy("memo-a", &rust_example("memo"), json!({}))
+        .await;
+    assert_eq!(server.ask("memo-a", "recall satellites").await, "");
+}
