@@ -275,6 +275,13 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/api/v1/messages",
         "/api/v1/openapi.json",
         "/api/v1/shutdown",
+        "/api/v1/health/memory",
+        "/api/v1/memory/entities",
+        "/api/v1/memory/search",
+        "/api/v1/memory/traverse",
+        "/api/v1/memory/graph",
+        "/api/v1/memory/export",
+        "/api/v1/memory/import",
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }

@@ -314,3 +314,41 @@ async fn agents_use_memory_through_wit_and_scopes_isolate_them() {
         .await;
     assert_eq!(server.ask("memo-a", "recall satellites").await, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cli_reports_searches_exports_and_imports() {
+    let (guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    seed(&server).await;
+    let (ok, out, err) = server.cli(&["memory", "status"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Entities: 4 stored") && out.contains("Relations: 3 connections"),
+        "{out}"
+    );
+    assert!(out.contains("keyword-only"), "{out}");
+    let (ok, out, _) = server.cli(&["memory", "search", "INV-2024-0042"]);
+    assert!(ok);
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains("Alice")),
+        "{out}"
+    );
+    let (ok, out, _) = server.cli(&["memory", "stats"]);
+    assert!(ok && out.contains("Semantic search latency P50"), "{out}");
+
+    let file = guard.path().join("memory.json");
+    let (ok, _, err) = server.cli(&[
+        "memory",
+        "export",
+        "--format",
+        "json",
+        "--output",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let (_guard2, data2) = temp_data_dir();
+    let fresh = Server::start(&data2);
+    let (ok, out, err) = fresh.cli(&["memory", "import", file.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Imported 4 entities and 3 relations");
+}

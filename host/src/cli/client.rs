@@ -40,6 +40,32 @@ impl Client {
         self.finish(response).await
     }
 
+    /// GET answering text (exports), with API errors decoded.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the caxton server at {}: {e}", self.base))?;
+        if response.status().is_success() {
+            return response.text().await.context("reading the server's answer");
+        }
+        self.finish(Ok(response)).await.map(|_| String::new())
+    }
+
+    /// POST of a text body (imports).
+    pub async fn post_text(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await;
+        self.finish(response).await
+    }
+
     async fn finish(&self, response: reqwest::Result<reqwest::Response>) -> anyhow::Result<Value> {
         let response = response.map_err(|e| {
             anyhow!(

@@ -4,6 +4,7 @@
 
 mod agents;
 mod client;
+mod memory;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,9 @@ enum Command {
     /// Deploy, list, inspect and message agents.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
+    /// Inspect, search, export and import embedded memory.
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -149,6 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(command) => {
             let client = Client::new(&cli.server)?;
             agents::run(&client, command).await
+        }
+        Command::Memory(command) => {
+            let client = Client::new(&cli.server)?;
+            memory::run(&client, command).await
         }
     }
 }

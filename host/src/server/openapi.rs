@@ -17,12 +17,57 @@ fn agent_param() -> Value {
     json!({ "name": "agent", "in": "path", "required": true, "description": "Agent name or id", "schema": { "type": "string" } })
 }
 
+/// A memory write or query: a JSON body with an optional `scope`
+/// (`global` by default, `workspace`, or `agent:NAME`).
+fn memory_post(summary: &str, fields: &str) -> Value {
+    json!({ "post": {
+        "summary": summary,
+        "description": format!("Body fields: {fields}. `scope` is global (default), workspace or agent:NAME."),
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+        "responses": {
+            "200": { "description": "Done" },
+            "201": { "description": "Written" },
+            "400": error_response("Invalid input (nothing written)"),
+            "404": error_response("Unknown entity or agent")
+        }
+    }})
+}
+
+fn memory_paths() -> Value {
+    json!({
+        "/api/v1/health/memory": { "get": { "summary": "Memory health: status, sqlite_status, embedding_model (and reason when degraded)",
+            "responses": { "200": { "description": "Health" } } } },
+        "/api/v1/memory/stats": { "get": { "summary": "Counts, sizes, latency percentiles", "responses": { "200": { "description": "Stats" } } } },
+        "/api/v1/memory/entities": memory_post("Create entities (merging into existing names)", "entities: [{name, entity_type, observations, metadata}]"),
+        "/api/v1/memory/entities/delete": memory_post("Delete entities with their observations and relations", "names"),
+        "/api/v1/memory/observations": memory_post("Add observations to an entity", "entity, observations"),
+        "/api/v1/memory/observations/delete": memory_post("Delete observations", "entity, observations"),
+        "/api/v1/memory/relations": memory_post("Create or update relations", "relations: [{from, to, relation_type, strength, confidence}]"),
+        "/api/v1/memory/relations/delete": memory_post("Delete relations", "relations: [{from, to, relation_type}]"),
+        "/api/v1/memory/nodes": memory_post("Open entities by name, with the relations between them", "names"),
+        "/api/v1/memory/search": memory_post("Hybrid search", "query, limit, scope or scopes"),
+        "/api/v1/memory/traverse": memory_post("Breadth-first traversal", "start, max_depth, relation_types, direction, min_strength"),
+        "/api/v1/memory/graph": { "get": { "summary": "Read the graph one page at a time",
+            "parameters": [
+                { "name": "scope", "in": "query", "schema": { "type": "string" } },
+                { "name": "cursor", "in": "query", "schema": { "type": "string" } },
+                { "name": "limit", "in": "query", "schema": { "type": "integer" } }
+            ],
+            "responses": { "200": { "description": "entities, relations, next_cursor" } } } },
+        "/api/v1/memory/export": { "get": { "summary": "Every entity and relation as JSON lines",
+            "responses": { "200": { "description": "application/x-ndjson" } } } },
+        "/api/v1/memory/import": { "post": { "summary": "Load JSON lines written by export (checked before writing)",
+            "requestBody": { "required": true, "content": { "application/x-ndjson": { "schema": { "type": "string" } } } },
+            "responses": { "200": { "description": "Counts" }, "400": error_response("A line is invalid (nothing written)") } } }
+    })
+}
+
 pub async fn document() -> Json<Value> {
     let message_body = json!({
         "required": true,
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MessageRequest" } } }
     });
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Caxton API",
@@ -164,5 +209,9 @@ pub async fn document() -> Json<Value> {
                 }}
             }}
         }}
-    }))
+    });
+    if let (Some(paths), Value::Object(memory)) = (doc["paths"].as_object_mut(), memory_paths()) {
+        paths.extend(memory);
+    }
+    Json(doc)
 }
