@@ -2,17 +2,17 @@
 //! API. `caxton start` calls [`run`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::Notify;
 
 use crate::agents::{AgentManager, Registry};
 use crate::config::Config;
-use crate::memory::MemoryService;
-use crate::memory::embedding::EmbedderState;
+use crate::memory::embedding::{self, EmbedderState};
+use crate::memory::{MemoryOptions, MemoryService};
 use crate::server::{self, AppState};
 use crate::storage::Storage;
 
@@ -47,17 +47,11 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         )
     })?;
     let storage = Arc::new(storage);
-    let embedder = EmbedderState::unavailable(
-        "no embedding model is loaded in this build: memory search is keyword-only",
-    );
-    let memory = Arc::new(
-        MemoryService::open(storage.clone(), embedder)
-            .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?,
-    );
+    let memory = open_memory(&config, &data_dir, storage.clone())?;
     let registry = Arc::new(Registry::new());
     let manager = Arc::new(AgentManager::new(
         config.runtime.clone(),
-        storage,
+        storage.clone(),
         registry,
         memory.clone(),
         &data_dir,
@@ -85,11 +79,106 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let state = AppState {
         manager,
         memory,
-        database_path: data_dir.join(crate::storage::DATABASE_FILE),
+        storage: storage.clone(),
+        model_cache_dir: config.memory.model_cache_dir(),
         started,
         shutdown: Arc::new(Notify::new()),
     };
+    let saver = tokio::spawn(save_index_periodically(
+        state.memory.clone(),
+        Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
+    ));
+    let memory = state.memory.clone();
     server::serve(listener, state, config.server.max_body_bytes).await?;
+    saver.abort();
+    save_index(memory).await;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Opens memory and gets its embedding model: loaded from the cache when it
+/// is there (before the server says it is ready, so the first search is
+/// semantic), else downloaded on a background thread while memory serves
+/// keyword-only.
+fn open_memory(
+    config: &Config,
+    data_dir: &Path,
+    storage: Arc<Storage>,
+) -> anyhow::Result<Arc<MemoryService>> {
+    let settings = &config.memory;
+    let cache_dir = settings.model_cache_dir();
+    let embedder = if settings.semantic_search {
+        match embedding::load_cached(&cache_dir) {
+            Ok(model) => EmbedderState::loaded(model),
+            Err(reason) => EmbedderState::unavailable(reason),
+        }
+    } else {
+        EmbedderState::unavailable(
+            "semantic search is disabled (memory.semantic_search: false in caxton.yaml); \
+             search is keyword-only",
+        )
+    };
+    let options = MemoryOptions {
+        slow_query: Duration::from_millis(settings.slow_query_ms),
+        recommended_max_entities: settings.recommended_max_entities,
+        memory_budget_bytes: settings.memory_budget_bytes,
+        ..MemoryOptions::in_data_dir(data_dir)
+    };
+    let memory = Arc::new(
+        MemoryService::open(storage, embedder, options)
+            .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?,
+    );
+    let have_model = memory.embedder().get().is_some();
+    if have_model {
+        backfill_in_background(memory.clone());
+    } else if settings.semantic_search && settings.auto_pull {
+        let memory = memory.clone();
+        std::thread::Builder::new()
+            .name("caxton-model-pull".into())
+            .spawn(
+                move || match embedding::pull_and_load(&cache_dir, memory.embedder()) {
+                    Ok(model) => {
+                        memory.embedder().set(model);
+                        backfill_in_background(memory);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "embedding model unavailable");
+                        memory.embedder().set_unavailable(reason);
+                    }
+                },
+            )?;
+    }
+    Ok(memory)
+}
+
+/// Embeds what was written while no model was loaded.
+pub fn backfill_in_background(memory: Arc<MemoryService>) {
+    let spawned = std::thread::Builder::new()
+        .name("caxton-backfill".into())
+        .spawn(move || match memory.backfill_embeddings() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(docs = n, "embedded documents written without a model"),
+            Err(e) => tracing::warn!(error = %e, "embedding backfill stopped"),
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the embedding backfill");
+    }
+}
+
+async fn save_index(memory: Arc<MemoryService>) {
+    match tokio::task::spawn_blocking(move || memory.save_index()).await {
+        Ok(Ok(true)) => tracing::debug!("vector index saved"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not save the vector index"),
+        Err(e) => tracing::warn!(error = %e, "vector index save task failed"),
+    }
+}
+
+async fn save_index_periodically(memory: Arc<MemoryService>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        save_index(memory.clone()).await;
+    }
 }

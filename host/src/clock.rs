@@ -8,3 +8,11 @@ pub fn now_rfc3339() -> String {
         .format(&Rfc3339)
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
+
+/// The instant `days` days ago, in the same format as [`now_rfc3339`], so
+/// stored timestamps compare against it as text.
+pub fn rfc3339_days_ago(days: u64) -> String {
+    let then = OffsetDateTime::now_utc() - time::Duration::days(days.min(365_000) as i64);
+    then.format(&Rfc3339)
+        .unwrap_or_else(|_| then.unix_timestamp().to_string())
+}

@@ -16,6 +16,52 @@ pub struct Config {
     /// Where the database, caches and logs live.
     pub data_dir: Option<PathBuf>,
     pub runtime: RuntimeConfig,
+    pub memory: MemoryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Semantic search with the embedded model. `false` keeps memory
+    /// keyword-only and never downloads the model.
+    pub semantic_search: bool,
+    /// Download the embedding model at start when it is not cached.
+    pub auto_pull: bool,
+    /// Model cache shared by every data dir; default `$CAXTON_MODEL_CACHE`
+    /// or `~/.cache/caxton/models`.
+    pub model_cache_dir: Option<PathBuf>,
+    /// Seconds between saves of the vector index (when it changed).
+    pub index_save_interval_secs: u64,
+    /// Searches and traversals slower than this are logged as slow queries.
+    pub slow_query_ms: u64,
+    /// Entity count this embedded store is sized for; `limits-check` and
+    /// `capacity-check` report against it.
+    pub recommended_max_entities: u64,
+    /// Memory the server may use (bytes); `usage --percentage` reports
+    /// resident memory against it.
+    pub memory_budget_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            semantic_search: true,
+            auto_pull: true,
+            model_cache_dir: None,
+            index_save_interval_secs: 60,
+            slow_query_ms: 50,
+            recommended_max_entities: 100_000,
+            memory_budget_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl MemoryConfig {
+    pub fn model_cache_dir(&self) -> PathBuf {
+        self.model_cache_dir
+            .clone()
+            .unwrap_or_else(caxton_embed::default_cache_dir)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

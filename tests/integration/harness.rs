@@ -97,11 +97,38 @@ pub fn python_example() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Makes sure the embedding model is in the shared cache before any server
+/// starts (a server without it would download it in the background and
+/// answer keyword-only meanwhile). Runs `caxton memory pull` once per test
+/// run; fails loudly when the model cannot be had.
+pub fn ensure_embedding_model() {
+    static PULLED: OnceLock<Result<(), String>> = OnceLock::new();
+    PULLED
+        .get_or_init(|| {
+            let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+                // No server listens here: pull must still succeed.
+                .args(["--server", "http://127.0.0.1:9", "memory", "pull"])
+                .output()
+                .map_err(|e| format!("cannot run `caxton memory pull`: {e}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`caxton memory pull` failed; the tests need the real embedding model:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A running `caxton start` process. Killed when dropped.
 pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub data_dir: PathBuf,
+    config: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -112,7 +139,16 @@ impl Server {
         Self::start_with_config(data_dir, None)
     }
 
+    /// Starts a server whose memory runs without the embedding model
+    /// (keyword search only, health `degraded`).
+    pub fn start_keyword_only(data_dir: &Path) -> Server {
+        let config = data_dir.with_extension("keyword-only.yaml");
+        std::fs::write(&config, "memory:\n  semantic_search: false\n").expect("write config");
+        Self::start_with_config(data_dir, Some(&config))
+    }
+
     pub fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
+        ensure_embedding_model();
         let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
         command
             .arg("start")
@@ -150,7 +186,16 @@ impl Server {
             child: Some(child),
             base,
             data_dir: data_dir.to_path_buf(),
+            config: config.map(Path::to_path_buf),
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -173,7 +218,7 @@ impl Server {
     /// Stops and starts again on the same data directory.
     pub fn restart(mut self) -> Server {
         self.stop();
-        Server::start(&self.data_dir.clone())
+        Server::start_with_config(&self.data_dir.clone(), self.config.as_deref())
     }
 
     pub fn url(&self, path: &str) -> String {

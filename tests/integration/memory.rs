@@ -1,6 +1,6 @@
-//! Embedded memory over REST and through an agent's WIT `memory` import.
-//! This build runs without an embedding model: memory must still work with
-//! keyword search and say `degraded`.
+//! Embedded memory over REST and through an agent's WIT `memory` import,
+//! with the real embedding model (and once without it: memory must still
+//! work with keyword search and say `degraded`).
 
 use serde_json::{Value, json};
 
@@ -44,9 +44,9 @@ async fn seed(server: &Server) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_search_traverse_and_survive_restart() {
+async fn keyword_only_memory_stores_searches_traverses_and_survives_restart() {
     let (_guard, data) = temp_data_dir();
-    let server = Server::start(&data);
+    let server = Server::start_keyword_only(&data);
     let (status, health) = server.get("/api/v1/health/memory").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded");
@@ -326,7 +326,10 @@ async fn memory_cli_reports_searches_exports_and_imports() {
         out.contains("Entities: 4 stored") && out.contains("Relations: 3 connections"),
         "{out}"
     );
-    assert!(out.contains("keyword-only"), "{out}");
+    assert!(
+        out.contains("Embedding model: All-MiniLM-L6-v2 loaded"),
+        "{out}"
+    );
     let (ok, out, _) = server.cli(&["memory", "search", "INV-2024-0042"]);
     assert!(ok);
     assert!(
@@ -351,4 +354,259 @@ async fn memory_cli_reports_searches_exports_and_imports() {
     let (ok, out, err) = fresh.cli(&["memory", "import", file.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "Imported 4 entities and 3 relations");
+}
+
+fn top(results: &Value) -> String {
+    names(results).first().cloned().unwrap_or_default()
+}
+
+async fn search(server: &Server, query: &str) -> Value {
+    let (status, found) = server
+        .post("/api/v1/memory/search", &json!({"query": query}))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_facts_by_meaning_and_keeps_the_index_across_restarts_and_kill_9() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (_, health) = server.get("/api/v1/health/memory").await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["embedding_model"], "loaded", "{health}");
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"entities": [
+                {"name": "Marco", "entity_type": "person", "observations": ["Loves cooking pasta and pizza at home"]},
+                {"name": "Ravi", "entity_type": "person", "observations": ["Runs marathons every spring"]},
+                {"name": "Dana", "entity_type": "person", "observations": ["Writes compilers for a living"]},
+                {"name": "Kepler-7", "entity_type": "service", "observations": ["Handles payment refunds for customers"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // No word of these queries occurs in the facts: only meaning matches.
+    for (query, expected) in [
+        ("Who enjoys Italian food?", "Marco"),
+        ("an athlete who goes running", "Ravi"),
+        ("giving customers their money back", "Kepler-7"),
+        ("software engineer building programming languages", "Dana"),
+    ] {
+        let found = search(&server, query).await;
+        assert_eq!(top(&found), expected, "`{query}`: {found}");
+        let hit = &found["results"][0];
+        assert!(
+            hit["semantic_score"].as_f64().unwrap_or(0.0) > 0.25,
+            "{hit}"
+        );
+    }
+    // Exact names still win over meaning.
+    assert_eq!(top(&search(&server, "Kepler-7").await), "Kepler-7");
+
+    // A graceful restart loads the saved index instead of rebuilding it.
+    let mut server = server.restart();
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(stats["index"]["source"], "snapshot", "{stats}");
+    assert_eq!(stats["index"]["caught_up"], 0, "{stats}");
+    assert_eq!(stats["indexed_vectors"], stats["counts"]["embeddings"]);
+    assert_eq!(
+        top(&search(&server, "Who enjoys Italian food?").await),
+        "Marco"
+    );
+
+    // Writes after the last save, then kill -9: the next start catches the
+    // snapshot up from the database.
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"entities": [{"name": "Yuki", "entity_type": "person", "observations": ["Plays the violin in an orchestra"]}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/entities/delete",
+            &json!({"names": ["Dana"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server.kill();
+    let server = Server::start(&data);
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(stats["index"]["source"], "snapshot", "{stats}");
+    assert_eq!(
+        stats["index"]["caught_up"], 2,
+        "Yuki's name and observation: {stats}"
+    );
+    assert_eq!(
+        stats["index"]["removed"], 2,
+        "Dana's name and observation: {stats}"
+    );
+    assert_eq!(top(&search(&server, "a classical musician").await), "Yuki");
+    let found = search(&server, "software engineer building programming languages").await;
+    assert!(!names(&found).contains(&"Dana".to_string()), "{found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let base = server.base.clone();
+        let acknowledged = acknowledged.clone();
+        writers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0.. {
+                let name = format!("reading-{writer}-{i}");
+                let body = json!({"entities": [{
+                    "name": name,
+                    "entity_type": "sensor_reading",
+                    "observations": [format!("Thermometer {writer} measured {i} degrees in greenhouse {writer}")]
+                }]});
+                let sent = http
+                    .post(format!("{base}/api/v1/memory/entities"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        acknowledged.lock().expect("lock").push(name)
+                    }
+                    // The server died mid-request: not acknowledged.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    let started = std::time::Instant::now();
+    while acknowledged.lock().expect("lock").len() < 60 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "writers too slow"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.kill();
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+
+    let server = Server::start(&data);
+    for chunk in acknowledged.chunks(100) {
+        let (status, nodes) = server
+            .post("/api/v1/memory/nodes", &json!({"names": chunk}))
+            .await;
+        assert_eq!(status, 200, "{nodes}");
+        assert_eq!(
+            nodes["entities"].as_array().map(Vec::len),
+            Some(chunk.len()),
+            "every acknowledged entity survives kill -9"
+        );
+    }
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(
+        stats["counts"]["embeddings"], stats["counts"]["documents"],
+        "acknowledged writes were embedded in the same transaction: {stats}"
+    );
+    assert_eq!(
+        stats["indexed_vectors"], stats["counts"]["embeddings"],
+        "{stats}"
+    );
+    let found = search(&server, "temperature in greenhouse 2").await;
+    assert!(
+        top(&found).starts_with("reading-2-"),
+        "semantic search works after the crash: {found}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_maintenance_commands_do_what_they_say() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    seed(&server).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"entities": [{"name": "Lonely", "entity_type": "note", "observations": ["Nobody links here"]}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let (ok, out, err) = server.cli(&["memory", "limits-check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Entity count: 5 / 100,000 (0% of recommended limit)"),
+        "{out}"
+    );
+    let (ok, out, _) = server.cli(&["memory", "capacity-check", "--percentage"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "0");
+
+    let (ok, _, err) = server.cli(&["memory", "cleanup"]);
+    assert!(!ok && err.contains("--remove-orphaned"), "{err}");
+    let (ok, out, _) = server.cli(&["memory", "cleanup", "--remove-orphaned", "--dry-run"]);
+    assert!(
+        ok && out.contains("Would remove 1") && out.contains("global/Lonely"),
+        "{out}"
+    );
+    let (ok, out, _) = server.cli(&[
+        "memory",
+        "cleanup",
+        "--remove-orphaned",
+        "--older-than",
+        "30d",
+    ]);
+    assert!(ok && out.contains("Removed 0"), "Lonely is new: {out}");
+    let (ok, out, _) = server.cli(&["memory", "cleanup", "--remove-orphaned"]);
+    assert!(ok && out.contains("Removed 1"), "{out}");
+    let (_, page) = server.get("/api/v1/memory/graph").await;
+    assert_eq!(page["entities"].as_array().map(Vec::len), Some(4), "{page}");
+
+    for _ in 0..2 {
+        search(&server, "who handles invoices").await;
+    }
+    let (ok, out, _) = server.cli(&["memory", "model-stats"]);
+    assert!(ok && out.contains("CACHE_HIT_RATE: 50%"), "{out}");
+    let (ok, out, _) = server.cli(&["memory", "cache-clear", "--rebuild"]);
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert!(ok && out.contains("Cleared 1 cached"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Vector index rebuilt: {} vectors",
+            stats["counts"]["embeddings"]
+        )),
+        "{out} {stats}"
+    );
+
+    let (ok, out, _) = server.cli(&["memory", "diagnose", "--show-slow-queries"]);
+    assert!(
+        ok && out.contains("semantic_search") && out.contains("Slow queries"),
+        "{out}"
+    );
+    let (ok, out, _) = server.cli(&["memory", "usage"]);
+    assert!(
+        ok && out.contains("Embedding model") && out.contains("Vector index"),
+        "{out}"
+    );
+    let (ok, out, _) = server.cli(&["memory", "usage", "--percentage"]);
+    assert!(ok && out.trim().parse::<u64>().is_ok(), "{out}");
+
+    let (ok, out, _) = server.cli(&["memory", "optimize", "--vacuum", "--reindex"]);
+    assert!(
+        ok && out.contains("Vector index rebuilt") && out.contains("compaction scheduled"),
+        "{out}"
+    );
+    assert!(data.join("compact-requested").exists());
+    let server = server.restart();
+    assert!(
+        !data.join("compact-requested").exists(),
+        "compacted at start"
+    );
+    assert_eq!(top(&search(&server, "INV-2024-0042").await), "Alice");
 }

@@ -291,6 +291,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
         caxton::memory::MemoryService::open(
             storage.clone(),
             caxton::memory::embedding::EmbedderState::unavailable("not needed by this benchmark"),
+            caxton::memory::MemoryOptions::in_data_dir(data_dir),
         )
         .map_err(|e| anyhow!("{e}"))?,
     );

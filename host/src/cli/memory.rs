@@ -30,6 +30,76 @@ pub enum MemoryCommand {
     },
     /// State of the embedding model.
     ModelStatus,
+    /// Model memory and query-embedding cache hit rate.
+    ModelStats,
+    /// Download the embedding model into the shared cache (also done
+    /// automatically at first start), then tell a running server to load it.
+    Pull {
+        /// Cache directory (default $CAXTON_MODEL_CACHE or ~/.cache/caxton/models).
+        #[arg(long, env = "CAXTON_MODEL_CACHE")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// The embedding model: `model pull`, `model status`.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Rebuild the vector index and/or compact the database (both when
+    /// neither is named).
+    Optimize {
+        /// Compact the database (at the next start: it needs exclusive access).
+        #[arg(long, visible_alias = "vacuum-sqlite")]
+        vacuum: bool,
+        /// Rebuild the vector index from the database.
+        #[arg(long, visible_alias = "reindex")]
+        rebuild_index: bool,
+    },
+    /// Entity count against the recommended limit of the embedded store.
+    LimitsCheck,
+    /// Like limits-check; `--percentage` prints only the whole percentage.
+    CapacityCheck {
+        #[arg(long)]
+        percentage: bool,
+    },
+    /// Delete entities that have no relations.
+    Cleanup {
+        /// Required: entities without any relation are removed.
+        #[arg(long)]
+        remove_orphaned: bool,
+        /// Only those not updated for this long (`30d`, `12h`, `2w`).
+        #[arg(long, value_parser = parse_age_days)]
+        older_than: Option<u64>,
+        /// Remove every orphan regardless of age (same as --remove-orphaned
+        /// without --older-than).
+        #[arg(long)]
+        aggressive: bool,
+        /// Do not ask for confirmation (cleanup never asks; accepted for
+        /// scripts written for the runbook).
+        #[arg(long)]
+        force: bool,
+        /// List what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Drop cached query embeddings; `--rebuild`/`--all` also rebuild the vector index.
+    CacheClear {
+        #[arg(long)]
+        rebuild: bool,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Memory use by component; `--percentage` prints only the whole
+    /// percentage of the configured budget.
+    Usage {
+        #[arg(long)]
+        detailed: bool,
+        #[arg(long)]
+        percentage: bool,
+    },
+    /// Latency by query type; `--show-slow-queries` lists the slow ones.
+    #[command(visible_alias = "monitor")]
+    Diagnose {
+        #[arg(long)]
+        show_slow_queries: bool,
+    },
     /// Hybrid search (semantic + keyword).
     Search {
         query: String,
@@ -48,6 +118,37 @@ pub enum MemoryCommand {
     },
     /// Load a file written by `export` (json or jsonl).
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Download the embedding model into the shared cache.
+    Pull {
+        #[arg(long, env = "CAXTON_MODEL_CACHE")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// State of the embedding model in the running server.
+    Status,
+}
+
+/// `30d`, `12h`, `2w` or a bare number of days → whole days (rounded up).
+fn parse_age_days(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "d"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age; write it like 30d, 12h or 2w"))?;
+    match unit {
+        "d" => Ok(n),
+        "w" => Ok(n * 7),
+        "h" => Ok(n.div_ceil(24)),
+        _ => Err(format!(
+            "unknown unit `{unit}` in `{text}`; use h, d or w (e.g. 30d)"
+        )),
+    }
 }
 
 fn human_bytes(bytes: u64) -> String {
@@ -124,7 +225,11 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
                 println!("Health:         {}", stats["health"]);
             }
         }
-        MemoryCommand::ModelStatus => {
+        MemoryCommand::Pull { cache_dir }
+        | MemoryCommand::Model(ModelCommand::Pull { cache_dir }) => {
+            pull(client, cache_dir).await?;
+        }
+        MemoryCommand::Model(ModelCommand::Status) | MemoryCommand::ModelStatus => {
             let health = client.get("/api/v1/health/memory").await?;
             println!("MODEL: All-MiniLM-L6-v2");
             println!(
@@ -195,6 +300,254 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
                 body["entities"], body["relations"]
             );
         }
+        MemoryCommand::ModelStats => {
+            let stats = client.get("/api/v1/memory/stats").await?;
+            let usage = client.get("/api/v1/memory/usage").await?;
+            println!("MODEL: All-MiniLM-L6-v2");
+            match usage["model_loaded"].as_bool() {
+                Some(true) => println!(
+                    "MEMORY: {}",
+                    human_bytes(usage["model_bytes"].as_u64().unwrap_or(0))
+                ),
+                _ => println!("MEMORY: not loaded"),
+            }
+            let cache = &stats["query_cache"];
+            match cache["hit_rate"].as_f64() {
+                Some(rate) => println!(
+                    "CACHE_HIT_RATE: {:.0}% ({} hits, {} misses, {} cached queries)",
+                    rate * 100.0,
+                    cache["hits"],
+                    cache["misses"],
+                    cache["entries"]
+                ),
+                None => println!("CACHE_HIT_RATE: no queries yet"),
+            }
+        }
+        MemoryCommand::Optimize {
+            vacuum,
+            rebuild_index,
+        } => {
+            let body = client
+                .post_json(
+                    "/api/v1/memory/optimize",
+                    &json!({"vacuum": vacuum, "rebuild_index": rebuild_index}),
+                )
+                .await?;
+            if let Some(index) = body.get("index") {
+                println!(
+                    "Vector index rebuilt: {} vectors in {} ms",
+                    index["rebuilt_vectors"], index["elapsed_ms"]
+                );
+            }
+            if let Some(vacuum) = body.get("vacuum") {
+                println!(
+                    "Database compaction scheduled ({} now): {}",
+                    human_bytes(vacuum["database_bytes"].as_u64().unwrap_or(0)),
+                    vacuum["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
+        MemoryCommand::LimitsCheck => {
+            let c = client.get("/api/v1/memory/capacity").await?;
+            let percent = c["percent"].as_f64().unwrap_or(0.0);
+            println!(
+                "Entity count: {} / {} ({percent:.0}% of recommended limit)",
+                thousands(c["entities"].as_u64().unwrap_or(0)),
+                thousands(c["recommended_max_entities"].as_u64().unwrap_or(0)),
+            );
+            if percent >= 80.0 {
+                println!("WARNING: Consider external backend migration");
+            }
+        }
+        MemoryCommand::CapacityCheck { percentage } => {
+            let c = client.get("/api/v1/memory/capacity").await?;
+            let percent = c["percent"].as_f64().unwrap_or(0.0);
+            if percentage {
+                println!("{}", percent.floor() as u64);
+            } else {
+                let note = if percent >= 90.0 {
+                    " - approaching limit"
+                } else {
+                    ""
+                };
+                println!(
+                    "ENTITIES: {} / {} ({percent:.0}%{note})",
+                    thousands(c["entities"].as_u64().unwrap_or(0)),
+                    thousands(c["recommended_max_entities"].as_u64().unwrap_or(0)),
+                );
+            }
+        }
+        MemoryCommand::Cleanup {
+            remove_orphaned,
+            older_than,
+            aggressive,
+            force: _,
+            dry_run,
+        } => {
+            if !remove_orphaned && !aggressive {
+                return Err(anyhow!(
+                    "say what to clean up: --remove-orphaned [--older-than 30d], or --aggressive"
+                ));
+            }
+            let older_than_days = if aggressive { None } else { older_than };
+            let body = client
+                .post_json(
+                    "/api/v1/memory/cleanup",
+                    &json!({"remove_orphaned": true, "older_than_days": older_than_days, "dry_run": dry_run}),
+                )
+                .await?;
+            let verb = if dry_run { "Would remove" } else { "Removed" };
+            let count = if dry_run {
+                &body["orphans"]
+            } else {
+                &body["removed"]
+            };
+            println!("{verb} {count} orphaned entities (no relations)");
+            for name in body["sample"].as_array().into_iter().flatten() {
+                println!("  {}", name.as_str().unwrap_or("?"));
+            }
+        }
+        MemoryCommand::CacheClear { rebuild, all } => {
+            let body = client
+                .post_json(
+                    "/api/v1/memory/cache/clear",
+                    &json!({"rebuild": rebuild || all}),
+                )
+                .await?;
+            println!(
+                "Cleared {} cached query embeddings",
+                body["query_embeddings_cleared"]
+            );
+            if let Some(n) = body.get("rebuilt_vectors") {
+                println!("Vector index rebuilt: {n} vectors");
+            }
+        }
+        MemoryCommand::Usage {
+            detailed,
+            percentage,
+        } => {
+            let u = client.get("/api/v1/memory/usage").await?;
+            let percent = u["percent"].as_f64();
+            if percentage {
+                match percent {
+                    Some(p) => println!("{}", p.floor() as u64),
+                    None => {
+                        return Err(anyhow!(
+                            "the server cannot measure its memory use on this platform"
+                        ));
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let bytes = |key: &str| human_bytes(u[key].as_u64().unwrap_or(0));
+            println!("{:<18} {:>10}", "COMPONENT", "USAGE");
+            println!("{:<18} {:>10}", "Embedding model", bytes("model_bytes"));
+            println!("{:<18} {:>10}", "Database file", bytes("database_bytes"));
+            println!("{:<18} {:>10}", "Vector index", bytes("index_bytes"));
+            println!("{:<18} {:>10}", "Query cache", bytes("query_cache_bytes"));
+            if let Some(p) = percent {
+                println!(
+                    "Process resident: {} of {} budget ({p:.0}%)",
+                    bytes("resident_bytes"),
+                    bytes("budget_bytes")
+                );
+            }
+            if detailed {
+                println!("{}", serde_json::to_string_pretty(&u)?);
+            }
+        }
+        MemoryCommand::Diagnose { show_slow_queries } => {
+            let d = client.get("/api/v1/memory/diagnose").await?;
+            println!(
+                "{:<18} {:>12} {:>10} {:>10}",
+                "QUERY-TYPE", "AVG-LATENCY", "P99", "COUNT"
+            );
+            if let Some(ops) = d["operations"].as_object() {
+                for (kind, op) in ops {
+                    println!(
+                        "{kind:<18} {:>10.2}ms {:>8.2}ms {:>10}",
+                        op["avg_ms"].as_f64().unwrap_or(0.0),
+                        op["p99_ms"].as_f64().unwrap_or(0.0),
+                        thousands(op["count"].as_u64().unwrap_or(0))
+                    );
+                }
+            }
+            if show_slow_queries {
+                let slow = d["slow_queries"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "\nSlow queries (over {} ms): {}",
+                    d["slow_query_threshold_ms"],
+                    slow.len()
+                );
+                for q in slow {
+                    println!(
+                        "{:>8.1}ms  {:<16} {}  {}",
+                        q["ms"].as_f64().unwrap_or(0.0),
+                        q["kind"].as_str().unwrap_or("?"),
+                        q["at"].as_str().unwrap_or(""),
+                        q["query"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 85000 → "85,000", as the runbook prints counts.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Downloads the model (blocking I/O on its own thread), drawing a progress
+/// bar on stderr, then asks a running server to load it.
+async fn pull(client: &Client, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let cache_dir = cache_dir.unwrap_or_else(caxton_embed::default_cache_dir);
+    let dir = cache_dir.clone();
+    let model_dir = tokio::task::spawn_blocking(move || {
+        let mut drew = false;
+        let result = caxton_embed::pull(&dir, &mut |p| {
+            drew = true;
+            let line = match p.total {
+                Some(total) if total > 0 => {
+                    let filled = (p.downloaded * 30 / total) as usize;
+                    format!(
+                        "[{}{}] {:>3}% {:.1}/{:.1} MB from {}",
+                        "#".repeat(filled.min(30)),
+                        " ".repeat(30 - filled.min(30)),
+                        p.downloaded * 100 / total,
+                        p.downloaded as f64 / 1e6,
+                        total as f64 / 1e6,
+                        p.source
+                    )
+                }
+                _ => format!("{:.1} MB from {}", p.downloaded as f64 / 1e6, p.source),
+            };
+            eprint!("\r{line}");
+        });
+        if drew {
+            eprintln!();
+        }
+        result
+    })
+    .await
+    .context("the download task failed")??;
+    println!("Embedding model ready in {}", model_dir.display());
+    match client
+        .post_json("/api/v1/memory/model/load", &json!({}))
+        .await
+    {
+        Ok(body) if body["changed"] == true => println!("The running server loaded it."),
+        Ok(_) => println!("The running server already has it loaded."),
+        Err(e) => println!("(No running server took it: {e:#}. It loads at the next start.)"),
+    }
+    Ok(())
 }

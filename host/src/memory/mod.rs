@@ -18,36 +18,94 @@ pub mod graph;
 pub mod model;
 pub mod search;
 pub mod store;
+pub mod telemetry;
 pub mod transfer;
 pub mod vectors;
 
 mod keyword;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use embedding::{EmbedderState, ModelState};
+use embedding::{CacheStats, EmbedderState, ModelState, QueryCache};
 use model::{
     Entity, EntityInput, GraphPage, MemoryError, Relation, RelationKey, Result, ScopeKey,
     SearchHit, Subgraph, Traversal, TraverseOptions, WriteSummary,
 };
 use store::{IndexDelta, MemoryStore, Outcome};
+use telemetry::Telemetry;
 use vectors::VectorIndex;
 
 use crate::storage::Storage;
 
-/// Latency samples kept per operation kind, for `stats`.
-const LATENCY_SAMPLES: usize = 1024;
+/// Length of every embedding (all-MiniLM-L6-v2's hidden size).
+pub const DIMENSIONS: usize = caxton_embed::DIMENSIONS;
+/// Directory (in the data dir) holding the saved vector index.
+pub const INDEX_DIR: &str = "memory-index";
+/// Queries whose embeddings are kept.
+const QUERY_CACHE_ENTRIES: usize = 4096;
+/// Docs embedded per model call during a backfill.
+const BACKFILL_BATCH: usize = 64;
+
+/// Tunables, from `caxton.yaml`'s `memory:` section.
+#[derive(Debug, Clone)]
+pub struct MemoryOptions {
+    /// Where the vector index snapshot lives.
+    pub index_dir: PathBuf,
+    /// Searches and traversals slower than this are remembered for
+    /// `memory diagnose --show-slow-queries`.
+    pub slow_query: Duration,
+    /// Entity count the embedded store is sized for (capacity reports).
+    pub recommended_max_entities: u64,
+    /// Memory the server may use, for `usage --percentage`.
+    pub memory_budget_bytes: u64,
+}
+
+impl MemoryOptions {
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        MemoryOptions {
+            index_dir: data_dir.join(INDEX_DIR),
+            slow_query: Duration::from_millis(50),
+            recommended_max_entities: 100_000,
+            memory_budget_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the vector index came to be at start.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexOrigin {
+    /// `snapshot` (loaded from disk, then reconciled) or `rebuilt` (from redb).
+    pub source: &'static str,
+    /// Vectors added to / removed from the snapshot to match redb.
+    pub caught_up: usize,
+    pub removed: usize,
+    pub elapsed_ms: u64,
+    /// Why a snapshot was not used, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
 
 /// The memory system as the rest of the server sees it.
 pub struct MemoryService {
     store: MemoryStore,
     embedder: EmbedderState,
     index: RwLock<VectorIndex>,
-    latencies: Mutex<HashMap<&'static str, Vec<f64>>>,
+    options: MemoryOptions,
+    /// Serialises "commit, then update the index", so the index applies
+    /// commits in commit order (a delete never overtakes the add it undoes).
+    /// redb allows one writer at a time anyway, so this costs no concurrency.
+    writes: Mutex<()>,
+    /// Index changes since the last snapshot; 0 means saving is pointless.
+    unsaved: AtomicU64,
+    origin: Mutex<IndexOrigin>,
+    query_cache: QueryCache,
+    telemetry: Telemetry,
 }
 
 /// Health of the memory system, in the runbook's shape.
@@ -60,27 +118,182 @@ pub struct MemoryHealth {
     pub reason: Option<String>,
 }
 
+/// Everything `memory stats` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryStats {
+    pub counts: store::StoreCounts,
+    pub indexed_vectors: usize,
+    pub index_memory_bytes: usize,
+    pub index: IndexOrigin,
+    pub query_cache: CacheStats,
+    pub health: MemoryHealth,
+    pub latency: std::collections::BTreeMap<&'static str, telemetry::OpSummary>,
+}
+
+/// `limits-check` / `capacity-check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    pub entities: u64,
+    pub recommended_max_entities: u64,
+    pub percent: f64,
+}
+
+/// `usage`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub model_bytes: u64,
+    pub model_loaded: bool,
+    pub database_bytes: u64,
+    pub index_bytes: u64,
+    pub query_cache_bytes: u64,
+    /// The whole server process (Linux; `None` elsewhere).
+    pub resident_bytes: Option<u64>,
+    pub budget_bytes: u64,
+    pub percent: Option<f64>,
+}
+
+/// `cleanup --remove-orphaned`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleanup {
+    pub orphans: usize,
+    pub removed: u32,
+    /// Up to 20 of them, as `scope/name`.
+    pub sample: Vec<String>,
+}
+
+/// Resident set size of this process, from /proc (Linux).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn index_err(e: vectors::IndexError) -> MemoryError {
+    MemoryError::Storage(e.to_string())
+}
+
 impl MemoryService {
-    pub fn open(storage: Arc<Storage>, embedder: EmbedderState) -> Result<Self> {
+    pub fn open(
+        storage: Arc<Storage>,
+        embedder: EmbedderState,
+        options: MemoryOptions,
+    ) -> Result<Self> {
         let store = MemoryStore::open(storage)?;
         let service = MemoryService {
             store,
             embedder,
-            index: RwLock::new(VectorIndex::new()),
-            latencies: Mutex::new(HashMap::new()),
+            index: RwLock::new(VectorIndex::new(DIMENSIONS).map_err(index_err)?),
+            telemetry: Telemetry::new(options.slow_query),
+            options,
+            writes: Mutex::new(()),
+            unsaved: AtomicU64::new(0),
+            origin: Mutex::new(IndexOrigin {
+                source: "rebuilt",
+                caught_up: 0,
+                removed: 0,
+                elapsed_ms: 0,
+                note: None,
+            }),
+            query_cache: QueryCache::new(QUERY_CACHE_ENTRIES),
         };
-        service.rebuild_index()?;
+        service.open_index()?;
         Ok(service)
     }
 
-    /// Rebuilds the vector index from the embeddings in redb.
-    pub fn rebuild_index(&self) -> Result<usize> {
+    /// Loads the saved index and reconciles it with redb, or rebuilds it
+    /// when there is no usable snapshot.
+    fn open_index(&self) -> Result<()> {
+        let started = Instant::now();
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = match VectorIndex::load(&self.options.index_dir, DIMENSIONS) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "vector index snapshot unusable; rebuilding from the database");
+                self.origin.lock().unwrap_or_else(|p| p.into_inner()).note = Some(e.to_string());
+                None
+            }
+        };
+        let Some(mut index) = snapshot else {
+            drop(_writes);
+            let count = self.rebuild_index()?;
+            tracing::info!(
+                vectors = count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "vector index rebuilt from the database"
+            );
+            return Ok(());
+        };
         let reader = self.store.read()?;
-        let mut index = VectorIndex::new();
-        reader.all_embeddings(|doc, scope, vector| index.insert(doc, &scope, vector))?;
+        let in_db: HashSet<u64> = reader.embedded_docs()?.into_iter().collect();
+        let stale: Vec<u64> = index.docs().filter(|d| !in_db.contains(d)).collect();
+        for doc in &stale {
+            index.remove(*doc).map_err(index_err)?;
+        }
+        let mut missing = Vec::new();
+        for doc in in_db.iter().filter(|d| !index.contains(**d)) {
+            if let Some((scope, vector)) = reader.embedded_doc(*doc)? {
+                missing.push((*doc, scope, vector));
+            }
+        }
+        let caught_up = missing.len();
+        index.insert_many(missing).map_err(index_err)?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            vectors = index.len(),
+            caught_up,
+            removed = stale.len(),
+            elapsed_ms,
+            "vector index loaded from snapshot"
+        );
+        if caught_up + stale.len() > 0 {
+            self.unsaved
+                .fetch_add((caught_up + stale.len()) as u64, Ordering::Relaxed);
+        }
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = IndexOrigin {
+            source: "snapshot",
+            caught_up,
+            removed: stale.len(),
+            elapsed_ms,
+            note: None,
+        };
+        Ok(())
+    }
+
+    /// Rebuilds the vector index from the embeddings in redb. Answers how
+    /// many vectors it holds.
+    pub fn rebuild_index(&self) -> Result<usize> {
+        let started = Instant::now();
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = self.store.read()?;
+        let mut items = Vec::new();
+        reader.all_embeddings(|doc, scope, vector| items.push((doc, scope, vector)))?;
+        let mut index = VectorIndex::new(DIMENSIONS).map_err(index_err)?;
+        index.insert_many(items).map_err(index_err)?;
         let count = index.len();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        self.unsaved.fetch_add(count as u64 + 1, Ordering::Relaxed);
+        let mut origin = self.origin.lock().unwrap_or_else(|p| p.into_inner());
+        origin.source = "rebuilt";
+        origin.caught_up = 0;
+        origin.removed = 0;
+        origin.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(count)
+    }
+
+    /// Saves the vector index if it changed since the last save. Answers
+    /// whether it wrote a snapshot. Searches continue meanwhile; writes wait.
+    pub fn save_index(&self) -> Result<bool> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let unsaved = self.unsaved.load(Ordering::Relaxed);
+        if unsaved == 0 {
+            return Ok(false);
+        }
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index.save(&self.options.index_dir).map_err(index_err)?;
+        self.unsaved.fetch_sub(unsaved, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Embeds docs written while no model was loaded. Answers how many.
@@ -89,26 +302,43 @@ impl MemoryService {
             return Ok(0);
         };
         let mut total = 0;
+        let mut after = 0;
         loop {
-            let pending = self.store.read()?.unembedded_docs(256)?;
-            if pending.is_empty() {
+            let pending = self.store.read()?.unembedded_docs(after, BACKFILL_BATCH)?;
+            let Some(last) = pending.last() else {
                 return Ok(total);
-            }
+            };
+            after = last.0;
             let texts: Vec<&str> = pending.iter().map(|(_, _, t)| t.as_str()).collect();
             let vectors = embedder.embed(&texts).map_err(MemoryError::Storage)?;
             let pairs: Vec<(u64, Vec<f32>)> =
                 pending.iter().map(|(d, _, _)| *d).zip(vectors).collect();
-            store::store_embeddings(&self.store, &pairs)?;
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for ((doc, vector), (_, scope, _)) in pairs.into_iter().zip(&pending) {
-                index.insert(doc, scope, vector);
-            }
+            let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let stored = store::store_embeddings(&self.store, &pairs)?;
+            let items = pairs
+                .into_iter()
+                .zip(&pending)
+                .filter(|((doc, _), _)| stored.contains(doc))
+                .map(|((doc, vector), (_, scope, _))| (doc, scope.clone(), vector))
+                .collect::<Vec<_>>();
+            self.unsaved
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            self.index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert_many(items)
+                .map_err(index_err)?;
             total += pending.len();
         }
     }
 
     pub fn model_state(&self) -> ModelState {
         self.embedder.state()
+    }
+
+    /// The model slot, so the server can load or swap the model at runtime.
+    pub fn embedder(&self) -> &EmbedderState {
+        &self.embedder
     }
 
     pub fn health(&self) -> MemoryHealth {
@@ -135,27 +365,102 @@ impl MemoryService {
         }
     }
 
-    fn record(&self, kind: &'static str, started: Instant) {
-        let mut latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
-        let samples = latencies.entry(kind).or_default();
-        if samples.len() == LATENCY_SAMPLES {
-            samples.remove(0);
-        }
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    pub fn stats(&self) -> Result<MemoryStats> {
+        let counts = self.counts()?;
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        Ok(MemoryStats {
+            counts,
+            indexed_vectors: index.len(),
+            index_memory_bytes: index.memory_bytes(),
+            index: self
+                .origin
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            query_cache: self.query_cache.stats(),
+            health: self.health(),
+            latency: self.telemetry.summary(),
+        })
     }
 
-    /// p50/p99 (ms) of recent operations of each kind.
-    pub fn latency_percentiles(&self) -> HashMap<&'static str, (f64, f64, usize)> {
-        let latencies = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
-        latencies
-            .iter()
-            .map(|(kind, samples)| {
-                let mut sorted = samples.clone();
-                sorted.sort_by(f64::total_cmp);
-                let at = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
-                (*kind, (at(0.5), at(0.99), sorted.len()))
-            })
-            .collect()
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Entities against the recommended maximum (`limits-check`,
+    /// `capacity-check`).
+    pub fn capacity(&self) -> Result<Capacity> {
+        let entities = self.counts()?.entities;
+        let limit = self.options.recommended_max_entities.max(1);
+        Ok(Capacity {
+            entities,
+            recommended_max_entities: limit,
+            percent: entities as f64 * 100.0 / limit as f64,
+        })
+    }
+
+    /// Where memory's bytes go (`usage`): the model, the database, the
+    /// vector index, the query cache, against the configured budget.
+    pub fn usage(&self, database_bytes: u64) -> Usage {
+        let (model_bytes, model_loaded) = match self.embedder.get() {
+            Some(model) => (model.memory_bytes(), true),
+            None => (0, false),
+        };
+        let index_bytes = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .memory_bytes() as u64;
+        let cache_bytes = self.query_cache.stats().bytes as u64;
+        let resident_bytes = resident_memory_bytes();
+        Usage {
+            model_bytes,
+            model_loaded,
+            database_bytes,
+            index_bytes,
+            query_cache_bytes: cache_bytes,
+            resident_bytes,
+            budget_bytes: self.options.memory_budget_bytes,
+            percent: resident_bytes
+                .map(|r| r as f64 * 100.0 / self.options.memory_budget_bytes.max(1) as f64),
+        }
+    }
+
+    /// Deletes entities that have no relations (optionally only those not
+    /// updated for `older_than_days`). `dry_run` only lists them.
+    pub fn cleanup_orphans(&self, older_than_days: Option<u64>, dry_run: bool) -> Result<Cleanup> {
+        let cutoff = older_than_days.map(crate::clock::rfc3339_days_ago);
+        let orphans = self.store.read()?.orphans(cutoff.as_deref())?;
+        let mut removed = 0;
+        if !dry_run {
+            let mut by_scope: std::collections::BTreeMap<ScopeKey, Vec<String>> =
+                Default::default();
+            for (scope, name) in &orphans {
+                by_scope
+                    .entry(scope.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+            for (scope, names) in by_scope {
+                for chunk in names.chunks(model::MAX_BATCH) {
+                    removed += self.delete_entities(&scope, chunk)?;
+                }
+            }
+        }
+        Ok(Cleanup {
+            orphans: orphans.len(),
+            removed,
+            sample: orphans
+                .iter()
+                .take(20)
+                .map(|(s, n)| format!("{s}/{n}"))
+                .collect(),
+        })
+    }
+
+    /// Drops every cached query embedding. Answers how many were dropped.
+    pub fn clear_query_cache(&self) -> usize {
+        self.query_cache.clear()
     }
 
     pub fn counts(&self) -> Result<store::StoreCounts> {
@@ -179,17 +484,37 @@ impl MemoryService {
         Ok(unique.into_iter().zip(vectors).collect())
     }
 
-    fn apply(&self, delta: IndexDelta) {
+    /// Runs one write transaction and applies its index changes before any
+    /// other write can commit.
+    fn write<T>(
+        &self,
+        embeddings: &HashMap<String, Vec<f32>>,
+        f: impl FnOnce(&mut store::GraphWriter<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, delta) = self.store.write(embeddings, f)?;
+        self.apply(delta)?;
+        Ok(out)
+    }
+
+    fn apply(&self, delta: IndexDelta) -> Result<()> {
         if delta.added.is_empty() && delta.removed.is_empty() {
-            return;
+            return Ok(());
         }
+        let changes = (delta.added.len() + delta.removed.len()) as u64;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for doc in delta.removed {
-            index.remove(doc);
+            index.remove(doc).map_err(index_err)?;
         }
-        for (doc, scope, vector) in delta.added {
-            index.insert(doc, &scope, vector);
+        if delta.added.len() > 16 {
+            index.insert_many(delta.added).map_err(index_err)?;
+        } else {
+            for (doc, scope, vector) in delta.added {
+                index.insert(doc, &scope, &vector).map_err(index_err)?;
+            }
         }
+        self.unsaved.fetch_add(changes, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn create_entities(
@@ -207,7 +532,7 @@ impl MemoryService {
             texts.extend(e.observations.iter().cloned());
         }
         let embeddings = self.embed_all(texts)?;
-        let (summary, delta) = self.store.write(&embeddings, |w| {
+        let summary = self.write(&embeddings, |w| {
             let mut summary = WriteSummary::default();
             for entity in entities {
                 match w.upsert_entity(scope, entity)? {
@@ -218,7 +543,6 @@ impl MemoryService {
             }
             Ok(summary)
         })?;
-        self.apply(delta);
         Ok(summary)
     }
 
@@ -234,10 +558,9 @@ impl MemoryService {
             model::check_observation(entity, o)?;
         }
         let embeddings = self.embed_all(observations.to_vec())?;
-        let (added, delta) = self.store.write(&embeddings, |w| {
+        let added = self.write(&embeddings, |w| {
             w.add_observations(scope, entity, observations)
         })?;
-        self.apply(delta);
         Ok(added)
     }
 
@@ -250,7 +573,7 @@ impl MemoryService {
         for r in relations {
             r.validate()?;
         }
-        let (summary, delta) = self.store.write(&HashMap::new(), |w| {
+        let summary = self.write(&HashMap::new(), |w| {
             let mut summary = WriteSummary::default();
             for relation in relations {
                 match w.put_relation(scope, relation)? {
@@ -261,13 +584,12 @@ impl MemoryService {
             }
             Ok(summary)
         })?;
-        self.apply(delta);
         Ok(summary)
     }
 
     pub fn delete_entities(&self, scope: &ScopeKey, names: &[String]) -> Result<u32> {
         model::check_batch("names", names.len())?;
-        let (deleted, delta) = self.store.write(&HashMap::new(), |w| {
+        let deleted = self.write(&HashMap::new(), |w| {
             let mut deleted = 0;
             for name in names {
                 if w.delete_entity(scope, name)? {
@@ -276,7 +598,6 @@ impl MemoryService {
             }
             Ok(deleted)
         })?;
-        self.apply(delta);
         Ok(deleted)
     }
 
@@ -287,16 +608,15 @@ impl MemoryService {
         observations: &[String],
     ) -> Result<u32> {
         model::check_batch("observations", observations.len())?;
-        let (deleted, delta) = self.store.write(&HashMap::new(), |w| {
+        let deleted = self.write(&HashMap::new(), |w| {
             w.delete_observations(scope, entity, observations)
         })?;
-        self.apply(delta);
         Ok(deleted)
     }
 
     pub fn delete_relations(&self, scope: &ScopeKey, relations: &[RelationKey]) -> Result<u32> {
         model::check_batch("relations", relations.len())?;
-        let (deleted, delta) = self.store.write(&HashMap::new(), |w| {
+        let deleted = self.write(&HashMap::new(), |w| {
             let mut deleted = 0;
             for r in relations {
                 if w.delete_relation(scope, &r.from, &r.to, &r.relation_type)? {
@@ -305,7 +625,6 @@ impl MemoryService {
             }
             Ok(deleted)
         })?;
-        self.apply(delta);
         Ok(deleted)
     }
 
@@ -349,7 +668,8 @@ impl MemoryService {
         let started = Instant::now();
         let reader = self.store.read()?;
         let result = graph::traverse(&reader, scope, start, options);
-        self.record("graph_traversal", started);
+        self.telemetry
+            .record("graph_traversal", start, started.elapsed());
         result
     }
 
@@ -360,19 +680,7 @@ impl MemoryService {
             return Err(MemoryError::Invalid("the search query is empty".into()));
         }
         let limit = limit.clamp(1, model::MAX_SEARCH_LIMIT);
-        let query_vector = match self.embedder.get() {
-            Some(embedder) => Some(
-                embedder
-                    .embed(&[query])
-                    .map_err(MemoryError::Storage)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| {
-                        MemoryError::Storage("the model returned no embedding".into())
-                    })?,
-            ),
-            None => None,
-        };
+        let query_vector = self.embed_query(query)?;
         let reader = self.store.read()?;
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let hits = search::hybrid(
@@ -380,12 +688,33 @@ impl MemoryService {
             &index,
             scopes,
             query,
-            query_vector.as_deref(),
+            query_vector.as_deref().map(Vec::as_slice),
             limit,
         );
         drop(index);
-        self.record("semantic_search", started);
+        self.telemetry
+            .record("semantic_search", query, started.elapsed());
         hits
+    }
+
+    /// The query's embedding (from the cache when it was asked before), or
+    /// `None` without a model.
+    fn embed_query(&self, query: &str) -> Result<Option<Arc<Vec<f32>>>> {
+        let Some(embedder) = self.embedder.get() else {
+            return Ok(None);
+        };
+        if let Some(vector) = self.query_cache.get(query) {
+            return Ok(Some(vector));
+        }
+        let vector = embedder
+            .embed(&[query])
+            .map_err(MemoryError::Storage)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MemoryError::Storage("the model returned no embedding".into()))?;
+        let vector = Arc::new(vector);
+        self.query_cache.put(query, vector.clone());
+        Ok(Some(vector))
     }
 
     /// Everything, for export: entities then relations, scope by scope.

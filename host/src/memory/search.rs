@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::model::{Result, ScopeKey, SearchHit};
+use super::model::{MemoryError, Result, ScopeKey, SearchHit};
 use super::store::GraphReader;
 use super::vectors::VectorIndex;
 
@@ -35,7 +35,10 @@ pub fn hybrid(
 
     if let Some(vector) = query_vector {
         let mut rank = 0;
-        for (doc, similarity) in index.search(vector, scopes, depth) {
+        let matches = index
+            .search(vector, scopes, depth, false)
+            .map_err(|e| MemoryError::Storage(e.to_string()))?;
+        for (doc, similarity) in matches {
             if similarity < MIN_SIMILARITY {
                 break;
             }

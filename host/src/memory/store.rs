@@ -712,18 +712,42 @@ impl GraphReader {
         Ok(())
     }
 
-    pub fn embedding(&self, doc: u64) -> Result<Option<Vec<f32>>> {
+    /// Ids of every doc that has an embedding (keys only: cheap even at
+    /// millions), for reconciling a saved vector index with redb.
+    pub fn embedded_docs(&self) -> Result<Vec<u64>> {
         let table = self.txn.open_table(EMBEDDINGS)?;
-        Ok(table.get(doc)?.map(|v| decode(v.value())))
+        let mut out = Vec::with_capacity(redb::ReadableTableMetadata::len(&table)? as usize);
+        for entry in table.iter()? {
+            out.push(entry?.0.value());
+        }
+        Ok(out)
     }
 
-    /// Docs that have no embedding yet (written while no model was loaded),
-    /// with their scope and text.
-    pub fn unembedded_docs(&self, limit: usize) -> Result<Vec<(u64, ScopeKey, String)>> {
+    /// One doc's embedding and scope.
+    pub fn embedded_doc(&self, doc: u64) -> Result<Option<(ScopeKey, Vec<f32>)>> {
+        let table = self.txn.open_table(EMBEDDINGS)?;
+        let docs = self.txn.open_table(DOCS)?;
+        let (Some(vector), Some(meta)) = (table.get(doc)?, docs.get(doc)?) else {
+            return Ok(None);
+        };
+        Ok(Some((
+            ScopeKey::from_stored(meta.value().2),
+            decode(vector.value()),
+        )))
+    }
+
+    /// Docs after `after` that have no embedding yet (written while no model
+    /// was loaded), with their scope and text. Paging by doc id keeps a
+    /// backfill linear rather than rescanning from the start each batch.
+    pub fn unembedded_docs(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ScopeKey, String)>> {
         let docs = self.txn.open_table(DOCS)?;
         let embeddings = self.txn.open_table(EMBEDDINGS)?;
         let mut out = Vec::new();
-        for entry in docs.iter()? {
+        for entry in docs.range(after.saturating_add(1)..)? {
             let (doc, value) = entry?;
             if embeddings.get(doc.value())?.is_none() {
                 let (_, _, scope, text) = value.value();
@@ -734,6 +758,29 @@ impl GraphReader {
             }
         }
         Ok(out)
+    }
+
+    /// Entities with no relation in either direction, last updated before
+    /// `updated_before` (RFC 3339 text, compared as text) when given.
+    pub fn orphans(&self, updated_before: Option<&str>) -> Result<Vec<(ScopeKey, String)>> {
+        let data = self.txn.open_table(ENTITY_DATA)?;
+        let out = self.txn.open_table(REL_OUT)?;
+        let inc = self.txn.open_table(REL_IN)?;
+        let mut orphans = Vec::new();
+        for entry in data.iter()? {
+            let (id, bytes) = entry?;
+            let id = id.value();
+            let range = (id, "", 0)..(id.saturating_add(1), "", 0);
+            if out.range(range.clone())?.next().is_some() || inc.range(range)?.next().is_some() {
+                continue;
+            }
+            let stored: StoredEntity = serde_json::from_slice(bytes.value()).map_err(json_err)?;
+            if updated_before.is_some_and(|cutoff| stored.updated_at.as_str() >= cutoff) {
+                continue;
+            }
+            orphans.push((ScopeKey::from_stored(&stored.scope), stored.name));
+        }
+        Ok(orphans)
     }
 
     pub fn counts(&self) -> Result<StoreCounts> {
@@ -765,7 +812,12 @@ impl GraphReader {
 }
 
 /// Stores embeddings computed later for docs written without them.
-pub fn store_embeddings(store: &MemoryStore, vectors: &[(u64, Vec<f32>)]) -> Result<()> {
+/// Answers the docs that got one (a doc may have been deleted meanwhile).
+pub fn store_embeddings(
+    store: &MemoryStore,
+    vectors: &[(u64, Vec<f32>)],
+) -> Result<std::collections::HashSet<u64>> {
+    let mut stored = std::collections::HashSet::new();
     let txn = store.storage.database().begin_write()?;
     {
         let docs = txn.open_table(DOCS)?;
@@ -774,9 +826,10 @@ pub fn store_embeddings(store: &MemoryStore, vectors: &[(u64, Vec<f32>)]) -> Res
             // The doc may have been deleted meanwhile.
             if docs.get(*doc)?.is_some() {
                 table.insert(*doc, encode(vector).as_slice())?;
+                stored.insert(*doc);
             }
         }
     }
     txn.commit()?;
-    Ok(())
+    Ok(stored)
 }

@@ -75,7 +75,7 @@ fn scope(state: &AppState, text: Option<&str>) -> Result<ScopeKey, ApiError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, MemoryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -84,7 +84,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     parse_json(&read_body(bytes)?)
 }
 
@@ -94,28 +96,11 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let memory = state.memory.clone();
-    let counts = blocking(move || memory.counts()).await?;
-    let latencies: serde_json::Map<String, Value> = state
-        .memory
-        .latency_percentiles()
-        .into_iter()
-        .map(|(kind, (p50, p99, n))| {
-            (
-                kind.to_string(),
-                json!({"p50_ms": p50, "p99_ms": p99, "samples": n}),
-            )
-        })
-        .collect();
-    let database_bytes = std::fs::metadata(&state.database_path)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    Ok(Json(json!({
-        "counts": counts,
-        "indexed_vectors": state.memory.indexed_vectors(),
-        "database_bytes": database_bytes,
-        "health": state.memory.health(),
-        "latency": latencies,
-    })))
+    let stats = blocking(move || memory.stats()).await?;
+    let database_bytes = state.storage.file_bytes();
+    let mut body = json!(stats);
+    body["database_bytes"] = json!(database_bytes);
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

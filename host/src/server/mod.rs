@@ -3,6 +3,7 @@
 mod agents;
 pub mod error;
 mod memory;
+mod memory_ops;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -24,8 +25,10 @@ use error::ApiError;
 pub struct AppState {
     pub manager: Arc<AgentManager>,
     pub memory: Arc<crate::memory::MemoryService>,
-    /// The redb file, for size reports.
-    pub database_path: std::path::PathBuf,
+    /// The database, for size reports and compaction requests.
+    pub storage: Arc<crate::storage::Storage>,
+    /// Where the embedding model is cached (for loading it after a pull).
+    pub model_cache_dir: std::path::PathBuf,
     pub started: Instant,
     /// Notified by `POST /api/v1/shutdown`.
     pub shutdown: Arc<Notify>,
@@ -38,6 +41,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/shutdown", post(shutdown))
         .merge(agents::routes())
         .merge(memory::routes())
+        .merge(memory_ops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

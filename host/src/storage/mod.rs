@@ -4,7 +4,7 @@
 //! Every method that writes commits durably before it returns, so an API
 //! answer that reports success is never lost, even to `kill -9`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
@@ -34,6 +34,10 @@ pub enum StorageError {
     MissingComponent(String),
 }
 
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
 fn db_err(e: impl Into<redb::Error>) -> StorageError {
     StorageError::Database(e.into())
 }
@@ -48,15 +52,39 @@ pub struct Removed {
     pub orphaned_component: Option<String>,
 }
 
+/// Present in the data directory when a compaction was asked for; redb
+/// compacts only with exclusive access, so it happens at the next open.
+pub const COMPACT_MARKER: &str = "compact-requested";
+
 pub struct Storage {
     db: Database,
+    dir: PathBuf,
 }
 
 impl Storage {
     /// Opens (or creates) the database in `data_dir` and makes sure every
     /// table exists, so readers never meet a missing table.
     pub fn open(data_dir: &Path) -> Result<Storage> {
-        let db = Database::create(data_dir.join(DATABASE_FILE)).map_err(db_err)?;
+        let mut db = Database::create(data_dir.join(DATABASE_FILE)).map_err(db_err)?;
+        let marker = data_dir.join(COMPACT_MARKER);
+        if marker.exists() {
+            let before = file_len(&data_dir.join(DATABASE_FILE));
+            let started = std::time::Instant::now();
+            match db.compact() {
+                Ok(_) => tracing::info!(
+                    before_bytes = before,
+                    after_bytes = file_len(&data_dir.join(DATABASE_FILE)),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "database compacted"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "database compaction failed; continuing uncompacted")
+                }
+            }
+            if let Err(e) = std::fs::remove_file(&marker) {
+                tracing::warn!(error = %e, "could not remove {}", marker.display());
+            }
+        }
         let txn = db.begin_write().map_err(db_err)?;
         {
             txn.open_table(AGENTS).map_err(db_err)?;
@@ -64,7 +92,23 @@ impl Storage {
             txn.open_table(KEYVALUE).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Storage { db })
+        Ok(Storage {
+            db,
+            dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Asks for a compaction (`memory optimize --vacuum`) at the next start.
+    pub fn request_compaction(&self) -> std::io::Result<()> {
+        std::fs::write(
+            self.dir.join(COMPACT_MARKER),
+            b"requested by memory optimize --vacuum\n",
+        )
+    }
+
+    /// Size of the database file in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        file_len(&self.dir.join(DATABASE_FILE))
     }
 
     /// The database itself, for subsystems that keep their own tables in
