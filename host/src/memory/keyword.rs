@@ -14,8 +14,31 @@ const B: f32 = 0.75;
 /// Terms longer than this are cut (they are ids, not prose).
 const MAX_TERM_BYTES: usize = 64;
 
-/// Lower-cased terms of `text` with their counts.
+/// English function words: in nearly every text, so they cost postings and
+/// scan time while adding almost nothing to a BM25 score.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "did", "do", "does", "for", "from",
+    "had", "has", "have", "he", "her", "his", "i", "in", "into", "is", "it", "its", "me", "my",
+    "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "you", "your",
+];
+
+fn is_stop_word(term: &str) -> bool {
+    STOP_WORDS.contains(&term)
+}
+
+/// Lower-cased terms of `text` with their counts (stop words left out,
+/// unless the text has nothing else).
 pub fn terms(text: &str) -> HashMap<String, u32> {
+    let all = all_terms(text);
+    if all.keys().all(|t| is_stop_word(t)) {
+        return all;
+    }
+    all.into_iter().filter(|(t, _)| !is_stop_word(t)).collect()
+}
+
+fn all_terms(text: &str) -> HashMap<String, u32> {
     let mut counts = HashMap::new();
     for raw in text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))) {
         let compound = raw.trim_matches(|c: char| matches!(c, '-' | '_' | '.' | '@'));
@@ -89,6 +112,15 @@ mod tests {
             assert!(t.contains_key(expected), "missing {expected}: {t:?}");
         }
         assert!(!t.contains_key(""));
+        assert!(
+            !t.contains_key("was") && !t.contains_key("by"),
+            "stop words"
+        );
+        assert_eq!(
+            terms("The Who").len(),
+            2,
+            "a text of only stop words keeps them"
+        );
     }
 
     #[test]

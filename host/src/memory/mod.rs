@@ -717,6 +717,23 @@ impl MemoryService {
         Ok(Some(vector))
     }
 
+    /// The vector index alone: the `k` docs nearest to `vector` in
+    /// `scopes`, `exact` scanning instead of walking the graph. For
+    /// benchmarks (index latency, recall) and diagnostics.
+    pub fn vector_search(
+        &self,
+        vector: &[f32],
+        scopes: &[ScopeKey],
+        k: usize,
+        exact: bool,
+    ) -> Result<Vec<(u64, f32)>> {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .search(vector, scopes, k, exact)
+            .map_err(index_err)
+    }
+
     /// Everything, for export: entities then relations, scope by scope.
     pub fn export(
         &self,

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::keyword;
@@ -135,8 +135,20 @@ impl MemoryStore {
     }
 
     pub fn read(&self) -> Result<GraphReader> {
+        let txn = self.storage.database().begin_read()?;
         Ok(GraphReader {
-            txn: self.storage.database().begin_read()?,
+            t: ReaderTables {
+                entities: txn.open_table(ENTITIES)?,
+                entity_data: txn.open_table(ENTITY_DATA)?,
+                observations: txn.open_table(OBSERVATIONS)?,
+                docs: txn.open_table(DOCS)?,
+                terms: txn.open_table(TERMS)?,
+                term_df: txn.open_table(TERM_DF)?,
+                rel_out: txn.open_table(REL_OUT)?,
+                rel_in: txn.open_table(REL_IN)?,
+                embeddings: txn.open_table(EMBEDDINGS)?,
+                meta: txn.open_table(META)?,
+            },
         })
     }
 }
@@ -499,7 +511,22 @@ pub fn name_text(name: &str, entity_type: &str) -> String {
 
 /// Reads inside one consistent snapshot.
 pub struct GraphReader {
-    txn: ReadTransaction,
+    /// Every table, opened once per reader: a traversal touches thousands
+    /// of rows and opening a table per lookup cost as much as the lookup.
+    t: ReaderTables,
+}
+
+struct ReaderTables {
+    entities: ReadOnlyTable<(&'static str, &'static str), u64>,
+    entity_data: ReadOnlyTable<u64, &'static [u8]>,
+    observations: ReadOnlyTable<(u64, u64), ()>,
+    docs: ReadOnlyTable<u64, (u64, u32, &'static str, &'static str)>,
+    terms: ReadOnlyTable<(&'static str, &'static str, u64), u32>,
+    term_df: ReadOnlyTable<(&'static str, &'static str), u64>,
+    rel_out: ReadOnlyTable<(u64, &'static str, u64), (f32, f32)>,
+    rel_in: ReadOnlyTable<(u64, &'static str, u64), ()>,
+    embeddings: ReadOnlyTable<u64, &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, u64>,
 }
 
 /// One edge met during traversal or listing, by entity id.
@@ -514,12 +541,12 @@ pub struct Edge {
 
 impl GraphReader {
     pub fn entity_id(&self, scope: &ScopeKey, name: &str) -> Result<Option<u64>> {
-        let entities = self.txn.open_table(ENTITIES)?;
+        let entities = &self.t.entities;
         Ok(entities.get((scope.as_str(), name))?.map(|v| v.value()))
     }
 
     fn stored(&self, id: u64) -> Result<Option<StoredEntity>> {
-        let data = self.txn.open_table(ENTITY_DATA)?;
+        let data = &self.t.entity_data;
         match data.get(id)? {
             Some(bytes) => Ok(Some(
                 serde_json::from_slice(bytes.value()).map_err(json_err)?,
@@ -542,8 +569,8 @@ impl GraphReader {
         let Some(stored) = self.stored(id)? else {
             return Ok(None);
         };
-        let observations = self.txn.open_table(OBSERVATIONS)?;
-        let docs = self.txn.open_table(DOCS)?;
+        let observations = &self.t.observations;
+        let docs = &self.t.docs;
         let mut texts = Vec::new();
         for entry in observations.range((id, 0)..(id.saturating_add(1), 0))? {
             let (key, _) = entry?;
@@ -563,7 +590,7 @@ impl GraphReader {
 
     /// A document's entity and text.
     pub fn doc(&self, doc: u64) -> Result<Option<(u64, String)>> {
-        let docs = self.txn.open_table(DOCS)?;
+        let docs = &self.t.docs;
         Ok(docs.get(doc)?.map(|v| {
             let (entity, _, _, text) = v.value();
             (entity, text.to_string())
@@ -572,10 +599,10 @@ impl GraphReader {
 
     /// Edges leaving (or, for `incoming`, arriving at) an entity.
     pub fn edges(&self, id: u64, incoming: bool) -> Result<Vec<Edge>> {
-        let out_table = self.txn.open_table(REL_OUT)?;
+        let out_table = &self.t.rel_out;
         let mut edges = Vec::new();
         if incoming {
-            let in_table = self.txn.open_table(REL_IN)?;
+            let in_table = &self.t.rel_in;
             for entry in in_table.range((id, "", 0)..(id.saturating_add(1), "", 0))? {
                 let (key, _) = entry?;
                 let (to, kind, from) = key.value();
@@ -614,7 +641,7 @@ impl GraphReader {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, u64)>> {
-        let entities = self.txn.open_table(ENTITIES)?;
+        let entities = &self.t.entities;
         let start = cursor.unwrap_or("");
         let mut out = Vec::new();
         for entry in entities.range((scope.as_str(), start)..)? {
@@ -642,12 +669,12 @@ impl GraphReader {
         limit: usize,
     ) -> Result<Vec<KeywordMatch>> {
         /// Postings read per term at most: very common terms add little.
-        const MAX_POSTINGS: usize = 20_000;
+        const MAX_POSTINGS: usize = 5_000;
         let terms = keyword::terms(query);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let meta = self.txn.open_table(META)?;
+        let meta = &self.t.meta;
         let doc_count = meta
             .get(format!("docs:{scope}").as_str())?
             .map(|v| v.value())
@@ -660,18 +687,32 @@ impl GraphReader {
             .map(|v| v.value())
             .unwrap_or(0);
         let avg_len = term_total as f32 / doc_count as f32;
-        let postings = self.txn.open_table(TERMS)?;
-        let df_table = self.txn.open_table(TERM_DF)?;
-        let docs = self.txn.open_table(DOCS)?;
-        let mut scores: HashMap<u64, (u64, f32)> = HashMap::new();
+        let postings = &self.t.terms;
+        let df_table = &self.t.term_df;
+        let docs = &self.t.docs;
+        let mut with_df = Vec::with_capacity(terms.len());
         for term in terms.keys() {
             let df = df_table
                 .get((scope.as_str(), term.as_str()))?
                 .map(|v| v.value())
                 .unwrap_or(0);
-            if df == 0 {
-                continue;
+            if df > 0 {
+                with_df.push((term, df));
             }
+        }
+        // Common terms weigh little (BM25's idf) but cost a scan of their
+        // postings: skip them when rarer terms exist, else keep only the
+        // rarest. Meaning is the semantic side's job; keywords are for ids,
+        // names and rare words.
+        let common = (doc_count / 50).clamp(500, 2000);
+        with_df.sort_by_key(|(_, df)| *df);
+        match with_df.iter().position(|(_, df)| *df > common) {
+            Some(0) => with_df.truncate(1),
+            Some(at) => with_df.truncate(at),
+            None => {}
+        }
+        let mut scores: HashMap<u64, (u64, f32)> = HashMap::new();
+        for (term, df) in with_df {
             let range = postings.range(
                 (scope.as_str(), term.as_str(), 0)..=(scope.as_str(), term.as_str(), u64::MAX),
             )?;
@@ -697,8 +738,8 @@ impl GraphReader {
     /// Every stored embedding with its doc's scope, for rebuilding the
     /// vector index.
     pub fn all_embeddings(&self, mut f: impl FnMut(u64, ScopeKey, Vec<f32>)) -> Result<()> {
-        let table = self.txn.open_table(EMBEDDINGS)?;
-        let docs = self.txn.open_table(DOCS)?;
+        let table = &self.t.embeddings;
+        let docs = &self.t.docs;
         for entry in table.iter()? {
             let (doc, bytes) = entry?;
             if let Some(v) = docs.get(doc.value())? {
@@ -715,8 +756,8 @@ impl GraphReader {
     /// Ids of every doc that has an embedding (keys only: cheap even at
     /// millions), for reconciling a saved vector index with redb.
     pub fn embedded_docs(&self) -> Result<Vec<u64>> {
-        let table = self.txn.open_table(EMBEDDINGS)?;
-        let mut out = Vec::with_capacity(redb::ReadableTableMetadata::len(&table)? as usize);
+        let table = &self.t.embeddings;
+        let mut out = Vec::with_capacity(redb::ReadableTableMetadata::len(table)? as usize);
         for entry in table.iter()? {
             out.push(entry?.0.value());
         }
@@ -725,8 +766,8 @@ impl GraphReader {
 
     /// One doc's embedding and scope.
     pub fn embedded_doc(&self, doc: u64) -> Result<Option<(ScopeKey, Vec<f32>)>> {
-        let table = self.txn.open_table(EMBEDDINGS)?;
-        let docs = self.txn.open_table(DOCS)?;
+        let table = &self.t.embeddings;
+        let docs = &self.t.docs;
         let (Some(vector), Some(meta)) = (table.get(doc)?, docs.get(doc)?) else {
             return Ok(None);
         };
@@ -744,8 +785,8 @@ impl GraphReader {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, ScopeKey, String)>> {
-        let docs = self.txn.open_table(DOCS)?;
-        let embeddings = self.txn.open_table(EMBEDDINGS)?;
+        let docs = &self.t.docs;
+        let embeddings = &self.t.embeddings;
         let mut out = Vec::new();
         for entry in docs.range(after.saturating_add(1)..)? {
             let (doc, value) = entry?;
@@ -763,9 +804,9 @@ impl GraphReader {
     /// Entities with no relation in either direction, last updated before
     /// `updated_before` (RFC 3339 text, compared as text) when given.
     pub fn orphans(&self, updated_before: Option<&str>) -> Result<Vec<(ScopeKey, String)>> {
-        let data = self.txn.open_table(ENTITY_DATA)?;
-        let out = self.txn.open_table(REL_OUT)?;
-        let inc = self.txn.open_table(REL_IN)?;
+        let data = &self.t.entity_data;
+        let out = &self.t.rel_out;
+        let inc = &self.t.rel_in;
         let mut orphans = Vec::new();
         for entry in data.iter()? {
             let (id, bytes) = entry?;
@@ -786,17 +827,17 @@ impl GraphReader {
     pub fn counts(&self) -> Result<StoreCounts> {
         use redb::ReadableTableMetadata;
         Ok(StoreCounts {
-            entities: self.txn.open_table(ENTITY_DATA)?.len()?,
-            observations: self.txn.open_table(OBSERVATIONS)?.len()?,
-            relations: self.txn.open_table(REL_OUT)?.len()?,
-            documents: self.txn.open_table(DOCS)?.len()?,
-            embeddings: self.txn.open_table(EMBEDDINGS)?.len()?,
+            entities: self.t.entity_data.len()?,
+            observations: self.t.observations.len()?,
+            relations: self.t.rel_out.len()?,
+            documents: self.t.docs.len()?,
+            embeddings: self.t.embeddings.len()?,
         })
     }
 
     /// Every scope that holds at least one entity.
     pub fn scopes(&self) -> Result<Vec<ScopeKey>> {
-        let entities = self.txn.open_table(ENTITIES)?;
+        let entities = &self.t.entities;
         let mut scopes = Vec::new();
         let mut last: Option<String> = None;
         for entry in entities.iter()? {

@@ -52,6 +52,11 @@ pub struct Removed {
     pub orphaned_component: Option<String>,
 }
 
+/// redb's page cache. Its default (1 GiB) would make the database the
+/// largest user of memory at 100K entities; hot pages fit in far less (the
+/// vector index, not redb, serves semantic search).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Present in the data directory when a compaction was asked for; redb
 /// compacts only with exclusive access, so it happens at the next open.
 pub const COMPACT_MARKER: &str = "compact-requested";
@@ -65,7 +70,10 @@ impl Storage {
     /// Opens (or creates) the database in `data_dir` and makes sure every
     /// table exists, so readers never meet a missing table.
     pub fn open(data_dir: &Path) -> Result<Storage> {
-        let mut db = Database::create(data_dir.join(DATABASE_FILE)).map_err(db_err)?;
+        let mut db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(data_dir.join(DATABASE_FILE))
+            .map_err(db_err)?;
         let marker = data_dir.join(COMPACT_MARKER);
         if marker.exists() {
             let before = file_len(&data_dir.join(DATABASE_FILE));

@@ -1,0 +1,497 @@
+//! `caxton-memory-bench`: embedded memory at 10K, 100K (and 1M) entities.
+//!
+//! Run with `scripts/bench-memory [SIZES]` (e.g. `10000,100000,1000000`).
+//! In-process, against `MemoryService` with the real all-MiniLM-L6-v2:
+//!
+//! - embedding throughput, one sentence at a time and in batches of 64;
+//! - ingestion with real embeddings (a 1,000-entity sample: the model is
+//!   the bottleneck, so a larger sample only takes longer);
+//! - at each size: ingestion of the corpus and ~10 relations per entity,
+//!   hybrid search end to end (query embedded by the real model, every
+//!   query distinct so the query cache never helps), the vector index
+//!   alone, recall@10 of the HNSW graph against an exact scan, depth-3
+//!   traversal, resident memory, bytes on disk per entity, restart time
+//!   (snapshot load) and full index rebuild time.
+//!
+//! Embedding 1M real texts takes hours on 2 cores, so the corpus texts are
+//! drawn from 2,000 distinct base sentences embedded once by the real model;
+//! each entity's vectors are its base sentence's vector plus small
+//! deterministic noise. That keeps the clustered shape of real embeddings
+//! (uniform random vectors would be a pathological case for HNSW) while the
+//! scale runs measure storage and index, not the model.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use caxton::memory::embedding::{EmbedderState, TextEmbedder};
+use caxton::memory::model::{Direction, EntityInput, Relation, ScopeKey, TraverseOptions};
+use caxton::memory::{MemoryOptions, MemoryService, resident_memory_bytes};
+use caxton::storage::Storage;
+
+const BASES: usize = 2000;
+const QUERIES: usize = 200;
+const INGEST_BATCH: usize = 500;
+const RELATIONS_PER_ENTITY: usize = 5; // out-degree 5 → ~10 relations touch each entity
+
+const SUBJECTS: [&str; 20] = [
+    "The payments service",
+    "Our billing team",
+    "The search cluster",
+    "The mobile app",
+    "A customer in Berlin",
+    "The data warehouse",
+    "The on-call engineer",
+    "The marketing site",
+    "The checkout flow",
+    "The authentication gateway",
+    "The recommendation model",
+    "The support desk",
+    "The nightly backup job",
+    "The London office",
+    "The inventory system",
+    "The fraud detector",
+    "The email pipeline",
+    "The analytics dashboard",
+    "The release manager",
+    "The Kubernetes cluster",
+];
+const PREDICATES: [&str; 20] = [
+    "failed to process refunds",
+    "reported slow database queries",
+    "ran out of disk space",
+    "shipped a new feature",
+    "asked for a discount on their invoice",
+    "migrated to a new storage format",
+    "was paged about high latency",
+    "got a redesign of its landing page",
+    "dropped orders during peak traffic",
+    "rejected valid login attempts",
+    "recommended irrelevant products",
+    "received complaints about response times",
+    "skipped a backup because of a lock",
+    "moved to a bigger building",
+    "counted the warehouse stock twice",
+    "flagged legitimate card payments",
+    "delivered newsletters twice",
+    "showed wrong revenue numbers",
+    "postponed the quarterly release",
+    "evicted pods under memory pressure",
+];
+const WHEN: [&str; 5] = [
+    "last Monday",
+    "during the holiday sale",
+    "after the upgrade",
+    "every night",
+    "this quarter",
+];
+const TYPES: [&str; 8] = [
+    "incident", "service", "person", "project", "document", "customer", "team", "system",
+];
+
+fn base_sentence(i: usize) -> String {
+    let s = SUBJECTS[i % 20];
+    let p = PREDICATES[(i / 20) % 20];
+    let w = WHEN[(i / 400) % 5];
+    format!("{s} {p} {w}")
+}
+
+/// A paraphrase-style question about base sentence `i`, different from
+/// every stored text (so it exercises meaning, not keywords).
+fn question(i: usize, n: usize) -> String {
+    let asks = [
+        "Which",
+        "Tell me what",
+        "Who knows why",
+        "Find the note where",
+    ];
+    format!(
+        "{} {} {} ({n})",
+        asks[n % asks.len()],
+        SUBJECTS[i % 20].to_lowercase(),
+        PREDICATES[(i / 20) % 20]
+    )
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ceb9fe1a85ec53);
+    x ^ (x >> 33)
+}
+
+fn entity_name(i: usize) -> String {
+    format!("entity-{i:07}")
+}
+
+fn base_of(i: usize) -> usize {
+    (mix(i as u64) % BASES as u64) as usize
+}
+
+/// Real model for anything it has not seen (queries); for corpus texts
+/// (which name their entity number) the base sentence's real vector plus
+/// deterministic noise.
+struct CorpusEmbedder {
+    real: Arc<dyn TextEmbedder>,
+    bases: Vec<Vec<f32>>,
+}
+
+impl CorpusEmbedder {
+    fn entity_number(text: &str) -> Option<usize> {
+        let at = text.find("entity-")?;
+        text[at + 7..at + 14].parse().ok()
+    }
+
+    fn synthetic(&self, entity: usize, salt: u64) -> Vec<f32> {
+        let base = &self.bases[base_of(entity)];
+        let mut seed = mix(entity as u64 ^ (salt << 40));
+        let mut v: Vec<f32> = base
+            .iter()
+            .map(|x| {
+                seed = mix(seed);
+                let noise = (seed % 2001) as f32 / 1000.0 - 1.0; // [-1, 1]
+                x + noise * 0.02
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+}
+
+impl TextEmbedder for CorpusEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut unknown = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            match Self::entity_number(text) {
+                Some(n) => out[i] = self.synthetic(n, text.len() as u64),
+                None => unknown.push(i),
+            }
+        }
+        if !unknown.is_empty() {
+            let real: Vec<&str> = unknown.iter().map(|&i| texts[i]).collect();
+            for (i, v) in unknown.into_iter().zip(self.real.embed(&real)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn name(&self) -> &str {
+        "all-MiniLM-L6-v2 (corpus vectors precomputed)"
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.real.memory_bytes()
+    }
+}
+
+fn entity(i: usize) -> EntityInput {
+    EntityInput {
+        name: entity_name(i),
+        entity_type: TYPES[i % TYPES.len()].to_string(),
+        observations: vec![format!("{} (entity-{i:07})", base_sentence(base_of(i)))],
+        metadata: None,
+    }
+}
+
+fn relations(i: usize, n: usize) -> Vec<Relation> {
+    (0..RELATIONS_PER_ENTITY)
+        .map(|k| {
+            let to = (mix((i * RELATIONS_PER_ENTITY + k) as u64) % n as u64) as usize;
+            Relation {
+                from: entity_name(i),
+                to: entity_name(if to == i { (to + 1) % n } else { to }),
+                relation_type: ["depends_on", "mentions", "owns", "related_to", "caused"][k]
+                    .to_string(),
+                strength: 0.5 + (k as f32) / 10.0,
+                confidence: 1.0,
+            }
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+fn p50_p99(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99)
+    )
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            total += if meta.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                meta.len()
+            };
+        }
+    }
+    total
+}
+
+fn open(
+    dir: &Path,
+    embedder: Arc<dyn TextEmbedder>,
+) -> anyhow::Result<(Arc<Storage>, MemoryService)> {
+    let storage = Arc::new(Storage::open(dir)?);
+    let memory = MemoryService::open(
+        storage.clone(),
+        EmbedderState::loaded(embedder),
+        MemoryOptions::in_data_dir(dir),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok((storage, memory))
+}
+
+fn main() -> anyhow::Result<()> {
+    let sizes: Vec<usize> = match std::env::args().nth(1) {
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .context("sizes are numbers, e.g. 10000,100000")
+            })
+            .collect::<anyhow::Result<_>>()?,
+        None => vec![10_000, 100_000],
+    };
+    let cache = caxton_embed::default_cache_dir();
+    let model_dir =
+        caxton_embed::pull(&cache, &mut |_| {}).context("pulling the embedding model")?;
+    let model = caxton_embed::Embedder::load(&model_dir)?;
+    let real: Arc<dyn TextEmbedder> = Arc::new(RealModel(model));
+    println!(
+        "caxton memory benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Embedding throughput.
+    let sentences: Vec<String> = (0..64).map(|i| base_sentence(i * 31 % BASES)).collect();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    real.embed(&refs[..8]).map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    for s in &refs {
+        real.embed(std::slice::from_ref(s))
+            .map_err(|e| anyhow!(e))?;
+    }
+    let single = refs.len() as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..4 {
+        real.embed(&refs).map_err(|e| anyhow!(e))?;
+    }
+    let batched = (4 * refs.len()) as f64 / started.elapsed().as_secs_f64();
+    println!("embedding: single {single:.0} sentences/s, batched(64) {batched:.0} sentences/s");
+
+    // Ingestion with real embeddings.
+    {
+        let tmp = tempfile::tempdir()?;
+        let (_storage, memory) = open(tmp.path(), real.clone())?;
+        let sample = 1000;
+        let started = Instant::now();
+        for chunk in (0..sample).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<EntityInput> = chunk
+                .iter()
+                .map(|&i| EntityInput {
+                    name: format!("real-{i}"),
+                    entity_type: TYPES[i % 8].into(),
+                    observations: vec![format!("{} (note {i})", base_sentence(base_of(i)))],
+                    metadata: None,
+                })
+                .collect();
+            memory
+                .create_entities(&ScopeKey::global(), &batch)
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        let rate = sample as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "ingest with real embeddings: {rate:.0} entities/s (2 texts each; batches of 100)"
+        );
+    }
+
+    // The base sentences, embedded once for the corpus.
+    let started = Instant::now();
+    let texts: Vec<String> = (0..BASES).map(base_sentence).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bases = real.embed(&refs).map_err(|e| anyhow!(e))?;
+    println!(
+        "embedded {BASES} base sentences in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let corpus: Arc<dyn TextEmbedder> = Arc::new(CorpusEmbedder {
+        real: real.clone(),
+        bases,
+    });
+
+    for n in sizes {
+        run_size(n, &corpus, &real)?;
+    }
+    Ok(())
+}
+
+struct RealModel(caxton_embed::Embedder);
+
+impl TextEmbedder for RealModel {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.embed(texts).map_err(|e| e.to_string())
+    }
+    fn name(&self) -> &str {
+        "all-MiniLM-L6-v2"
+    }
+    fn memory_bytes(&self) -> u64 {
+        0
+    }
+}
+
+fn run_size(
+    n: usize,
+    corpus: &Arc<dyn TextEmbedder>,
+    real: &Arc<dyn TextEmbedder>,
+) -> anyhow::Result<()> {
+    println!("\n== {n} entities ==");
+    let tmp = tempfile::tempdir()?;
+    let scope = ScopeKey::global();
+    let (storage, memory) = open(tmp.path(), corpus.clone())?;
+    let err = |e: caxton::memory::model::MemoryError| anyhow!("{e}");
+
+    let started = Instant::now();
+    for start in (0..n).step_by(INGEST_BATCH) {
+        let batch: Vec<EntityInput> = (start..(start + INGEST_BATCH).min(n)).map(entity).collect();
+        memory.create_entities(&scope, &batch).map_err(err)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ingest entities: {:.0} entities/s ({secs:.1} s; store + index, corpus vectors precomputed)",
+        n as f64 / secs
+    );
+    let started = Instant::now();
+    let per_batch = (INGEST_BATCH / RELATIONS_PER_ENTITY).max(1);
+    for start in (0..n).step_by(per_batch) {
+        let batch: Vec<Relation> = (start..(start + per_batch).min(n))
+            .flat_map(|i| relations(i, n))
+            .collect();
+        memory.create_relations(&scope, &batch).map_err(err)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ingest relations: {:.0} relations/s ({} relations, {secs:.1} s)",
+        (n * RELATIONS_PER_ENTITY) as f64 / secs,
+        n * RELATIONS_PER_ENTITY
+    );
+
+    // Queries: distinct paraphrases, embedded by the real model.
+    let questions: Vec<String> = (0..QUERIES)
+        .map(|q| question(mix(q as u64 + 7) as usize % BASES, q))
+        .collect();
+    let mut e2e = Vec::new();
+    for q in &questions {
+        let started = Instant::now();
+        let hits = memory
+            .search(std::slice::from_ref(&scope), q, 10)
+            .map_err(err)?;
+        e2e.push(started.elapsed());
+        if hits.is_empty() {
+            return Err(anyhow!("search for `{q}` found nothing"));
+        }
+    }
+    println!(
+        "search end-to-end (query embedding + hybrid, top 10): {}",
+        p50_p99(e2e)
+    );
+
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let vectors = real.embed(&refs).map_err(|e| anyhow!(e))?;
+    let mut index_only = Vec::new();
+    let mut overlap = 0usize;
+    let mut wanted = 0usize;
+    for v in &vectors {
+        let started = Instant::now();
+        let ann = memory
+            .vector_search(v, std::slice::from_ref(&scope), 10, false)
+            .map_err(err)?;
+        index_only.push(started.elapsed());
+        let exact = memory
+            .vector_search(v, std::slice::from_ref(&scope), 10, true)
+            .map_err(err)?;
+        let truth: HashSet<u64> = exact.iter().map(|h| h.0).collect();
+        overlap += ann.iter().filter(|h| truth.contains(&h.0)).count();
+        wanted += truth.len();
+    }
+    println!("search index only (HNSW, top 10): {}", p50_p99(index_only));
+    println!(
+        "recall@10 (HNSW vs exact): {:.3}",
+        overlap as f64 / wanted.max(1) as f64
+    );
+
+    for direction in [Direction::Outgoing, Direction::Both] {
+        let options = TraverseOptions {
+            max_depth: 3,
+            relation_types: Vec::new(),
+            direction,
+            min_strength: 0.0,
+        };
+        let mut samples = Vec::new();
+        let mut visited = 0usize;
+        for q in 0..QUERIES {
+            let start = entity_name(mix(q as u64 + 99) as usize % n);
+            let started = Instant::now();
+            let t = memory.traverse(&scope, &start, &options).map_err(err)?;
+            samples.push(started.elapsed());
+            visited += t.nodes.len();
+        }
+        println!(
+            "traverse depth 3 ({direction:?}): {} ({} entities reached on average)",
+            p50_p99(samples),
+            visited / QUERIES
+        );
+    }
+
+    memory.save_index().map_err(err)?;
+    let rss = resident_memory_bytes().unwrap_or(0);
+    let disk = dir_bytes(tmp.path());
+    println!(
+        "resident memory: {} (process, model included); on disk: {} ({:.0} bytes/entity)",
+        mb(rss),
+        mb(disk),
+        disk as f64 / n as f64
+    );
+    let counts = memory.counts().map_err(err)?;
+    drop(memory);
+    drop(storage);
+
+    let started = Instant::now();
+    let (storage, memory) = open(tmp.path(), corpus.clone())?;
+    let restart = started.elapsed();
+    let started = Instant::now();
+    let rebuilt = memory.rebuild_index().map_err(err)?;
+    let rebuild = started.elapsed();
+    println!(
+        "restart (open database + load index snapshot): {:.2} s; full index rebuild: {:.1} s ({rebuilt} vectors; {} docs)",
+        restart.as_secs_f64(),
+        rebuild.as_secs_f64(),
+        counts.documents
+    );
+    drop(memory);
+    drop(storage);
+    Ok(())
+}
