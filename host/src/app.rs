@@ -11,10 +11,13 @@ use tokio::sync::Notify;
 
 use crate::agents::{AgentManager, Registry};
 use crate::config::Config;
+use crate::config_agents::{self, ConfigAgents};
+use crate::llm::LlmService;
 use crate::memory::embedding::{self, EmbedderState};
 use crate::memory::{MemoryOptions, MemoryService};
 use crate::server::{self, AppState};
 use crate::storage::Storage;
+use crate::tools::ToolRegistry;
 
 /// Command-line overrides of the configuration.
 #[derive(Debug, Default, Clone)]
@@ -48,12 +51,21 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     })?;
     let storage = Arc::new(storage);
     let memory = open_memory(&config, &data_dir, storage.clone())?;
+    let llm = Arc::new(
+        LlmService::from_config(&config.llm)
+            .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
+    );
+    let tools = Arc::new(ToolRegistry::with_builtins(
+        config.tools.http_allowed_domains.clone(),
+    ));
     let registry = Arc::new(Registry::new());
     let manager = Arc::new(AgentManager::new(
         config.runtime.clone(),
         storage.clone(),
         registry,
         memory.clone(),
+        llm,
+        tools.clone(),
         &data_dir,
     )?);
     let started = Instant::now();
@@ -63,6 +75,29 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "stored agents started"
     );
+
+    let config_agents = Arc::new(ConfigAgents::new(
+        config.agents.dir.clone(),
+        manager.clone(),
+        tools.clone(),
+    ));
+    if let Err(e) = std::fs::create_dir_all(config_agents.dir()) {
+        tracing::warn!(dir = %config_agents.dir().display(), error = %e, "cannot create the agents directory");
+    }
+    let (loaded, failed) = config_agents.load_all().await;
+    tracing::info!(loaded, failed, dir = %config_agents.dir().display(), "config agents loaded");
+    // Kept alive until the server stops.
+    let _watcher = if config.agents.hot_reload {
+        match config_agents::watch(config_agents.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the agents directory; use `caxton agents reload`");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let address = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&address)
@@ -80,6 +115,8 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         manager,
         memory,
         storage: storage.clone(),
+        config_agents,
+        tools,
         model_cache_dir: config.memory.model_cache_dir(),
         started,
         shutdown: Arc::new(Notify::new()),

@@ -17,6 +17,84 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub runtime: RuntimeConfig,
     pub memory: MemoryConfig,
+    pub llm: LlmConfig,
+    pub agents: AgentsConfig,
+    pub tools: ToolsConfig,
+}
+
+/// `tools:` — settings of the built-in tools.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Domains `http_client` may reach (subdomains included). Empty: none.
+    pub http_allowed_domains: Vec<String>,
+}
+
+/// `llm:` — the providers config agents (and the `llm` import) can use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Default provider: `openai`, `anthropic` or `scripted`; when unset
+    /// and exactly one is configured, that one.
+    pub provider: Option<String>,
+    /// Longest wait for one model call.
+    pub timeout_secs: u64,
+    pub openai: Option<RemoteLlmConfig>,
+    pub anthropic: Option<RemoteLlmConfig>,
+    pub scripted: Option<ScriptedLlmConfig>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            provider: None,
+            timeout_secs: 120,
+            openai: None,
+            anthropic: None,
+            scripted: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteLlmConfig {
+    /// e.g. `http://localhost:11434/v1` for Ollama.
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key (never the key
+    /// itself: config files end up in repositories).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedLlmConfig {
+    /// YAML or JSON list of rules (see `llm::scripted`).
+    pub script: PathBuf,
+    /// Append every request as a JSON line here.
+    #[serde(default)]
+    pub record: Option<PathBuf>,
+}
+
+/// `agents:` — config agents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Directory of `*.md` / `*.toml` agent definitions (relative paths are
+    /// relative to the working directory).
+    pub dir: PathBuf,
+    /// Watch the directory and reload changed agents.
+    pub hot_reload: bool,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            dir: PathBuf::from("agents"),
+            hot_reload: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

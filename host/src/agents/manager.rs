@@ -14,15 +14,17 @@ use wasmtime::component::{Component, Linker};
 use super::actor::{Actor, Envelope};
 use super::deploy::{self, DeployError, DeployRequest};
 use super::log::AgentLog;
-use super::record::AgentRecord;
+use super::record::{AgentKind, AgentRecord};
 use super::registry::{AgentHandle, Registry, lock};
 use crate::config::RuntimeConfig;
+use crate::llm::LlmService;
 use crate::memory::MemoryService;
 use crate::runtime::component_cache::ComponentCache;
 use crate::runtime::{
     AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, engine, imports,
 };
 use crate::storage::Storage;
+use crate::tools::ToolRegistry;
 
 #[derive(Debug, Error)]
 pub enum ManageError {
@@ -37,6 +39,10 @@ pub enum ManageError {
     PingTimeout(String),
     #[error("storage error: {0}")]
     Storage(String),
+    #[error(
+        "agent `{name}` is a config agent defined by {source_file}; delete or move that file to remove it"
+    )]
+    DefinedByFile { name: String, source_file: String },
 }
 
 pub struct AgentManager {
@@ -46,10 +52,41 @@ pub struct AgentManager {
     storage: Arc<Storage>,
     registry: Arc<Registry>,
     memory: Arc<MemoryService>,
+    llm: Arc<LlmService>,
+    tools: Arc<ToolRegistry>,
     config: RuntimeConfig,
     /// Serialises deployments and removals, so two uploads cannot both
     /// claim one name.
     lifecycle: tokio::sync::Mutex<()>,
+    /// The config-agent interpreter, compiled on first use.
+    interpreter: tokio::sync::OnceCell<Arc<AgentProgram>>,
+}
+
+/// The built-in config-agent interpreter (`builtin-components/config-agent`),
+/// built by `host/build.rs`.
+pub const CONFIG_AGENT_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/config_agent.wasm"));
+
+fn interpreter_sha256() -> String {
+    hex::encode(Sha256::digest(CONFIG_AGENT_COMPONENT))
+}
+
+/// What [`AgentManager::deploy_config`] needs to know about a config agent.
+#[derive(Debug, Clone)]
+pub struct ConfigAgentSpec {
+    /// The definition file's stem (`data-analyzer`).
+    pub id: String,
+    /// The display name (`DataAnalyzer`).
+    pub name: String,
+    pub capabilities: Vec<String>,
+    pub description: String,
+    /// The definition, for the interpreter's `init`.
+    pub config_json: String,
+    pub tools: Vec<String>,
+    pub llm_provider: Option<String>,
+    pub memory_grants: Vec<String>,
+    /// The definition file.
+    pub source: String,
 }
 
 impl AgentManager {
@@ -58,6 +95,8 @@ impl AgentManager {
         storage: Arc<Storage>,
         registry: Arc<Registry>,
         memory: Arc<MemoryService>,
+        llm: Arc<LlmService>,
+        tools: Arc<ToolRegistry>,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let engine = engine::new_engine(config.max_limits.max_memory_bytes)?;
@@ -71,8 +110,11 @@ impl AgentManager {
             storage,
             registry,
             memory,
+            llm,
+            tools,
             config,
             lifecycle: tokio::sync::Mutex::new(()),
+            interpreter: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -132,6 +174,10 @@ impl AgentManager {
             log,
             memory: self.memory.clone(),
             memory_grants: record.memory_grants.clone(),
+            tools: record.tools.clone(),
+            tool_registry: self.tools.clone(),
+            llm: self.llm.clone(),
+            llm_provider: record.llm_provider.clone(),
         })
     }
 
@@ -203,6 +249,10 @@ impl AgentManager {
             created_at: crate::clock::now_rfc3339(),
             suspended: false,
             memory_grants: request.memory_grants,
+            kind: AgentKind::Wasm,
+            tools: Vec::new(),
+            llm_provider: None,
+            source: None,
         };
         // A trial run: the agent must instantiate, init and describe itself
         // within its own limits before it is accepted.
@@ -242,6 +292,91 @@ impl AgentManager {
         Ok(self.start(record, Arc::new(program), log, Some(instance)))
     }
 
+    /// Starts (or hot-swaps) a config agent: the built-in interpreter
+    /// component with the agent's definition as its config. The previous
+    /// version, if any, finishes the messages already queued for it; new
+    /// messages go to the new version. Nothing is stored: the definition
+    /// file is the source of truth and is read again at every start.
+    pub async fn deploy_config(
+        &self,
+        spec: ConfigAgentSpec,
+    ) -> Result<Arc<AgentHandle>, DeployError> {
+        let _guard = self.lifecycle.lock().await;
+        if let Some(other) = self.registry.get(&spec.name).filter(|h| h.id != spec.id) {
+            return Err(DeployError::NameTaken(other.name.clone()));
+        }
+        let previous = self.registry.get(&spec.id);
+        let program = self.interpreter().await?;
+        let record = AgentRecord {
+            id: spec.id,
+            name: spec.name,
+            component_sha256: interpreter_sha256(),
+            limits: self.config.default_limits,
+            capabilities: spec.capabilities,
+            description: spec.description,
+            config_json: spec.config_json,
+            created_at: crate::clock::now_rfc3339(),
+            suspended: previous.as_ref().is_some_and(|p| p.record().suspended),
+            memory_grants: spec.memory_grants,
+            kind: AgentKind::Config,
+            tools: spec.tools,
+            llm_provider: spec.llm_provider,
+            source: Some(spec.source),
+        };
+        let log = previous.as_ref().map(|p| p.log.clone()).unwrap_or_default();
+        let instance = program
+            .instantiate(
+                self.context(&record, log.clone()),
+                record.limits,
+                &record.config_json,
+            )
+            .await
+            .map_err(DeployError::StartFailed)?;
+        if let Some(previous) = &previous {
+            self.registry.remove(&previous.name);
+        }
+        log.push(
+            "host",
+            if previous.is_some() {
+                "reloaded from its definition"
+            } else {
+                "loaded from its definition"
+            },
+        );
+        Ok(self.start(record, program, log, Some(instance)))
+    }
+
+    /// Stops a config agent whose definition file is gone.
+    pub async fn unload_config(&self, id: &str) -> bool {
+        let _guard = self.lifecycle.lock().await;
+        match self
+            .registry
+            .get(id)
+            .filter(|h| h.record().kind == AgentKind::Config)
+        {
+            Some(handle) => self.registry.remove(&handle.name).is_some(),
+            None => false,
+        }
+    }
+
+    /// The interpreter component, compiled once (and cached on disk).
+    async fn interpreter(&self) -> Result<Arc<AgentProgram>, DeployError> {
+        self.interpreter
+            .get_or_try_init(|| async {
+                let component = self
+                    .compile(&interpreter_sha256(), CONFIG_AGENT_COMPONENT.to_vec())
+                    .await
+                    .map_err(|e| {
+                        DeployError::InvalidComponent(format!("built-in interpreter: {e:#}"))
+                    })?;
+                AgentProgram::new(&self.engine, &self.linker, &component)
+                    .map(Arc::new)
+                    .map_err(DeployError::WrongWorld)
+            })
+            .await
+            .cloned()
+    }
+
     /// Stops and deletes an agent with its state. Messages already queued
     /// are still handled; new ones are refused.
     pub async fn remove(&self, name_or_id: &str) -> Result<AgentRecord, ManageError> {
@@ -250,6 +385,13 @@ impl AgentManager {
             .registry
             .get(name_or_id)
             .ok_or_else(|| ManageError::NotFound(name_or_id.to_string()))?;
+        let record = handle.record();
+        if record.kind == AgentKind::Config {
+            return Err(ManageError::DefinedByFile {
+                name: record.name,
+                source_file: record.source.unwrap_or_default(),
+            });
+        }
         let storage = self.storage.clone();
         let id = handle.id.clone();
         let removed = tokio::task::spawn_blocking(move || storage.remove_agent(&id))
@@ -286,12 +428,15 @@ impl AgentManager {
             .ok_or_else(|| ManageError::NotFound(name_or_id.to_string()))?;
         let mut record = handle.record();
         record.suspended = suspended;
-        let storage = self.storage.clone();
-        let to_store = record.clone();
-        tokio::task::spawn_blocking(move || storage.update_agent(&to_store))
-            .await
-            .map_err(|e| ManageError::Storage(e.to_string()))?
-            .map_err(|e| ManageError::Storage(e.to_string()))?;
+        // Config agents live in their files, not in the database.
+        if record.kind == AgentKind::Wasm {
+            let storage = self.storage.clone();
+            let to_store = record.clone();
+            tokio::task::spawn_blocking(move || storage.update_agent(&to_store))
+                .await
+                .map_err(|e| ManageError::Storage(e.to_string()))?
+                .map_err(|e| ManageError::Storage(e.to_string()))?;
+        }
         *lock(&handle.record) = record;
         if !suspended {
             lock(&handle.stats).consecutive_failures = 0;

@@ -27,4 +27,35 @@ pub struct AgentRecord {
     /// Shared memory scopes granted besides the agent's own: `workspace`, `global`.
     #[serde(default)]
     pub memory_grants: Vec<String>,
+    /// How the agent is defined.
+    #[serde(default)]
+    pub kind: AgentKind,
+    /// Tools the agent's model may call (checked at every call).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// LLM provider for this agent; `None`: the server's default.
+    #[serde(default)]
+    pub llm_provider: Option<String>,
+    /// For config agents: the definition file it was loaded from.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// An uploaded WebAssembly component.
+    #[default]
+    Wasm,
+    /// A markdown/TOML definition run by the built-in interpreter component.
+    Config,
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Wasm => "wasm",
+            AgentKind::Config => "config",
+        }
+    }
 }

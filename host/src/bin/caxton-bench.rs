@@ -300,6 +300,8 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
         storage,
         Arc::new(Registry::new()),
         memory,
+        Arc::new(caxton::llm::LlmService::none()),
+        Arc::new(caxton::tools::ToolRegistry::with_builtins(Vec::new())),
         data_dir,
     )?;
     manager

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::config_agents;
 
 #[derive(Subcommand)]
 pub enum AgentsCommand {
@@ -29,10 +30,14 @@ pub enum AgentsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Deploy a WASM component as an agent.
+    /// Deploy a WASM component, or a config agent definition (.md/.toml,
+    /// validated, stored in the server's agents directory, hot-reloaded).
     Deploy {
-        /// The .wasm component (built for wasm32-wasip2).
+        /// The .wasm component (built for wasm32-wasip2) or agent definition.
         file: PathBuf,
+        /// Accepted for the runbook's scripts: config agents always hot-reload.
+        #[arg(long)]
+        hot_reload: bool,
         /// Agent name (default: the file name without .wasm).
         #[arg(long)]
         name: Option<String>,
@@ -70,6 +75,53 @@ pub enum AgentsCommand {
     Suspend { name: String },
     /// Accept messages again.
     Resume { name: String },
+    /// Check agent definition files; every problem with line, field and fix.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check every definition in the agents directory.
+    ValidateAll {
+        #[arg(long, default_value = "agents")]
+        dir: PathBuf,
+    },
+    /// Reload a config agent from its file (the previous version keeps
+    /// serving if the file is invalid).
+    Reload {
+        name: Option<String>,
+        /// Reload every config agent.
+        #[arg(long)]
+        all_config: bool,
+        /// With --all-config: reload nothing unless every file is valid.
+        #[arg(long)]
+        validate_first: bool,
+    },
+    /// State of a config agent's definition: version, last reload, problems.
+    ReloadStatus { name: String },
+    /// One agent's state, or a summary of all.
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Send a test input and print the answer and its time.
+    Test {
+        name: String,
+        #[arg(long)]
+        input: String,
+    },
+    /// An agent's definition and counters; `--show-tools` lists its tools.
+    Debug {
+        name: String,
+        #[arg(long)]
+        show_tools: bool,
+    },
+    /// Which config agents use which tools.
+    AuditTools {
+        /// Only tools no agent lists.
+        #[arg(long)]
+        show_unused: bool,
+    },
 }
 
 fn agent_path(name: &str) -> String {
@@ -78,7 +130,7 @@ fn agent_path(name: &str) -> String {
 
 /// Percent-encodes a path segment (names are restricted, but ids and
 /// typos are not).
-fn urlencode(segment: &str) -> String {
+pub(super) fn urlencode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
@@ -115,8 +167,12 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 print_agent(&agent);
             }
         }
+        AgentsCommand::Deploy { file, .. } if crate::config_agents::is_definition_file(&file) => {
+            return config_agents::deploy_definition(client, &file).await;
+        }
         AgentsCommand::Deploy {
             file,
+            hot_reload: _,
             name,
             max_memory_bytes,
             max_fuel,
@@ -229,6 +285,33 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 .post_json(&format!("{}/suspend", agent_path(&name)), &json!({}))
                 .await?;
             println!("Suspended agent {name}");
+        }
+        AgentsCommand::Validate { files } => {
+            return config_agents::validate_files(client, &files).await;
+        }
+        AgentsCommand::ValidateAll { dir } => {
+            let files = config_agents::definition_files(&dir)?;
+            return config_agents::validate_files(client, &files).await;
+        }
+        AgentsCommand::Reload {
+            name,
+            all_config,
+            validate_first,
+        } => return config_agents::reload(client, name, all_config, validate_first).await,
+        AgentsCommand::ReloadStatus { name } => {
+            return config_agents::reload_status(client, &name).await;
+        }
+        AgentsCommand::Status { name, summary } => {
+            return config_agents::status(client, name, summary).await;
+        }
+        AgentsCommand::Test { name, input } => {
+            return config_agents::test(client, &name, &input).await;
+        }
+        AgentsCommand::Debug { name, show_tools } => {
+            return config_agents::debug(client, &name, show_tools).await;
+        }
+        AgentsCommand::AuditTools { show_unused } => {
+            return config_agents::audit_tools(client, show_unused).await;
         }
         AgentsCommand::Resume { name } => {
             client

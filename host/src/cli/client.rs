@@ -40,6 +40,26 @@ impl Client {
         self.finish(response).await
     }
 
+    /// The server's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POST answering (success, body) — for commands that print the
+    /// server's structured error details themselves.
+    pub async fn post_json_raw(&self, path: &str, body: &Value) -> anyhow::Result<(bool, Value)> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the caxton server at {}: {e}", self.base))?;
+        let ok = response.status().is_success();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((ok, body))
+    }
+
     /// GET answering text (exports), with API errors decoded.
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let response = self

@@ -4,6 +4,7 @@
 
 mod agents;
 mod client;
+mod config_agents;
 mod memory;
 
 use std::path::PathBuf;
@@ -65,6 +66,33 @@ enum Command {
     /// Inspect, search, export and import embedded memory.
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
+    /// The tools agents can call.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Check configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Every tool with its description and JSON schema.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate caxton.yaml and every agent definition in a directory.
+    Verify {
+        #[arg(long, default_value = "agents")]
+        agents_dir: PathBuf,
+        /// Configuration file (default ./caxton.yaml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -157,6 +185,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Memory(command) => {
             let client = Client::new(&cli.server)?;
             memory::run(&client, command).await
+        }
+        Command::Tools(ToolsCommand::List { json }) => {
+            let client = Client::new(&cli.server)?;
+            config_agents::tools_list(&client, json).await
+        }
+        Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
+            match crate::config::Config::load(config.as_deref()) {
+                Ok(_) => println!("✓ configuration: valid"),
+                Err(e) => {
+                    println!("✗ configuration: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            let client = Client::new(&cli.server)?;
+            let files = config_agents::definition_files(&agents_dir)?;
+            config_agents::validate_files(&client, &files).await
         }
     }
 }

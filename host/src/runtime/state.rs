@@ -13,8 +13,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::limits::MemoryLimiter;
 use crate::agents::log::AgentLog;
 use crate::agents::registry::Registry;
+use crate::llm::LlmService;
 use crate::memory::MemoryService;
 use crate::storage::Storage;
+use crate::tools::ToolRegistry;
 
 /// Who the agent is and what it can reach, shared by its instances.
 pub struct AgentContext {
@@ -27,6 +29,12 @@ pub struct AgentContext {
     /// Shared memory scopes this agent may use besides its own
     /// (`workspace`, `global`).
     pub memory_grants: Vec<String>,
+    /// Tools this agent may call, and where they live.
+    pub tools: Vec<String>,
+    pub tool_registry: Arc<ToolRegistry>,
+    /// The LLM providers, and this agent's choice among them.
+    pub llm: Arc<LlmService>,
+    pub llm_provider: Option<String>,
 }
 
 pub struct HostState {

@@ -19,6 +19,7 @@ use super::AppState;
 use super::error::{ApiError, parse_json};
 use crate::agents::AgentHandle;
 use crate::agents::deploy::DeployRequest;
+use crate::agents::record::AgentKind;
 use crate::messaging::{AclMessage, Address, MessageBus, Performative, acl};
 use crate::runtime::limits::RequestedLimits;
 
@@ -41,10 +42,10 @@ pub fn routes() -> Router<AppState> {
 /// The JSON view of an agent, shared by list, show and deploy.
 pub fn agent_view(handle: &AgentHandle) -> Value {
     let record = handle.record();
-    json!({
+    let mut view = json!({
         "id": record.id,
         "name": record.name,
-        "type": "wasm",
+        "type": record.kind.as_str(),
         "status": handle.status(),
         "capabilities": record.capabilities,
         "description": record.description,
@@ -54,7 +55,16 @@ pub fn agent_view(handle: &AgentHandle) -> Value {
         "memory_grants": record.memory_grants,
         "queued_messages": handle.queued(),
         "stats": handle.stats(),
-    })
+    });
+    if record.kind == AgentKind::Config {
+        let definition: Value = serde_json::from_str(&record.config_json).unwrap_or(Value::Null);
+        view["source"] = json!(record.source);
+        view["tools"] = json!(record.tools);
+        view["version"] = definition["version"].clone();
+        view["llm"] = definition["llm"].clone();
+        view["documentation"] = definition["documentation"].clone();
+    }
+    view
 }
 
 /// A body the size limit or the connection cut short.
@@ -83,22 +93,23 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    match query.kind.as_deref() {
-        None | Some("wasm") => {}
-        // Config agents arrive with their own issue; asking for them is valid.
-        Some("config") => return Ok(Json(json!({ "agents": [], "total": 0 }))),
+    let wanted = match query.kind.as_deref() {
+        None => None,
+        Some("wasm") => Some(AgentKind::Wasm),
+        Some("config") => Some(AgentKind::Config),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!("unknown agent type `{other}`; use `wasm` or `config`"),
             ));
         }
-    }
+    };
     let agents: Vec<Value> = state
         .manager
         .registry()
         .all()
         .iter()
+        .filter(|h| wanted.is_none_or(|k| h.record().kind == k))
         .map(|h| agent_view(h))
         .collect();
     Ok(Json(json!({ "total": agents.len(), "agents": agents })))

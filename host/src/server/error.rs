@@ -95,6 +95,9 @@ impl From<ManageError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "ping_timeout", e.to_string())
             }
             ManageError::Storage(_) => ApiError::internal(e.to_string()),
+            ManageError::DefinedByFile { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "defined_by_file", e.to_string())
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Where a message enters: the REST API under `/api/v1` (axum).
 
 mod agents;
+mod config_agents;
 pub mod error;
 mod memory;
 mod memory_ops;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub memory: Arc<crate::memory::MemoryService>,
     /// The database, for size reports and compaction requests.
     pub storage: Arc<crate::storage::Storage>,
+    /// Config agents (markdown definitions) and the tools they may call.
+    pub config_agents: Arc<crate::config_agents::ConfigAgents>,
+    pub tools: Arc<crate::tools::ToolRegistry>,
     /// Where the embedding model is cached (for loading it after a pull).
     pub model_cache_dir: std::path::PathBuf,
     pub started: Instant,
@@ -42,6 +46,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(agents::routes())
         .merge(memory::routes())
         .merge(memory_ops::routes())
+        .merge(config_agents::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

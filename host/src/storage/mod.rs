@@ -303,6 +303,10 @@ mod tests {
             created_at: "now".into(),
             suspended: false,
             memory_grants: vec![],
+            kind: Default::default(),
+            tools: Vec::new(),
+            llm_provider: None,
+            source: None,
         }
     }
 

@@ -1,13 +1,92 @@
-//! `caxton:agent/llm`: chat completion. Not provided by this host version
-//! yet; calls answer `unavailable`.
+//! `caxton:agent/llm`: chat completion through the configured providers
+//! (`crate::llm`), with the calling agent's provider choice.
 
-use super::not_available;
+use crate::llm::{self as host, LlmError};
 use crate::runtime::HostState;
-use crate::runtime::bindings::caxton::agent::llm::{self, ChatRequest, ChatResponse};
+use crate::runtime::bindings::caxton::agent::llm::{
+    self, ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
+};
 use crate::runtime::bindings::caxton::agent::types::Error;
 
+fn role(r: Role) -> host::Role {
+    match r {
+        Role::System => host::Role::System,
+        Role::User => host::Role::User,
+        Role::Assistant => host::Role::Assistant,
+        Role::Tool => host::Role::Tool,
+    }
+}
+
+fn call_to_host(c: ToolCall) -> host::ToolCall {
+    host::ToolCall {
+        id: c.id,
+        name: c.name,
+        arguments_json: c.arguments_json,
+    }
+}
+
+fn message(m: ChatMessage) -> host::ChatMessage {
+    host::ChatMessage {
+        role: role(m.role),
+        content: m.content,
+        tool_calls: m.tool_calls.into_iter().map(call_to_host).collect(),
+        tool_call_id: m.tool_call_id,
+    }
+}
+
+fn to_wit_error(e: LlmError) -> Error {
+    let text = e.to_string();
+    match e {
+        LlmError::Unavailable(_) | LlmError::RateLimited { .. } => Error::Unavailable(text),
+        LlmError::Timeout { .. } => Error::Timeout(text),
+        LlmError::Invalid(_) => Error::InvalidInput(text),
+        LlmError::Provider { .. } => Error::Internal(text),
+    }
+}
+
 impl llm::Host for HostState {
-    async fn chat(&mut self, _request: ChatRequest) -> Result<ChatResponse, Error> {
-        Err(not_available("llm"))
+    async fn chat(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let request = host::ChatRequest {
+            model: request.model,
+            messages: request.messages.into_iter().map(message).collect(),
+            tools: request
+                .tools
+                .into_iter()
+                .map(|t| host::ToolSpec {
+                    name: t.name,
+                    description: t.description,
+                    parameters_schema: t.parameters_schema,
+                })
+                .collect(),
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+        };
+        let agent = self.agent.clone();
+        let response = agent
+            .llm
+            .chat(agent.llm_provider.as_deref(), request)
+            .await
+            .map_err(to_wit_error)?;
+        Ok(ChatResponse {
+            content: response.content,
+            tool_calls: response
+                .tool_calls
+                .into_iter()
+                .map(|c| ToolCall {
+                    id: c.id,
+                    name: c.name,
+                    arguments_json: c.arguments_json,
+                })
+                .collect(),
+            finish_reason: match response.finish_reason {
+                host::FinishReason::Stop => FinishReason::Stop,
+                host::FinishReason::Length => FinishReason::Length,
+                host::FinishReason::ToolCalls => FinishReason::ToolCalls,
+            },
+            usage: Usage {
+                prompt_tokens: response.prompt_tokens,
+                completion_tokens: response.completion_tokens,
+            },
+        })
     }
 }

@@ -23,11 +23,3 @@ pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> 
     Agent::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     Ok(linker)
 }
-
-/// Error for interfaces whose implementation has not landed yet: the shape
-/// is final so agents compiled today keep working when it does.
-fn not_available(interface: &str) -> types::Error {
-    types::Error::Unavailable(format!(
-        "the `{interface}` interface is not available in this version of the Caxton host"
-    ))
-}

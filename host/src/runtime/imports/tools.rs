@@ -1,18 +1,45 @@
-//! `caxton:agent/tools`: no tools are registered in this host version, so
-//! the list is empty and every invocation is refused with the reason.
+//! `caxton:agent/tools`: the tools the calling agent lists, from the host's
+//! registry (`crate::tools`). The allow-list is checked on every call, not
+//! only when the agent is validated.
 
 use crate::runtime::HostState;
 use crate::runtime::bindings::caxton::agent::tools::{self, ToolInfo};
 use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::tools::ToolError;
 
 impl tools::Host for HostState {
     async fn list_tools(&mut self) -> Vec<ToolInfo> {
-        Vec::new()
+        let registry = &self.agent.tool_registry;
+        self.agent
+            .tools
+            .iter()
+            .filter_map(|name| registry.info(name))
+            .map(|t| ToolInfo {
+                name: t.name,
+                description: t.description,
+                parameters_schema: t.parameters.to_string(),
+            })
+            .collect()
     }
 
-    async fn invoke(&mut self, name: String, _arguments_json: String) -> Result<String, Error> {
-        Err(Error::NotFound(format!(
-            "tool `{name}` is not available to this agent; `caxton tools list` shows the registered tools"
-        )))
+    async fn invoke(&mut self, name: String, arguments_json: String) -> Result<String, Error> {
+        let agent = self.agent.clone();
+        self.agent.log.push("tool", &format!("call {name}"));
+        match agent
+            .tool_registry
+            .invoke(&agent, &name, &arguments_json)
+            .await
+        {
+            Ok(value) => Ok(value.to_string()),
+            Err(e) => {
+                self.agent.log.push("tool", &format!("{name} failed: {e}"));
+                Err(match e {
+                    ToolError::NotFound(t) => Error::NotFound(t),
+                    ToolError::Denied(t) => Error::Denied(t),
+                    ToolError::InvalidInput(t) => Error::InvalidInput(t),
+                    ToolError::Failed(t) => Error::Internal(t),
+                })
+            }
+        }
     }
 }

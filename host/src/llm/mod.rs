@@ -1,0 +1,270 @@
+//! LLM providers behind one trait: what the `llm` import (and so every
+//! config agent) talks to.
+//!
+//! - [`openai`]: OpenAI-compatible chat completions (OpenAI, Ollama, vLLM,
+//!   llama.cpp server);
+//! - [`anthropic`]: the Anthropic Messages API;
+//! - [`scripted`]: deterministic answers from a fixture, recording every
+//!   request — for tests of orchestration.
+//!
+//! [`LlmService`] picks the provider for a call (the agent's choice, else
+//! the configured default) and bounds every call in time, so a provider that
+//! hangs becomes a clear failure, never a hung request.
+
+pub mod anthropic;
+pub mod openai;
+pub mod scripted;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::LlmConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// A JSON object, as text.
+    pub arguments_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments, as text.
+    pub parameters_schema: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// `None`: the provider's configured model.
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum LlmError {
+    /// No provider of that name is configured, or it cannot run.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the LLM provider `{provider}` did not answer within {seconds} s")]
+    Timeout { provider: String, seconds: u64 },
+    #[error("the LLM provider `{provider}` is rate limiting requests: {detail}")]
+    RateLimited { provider: String, detail: String },
+    #[error("the LLM provider `{provider}` refused the request: {detail}")]
+    Provider { provider: String, detail: String },
+    #[error("the request is not valid for the LLM: {0}")]
+    Invalid(String),
+}
+
+/// One way of answering chat requests.
+#[async_trait::async_trait]
+pub trait LlmProvider: Send + Sync {
+    /// Name used in configuration and errors (`openai`, `anthropic`, …).
+    fn name(&self) -> &str;
+    /// The model used when a request names none.
+    fn default_model(&self) -> &str;
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError>;
+}
+
+/// The configured providers and the default among them.
+pub struct LlmService {
+    providers: BTreeMap<String, Arc<dyn LlmProvider>>,
+    default: Option<String>,
+    timeout: Duration,
+    /// Why there is no default provider, for the error an agent gets.
+    missing_reason: String,
+}
+
+impl LlmService {
+    pub fn from_config(config: &LlmConfig) -> Result<Self, LlmError> {
+        let mut providers: BTreeMap<String, Arc<dyn LlmProvider>> = BTreeMap::new();
+        if let Some(c) = &config.openai {
+            providers.insert("openai".into(), Arc::new(openai::OpenAi::new(c)?));
+        }
+        if let Some(c) = &config.anthropic {
+            providers.insert("anthropic".into(), Arc::new(anthropic::Anthropic::new(c)?));
+        }
+        if let Some(c) = &config.scripted {
+            providers.insert("scripted".into(), Arc::new(scripted::Scripted::load(c)?));
+        }
+        let default = match &config.provider {
+            Some(name) if providers.contains_key(name) => Some(name.clone()),
+            Some(name) => {
+                return Err(LlmError::Invalid(format!(
+                    "llm.provider is `{name}` but there is no `llm.{name}:` section configuring it"
+                )));
+            }
+            // One provider configured: it is the default.
+            None if providers.len() == 1 => providers.keys().next().cloned(),
+            None => None,
+        };
+        Ok(LlmService {
+            providers,
+            default,
+            timeout: Duration::from_secs(config.timeout_secs.max(1)),
+            missing_reason: "no LLM provider is configured: add an `llm:` section to caxton.yaml \
+                 (openai, anthropic or scripted) and set `llm.provider`"
+                .into(),
+        })
+    }
+
+    /// A service with no providers (tests of other parts, benchmarks).
+    pub fn none() -> Self {
+        LlmService {
+            providers: BTreeMap::new(),
+            default: None,
+            timeout: Duration::from_secs(60),
+            missing_reason: "no LLM provider is configured".into(),
+        }
+    }
+
+    pub fn provider_names(&self) -> Vec<String> {
+        self.providers.keys().cloned().collect()
+    }
+
+    pub fn default_provider(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    /// Sends `request` to `provider` (or the default), bounded in time.
+    pub async fn chat(
+        &self,
+        provider: Option<&str>,
+        request: ChatRequest,
+    ) -> Result<ChatResponse, LlmError> {
+        let name = match provider.or(self.default.as_deref()) {
+            Some(name) => name,
+            None => return Err(LlmError::Unavailable(self.missing_reason.clone())),
+        };
+        let Some(chosen) = self.providers.get(name) else {
+            return Err(LlmError::Unavailable(format!(
+                "the LLM provider `{name}` is not configured (configured: {}); add `llm.{name}:` to caxton.yaml",
+                if self.providers.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.provider_names().join(", ")
+                }
+            )));
+        };
+        if request.messages.is_empty() {
+            return Err(LlmError::Invalid(
+                "a chat request needs at least one message".into(),
+            ));
+        }
+        match tokio::time::timeout(self.timeout, chosen.chat(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::Timeout {
+                provider: name.to_string(),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+/// Shared HTTP plumbing of the remote providers: the key from the named
+/// environment variable, and status codes mapped to clear errors.
+pub(crate) mod http {
+    use super::LlmError;
+
+    pub fn api_key(provider: &str, env_var: &str) -> Result<String, LlmError> {
+        match std::env::var(env_var) {
+            Ok(key) if !key.trim().is_empty() => Ok(key),
+            _ => Err(LlmError::Unavailable(format!(
+                "the {provider} provider needs an API key in the environment variable {env_var} \
+                 (named by llm.{provider}.api_key_env); set it and restart"
+            ))),
+        }
+    }
+
+    pub fn client() -> Result<reqwest::Client, LlmError> {
+        reqwest::Client::builder()
+            .build()
+            .map_err(|e| LlmError::Unavailable(format!("cannot create an HTTP client: {e}")))
+    }
+
+    /// Turns a non-success response into the matching error.
+    pub async fn check(
+        provider: &str,
+        response: reqwest::Response,
+    ) -> Result<serde_json::Value, LlmError> {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let detail = || {
+            format!(
+                "HTTP {status}: {}",
+                body.chars().take(500).collect::<String>()
+            )
+        };
+        if status.as_u16() == 429 {
+            return Err(LlmError::RateLimited {
+                provider: provider.into(),
+                detail: detail(),
+            });
+        }
+        if !status.is_success() {
+            return Err(LlmError::Provider {
+                provider: provider.into(),
+                detail: detail(),
+            });
+        }
+        serde_json::from_str(&body).map_err(|e| LlmError::Provider {
+            provider: provider.into(),
+            detail: format!(
+                "the answer is not JSON ({e}): {}",
+                body.chars().take(200).collect::<String>()
+            ),
+        })
+    }
+
+    pub fn unreachable(provider: &str, e: reqwest::Error) -> LlmError {
+        LlmError::Provider {
+            provider: provider.into(),
+            detail: format!("cannot reach it: {e}"),
+        }
+    }
+}

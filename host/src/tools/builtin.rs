@@ -1,0 +1,378 @@
+//! Tools built into the host: data handling (`json_processor`,
+//! `csv_parser`), the web (`http_client`, allowed domains only), memory
+//! (`memory_search`, `memory_store`, in the caller's own scope) and other
+//! agents (`ask_agent`, by name or capability).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Tool, ToolError};
+use crate::memory::model::{EntityInput, ScopeKey};
+use crate::messaging::{AclMessage, Address, MessageBus, Performative, acl};
+use crate::runtime::AgentContext;
+
+pub fn all(http_allowed_domains: Vec<String>) -> Vec<Arc<dyn Tool>> {
+    vec![
+        Arc::new(JsonProcessor),
+        Arc::new(CsvParser),
+        Arc::new(HttpClient {
+            allowed_domains: http_allowed_domains,
+        }),
+        Arc::new(MemorySearch),
+        Arc::new(MemoryStore),
+        Arc::new(AskAgent),
+    ]
+}
+
+fn string_arg<'a>(args: &'a Value, key: &str, tool: &str) -> Result<&'a str, ToolError> {
+    args[key]
+        .as_str()
+        .ok_or_else(|| ToolError::InvalidInput(format!("`{tool}` needs a string argument `{key}`")))
+}
+
+struct JsonProcessor;
+
+/// Follows a dotted path (`orders.0.total`) into a JSON value.
+fn select<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(value, |v, part| match v {
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?),
+            Value::Object(map) => map.get(part),
+            _ => None,
+        })
+}
+
+#[async_trait::async_trait]
+impl Tool for JsonProcessor {
+    fn name(&self) -> &'static str {
+        "json_processor"
+    }
+    fn description(&self) -> &'static str {
+        "Parse JSON text and pick a value by dotted path (orders.0.total); also reports its type, keys and length."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["json"], "properties": {
+            "json": {"description": "JSON text, or a JSON value"},
+            "path": {"type": "string", "description": "dotted path; empty for the whole value"}}})
+    }
+    async fn invoke(&self, args: Value, _: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let data = match &args["json"] {
+            Value::String(text) => serde_json::from_str(text)
+                .map_err(|e| ToolError::InvalidInput(format!("`json` is not valid JSON: {e}")))?,
+            Value::Null => {
+                return Err(ToolError::InvalidInput(
+                    "`json_processor` needs `json`".into(),
+                ));
+            }
+            other => other.clone(),
+        };
+        let path = args["path"].as_str().unwrap_or("");
+        let found = select(&data, path).ok_or_else(|| {
+            ToolError::InvalidInput(format!("the path `{path}` does not exist in the JSON"))
+        })?;
+        let (kind, keys, length) = match found {
+            Value::Object(m) => (
+                "object",
+                Some(m.keys().cloned().collect::<Vec<_>>()),
+                Some(m.len()),
+            ),
+            Value::Array(a) => ("array", None, Some(a.len())),
+            Value::String(s) => ("string", None, Some(s.chars().count())),
+            Value::Number(_) => ("number", None, None),
+            Value::Bool(_) => ("boolean", None, None),
+            Value::Null => ("null", None, None),
+        };
+        Ok(json!({"value": found, "type": kind, "keys": keys, "length": length}))
+    }
+}
+
+struct CsvParser;
+
+/// Splits one CSV line, honouring double quotes ("a, b" and "" escapes).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+#[async_trait::async_trait]
+impl Tool for CsvParser {
+    fn name(&self) -> &'static str {
+        "csv_parser"
+    }
+    fn description(&self) -> &'static str {
+        "Parse CSV text into rows (objects keyed by the header), with column names and row count."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["csv"], "properties": {
+            "csv": {"type": "string"},
+            "has_header": {"type": "boolean", "default": true},
+            "limit": {"type": "integer", "description": "most rows returned (default 100)"}}})
+    }
+    async fn invoke(&self, args: Value, _: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let text = string_arg(&args, "csv", "csv_parser")?;
+        let has_header = args["has_header"].as_bool().unwrap_or(true);
+        let limit = args["limit"].as_u64().unwrap_or(100) as usize;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let columns: Vec<String> = if has_header {
+            lines.next().map(csv_fields).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut rows = Vec::new();
+        let mut count = 0;
+        for line in lines {
+            count += 1;
+            if rows.len() < limit {
+                let fields = csv_fields(line);
+                rows.push(if has_header {
+                    let mut row = serde_json::Map::new();
+                    for (i, f) in fields.into_iter().enumerate() {
+                        let key = columns
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("column_{}", i + 1));
+                        row.insert(key, Value::String(f));
+                    }
+                    Value::Object(row)
+                } else {
+                    json!(fields)
+                });
+            }
+        }
+        Ok(
+            json!({"columns": columns, "row_count": count, "rows": rows, "truncated": count > rows.len()}),
+        )
+    }
+}
+
+struct HttpClient {
+    allowed_domains: Vec<String>,
+}
+
+const HTTP_MAX_BODY: usize = 64 * 1024;
+
+#[async_trait::async_trait]
+impl Tool for HttpClient {
+    fn name(&self) -> &'static str {
+        "http_client"
+    }
+    fn description(&self) -> &'static str {
+        "HTTP GET or POST to an allowed domain (tools.http_allowed_domains in caxton.yaml); answers status and body (first 64 KiB)."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["url"], "properties": {
+            "url": {"type": "string"},
+            "method": {"type": "string", "enum": ["GET", "POST"]},
+            "body": {"type": "string"}}})
+    }
+    async fn invoke(&self, args: Value, _: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let url = string_arg(&args, "url", "http_client")?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ToolError::InvalidInput(format!("`{url}` is not a URL: {e}")))?;
+        let host = parsed.host_str().unwrap_or_default().to_lowercase();
+        let allowed = self
+            .allowed_domains
+            .iter()
+            .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+        if !allowed {
+            return Err(ToolError::Denied(format!(
+                "`{host}` is not an allowed domain for http_client (allowed: {}); add it to tools.http_allowed_domains in caxton.yaml",
+                if self.allowed_domains.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.allowed_domains.join(", ")
+                }
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let request = match args["method"].as_str().unwrap_or("GET") {
+            "GET" => client.get(parsed),
+            "POST" => client
+                .post(parsed)
+                .body(args["body"].as_str().unwrap_or("").to_string()),
+            other => {
+                return Err(ToolError::InvalidInput(format!(
+                    "method `{other}` is not supported; use GET or POST"
+                )));
+            }
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ToolError::Failed(format!("request to {host} failed: {e}")))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| {
+            ToolError::Failed(format!("reading the answer from {host} failed: {e}"))
+        })?;
+        let cut = bytes.len().min(HTTP_MAX_BODY);
+        Ok(
+            json!({"status": status, "body": String::from_utf8_lossy(&bytes[..cut]), "truncated": bytes.len() > cut}),
+        )
+    }
+}
+
+struct MemorySearch;
+
+#[async_trait::async_trait]
+impl Tool for MemorySearch {
+    fn name(&self) -> &'static str {
+        "memory_search"
+    }
+    fn description(&self) -> &'static str {
+        "Search the agent's memory by meaning and keywords; answers the best matching entities."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["query"], "properties": {
+            "query": {"type": "string"}, "limit": {"type": "integer", "default": 5}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let query = string_arg(&args, "query", "memory_search")?.to_string();
+        let limit = args["limit"].as_u64().unwrap_or(5).clamp(1, 50) as usize;
+        let agent = caller.clone();
+        let hits = tokio::task::spawn_blocking(move || {
+            agent
+                .memory
+                .search(&[ScopeKey::agent(&agent.id)], &query, limit)
+        })
+        .await
+        .map_err(|e| ToolError::Failed(e.to_string()))?
+        .map_err(|e| ToolError::Failed(e.to_string()))?;
+        Ok(json!({"results": hits.iter().map(|h| json!({
+            "name": h.entity.name, "type": h.entity.entity_type,
+            "matched": h.matched, "observations": h.entity.observations, "score": h.score
+        })).collect::<Vec<_>>()}))
+    }
+}
+
+struct MemoryStore;
+
+#[async_trait::async_trait]
+impl Tool for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory_store"
+    }
+    fn description(&self) -> &'static str {
+        "Remember a fact: an entity (name, type) with observations, in the agent's memory."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["name", "observations"], "properties": {
+            "name": {"type": "string"}, "entity_type": {"type": "string", "default": "fact"},
+            "observations": {"type": "array", "items": {"type": "string"}}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let input: EntityInput = serde_json::from_value(json!({
+            "name": args["name"],
+            "entity_type": args["entity_type"].as_str().unwrap_or("fact"),
+            "observations": args["observations"],
+        }))
+        .map_err(|e| ToolError::InvalidInput(format!("memory_store arguments: {e}")))?;
+        let agent = caller.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            agent
+                .memory
+                .create_entities(&ScopeKey::agent(&agent.id), std::slice::from_ref(&input))
+        })
+        .await
+        .map_err(|e| ToolError::Failed(e.to_string()))?
+        .map_err(|e| ToolError::InvalidInput(e.to_string()))?;
+        Ok(json!(summary))
+    }
+}
+
+struct AskAgent;
+
+#[async_trait::async_trait]
+impl Tool for AskAgent {
+    fn name(&self) -> &'static str {
+        "ask_agent"
+    }
+    fn description(&self) -> &'static str {
+        "Ask another agent, by name (`agent`) or by capability (`capability`), and get its answer."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["message"], "properties": {
+            "agent": {"type": "string"}, "capability": {"type": "string"},
+            "message": {"type": "string"}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let content = string_arg(&args, "message", "ask_agent")?.to_string();
+        let to = match (args["agent"].as_str(), args["capability"].as_str()) {
+            (Some(a), None) => Address::Agent(a.to_string()),
+            (None, Some(c)) => Address::Capability(c.to_string()),
+            _ => {
+                return Err(ToolError::InvalidInput(
+                    "give exactly one of `agent` (a name) or `capability`".into(),
+                ));
+            }
+        };
+        let (receiver, capability) = match &to {
+            Address::Agent(a) => (Some(a.clone()), None),
+            Address::Capability(c) => (None, Some(c.clone())),
+        };
+        let message = AclMessage {
+            id: acl::new_message_id(),
+            performative: Performative::Request,
+            sender: caller.name.clone(),
+            receiver,
+            capability,
+            content,
+            content_type: acl::TEXT_PLAIN.to_string(),
+            conversation_id: Some(acl::new_message_id()),
+            reply_with: None,
+            in_reply_to: None,
+        };
+        let delivered = caller
+            .registry
+            .request(Some(&caller.id), to, message, Duration::from_secs(120))
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let reply = delivered.reply.ok_or_else(|| {
+            ToolError::Failed(format!("agent `{}` sent no reply", delivered.agent_name))
+        })?;
+        Ok(
+            json!({"agent": delivered.agent_name, "performative": reply.performative, "answer": reply.content}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_honour_quotes() {
+        assert_eq!(
+            csv_fields(r#"a, "b, c", "say ""hi""""#),
+            vec!["a", "b, c", "say \"hi\""]
+        );
+    }
+
+    #[test]
+    fn json_paths() {
+        let v = json!({"orders": [{"total": 5}]});
+        assert_eq!(select(&v, "orders.0.total"), Some(&json!(5)));
+        assert_eq!(select(&v, "orders.1"), None);
+        assert_eq!(select(&v, ""), Some(&v));
+    }
+}
