@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod config_agents;
 mod hostile_uploads;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,438 @@
+//! Config agents: markdown definitions run by the built-in interpreter,
+//! driven by the scripted LLM provider (deterministic, records requests).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, temp_data_dir};
+
+/// The runbook's example agent, verbatim.
+const DATA_ANALYZER: &str = r#"---
+name: DataAnalyzer
+version: "1.0.0"
+capabilities:
+  - data-analysis
+  - report-generation
+tools:
+  - http_client
+  - csv_parser
+parameters:
+  max_file_size: "10MB"
+system_prompt: |
+  You are a data analysis expert who helps users understand their data.
+---
+
+# DataAnalyzer Agent
+
+This agent specializes in data analysis and can fetch data from URLs,
+parse various formats, and generate visualizations.
+"#;
+
+struct Setup {
+    _guard: tempfile::TempDir,
+    root: PathBuf,
+    agents: PathBuf,
+    server: Server,
+}
+
+impl Setup {
+    /// A server whose LLM is the scripted provider with `script`, and whose
+    /// agents directory holds `files` before it starts.
+    fn start(script: &str, files: &[(&str, &str)]) -> Setup {
+        let (guard, data) = temp_data_dir();
+        let root = guard.path().to_path_buf();
+        let agents = root.join("agents");
+        std::fs::create_dir_all(&agents).expect("agents dir");
+        for (name, text) in files {
+            std::fs::write(agents.join(name), text).expect("write definition");
+        }
+        std::fs::write(root.join("script.yaml"), script).expect("write script");
+        let config = root.join("caxton.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "agents:\n  dir: {agents}\nllm:\n  scripted:\n    script: {script}\n    record: {record}\n",
+                agents = agents.display(),
+                script = root.join("script.yaml").display(),
+                record = root.join("requests.jsonl").display(),
+            ),
+        )
+        .expect("write config");
+        let server = Server::start_with_config(&data, Some(&config));
+        Setup {
+            _guard: guard,
+            root,
+            agents,
+            server,
+        }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.root.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("recorded request is JSON"))
+            .collect()
+    }
+
+    async fn reply(&self, agent: &str, text: &str) -> Value {
+        let (status, body) = self.server.message(agent, text).await;
+        assert_eq!(status, 200, "{body}");
+        body["reply"].clone()
+    }
+
+    /// Waits until `agent` answers `text` with `expected` (hot reload is
+    /// asynchronous); panics after 10 s.
+    async fn await_answer(&self, agent: &str, text: &str, expected: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let reply = self.reply(agent, text).await;
+            if reply["content"] == expected {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still answering {reply} instead of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write definition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_sequence_works_and_runs_the_tool_loop() {
+    let script = r#"
+- when: "sales data"
+  tool_calls: [{name: csv_parser, arguments: {csv: "region,total\nnorth,10\nsouth,20"}}]
+- when: "row_count"
+  content: "North sold 10 and south 20."
+"#;
+    let setup = Setup::start(script, &[]);
+    // Written after the server started: `agents reload` picks it up.
+    write(&setup.agents.join("data-analyzer.md"), DATA_ANALYZER);
+    let (ok, out, err) = setup.server.cli(&["agents", "reload", "data-analyzer"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Reloaded data-analyzer (DataAnalyzer v1.0.0)"),
+        "{out}"
+    );
+    let (ok, out, _) = setup.server.cli(&["agents", "list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.contains("DataAnalyzer") && l.contains("config")),
+        "{out}"
+    );
+
+    let (status, body) = setup
+        .server
+        .post(
+            "/api/v1/agents/data-analyzer/message",
+            &json!({"message": "Analyze sales data at example.com/data.csv"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "inform", "{body}");
+    assert_eq!(body["reply"]["content"], "North sold 10 and south 20.");
+
+    let requests = setup.requests();
+    assert_eq!(requests.len(), 2, "model, tool, model: {requests:?}");
+    let first = &requests[0];
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert!(
+        first["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("data analysis expert")
+    );
+    let tools: Vec<&str> = first["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        tools,
+        vec!["http_client", "csv_parser"],
+        "only the agent's own tools are offered"
+    );
+    let tool_message = requests[1]["messages"]
+        .as_array()
+        .expect("messages")
+        .last()
+        .cloned()
+        .expect("last");
+    assert_eq!(tool_message["role"], "tool");
+    assert!(
+        tool_message["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"row_count\":2"),
+        "{tool_message}"
+    );
+
+    // Lookups accept the display name too, and `show` has the markdown body.
+    let (ok, out, _) = setup
+        .server
+        .cli(&["agents", "show", "DataAnalyzer", "--json"]);
+    assert!(
+        ok && out.contains("This agent specializes in data analysis"),
+        "{out}"
+    );
+    // Config agents live in their files, not in the API's delete.
+    let (status, body) = setup.server.delete("/api/v1/agents/data-analyzer").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("data-analyzer.md"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_serves_edits_and_keeps_the_last_good_version() {
+    let script = r#"
+- when: "v1:"
+  content: "answer one"
+- when: "v2:"
+  content: "answer two"
+"#;
+    let version = |v: &str| {
+        format!(
+            "---\nname: Greeter\nversion: \"1.0.{v}\"\ncapabilities: [greeting]\nuser_prompt_template: \"v{v}: {{{{request}}}}\"\nsystem_prompt: Greet people.\n---\n# Greeter\n"
+        )
+    };
+    let setup = Setup::start(script, &[("greeter.md", &version("1"))]);
+    assert_eq!(
+        setup.reply("greeter", "hello").await["content"],
+        "answer one"
+    );
+
+    write(&setup.agents.join("greeter.md"), &version("2"));
+    setup.await_answer("greeter", "hello", "answer two").await;
+    let (_, status) = setup
+        .server
+        .get("/api/v1/agents/greeter/reload-status")
+        .await;
+    assert_eq!(status["state"], "active", "{status}");
+    assert_eq!(status["version"], "1.0.2");
+
+    // A broken edit: the running version keeps answering, the error is reported.
+    write(
+        &setup.agents.join("greeter.md"),
+        "---\nname: Greeter\nversion: \"1.0.3\ncapabilities: [greeting]\n---\n",
+    );
+    let started = Instant::now();
+    loop {
+        let (_, status) = setup
+            .server
+            .get("/api/v1/agents/greeter/reload-status")
+            .await;
+        if status["state"] == "stale" {
+            assert_eq!(status["problems"][0]["line"], 3, "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        setup.reply("greeter", "hello").await["content"],
+        "answer two"
+    );
+    let (ok, out, _) = setup.server.cli(&["agents", "reload-status", "greeter"]);
+    assert!(
+        !ok && out.contains("STATE:        stale") && out.contains("YAML syntax error"),
+        "{out}"
+    );
+    let (ok, out, _) = setup.server.cli(&["agents", "reload", "greeter"]);
+    assert!(!ok && out.contains("keeps serving"), "{out}");
+
+    // Deleting the file unloads the agent.
+    std::fs::remove_file(setup.agents.join("greeter.md")).expect("remove");
+    let started = Instant::now();
+    while setup.server.get("/api/v1/agents/greeter").await.0 != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "agent still loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_reports_every_problem_with_line_field_and_fix() {
+    let setup = Setup::start("- content: ok\n", &[("data-analyzer.md", DATA_ANALYZER)]);
+    let bad = setup.root.join("copycat.md");
+    write(
+        &bad,
+        "---\nname: DataAnalyzer\nversoin: \"1\"\ncapabilities: analysis\ntools: [csv_parser, magic_wand]\nsystem_prompt: \"Hi {{parameters.nope}}\"\n---\n",
+    );
+    let syntax = setup.root.join("broken.md");
+    write(
+        &syntax,
+        "---\nname: Broken\nversion: \"1.0.0\ncapabilities: [x]\n---\n",
+    );
+    let missing = setup.root.join("nowhere.md");
+    let (ok, out, _) = setup.server.cli(&[
+        "agents",
+        "validate",
+        bad.to_str().expect("utf-8"),
+        syntax.to_str().expect("utf-8"),
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert!(!ok, "exit code must be non-zero: {out}");
+    for expected in [
+        "copycat.md: 6 problem(s)",
+        "copycat.md:3:1: field `versoin`: unknown field `versoin`",
+        "did you mean `version`?",
+        "field `version`: missing required field `version`",
+        "copycat.md:4:1: field `capabilities`: `capabilities` must be a list of strings",
+        "field `tools`: unknown tool `magic_wand`",
+        "caxton tools list",
+        "field `name`: another loaded agent is already named `DataAnalyzer`",
+        "unknown placeholder `{{parameters.nope}}`",
+        "broken.md:3",
+        "YAML syntax error",
+        "nowhere.md: 1 problem(s)",
+        "file not found",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    let (ok, out, _) = setup.server.cli(&[
+        "agents",
+        "validate",
+        setup
+            .agents
+            .join("data-analyzer.md")
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(ok && out.contains("valid"), "{out}");
+    let (ok, out, _) = setup.server.cli(&[
+        "config",
+        "verify",
+        "--agents-dir",
+        setup.agents.to_str().expect("utf-8"),
+    ]);
+    assert!(ok && out.contains("data-analyzer.md: valid"), "{out}");
+    let (ok, out, _) = setup.server.cli(&["tools", "list"]);
+    assert!(
+        ok && out.contains("csv_parser (builtin)") && out.contains("\"required\":[\"csv\"]"),
+        "{out}"
+    );
+
+    // An invalid definition deployed over the API changes nothing.
+    let (status, body) = setup
+        .server
+        .post(
+            "/api/v1/config-agents",
+            &json!({"file": "copycat.md", "source": std::fs::read_to_string(&bad).expect("read")}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["details"]["problems"]
+            .as_array()
+            .is_some_and(|p| p.len() == 6),
+        "{body}"
+    );
+    assert!(!setup.agents.join("copycat.md").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
+    let script = r#"
+- when: "fetch it"
+  tool_calls: [{name: http_client, arguments: {url: "https://example.com"}}]
+- when: "may not call"
+  content: "I am not allowed to fetch that."
+- when: "loop"
+  tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
+- when: "\"value\""
+  tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
+"#;
+    let agent = "---\nname: Looper\nversion: \"0.1.0\"\ncapabilities: [looping]\ntools: [json_processor]\nmax_tool_steps: 3\nsystem_prompt: You loop.\n---\n";
+    let toml_agent = "name = \"Tomly\"\nversion = \"0.1.0\"\ncapabilities = [\"toml\"]\nsystem_prompt = \"TOML works too.\"\ndocumentation = \"Written in TOML.\"\n";
+    let setup = Setup::start(script, &[("looper.md", agent), ("tomly.toml", toml_agent)]);
+
+    let reply = setup.reply("looper", "fetch it").await;
+    assert_eq!(
+        reply["content"], "I am not allowed to fetch that.",
+        "{reply}"
+    );
+    let requests = setup.requests();
+    let refusal = requests[1]["messages"]
+        .as_array()
+        .expect("messages")
+        .last()
+        .cloned()
+        .expect("tool message");
+    assert!(
+        refusal["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("may not call the tool `http_client`"),
+        "enforced at call time even though the model asked: {refusal}"
+    );
+
+    let before = setup.requests().len();
+    let reply = setup.reply("looper", "loop").await;
+    assert_eq!(reply["performative"], "failure", "{reply}");
+    assert!(
+        reply["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("still calling tools after 3 steps"),
+        "{reply}"
+    );
+    assert_eq!(
+        setup.requests().len() - before,
+        3,
+        "exactly max_tool_steps model calls"
+    );
+
+    let reply = setup.reply("tomly", "hi").await;
+    assert_eq!(reply["performative"], "failure", "no rule matches: {reply}");
+    assert!(
+        reply["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no rule of the script matches"),
+        "{reply}"
+    );
+    let (_, shown) = setup.server.get("/api/v1/agents/Tomly").await;
+    assert_eq!(shown["documentation"], "Written in TOML.", "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_llm_a_config_agent_fails_clearly() {
+    let (_guard, data) = temp_data_dir();
+    let root = data.parent().expect("parent").to_path_buf();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("dir");
+    write(
+        &agents.join("greeter.md"),
+        "---\nname: Greeter\nversion: \"1.0.0\"\ncapabilities: [greeting]\nsystem_prompt: Greet.\n---\n",
+    );
+    let config = root.join("caxton.yaml");
+    std::fs::write(&config, format!("agents:\n  dir: {}\n", agents.display())).expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let (status, body) = server.message("greeter", "hello").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "failure");
+    assert!(
+        body["reply"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no LLM provider is configured"),
+        "{body}"
+    );
+}
