@@ -1,18 +1,22 @@
 //! Meaning checks on a parsed definition, against the running server's
-//! tools and agents: every problem at once, each with where and how to fix.
+//! tools and agents: every problem at once, each with where and how to fix,
+//! so an author fixes a file in one pass instead of one error per reload.
 
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::definition::{self, AgentDefinition};
+use super::definition::{self, AgentDefinition, Locator, SourceFormat};
 
 /// One thing wrong with a definition file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// The file as the caller named it (`agents/data-analyzer.md`).
     pub file: String,
+    /// 1-based, in the whole file (frontmatter lines included).
     pub line: Option<usize>,
+    /// 1-based, in characters.
     pub column: Option<usize>,
     /// The field concerned, dotted for nested ones (`llm.temperature`).
     pub field: Option<String>,
@@ -20,6 +24,8 @@ pub struct Problem {
     pub fix: String,
 }
 
+/// `agents/x.md:3:1: field `tools`: unknown tool `foo` — fix: …`, the
+/// `file:line:column` prefix editors and terminals make clickable.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
@@ -38,53 +44,62 @@ impl fmt::Display for Problem {
 }
 
 /// An agent already running, for conflict checks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedAgentInfo {
     pub id: String,
     pub name: String,
     pub capabilities: Vec<String>,
 }
 
+/// What a definition is checked against.
+#[derive(Debug, Clone, Copy)]
 pub struct ValidationContext<'a> {
+    /// Tool names the server can run (`caxton tools list`).
     pub known_tools: &'a [String],
-    /// Every loaded agent except the one being (re)loaded.
+    /// Loaded agents; the one being reloaded (same id) may be among them.
     pub loaded: &'a [LoadedAgentInfo],
 }
 
+/// Placeholders a template may use besides `{{parameters.NAME}}`.
+const PLACEHOLDERS: &[&str] = &["request", "memory_context", "conversation_history"];
+
+/// `MAJOR.MINOR.PATCH`, optionally with `-pre` and `+build`.
 fn is_semver(v: &str) -> bool {
-    let core = v.split(['-', '+']).next().unwrap_or("");
+    let (rest, build) = v.split_once('+').unwrap_or((v, "x"));
+    let (core, pre) = rest.split_once('-').unwrap_or((rest, "x"));
+    let ident = |s: &str| {
+        s.split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    };
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && ident(pre)
+        && ident(build)
 }
 
-/// Semantic problems of `def` (read from `source`, for line numbers).
+/// Semantic problems of `def`; `source` is the file's text, read again to
+/// point at lines.
 pub fn validate(
     def: &AgentDefinition,
     file: &str,
     source: &str,
     ctx: &ValidationContext<'_>,
 ) -> Vec<Problem> {
-    let first_line = match def.format {
-        definition::SourceFormat::Markdown => 2,
-        definition::SourceFormat::Toml => 1,
-    };
-    let text = match def.format {
-        definition::SourceFormat::Markdown => source.strip_prefix("---\n").unwrap_or(source),
-        definition::SourceFormat::Toml => source,
-    };
+    let at = Locator::for_source(source, def.format);
     let mut problems = Vec::new();
-    let mut report = |field: &str, message: String, fix: String| {
-        let (parent, key) = match field.split_once('.') {
-            Some((p, k)) => (Some(p), k),
-            None => (None, field),
-        };
+    // Problems of no field; the others go through `report`.
+    let mut unplaced = Vec::new();
+    let mut report = |field: &str,
+                      (line, column): (Option<usize>, Option<usize>),
+                      message: String,
+                      fix: String| {
         problems.push(Problem {
             file: file.to_string(),
-            line: definition::key_line(text, parent, key, first_line),
-            column: None,
+            line,
+            column,
             field: Some(field.to_string()),
             message,
             fix,
@@ -95,65 +110,92 @@ pub fn validate(
         if value.trim().is_empty() {
             report(
                 field,
+                at.key_at(field),
                 format!("`{field}` is empty"),
-                format!("give the agent a {field}"),
+                format!("give the agent a {}", field.replace('_', " ")),
             );
         }
     }
     if !is_semver(&def.version) {
         report(
             "version",
-            format!("version `{}` is not MAJOR.MINOR.PATCH", def.version),
+            at.key_at("version"),
+            if def.version.is_empty() {
+                "`version` is empty".into()
+            } else {
+                format!("version `{}` is not MAJOR.MINOR.PATCH", def.version)
+            },
             "write it like \"1.0.0\" (quoted)".into(),
         );
     }
     if def.capabilities.is_empty() {
         report(
             "capabilities",
+            at.key_at("capabilities"),
             "the agent declares no capabilities, so nothing can be routed to it by capability"
                 .into(),
-            "list at least one, e.g. capabilities: [data_analysis]".into(),
+            "list at least one, e.g. capabilities: [data-analysis]".into(),
         );
     }
     for capability in &def.capabilities {
         if capability.trim().is_empty() || capability.contains(char::is_whitespace) {
             report(
                 "capabilities",
+                at.value("capabilities", capability.trim()),
                 format!("capability `{capability}` is empty or contains spaces"),
-                "use snake_case names like data_analysis".into(),
+                "use names like data-analysis or data_analysis".into(),
             );
         }
     }
     for tool in &def.tools {
-        if !ctx.known_tools.iter().any(|t| t == tool) {
-            report(
-                "tools",
-                format!("unknown tool `{tool}`"),
-                format!(
-                    "run `caxton tools list` to see available tools (this server has: {})",
-                    ctx.known_tools.join(", ")
-                ),
-            );
+        if ctx.known_tools.contains(tool) {
+            continue;
         }
-    }
-    if let Some(other) = ctx
-        .loaded
-        .iter()
-        .find(|a| a.id != def.id && (a.name == def.name || a.id == def.name))
-    {
+        let hint = match definition::did_you_mean(tool, ctx.known_tools.iter().map(String::as_str))
+        {
+            Some(near) => format!("did you mean `{near}`? "),
+            None => String::new(),
+        };
         report(
-            "name",
-            format!(
-                "another loaded agent is already named `{}` (id {})",
-                def.name, other.id
-            ),
-            "choose a different name, or remove the other agent".into(),
+            "tools",
+            at.value("tools", tool),
+            format!("unknown tool `{tool}`"),
+            format!("{hint}run `caxton tools list` to see available tools"),
         );
+    }
+    // Messages and lookups address agents by id or display name, so each
+    // must name one agent only. Shared capabilities are fine: routing picks
+    // one of the agents that declare it.
+    for other in ctx.loaded.iter().filter(|a| a.id != def.id) {
+        if other.name == def.name || other.id == def.name {
+            report(
+                "name",
+                at.key_at("name"),
+                format!(
+                    "another loaded agent is already named `{}` (id `{}`)",
+                    def.name, other.id
+                ),
+                "choose a unique name, or remove the other agent".into(),
+            );
+        } else if other.name == def.id {
+            unplaced.push(Problem {
+                file: file.to_string(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!(
+                    "the agent id `{}` (the file name) is the display name of the loaded agent `{}`",
+                    def.id, other.id
+                ),
+                fix: "rename the file, or rename the other agent".into(),
+            });
+        }
     }
     if let Some(llm) = &def.llm {
         if let Some(t) = llm.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
             report(
                 "llm.temperature",
+                at.key_at("llm.temperature"),
                 format!("temperature {t} is outside 0.0–2.0"),
                 "use a value between 0.0 and 2.0".into(),
             );
@@ -161,6 +203,7 @@ pub fn validate(
         if let Some(n) = llm.max_tokens.filter(|n| !(1..=32_768).contains(n)) {
             report(
                 "llm.max_tokens",
+                at.key_at("llm.max_tokens"),
                 format!("max_tokens {n} is outside 1–32768"),
                 "use a value between 1 and 32768".into(),
             );
@@ -169,13 +212,15 @@ pub fn validate(
     if !matches!(def.memory.scope.as_str(), "agent" | "workspace" | "global") {
         report(
             "memory.scope",
+            at.key_at("memory.scope"),
             format!("unknown memory scope `{}`", def.memory.scope),
-            "use agent, workspace or global".into(),
+            "use agent (private), workspace or global".into(),
         );
     }
     if !(1..=100).contains(&def.conversation.max_turns) {
         report(
             "conversation.max_turns",
+            at.key_at("conversation.max_turns"),
             format!("max_turns {} is outside 1–100", def.conversation.max_turns),
             "use a value between 1 and 100".into(),
         );
@@ -183,6 +228,7 @@ pub fn validate(
     if !(1..=50).contains(&def.max_tool_steps) {
         report(
             "max_tool_steps",
+            at.key_at("max_tool_steps"),
             format!("max_tool_steps {} is outside 1–50", def.max_tool_steps),
             "use a value between 1 and 50".into(),
         );
@@ -192,36 +238,69 @@ pub fn validate(
         ("user_prompt_template", def.user_prompt_template.as_ref()),
     ] {
         let Some(template) = template else { continue };
-        let mut rest = template.as_str();
-        while let Some(start) = rest.find("{{") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find("}}") else {
+        let mut seen = Vec::new();
+        for placeholder in placeholders(template) {
+            if seen.contains(&placeholder) {
+                continue;
+            }
+            seen.push(placeholder);
+            let Placeholder::Named(raw) = placeholder else {
                 report(
                     field,
+                    at.key_at(field),
                     "a `{{` is never closed".into(),
                     "close it with `}}`".into(),
                 );
-                break;
+                continue;
             };
-            let key = after[..end].trim();
-            let known = match key.strip_prefix("parameters.") {
+            let name = raw.trim();
+            let known = match name.strip_prefix("parameters.") {
                 Some(p) => def.parameters.contains_key(p),
-                None => matches!(key, "request" | "memory_context" | "conversation_history"),
+                None => PLACEHOLDERS.contains(&name),
             };
-            if !known {
-                report(
-                    field,
-                    format!("unknown placeholder `{{{{{key}}}}}`"),
-                    match key.strip_prefix("parameters.") {
-                        Some(p) => format!("declare `{p}` under `parameters:`, or fix the name"),
-                        None => "use {{request}}, {{parameters.NAME}}, {{memory_context}} or {{conversation_history}}".into(),
-                    },
-                );
+            if known {
+                continue;
             }
-            rest = &after[end + 2..];
+            let fix = match name.strip_prefix("parameters.") {
+                Some(p) => format!("declare `{p}` under `parameters`, or fix the name"),
+                None => match definition::did_you_mean(name, PLACEHOLDERS.iter().copied()) {
+                    Some(near) => format!("did you mean `{{{{{near}}}}}`?"),
+                    None => "use {{request}}, {{parameters.NAME}}, {{memory_context}} or {{conversation_history}}".into(),
+                },
+            };
+            report(
+                field,
+                at.value(field, &format!("{{{{{raw}}}}}")),
+                format!("unknown placeholder `{{{{{name}}}}}`"),
+                fix,
+            );
         }
     }
+    problems.extend(unplaced);
     problems
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholder<'a> {
+    /// The text between `{{` and `}}`, as written.
+    Named(&'a str),
+    Unclosed,
+}
+
+/// The `{{…}}` of a template, as the interpreter reads them.
+fn placeholders(template: &str) -> Vec<Placeholder<'_>> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            found.push(Placeholder::Unclosed);
+            break;
+        };
+        found.push(Placeholder::Named(&after[..end]));
+        rest = &after[end + 2..];
+    }
+    found
 }
 
 /// Reads, parses and validates a file; any problem means `Err`.
@@ -246,16 +325,18 @@ pub fn load_file(
     })?;
     let id = definition::agent_id_from_path(path).map_err(|p| vec![*p])?;
     let source = std::fs::read_to_string(path).map_err(|e| {
-        vec![if e.kind() == std::io::ErrorKind::NotFound {
-            problem(
+        vec![match e.kind() {
+            std::io::ErrorKind::NotFound => problem(
                 "file not found".into(),
-                "check the path (agents live in the agents directory, e.g. agents/my-agent.md)",
-            )
-        } else {
-            problem(
+                "check the path: agents live in the agents directory, e.g. agents/data-analyzer.md",
+            ),
+            std::io::ErrorKind::InvalidData => {
+                problem("the file is not UTF-8 text".into(), "save it as UTF-8")
+            }
+            _ => problem(
                 format!("cannot read the file: {e}"),
-                "check its permissions and encoding (UTF-8)",
-            )
+                "check that it is a readable file",
+            ),
         }]
     })?;
     let (def, problems) = check(&id, &file, &source, format, ctx)?;
@@ -266,13 +347,15 @@ pub fn load_file(
     }
 }
 
-/// Shape and meaning problems together. A field with a shape problem is
-/// not reported again by the meaning checks. `Err` only for syntax errors.
+/// Shape and meaning problems together, in file order. A field with a
+/// shape problem is not reported again by the meaning checks (a missing
+/// `version` is not also "not MAJOR.MINOR.PATCH"). `Err` only when the
+/// file cannot be read as YAML or TOML at all.
 pub fn check(
     id: &str,
     file: &str,
     source: &str,
-    format: definition::SourceFormat,
+    format: SourceFormat,
     ctx: &ValidationContext<'_>,
 ) -> Result<(AgentDefinition, Vec<Problem>), Vec<Problem>> {
     let (def, mut problems) = definition::parse_lenient(id, file, source, format)?;
@@ -280,8 +363,330 @@ pub fn check(
     problems.extend(
         validate(&def, file, source, ctx)
             .into_iter()
-            .filter(|p| !reported.contains(&p.field)),
+            .filter(|p| p.field.is_none() || !reported.contains(&p.field)),
     );
     problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
     Ok((def, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::definition::RUNBOOK_EXAMPLE;
+    use super::*;
+
+    fn tools() -> Vec<String> {
+        ["http_client", "csv_parser", "json_processor"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn loaded() -> Vec<LoadedAgentInfo> {
+        vec![LoadedAgentInfo {
+            id: "data-analyzer".into(),
+            name: "DataAnalyzer".into(),
+            capabilities: vec!["data-analysis".into()],
+        }]
+    }
+
+    /// Every problem of `source` as `agents/<id>.md`, with the runbook's
+    /// agent loaded.
+    fn problems_of(id: &str, source: &str) -> Vec<Problem> {
+        let (tools, loaded) = (tools(), loaded());
+        let ctx = ValidationContext {
+            known_tools: &tools,
+            loaded: &loaded,
+        };
+        let file = format!("agents/{id}.md");
+        match check(id, &file, source, SourceFormat::Markdown, &ctx) {
+            Ok((_, problems)) | Err(problems) => problems,
+        }
+    }
+
+    fn valid(extra: &str) -> String {
+        format!(
+            "---\nname: A\nversion: \"1.0.0\"\ncapabilities: [x]\nsystem_prompt: Hi.\n{extra}---\n"
+        )
+    }
+
+    fn only(problems: Vec<Problem>) -> Problem {
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        problems.into_iter().next().expect("one")
+    }
+
+    #[test]
+    fn the_runbook_example_is_valid_and_may_be_reloaded() {
+        // Same id as the loaded agent: a reload, not a conflict.
+        assert_eq!(problems_of("data-analyzer", RUNBOOK_EXAMPLE), []);
+    }
+
+    #[test]
+    fn display_is_file_line_column_field_message_fix() {
+        let p = Problem {
+            file: "agents/x.md".into(),
+            line: Some(3),
+            column: Some(1),
+            field: Some("tools".into()),
+            message: "unknown tool `foo`".into(),
+            fix: "run `caxton tools list` to see available tools".into(),
+        };
+        assert_eq!(
+            p.to_string(),
+            "agents/x.md:3:1: field `tools`: unknown tool `foo` — fix: run `caxton tools list` to see available tools"
+        );
+        let bare = Problem {
+            line: None,
+            column: None,
+            field: None,
+            ..p
+        };
+        assert!(bare.to_string().starts_with("agents/x.md: unknown tool"));
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_at_once_in_file_order() {
+        let source = "---\nname: DataAnalyzer\nversoin: \"1\"\ncapabilities: analysis\ntools: [csv_parser, magic_wand]\nsystem_prompt: \"Hi {{parameters.nope}}\"\n---\n";
+        let problems = problems_of("copycat", source);
+        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 6, "{rendered:#?}");
+        for expected in [
+            "agents/copycat.md:2:1: field `name`: another loaded agent is already named `DataAnalyzer`",
+            "agents/copycat.md:3:1: field `versoin`: unknown field `versoin` — fix: did you mean `version`?",
+            "agents/copycat.md:4:1: field `capabilities`: `capabilities` must be a list of strings",
+            "agents/copycat.md:5:21: field `tools`: unknown tool `magic_wand` — fix: run `caxton tools list`",
+            "agents/copycat.md:6:20: field `system_prompt`: unknown placeholder `{{parameters.nope}}`",
+            "agents/copycat.md:7:1: field `version`: missing required field `version`",
+        ] {
+            assert!(
+                rendered.iter().any(|r| r.starts_with(expected)),
+                "missing `{expected}` in {rendered:#?}"
+            );
+        }
+        let lines: Vec<_> = problems.iter().map(|p| p.line).collect();
+        assert!(lines.is_sorted(), "{lines:?}");
+    }
+
+    #[test]
+    fn unknown_tools_point_at_the_item_and_suggest_near_names() {
+        let p = only(problems_of(
+            "a",
+            &valid("tools:\n  - http_client\n  - csv_parse\n"),
+        ));
+        assert_eq!((p.line, p.column), (Some(8), Some(5)));
+        assert_eq!(
+            p.fix,
+            "did you mean `csv_parser`? run `caxton tools list` to see available tools"
+        );
+    }
+
+    #[test]
+    fn names_must_be_unique_but_capabilities_may_be_shared() {
+        let shared = valid("").replace("capabilities: [x]", "capabilities: [data-analysis]");
+        assert_eq!(problems_of("other", &shared), []);
+
+        let p = only(problems_of(
+            "other",
+            &valid("").replace("name: A", "name: DataAnalyzer"),
+        ));
+        assert_eq!(p.field.as_deref(), Some("name"));
+        assert_eq!(p.line, Some(2));
+        assert!(p.message.contains("id `data-analyzer`"), "{p}");
+
+        // A name that is another agent's id is ambiguous too.
+        let p = only(problems_of(
+            "other",
+            &valid("").replace("name: A", "name: data-analyzer"),
+        ));
+        assert_eq!(p.field.as_deref(), Some("name"));
+
+        // And so is an id that is another agent's display name.
+        let p = only(problems_of("DataAnalyzer", &valid("")));
+        assert_eq!(p.field, None);
+        assert!(p.fix.contains("rename the file"), "{p}");
+    }
+
+    #[test]
+    fn required_fields_must_not_be_empty() {
+        let source =
+            "---\nname: \" \"\nversion: \"1.0.0\"\ncapabilities: []\nsystem_prompt: \"\"\n---\n";
+        let problems = problems_of("a", source);
+        let fields: Vec<_> = problems.iter().filter_map(|p| p.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            ["name", "capabilities", "system_prompt"],
+            "{problems:#?}"
+        );
+        assert_eq!(problems[2].line, Some(5));
+    }
+
+    #[test]
+    fn versions_must_be_semver() {
+        for ok in [
+            "1.0.0",
+            "0.12.3",
+            "1.0.0-beta.1",
+            "1.0.0+build.5",
+            "1.0.0-rc-1+x",
+        ] {
+            assert!(is_semver(ok), "{ok}");
+        }
+        for bad in [
+            "1", "1.0", "1.0.0.0", "v1.0.0", "1.0.x", "1.0.0-", "1.0.0+", "1..0", "",
+        ] {
+            assert!(!is_semver(bad), "{bad}");
+        }
+        let p = only(problems_of("a", &valid("").replace("\"1.0.0\"", "\"1.0\"")));
+        assert_eq!((p.field.as_deref(), p.line), (Some("version"), Some(3)));
+    }
+
+    #[test]
+    fn settings_must_be_in_range() {
+        let source = valid(
+            "llm:\n  temperature: 2.5\n  max_tokens: 0\nmemory:\n  scope: planet\nconversation:\n  max_turns: 101\nmax_tool_steps: 0\n",
+        );
+        let problems = problems_of("a", &source);
+        let found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.field.as_deref().unwrap_or(""), p.line.unwrap_or(0)))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("llm.temperature", 7),
+                ("llm.max_tokens", 8),
+                ("memory.scope", 10),
+                ("conversation.max_turns", 12),
+                ("max_tool_steps", 13),
+            ]
+        );
+        let edges = valid(
+            "llm:\n  temperature: 0\n  max_tokens: 32768\nmemory:\n  scope: global\nconversation:\n  max_turns: 100\nmax_tool_steps: 50\n",
+        );
+        assert_eq!(problems_of("a", &edges), []);
+    }
+
+    #[test]
+    fn placeholders_must_be_known() {
+        let source = valid(
+            "parameters:\n  tone: calm\nuser_prompt_template: |\n  {{request}} in a {{ parameters.tone }} way\n  {{memory_context}} {{conversation_history}}\n  {{parameters.mood}} {{requests}} {{requests}}\n",
+        );
+        let problems = problems_of("a", &source);
+        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{rendered:#?}");
+        assert!(rendered[0].starts_with(
+            "agents/a.md:11:3: field `user_prompt_template`: unknown placeholder `{{parameters.mood}}` — fix: declare `mood` under `parameters`"
+        ), "{rendered:#?}");
+        assert!(
+            rendered[1].starts_with("agents/a.md:11:23:"),
+            "{rendered:#?}"
+        );
+        assert!(
+            rendered[1].ends_with("did you mean `{{request}}`?"),
+            "{rendered:#?}"
+        );
+
+        let p = only(problems_of(
+            "a",
+            &valid("user_prompt_template: \"{{request\"\n"),
+        ));
+        assert!(p.message.contains("never closed"), "{p}");
+    }
+
+    #[test]
+    fn load_file_reads_parses_and_validates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tools, loaded) = (tools(), loaded());
+        let ctx = ValidationContext {
+            known_tools: &tools,
+            loaded: &loaded,
+        };
+        let path = dir.path().join("data-analyzer.md");
+        std::fs::write(&path, RUNBOOK_EXAMPLE).expect("write");
+        let def = load_file(&path, &ctx).expect("valid");
+        assert_eq!(
+            (def.id.as_str(), def.name.as_str()),
+            ("data-analyzer", "DataAnalyzer")
+        );
+
+        let missing = dir.path().join("nowhere.md");
+        let problems = load_file(&missing, &ctx).expect_err("missing");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].message, "file not found");
+        assert!(problems[0].fix.contains("agents/"), "{}", problems[0]);
+
+        let bad = dir.path().join("bad.md");
+        std::fs::write(&bad, valid("tools: [magic_wand]\n")).expect("write");
+        let problems = load_file(&bad, &ctx).expect_err("unknown tool");
+        assert!(
+            problems[0].fix.contains("caxton tools list"),
+            "{}",
+            problems[0]
+        );
+
+        let toml = dir.path().join("tomly.toml");
+        std::fs::write(
+            &toml,
+            "name = \"Tomly\"\nversion = \"0.1.0\"\ncapabilities = [\"toml\"]\nsystem_prompt = \"TOML works too.\"\ndocumentation = \"Written in TOML.\"\n",
+        )
+        .expect("write");
+        let def = load_file(&toml, &ctx).expect("valid toml");
+        assert_eq!(def.documentation, "Written in TOML.");
+
+        let problems = load_file(&dir.path().join("notes.txt"), &ctx).expect_err("not an agent");
+        assert!(problems[0].message.contains("not an agent definition"));
+        let problems = load_file(&dir.path().join("Bad Name.md"), &ctx).expect_err("bad id");
+        assert!(problems[0].fix.contains("bad-name.md"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn validate_alone_checks_a_parsed_definition() {
+        let def = definition::parse_source(
+            "data-analyzer",
+            "agents/data-analyzer.md",
+            RUNBOOK_EXAMPLE,
+            SourceFormat::Markdown,
+        )
+        .expect("parses");
+        let ctx = ValidationContext {
+            known_tools: &[],
+            loaded: &[],
+        };
+        let problems = validate(&def, "agents/data-analyzer.md", RUNBOOK_EXAMPLE, &ctx);
+        let found: Vec<_> = problems.iter().map(|p| (p.line, p.column)).collect();
+        assert_eq!(
+            found,
+            [(Some(8), Some(5)), (Some(9), Some(5))],
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn toml_problems_use_toml_syntax_in_fixes() {
+        let (tools, loaded) = (tools(), loaded());
+        let ctx = ValidationContext {
+            known_tools: &tools,
+            loaded: &loaded,
+        };
+        let source = "name = \"T\"\ncapabilities = [\"x\"]\nsystem_prompt = \"Hi\"\ntool = [\"csv_parser\"]\n";
+        let problems = match check("t", "agents/t.toml", source, SourceFormat::Toml, &ctx) {
+            Ok((_, problems)) | Err(problems) => problems,
+        };
+        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            [
+                "agents/t.toml:1:1: field `version`: missing required field `version` — fix: add `version = \"1.0.0\"` before any [table]",
+                "agents/t.toml:4:1: field `tool`: unknown field `tool` — fix: did you mean `tools`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_serialize_for_the_api() {
+        let p = only(problems_of("a", &valid("tools: [nope]\n")));
+        let json = serde_json::to_value(&p).expect("encode");
+        assert_eq!(json["field"], "tools");
+        assert_eq!(json["line"], 6);
+        let back: Problem = serde_json::from_value(json).expect("decode");
+        assert_eq!(back, p);
+    }
 }
