@@ -1,11 +1,11 @@
 //! Measures pull time, load time and embedding throughput on this machine.
 //!
-//! `cargo run -p caxton-embed --example throughput` (set CAXTON_MODEL_CACHE to
+//! `cargo run -p caxton-models --example throughput` (set CAXTON_MODEL_CACHE to
 //! an empty directory to time a fresh download).
 
 use std::time::Instant;
 
-use caxton_embed::{Embedder, PullSource, default_cache_dir, model_status, pull};
+use caxton_models::{Embedder, PullSource, default_cache_dir, model_status, pull};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache = default_cache_dir();

@@ -32,7 +32,7 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// The model directory lacks files; nothing was pulled there yet.
-    #[error("model files missing in {}: {}; run a model pull (caxton_embed::pull) first", dir.display(), missing.join(", "))]
+    #[error("model files missing in {}: {}; run a model pull (caxton_models::pull) first", dir.display(), missing.join(", "))]
     MissingFiles { dir: PathBuf, missing: Vec<String> },
     /// A model file exists but could not be read.
     #[error("cannot read {}: {source}", path.display())]
@@ -251,7 +251,8 @@ mod tests {
 
     #[test]
     fn load_reports_missing_files() {
-        let dir = std::env::temp_dir().join(format!("caxton-embed-nofiles-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("caxton-models-nofiles-{}", std::process::id()));
         let err = Embedder::load(&dir).expect_err("empty dir must not load");
         match err {
             EmbedError::MissingFiles { missing, .. } => assert_eq!(missing.len(), 3),

@@ -1,10 +1,13 @@
-//! In-process sentence embeddings for Caxton's memory search.
+//! In-process models for Caxton, run on the CPU with
+//! [candle](https://github.com/huggingface/candle), so the server needs no
+//! Python, no ONNX runtime and no model service:
 //!
-//! The model is sentence-transformers' `all-MiniLM-L6-v2` (a 6-layer, 384-wide
-//! BERT), run on the CPU with [candle](https://github.com/huggingface/candle)
-//! so the server needs no Python, no ONNX runtime and no embedding service.
+//! - sentence embeddings for memory search: sentence-transformers'
+//!   `all-MiniLM-L6-v2` (a 6-layer, 384-wide BERT), described below;
+//! - a local chat model for config agents ([`llm`]): a quantized GGUF LLM,
+//!   by default Qwen2.5-Coder-0.5B-Instruct.
 //!
-//! Two halves:
+//! The embedding model has two halves:
 //! - [`pull`] / [`model_status`] fetch the three files the model needs
 //!   (weights, tokenizer, config) into a cache directory, pinned by sha256, so a
 //!   tampered or truncated download is never loaded.
@@ -13,17 +16,20 @@
 //!   BERT with an attention mask, mean-pool over real tokens, normalise.
 //!
 //! ```no_run
-//! let dir = caxton_embed::pull(&caxton_embed::default_cache_dir(), &mut |_| {})?;
-//! let embedder = caxton_embed::Embedder::load(&dir)?;
+//! let dir = caxton_models::pull(&caxton_models::default_cache_dir(), &mut |_| {})?;
+//! let embedder = caxton_models::Embedder::load(&dir)?;
 //! let v = embedder.embed(&["A man is eating food.", "A man is eating a piece of bread."])?;
-//! assert!(caxton_embed::cosine(&v[0], &v[1]) > 0.7);
+//! assert!(caxton_models::cosine(&v[0], &v[1]) > 0.7);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod embedder;
+mod fetch;
+pub mod llm;
 mod model_files;
 
 pub use embedder::{EmbedError, Embedder};
+pub use llm::{LLM_MODEL_NAME, llm_model_path, llm_model_status, pull_llm};
 pub use model_files::{
     ModelStatus, PullError, PullProgress, PullSource, default_cache_dir, model_dir, model_status,
     pull,

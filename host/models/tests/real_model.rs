@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use caxton_embed::{
+use caxton_models::{
     DIMENSIONS, Embedder, cosine, default_cache_dir, model_dir, model_status, pull,
 };
 
@@ -40,6 +40,49 @@ fn assert_unit(v: &[f32]) {
     assert_eq!(v.len(), DIMENSIONS);
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+}
+
+/// The reference vectors in `fixtures/reference_embeddings.json` are
+/// sentence-transformers' `encode` output for this model (provenance in the
+/// file's `source`): tokenisation must match exactly, vectors to cos ≥ 0.99
+/// (the bar; in practice they agree to ~1e-6).
+#[test]
+fn embeddings_match_the_reference_pipeline() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/reference_embeddings.json"))
+            .expect("fixture is JSON");
+    let items = fixture["items"].as_array().expect("items");
+    assert!(items.len() >= 4, "the fixture lost its items");
+    let mut tokenizer = tokenizers::Tokenizer::from_file(pulled_dir().join("tokenizer.json"))
+        .expect("tokenizer.json loads");
+    // tokenizer.json pads to 128; the reference ids are unpadded.
+    tokenizer.with_padding(None);
+    for item in items {
+        let text = item["text"].as_str().expect("text");
+        let expected_ids: Vec<u32> = item["token_ids"]
+            .as_array()
+            .expect("token_ids")
+            .iter()
+            .map(|v| v.as_u64().expect("id") as u32)
+            .collect();
+        let ids = tokenizer
+            .encode(text, true)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
+        assert_eq!(ids, expected_ids, "token ids of {text:?}");
+        let reference: Vec<f32> = item["embedding"]
+            .as_array()
+            .expect("embedding")
+            .iter()
+            .map(|v| v.as_f64().expect("float") as f32)
+            .collect();
+        let ours = embedder().embed_one(text).expect("embed");
+        assert_unit(&ours);
+        let similarity = cosine(&ours, &reference);
+        println!("cos(ours, reference) = {similarity:.7} for {text:?}");
+        assert!(similarity >= 0.99, "{text:?}: cosine {similarity} < 0.99");
+    }
 }
 
 #[test]
@@ -154,7 +197,7 @@ fn status_is_verified_after_pull() {
 fn tampering_is_detected_despite_the_marker() {
     let source = pulled_dir();
     let cache = std::env::temp_dir().join(format!(
-        "caxton-embed-tamper-{}-{}",
+        "caxton-models-tamper-{}-{}",
         std::process::id(),
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
