@@ -52,7 +52,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let storage = Arc::new(storage);
     let memory = open_memory(&config, &data_dir, storage.clone())?;
     let llm = Arc::new(
-        LlmService::from_config(&config.llm)
+        LlmService::from_config(&config.llm, &config.memory.model_cache_dir())
             .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
     );
     let tools = Arc::new(ToolRegistry::with_builtins(

@@ -34,14 +34,16 @@ pub struct ToolsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
-    /// Default provider: `openai`, `anthropic` or `scripted`; when unset
-    /// and exactly one is configured, that one.
+    /// Default provider: `local`, `openai`, `anthropic` or `scripted`.
+    /// When unset: the one remote/scripted provider configured, else `local`
+    /// (the embedded model — no API key needed).
     pub provider: Option<String>,
     /// Longest wait for one model call.
     pub timeout_secs: u64,
     pub openai: Option<RemoteLlmConfig>,
     pub anthropic: Option<RemoteLlmConfig>,
     pub scripted: Option<ScriptedLlmConfig>,
+    pub local: LocalLlmConfig,
 }
 
 impl Default for LlmConfig {
@@ -52,6 +54,31 @@ impl Default for LlmConfig {
             openai: None,
             anthropic: None,
             scripted: None,
+            local: LocalLlmConfig::default(),
+        }
+    }
+}
+
+/// `llm.local:` — the embedded GGUF model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalLlmConfig {
+    /// `false` removes the local provider entirely.
+    pub enabled: bool,
+    /// A `qwen2` or `llama` GGUF file; unset: the default model in the
+    /// model cache (`caxton llm pull`).
+    pub model_path: Option<PathBuf>,
+    /// Most tokens generated per model call when the agent sets no
+    /// `llm.max_tokens` (a 0.5B model on 2 cores writes ~25 tokens/s).
+    pub max_tokens: u32,
+}
+
+impl Default for LocalLlmConfig {
+    fn default() -> Self {
+        LocalLlmConfig {
+            enabled: true,
+            model_path: None,
+            max_tokens: 256,
         }
     }
 }
@@ -138,7 +165,7 @@ impl MemoryConfig {
     pub fn model_cache_dir(&self) -> PathBuf {
         self.model_cache_dir
             .clone()
-            .unwrap_or_else(caxton_embed::default_cache_dir)
+            .unwrap_or_else(caxton_models::default_cache_dir)
     }
 }
 

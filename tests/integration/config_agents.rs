@@ -423,8 +423,38 @@ async fn without_an_llm_a_config_agent_fails_clearly() {
         "---\nname: Greeter\nversion: \"1.0.0\"\ncapabilities: [greeting]\nsystem_prompt: Greet.\n---\n",
     );
     let config = root.join("caxton.yaml");
-    std::fs::write(&config, format!("agents:\n  dir: {}\n", agents.display())).expect("config");
+    // The local model is the default provider; point it at a file that is
+    // not there.
+    let missing = root.join("no-such-model.gguf");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {}\nllm:\n  local:\n    model_path: {}\n",
+            agents.display(),
+            missing.display()
+        ),
+    )
+    .expect("config");
     let server = Server::start_with_config(&data, Some(&config));
+    let (status, body) = server.message("greeter", "hello").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "failure");
+    let reason = body["reply"]["content"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("no-such-model.gguf") && reason.contains("does not exist"),
+        "{body}"
+    );
+
+    // With the local model switched off too, nothing can answer.
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {}\nllm:\n  local:\n    enabled: false\n",
+            agents.display()
+        ),
+    )
+    .expect("config");
+    let server = server.restart();
     let (status, body) = server.message("greeter", "hello").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reply"]["performative"], "failure");

@@ -8,6 +8,7 @@ mod config_agents;
 mod hostile_uploads;
 mod lifecycle;
 mod limits;
+mod local_llm;
 mod memory;
 mod messaging;
 mod polyglot;

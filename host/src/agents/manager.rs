@@ -20,6 +20,7 @@ use crate::config::RuntimeConfig;
 use crate::llm::LlmService;
 use crate::memory::MemoryService;
 use crate::runtime::component_cache::ComponentCache;
+use crate::runtime::limits::ResourceLimits;
 use crate::runtime::{
     AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, engine, imports,
 };
@@ -311,7 +312,17 @@ impl AgentManager {
             id: spec.id,
             name: spec.name,
             component_sha256: interpreter_sha256(),
-            limits: self.config.default_limits,
+            // A config agent's time goes to waiting for its model (each call
+            // bounded by llm.timeout_secs, at most max_tool_steps of them),
+            // so it gets the wall-time ceiling rather than the default.
+            limits: ResourceLimits {
+                max_execution_time_ms: self
+                    .config
+                    .max_limits
+                    .max_execution_time_ms
+                    .max(self.config.default_limits.max_execution_time_ms),
+                ..self.config.default_limits
+            },
             capabilities: spec.capabilities,
             description: spec.description,
             config_json: spec.config_json,

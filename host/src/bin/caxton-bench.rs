@@ -66,7 +66,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(data_dir: &Path) -> anyhow::Result<ServerProcess> {
+fn start_server(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<ServerProcess> {
     let exe = std::env::current_exe()?;
     let caxton = exe
         .parent()
@@ -78,9 +78,14 @@ fn start_server(data_dir: &Path) -> anyhow::Result<ServerProcess> {
                 exe.display()
             )
         })?;
-    let mut child = Command::new(caxton)
+    let mut command = Command::new(caxton);
+    command
         .args(["start", "--port", "0", "--data-dir"])
-        .arg(data_dir)
+        .arg(data_dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .env("CAXTON_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -200,7 +205,7 @@ async fn run() -> anyhow::Result<()> {
     let echo = example("echo")?;
     let misbehave = example("misbehave")?;
     let temp = tempfile::tempdir()?;
-    let server = start_server(&temp.path().join("server"))?;
+    let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
     deploy(&client, &server.base, "echo", &echo, json!({})).await?;
     deploy(&client, &server.base, "trapper", &misbehave, json!({})).await?;
@@ -274,7 +279,126 @@ async fn run() -> anyhow::Result<()> {
     );
     drop(server);
 
+    config_agents(temp.path()).await?;
     in_process(&echo, &temp.path().join("inproc")).await
+}
+
+/// A config agent as the benchmark writes it; `version` tells versions apart.
+fn bench_agent(version: u32) -> String {
+    format!(
+        "---\nname: BenchAgent\nversion: \"{version}.0.0\"\ncapabilities: [bench]\n\
+         tools: [json_processor]\nsystem_prompt: You answer briefly. Version {version}.\n---\n"
+    )
+}
+
+/// Config agents with the scripted provider (answers at once), so the times
+/// are Caxton's own: the interpreter's overhead per message (prompt
+/// assembly, history, the llm import, the reply), with and without a tool
+/// round, and how long a saved file takes to serve its new version.
+async fn config_agents(root: &Path) -> anyhow::Result<()> {
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents)?;
+    let file = agents.join("bench-agent.md");
+    std::fs::write(&file, bench_agent(1))?;
+    let script = root.join("script.yaml");
+    std::fs::write(
+        &script,
+        "- when: \"use the tool\"\n  tool_calls: [{name: json_processor, arguments: {json: \"{\\\"a\\\": 1}\"}}]\n\
+         - content: \"done\"\n",
+    )?;
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
+            agents.display(),
+            script.display()
+        ),
+    )?;
+    let server = start_server(&root.join("config-server"), Some(&config))?;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/agents/bench-agent/message", server.base);
+
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "config agent (scripted LLM)", "p50", "p99"
+    );
+    for (label, text) in [
+        ("interpreter, no tool", "hello"),
+        ("interpreter, one tool round", "use the tool"),
+    ] {
+        let mut executed = Vec::new();
+        for i in 0..300 {
+            let reply: Value = client
+                .post(&url)
+                .json(&json!({"message": text}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if reply["reply"]["content"] != "done" {
+                bail!("unexpected config agent reply: {reply}");
+            }
+            let ms = reply["timing"]["execution_ms"]
+                .as_f64()
+                .ok_or_else(|| anyhow!("no timing in reply: {reply}"))?;
+            if i >= 20 {
+                executed.push(Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+        if text == "use the tool" {
+            let logs: Value = client
+                .get(format!(
+                    "{}/api/v1/agents/bench-agent/logs?tail=5",
+                    server.base
+                ))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if !logs.to_string().contains("call json_processor") {
+                bail!("the tool round did not call the tool: {logs}");
+            }
+        }
+        executed.sort();
+        println!(
+            "{:<34} {:>12} {:>12}   (target p99 < 5 ms)",
+            label,
+            ms(percentile(&executed, 0.5)),
+            ms(percentile(&executed, 0.99))
+        );
+    }
+
+    // Save → the server reports the new version.
+    let show = format!("{}/api/v1/agents/bench-agent", server.base);
+    let mut reloads = Vec::new();
+    for version in 2..=41u32 {
+        let expected = format!("{version}.0.0");
+        let started = Instant::now();
+        std::fs::write(&file, bench_agent(version))?;
+        loop {
+            let shown: Value = client.get(&show).send().await?.json().await?;
+            if shown["version"] == expected.as_str() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("version {expected} not served after 10 s: {shown}");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        reloads.push(started.elapsed());
+        // Let the watcher settle so saves do not coalesce.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reloads.sort();
+    println!(
+        "{:<34} {:>12} {:>12}   (target p99 < 100 ms)",
+        "file save -> new version serving",
+        ms(percentile(&reloads, 0.5)),
+        ms(percentile(&reloads, 0.99))
+    );
+    Ok(())
 }
 
 /// Cache load and instantiation, timed inside one process.

@@ -276,10 +276,10 @@ fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         None => vec![10_000, 100_000],
     };
-    let cache = caxton_embed::default_cache_dir();
+    let cache = caxton_models::default_cache_dir();
     let model_dir =
-        caxton_embed::pull(&cache, &mut |_| {}).context("pulling the embedding model")?;
-    let model = caxton_embed::Embedder::load(&model_dir)?;
+        caxton_models::pull(&cache, &mut |_| {}).context("pulling the embedding model")?;
+    let model = caxton_models::Embedder::load(&model_dir)?;
     let real: Arc<dyn TextEmbedder> = Arc::new(RealModel(model));
     println!(
         "caxton memory benchmark ({} cores)",
@@ -349,7 +349,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct RealModel(caxton_embed::Embedder);
+struct RealModel(caxton_models::Embedder);
 
 impl TextEmbedder for RealModel {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {

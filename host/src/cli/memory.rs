@@ -507,31 +507,43 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// One redrawn line of a download's progress bar.
+pub(super) fn progress_line(p: &caxton_models::PullProgress) -> String {
+    match p.total {
+        Some(total) if total > 0 => {
+            let filled = ((p.downloaded * 30 / total) as usize).min(30);
+            format!(
+                "[{}{}] {:>3}% {:.1}/{:.1} MB from {}",
+                "#".repeat(filled),
+                " ".repeat(30 - filled),
+                p.downloaded * 100 / total,
+                p.downloaded as f64 / 1e6,
+                total as f64 / 1e6,
+                p.source
+            )
+        }
+        _ => format!("{:.1} MB from {}", p.downloaded as f64 / 1e6, p.source),
+    }
+}
+
 /// Downloads the model (blocking I/O on its own thread), drawing a progress
 /// bar on stderr, then asks a running server to load it.
 async fn pull(client: &Client, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let cache_dir = cache_dir.unwrap_or_else(caxton_embed::default_cache_dir);
+    let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
     let dir = cache_dir.clone();
     let model_dir = tokio::task::spawn_blocking(move || {
         let mut drew = false;
-        let result = caxton_embed::pull(&dir, &mut |p| {
+        let mut last_percent = u64::MAX;
+        let result = caxton_models::pull(&dir, &mut |p| {
             drew = true;
-            let line = match p.total {
-                Some(total) if total > 0 => {
-                    let filled = (p.downloaded * 30 / total) as usize;
-                    format!(
-                        "[{}{}] {:>3}% {:.1}/{:.1} MB from {}",
-                        "#".repeat(filled.min(30)),
-                        " ".repeat(30 - filled.min(30)),
-                        p.downloaded * 100 / total,
-                        p.downloaded as f64 / 1e6,
-                        total as f64 / 1e6,
-                        p.source
-                    )
-                }
-                _ => format!("{:.1} MB from {}", p.downloaded as f64 / 1e6, p.source),
-            };
-            eprint!("\r{line}");
+            // Redraw once per percent: stderr may be a log file.
+            let percent = p
+                .total
+                .map_or(p.downloaded >> 20, |t| p.downloaded * 100 / t.max(1));
+            if percent != last_percent {
+                last_percent = percent;
+                eprint!("\r{}", progress_line(&p));
+            }
         });
         if drew {
             eprintln!();

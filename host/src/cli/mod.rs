@@ -5,6 +5,7 @@
 mod agents;
 mod client;
 mod config_agents;
+mod llm;
 mod memory;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Command {
     /// Inspect, search, export and import embedded memory.
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
+    /// The embedded local LLM: pull, status, benchmark.
+    #[command(subcommand)]
+    Llm(llm::LlmCommand),
     /// The tools agents can call.
     #[command(subcommand)]
     Tools(ToolsCommand),
@@ -186,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = Client::new(&cli.server)?;
             memory::run(&client, command).await
         }
+        Command::Llm(command) => llm::run(command).await,
         Command::Tools(ToolsCommand::List { json }) => {
             let client = Client::new(&cli.server)?;
             config_agents::tools_list(&client, json).await

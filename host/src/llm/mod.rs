@@ -4,6 +4,8 @@
 //! - [`openai`]: OpenAI-compatible chat completions (OpenAI, Ollama, vLLM,
 //!   llama.cpp server);
 //! - [`anthropic`]: the Anthropic Messages API;
+//! - [`local`]: an embedded GGUF model run in-process with candle — the
+//!   default when no other provider is configured;
 //! - [`scripted`]: deterministic answers from a fixture, recording every
 //!   request — for tests of orchestration.
 //!
@@ -12,10 +14,12 @@
 //! hangs becomes a clear failure, never a hung request.
 
 pub mod anthropic;
+pub mod local;
 pub mod openai;
 pub mod scripted;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,7 +125,8 @@ pub struct LlmService {
 }
 
 impl LlmService {
-    pub fn from_config(config: &LlmConfig) -> Result<Self, LlmError> {
+    /// `model_cache_dir` is where the local provider finds its default model.
+    pub fn from_config(config: &LlmConfig, model_cache_dir: &Path) -> Result<Self, LlmError> {
         let mut providers: BTreeMap<String, Arc<dyn LlmProvider>> = BTreeMap::new();
         if let Some(c) = &config.openai {
             providers.insert("openai".into(), Arc::new(openai::OpenAi::new(c)?));
@@ -132,6 +137,13 @@ impl LlmService {
         if let Some(c) = &config.scripted {
             providers.insert("scripted".into(), Arc::new(scripted::Scripted::load(c)?));
         }
+        let configured = providers.len();
+        if config.local.enabled {
+            providers.insert(
+                "local".into(),
+                Arc::new(local::Local::new(&config.local, model_cache_dir)),
+            );
+        }
         let default = match &config.provider {
             Some(name) if providers.contains_key(name) => Some(name.clone()),
             Some(name) => {
@@ -140,16 +152,24 @@ impl LlmService {
                 )));
             }
             // One provider configured: it is the default.
-            None if providers.len() == 1 => providers.keys().next().cloned(),
+            None if configured == 1 => providers.keys().find(|k| *k != "local").cloned(),
+            // None: the embedded model, which needs no key.
+            None if configured == 0 && config.local.enabled => Some("local".into()),
             None => None,
         };
         Ok(LlmService {
             providers,
             default,
             timeout: Duration::from_secs(config.timeout_secs.max(1)),
-            missing_reason: "no LLM provider is configured: add an `llm:` section to caxton.yaml \
-                 (openai, anthropic or scripted) and set `llm.provider`"
-                .into(),
+            missing_reason: if configured > 1 {
+                "several LLM providers are configured and none is the default: set `llm.provider` \
+                 in caxton.yaml (or `llm.provider` in the agent's file)"
+                    .into()
+            } else {
+                "no LLM provider is configured: add an `llm:` section to caxton.yaml \
+                 (openai, anthropic or scripted), or enable the local model (llm.local.enabled)"
+                    .into()
+            },
         })
     }
 

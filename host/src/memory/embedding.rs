@@ -74,9 +74,9 @@ impl EmbedderState {
     }
 }
 
-/// all-MiniLM-L6-v2 run in-process by `caxton-embed` (candle).
+/// all-MiniLM-L6-v2 run in-process by `caxton-models` (candle).
 pub struct MiniLm {
-    model: caxton_embed::Embedder,
+    model: caxton_models::Embedder,
     /// Size of the f32 weights file, which candle holds in memory.
     weights_bytes: u64,
 }
@@ -87,7 +87,7 @@ impl TextEmbedder for MiniLm {
     }
 
     fn name(&self) -> &str {
-        caxton_embed::MODEL_NAME
+        caxton_models::MODEL_NAME
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -98,7 +98,7 @@ impl TextEmbedder for MiniLm {
 /// Loads the model from `cache_dir` if its files are there and verified;
 /// otherwise says what is missing and how to get it.
 pub fn load_cached(cache_dir: &Path) -> Result<Arc<dyn TextEmbedder>, String> {
-    let status = caxton_embed::model_status(cache_dir);
+    let status = caxton_models::model_status(cache_dir);
     if !status.verified {
         return Err(format!(
             "embedding model not available ({}); search is keyword-only until \
@@ -107,7 +107,7 @@ pub fn load_cached(cache_dir: &Path) -> Result<Arc<dyn TextEmbedder>, String> {
         ));
     }
     let started = std::time::Instant::now();
-    let embedder = caxton_embed::Embedder::load(&status.dir).map_err(|e| {
+    let embedder = caxton_models::Embedder::load(&status.dir).map_err(|e| {
         format!(
             "embedding model in {} could not be loaded ({e}); search is keyword-only; \
              run `caxton memory pull` to fetch it again",
@@ -115,7 +115,7 @@ pub fn load_cached(cache_dir: &Path) -> Result<Arc<dyn TextEmbedder>, String> {
         )
     })?;
     tracing::info!(
-        model = caxton_embed::MODEL_NAME,
+        model = caxton_models::MODEL_NAME,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "embedding model loaded"
     );
@@ -136,7 +136,7 @@ pub fn pull_and_load(
     state: &EmbedderState,
 ) -> Result<Arc<dyn TextEmbedder>, String> {
     let mut last_percent = u64::MAX;
-    let mut report = |p: caxton_embed::PullProgress| {
+    let mut report = |p: caxton_models::PullProgress| {
         let percent = p.total.map(|t| p.downloaded * 100 / t.max(1));
         if percent != Some(last_percent) {
             last_percent = percent.unwrap_or(0);
@@ -150,7 +150,7 @@ pub fn pull_and_load(
             ));
         }
     };
-    caxton_embed::pull(cache_dir, &mut report)
+    caxton_models::pull(cache_dir, &mut report)
         .map_err(|e| format!("{e}; search is keyword-only (run `caxton memory pull` to retry)"))?;
     load_cached(cache_dir)
 }

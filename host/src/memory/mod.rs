@@ -44,7 +44,7 @@ use vectors::VectorIndex;
 use crate::storage::Storage;
 
 /// Length of every embedding (all-MiniLM-L6-v2's hidden size).
-pub const DIMENSIONS: usize = caxton_embed::DIMENSIONS;
+pub const DIMENSIONS: usize = caxton_models::DIMENSIONS;
 /// Directory (in the data dir) holding the saved vector index.
 pub const INDEX_DIR: &str = "memory-index";
 /// Queries whose embeddings are kept.

@@ -1,0 +1,201 @@
+//! `caxton llm …`: the embedded local model — fetch it, check it, measure it.
+//! These run without a server: the model cache is a local directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use caxton_models::llm::{GenerateParams, LocalLlm, Speaker, ToolDecl, Turn, parse_reply, render};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::memory::progress_line;
+
+#[derive(Subcommand)]
+pub enum LlmCommand {
+    /// Download the default local model (Qwen2.5-Coder-0.5B-Instruct,
+    /// Q4_K_M, 491 MB) into the model cache, verified by sha256.
+    Pull {
+        /// Model cache (default $CAXTON_MODEL_CACHE or ~/.cache/caxton/models).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Whether the default local model is downloaded and verified.
+    Status {
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Measure the local model: load time, prompt and generation tokens/s,
+    /// and whether it picks a tool for a tool-shaped question.
+    Bench {
+        /// A GGUF file (default: the pulled default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Runs of each prompt.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+pub async fn run(command: LlmCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LlmCommand::Pull { cache_dir } => {
+            let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
+            let path = tokio::task::spawn_blocking(move || {
+                let mut drew = false;
+                let mut last_percent = u64::MAX;
+                let result = caxton_models::pull_llm(&cache_dir, &mut |p| {
+                    drew = true;
+                    // Redraw once per percent: stderr may be a log file.
+                    let percent = p
+                        .total
+                        .map_or(p.downloaded >> 20, |t| p.downloaded * 100 / t.max(1));
+                    if percent != last_percent {
+                        last_percent = percent;
+                        eprint!("\r{}", progress_line(&p));
+                    }
+                });
+                if drew {
+                    eprintln!();
+                }
+                result
+            })
+            .await
+            .context("the download task failed")??;
+            println!("Local model ready at {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LlmCommand::Status { cache_dir } => {
+            let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
+            let status = caxton_models::llm_model_status(&cache_dir);
+            println!(
+                "LOCAL MODEL: {}    {}",
+                if status.verified { "ready" } else { "missing" },
+                status.detail
+            );
+            Ok(if status.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        LlmCommand::Bench {
+            model,
+            cache_dir,
+            runs,
+        } => {
+            let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
+            let path = model.unwrap_or_else(|| caxton_models::llm_model_path(&cache_dir));
+            tokio::task::spawn_blocking(move || bench(path, runs.max(1)))
+                .await
+                .context("the benchmark thread failed")??;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn turn(speaker: Speaker, content: &str) -> Turn {
+    Turn {
+        speaker,
+        content: content.into(),
+        tool_calls: Vec::new(),
+    }
+}
+
+/// Prints load time and, per prompt, prefill and decode tokens/s (median of
+/// `runs`), greedy decoding.
+fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut llm = LocalLlm::load(&path).with_context(|| {
+        format!(
+            "cannot load {} (run `caxton llm pull` for the default model)",
+            path.display()
+        )
+    })?;
+    println!(
+        "model {} ({}), loaded in {:.2} s, threads {}",
+        llm.name(),
+        path.display(),
+        started.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let weather = ToolDecl {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    };
+    let cases: [(&str, Vec<Turn>, Vec<ToolDecl>, usize); 3] = [
+        (
+            "short chat",
+            vec![
+                turn(Speaker::System, "You are a friendly greeter who welcomes users."),
+                turn(Speaker::User, "Hello! I just joined."),
+            ],
+            vec![],
+            64,
+        ),
+        (
+            "long prompt",
+            vec![
+                turn(
+                    Speaker::System,
+                    &"You are a data analysis agent. You read CSV and JSON, compute statistics and explain trends in plain words. "
+                        .repeat(8),
+                ),
+                turn(Speaker::User, "Summarise what you can do in two sentences."),
+            ],
+            vec![],
+            64,
+        ),
+        (
+            "tool call",
+            vec![
+                turn(Speaker::System, "You are a helpful assistant."),
+                turn(Speaker::User, "What is the weather in Paris?"),
+            ],
+            vec![weather],
+            48,
+        ),
+    ];
+    println!(
+        "{:<12} {:>8} {:>8} {:>12} {:>12} {:>9}  result",
+        "prompt", "p_tokens", "g_tokens", "prefill t/s", "decode t/s", "total s"
+    );
+    for (label, turns, tools, max_tokens) in cases {
+        let prompt = render(&turns, &tools);
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let generation = llm.generate(
+                &prompt,
+                GenerateParams {
+                    max_tokens,
+                    ..GenerateParams::default()
+                },
+                &mut |_| true,
+            )?;
+            samples.push(generation);
+        }
+        samples.sort_by_key(|g| g.prefill + g.decode);
+        let median = &samples[samples.len() / 2];
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let parsed = parse_reply(&median.text, &names);
+        let result = match parsed.tool_calls.first() {
+            Some(call) => format!("tool call {}({})", call.name, call.arguments),
+            None => format!("{:?}", median.text.chars().take(50).collect::<String>()),
+        };
+        println!(
+            "{:<12} {:>8} {:>8} {:>12.1} {:>12.1} {:>9.2}  {}",
+            label,
+            median.prompt_tokens,
+            median.completion_tokens,
+            median.prefill_tokens_per_second(),
+            median.decode_tokens_per_second(),
+            (median.prefill + median.decode).as_secs_f64(),
+            result
+        );
+    }
+    Ok(())
+}

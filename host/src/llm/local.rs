@@ -1,0 +1,202 @@
+//! The embedded local model: a GGUF chat model run in-process with candle
+//! (`caxton_models::llm`). The zero-config default: with no remote provider
+//! configured, config agents answer through it, no API key needed.
+//!
+//! The model is loaded on first use (about 1.5 s, 1 GiB) and kept. It owns
+//! its KV cache, so requests take turns; each runs on a blocking thread and
+//! stops at the next token once its caller has given up (timeout, client
+//! gone), so an abandoned request does not hold the model.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use caxton_models::llm::{
+    GenerateParams, LocalLlm, ParsedReply, Speaker, StopReason, ToolDecl, Turn, parse_reply, render,
+};
+use serde_json::Value;
+
+use super::{ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, ToolCall};
+use crate::config::LocalLlmConfig;
+
+pub struct Local {
+    /// The GGUF file: the configured one, else the default model in the cache.
+    model_path: PathBuf,
+    /// What to tell a user when the file is missing.
+    missing_hint: String,
+    max_tokens: u32,
+    model: Arc<Mutex<Option<LocalLlm>>>,
+}
+
+impl Local {
+    pub fn new(config: &LocalLlmConfig, cache_dir: &std::path::Path) -> Self {
+        let (model_path, missing_hint) = match &config.model_path {
+            Some(path) => (
+                path.clone(),
+                format!(
+                    "the local model file {} (llm.local.model_path) does not exist",
+                    path.display()
+                ),
+            ),
+            None => (
+                caxton_models::llm_model_path(cache_dir),
+                caxton_models::llm_model_status(cache_dir).detail,
+            ),
+        };
+        Local {
+            model_path,
+            missing_hint,
+            max_tokens: config.max_tokens.max(1),
+            model: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn model_path(&self) -> &std::path::Path {
+        &self.model_path
+    }
+
+    /// The model's name once loaded.
+    pub fn loaded_name(&self) -> Option<String> {
+        self.model
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.name().to_string()))
+    }
+}
+
+/// Sets the flag when dropped: the request's future went away.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LlmError {
+    LlmError::Unavailable(format!("the local model cannot run: {e}"))
+}
+
+fn turns(request: &ChatRequest) -> Vec<Turn> {
+    request
+        .messages
+        .iter()
+        .map(|m| Turn {
+            speaker: match m.role {
+                Role::System => Speaker::System,
+                Role::User => Speaker::User,
+                Role::Assistant => Speaker::Assistant,
+                Role::Tool => Speaker::Tool,
+            },
+            content: m.content.clone(),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    let arguments = serde_json::from_str(&c.arguments_json)
+                        .unwrap_or(Value::Object(Default::default()));
+                    (c.name.clone(), arguments)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn tools(request: &ChatRequest) -> Vec<ToolDecl> {
+    request
+        .tools
+        .iter()
+        .map(|t| ToolDecl {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            parameters: serde_json::from_str(&t.parameters_schema)
+                .unwrap_or_else(|_| serde_json::json!({"type": "object"})),
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for Local {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn default_model(&self) -> &str {
+        caxton_models::LLM_MODEL_NAME
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+        if !self.model_path.exists() {
+            return Err(LlmError::Unavailable(format!(
+                "{}; or configure a remote provider (llm.openai / llm.anthropic) in caxton.yaml",
+                self.missing_hint
+            )));
+        }
+        let prompt_turns = turns(&request);
+        let declared = tools(&request);
+        let params = GenerateParams {
+            max_tokens: request.max_tokens.unwrap_or(self.max_tokens).max(1) as usize,
+            temperature: request.temperature.map(f64::from),
+            ..GenerateParams::default()
+        };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_guard = CancelOnDrop(cancelled.clone());
+        let model = self.model.clone();
+        let path = self.model_path.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let mut slot = model
+                .lock()
+                .map_err(|_| unavailable("a previous request panicked"))?;
+            if slot.is_none() {
+                let started = std::time::Instant::now();
+                let loaded = LocalLlm::load(&path).map_err(unavailable)?;
+                tracing::info!(model = loaded.name(), path = %path.display(),
+                    load_ms = started.elapsed().as_millis() as u64, "local LLM loaded");
+                *slot = Some(loaded);
+            }
+            let Some(llm) = slot.as_mut() else {
+                return Err(unavailable("the model did not load"));
+            };
+            let prompt = render(&prompt_turns, &declared);
+            let generation = llm
+                .generate(&prompt, params, &mut |_| !cancelled.load(Ordering::Relaxed))
+                .map_err(|e| LlmError::Invalid(e.to_string()))?;
+            tracing::debug!(
+                prompt_tokens = generation.prompt_tokens,
+                completion_tokens = generation.completion_tokens,
+                prefill_tok_s = generation.prefill_tokens_per_second(),
+                decode_tok_s = generation.decode_tokens_per_second(),
+                "local LLM answered"
+            );
+            Ok(generation)
+        });
+        let generation = work
+            .await
+            .map_err(|e| unavailable(format!("the inference thread failed: {e}")))??;
+        let names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+        let ParsedReply { text, tool_calls } = parse_reply(&generation.text, &names);
+        let tool_calls: Vec<ToolCall> = tool_calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| ToolCall {
+                id: format!("call_{i}"),
+                name: c.name,
+                arguments_json: c.arguments.to_string(),
+            })
+            .collect();
+        let finish_reason = if !tool_calls.is_empty() {
+            FinishReason::ToolCalls
+        } else if generation.stop == StopReason::Length {
+            FinishReason::Length
+        } else {
+            FinishReason::Stop
+        };
+        Ok(ChatResponse {
+            content: (!text.is_empty()).then_some(text),
+            tool_calls,
+            finish_reason,
+            prompt_tokens: generation.prompt_tokens as u32,
+            completion_tokens: generation.completion_tokens as u32,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Config agents answered by the real embedded model (Qwen2.5-Coder-0.5B,
+//! run in-process with candle): the runbook's greeter, and a tool call
+//! chosen by the model, parsed leniently and dispatched.
+//!
+//! A 0.5B model's wording is not stable across CPUs or library versions, so
+//! these tests assert structure — an `inform` reply with text, a tool call
+//! recorded in the agent's log — never exact words.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::harness::{Server, temp_data_dir};
+
+/// The runbook's greeter, verbatim.
+const GREETER: &str = r#"---
+name: Greeter
+version: "1.0.0"
+capabilities:
+  - greeting
+tools: []
+system_prompt: |
+  You are a friendly greeter who welcomes users.
+---
+# Greeter Agent
+I help welcome users to Caxton!
+"#;
+
+/// A single-step tool task: the model must choose `csv_parser` and pass the
+/// text. One model call (the tool still runs; the reply is then a failure
+/// saying the step limit was reached) keeps the test short on two cores,
+/// where prefill is ~20 tokens/s.
+const CSV_READER: &str = r#"---
+name: CsvReader
+version: "1.0.0"
+capabilities:
+  - csv-reading
+tools:
+  - csv_parser
+max_tool_steps: 1
+llm:
+  max_tokens: 64
+system_prompt: |
+  Always call the csv_parser tool first.
+---
+"#;
+
+/// Runs `caxton llm pull` once per test run; fails loudly when the model
+/// cannot be had (these tests must not pass without it).
+fn ensure_local_model() {
+    static PULLED: OnceLock<Result<(), String>> = OnceLock::new();
+    PULLED
+        .get_or_init(|| {
+            let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+                .args(["llm", "pull"])
+                .output()
+                .map_err(|e| format!("cannot run `caxton llm pull`: {e}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`caxton llm pull` failed; the real-model tests need the local LLM:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A server with no `llm:` section at all: the local model is the default.
+fn start(files: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    ensure_local_model();
+    let (guard, data) = temp_data_dir();
+    let agents: PathBuf = guard.path().join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    for (name, text) in files {
+        std::fs::write(agents.join(name), text).expect("write definition");
+    }
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, format!("agents:\n  dir: {}\n", agents.display())).expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    (guard, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_greets_and_calls_a_tool() {
+    let (_guard, server) = start(&[("greeter.md", GREETER), ("csv-reader.md", CSV_READER)]);
+
+    let (status, body) = server.message("greeter", "Hello! I just joined.").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "inform", "{body}");
+    let greeting = body["reply"]["content"].as_str().unwrap_or("");
+    assert!(
+        greeting.split_whitespace().count() >= 2,
+        "the greeter answered with no real text: {body}"
+    );
+
+    let (status, body) = server
+        .message(
+            "csv-reader",
+            "Parse this CSV and tell me how many rows it has:\nname,age\nann,31\nbob,42",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let performative = body["reply"]["performative"].as_str().unwrap_or("");
+    assert!(
+        performative == "inform" || performative == "failure",
+        "an agent reply, not an error: {body}"
+    );
+    let (status, logs) = server.get("/api/v1/agents/csv-reader/logs").await;
+    assert_eq!(status, 200, "{logs}");
+    let lines: Vec<String> = logs["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Value::to_string)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("call csv_parser")),
+        "the model's tool call was not dispatched; reply {body}, log {logs}"
+    );
+}
