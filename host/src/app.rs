@@ -39,6 +39,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     if let Some(dir) = options.data_dir {
         config.data_dir = Some(dir);
     }
+    for note in config.notes() {
+        tracing::info!("{note}");
+    }
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;

@@ -20,6 +20,27 @@ pub struct Config {
     pub llm: LlmConfig,
     pub agents: AgentsConfig,
     pub tools: ToolsConfig,
+    /// Accepted from the operator runbook's production file; see
+    /// [`Config::notes`] for what each key does here.
+    pub logging: LoggingConfig,
+    pub monitoring: MonitoringConfig,
+}
+
+/// `logging:` — from the runbook's production file. Logs go to stderr
+/// (the journal under systemd); the level comes from `CAXTON_LOG`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub level: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// `monitoring:` — from the runbook's production file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    pub metrics_port: Option<u16>,
+    pub health_check_interval: Option<String>,
 }
 
 /// `tools:` — settings of the built-in tools.
@@ -145,6 +166,13 @@ pub struct MemoryConfig {
     /// Memory the server may use (bytes); `usage --percentage` reports
     /// resident memory against it.
     pub memory_budget_bytes: u64,
+    /// The runbook's keys. `backend` must be `embedded` and
+    /// `embedding_model` all-MiniLM-L6-v2 (the only ones this build has);
+    /// `sqlite_path` and `cleanup_interval` are accepted and noted.
+    pub backend: Option<String>,
+    pub sqlite_path: Option<PathBuf>,
+    pub embedding_model: Option<String>,
+    pub cleanup_interval: Option<String>,
 }
 
 impl Default for MemoryConfig {
@@ -157,6 +185,10 @@ impl Default for MemoryConfig {
             slow_query_ms: 50,
             recommended_max_entities: 100_000,
             memory_budget_bytes: 2 * 1024 * 1024 * 1024,
+            backend: None,
+            sqlite_path: None,
+            embedding_model: None,
+            cleanup_interval: None,
         }
     }
 }
@@ -177,6 +209,10 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes. Uploads are base64 JSON, so
     /// this bounds the component size at about three quarters of it.
     pub max_body_bytes: usize,
+    /// The runbook writes these under `server:`; they mean the top-level
+    /// `data_dir` and `agents.dir`.
+    pub data_dir: Option<PathBuf>,
+    pub agents_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +221,8 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             max_body_bytes: 64 * 1024 * 1024,
+            data_dir: None,
+            agents_dir: None,
         }
     }
 }
@@ -248,12 +286,77 @@ impl Config {
             }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let config: Config = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        config.apply_aliases()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Folds the runbook's spellings (`server.data_dir`, `server.agents_dir`)
+    /// into the canonical keys; two different values for one setting are an
+    /// error rather than a silent choice.
+    fn apply_aliases(&mut self) -> Result<(), ConfigError> {
+        if let Some(dir) = self.server.data_dir.take() {
+            match &self.data_dir {
+                Some(other) if *other != dir => {
+                    return Err(ConfigError::Invalid(format!(
+                        "data_dir is {} but server.data_dir is {}: keep one",
+                        other.display(),
+                        dir.display()
+                    )));
+                }
+                _ => self.data_dir = Some(dir),
+            }
+        }
+        if let Some(dir) = self.server.agents_dir.take() {
+            let default = AgentsConfig::default().dir;
+            if self.agents.dir != default && self.agents.dir != dir {
+                return Err(ConfigError::Invalid(format!(
+                    "agents.dir is {} but server.agents_dir is {}: keep one",
+                    self.agents.dir.display(),
+                    dir.display()
+                )));
+            }
+            self.agents.dir = dir;
+        }
+        Ok(())
+    }
+
+    /// What the runbook keys this build accepts but does not act on mean
+    /// here; logged at start so nobody is surprised.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(path) = &self.memory.sqlite_path {
+            notes.push(format!(
+                "memory.sqlite_path ({}) is not used: memory lives in the redb database \
+                 {}/caxton.redb",
+                path.display(),
+                self.data_dir().display()
+            ));
+        }
+        if let Some(interval) = &self.memory.cleanup_interval {
+            notes.push(format!(
+                "memory.cleanup_interval ({interval}) is not scheduled: run \
+                 `caxton memory cleanup --remove-orphaned` (e.g. from a timer)"
+            ));
+        }
+        if self.logging.level.is_some() || self.logging.file.is_some() {
+            notes.push(
+                "logging.level/file are not applied: logs go to stderr (the journal under \
+                 systemd); set the level with CAXTON_LOG=info|debug|…"
+                    .into(),
+            );
+        }
+        if self.monitoring.metrics_port.is_some() || self.monitoring.health_check_interval.is_some()
+        {
+            notes.push(
+                "monitoring.* is not used: health is GET /api/v1/health on the API port".into(),
+            );
+        }
+        notes
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -262,6 +365,24 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "runtime.default_limits exceed runtime.max_limits: {e}"
             )));
+        }
+        if let Some(backend) = &self.memory.backend
+            && !backend.eq_ignore_ascii_case("embedded")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "memory.backend `{backend}` is not available: this build has the embedded \
+                 backend only (remove the key or set it to \"embedded\")"
+            )));
+        }
+        if let Some(model) = &self.memory.embedding_model {
+            let name = model.rsplit('/').next().unwrap_or(model);
+            if !name.eq_ignore_ascii_case(caxton_models::MODEL_NAME) {
+                return Err(ConfigError::Invalid(format!(
+                    "memory.embedding_model `{model}` is not available: the embedded model is \
+                     {} (remove the key or set it to that)",
+                    caxton_models::MODEL_NAME
+                )));
+            }
         }
         if self.runtime.mailbox_capacity == 0 {
             return Err(ConfigError::Invalid(

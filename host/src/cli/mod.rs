@@ -197,7 +197,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {
-                Ok(_) => println!("✓ configuration: valid"),
+                Ok(config) => {
+                    println!("✓ configuration: valid");
+                    for note in config.notes() {
+                        println!("  note: {note}");
+                    }
+                }
                 Err(e) => {
                     println!("✗ configuration: {e}");
                     return Ok(ExitCode::FAILURE);
