@@ -104,6 +104,13 @@ pub enum AgentsCommand {
         #[arg(long)]
         summary: bool,
     },
+    /// Deploy every agent definition in DIR to the running server; with
+    /// `--auto-reload`, keep watching DIR and redeploy each file you save.
+    Watch {
+        dir: PathBuf,
+        #[arg(long)]
+        auto_reload: bool,
+    },
     /// Send a test input and print the answer and its time.
     Test {
         name: String,
@@ -306,6 +313,9 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
         }
         AgentsCommand::Test { name, input } => {
             return config_agents::test(client, &name, &input).await;
+        }
+        AgentsCommand::Watch { dir, auto_reload } => {
+            return config_agents::watch(client, &dir, auto_reload).await;
         }
         AgentsCommand::Debug { name, show_tools } => {
             return config_agents::debug(client, &name, show_tools).await;

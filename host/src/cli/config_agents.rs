@@ -362,6 +362,63 @@ pub async fn test(client: &Client, name: &str, input: &str) -> anyhow::Result<Ex
     })
 }
 
+/// `agents watch DIR [--auto-reload]`: deploys every definition in DIR,
+/// then (with `--auto-reload`) redeploys each file when it is saved, until
+/// interrupted. The server validates each version; a broken one is reported
+/// and the last good version keeps serving.
+pub async fn watch(client: &Client, dir: &Path, auto_reload: bool) -> anyhow::Result<ExitCode> {
+    use notify::Watcher as _;
+
+    let mut failed = false;
+    for file in definition_files(dir)? {
+        failed |= deploy_definition(client, &file).await? != ExitCode::SUCCESS;
+    }
+    if !auto_reload {
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && (event.kind.is_create() || event.kind.is_modify())
+        {
+            for path in event.paths {
+                let _ = tx.send(path);
+            }
+        }
+    })
+    .context("cannot start a file watcher")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    println!(
+        "Watching {} (Ctrl-C to stop); saved files are redeployed",
+        dir.display()
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            Some(path) = rx.recv() => {
+                // Editors save in several writes: wait for them to settle,
+                // then deploy each changed file once.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let mut changed = std::collections::BTreeSet::from([path]);
+                while let Ok(more) = rx.try_recv() {
+                    changed.insert(more);
+                }
+                for file in changed {
+                    if crate::config_agents::is_definition_file(&file) && file.is_file() {
+                        deploy_definition(client, &file).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `agents deploy FILE.md`: the server validates, stores it in its agents
 /// directory and starts it.
 pub async fn deploy_definition(client: &Client, file: &Path) -> anyhow::Result<ExitCode> {
