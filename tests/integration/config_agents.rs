@@ -466,3 +466,117 @@ async fn without_an_llm_a_config_agent_fails_clearly() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_watch_deploys_a_directory_and_redeploys_saved_files() {
+    let setup = Setup::start("- content: \"hi\"\n", &[]);
+    let outside = setup.root.join("my-agents");
+    std::fs::create_dir_all(&outside).expect("dir");
+    let version = |v: &str| {
+        format!(
+            "---\nname: Watched\nversion: \"{v}\"\ncapabilities: [watching]\nsystem_prompt: Hi.\n---\n"
+        )
+    };
+    write(&outside.join("watched.md"), &version("1.0.0"));
+    let dir = outside.to_string_lossy().to_string();
+
+    // Without --auto-reload: one pass, then exit.
+    let (ok, out, err) = setup.server.cli(&["agents", "watch", &dir]);
+    assert!(ok, "{out}{err}");
+    let (status, shown) = setup.server.get("/api/v1/agents/watched").await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["version"], "1.0.0", "{shown}");
+
+    // With --auto-reload: a saved edit reaches the server.
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args([
+            "--server",
+            &setup.server.base,
+            "agents",
+            "watch",
+            &dir,
+            "--auto-reload",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    // Give the watcher time to register before the edit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    write(&outside.join("watched.md"), &version("2.0.0"));
+    let started = Instant::now();
+    let served = loop {
+        let (_, shown) = setup.server.get("/api/v1/agents/watched").await;
+        if shown["version"] == "2.0.0" || started.elapsed() > Duration::from_secs(15) {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(
+        served["version"], "2.0.0",
+        "the saved edit was not redeployed: {served}"
+    );
+}
+
+/// The runbook's "Production Configuration" file, as written there, with only
+/// its two directories moved into the test's temporary directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_production_config_is_accepted() {
+    let (guard, data) = temp_data_dir();
+    let agents = guard.path().join("var-lib-caxton-agents");
+    std::fs::create_dir_all(&agents).expect("dir");
+    write(
+        &agents.join("greeter.md"),
+        "---\nname: Greeter\nversion: \"1.0.0\"\ncapabilities: [greeting]\ntools: []\nsystem_prompt: |\n  You are a friendly greeter who welcomes users.\n---\n",
+    );
+    let config = guard.path().join("caxton.yaml");
+    let text = format!(
+        r#"server:
+  port: 8080
+  host: "0.0.0.0"
+  data_dir: "{data}"
+  agents_dir: "{agents}"
+
+memory:
+  backend: "embedded"  # SQLite + Candle
+  sqlite_path: "memory.db"
+  embedding_model: "all-MiniLM-L6-v2"
+  cleanup_interval: "1h"
+
+logging:
+  level: "info"
+  file: "/var/log/caxton/caxton.log"
+
+monitoring:
+  metrics_port: 9090
+  health_check_interval: "30s"
+"#,
+        data = data.display(),
+        agents = agents.display()
+    );
+    std::fs::write(&config, &text).expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let (status, shown) = server.get("/api/v1/agents/greeter").await;
+    assert_eq!(status, 200, "server.agents_dir was not used: {shown}");
+
+    let (ok, out, err) = server.cli(&[
+        "config",
+        "verify",
+        "--config",
+        &config.to_string_lossy(),
+        "--agents-dir",
+        &agents.to_string_lossy(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("sqlite_path"),
+        "the notes explain unused keys: {out}"
+    );
+
+    // A backend this build does not have is refused, with the reason.
+    std::fs::write(&config, text.replace("\"embedded\"", "\"qdrant\"")).expect("config");
+    let (ok, out, _) = server.cli(&["config", "verify", "--config", &config.to_string_lossy()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("memory.backend `qdrant`"), "{out}");
+}

@@ -19,6 +19,8 @@ pub enum Envelope {
         message: Box<AclMessage>,
         enqueued: Instant,
         reply: oneshot::Sender<Result<Delivered, DeliveryError>>,
+        /// Stream the reply's text here as the agent's model writes it.
+        stream: Option<crate::llm::TextSink>,
     },
     /// Liveness check: makes sure an instance exists, without calling the
     /// agent's handler; answers how long that took.
@@ -43,10 +45,13 @@ impl Actor {
                     message,
                     enqueued,
                     reply,
+                    stream,
                 } => {
                     let queued = enqueued.elapsed();
                     let started = Instant::now();
+                    self.set_stream(stream);
                     let result = self.deliver(*message).await;
+                    self.set_stream(None);
                     let executed = started.elapsed();
                     let answer = match result {
                         Ok(reply) => {
@@ -77,6 +82,12 @@ impl Actor {
             }
         }
         tracing::debug!(agent = %self.handle.name, "mailbox closed, actor stopped");
+    }
+
+    fn set_stream(&self, stream: Option<crate::llm::TextSink>) {
+        if let Ok(mut slot) = self.context.stream.lock() {
+            *slot = stream;
+        }
     }
 
     async fn ensure_instance(&mut self) -> Result<&mut AgentInstance, ExecutionFailure> {

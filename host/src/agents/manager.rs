@@ -179,6 +179,7 @@ impl AgentManager {
             tool_registry: self.tools.clone(),
             llm: self.llm.clone(),
             llm_provider: record.llm_provider.clone(),
+            stream: std::sync::Mutex::new(None),
         })
     }
 
@@ -191,7 +192,13 @@ impl AgentManager {
     ) -> Arc<AgentHandle> {
         let capacity = self.config.mailbox_capacity;
         let (tx, rx) = mpsc::channel(capacity);
-        let context = self.context(&record, log.clone());
+        // The actor and its instances must share one context: per-message
+        // state (the reply stream) is set on the actor's and read by the
+        // instance's. A trial instance made at deploy brings its own.
+        let context = match &live {
+            Some(instance) => instance.context(),
+            None => self.context(&record, log.clone()),
+        };
         let handle = Arc::new(AgentHandle::new(
             record,
             log,

@@ -175,13 +175,26 @@ impl Registry {
     }
 }
 
-impl MessageBus for Registry {
-    async fn request(
+impl Registry {
+    /// [`MessageBus::request`] from an operator (no sending agent), with the
+    /// reply's text streamed to `stream` as the agent's model writes it.
+    pub async fn request_streaming(
+        &self,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+        stream: crate::llm::TextSink,
+    ) -> Result<Delivered, DeliveryError> {
+        self.deliver(None, to, message, timeout, Some(stream)).await
+    }
+
+    async fn deliver(
         &self,
         from_agent: Option<&str>,
         to: Address,
         message: AclMessage,
         timeout: Duration,
+        stream: Option<crate::llm::TextSink>,
     ) -> Result<Delivered, DeliveryError> {
         let handle = self.resolve(&to)?;
         if from_agent == Some(handle.id.as_str()) {
@@ -195,6 +208,7 @@ impl MessageBus for Registry {
             message: Box::new(message),
             enqueued: Instant::now(),
             reply: reply_tx,
+            stream,
         })?;
         match tokio::time::timeout(timeout, reply_rx).await {
             Err(_) => Err(DeliveryError::Timeout {
@@ -204,5 +218,17 @@ impl MessageBus for Registry {
             Ok(Err(_)) => Err(DeliveryError::Stopped(handle.name.clone())),
             Ok(Ok(result)) => result,
         }
+    }
+}
+
+impl MessageBus for Registry {
+    async fn request(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+    ) -> Result<Delivered, DeliveryError> {
+        self.deliver(from_agent, to, message, timeout, None).await
     }
 }

@@ -16,7 +16,9 @@ use caxton_models::llm::{
 };
 use serde_json::Value;
 
-use super::{ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, ToolCall};
+use super::{
+    ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall,
+};
 use crate::config::LocalLlmConfig;
 
 pub struct Local {
@@ -126,6 +128,60 @@ impl LlmProvider for Local {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.answer(request, None).await
+    }
+
+    async fn chat_streaming(
+        &self,
+        request: ChatRequest,
+        sink: TextSink,
+    ) -> Result<ChatResponse, LlmError> {
+        self.answer(request, Some(sink)).await
+    }
+}
+
+/// Decides, from the first visible characters, whether generated text is
+/// an answer (streamed on) or, with tools offered, probably a tool call
+/// (held back: JSON is not something to show a user).
+struct StreamGate {
+    sink: Option<TextSink>,
+    tools_offered: bool,
+    held: String,
+    /// `None` until the first non-blank text arrives.
+    streaming: Option<bool>,
+}
+
+impl StreamGate {
+    fn push(&mut self, piece: &str) {
+        let Some(sink) = &self.sink else { return };
+        match self.streaming {
+            Some(true) => {
+                let _ = sink.send(piece.to_string());
+            }
+            Some(false) => {}
+            None => {
+                self.held.push_str(piece);
+                let visible = self.held.trim_start();
+                if visible.is_empty() {
+                    return;
+                }
+                let looks_like_call = visible.starts_with(['{', '[', '<', '`']);
+                let stream = !(self.tools_offered && looks_like_call);
+                self.streaming = Some(stream);
+                if stream {
+                    let _ = sink.send(visible.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Local {
+    async fn answer(
+        &self,
+        request: ChatRequest,
+        sink: Option<TextSink>,
+    ) -> Result<ChatResponse, LlmError> {
         if !self.model_path.exists() {
             return Err(LlmError::Unavailable(format!(
                 "{}; or configure a remote provider (llm.openai / llm.anthropic) in caxton.yaml",
@@ -138,6 +194,12 @@ impl LlmProvider for Local {
             max_tokens: request.max_tokens.unwrap_or(self.max_tokens).max(1) as usize,
             temperature: request.temperature.map(f64::from),
             ..GenerateParams::default()
+        };
+        let mut gate = StreamGate {
+            sink,
+            tools_offered: !request.tools.is_empty(),
+            held: String::new(),
+            streaming: None,
         };
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_guard = CancelOnDrop(cancelled.clone());
@@ -159,7 +221,10 @@ impl LlmProvider for Local {
             };
             let prompt = render(&prompt_turns, &declared);
             let generation = llm
-                .generate(&prompt, params, &mut |_| !cancelled.load(Ordering::Relaxed))
+                .generate(&prompt, params, &mut |piece| {
+                    gate.push(piece);
+                    !cancelled.load(Ordering::Relaxed)
+                })
                 .map_err(|e| LlmError::Invalid(e.to_string()))?;
             tracing::debug!(
                 prompt_tokens = generation.prompt_tokens,

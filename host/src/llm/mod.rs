@@ -105,6 +105,11 @@ pub enum LlmError {
     Invalid(String),
 }
 
+/// Where the text of a reply goes as it is generated (to an HTTP client
+/// reading server-sent events). Sending never blocks; a closed receiver is
+/// ignored (the client left; the agent still finishes its reply).
+pub type TextSink = tokio::sync::mpsc::UnboundedSender<String>;
+
 /// One way of answering chat requests.
 #[async_trait::async_trait]
 pub trait LlmProvider: Send + Sync {
@@ -113,6 +118,23 @@ pub trait LlmProvider: Send + Sync {
     /// The model used when a request names none.
     fn default_model(&self) -> &str;
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Like [`LlmProvider::chat`], sending the reply's text to `sink` as it
+    /// is generated. Providers that cannot stream send it once, at the end;
+    /// a tool-call turn sends nothing (it is not an answer).
+    async fn chat_streaming(
+        &self,
+        request: ChatRequest,
+        sink: TextSink,
+    ) -> Result<ChatResponse, LlmError> {
+        let response = self.chat(request).await?;
+        if response.tool_calls.is_empty()
+            && let Some(text) = &response.content
+        {
+            let _ = sink.send(text.clone());
+        }
+        Ok(response)
+    }
 }
 
 /// The configured providers and the default among them.
@@ -197,6 +219,16 @@ impl LlmService {
         provider: Option<&str>,
         request: ChatRequest,
     ) -> Result<ChatResponse, LlmError> {
+        self.chat_with(provider, request, None).await
+    }
+
+    /// [`LlmService::chat`], streaming the reply's text to `sink` if given.
+    pub async fn chat_with(
+        &self,
+        provider: Option<&str>,
+        request: ChatRequest,
+        sink: Option<TextSink>,
+    ) -> Result<ChatResponse, LlmError> {
         let name = match provider.or(self.default.as_deref()) {
             Some(name) => name,
             None => return Err(LlmError::Unavailable(self.missing_reason.clone())),
@@ -216,7 +248,13 @@ impl LlmService {
                 "a chat request needs at least one message".into(),
             ));
         }
-        match tokio::time::timeout(self.timeout, chosen.chat(request)).await {
+        let call = async {
+            match sink {
+                Some(sink) => chosen.chat_streaming(request, sink).await,
+                None => chosen.chat(request).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(LlmError::Timeout {
                 provider: name.to_string(),

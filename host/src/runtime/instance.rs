@@ -111,6 +111,11 @@ pub struct AgentInstance {
 }
 
 impl AgentInstance {
+    /// The agent context this instance was made with (its host state).
+    pub fn context(&self) -> Arc<AgentContext> {
+        self.store.data().agent.clone()
+    }
+
     pub async fn describe(&mut self) -> Result<AgentInfo, ExecutionFailure> {
         let (time_limit, bookmark) = self.begin()?;
         let outcome = tokio::time::timeout(

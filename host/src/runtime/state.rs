@@ -35,6 +35,10 @@ pub struct AgentContext {
     /// The LLM providers, and this agent's choice among them.
     pub llm: Arc<LlmService>,
     pub llm_provider: Option<String>,
+    /// Where the current message's reply text streams to, when its sender
+    /// asked for a stream. Set by the actor around each message (one at a
+    /// time per agent), read by the `llm` import.
+    pub stream: std::sync::Mutex<Option<crate::llm::TextSink>>,
 }
 
 pub struct HostState {

@@ -290,6 +290,24 @@ impl MessageBody {
     }
 }
 
+/// The answer to a delivered message, as REST returns it.
+fn delivered_json(
+    conversation_id: &Option<String>,
+    delivered: crate::messaging::Delivered,
+    started: Instant,
+) -> Value {
+    json!({
+        "conversation_id": conversation_id,
+        "agent": { "id": delivered.agent_id, "name": delivered.agent_name },
+        "reply": delivered.reply,
+        "timing": {
+            "queue_ms": delivered.queued.as_secs_f64() * 1000.0,
+            "execution_ms": delivered.executed.as_secs_f64() * 1000.0,
+            "total_ms": started.elapsed().as_secs_f64() * 1000.0,
+        }
+    })
+}
+
 async fn send(
     state: &AppState,
     to: Address,
@@ -303,23 +321,92 @@ async fn send(
         .registry()
         .request(None, to, message, timeout)
         .await?;
-    Ok(Json(json!({
-        "conversation_id": conversation_id,
-        "agent": { "id": delivered.agent_id, "name": delivered.agent_name },
-        "reply": delivered.reply,
-        "timing": {
-            "queue_ms": delivered.queued.as_secs_f64() * 1000.0,
-            "execution_ms": delivered.executed.as_secs_f64() * 1000.0,
-            "total_ms": started.elapsed().as_secs_f64() * 1000.0,
+    Ok(Json(delivered_json(&conversation_id, delivered, started)))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    stream: Option<bool>,
+}
+
+/// `?stream=true` or `Accept: text/event-stream`.
+fn wants_stream(headers: &HeaderMap, query: &StreamQuery) -> bool {
+    query.stream.unwrap_or(false)
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+/// Answers with server-sent events: `token` events (`{"text": …}`) as the
+/// agent's model writes its answer, then one `reply` event holding exactly
+/// what the non-streamed request answers, or one `error` event in the usual
+/// error shape. An unknown agent is refused before the stream starts, with
+/// the ordinary HTTP error.
+async fn send_streaming(
+    state: AppState,
+    to: Address,
+    message: AclMessage,
+    timeout: Duration,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    let registry = state.manager.registry().clone();
+    registry.resolve(&to)?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let conversation_id = message.conversation_id.clone();
+        let (tokens_tx, mut tokens_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let token = |text: String| {
+            Event::default()
+                .event("token")
+                .data(json!({ "text": text }).to_string())
+        };
+        let delivery = registry.request_streaming(to, message, timeout, tokens_tx);
+        tokio::pin!(delivery);
+        let result = loop {
+            tokio::select! {
+                Some(text) = tokens_rx.recv() => {
+                    let _ = events_tx.send(token(text));
+                }
+                result = &mut delivery => break result,
+            }
+        };
+        while let Ok(text) = tokens_rx.try_recv() {
+            let _ = events_tx.send(token(text));
         }
-    })))
+        let last = match result {
+            Ok(delivered) => Event::default()
+                .event("reply")
+                .data(delivered_json(&conversation_id, delivered, started).to_string()),
+            Err(e) => {
+                let e = ApiError::from(e);
+                Event::default().event("error").data(
+                    json!({"error": {"code": e.code, "message": e.message, "details": e.details}})
+                        .to_string(),
+                )
+            }
+        };
+        let _ = events_tx.send(last);
+    });
+    let events = futures_util::stream::unfold(events_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn message(
     State(state): State<AppState>,
     Path(agent): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body: MessageBody = parse_json(&read_body(bytes)?)?;
     if body.capability.is_some() {
         return Err(ApiError::bad_request(
@@ -329,7 +416,12 @@ async fn message(
     }
     let (mut message, timeout) = body.into_message()?;
     message.receiver = Some(agent.clone());
-    send(&state, Address::Agent(agent), message, timeout).await
+    if wants_stream(&headers, &query) {
+        return send_streaming(state, Address::Agent(agent), message, timeout).await;
+    }
+    Ok(send(&state, Address::Agent(agent), message, timeout)
+        .await?
+        .into_response())
 }
 
 async fn route_message(

@@ -122,7 +122,12 @@ pub async fn document() -> Json<Value> {
             },
             "/api/v1/agents/{agent}/message": { "post": {
                 "summary": "Send a message and wait for the reply",
-                "parameters": [agent_param()],
+                "description": "With `?stream=true` or `Accept: text/event-stream` the answer is server-sent events: `token` events ({\"text\": …}) as the agent's model writes, then one `reply` event with the usual response body (or one `error` event).",
+                "parameters": [agent_param(), {
+                    "name": "stream", "in": "query", "required": false,
+                    "schema": {"type": "boolean"},
+                    "description": "Answer with server-sent events"
+                }],
                 "requestBody": message_body.clone(),
                 "responses": {
                     "200": ok("The reply", "MessageResponse"),

@@ -62,9 +62,10 @@ impl llm::Host for HostState {
             max_tokens: request.max_tokens,
         };
         let agent = self.agent.clone();
+        let sink = agent.stream.lock().map(|slot| slot.clone()).unwrap_or(None);
         let response = agent
             .llm
-            .chat(agent.llm_provider.as_deref(), request)
+            .chat_with(agent.llm_provider.as_deref(), request, sink)
             .await
             .map_err(to_wit_error)?;
         Ok(ChatResponse {
