@@ -124,6 +124,10 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         started,
         shutdown: Arc::new(Notify::new()),
     };
+    let metrics_server = match config.monitoring.metrics_port {
+        Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
+        None => None,
+    };
     let saver = tokio::spawn(save_index_periodically(
         state.memory.clone(),
         Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
@@ -131,9 +135,34 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let memory = state.memory.clone();
     server::serve(listener, state, config.server.max_body_bytes).await?;
     saver.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     save_index(memory).await;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// `monitoring.metrics_port`: `GET /metrics` alone on its own port, as the
+/// runbook's `curl localhost:9090/metrics` expects.
+async fn serve_metrics(
+    host: &str,
+    port: u16,
+    state: AppState,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let address = format!("{host}:{port}");
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for monitoring.metrics_port"))?;
+    tracing::info!(address = %listener.local_addr()?, "metrics served at /metrics");
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(server::metrics::metrics))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Opens memory and gets its embedding model: loaded from the cache when it

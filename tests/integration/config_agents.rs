@@ -254,6 +254,19 @@ async fn hot_reload_serves_edits_and_keeps_the_last_good_version() {
     );
     let (ok, out, _) = setup.server.cli(&["agents", "reload", "greeter"]);
     assert!(!ok && out.contains("keeps serving"), "{out}");
+    // …and counted in the metrics.
+    let metrics = reqwest::get(setup.server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("caxton_agent_reload_failure_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reload failure counter in:\n{metrics}"));
+    assert!(failures >= 1.0, "{metrics}");
 
     // Deleting the file unloads the agent.
     std::fs::remove_file(setup.agents.join("greeter.md")).expect("remove");
@@ -555,10 +568,39 @@ monitoring:
         data = data.display(),
         agents = agents.display()
     );
+    // The runbook's metrics port, moved to a free one.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let text = text.replace(
+        "metrics_port: 9090",
+        &format!("metrics_port: {metrics_port}"),
+    );
     std::fs::write(&config, &text).expect("config");
     let server = Server::start_with_config(&data, Some(&config));
     let (status, shown) = server.get("/api/v1/agents/greeter").await;
     assert_eq!(status, 200, "server.agents_dir was not used: {shown}");
+
+    // `curl -s localhost:9090/metrics | grep caxton_agent_`
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("metrics port answers")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+    };
+    assert_eq!(value("caxton_agent_config_count "), 1.0);
+    assert_eq!(value("caxton_agent_wasm_count "), 0.0);
+    assert!(value("caxton_agent_reload_success_total ") >= 1.0);
+    assert!(value("caxton_server_uptime_seconds ") > 0.0);
+    assert!(value("caxton_server_memory_usage_bytes ") > 1e6);
+    assert_eq!(value("caxton_memory_entities_total "), 0.0);
 
     let (ok, out, err) = server.cli(&[
         "config",

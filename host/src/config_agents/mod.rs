@@ -54,6 +54,9 @@ pub struct ConfigAgents {
     manager: Arc<AgentManager>,
     tools: Arc<ToolRegistry>,
     statuses: Mutex<BTreeMap<String, FileStatus>>,
+    /// Loads and reloads that went live / were rejected, for metrics.
+    reload_successes: std::sync::atomic::AtomicU64,
+    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Why a reload could not even be attempted.
@@ -77,7 +80,18 @@ impl ConfigAgents {
             manager,
             tools,
             statuses: Mutex::new(BTreeMap::new()),
+            reload_successes: Default::default(),
+            reload_failures: Default::default(),
         }
+    }
+
+    /// Loads and reloads so far: `(went live, rejected)`.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.reload_successes.load(Relaxed),
+            self.reload_failures.load(Relaxed),
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -232,6 +246,12 @@ impl ConfigAgents {
         result: &Result<Arc<AgentHandle>, Vec<Problem>>,
         elapsed_ms: f64,
     ) {
+        let counter = if result.is_ok() {
+            &self.reload_successes
+        } else {
+            &self.reload_failures
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = crate::clock::now_rfc3339();
         let mut statuses = self.lock();
         let status = statuses

@@ -24,30 +24,25 @@ use crate::config::LocalLlmConfig;
 pub struct Local {
     /// The GGUF file: the configured one, else the default model in the cache.
     model_path: PathBuf,
-    /// What to tell a user when the file is missing.
-    missing_hint: String,
+    /// The model cache, when the default model is used (for the hint a
+    /// user gets when it is missing).
+    cache_dir: Option<PathBuf>,
     max_tokens: u32,
     model: Arc<Mutex<Option<LocalLlm>>>,
 }
 
 impl Local {
     pub fn new(config: &LocalLlmConfig, cache_dir: &std::path::Path) -> Self {
-        let (model_path, missing_hint) = match &config.model_path {
-            Some(path) => (
-                path.clone(),
-                format!(
-                    "the local model file {} (llm.local.model_path) does not exist",
-                    path.display()
-                ),
-            ),
+        let (model_path, cache_dir) = match &config.model_path {
+            Some(path) => (path.clone(), None),
             None => (
                 caxton_models::llm_model_path(cache_dir),
-                caxton_models::llm_model_status(cache_dir).detail,
+                Some(cache_dir.to_path_buf()),
             ),
         };
         Local {
             model_path,
-            missing_hint,
+            cache_dir,
             max_tokens: config.max_tokens.max(1),
             model: Arc::new(Mutex::new(None)),
         }
@@ -183,9 +178,15 @@ impl Local {
         sink: Option<TextSink>,
     ) -> Result<ChatResponse, LlmError> {
         if !self.model_path.exists() {
+            let missing = match &self.cache_dir {
+                Some(cache_dir) => caxton_models::llm_model_status(cache_dir).detail,
+                None => format!(
+                    "the local model file {} (llm.local.model_path) does not exist",
+                    self.model_path.display()
+                ),
+            };
             return Err(LlmError::Unavailable(format!(
-                "{}; or configure a remote provider (llm.openai / llm.anthropic) in caxton.yaml",
-                self.missing_hint
+                "{missing}; or configure a remote provider (llm.openai / llm.anthropic) in caxton.yaml"
             )));
         }
         let prompt_turns = turns(&request);

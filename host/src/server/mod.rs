@@ -5,6 +5,7 @@ mod config_agents;
 pub mod error;
 mod memory;
 mod memory_ops;
+pub mod metrics;
 mod openapi;
 
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/shutdown", post(shutdown))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/metrics", get(metrics::metrics))
         .merge(agents::routes())
         .merge(memory::routes())
         .merge(memory_ops::routes())

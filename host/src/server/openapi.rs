@@ -87,6 +87,10 @@ pub async fn document() -> Json<Value> {
                 "summary": "Graceful shutdown: in-flight requests finish, then the server exits",
                 "responses": { "202": { "description": "Shutting down" } }
             }},
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics (caxton_server_*, caxton_memory_*, caxton_agent_*); also at /api/v1/metrics and on monitoring.metrics_port",
+                "responses": { "200": { "description": "Text exposition format 0.0.4" } }
+            }},
             "/api/v1/agents": {
                 "get": {
                     "summary": "List agents",

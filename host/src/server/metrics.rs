@@ -1,0 +1,199 @@
+//! `GET /metrics`: Prometheus text exposition, with the metric names the
+//! operator runbook greps for (`caxton_server_*`, `caxton_memory_*`,
+//! `caxton_agent_*`). Served on the API port, and on
+//! `monitoring.metrics_port` when that is set.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use crate::agents::record::AgentKind;
+
+/// One metric: name, help text, type, and samples as `(labels, value)`.
+struct Metric<'a> {
+    name: &'a str,
+    help: &'a str,
+    kind: &'a str,
+    samples: Vec<(String, f64)>,
+}
+
+fn render(metrics: &[Metric<'_>]) -> String {
+    let mut out = String::new();
+    for m in metrics {
+        let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+        let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
+        for (labels, value) in &m.samples {
+            let _ = writeln!(out, "{}{labels} {value}", m.name);
+        }
+    }
+    out
+}
+
+/// A metric with one unlabelled sample.
+fn single<'a>(kind: &'a str, name: &'a str, help: &'a str, value: f64) -> Metric<'a> {
+    Metric {
+        name,
+        help,
+        kind,
+        samples: vec![(String::new(), value)],
+    }
+}
+
+fn gauge<'a>(name: &'a str, help: &'a str, value: f64) -> Metric<'a> {
+    single("gauge", name, help, value)
+}
+
+fn counter<'a>(name: &'a str, help: &'a str, value: f64) -> Metric<'a> {
+    single("counter", name, help, value)
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let agents = state.manager.registry().all();
+    let config_count = agents
+        .iter()
+        .filter(|a| a.record().kind == AgentKind::Config)
+        .count();
+    let mut handled = 0u64;
+    let mut failed = 0u64;
+    let mut slowest_avg_ms = 0f64;
+    let mut per_agent = Vec::new();
+    for agent in &agents {
+        let stats = agent.stats();
+        handled += stats.messages_handled;
+        failed += stats.messages_failed;
+        slowest_avg_ms = slowest_avg_ms.max(stats.avg_execution_ms);
+        per_agent.push((
+            format!("{{agent=\"{}\"}}", agent.name.replace('"', "")),
+            stats.messages_handled as f64,
+        ));
+    }
+    let (reload_ok, reload_failed) = state.config_agents.reload_counts();
+    let memory = state.memory.clone();
+    let memory_stats = tokio::task::spawn_blocking(move || memory.stats())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let search_p99_s = memory_stats
+        .as_ref()
+        .and_then(|s| s.latency.get("search"))
+        .map_or(0.0, |l| l.p99_ms / 1000.0);
+    let traverse_p99_s = memory_stats
+        .as_ref()
+        .and_then(|s| s.latency.get("traverse"))
+        .map_or(0.0, |l| l.p99_ms / 1000.0);
+    let counts = memory_stats.as_ref().map(|s| s.counts);
+
+    let metrics = [
+        gauge(
+            "caxton_server_uptime_seconds",
+            "Seconds since this server process started.",
+            state.started.elapsed().as_secs_f64(),
+        ),
+        gauge(
+            "caxton_server_memory_usage_bytes",
+            "Resident memory of the server process.",
+            crate::memory::resident_memory_bytes().unwrap_or(0) as f64,
+        ),
+        gauge(
+            "caxton_memory_entities_total",
+            "Entities in embedded memory, all scopes.",
+            counts.as_ref().map_or(0.0, |c| c.entities as f64),
+        ),
+        gauge(
+            "caxton_memory_relations_total",
+            "Relations in embedded memory, all scopes.",
+            counts.as_ref().map_or(0.0, |c| c.relations as f64),
+        ),
+        gauge(
+            "caxton_memory_observations_total",
+            "Observations in embedded memory, all scopes.",
+            counts.as_ref().map_or(0.0, |c| c.observations as f64),
+        ),
+        gauge(
+            "caxton_memory_search_latency_p99",
+            "p99 of recent memory searches, seconds (query embedding included).",
+            search_p99_s,
+        ),
+        gauge(
+            "caxton_memory_traverse_latency_p99",
+            "p99 of recent graph traversals, seconds.",
+            traverse_p99_s,
+        ),
+        gauge(
+            "caxton_memory_db_size_bytes",
+            "Size of the database file (redb; agents and memory).",
+            state.storage.file_bytes() as f64,
+        ),
+        gauge(
+            "caxton_memory_sqlite_size_bytes",
+            "The runbook's name for caxton_memory_db_size_bytes (the store is redb, not SQLite).",
+            state.storage.file_bytes() as f64,
+        ),
+        gauge(
+            "caxton_agent_config_count",
+            "Config agents (markdown/TOML definitions) running.",
+            config_count as f64,
+        ),
+        gauge(
+            "caxton_agent_wasm_count",
+            "WASM component agents running.",
+            (agents.len() - config_count) as f64,
+        ),
+        counter(
+            "caxton_agent_reload_success_total",
+            "Config agent loads and reloads that went live.",
+            reload_ok as f64,
+        ),
+        counter(
+            "caxton_agent_reload_failure_total",
+            "Config agent loads and reloads rejected (the last good version kept serving).",
+            reload_failed as f64,
+        ),
+        counter(
+            "caxton_agent_messages_total",
+            "Messages agents handled, all agents.",
+            handled as f64,
+        ),
+        counter(
+            "caxton_agent_failures_total",
+            "Messages that ended in a trap, limit hit or failed instance.",
+            failed as f64,
+        ),
+        Metric {
+            name: "caxton_agent_messages_handled",
+            help: "Messages handled, per agent.",
+            kind: "counter",
+            samples: per_agent,
+        },
+    ];
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&metrics),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_format() {
+        let text = render(&[
+            gauge("caxton_x", "An x.", 1.5),
+            Metric {
+                name: "caxton_y",
+                help: "Per agent.",
+                kind: "counter",
+                samples: vec![("{agent=\"a\"}".into(), 2.0)],
+            },
+        ]);
+        assert_eq!(
+            text,
+            "# HELP caxton_x An x.\n# TYPE caxton_x gauge\ncaxton_x 1.5\n\
+             # HELP caxton_y Per agent.\n# TYPE caxton_y counter\ncaxton_y{agent=\"a\"} 2\n"
+        );
+    }
+}
