@@ -103,24 +103,35 @@ pub fn python_example() -> PathBuf {
 /// run; fails loudly when the model cannot be had.
 pub fn ensure_embedding_model() {
     static PULLED: OnceLock<Result<(), String>> = OnceLock::new();
-    PULLED
-        .get_or_init(|| {
-            let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
-                // No server listens here: pull must still succeed.
-                .args(["--server", "http://127.0.0.1:9", "memory", "pull"])
-                .output()
-                .map_err(|e| format!("cannot run `caxton memory pull`: {e}"))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`caxton memory pull` failed; the tests need the real embedding model:\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                ))
-            }
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"));
+    // No server listens on port 9: the pull must still succeed.
+    pull_once(
+        &PULLED,
+        &["--server", "http://127.0.0.1:9", "memory", "pull"],
+        "the tests need the real embedding model",
+    );
+}
+
+/// Runs a `caxton … pull` command once per test run (`cell` remembers the
+/// outcome); panics with its stderr when it fails, so a test that needs a
+/// model never passes without it.
+pub fn pull_once(cell: &'static OnceLock<Result<(), String>>, args: &[&str], why: &str) {
+    cell.get_or_init(|| {
+        let command = format!("caxton {}", args.join(" "));
+        let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{command}` failed; {why}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A running `caxton start` process. Killed when dropped.

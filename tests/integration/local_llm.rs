@@ -7,12 +7,11 @@
 //! recorded in the agent's log — never exact words.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::harness::{Server, temp_data_dir};
+use crate::harness::{Server, pull_once, temp_data_dir};
 
 /// The runbook's greeter, verbatim.
 const GREETER: &str = r#"---
@@ -51,23 +50,11 @@ system_prompt: |
 /// cannot be had (these tests must not pass without it).
 fn ensure_local_model() {
     static PULLED: OnceLock<Result<(), String>> = OnceLock::new();
-    PULLED
-        .get_or_init(|| {
-            let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
-                .args(["llm", "pull"])
-                .output()
-                .map_err(|e| format!("cannot run `caxton llm pull`: {e}"))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`caxton llm pull` failed; the real-model tests need the local LLM:\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                ))
-            }
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"));
+    pull_once(
+        &PULLED,
+        &["llm", "pull"],
+        "the real-model tests need the local LLM",
+    );
 }
 
 /// A server with no `llm:` section at all: the local model is the default.

@@ -10,7 +10,7 @@ use caxton_models::llm::{GenerateParams, LocalLlm, Speaker, ToolDecl, Turn, pars
 use clap::Subcommand;
 use serde_json::json;
 
-use super::memory::progress_line;
+use super::memory::pull_with_progress;
 
 #[derive(Subcommand)]
 pub enum LlmCommand {
@@ -44,27 +44,9 @@ pub async fn run(command: LlmCommand) -> anyhow::Result<ExitCode> {
     match command {
         LlmCommand::Pull { cache_dir } => {
             let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
-            let path = tokio::task::spawn_blocking(move || {
-                let mut drew = false;
-                let mut last_percent = u64::MAX;
-                let result = caxton_models::pull_llm(&cache_dir, &mut |p| {
-                    drew = true;
-                    // Redraw once per percent: stderr may be a log file.
-                    let percent = p
-                        .total
-                        .map_or(p.downloaded >> 20, |t| p.downloaded * 100 / t.max(1));
-                    if percent != last_percent {
-                        last_percent = percent;
-                        eprint!("\r{}", progress_line(&p));
-                    }
-                });
-                if drew {
-                    eprintln!();
-                }
-                result
-            })
-            .await
-            .context("the download task failed")??;
+            let path =
+                pull_with_progress(move |progress| caxton_models::pull_llm(&cache_dir, progress))
+                    .await?;
             println!("Local model ready at {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -507,8 +507,41 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// Runs a model pull on a blocking thread (it does blocking I/O), drawing
+/// its progress bar on stderr, redrawn once per percent (stderr may be a
+/// log file).
+pub(super) async fn pull_with_progress<T, E>(
+    pull: impl FnOnce(&mut dyn FnMut(caxton_models::PullProgress)) -> Result<T, E> + Send + 'static,
+) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let result = tokio::task::spawn_blocking(move || {
+        let mut drew = false;
+        let mut last_percent = u64::MAX;
+        let result = pull(&mut |p| {
+            drew = true;
+            let percent = p
+                .total
+                .map_or(p.downloaded >> 20, |t| p.downloaded * 100 / t.max(1));
+            if percent != last_percent {
+                last_percent = percent;
+                eprint!("\r{}", progress_line(&p));
+            }
+        });
+        if drew {
+            eprintln!();
+        }
+        result
+    })
+    .await
+    .context("the download task failed")?;
+    Ok(result?)
+}
+
 /// One redrawn line of a download's progress bar.
-pub(super) fn progress_line(p: &caxton_models::PullProgress) -> String {
+fn progress_line(p: &caxton_models::PullProgress) -> String {
     match p.total {
         Some(total) if total > 0 => {
             let filled = ((p.downloaded * 30 / total) as usize).min(30);
@@ -531,27 +564,7 @@ pub(super) fn progress_line(p: &caxton_models::PullProgress) -> String {
 async fn pull(client: &Client, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
     let dir = cache_dir.clone();
-    let model_dir = tokio::task::spawn_blocking(move || {
-        let mut drew = false;
-        let mut last_percent = u64::MAX;
-        let result = caxton_models::pull(&dir, &mut |p| {
-            drew = true;
-            // Redraw once per percent: stderr may be a log file.
-            let percent = p
-                .total
-                .map_or(p.downloaded >> 20, |t| p.downloaded * 100 / t.max(1));
-            if percent != last_percent {
-                last_percent = percent;
-                eprint!("\r{}", progress_line(&p));
-            }
-        });
-        if drew {
-            eprintln!();
-        }
-        result
-    })
-    .await
-    .context("the download task failed")??;
+    let model_dir = pull_with_progress(move |progress| caxton_models::pull(&dir, progress)).await?;
     println!("Embedding model ready in {}", model_dir.display());
     match client
         .post_json("/api/v1/memory/model/load", &json!({}))

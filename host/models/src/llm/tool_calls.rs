@@ -25,37 +25,30 @@ pub struct ParsedReply {
     pub tool_calls: Vec<ParsedToolCall>,
 }
 
+/// Cuts candidate JSON snippets out of text: `(snippets, the rest)`.
+type Extractor = fn(&str) -> (Vec<String>, String);
+
 /// Splits `generated` into text and calls of the tools named in `tools`.
 pub fn parse_reply(generated: &str, tools: &[&str]) -> ParsedReply {
     if tools.is_empty() {
         return text_only(generated);
     }
-    // 1. The documented form: one or more <tool_call> blocks.
-    let (tagged, rest) = take_blocks(generated, "<tool_call>", "</tool_call>");
-    let calls = calls_in(&tagged, tools);
-    if !calls.is_empty() {
-        return ParsedReply {
-            text: rest.trim().to_string(),
-            tool_calls: calls,
-        };
-    }
-    // 2. Fenced code blocks (```json … ``` or ``` … ```).
-    let (fenced, rest) = take_fenced(generated);
-    let calls = calls_in(&fenced, tools);
-    if !calls.is_empty() {
-        return ParsedReply {
-            text: rest.trim().to_string(),
-            tool_calls: calls,
-        };
-    }
-    // 3. Bare JSON: the outermost `{…}` or `[…]` spans of the text.
-    let (spans, rest) = take_json_spans(generated);
-    let calls = calls_in(&spans, tools);
-    if !calls.is_empty() {
-        return ParsedReply {
-            text: rest.trim().to_string(),
-            tool_calls: calls,
-        };
+    // In order of preference: the documented <tool_call> blocks, fenced
+    // code blocks (```json … ```), then bare outermost `{…}` / `[…]` spans.
+    let extractors: [Extractor; 3] = [
+        |text| take_blocks(text, "<tool_call>", "</tool_call>"),
+        take_fenced,
+        take_json_spans,
+    ];
+    for extract in extractors {
+        let (snippets, rest) = extract(generated);
+        let calls = calls_in(&snippets, tools);
+        if !calls.is_empty() {
+            return ParsedReply {
+                text: rest.trim().to_string(),
+                tool_calls: calls,
+            };
+        }
     }
     text_only(generated)
 }
