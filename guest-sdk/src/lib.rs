@@ -30,6 +30,9 @@
 //! instance: fields persist between messages, but are lost when the host
 //! discards the instance (after a trap or a limit hit, or a server restart).
 //! State that must survive goes through [`kv`].
+//!
+//! The same crate writes tool components (functions an agent's model can
+//! call, the `tool` world): see [`tool`].
 #![deny(missing_docs)]
 
 /// Raw bindings generated from `wit/` by `wit-bindgen`. Prefer the typed
@@ -45,11 +48,24 @@ pub mod bindings {
     });
 }
 
+/// Raw bindings of the `tool` world (for [`tool`] components).
+#[allow(missing_docs, clippy::all)]
+pub mod tool_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "tool",
+        pub_export_macro: true,
+        export_macro_name: "__export_tool_world",
+        default_bindings_module: "caxton_guest_sdk::tool_bindings",
+    });
+}
+
 pub mod kv;
 pub mod llm;
 pub mod log;
 pub mod memory;
 pub mod messaging;
+pub mod tool;
 pub mod tools;
 
 #[doc(hidden)]

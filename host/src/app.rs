@@ -18,6 +18,7 @@ use crate::memory::{MemoryOptions, MemoryService};
 use crate::server::{self, AppState};
 use crate::storage::Storage;
 use crate::tools::ToolRegistry;
+use crate::tools::component::ComponentTools;
 
 /// Command-line overrides of the configuration.
 #[derive(Debug, Default, Clone)]
@@ -58,9 +59,21 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         LlmService::from_config(&config.llm, &config.memory.model_cache_dir())
             .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
     );
-    let tools = Arc::new(ToolRegistry::with_builtins(
-        config.tools.http_allowed_domains.clone(),
-    ));
+    let cache = crate::runtime::component_cache(&data_dir, &config.runtime.max_limits)?;
+    let components = ComponentTools::new(cache.clone(), storage.clone(), config.runtime.clone())?;
+    let tools = Arc::new(
+        ToolRegistry::with_builtins(config.tools.http_allowed_domains.clone())
+            .with_components(components),
+    );
+    let started = Instant::now();
+    if let Some(components) = tools.components() {
+        let count = components.load_stored().await?;
+        tracing::info!(
+            tools = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "stored tool components loaded"
+        );
+    }
     let registry = Arc::new(Registry::new());
     let manager = Arc::new(AgentManager::new(
         config.runtime.clone(),
@@ -69,7 +82,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         memory.clone(),
         llm,
         tools.clone(),
-        &data_dir,
+        cache,
     )?);
     let started = Instant::now();
     let count = manager.start_stored().await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, temp_data_dir};
+use crate::harness::{Server, rust_example, temp_data_dir};
 
 /// The runbook's example agent, verbatim.
 const DATA_ANALYZER: &str = r#"---
@@ -621,4 +621,153 @@ monitoring:
     let (ok, out, _) = server.cli(&["config", "verify", "--config", &config.to_string_lossy()]);
     assert!(!ok, "{out}");
     assert!(out.contains("memory.backend `qdrant`"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_components_are_deployed_over_rest_and_called_by_agents() {
+    let script = r#"
+- when: "measure"
+  tool_calls: [{name: word_stats, arguments: {text: "The cat sat. The cat ran!", top: 2}}]
+- when: "\"words\""
+  content: "Six words, two sentences."
+"#;
+    let mut setup = Setup::start(script, &[]);
+    let tool = rust_example("word_stats");
+    let (status, body) = setup.server.get("/api/v1/tools/word_stats").await;
+    assert_eq!(status, 404, "{body}");
+
+    // The CLI deploys it; its name and schema come from its own `describe`.
+    let path = tool.to_str().expect("utf-8 path");
+    let (ok, out, err) = setup.server.cli(&["tools", "deploy", path]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Deployed tool word_stats"), "{out}");
+    let (ok, out, _) = setup.server.cli(&["tools", "list"]);
+    assert!(ok && out.contains("word_stats (component)"), "{out}");
+    let (_, listed) = setup.server.get("/api/v1/tools").await;
+    let entry = listed["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .find(|t| t["name"] == "word_stats")
+        .cloned()
+        .expect("word_stats listed");
+    assert_eq!(entry["kind"], "component", "{entry}");
+    assert_eq!(entry["parameters"]["required"], json!(["text"]), "{entry}");
+    assert!(
+        entry["component_sha256"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64)
+    );
+
+    // A second upload of the same name needs `replace`.
+    let bytes = std::fs::read(&tool).expect("read tool");
+    let (status, body) = setup
+        .server
+        .post_raw("/api/v1/tools", "application/wasm", bytes.clone())
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--replace"),
+        "{body}"
+    );
+    let (status, body) = setup
+        .server
+        .post_raw(
+            "/api/v1/tools?replace=true",
+            "application/wasm",
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replaced"], true, "{body}");
+
+    // Wrong uploads are refused with what to do, and change nothing.
+    let agent_component = std::fs::read(rust_example("echo")).expect("read echo");
+    let (status, body) = setup
+        .server
+        .post_raw("/api/v1/tools", "application/wasm", agent_component)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`tool` world"),
+        "{body}"
+    );
+    let (status, body) = setup
+        .server
+        .post_raw(
+            "/api/v1/tools",
+            "application/wasm",
+            b"not wasm at all".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = setup
+        .server
+        .post_raw("/api/v1/tools?max_fuel=1000", "application/wasm", bytes)
+        .await;
+    assert_eq!(status, 422, "limits apply to tools too: {body}");
+    assert_eq!(
+        body["error"]["details"]["failure"], "agent_out_of_fuel",
+        "{body}"
+    );
+
+    // An agent that lists the tool calls it; the answer goes back to the model.
+    let agent = "---\nname: Counter\nversion: \"1.0.0\"\ncapabilities: [counting]\ntools: [word_stats]\nsystem_prompt: You count words with tools.\n---\n";
+    write(&setup.agents.join("counter.md"), agent);
+    let (ok, out, err) = setup.server.cli(&["agents", "reload", "counter"]);
+    assert!(ok, "{out}{err}");
+    let reply = setup.reply("counter", "measure this").await;
+    assert_eq!(reply["content"], "Six words, two sentences.", "{reply}");
+    let requests = setup.requests();
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(offered, vec!["word_stats"]);
+    let answer = requests[1]["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .expect("tool message");
+    assert_eq!(answer["role"], "tool", "{answer}");
+    let content: Value = serde_json::from_str(answer["content"].as_str().unwrap_or(""))
+        .expect("tool answer is JSON");
+    assert_eq!(content["words"], 6, "{content}");
+    assert_eq!(content["sentences"], 2, "{content}");
+    assert_eq!(
+        content["top_words"],
+        json!([{"word": "cat", "count": 2}, {"word": "the", "count": 2}]),
+        "{content}"
+    );
+    // The tool's own log line lands in the calling agent's log.
+    let (_, logs) = setup.server.get("/api/v1/agents/counter/logs").await;
+    assert!(
+        logs.to_string().contains("[word_stats] measured 6 words"),
+        "{logs}"
+    );
+
+    // Deployed tools survive a restart.
+    setup.server = setup.server.restart();
+    let (status, body) = setup.server.get("/api/v1/tools/word_stats").await;
+    assert_eq!(status, 200, "{body}");
+    let reply = setup.reply("counter", "measure this").await;
+    assert_eq!(reply["content"], "Six words, two sentences.", "{reply}");
+
+    // Removal: components go, built-ins stay.
+    let (status, body) = setup.server.delete("/api/v1/tools/csv_parser").await;
+    assert_eq!(status, 409, "{body}");
+    let (ok, out, err) = setup.server.cli(&["tools", "remove", "word_stats"]);
+    assert!(ok, "{out}{err}");
+    let (status, _) = setup.server.get("/api/v1/tools/word_stats").await;
+    assert_eq!(status, 404);
+    let (status, _) = setup.server.delete("/api/v1/tools/word_stats").await;
+    assert_eq!(status, 404);
 }

@@ -282,6 +282,12 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/api/v1/memory/graph",
         "/api/v1/memory/export",
         "/api/v1/memory/import",
+        "/api/v1/tools",
+        "/api/v1/tools/{tool}",
+        "/api/v1/config-agents",
+        "/api/v1/config-agents/validate",
+        "/api/v1/agents/{agent}/reload",
+        "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }

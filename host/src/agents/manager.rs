@@ -1,7 +1,6 @@
 //! The lifecycle of WASM agents: deploy (check, compile, start, store),
 //! bring back stored agents at startup, suspend, resume, ping, remove.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use crate::memory::MemoryService;
 use crate::runtime::component_cache::ComponentCache;
 use crate::runtime::limits::ResourceLimits;
 use crate::runtime::{
-    AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, engine, imports,
+    AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, imports,
 };
 use crate::storage::Storage;
 use crate::tools::ToolRegistry;
@@ -98,16 +97,15 @@ impl AgentManager {
         memory: Arc<MemoryService>,
         llm: Arc<LlmService>,
         tools: Arc<ToolRegistry>,
-        data_dir: &Path,
+        cache: Arc<ComponentCache>,
     ) -> anyhow::Result<Self> {
-        let engine = engine::new_engine(config.max_limits.max_memory_bytes)?;
+        let engine = cache.engine().clone();
         let linker = imports::linker(&engine)
             .map_err(|e| anyhow::anyhow!("building the host linker: {e}"))?;
-        let cache = ComponentCache::new(engine.clone(), data_dir.join("cache").join("components"))?;
         Ok(AgentManager {
             engine,
             linker,
-            cache: Arc::new(cache),
+            cache,
             storage,
             registry,
             memory,

@@ -426,7 +426,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
         memory,
         Arc::new(caxton::llm::LlmService::none()),
         Arc::new(caxton::tools::ToolRegistry::with_builtins(Vec::new())),
-        data_dir,
+        caxton::runtime::component_cache(data_dir, &RuntimeConfig::default().max_limits)?,
     )?;
     manager
         .deploy(DeployRequest {

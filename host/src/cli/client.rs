@@ -76,10 +76,21 @@ impl Client {
 
     /// POST of a text body (imports).
     pub async fn post_text(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        self.post_body(path, "application/x-ndjson", body.into_bytes())
+            .await
+    }
+
+    /// POST of raw bytes with their content type (component uploads).
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
         let response = self
             .http
             .post(self.url(path))
-            .header("content-type", "application/x-ndjson")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await;

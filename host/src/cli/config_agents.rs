@@ -460,21 +460,3 @@ pub async fn deploy_definition(client: &Client, file: &Path) -> anyhow::Result<E
         }
     }
 }
-
-pub async fn tools_list(client: &Client, json_out: bool) -> anyhow::Result<ExitCode> {
-    let tools = client.get("/api/v1/tools").await?;
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&tools)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for t in tools["tools"].as_array().into_iter().flatten() {
-        println!(
-            "{} ({})",
-            t["name"].as_str().unwrap_or("?"),
-            t["kind"].as_str().unwrap_or("?")
-        );
-        println!("  {}", t["description"].as_str().unwrap_or(""));
-        println!("  parameters: {}", t["parameters"]);
-    }
-    Ok(ExitCode::SUCCESS)
-}

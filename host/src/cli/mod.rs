@@ -7,6 +7,7 @@ mod client;
 mod config_agents;
 mod llm;
 mod memory;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,19 +73,10 @@ enum Command {
     Llm(llm::LlmCommand),
     /// The tools agents can call.
     #[command(subcommand)]
-    Tools(ToolsCommand),
+    Tools(tools::ToolsCommand),
     /// Check configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-}
-
-#[derive(Subcommand)]
-enum ToolsCommand {
-    /// Every tool with its description and JSON schema.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Subcommand)]
@@ -191,9 +183,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             memory::run(&client, command).await
         }
         Command::Llm(command) => llm::run(command).await,
-        Command::Tools(ToolsCommand::List { json }) => {
+        Command::Tools(command) => {
             let client = Client::new(&cli.server)?;
-            config_agents::tools_list(&client, json).await
+            tools::run(&client, command).await
         }
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {

@@ -28,6 +28,11 @@ impl ComponentCache {
         })
     }
 
+    /// The engine the cached artifacts were compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     fn path_for(&self, sha256: &str) -> PathBuf {
         self.dir
             .join(format!("{sha256}-{}.cwasm", self.fingerprint))

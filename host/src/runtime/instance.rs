@@ -16,8 +16,9 @@ use super::bindings::exports::caxton::agent::agent_handler::AgentInfo;
 use super::bindings::{Agent, AgentPre, caxton::agent::types as wit};
 use super::engine::FUEL_YIELD_INTERVAL;
 use super::imports::messaging::describe_wit_error;
-use super::limits::ResourceLimits;
+use super::limits::{MemoryLimiter, ResourceLimits};
 use super::{AgentContext, ExecutionFailure, HostState};
+use crate::agents::log::AgentLog;
 
 /// Longest stderr excerpt attached to a trap report.
 const MAX_STDERR_IN_ERROR: usize = 600;
@@ -62,26 +63,18 @@ impl AgentProgram {
         limits: ResourceLimits,
         config_json: &str,
     ) -> Result<AgentInstance, ExecutionFailure> {
-        let mut store = Store::new(&self.engine, HostState::new(agent, limits.max_memory_bytes));
-        store.limiter(|state| &mut state.limiter);
-        store
-            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-            .map_err(|e| ExecutionFailure::Instantiate(e.to_string()))?;
-        refill(&mut store, &limits)?;
-        let bookmark = store.data().agent.log.bookmark();
+        let log = agent.log.clone();
+        let mut store = sandboxed_store(
+            &self.engine,
+            HostState::new(agent, limits.max_memory_bytes),
+            &limits,
+        )?;
+        let bookmark = log.bookmark();
         let time_limit = Duration::from_millis(limits.max_execution_time_ms);
         let instantiated =
             tokio::time::timeout(time_limit, self.pre.instantiate_async(&mut store)).await;
-        let bindings = match instantiated {
-            Err(_) => return Err(timeout(&limits)),
-            Ok(Err(e)) => {
-                return Err(match classify(&mut store, &limits, &e, bookmark) {
-                    ExecutionFailure::Trap(text) => ExecutionFailure::Instantiate(text),
-                    other => other,
-                });
-            }
-            Ok(Ok(bindings)) => bindings,
-        };
+        let bindings = settle(&mut store, &limits, instantiated, bookmark)
+            .map_err(ExecutionFailure::at_instantiation)?;
         let mut instance = AgentInstance {
             store,
             bindings,
@@ -174,15 +167,60 @@ impl AgentInstance {
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
         bookmark: u64,
     ) -> Result<T, ExecutionFailure> {
-        match outcome {
-            Err(_) => Err(timeout(&self.limits)),
-            Ok(Err(e)) => Err(classify(&mut self.store, &self.limits, &e, bookmark)),
-            Ok(Ok(value)) => Ok(value),
-        }
+        settle(&mut self.store, &self.limits, outcome, bookmark)
     }
 }
 
-fn refill(store: &mut Store<HostState>, limits: &ResourceLimits) -> Result<(), ExecutionFailure> {
+/// What a store must give the limit machinery: its memory limiter and the
+/// log its guest's stdout and stderr go to.
+pub(crate) trait Sandboxed: Send + 'static {
+    fn limiter(&mut self) -> &mut MemoryLimiter;
+    fn log(&self) -> &AgentLog;
+}
+
+impl Sandboxed for HostState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+    fn log(&self) -> &AgentLog {
+        &self.agent.log
+    }
+}
+
+/// A store for one guest: memory limited, fuel filled, yielding to the
+/// executor so the wall-clock limit can fire.
+pub(crate) fn sandboxed_store<T: Sandboxed>(
+    engine: &Engine,
+    state: T,
+    limits: &ResourceLimits,
+) -> Result<Store<T>, ExecutionFailure> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state.limiter());
+    store
+        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+        .map_err(|e| ExecutionFailure::Instantiate(e.to_string()))?;
+    refill(&mut store, limits)?;
+    Ok(store)
+}
+
+/// Turns the outcome of a timed guest call into a result.
+pub(crate) fn settle<S: Sandboxed, T>(
+    store: &mut Store<S>,
+    limits: &ResourceLimits,
+    outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    bookmark: u64,
+) -> Result<T, ExecutionFailure> {
+    match outcome {
+        Err(_) => Err(timeout(limits)),
+        Ok(Err(e)) => Err(classify(store, limits, &e, bookmark)),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+pub(crate) fn refill<T>(
+    store: &mut Store<T>,
+    limits: &ResourceLimits,
+) -> Result<(), ExecutionFailure> {
     store
         .set_fuel(limits.max_fuel)
         .map_err(|e| ExecutionFailure::Instantiate(format!("cannot set fuel: {e}")))?;
@@ -199,13 +237,13 @@ fn timeout(limits: &ResourceLimits) -> ExecutionFailure {
 }
 
 /// Turns a wasmtime error into the failure an operator can act on.
-fn classify(
-    store: &mut Store<HostState>,
+fn classify<S: Sandboxed>(
+    store: &mut Store<S>,
     limits: &ResourceLimits,
     error: &wasmtime::Error,
     bookmark: u64,
 ) -> ExecutionFailure {
-    if store.data_mut().limiter.take_hit() {
+    if store.data_mut().limiter().take_hit() {
         return ExecutionFailure::MemoryLimit {
             max_memory_bytes: limits.max_memory_bytes,
         };
@@ -220,7 +258,7 @@ fn classify(
                 Some(trap) => trap.to_string(),
                 None => error.to_string(),
             };
-            let stderr = store.data().agent.log.since(bookmark, "stderr").join(" | ");
+            let stderr = store.data().log().since(bookmark, "stderr").join(" | ");
             if !stderr.is_empty() {
                 let mut excerpt = stderr;
                 if excerpt.len() > MAX_STDERR_IN_ERROR {

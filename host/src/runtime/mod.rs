@@ -1,4 +1,4 @@
-//! Where agents run: the wasmtime engine, the compiled-component cache,
+//! Where agents (and tool components) run: the wasmtime engine, the compiled-component cache,
 //! sandboxed instances with their limits, and the host side of every WIT
 //! import (`imports/`, one file per interface).
 
@@ -8,6 +8,7 @@ pub mod imports;
 pub mod instance;
 pub mod limits;
 pub mod state;
+pub mod tool;
 
 use thiserror::Error;
 
@@ -23,6 +24,18 @@ pub mod bindings {
 }
 
 pub use instance::{AgentInstance, AgentProgram};
+
+/// The one engine agents and tools share, with its compiled-component
+/// cache under `data_dir/cache/components`.
+pub fn component_cache(
+    data_dir: &std::path::Path,
+    max_limits: &limits::ResourceLimits,
+) -> anyhow::Result<std::sync::Arc<component_cache::ComponentCache>> {
+    let engine = engine::new_engine(max_limits.max_memory_bytes)?;
+    let cache =
+        component_cache::ComponentCache::new(engine, data_dir.join("cache").join("components"))?;
+    Ok(std::sync::Arc::new(cache))
+}
 pub use state::{AgentContext, HostState};
 
 /// Why one message did not produce an answer from the agent. Each variant
@@ -46,6 +59,14 @@ pub enum ExecutionFailure {
 }
 
 impl ExecutionFailure {
+    /// A trap while instantiating is reported as a failed instantiation.
+    pub fn at_instantiation(self) -> Self {
+        match self {
+            ExecutionFailure::Trap(text) => ExecutionFailure::Instantiate(text),
+            other => other,
+        }
+    }
+
     /// Stable machine-readable code for APIs and metrics.
     pub fn code(&self) -> &'static str {
         match self {

@@ -52,20 +52,26 @@ impl HostState {
     /// A sandbox with nothing granted: no files, no sockets, no environment,
     /// no arguments; stdout and stderr go to the agent's log.
     pub fn new(agent: Arc<AgentContext>, max_memory_bytes: u64) -> Self {
-        let mut builder = WasiCtxBuilder::new();
-        builder
-            .stdout(LogOutput::new(&agent.log, "stdout"))
-            .stderr(LogOutput::new(&agent.log, "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
         HostState {
+            wasi: sandbox_wasi(&agent.log),
             agent,
             limiter: MemoryLimiter::new(max_memory_bytes),
-            wasi: builder.build(),
             table: ResourceTable::new(),
         }
     }
+}
+
+/// WASI with nothing granted (no files, sockets, environment or
+/// arguments); stdout and stderr are written line by line into `log`.
+pub(crate) fn sandbox_wasi(log: &Arc<AgentLog>) -> WasiCtx {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(LogOutput::new(log, "stdout"))
+        .stderr(LogOutput::new(log, "stderr"))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder.build()
 }
 
 impl WasiView for HostState {

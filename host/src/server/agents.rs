@@ -162,7 +162,7 @@ struct RawDeployQuery {
     max_execution_time_ms: Option<u64>,
 }
 
-fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(&compact)

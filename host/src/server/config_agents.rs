@@ -1,5 +1,4 @@
-//! Config agents and tools over REST: validate, install, reload, status,
-//! and the tool registry (`caxton tools list`).
+//! Config agents over REST: validate, install, reload, status.
 
 use axum::Json;
 use axum::Router;
@@ -19,7 +18,6 @@ use crate::config_agents::validate::Problem;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/tools", get(tools))
         .route("/api/v1/config-agents", get(list).post(install))
         .route("/api/v1/config-agents/validate", post(validate))
         .route("/api/v1/config-agents/reload", post(reload_all))
@@ -50,11 +48,6 @@ fn problems_error(file: &str, problems: Vec<Problem>) -> ApiError {
         ),
     )
     .with_details(json!({ "problems": problems }))
-}
-
-async fn tools(State(state): State<AppState>) -> Json<Value> {
-    let tools = state.tools.list();
-    Json(json!({ "total": tools.len(), "tools": tools }))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {

@@ -7,6 +7,7 @@ mod memory;
 mod memory_ops;
 pub mod metrics;
 mod openapi;
+mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(memory::routes())
         .merge(memory_ops::routes())
         .merge(config_agents::routes())
+        .merge(tools::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -62,6 +62,51 @@ fn memory_paths() -> Value {
     })
 }
 
+/// Config agents, the tool registry and metrics.
+fn operations_paths() -> Value {
+    let tool_param =
+        json!({ "name": "tool", "in": "path", "required": true, "schema": { "type": "string" } });
+    json!({
+        "/api/v1/tools": {
+            "get": { "summary": "Every tool agents can call (built-in and components) with its JSON Schema",
+                "responses": { "200": { "description": "total, tools: [{name, description, parameters, kind}]" } } },
+            "post": { "summary": "Deploy a tool component (the `tool` world); its name comes from its `describe`",
+                "description": "Body: the component as application/wasm (query: replace, max_fuel, max_execution_time_ms, max_memory_bytes) or JSON {wasm_module (base64), resource_limits, replace}.",
+                "requestBody": { "required": true, "content": {
+                    "application/wasm": { "schema": { "type": "string", "format": "binary" } },
+                    "application/json": { "schema": { "type": "object" } } } },
+                "responses": {
+                    "201": { "description": "Deployed" }, "200": { "description": "Replaced (replace=true)" },
+                    "400": error_response("Not a WebAssembly component"),
+                    "409": error_response("Name taken by a built-in or deployed tool"),
+                    "422": error_response("Wrong world, unusable name or schema, or describe failed within the limits") } }
+        },
+        "/api/v1/tools/{tool}": {
+            "get": { "summary": "One tool", "parameters": [tool_param.clone()],
+                "responses": { "200": { "description": "The tool" }, "404": error_response("Unknown tool") } },
+            "delete": { "summary": "Remove a tool component", "parameters": [tool_param],
+                "responses": { "200": { "description": "Removed" }, "404": error_response("Unknown tool"),
+                    "409": error_response("Built-in tools cannot be removed") } }
+        },
+        "/api/v1/config-agents": {
+            "get": { "summary": "Config agents and their reload state", "responses": { "200": { "description": "Config agents" } } },
+            "post": { "summary": "Install a definition {file, source} into the agents directory",
+                "responses": { "201": { "description": "Installed" }, "400": error_response("Invalid definition (every problem listed)") } }
+        },
+        "/api/v1/config-agents/validate": { "post": { "summary": "Validate a definition {file, source}",
+            "responses": { "200": { "description": "problems: [{file, line, column, field, message, fix}]" } } } },
+        "/api/v1/config-agents/reload": { "post": { "summary": "Reload every definition in the agents directory",
+            "responses": { "200": { "description": "Per-file results" } } } },
+        "/api/v1/agents/{agent}/reload": { "post": { "summary": "Reload one config agent from its file",
+            "parameters": [agent_param()],
+            "responses": { "200": { "description": "Reloaded" }, "400": error_response("Invalid definition; the last good version keeps serving") } } },
+        "/api/v1/agents/{agent}/reload-status": { "get": { "summary": "Last reload of a config agent",
+            "parameters": [agent_param()], "responses": { "200": { "description": "Reload state" } } } },
+        "/metrics": { "get": { "summary": "Prometheus metrics (text exposition format)",
+            "responses": { "200": { "description": "text/plain; version=0.0.4" } } } }
+    })
+}
+
 pub async fn document() -> Json<Value> {
     let message_body = json!({
         "required": true,
@@ -219,8 +264,12 @@ pub async fn document() -> Json<Value> {
             }}
         }}
     });
-    if let (Some(paths), Value::Object(memory)) = (doc["paths"].as_object_mut(), memory_paths()) {
-        paths.extend(memory);
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for extra in [memory_paths(), operations_paths()] {
+            if let Value::Object(extra) = extra {
+                paths.extend(extra);
+            }
+        }
     }
     Json(doc)
 }

@@ -10,11 +10,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
 
 use crate::agents::record::AgentRecord;
+use crate::tools::component::ToolRecord;
 
 /// Agent id → JSON-encoded [`AgentRecord`].
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 /// sha256 of a component (hex) → the component's bytes.
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+/// Tool name → JSON-encoded [`ToolRecord`] of a deployed tool component.
+const TOOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("tools");
+/// Tool name → the tool component's bytes.
+const TOOL_COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tool_components");
 /// (agent id, key) → value, the agents' `keyvalue` state.
 const KEYVALUE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue");
 
@@ -28,6 +33,11 @@ pub enum StorageError {
     #[error("stored record for agent {id} is unreadable: {source}")]
     CorruptRecord {
         id: String,
+        source: serde_json::Error,
+    },
+    #[error("stored record for tool {name} is unreadable: {source}")]
+    CorruptToolRecord {
+        name: String,
         source: serde_json::Error,
     },
     #[error("component {0} is referenced by an agent but missing from the database")]
@@ -98,6 +108,8 @@ impl Storage {
             txn.open_table(AGENTS).map_err(db_err)?;
             txn.open_table(COMPONENTS).map_err(db_err)?;
             txn.open_table(KEYVALUE).map_err(db_err)?;
+            txn.open_table(TOOLS).map_err(db_err)?;
+            txn.open_table(TOOL_COMPONENTS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Storage {
@@ -232,6 +244,68 @@ impl Storage {
             Some(bytes) => Ok(bytes.value().to_vec()),
             None => Err(StorageError::MissingComponent(sha256.to_string())),
         }
+    }
+
+    /// Stores (or replaces) a tool component and its record in one
+    /// transaction.
+    pub fn put_tool(&self, record: &ToolRecord, component: &[u8]) -> Result<()> {
+        let json =
+            serde_json::to_vec(record).map_err(|source| StorageError::CorruptToolRecord {
+                name: record.name.clone(),
+                source,
+            })?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut components = txn.open_table(TOOL_COMPONENTS).map_err(db_err)?;
+            components
+                .insert(record.name.as_str(), component)
+                .map_err(db_err)?;
+            let mut tools = txn.open_table(TOOLS).map_err(db_err)?;
+            tools
+                .insert(record.name.as_str(), json.as_slice())
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Removes a tool component; answers whether it existed.
+    pub fn remove_tool(&self, name: &str) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let existed;
+        {
+            let mut tools = txn.open_table(TOOLS).map_err(db_err)?;
+            existed = tools.remove(name).map_err(db_err)?.is_some();
+            let mut components = txn.open_table(TOOL_COMPONENTS).map_err(db_err)?;
+            components.remove(name).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(existed)
+    }
+
+    /// Every stored tool component with its bytes, in name order.
+    pub fn tools(&self) -> Result<Vec<(ToolRecord, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let tools = txn.open_table(TOOLS).map_err(db_err)?;
+        let components = txn.open_table(TOOL_COMPONENTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in tools.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let name = key.value().to_string();
+            let record: ToolRecord = serde_json::from_slice(value.value()).map_err(|source| {
+                StorageError::CorruptToolRecord {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            let bytes = components
+                .get(name.as_str())
+                .map_err(db_err)?
+                .ok_or_else(|| StorageError::MissingComponent(record.component_sha256.clone()))?
+                .value()
+                .to_vec();
+            out.push((record, bytes));
+        }
+        Ok(out)
     }
 
     pub fn kv_get(&self, agent_id: &str, key: &str) -> Result<Option<Vec<u8>>> {

@@ -47,10 +47,10 @@ fn select<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 
 #[async_trait::async_trait]
 impl Tool for JsonProcessor {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "json_processor"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Parse JSON text and pick a value by dotted path (orders.0.total); also reports its type, keys and length."
     }
     fn schema(&self) -> Value {
@@ -114,10 +114,10 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 #[async_trait::async_trait]
 impl Tool for CsvParser {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "csv_parser"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Parse CSV text into rows (objects keyed by the header), with column names and row count."
     }
     fn schema(&self) -> Value {
@@ -171,10 +171,10 @@ const HTTP_MAX_BODY: usize = 64 * 1024;
 
 #[async_trait::async_trait]
 impl Tool for HttpClient {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "http_client"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "HTTP GET or POST to an allowed domain (tools.http_allowed_domains in caxton.yaml); answers status and body (first 64 KiB)."
     }
     fn schema(&self) -> Value {
@@ -236,10 +236,10 @@ struct MemorySearch;
 
 #[async_trait::async_trait]
 impl Tool for MemorySearch {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "memory_search"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Search the agent's memory by meaning and keywords; answers the best matching entities."
     }
     fn schema(&self) -> Value {
@@ -269,10 +269,10 @@ struct MemoryStore;
 
 #[async_trait::async_trait]
 impl Tool for MemoryStore {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "memory_store"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Remember a fact: an entity (name, type) with observations, in the agent's memory."
     }
     fn schema(&self) -> Value {
@@ -304,10 +304,10 @@ struct AskAgent;
 
 #[async_trait::async_trait]
 impl Tool for AskAgent {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "ask_agent"
     }
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Ask another agent, by name (`agent`) or by capability (`capability`), and get its answer."
     }
     fn schema(&self) -> Value {

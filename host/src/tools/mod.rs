@@ -1,8 +1,10 @@
 //! The tool registry: what an agent's model can call through the `tools`
-//! import. Built-in tools live in the host ([`builtin`]); an agent may only
-//! call the tools its definition lists, checked at every call.
+//! import. Built-in tools live in the host ([`builtin`]); tool components
+//! are deployed over REST ([`component`]). An agent may only call the tools
+//! its definition lists, checked at every call.
 
 pub mod builtin;
+pub mod component;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,8 +30,8 @@ pub enum ToolError {
 /// One callable tool.
 #[async_trait::async_trait]
 pub trait Tool: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn description(&self) -> &'static str;
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
     /// JSON Schema of the arguments object.
     fn schema(&self) -> Value;
     async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError>;
@@ -41,42 +43,103 @@ pub struct ToolInfo {
     pub name: String,
     pub description: String,
     pub parameters: Value,
+    /// `builtin` or `component`.
     pub kind: &'static str,
+    /// For tool components: what was deployed, and when.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<ToolRecordView>,
+}
+
+/// The deployment facts of a tool component shown next to its schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolRecordView {
+    pub component_sha256: String,
+    pub size_bytes: u64,
+    pub resource_limits: crate::runtime::limits::ResourceLimits,
+    pub deployed_at: String,
 }
 
 pub struct ToolRegistry {
-    tools: BTreeMap<&'static str, Arc<dyn Tool>>,
+    builtins: BTreeMap<String, Arc<dyn Tool>>,
+    /// Absent when the registry only serves offline validation.
+    components: Option<component::ComponentTools>,
 }
 
 impl ToolRegistry {
     /// Every built-in tool; `http_allowed_domains` bounds `http_client`.
     pub fn with_builtins(http_allowed_domains: Vec<String>) -> Self {
-        let mut tools: BTreeMap<&'static str, Arc<dyn Tool>> = BTreeMap::new();
-        for tool in builtin::all(http_allowed_domains) {
-            tools.insert(tool.name(), tool);
+        let builtins = builtin::all(http_allowed_domains)
+            .into_iter()
+            .map(|tool| (tool.name().to_string(), tool))
+            .collect();
+        ToolRegistry {
+            builtins,
+            components: None,
         }
-        ToolRegistry { tools }
     }
 
+    /// Adds deployable tool components (the server has them; offline
+    /// validation does not).
+    pub fn with_components(mut self, components: component::ComponentTools) -> Self {
+        self.components = Some(components);
+        self
+    }
+
+    /// The tool components, when this registry has them.
+    pub fn components(&self) -> Option<&component::ComponentTools> {
+        self.components.as_ref()
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtins.contains_key(name)
+    }
+
+    fn component_tools(&self) -> Vec<Arc<component::ComponentTool>> {
+        self.components
+            .as_ref()
+            .map(|c| c.all())
+            .unwrap_or_default()
+    }
+
+    /// Every tool's name: built-in ones first, then components.
     pub fn names(&self) -> Vec<String> {
-        self.tools.keys().map(|n| n.to_string()).collect()
+        let mut names: Vec<String> = self.builtins.keys().cloned().collect();
+        names.extend(self.component_tools().iter().map(|t| t.name().to_string()));
+        names
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tools.contains_key(name)
+        self.find(name).is_some()
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        if let Some(tool) = self.builtins.get(name) {
+            return Some(tool.clone());
+        }
+        let component = self.components.as_ref()?.get(name)?;
+        Some(component as Arc<dyn Tool>)
     }
 
     pub fn info(&self, name: &str) -> Option<ToolInfo> {
-        self.tools.get(name).map(|t| ToolInfo {
-            name: t.name().to_string(),
-            description: t.description().to_string(),
-            parameters: t.schema(),
-            kind: "builtin",
-        })
+        if let Some(tool) = self.builtins.get(name) {
+            return Some(ToolInfo {
+                name: tool.name().to_string(),
+                description: tool.description().to_string(),
+                parameters: tool.schema(),
+                kind: "builtin",
+                deployment: None,
+            });
+        }
+        self.components
+            .as_ref()?
+            .get(name)
+            .map(|tool| component_info(&tool))
     }
 
     pub fn list(&self) -> Vec<ToolInfo> {
-        self.tools.keys().filter_map(|n| self.info(n)).collect()
+        let mut list: Vec<ToolInfo> = self.builtins.keys().filter_map(|n| self.info(n)).collect();
+        list.extend(self.component_tools().iter().map(|t| component_info(t)));
+        list
     }
 
     /// Calls `name` for `caller`, which must list the tool.
@@ -97,7 +160,7 @@ impl ToolRegistry {
                 }
             )));
         }
-        let tool = self.tools.get(name).ok_or_else(|| {
+        let tool = self.find(name).ok_or_else(|| {
             ToolError::NotFound(format!(
                 "no tool named `{name}`; `caxton tools list` shows the available tools"
             ))
@@ -117,5 +180,22 @@ impl ToolRegistry {
             )));
         }
         tool.invoke(args, caller).await
+    }
+}
+
+/// What `caxton tools list` shows about a tool component.
+pub fn component_info(tool: &component::ComponentTool) -> ToolInfo {
+    let record = tool.record();
+    ToolInfo {
+        name: record.name.clone(),
+        description: record.description.clone(),
+        parameters: record.parameters.clone(),
+        kind: "component",
+        deployment: Some(ToolRecordView {
+            component_sha256: record.component_sha256.clone(),
+            size_bytes: record.size_bytes,
+            resource_limits: record.limits,
+            deployed_at: record.deployed_at.clone(),
+        }),
     }
 }

@@ -1,30 +1,51 @@
-//! `caxton:agent/logging`: into the agent's own log, and into the server's
+//! `caxton:agent/logging`: into the agent's own log (a tool's lines into
+//! the log of the agent that called it), and into the server's
 //! tracing output at debug level.
 
 use crate::runtime::HostState;
 use crate::runtime::bindings::caxton::agent::logging::{self, Level};
+use crate::runtime::tool::ToolState;
 
 /// Longest message kept; longer ones are cut.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 impl logging::Host for HostState {
     async fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        let mut message = message;
-        if message.len() > MAX_MESSAGE_BYTES {
-            let mut cut = MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        let (level, message) = prepare(level, message);
         tracing::debug!(agent = %self.agent.name, level, "{message}");
         self.agent.log.push(level, &message);
     }
+}
+
+/// A tool logs into the log of the agent that called it, its lines
+/// prefixed with the tool's name.
+impl logging::Host for ToolState {
+    async fn log(&mut self, level: Level, message: String) {
+        let (level, message) = prepare(level, message);
+        tracing::debug!(tool = %self.tool_name, level, "{message}");
+        self.log
+            .push(level, &format!("[{}] {message}", self.tool_name));
+    }
+}
+
+impl crate::runtime::bindings::caxton::agent::types::Host for ToolState {}
+
+/// The level's name, and the message cut to [`MAX_MESSAGE_BYTES`].
+fn prepare(level: Level, message: String) -> (&'static str, String) {
+    let level = match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    };
+    let mut message = message;
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    (level, message)
 }

@@ -1,0 +1,113 @@
+//! `caxton tools …`: the tools agents can call — list them, show one,
+//! deploy and remove tool components.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::client::Client;
+
+#[derive(Subcommand)]
+pub enum ToolsCommand {
+    /// Every tool (built-in and deployed components) with its description
+    /// and JSON schema.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One tool in full.
+    Show { name: String },
+    /// Deploy a tool component (a .wasm built against the `tool` world);
+    /// its name comes from the component's own `describe`.
+    Deploy {
+        file: PathBuf,
+        /// Replace a deployed tool of the same name.
+        #[arg(long)]
+        replace: bool,
+        /// Fuel per call (default: runtime.default_limits).
+        #[arg(long)]
+        max_fuel: Option<u64>,
+        /// Wall-clock time per call in milliseconds.
+        #[arg(long)]
+        max_execution_time_ms: Option<u64>,
+        /// Linear memory per call in bytes.
+        #[arg(long)]
+        max_memory_bytes: Option<u64>,
+    },
+    /// Remove a deployed tool component.
+    Remove { name: String },
+}
+
+pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ToolsCommand::List { json } => list(client, json).await,
+        ToolsCommand::Show { name } => {
+            let tool = client.get(&format!("/api/v1/tools/{name}")).await?;
+            println!("{}", serde_json::to_string_pretty(&tool)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCommand::Deploy {
+            file,
+            replace,
+            max_fuel,
+            max_execution_time_ms,
+            max_memory_bytes,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut query = vec![format!("replace={replace}")];
+            let limits = [
+                ("max_fuel", max_fuel),
+                ("max_execution_time_ms", max_execution_time_ms),
+                ("max_memory_bytes", max_memory_bytes),
+            ];
+            for (key, value) in limits {
+                if let Some(value) = value {
+                    query.push(format!("{key}={value}"));
+                }
+            }
+            let path = format!("/api/v1/tools?{}", query.join("&"));
+            let tool = client.post_body(&path, "application/wasm", bytes).await?;
+            let verb = if tool["replaced"] == true {
+                "Replaced"
+            } else {
+                "Deployed"
+            };
+            println!(
+                "{verb} tool {} ({} bytes, sha256 {})",
+                tool["name"].as_str().unwrap_or("?"),
+                tool["size_bytes"],
+                tool["component_sha256"].as_str().unwrap_or("?"),
+            );
+            println!("  {}", tool["description"].as_str().unwrap_or(""));
+            println!("  parameters: {}", tool["parameters"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCommand::Remove { name } => {
+            client.delete(&format!("/api/v1/tools/{name}")).await?;
+            println!("Removed tool {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn list(client: &Client, json_out: bool) -> anyhow::Result<ExitCode> {
+    let tools = client.get("/api/v1/tools").await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&tools)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in tools["tools"].as_array().into_iter().flatten() {
+        println!("{} ({})", text(&t["name"]), text(&t["kind"]));
+        println!("  {}", text(&t["description"]));
+        println!("  parameters: {}", t["parameters"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
+}
