@@ -159,6 +159,11 @@ impl Server {
     }
 
     pub fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
+        Server::start_with_env(data_dir, config, &[])
+    }
+
+    /// Starts with extra environment variables (API keys for providers).
+    pub fn start_with_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
         ensure_embedding_model();
         let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
         command
@@ -167,6 +172,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env("CAXTON_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -300,6 +306,72 @@ impl Server {
             .as_str()
             .unwrap_or_else(|| panic!("reply has no content: {body}"))
             .to_string()
+    }
+
+    /// Sends `text` to `agent` asking for server-sent events; returns the token
+    /// texts, the final `reply` event's JSON, and whether the first token
+    /// arrived in an earlier network read than the reply.
+    pub async fn stream_message(&self, agent: &str, text: &str) -> (Vec<String>, Value, bool) {
+        let mut response = reqwest::Client::new()
+            .post(self.url(&format!("/api/v1/agents/{agent}/message")))
+            .header("Accept", "text/event-stream")
+            .json(&serde_json::json!({ "message": text }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream")),
+            "{:?}",
+            response.headers()
+        );
+        let mut buffer = String::new();
+        let mut tokens = Vec::new();
+        let mut reply = None;
+        let mut read = 0usize;
+        let mut first_token_read = None;
+        let mut reply_read = None;
+        while let Some(chunk) = response.chunk().await.expect("read the stream") {
+            read += 1;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let kind = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map(str::trim)
+                    .unwrap_or("");
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                match kind {
+                    "token" => {
+                        first_token_read.get_or_insert(read);
+                        let value: Value = serde_json::from_str(&data).expect("token JSON");
+                        tokens.push(value["text"].as_str().unwrap_or("").to_string());
+                    }
+                    "reply" => {
+                        reply_read = Some(read);
+                        reply = Some(serde_json::from_str(&data).expect("reply JSON"));
+                    }
+                    "error" => panic!("the stream ended with an error: {data}"),
+                    _ => {}
+                }
+            }
+            if reply.is_some() {
+                break;
+            }
+        }
+        let reply = reply.expect("a reply event ends the stream");
+        let earlier = matches!((first_token_read, reply_read), (Some(t), Some(r)) if t < r);
+        (tokens, reply, earlier)
     }
 
     /// Runs the CLI against this server; returns (exit ok, stdout, stderr).

@@ -87,7 +87,8 @@ async fn the_local_model_greets_and_calls_a_tool() {
 
     // The same question as server-sent events: text arrives in pieces
     // before the final reply, and the pieces make up the reply.
-    let (tokens, reply, first_token_before_reply) = stream(&server, "greeter", "Hi there!").await;
+    let (tokens, reply, first_token_before_reply) =
+        server.stream_message("greeter", "Hi there!").await;
     assert!(
         tokens.len() >= 2,
         "expected several token events, got {tokens:?}"
@@ -127,70 +128,4 @@ async fn the_local_model_greets_and_calls_a_tool() {
         lines.iter().any(|l| l.contains("call csv_parser")),
         "the model's tool call was not dispatched; reply {body}, log {logs}"
     );
-}
-
-/// Sends `text` to `agent` asking for server-sent events; returns the token
-/// texts, the final `reply` event's JSON, and whether the first token
-/// arrived in an earlier network read than the reply.
-async fn stream(server: &Server, agent: &str, text: &str) -> (Vec<String>, Value, bool) {
-    let mut response = reqwest::Client::new()
-        .post(server.url(&format!("/api/v1/agents/{agent}/message")))
-        .header("Accept", "text/event-stream")
-        .json(&serde_json::json!({ "message": text }))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), 200);
-    assert!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream")),
-        "{:?}",
-        response.headers()
-    );
-    let mut buffer = String::new();
-    let mut tokens = Vec::new();
-    let mut reply = None;
-    let mut read = 0usize;
-    let mut first_token_read = None;
-    let mut reply_read = None;
-    while let Some(chunk) = response.chunk().await.expect("read the stream") {
-        read += 1;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let kind = event
-                .lines()
-                .find_map(|l| l.strip_prefix("event:"))
-                .map(str::trim)
-                .unwrap_or("");
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n");
-            match kind {
-                "token" => {
-                    first_token_read.get_or_insert(read);
-                    let value: Value = serde_json::from_str(&data).expect("token JSON");
-                    tokens.push(value["text"].as_str().unwrap_or("").to_string());
-                }
-                "reply" => {
-                    reply_read = Some(read);
-                    reply = Some(serde_json::from_str(&data).expect("reply JSON"));
-                }
-                "error" => panic!("the stream ended with an error: {data}"),
-                _ => {}
-            }
-        }
-        if reply.is_some() {
-            break;
-        }
-    }
-    let reply = reply.expect("a reply event ends the stream");
-    let earlier = matches!((first_token_read, reply_read), (Some(t), Some(r)) if t < r);
-    (tokens, reply, earlier)
 }

@@ -12,4 +12,5 @@ mod local_llm;
 mod memory;
 mod messaging;
 mod polyglot;
+mod remote_llm;
 mod sandbox;

@@ -1,8 +1,13 @@
 //! The Anthropic Messages API (`POST {base_url}/v1/messages`).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
-use super::{ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, ToolCall, http};
+use super::sse::{SseEvent, read_events};
+use super::{
+    ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
+};
 use crate::config::RemoteLlmConfig;
 
 const API_VERSION: &str = "2023-06-01";
@@ -133,6 +138,153 @@ pub fn parse(answer: &Value) -> Result<ChatResponse, LlmError> {
     })
 }
 
+/// A streamed Messages answer put back together from its events:
+/// `content_block_start` opens a text or `tool_use` block,
+/// `content_block_delta` adds text (passed on at once) or a piece of a
+/// tool's input JSON, `message_delta` carries the stop reason.
+#[derive(Default)]
+pub struct StreamedAnswer {
+    text: String,
+    /// block index → (id, name, input JSON so far).
+    tool_uses: BTreeMap<u64, (String, String, String)>,
+    stop_reason: Option<String>,
+    input_tokens: u32,
+    output_tokens: u32,
+}
+
+impl StreamedAnswer {
+    /// Takes one event; `false` after `message_stop`.
+    pub fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
+        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        let kind = event
+            .event
+            .as_deref()
+            .or_else(|| data["type"].as_str())
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                let usage = &data["message"]["usage"];
+                self.input_tokens = usage["input_tokens"].as_u64().unwrap_or(0) as u32;
+            }
+            "content_block_start" => {
+                let block = &data["content_block"];
+                if block["type"] == "tool_use" {
+                    let index = data["index"].as_u64().unwrap_or(0);
+                    self.tool_uses.insert(
+                        index,
+                        (
+                            block["id"].as_str().unwrap_or_default().to_string(),
+                            block["name"].as_str().unwrap_or_default().to_string(),
+                            String::new(),
+                        ),
+                    );
+                }
+            }
+            "content_block_delta" => {
+                let delta = &data["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        let text = delta["text"].as_str().unwrap_or_default();
+                        if !text.is_empty() {
+                            self.text.push_str(text);
+                            let _ = sink.send(text.to_string());
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let index = data["index"].as_u64().unwrap_or(0);
+                        if let Some(tool) = self.tool_uses.get_mut(&index) {
+                            tool.2
+                                .push_str(delta["partial_json"].as_str().unwrap_or_default());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
+                    self.stop_reason = Some(reason.to_string());
+                }
+                if let Some(n) = data["usage"]["output_tokens"].as_u64() {
+                    self.output_tokens = n as u32;
+                }
+            }
+            "message_stop" => return Ok(false),
+            "error" => {
+                let error = &data["error"];
+                let detail = format!(
+                    "{}: {}",
+                    error["type"].as_str().unwrap_or("error"),
+                    error["message"].as_str().unwrap_or(&event.data)
+                );
+                return Err(if error["type"] == "overloaded_error" {
+                    LlmError::RateLimited {
+                        provider: "anthropic".into(),
+                        detail,
+                    }
+                } else {
+                    LlmError::Provider {
+                        provider: "anthropic".into(),
+                        detail: format!("the stream reported an error: {detail}"),
+                    }
+                });
+            }
+            // `ping`, `content_block_stop`, and event types added later.
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    pub fn finish(self) -> ChatResponse {
+        let tool_calls: Vec<ToolCall> = self
+            .tool_uses
+            .into_values()
+            .map(|(id, name, input)| ToolCall {
+                id,
+                name,
+                arguments_json: if input.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    input
+                },
+            })
+            .collect();
+        let finish_reason = match self.stop_reason.as_deref() {
+            Some("max_tokens") => FinishReason::Length,
+            Some("tool_use") => FinishReason::ToolCalls,
+            _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
+            _ => FinishReason::Stop,
+        };
+        ChatResponse {
+            content: (!self.text.is_empty()).then_some(self.text),
+            tool_calls,
+            finish_reason,
+            prompt_tokens: self.input_tokens,
+            completion_tokens: self.output_tokens,
+        }
+    }
+}
+
+impl Anthropic {
+    fn post(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, LlmError> {
+        let model = request.model.clone().unwrap_or_else(|| self.model.clone());
+        let key = http::api_key("anthropic", &self.api_key_env)?;
+        let mut body = body(request, &model);
+        if stream {
+            body["stream"] = json!(true);
+        }
+        Ok(self
+            .client
+            .post(format!("{}/v1/messages", self.base_url))
+            .header("x-api-key", key)
+            .header("anthropic-version", API_VERSION)
+            .json(&body))
+    }
+}
+
 #[async_trait::async_trait]
 impl LlmProvider for Anthropic {
     fn name(&self) -> &str {
@@ -144,18 +296,29 @@ impl LlmProvider for Anthropic {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-        let model = request.model.clone().unwrap_or_else(|| self.model.clone());
-        let key = http::api_key("anthropic", &self.api_key_env)?;
         let response = self
-            .client
-            .post(format!("{}/v1/messages", self.base_url))
-            .header("x-api-key", key)
-            .header("anthropic-version", API_VERSION)
-            .json(&body(&request, &model))
+            .post(&request, false)?
             .send()
             .await
             .map_err(|e| http::unreachable("anthropic", e))?;
         parse(&http::check("anthropic", response).await?)
+    }
+
+    /// Streams with `stream: true`: text deltas go to `sink` as they
+    /// arrive; `tool_use` input is assembled from its JSON pieces.
+    async fn chat_streaming(
+        &self,
+        request: ChatRequest,
+        sink: TextSink,
+    ) -> Result<ChatResponse, LlmError> {
+        let response = self
+            .post(&request, true)?
+            .send()
+            .await
+            .map_err(|e| http::unreachable("anthropic", e))?;
+        let mut answer = StreamedAnswer::default();
+        read_events("anthropic", response, |event| answer.apply(&event, &sink)).await?;
+        Ok(answer.finish())
     }
 }
 
@@ -172,5 +335,77 @@ mod tests {
         assert_eq!(parsed.finish_reason, FinishReason::ToolCalls);
         assert_eq!(parsed.tool_calls[0].name, "csv_parser");
         assert_eq!(parsed.content.as_deref(), Some("Let me look."));
+    }
+
+    #[test]
+    fn streamed_events_are_joined() {
+        let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+        let mut answer = StreamedAnswer::default();
+        let events = [
+            (
+                "message_start",
+                json!({"message": {"usage": {"input_tokens": 9}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            ("ping", json!({})),
+            (
+                "content_block_delta",
+                json!({"index": 0, "delta": {"type": "text_delta", "text": "Let me"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"index": 0, "delta": {"type": "text_delta", "text": " look."}}),
+            ),
+            (
+                "content_block_start",
+                json!({"index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "csv_parser", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"csv\": "}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"a,b\"}"}}),
+            ),
+            (
+                "message_delta",
+                json!({"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+            ),
+        ];
+        for (name, data) in events {
+            let event = SseEvent {
+                event: Some(name.into()),
+                data: data.to_string(),
+            };
+            assert!(answer.apply(&event, &sink).unwrap(), "{name}");
+        }
+        let stop = SseEvent {
+            event: Some("message_stop".into()),
+            data: "{}".into(),
+        };
+        assert!(!answer.apply(&stop, &sink).unwrap());
+        let response = answer.finish();
+        assert_eq!(response.content.as_deref(), Some("Let me look."));
+        assert_eq!(response.tool_calls[0].name, "csv_parser");
+        assert_eq!(response.tool_calls[0].arguments_json, "{\"csv\": \"a,b\"}");
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            (response.prompt_tokens, response.completion_tokens),
+            (9, 12)
+        );
+        assert_eq!(pieces.try_recv().unwrap(), "Let me");
+        let overloaded = SseEvent {
+            event: Some("error".into()),
+            data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                .into(),
+        };
+        assert!(matches!(
+            StreamedAnswer::default().apply(&overloaded, &sink),
+            Err(LlmError::RateLimited { .. })
+        ));
     }
 }

@@ -17,6 +17,7 @@ pub mod anthropic;
 pub mod local;
 pub mod openai;
 pub mod scripted;
+mod sse;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -120,8 +121,10 @@ pub trait LlmProvider: Send + Sync {
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError>;
 
     /// Like [`LlmProvider::chat`], sending the reply's text to `sink` as it
-    /// is generated. Providers that cannot stream send it once, at the end;
-    /// a tool-call turn sends nothing (it is not an answer).
+    /// is generated. Providers that cannot stream send it once, at the end,
+    /// and a tool-call turn sends nothing. Remote providers stream what the
+    /// model writes as it arrives, so a remark the model makes before a
+    /// tool call ("Let me look that up.") is streamed too.
     async fn chat_streaming(
         &self,
         request: ChatRequest,

@@ -1,9 +1,14 @@
 //! OpenAI-compatible chat completions (`POST {base_url}/chat/completions`):
 //! OpenAI itself, Ollama, vLLM, llama.cpp server, LM Studio.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 
-use super::{ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, ToolCall, http};
+use super::sse::{SseEvent, read_events};
+use super::{
+    ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
+};
 use crate::config::RemoteLlmConfig;
 
 pub struct OpenAi {
@@ -129,6 +134,125 @@ pub fn parse(answer: &Value) -> Result<ChatResponse, LlmError> {
     })
 }
 
+/// A streamed answer (`stream: true`) put back together: text deltas are
+/// passed on as they come, tool-call pieces are joined by their index.
+#[derive(Default)]
+pub struct StreamedAnswer {
+    content: String,
+    /// index → (id, name, arguments so far).
+    calls: BTreeMap<u64, (String, String, String)>,
+    finish_reason: Option<String>,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+}
+
+impl StreamedAnswer {
+    /// Takes one event; `false` once the stream says it is done.
+    pub fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
+        if event.data.trim() == "[DONE]" {
+            return Ok(false);
+        }
+        let chunk: Value = serde_json::from_str(&event.data).map_err(|e| LlmError::Provider {
+            provider: "openai".into(),
+            detail: format!("a streamed chunk is not JSON ({e}): {}", event.data),
+        })?;
+        if !chunk["error"].is_null() {
+            return Err(LlmError::Provider {
+                provider: "openai".into(),
+                detail: format!("the stream reported an error: {}", chunk["error"]),
+            });
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.prompt_tokens = usage["prompt_tokens"].as_u64().unwrap_or(0) as u32;
+            self.completion_tokens = usage["completion_tokens"].as_u64().unwrap_or(0) as u32;
+        }
+        let Some(choice) = chunk["choices"].get(0) else {
+            return Ok(true);
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            self.content.push_str(text);
+            let _ = sink.send(text.to_string());
+        }
+        for (position, call) in delta["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let index = call["index"].as_u64().unwrap_or(position as u64);
+            let entry = self.calls.entry(index).or_default();
+            if let Some(id) = call["id"].as_str() {
+                entry.0 = id.to_string();
+            }
+            if let Some(name) = call["function"]["name"].as_str() {
+                entry.1.push_str(name);
+            }
+            if let Some(arguments) = call["function"]["arguments"].as_str() {
+                entry.2.push_str(arguments);
+            }
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.finish_reason = Some(reason.to_string());
+        }
+        Ok(true)
+    }
+
+    pub fn finish(self) -> ChatResponse {
+        let tool_calls: Vec<ToolCall> = self
+            .calls
+            .into_iter()
+            .map(|(index, (id, name, arguments))| ToolCall {
+                id: if id.is_empty() {
+                    format!("call_{index}")
+                } else {
+                    id
+                },
+                name,
+                arguments_json: if arguments.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    arguments
+                },
+            })
+            .collect();
+        let finish_reason = match self.finish_reason.as_deref() {
+            Some("length") => FinishReason::Length,
+            _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
+            _ => FinishReason::Stop,
+        };
+        ChatResponse {
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls,
+            finish_reason,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+        }
+    }
+}
+
+impl OpenAi {
+    fn post(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, LlmError> {
+        let model = request.model.clone().unwrap_or_else(|| self.model.clone());
+        let mut body = body(request, &model);
+        if stream {
+            body["stream"] = json!(true);
+        }
+        let mut post = self
+            .client
+            .post(format!("{}/chat/completions", self.base_url))
+            .json(&body);
+        if let Some(env) = &self.api_key_env {
+            post = post.bearer_auth(http::api_key("openai", env)?);
+        }
+        Ok(post)
+    }
+}
+
 #[async_trait::async_trait]
 impl LlmProvider for OpenAi {
     fn name(&self) -> &str {
@@ -140,19 +264,29 @@ impl LlmProvider for OpenAi {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-        let model = request.model.clone().unwrap_or_else(|| self.model.clone());
-        let mut post = self
-            .client
-            .post(format!("{}/chat/completions", self.base_url))
-            .json(&body(&request, &model));
-        if let Some(env) = &self.api_key_env {
-            post = post.bearer_auth(http::api_key("openai", env)?);
-        }
-        let response = post
+        let response = self
+            .post(&request, false)?
             .send()
             .await
             .map_err(|e| http::unreachable("openai", e))?;
         parse(&http::check("openai", response).await?)
+    }
+
+    /// Streams with `stream: true`: each content delta goes to `sink` as it
+    /// arrives; tool calls are assembled from their pieces.
+    async fn chat_streaming(
+        &self,
+        request: ChatRequest,
+        sink: TextSink,
+    ) -> Result<ChatResponse, LlmError> {
+        let response = self
+            .post(&request, true)?
+            .send()
+            .await
+            .map_err(|e| http::unreachable("openai", e))?;
+        let mut answer = StreamedAnswer::default();
+        read_events("openai", response, |event| answer.apply(&event, &sink)).await?;
+        Ok(answer.finish())
     }
 }
 
@@ -190,5 +324,43 @@ mod tests {
         assert_eq!(parsed.tool_calls[0].arguments_json, "{\"a\":1}");
         assert_eq!(parsed.prompt_tokens, 5);
         assert!(parse(&json!({"error": "x"})).is_err());
+    }
+
+    #[test]
+    fn streamed_chunks_are_joined() {
+        let (sink, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+        let mut answer = StreamedAnswer::default();
+        let chunks = [
+            json!({"choices": [{"delta": {"role": "assistant", "content": "Two"}}]}),
+            json!({"choices": [{"delta": {"content": " rows."}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "csv_parser", "arguments": "{\"csv\":"}}]}}]}),
+            json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "\"a,b\"}"}}]}, "finish_reason": "tool_calls"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}),
+        ];
+        for chunk in chunks {
+            let event = SseEvent {
+                event: None,
+                data: chunk.to_string(),
+            };
+            assert!(answer.apply(&event, &sink).unwrap());
+        }
+        let done = SseEvent {
+            event: None,
+            data: "[DONE]".into(),
+        };
+        assert!(!answer.apply(&done, &sink).unwrap());
+        let response = answer.finish();
+        assert_eq!(response.content.as_deref(), Some("Two rows."));
+        assert_eq!(response.tool_calls.len(), 1);
+        assert_eq!(response.tool_calls[0].arguments_json, "{\"csv\":\"a,b\"}");
+        assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(response.prompt_tokens, 7);
+        assert_eq!(pieces.try_recv().unwrap(), "Two");
+        assert_eq!(pieces.try_recv().unwrap(), " rows.");
+        let broken = SseEvent {
+            event: None,
+            data: r#"{"error": {"message": "overloaded"}}"#.into(),
+        };
+        assert!(StreamedAnswer::default().apply(&broken, &sink).is_err());
     }
 }
