@@ -8,6 +8,8 @@ use std::time::Instant;
 use caxton_models::{Embedder, PullSource, default_cache_dir, model_status, pull};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: first statement of the process; no other thread exists yet.
+    unsafe { caxton_models::fix_thread_count() };
     let cache = default_cache_dir();
     println!("cache: {}", cache.display());
     println!("status before pull: {}", model_status(&cache).detail);

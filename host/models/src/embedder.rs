@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+
+use crate::bert::{Bert, BertConfig, SMALL_ROWS, masked_mean};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::DIMENSIONS;
@@ -55,10 +56,14 @@ pub enum EmbedError {
 /// `Arc<Embedder>` can serve concurrent callers (candle already spreads one
 /// batch over all cores, so concurrency mostly adds queueing, not throughput).
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     pad_id: u32,
     device: Device,
+    /// Runs small forward passes (a search query) on the calling thread:
+    /// splitting a fifteen-token product across cores costs more in
+    /// wake-ups than it saves.
+    one_thread: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -123,13 +128,19 @@ impl Embedder {
             source,
         })?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-        let model = BertModel::load(vb, &config)?;
+        let model = Bert::load(vb, &config)?;
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "caxton-embed".into())
+            .build()
+            .map_err(|e| EmbedError::Model(candle_core::Error::Msg(e.to_string())))?;
 
         Ok(Embedder {
             model,
             tokenizer,
             pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             device,
+            one_thread,
         })
     }
 
@@ -188,29 +199,29 @@ impl Embedder {
         let shape = (batch.len(), width);
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        // Single-sentence input: every token has segment 0.
-        let token_types = ids.zeros_like()?;
-
         // The mask matters twice: BERT must not attend to padding, and the
         // mean must not average it in. Missing either makes short texts in a
         // padded batch drift towards one another.
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?;
-        let mean = summed.broadcast_div(&counts)?;
-
+        let run = || -> Result<Tensor, candle_core::Error> {
+            let hidden = self.model.forward(&ids, &mask)?;
+            masked_mean(&hidden, &mask)
+        };
+        let mean = if batch.len() * width <= SMALL_ROWS {
+            self.one_thread.install(run)?
+        } else {
+            run()?
+        };
         let rows = mean.to_vec2::<f32>()?;
         Ok(rows.into_iter().map(normalise).collect())
     }
 }
 
-fn read_config(path: &Path) -> Result<Config, EmbedError> {
+fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
     let text = fs::read_to_string(path).map_err(|source| EmbedError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let config: Config = serde_json::from_str(&text).map_err(|e| EmbedError::Config {
+    let config: BertConfig = serde_json::from_str(&text).map_err(|e| EmbedError::Config {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;

@@ -23,7 +23,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bert;
 mod embedder;
+mod threads;
+pub use threads::fix_thread_count;
 mod fetch;
 pub mod llm;
 mod model_files;

@@ -26,6 +26,8 @@ const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first statement of the process; no other thread exists yet.
+    unsafe { caxton_models::fix_thread_count() };
     // One thread for the load generator: on a small machine the server gets
     // the other cores instead of fighting the client for them.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -265,6 +265,8 @@ fn open(
 }
 
 fn main() -> anyhow::Result<()> {
+    // SAFETY: first statement of the process; no other thread exists yet.
+    unsafe { caxton_models::fix_thread_count() };
     let sizes: Vec<usize> = match std::env::args().nth(1) {
         Some(list) => list
             .split(',')

@@ -92,6 +92,8 @@ enum ConfigCommand {
 }
 
 pub fn main() -> ExitCode {
+    // SAFETY: first statement of the process; no other thread exists yet.
+    unsafe { caxton_models::fix_thread_count() };
     let cli = Cli::parse();
     if let Command::Start { .. } = cli.command {
         init_tracing();

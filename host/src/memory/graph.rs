@@ -11,7 +11,15 @@ use super::store::{Edge, GraphReader};
 
 /// Turns edges into named relations, looking names up once per entity.
 fn named(reader: &GraphReader, edges: &[Edge]) -> Result<Vec<Relation>> {
-    let mut names: HashMap<u64, String> = HashMap::new();
+    named_knowing(reader, edges, HashMap::new())
+}
+
+/// [`named`], starting from names the caller already loaded.
+fn named_knowing(
+    reader: &GraphReader,
+    edges: &[Edge],
+    mut names: HashMap<u64, String>,
+) -> Result<Vec<Relation>> {
     let mut out = Vec::with_capacity(edges.len());
     for edge in edges {
         let mut name_of = |id: u64| -> Result<String> {
@@ -145,8 +153,12 @@ pub fn traverse(
         }
     }
     let mut nodes = Vec::with_capacity(order.len());
+    // Every edge joins two reached entities: their names come from the
+    // records loaded here, not from a second read per entity.
+    let mut names = HashMap::with_capacity(order.len());
     for id in order {
         if let Some(entity) = reader.entity(id)? {
+            names.insert(id, entity.name.clone());
             nodes.push(TraversedNode {
                 depth: depth_of[&id],
                 entity,
@@ -156,6 +168,6 @@ pub fn traverse(
     Ok(Traversal {
         start: start.to_string(),
         nodes,
-        relations: named(reader, &edges)?,
+        relations: named_knowing(reader, &edges, names)?,
     })
 }

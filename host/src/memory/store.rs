@@ -701,13 +701,16 @@ impl GraphReader {
             }
         }
         // Common terms weigh little (BM25's idf) but cost a scan of their
-        // postings: skip them when rarer terms exist, else keep only the
-        // rarest. Meaning is the semantic side's job; keywords are for ids,
-        // names and rare words.
+        // postings. Meaning is the semantic side's job; keywords are for
+        // ids, names and rare words. So common terms are skipped when rarer
+        // ones exist, and a query of only common words has no keyword
+        // ranking at all: its first few thousand postings in id order would
+        // be an arbitrary ranking that costs milliseconds. In a small
+        // collection (the 500 floor) every term still counts.
         let common = (doc_count / 50).clamp(500, 2000);
         with_df.sort_by_key(|(_, df)| *df);
         match with_df.iter().position(|(_, df)| *df > common) {
-            Some(0) => with_df.truncate(1),
+            Some(0) => return Ok(Vec::new()),
             Some(at) => with_df.truncate(at),
             None => {}
         }
