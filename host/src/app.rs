@@ -47,7 +47,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
 
-    let storage = Storage::open(&data_dir).with_context(|| {
+    let storage = Storage::open_with_cache(&data_dir, config.memory.database_cache_mb).with_context(|| {
         format!(
             "cannot open the database in {} (is another caxton server using this data directory?)",
             data_dir.display()

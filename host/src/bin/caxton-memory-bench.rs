@@ -254,7 +254,12 @@ fn open(
     dir: &Path,
     embedder: Arc<dyn TextEmbedder>,
 ) -> anyhow::Result<(Arc<Storage>, MemoryService)> {
-    let storage = Arc::new(Storage::open(dir)?);
+    // CAXTON_BENCH_CACHE_MB plays `memory.database_cache_mb`.
+    let cache_mb = std::env::var("CAXTON_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(caxton::storage::DEFAULT_CACHE_MB);
+    let storage = Arc::new(Storage::open_with_cache(dir, cache_mb)?);
     let memory = MemoryService::open(
         storage.clone(),
         EmbedderState::loaded(embedder),

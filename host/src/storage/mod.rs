@@ -62,10 +62,11 @@ pub struct Removed {
     pub orphaned_component: Option<String>,
 }
 
-/// redb's page cache. Its default (1 GiB) would make the database the
-/// largest user of memory at 100K entities; hot pages fit in far less (the
-/// vector index, not redb, serves semantic search).
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// redb's page cache unless `memory.database_cache_mb` says otherwise.
+/// redb's own default (1 GiB) would make the database the largest user of
+/// memory at 100K entities; hot pages fit in far less (the vector index,
+/// not redb, serves semantic search).
+pub const DEFAULT_CACHE_MB: u64 = 64;
 
 /// Present in the data directory when a compaction was asked for; redb
 /// compacts only with exclusive access, so it happens at the next open.
@@ -80,8 +81,15 @@ impl Storage {
     /// Opens (or creates) the database in `data_dir` and makes sure every
     /// table exists, so readers never meet a missing table.
     pub fn open(data_dir: &Path) -> Result<Storage> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_MB)
+    }
+
+    /// [`Storage::open`] with a page cache of `cache_mb` MiB.
+    pub fn open_with_cache(data_dir: &Path, cache_mb: u64) -> Result<Storage> {
+        let cache_bytes =
+            usize::try_from(cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         let mut db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(data_dir.join(DATABASE_FILE))
             .map_err(db_err)?;
         let marker = data_dir.join(COMPACT_MARKER);
