@@ -36,8 +36,8 @@ pub use crate::tool_bindings::exports::caxton::agent::tool_handler::ToolDescript
 
 /// A tool: a pure function from a JSON arguments object to a JSON answer.
 pub trait Tool: 'static {
-    /// The tool's name (letters, digits and `_`, starting with a letter; at
-    /// most 64 characters), a sentence for the model, and the JSON Schema of
+    /// The tool's name (letters, digits, `_` and `-`, starting with a
+    /// letter; at most 64 characters), a sentence for the model, and the JSON Schema of
     /// its arguments object. Must not depend on any call.
     fn describe() -> ToolDescription;
 

@@ -52,7 +52,21 @@ async fn openai(State(received): State<Received>, body: axum::Json<Value>) -> Re
         .expect("lock")
         .push(("openai".into(), None, body.clone()));
     let after_tool = answered_by_tool(&body);
-    if body["stream"] != true {
+    let asked = body["messages"].to_string();
+    if asked.contains("cut short") {
+        // Pieces of text, then the connection ends without `[DONE]`.
+        let events = ANSWER
+            .iter()
+            .map(|piece| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"index": 0, "delta": {"content": piece}}]})
+                )
+            })
+            .collect();
+        return event_stream(events);
+    }
+    if body["stream"] != true || asked.contains("plain please") {
         let message = if after_tool {
             json!({"role": "assistant", "content": ANSWER.concat()})
         } else {
@@ -100,6 +114,20 @@ async fn anthropic(
         .lock()
         .expect("lock")
         .push(("anthropic".into(), key, body.clone()));
+    if body["stream"] != true {
+        let content = if answered_by_tool(&body) {
+            json!([{"type": "text", "text": ANSWER.concat()}])
+        } else {
+            json!([{"type": "tool_use", "id": "toolu_1", "name": "csv_parser",
+                "input": {"csv": "region\nnorth\nsouth"}}])
+        };
+        let answer = json!({"content": content, "stop_reason": "end_turn",
+            "usage": {"input_tokens": 12, "output_tokens": 6}});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(answer.to_string()))
+            .expect("response");
+    }
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let mut events = vec![event(
         "message_start",
@@ -235,6 +263,22 @@ async fn remote_providers_stream_replies_and_assemble_tool_calls() {
             assert_eq!(calls[0].1.as_deref(), Some("test-key-123"));
         }
     }
+
+    // A server that ignores `stream: true` and answers plain JSON still
+    // works; the answer arrives as one piece.
+    let (tokens, reply, _) = server.stream_message("open-tables", "plain please").await;
+    assert_eq!(reply["reply"]["content"], ANSWER.concat(), "{reply}");
+    assert_eq!(tokens, vec![ANSWER.concat()]);
+    // A stream cut off before `[DONE]` is a failure, not a short answer.
+    let (_, reply, _) = server.stream_message("open-tables", "cut short").await;
+    assert_eq!(reply["reply"]["performative"], "failure", "{reply}");
+    assert!(
+        reply["reply"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ended before"),
+        "{reply}"
+    );
 
     // Without a stream the same agents answer in one piece.
     let (status, body) = server.message("open-tables", "What regions?").await;

@@ -196,8 +196,8 @@ impl Bert {
     }
 }
 
-/// Sums over the sequence for each row of `x` (batch, seq, hidden) with
-/// its mask, for mean pooling.
+/// Mean of each row of `hidden` (batch, seq, hidden) over its real tokens
+/// (mask 1), ignoring padding: sentence-transformers' mean pooling.
 pub fn masked_mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;

@@ -60,9 +60,9 @@ pub struct Embedder {
     tokenizer: Tokenizer,
     pad_id: u32,
     device: Device,
-    /// Runs small forward passes (a search query) on the calling thread:
-    /// splitting a fifteen-token product across cores costs more in
-    /// wake-ups than it saves.
+    /// Runs small forward passes (a search query) on one thread: splitting
+    /// a fifteen-token product across cores costs more in wake-ups than it
+    /// saves. Concurrent small embeds take turns on it (each is ~8 ms).
     one_thread: rayon::ThreadPool,
 }
 

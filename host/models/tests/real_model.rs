@@ -44,7 +44,7 @@ fn assert_unit(v: &[f32]) {
 
 /// The reference vectors in `fixtures/reference_embeddings.json` are
 /// sentence-transformers' `encode` output for this model (provenance in the
-/// file's `source`): tokenisation must match exactly, vectors to cos ≥ 0.99
+/// file's `source`): tokenisation must match exactly, vectors to cos ≥ 0.9999 (the issue asks 0.99)
 /// (the issue's bar; in practice they agree to ~1e-6).
 #[test]
 fn embeddings_match_the_reference_pipeline() {
@@ -81,7 +81,12 @@ fn embeddings_match_the_reference_pipeline() {
         assert_unit(&ours);
         let similarity = cosine(&ours, &reference);
         println!("cos(ours, reference) = {similarity:.7} for {text:?}");
-        assert!(similarity >= 0.99, "{text:?}: cosine {similarity} < 0.99");
+        // The issue asks for ≥ 0.99; we measure 1.0000000, so anything
+        // below 0.9999 means the pipeline changed, not rounding.
+        assert!(
+            similarity >= 0.9999,
+            "{text:?}: cosine {similarity} < 0.9999"
+        );
     }
 }
 

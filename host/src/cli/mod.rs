@@ -91,9 +91,9 @@ enum ConfigCommand {
     },
 }
 
+/// The CLI. Call [`caxton_models::fix_thread_count`] before it (see
+/// `main.rs`).
 pub fn main() -> ExitCode {
-    // SAFETY: first statement of the process; no other thread exists yet.
-    unsafe { caxton_models::fix_thread_count() };
     let cli = Cli::parse();
     if let Command::Start { .. } = cli.command {
         init_tracing();

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::sse::{SseEvent, read_events};
+use super::sse::{SseEvent, Streamed, read_events};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
+    send_whole,
 };
 use crate::config::RemoteLlmConfig;
 
@@ -155,7 +156,10 @@ pub struct StreamedAnswer {
 impl StreamedAnswer {
     /// Takes one event; `false` after `message_stop`.
     pub fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
-        let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        let data: Value = serde_json::from_str(&event.data).map_err(|e| LlmError::Provider {
+            provider: "anthropic".into(),
+            detail: format!("a streamed event is not JSON ({e}): {}", event.data),
+        })?;
         let kind = event
             .event
             .as_deref()
@@ -317,8 +321,11 @@ impl LlmProvider for Anthropic {
             .await
             .map_err(|e| http::unreachable("anthropic", e))?;
         let mut answer = StreamedAnswer::default();
-        read_events("anthropic", response, |event| answer.apply(&event, &sink)).await?;
-        Ok(answer.finish())
+        match read_events("anthropic", response, |event| answer.apply(&event, &sink)).await? {
+            Streamed::Complete => Ok(answer.finish()),
+            // A server that does not stream: the whole answer, sent once.
+            Streamed::Whole(body) => Ok(send_whole(parse(&body)?, &sink)),
+        }
     }
 }
 

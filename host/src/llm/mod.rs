@@ -130,14 +130,19 @@ pub trait LlmProvider: Send + Sync {
         request: ChatRequest,
         sink: TextSink,
     ) -> Result<ChatResponse, LlmError> {
-        let response = self.chat(request).await?;
-        if response.tool_calls.is_empty()
-            && let Some(text) = &response.content
-        {
-            let _ = sink.send(text.clone());
-        }
-        Ok(response)
+        Ok(send_whole(self.chat(request).await?, &sink))
     }
+}
+
+/// Sends a whole answer's text to `sink` at once (a provider that cannot
+/// stream); a tool-call turn sends nothing.
+pub(crate) fn send_whole(response: ChatResponse, sink: &TextSink) -> ChatResponse {
+    if response.tool_calls.is_empty()
+        && let Some(text) = &response.content
+    {
+        let _ = sink.send(text.clone());
+    }
+    response
 }
 
 /// The configured providers and the default among them.

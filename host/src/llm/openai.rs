@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::sse::{SseEvent, read_events};
+use super::sse::{SseEvent, Streamed, read_events};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
+    send_whole,
 };
 use crate::config::RemoteLlmConfig;
 
@@ -285,8 +286,11 @@ impl LlmProvider for OpenAi {
             .await
             .map_err(|e| http::unreachable("openai", e))?;
         let mut answer = StreamedAnswer::default();
-        read_events("openai", response, |event| answer.apply(&event, &sink)).await?;
-        Ok(answer.finish())
+        match read_events("openai", response, |event| answer.apply(&event, &sink)).await? {
+            Streamed::Complete => Ok(answer.finish()),
+            // A server that does not stream: the whole answer, sent once.
+            Streamed::Whole(body) => Ok(send_whole(parse(&body)?, &sink)),
+        }
     }
 }
 

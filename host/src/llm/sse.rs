@@ -16,6 +16,10 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     pending: Vec<u8>,
+    /// Bytes of `pending` already searched for an event's end (less the
+    /// three a separator could straddle), so a long event is not rescanned
+    /// from its start at every chunk.
+    scanned: usize,
 }
 
 impl SseDecoder {
@@ -23,19 +27,22 @@ impl SseDecoder {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         self.pending.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some((end, separator)) = find_blank_line(&self.pending) {
+        while let Some((end, separator)) = find_blank_line(&self.pending, self.scanned) {
             let raw: Vec<u8> = self.pending.drain(..end + separator).collect();
+            self.scanned = 0;
             if let Some(event) = parse_event(&String::from_utf8_lossy(&raw[..end])) {
                 events.push(event);
             }
         }
+        self.scanned = self.pending.len().saturating_sub(3);
         events
     }
 }
 
-/// Where the first blank line (the end of an event) starts, and its length.
-fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
-    (0..bytes.len()).find_map(|i| {
+/// Where the first blank line (the end of an event) at or after `from`
+/// starts, and its length.
+fn find_blank_line(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    (from..bytes.len()).find_map(|i| {
         let rest = &bytes[i..];
         if rest.starts_with(b"\r\n\r\n") {
             Some((i, 4))
@@ -68,17 +75,30 @@ fn parse_event(text: &str) -> Option<SseEvent> {
     })
 }
 
+/// How a streaming request was answered.
+pub enum Streamed {
+    /// Events were read until `on_event` said the answer was complete.
+    Complete,
+    /// The server ignored `stream: true` and sent one JSON answer.
+    Whole(serde_json::Value),
+}
+
 /// Reads a streaming answer event by event, handing each to `on_event`
-/// until it answers `false` or the body ends. A non-success status is
-/// turned into the usual provider error first.
+/// until it answers `false` (the provider's closing event). A body that
+/// ends before that is an error, not a short answer; a non-success status
+/// is the usual provider error; a plain JSON body is handed back whole.
 pub async fn read_events(
     provider: &str,
     mut response: reqwest::Response,
     mut on_event: impl FnMut(SseEvent) -> Result<bool, LlmError>,
-) -> Result<(), LlmError> {
-    if !response.status().is_success() {
-        http::check(provider, response).await?;
-        return Ok(());
+) -> Result<Streamed, LlmError> {
+    let is_stream = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !response.status().is_success() || !is_stream {
+        return http::check(provider, response).await.map(Streamed::Whole);
     }
     let mut decoder = SseDecoder::default();
     loop {
@@ -87,15 +107,27 @@ pub async fn read_events(
             detail: format!("the stream broke off: {e}"),
         })?;
         let Some(chunk) = chunk else {
-            return Ok(());
+            return Err(LlmError::Provider {
+                provider: provider.into(),
+                detail: "the stream ended before the provider said the answer was complete".into(),
+            });
         };
+        if decoder.pending.len() + chunk.len() > MAX_PENDING_BYTES {
+            return Err(LlmError::Provider {
+                provider: provider.into(),
+                detail: format!("a streamed event is larger than {MAX_PENDING_BYTES} bytes"),
+            });
+        }
         for event in decoder.push(&chunk) {
             if !on_event(event)? {
-                return Ok(());
+                return Ok(Streamed::Complete);
             }
         }
     }
 }
+
+/// Longest event the decoder holds while waiting for its end.
+const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,8 @@ pub enum StorageError {
         name: String,
         source: serde_json::Error,
     },
+    #[error("the component of tool `{0}` is missing from the database; deploy the tool again")]
+    MissingToolComponent(String),
     #[error("component {0} is referenced by an agent but missing from the database")]
     MissingComponent(String),
 }
@@ -53,6 +55,9 @@ fn db_err(e: impl Into<redb::Error>) -> StorageError {
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A stored tool component: its record and its bytes.
+pub type StoredTool = (ToolRecord, Vec<u8>);
 
 /// What [`Storage::remove_agent`] did.
 #[derive(Debug)]
@@ -290,8 +295,10 @@ impl Storage {
         Ok(existed)
     }
 
-    /// Every stored tool component with its bytes, in name order.
-    pub fn tools(&self) -> Result<Vec<(ToolRecord, Vec<u8>)>> {
+    /// Every stored tool component with its bytes, in name order. An
+    /// entry that cannot be read is its own error, so one damaged tool
+    /// does not hide the others.
+    pub fn tools(&self) -> Result<Vec<Result<StoredTool>>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let tools = txn.open_table(TOOLS).map_err(db_err)?;
         let components = txn.open_table(TOOL_COMPONENTS).map_err(db_err)?;
@@ -299,19 +306,21 @@ impl Storage {
         for entry in tools.iter().map_err(db_err)? {
             let (key, value) = entry.map_err(db_err)?;
             let name = key.value().to_string();
-            let record: ToolRecord = serde_json::from_slice(value.value()).map_err(|source| {
-                StorageError::CorruptToolRecord {
+            let one = serde_json::from_slice::<ToolRecord>(value.value())
+                .map_err(|source| StorageError::CorruptToolRecord {
                     name: name.clone(),
                     source,
-                }
-            })?;
-            let bytes = components
-                .get(name.as_str())
-                .map_err(db_err)?
-                .ok_or_else(|| StorageError::MissingComponent(record.component_sha256.clone()))?
-                .value()
-                .to_vec();
-            out.push((record, bytes));
+                })
+                .and_then(|record| {
+                    let bytes = components
+                        .get(name.as_str())
+                        .map_err(db_err)?
+                        .ok_or_else(|| StorageError::MissingToolComponent(name.clone()))?
+                        .value()
+                        .to_vec();
+                    Ok((record, bytes))
+                });
+            out.push(one);
         }
         Ok(out)
     }

@@ -58,7 +58,7 @@ pub enum ToolDeployError {
     #[error("`{0}` is a built-in tool; a tool component must describe itself with another name")]
     BuiltinName(String),
     #[error(
-        "a tool named `{0}` is already deployed; replace it with `caxton tools deploy FILE --replace` (POST /api/v1/tools?replace=true) or remove it first"
+        "a tool named `{0}` is already deployed; replace it with `caxton tools deploy FILE --replace` (POST /api/v1/tools?replace=true, or \"replace\": true in a JSON upload) or remove it first"
     )]
     Exists(String),
     #[error("storage error, nothing was deployed: {0}")]
@@ -172,7 +172,14 @@ impl ComponentTools {
         let storage = self.storage.clone();
         let stored = tokio::task::spawn_blocking(move || storage.tools()).await??;
         let mut count = 0;
-        for (record, bytes) in stored {
+        for entry in stored {
+            let (record, bytes) = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::error!("cannot load a stored tool: {e}");
+                    continue;
+                }
+            };
             let cache = self.cache.clone();
             let sha = record.component_sha256.clone();
             let compiled =
