@@ -1,13 +1,10 @@
 //! The Anthropic Messages API (`POST {base_url}/v1/messages`).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
-use super::sse::{SseEvent, Streamed, read_events};
+use super::sse::{Accumulator, PartialCalls, SseEvent, stream_chat};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
-    send_whole,
 };
 use crate::config::RemoteLlmConfig;
 
@@ -146,16 +143,15 @@ pub fn parse(answer: &Value) -> Result<ChatResponse, LlmError> {
 #[derive(Default)]
 pub struct StreamedAnswer {
     text: String,
-    /// block index → (id, name, input JSON so far).
-    tool_uses: BTreeMap<u64, (String, String, String)>,
+    tool_uses: PartialCalls,
     stop_reason: Option<String>,
     input_tokens: u32,
     output_tokens: u32,
 }
 
-impl StreamedAnswer {
+impl Accumulator for StreamedAnswer {
     /// Takes one event; `false` after `message_stop`.
-    pub fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
+    fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
         let data: Value = serde_json::from_str(&event.data).map_err(|e| LlmError::Provider {
             provider: "anthropic".into(),
             detail: format!("a streamed event is not JSON ({e}): {}", event.data),
@@ -174,14 +170,8 @@ impl StreamedAnswer {
                 let block = &data["content_block"];
                 if block["type"] == "tool_use" {
                     let index = data["index"].as_u64().unwrap_or(0);
-                    self.tool_uses.insert(
-                        index,
-                        (
-                            block["id"].as_str().unwrap_or_default().to_string(),
-                            block["name"].as_str().unwrap_or_default().to_string(),
-                            String::new(),
-                        ),
-                    );
+                    self.tool_uses
+                        .add(index, block["id"].as_str(), block["name"].as_str(), None);
                 }
             }
             "content_block_delta" => {
@@ -196,10 +186,10 @@ impl StreamedAnswer {
                     }
                     Some("input_json_delta") => {
                         let index = data["index"].as_u64().unwrap_or(0);
-                        if let Some(tool) = self.tool_uses.get_mut(&index) {
-                            tool.2
-                                .push_str(delta["partial_json"].as_str().unwrap_or_default());
-                        }
+                        self.tool_uses.extend_arguments(
+                            index,
+                            delta["partial_json"].as_str().unwrap_or_default(),
+                        );
                     }
                     _ => {}
                 }
@@ -238,20 +228,8 @@ impl StreamedAnswer {
         Ok(true)
     }
 
-    pub fn finish(self) -> ChatResponse {
-        let tool_calls: Vec<ToolCall> = self
-            .tool_uses
-            .into_values()
-            .map(|(id, name, input)| ToolCall {
-                id,
-                name,
-                arguments_json: if input.trim().is_empty() {
-                    "{}".into()
-                } else {
-                    input
-                },
-            })
-            .collect();
+    fn finish(self) -> ChatResponse {
+        let tool_calls = self.tool_uses.finish();
         let finish_reason = match self.stop_reason.as_deref() {
             Some("max_tokens") => FinishReason::Length,
             Some("tool_use") => FinishReason::ToolCalls,
@@ -315,17 +293,7 @@ impl LlmProvider for Anthropic {
         request: ChatRequest,
         sink: TextSink,
     ) -> Result<ChatResponse, LlmError> {
-        let response = self
-            .post(&request, true)?
-            .send()
-            .await
-            .map_err(|e| http::unreachable("anthropic", e))?;
-        let mut answer = StreamedAnswer::default();
-        match read_events("anthropic", response, |event| answer.apply(&event, &sink)).await? {
-            Streamed::Complete => Ok(answer.finish()),
-            // A server that does not stream: the whole answer, sent once.
-            Streamed::Whole(body) => Ok(send_whole(parse(&body)?, &sink)),
-        }
+        stream_chat::<StreamedAnswer>("anthropic", self.post(&request, true)?, sink, parse).await
     }
 }
 

@@ -1,14 +1,11 @@
 //! OpenAI-compatible chat completions (`POST {base_url}/chat/completions`):
 //! OpenAI itself, Ollama, vLLM, llama.cpp server, LM Studio.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
-use super::sse::{SseEvent, Streamed, read_events};
+use super::sse::{Accumulator, PartialCalls, SseEvent, stream_chat};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
-    send_whole,
 };
 use crate::config::RemoteLlmConfig;
 
@@ -140,16 +137,15 @@ pub fn parse(answer: &Value) -> Result<ChatResponse, LlmError> {
 #[derive(Default)]
 pub struct StreamedAnswer {
     content: String,
-    /// index → (id, name, arguments so far).
-    calls: BTreeMap<u64, (String, String, String)>,
+    calls: PartialCalls,
     finish_reason: Option<String>,
     prompt_tokens: u32,
     completion_tokens: u32,
 }
 
-impl StreamedAnswer {
+impl Accumulator for StreamedAnswer {
     /// Takes one event; `false` once the stream says it is done.
-    pub fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
+    fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError> {
         if event.data.trim() == "[DONE]" {
             return Ok(false);
         }
@@ -182,16 +178,12 @@ impl StreamedAnswer {
             .enumerate()
         {
             let index = call["index"].as_u64().unwrap_or(position as u64);
-            let entry = self.calls.entry(index).or_default();
-            if let Some(id) = call["id"].as_str() {
-                entry.0 = id.to_string();
-            }
-            if let Some(name) = call["function"]["name"].as_str() {
-                entry.1.push_str(name);
-            }
-            if let Some(arguments) = call["function"]["arguments"].as_str() {
-                entry.2.push_str(arguments);
-            }
+            self.calls.add(
+                index,
+                call["id"].as_str(),
+                call["function"]["name"].as_str(),
+                call["function"]["arguments"].as_str(),
+            );
         }
         if let Some(reason) = choice["finish_reason"].as_str() {
             self.finish_reason = Some(reason.to_string());
@@ -199,24 +191,8 @@ impl StreamedAnswer {
         Ok(true)
     }
 
-    pub fn finish(self) -> ChatResponse {
-        let tool_calls: Vec<ToolCall> = self
-            .calls
-            .into_iter()
-            .map(|(index, (id, name, arguments))| ToolCall {
-                id: if id.is_empty() {
-                    format!("call_{index}")
-                } else {
-                    id
-                },
-                name,
-                arguments_json: if arguments.trim().is_empty() {
-                    "{}".into()
-                } else {
-                    arguments
-                },
-            })
-            .collect();
+    fn finish(self) -> ChatResponse {
+        let tool_calls = self.calls.finish();
         let finish_reason = match self.finish_reason.as_deref() {
             Some("length") => FinishReason::Length,
             _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
@@ -280,17 +256,7 @@ impl LlmProvider for OpenAi {
         request: ChatRequest,
         sink: TextSink,
     ) -> Result<ChatResponse, LlmError> {
-        let response = self
-            .post(&request, true)?
-            .send()
-            .await
-            .map_err(|e| http::unreachable("openai", e))?;
-        let mut answer = StreamedAnswer::default();
-        match read_events("openai", response, |event| answer.apply(&event, &sink)).await? {
-            Streamed::Complete => Ok(answer.finish()),
-            // A server that does not stream: the whole answer, sent once.
-            Streamed::Whole(body) => Ok(send_whole(parse(&body)?, &sink)),
-        }
+        stream_chat::<StreamedAnswer>("openai", self.post(&request, true)?, sink, parse).await
     }
 }
 

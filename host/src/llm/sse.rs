@@ -2,7 +2,9 @@
 //! Anthropic's `stream: true`): split the body into events as bytes
 //! arrive, whatever the network's chunking.
 
-use super::{LlmError, http};
+use std::collections::BTreeMap;
+
+use super::{ChatResponse, LlmError, TextSink, ToolCall, http, send_whole};
 
 /// One event: its `event:` name (Anthropic names them; OpenAI does not)
 /// and its `data:` lines joined.
@@ -123,6 +125,84 @@ pub async fn read_events(
                 return Ok(Streamed::Complete);
             }
         }
+    }
+}
+
+/// A provider's streamed answer being put back together, event by event.
+pub trait Accumulator: Default {
+    /// Takes one event, passing text to `sink` as it comes; `false` once
+    /// the provider says the answer is complete.
+    fn apply(&mut self, event: &SseEvent, sink: &TextSink) -> Result<bool, LlmError>;
+    fn finish(self) -> ChatResponse;
+}
+
+/// Sends a `stream: true` request and reads its answer with `A`; a server
+/// that answers one JSON body instead is read with `parse`.
+pub async fn stream_chat<A: Accumulator>(
+    provider: &str,
+    request: reqwest::RequestBuilder,
+    sink: TextSink,
+    parse: fn(&serde_json::Value) -> Result<ChatResponse, LlmError>,
+) -> Result<ChatResponse, LlmError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| http::unreachable(provider, e))?;
+    let mut answer = A::default();
+    match read_events(provider, response, |event| answer.apply(&event, &sink)).await? {
+        Streamed::Complete => Ok(answer.finish()),
+        Streamed::Whole(body) => Ok(send_whole(parse(&body)?, &sink)),
+    }
+}
+
+/// Tool calls arriving in pieces, by the provider's index: an id and a
+/// name first, then the arguments' JSON a fragment at a time.
+#[derive(Debug, Default)]
+pub struct PartialCalls(BTreeMap<u64, (String, String, String)>);
+
+impl PartialCalls {
+    /// Adds what one event says about call `index`, opening it if new.
+    pub fn add(
+        &mut self,
+        index: u64,
+        id: Option<&str>,
+        name: Option<&str>,
+        arguments: Option<&str>,
+    ) {
+        let call = self.0.entry(index).or_default();
+        if let Some(id) = id {
+            call.0 = id.to_string();
+        }
+        call.1.push_str(name.unwrap_or_default());
+        call.2.push_str(arguments.unwrap_or_default());
+    }
+
+    /// Appends an argument fragment to a call already opened.
+    pub fn extend_arguments(&mut self, index: u64, fragment: &str) {
+        if let Some(call) = self.0.get_mut(&index) {
+            call.2.push_str(fragment);
+        }
+    }
+
+    /// The whole calls, in index order; no id becomes `call_INDEX`, no
+    /// arguments `{}`.
+    pub fn finish(self) -> Vec<ToolCall> {
+        self.0
+            .into_iter()
+            .map(|(index, (id, name, arguments))| ToolCall {
+                id: if id.is_empty() {
+                    format!("call_{index}")
+                } else {
+                    id
+                },
+                name,
+                arguments_json: if arguments.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    arguments
+                },
+            })
+            .collect()
     }
 }
 

@@ -177,6 +177,18 @@ pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
+/// Whether an upload is the component's bytes (`application/wasm` or
+/// `application/octet-stream`) rather than JSON with base64.
+pub(super) fn is_raw_component(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    content_type.starts_with("application/wasm")
+        || content_type.starts_with("application/octet-stream")
+}
+
 async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -184,14 +196,7 @@ async fn deploy(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(bytes)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let request = if content_type.starts_with("application/wasm")
-        || content_type.starts_with("application/octet-stream")
-    {
+    let request = if is_raw_component(&headers) {
         let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         let name = q.name.ok_or_else(|| {
             ApiError::bad_request(

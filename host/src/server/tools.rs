@@ -6,14 +6,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::agents::{decode_base64, read_body};
+use super::agents::{decode_base64, is_raw_component, read_body};
 use super::error::{ApiError, parse_json};
 use crate::runtime::limits::RequestedLimits;
 use crate::tools::component::ToolDeployError;
@@ -79,14 +79,7 @@ async fn deploy(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(bytes)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let (component, limits, replace) = if content_type.starts_with("application/wasm")
-        || content_type.starts_with("application/octet-stream")
-    {
+    let (component, limits, replace) = if is_raw_component(&headers) {
         let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         let limits = RequestedLimits {
             max_memory_bytes: q.max_memory_bytes,

@@ -28,8 +28,6 @@ impl logging::Host for ToolState {
     }
 }
 
-impl crate::runtime::bindings::caxton::agent::types::Host for ToolState {}
-
 /// The level's name, and the message cut to [`MAX_MESSAGE_BYTES`].
 fn prepare(level: Level, message: String) -> (&'static str, String) {
     let level = match level {

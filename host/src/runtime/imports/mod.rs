@@ -14,6 +14,7 @@ use super::HostState;
 use super::bindings::{Agent, caxton::agent::types};
 
 impl types::Host for HostState {}
+impl types::Host for super::tool::ToolState {}
 
 /// A linker with WASI (deny-by-default, see [`HostState::new`]) and every
 /// Caxton interface.
