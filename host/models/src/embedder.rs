@@ -8,10 +8,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use crate::bert::{Bert, BertConfig, SMALL_ROWS, masked_mean};
+use crate::bert::{Bert, BertConfig, SMALL_ROWS, mean_pool};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::DIMENSIONS;
@@ -21,9 +21,10 @@ use crate::DIMENSIONS;
 /// 256 and sentence-transformers overrides the tokenizer to match.
 const MAX_TOKENS: usize = 256;
 
-/// Texts per forward pass. Larger batches gain little on a CPU and make every
-/// text in the batch pay for the longest one's padding.
-const BATCH: usize = 32;
+/// Tokens per forward pass. Texts are packed without padding, so a pass is
+/// sized by tokens: large enough that the matrix products run near the
+/// cores' peak, small enough that activations stay in a few megabytes.
+const PASS_TOKENS: usize = 2048;
 
 const CONFIG_FILE: &str = "config.json";
 const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -58,19 +59,23 @@ pub enum EmbedError {
 pub struct Embedder {
     model: Bert,
     tokenizer: Tokenizer,
-    pad_id: u32,
-    device: Device,
     /// Runs small forward passes (a search query) on one thread: splitting
     /// a fifteen-token product across cores costs more in wake-ups than it
-    /// saves. Concurrent small embeds take turns on it (each is ~8 ms).
+    /// saves. Concurrent small embeds take turns on it (each is ~7 ms).
     one_thread: rayon::ThreadPool,
+    /// Runs batched forward passes. The caller's thread would otherwise
+    /// drive the serial parts (attention over small matrices, pooling)
+    /// while both pool workers spin waiting for the next parallel product:
+    /// three busy threads on two cores. Driving the pass from inside the
+    /// pool lets the idle worker spin on the idle core.
+    all_threads: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("model", &crate::MODEL_NAME)
-            .field("device", &self.device)
+            .field("device", &"cpu")
             .finish_non_exhaustive()
     }
 }
@@ -105,9 +110,9 @@ impl Embedder {
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
             EmbedError::Tokenizer(format!("cannot load {}: {e}", tokenizer_path.display()))
         })?;
-        // The shipped tokenizer pads every input to 128 tokens. Padding is done
-        // per batch below instead: padding to a fixed width wastes work and,
-        // more importantly, the mask must be built from the real lengths.
+        // The shipped tokenizer pads every input to 128 tokens. The encoder
+        // packs texts end to end instead, so padding would only add tokens
+        // that are not in the text.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -118,7 +123,6 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Tokenizer(format!("cannot set truncation: {e}")))?;
 
-        let device = Device::Cpu;
         let weights_path = model_dir.join(WEIGHTS_FILE);
         // Read into memory rather than mmap: candle copies CPU tensors out of
         // the buffer anyway, and a buffer cannot fault (SIGBUS) if the file is
@@ -127,7 +131,7 @@ impl Embedder {
             path: weights_path.clone(),
             source,
         })?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
         let model = Bert::load(vb, &config)?;
         let one_thread = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
@@ -135,11 +139,15 @@ impl Embedder {
             .build()
             .map_err(|e| EmbedError::Model(candle_core::Error::Msg(e.to_string())))?;
 
+        let all_threads = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("caxton-embed-{i}"))
+            .build()
+            .map_err(|e| EmbedError::Model(candle_core::Error::Msg(e.to_string())))?;
+
         Ok(Embedder {
             model,
+            all_threads,
             tokenizer,
-            pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
-            device,
             one_thread,
         })
     }
@@ -151,9 +159,9 @@ impl Embedder {
     /// than 256 tokens (roughly 180 English words) are truncated: only their
     /// beginning counts. Empty input gives empty output.
     ///
-    /// Texts are grouped by length into forward passes of up to 32, so long
-    /// and short texts do not share padding; the result does not depend on
-    /// batch composition beyond float rounding.
+    /// Texts are packed into forward passes of up to 2,048 tokens; each
+    /// text attends only to its own tokens, so the result does not depend
+    /// on what else is in the batch beyond float rounding.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -163,17 +171,20 @@ impl Embedder {
             .encode_batch_fast(texts.to_vec(), true)
             .map_err(|e| EmbedError::Tokenizer(format!("cannot tokenise input: {e}")))?;
 
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
-
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
-            let vectors = self.forward(&batch)?;
-            for (&i, v) in chunk.iter().zip(vectors) {
-                out[i] = v;
+        let mut out = Vec::with_capacity(texts.len());
+        let mut pass: Vec<&tokenizers::Encoding> = Vec::new();
+        let mut tokens = 0;
+        for encoding in &encodings {
+            let len = encoding.get_ids().len();
+            if !pass.is_empty() && tokens + len > PASS_TOKENS {
+                out.extend(self.forward(&pass)?);
+                pass.clear();
+                tokens = 0;
             }
+            pass.push(encoding);
+            tokens += len;
         }
+        out.extend(self.forward(&pass)?);
         Ok(out)
     }
 
@@ -184,35 +195,21 @@ impl Embedder {
             .ok_or_else(|| EmbedError::Tokenizer("no embedding produced".into()))
     }
 
-    /// One forward pass over already-tokenised texts.
+    /// One forward pass over already-tokenised texts, packed end to end
+    /// (no padding: the encoder attends within each text).
     fn forward(&self, batch: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let width = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        let mut mask = Vec::with_capacity(batch.len() * width);
-        for encoding in batch {
-            let len = encoding.get_ids().len();
-            ids.extend_from_slice(encoding.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, width - len));
-            mask.extend(std::iter::repeat_n(1u32, len));
-            mask.extend(std::iter::repeat_n(0u32, width - len));
-        }
-        let shape = (batch.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        // The mask matters twice: BERT must not attend to padding, and the
-        // mean must not average it in. Missing either makes short texts in a
-        // padded batch drift towards one another.
-        let run = || -> Result<Tensor, candle_core::Error> {
-            let hidden = self.model.forward(&ids, &mask)?;
-            masked_mean(&hidden, &mask)
+        let lengths: Vec<usize> = batch.iter().map(|e| e.get_ids().len()).collect();
+        let ids: Vec<u32> = batch.iter().flat_map(|e| e.get_ids()).copied().collect();
+        let run = || -> Result<Vec<Vec<f32>>, candle_core::Error> {
+            let hidden = self.model.forward(&ids, &lengths)?;
+            Ok(mean_pool(&hidden, self.model.hidden(), &lengths))
         };
-        let mean = if batch.len() * width <= SMALL_ROWS {
+        let means = if ids.len() <= SMALL_ROWS {
             self.one_thread.install(run)?
         } else {
-            run()?
+            self.all_threads.install(run)?
         };
-        let rows = mean.to_vec2::<f32>()?;
-        Ok(rows.into_iter().map(normalise).collect())
+        Ok(means.into_iter().map(normalise).collect())
     }
 }
 

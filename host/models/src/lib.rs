@@ -25,6 +25,7 @@
 
 mod bert;
 mod embedder;
+mod gelu;
 mod threads;
 pub use threads::fix_thread_count;
 mod fetch;

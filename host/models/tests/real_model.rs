@@ -142,7 +142,8 @@ fn batched_agrees_with_single() {
 #[test]
 fn batches_longer_than_one_chunk_keep_their_order() {
     let e = embedder();
-    let owned: Vec<String> = (0..70)
+    // ~3,000 tokens: more than one 2,048-token forward pass.
+    let owned: Vec<String> = (0..200)
         .map(|i| {
             format!(
                 "Sentence number {i} talks about {}.",
@@ -153,7 +154,7 @@ fn batches_longer_than_one_chunk_keep_their_order() {
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let all = e.embed(&texts).expect("embed");
     assert_eq!(all.len(), texts.len());
-    for i in [0, 31, 32, 45, 69] {
+    for i in [0, 31, 32, 45, 69, 130, 199] {
         let single = e.embed_one(texts[i]).expect("embed single");
         assert!(cosine(&single, &all[i]) > 0.9999, "text {i} out of place");
     }
