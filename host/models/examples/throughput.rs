@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    println!("resident memory after load: {:.1} MB", resident_mb());
 
     embedder.embed(&texts[..4])?; // warm-up
     let started = Instant::now();
@@ -64,5 +65,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batched.as_secs_f64() * 1000.0 / rounds as f64,
         (rounds * texts.len()) as f64 / batched.as_secs_f64()
     );
+    println!("resident memory: {:.1} MB", resident_mb());
     Ok(())
+}
+
+/// This process's resident set (Linux), for seeing what embedding keeps.
+fn resident_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |pages| pages * 4096.0 / 1e6)
 }

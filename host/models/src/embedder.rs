@@ -23,7 +23,8 @@ const MAX_TOKENS: usize = 256;
 
 /// Tokens per forward pass. Texts are packed without padding, so a pass is
 /// sized by tokens: large enough that the matrix products run near the
-/// cores' peak, small enough that activations stay in a few megabytes.
+/// cores' peak (1,024 measured ~5 % slower on 20-token texts), small enough
+/// that activations stay in a few megabytes.
 const PASS_TOKENS: usize = 2048;
 
 const CONFIG_FILE: &str = "config.json";
@@ -67,7 +68,8 @@ pub struct Embedder {
     /// drive the serial parts (attention over small matrices, pooling)
     /// while both pool workers spin waiting for the next parallel product:
     /// three busy threads on two cores. Driving the pass from inside the
-    /// pool lets the idle worker spin on the idle core.
+    /// pool lets the idle worker spin on the idle core. (Running it on the
+    /// global pool instead measured ~20 MB more resident memory.)
     all_threads: rayon::ThreadPool,
 }
 

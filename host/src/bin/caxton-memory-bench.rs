@@ -342,8 +342,9 @@ fn main() -> anyhow::Result<()> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let bases = real.embed(&refs).map_err(|e| anyhow!(e))?;
     println!(
-        "embedded {BASES} base sentences in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "embedded {BASES} base sentences in {:.1} s; resident memory now {:.1} MB (model loaded and used)",
+        started.elapsed().as_secs_f64(),
+        resident_memory_bytes().unwrap_or(0) as f64 / 1e6
     );
     let corpus: Arc<dyn TextEmbedder> = Arc::new(CorpusEmbedder {
         real: real.clone(),
