@@ -142,7 +142,11 @@ pub fn traverse(
                 continue;
             }
             let next = if edge.from == id { edge.to } else { edge.from };
-            if seen_edges.insert((edge.from, edge.kind.clone(), edge.to)) {
+            // In one direction every edge is found once, from the one end
+            // that is expanded; only both directions meet it twice.
+            if options.direction != Direction::Both
+                || seen_edges.insert((edge.from, edge.kind.clone(), edge.to))
+            {
                 edges.push(edge);
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = depth_of.entry(next) {

@@ -46,6 +46,14 @@ struct StoredEntity {
     metadata: Option<serde_json::Value>,
     created_at: String,
     updated_at: String,
+    /// The observation texts, oldest first: a copy of what OBSERVATIONS and
+    /// DOCS hold (those stay the source for search), kept in the record so
+    /// reading an entity — every node of a traversal, every search hit —
+    /// is one lookup instead of two plus one per observation. Rewritten in
+    /// the same transaction as any change to the observations. `None` in
+    /// records written before the copy existed; readers then fall back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observations: Option<Vec<String>>,
 }
 
 /// Changes the vector index must follow after a commit.
@@ -195,7 +203,14 @@ impl GraphWriter<'_> {
         })
     }
 
-    fn touch(&self, id: u64) -> Result<()> {
+    /// Rewrites an entity's record with its current observation texts and,
+    /// if `touch`, a new `updated_at`.
+    fn refresh_record(&self, id: u64, touch: bool) -> Result<()> {
+        let texts: Vec<String> = self
+            .observation_docs(id)?
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect();
         let mut data = self.txn.open_table(ENTITY_DATA)?;
         let stored = match data.get(id)? {
             Some(bytes) => {
@@ -204,7 +219,10 @@ impl GraphWriter<'_> {
             None => None,
         };
         if let Some(mut stored) = stored {
-            stored.updated_at = self.now.clone();
+            stored.observations = Some(texts);
+            if touch {
+                stored.updated_at = self.now.clone();
+            }
             let bytes = serde_json::to_vec(&stored).map_err(json_err)?;
             data.insert(id, bytes.as_slice())?;
         }
@@ -309,6 +327,7 @@ impl GraphWriter<'_> {
                     metadata: input.metadata.clone(),
                     created_at: self.now.clone(),
                     updated_at: self.now.clone(),
+                    observations: Some(Vec::new()),
                 };
                 let bytes = serde_json::to_vec(&stored).map_err(json_err)?;
                 self.txn
@@ -342,6 +361,9 @@ impl GraphWriter<'_> {
             }
         }
         let added = self.add_observations_to(scope, id, &input.observations)?;
+        if added > 0 {
+            self.refresh_record(id, false)?;
+        }
         Ok(match (existing, changed || added > 0) {
             (None, _) => Outcome::Created,
             (Some(_), true) => Outcome::Updated,
@@ -384,7 +406,7 @@ impl GraphWriter<'_> {
         let id = self.require(scope, name)?;
         let added = self.add_observations_to(scope, id, texts)?;
         if added > 0 {
-            self.touch(id)?;
+            self.refresh_record(id, true)?;
         }
         Ok(added)
     }
@@ -406,7 +428,7 @@ impl GraphWriter<'_> {
             }
         }
         if removed > 0 {
-            self.touch(id)?;
+            self.refresh_record(id, true)?;
         }
         Ok(removed)
     }
@@ -569,6 +591,23 @@ impl GraphReader {
         let Some(stored) = self.stored(id)? else {
             return Ok(None);
         };
+        let observations = match stored.observations {
+            Some(texts) => texts,
+            None => self.observation_texts(id)?,
+        };
+        Ok(Some(Entity {
+            name: stored.name,
+            entity_type: stored.entity_type,
+            observations,
+            metadata: stored.metadata,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        }))
+    }
+
+    /// Observation texts from OBSERVATIONS and DOCS, for records written
+    /// before they carried their own copy.
+    fn observation_texts(&self, id: u64) -> Result<Vec<String>> {
         let observations = &self.t.observations;
         let docs = &self.t.docs;
         let mut texts = Vec::new();
@@ -578,14 +617,7 @@ impl GraphReader {
                 texts.push(v.value().3.to_string());
             }
         }
-        Ok(Some(Entity {
-            name: stored.name,
-            entity_type: stored.entity_type,
-            observations: texts,
-            metadata: stored.metadata,
-            created_at: stored.created_at,
-            updated_at: stored.updated_at,
-        }))
+        Ok(texts)
     }
 
     /// A document's entity and text.
@@ -876,4 +908,79 @@ pub fn store_embeddings(
     }
     txn.commit()?;
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, observations: &[&str]) -> EntityInput {
+        EntityInput {
+            name: name.into(),
+            entity_type: "note".into(),
+            observations: observations.iter().map(|s| s.to_string()).collect(),
+            metadata: None,
+        }
+    }
+
+    fn observations(store: &MemoryStore, name: &str) -> (Vec<String>, Vec<String>) {
+        let reader = store.read().expect("read");
+        let id = reader
+            .entity_id(&ScopeKey::global(), name)
+            .expect("lookup")
+            .expect("entity exists");
+        let entity = reader.entity(id).expect("entity").expect("record");
+        (
+            entity.observations,
+            reader.observation_texts(id).expect("docs"),
+        )
+    }
+
+    /// The record's copy of the observations follows every change, in the
+    /// order OBSERVATIONS holds them; records without a copy still read.
+    #[test]
+    fn entity_records_carry_their_observations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MemoryStore::open(Arc::new(Storage::open(dir.path()).expect("storage")))
+            .expect("store");
+        let scope = ScopeKey::global();
+        let none = HashMap::new();
+        let write = |f: &dyn Fn(&mut GraphWriter<'_>) -> Result<()>| {
+            store.write(&none, |w| f(w)).expect("write");
+        };
+        write(&|w| {
+            w.upsert_entity(&scope, &input("a", &["one", "two"]))
+                .map(drop)
+        });
+        assert_eq!(observations(&store, "a").0, ["one", "two"]);
+        write(&|w| {
+            w.upsert_entity(&scope, &input("a", &["two", "three"]))
+                .map(drop)
+        });
+        write(&|w| w.add_observations(&scope, "a", &["four".into()]).map(drop));
+        write(&|w| {
+            w.delete_observations(&scope, "a", &["one".into()])
+                .map(drop)
+        });
+        let (copy, source) = observations(&store, "a");
+        assert_eq!(copy, ["two", "three", "four"]);
+        assert_eq!(copy, source);
+
+        // A record from before the copy existed reads through the docs.
+        write(&|w| {
+            let id = w.require(&scope, "a")?;
+            let mut data = w.txn.open_table(ENTITY_DATA)?;
+            let mut stored: StoredEntity = match data.get(id)? {
+                Some(bytes) => serde_json::from_slice(bytes.value()).map_err(json_err)?,
+                None => return Err(MemoryError::NotFound("a".into())),
+            };
+            stored.observations = None;
+            data.insert(
+                id,
+                serde_json::to_vec(&stored).map_err(json_err)?.as_slice(),
+            )?;
+            Ok(())
+        });
+        assert_eq!(observations(&store, "a").0, ["two", "three", "four"]);
+    }
 }
