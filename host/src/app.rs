@@ -40,6 +40,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     if let Some(dir) = options.data_dir {
         config.data_dir = Some(dir);
     }
+    // Logging waits for the configuration (it names the file and level);
+    // a configuration that does not load is reported on stderr by `main`.
+    crate::logging::init(&config.logging)?;
     for note in config.notes() {
         tracing::info!("{note}");
     }

@@ -26,8 +26,10 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
 }
 
-/// `logging:` — from the runbook's production file. Logs go to stderr
-/// (the journal under systemd); the level comes from `CAXTON_LOG`.
+/// `logging:` — from the runbook's production file. Logs always go to
+/// stderr (the journal under systemd) and, with `file`, are appended there
+/// too; `level` is a level name or a filter, overridden by `CAXTON_LOG`
+/// (see [`crate::logging`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoggingConfig {
@@ -349,13 +351,6 @@ impl Config {
                  `caxton memory cleanup --remove-orphaned` (e.g. from a timer)"
             ));
         }
-        if self.logging.level.is_some() || self.logging.file.is_some() {
-            notes.push(
-                "logging.level/file are not applied: logs go to stderr (the journal under \
-                 systemd); set the level with CAXTON_LOG=info|debug|…"
-                    .into(),
-            );
-        }
         if let Some(interval) = &self.monitoring.health_check_interval {
             notes.push(format!(
                 "monitoring.health_check_interval ({interval}) is not used: health is computed \
@@ -394,6 +389,11 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "runtime.mailbox_capacity must be at least 1".into(),
             ));
+        }
+        if let Some(level) = &self.logging.level
+            && let Err(e) = crate::logging::level_filter(level)
+        {
+            return Err(ConfigError::Invalid(e.to_string()));
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod config_agents;
 pub mod llm;
+pub mod logging;
 pub mod memory;
 pub mod messaging;
 pub mod runtime;

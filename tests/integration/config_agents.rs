@@ -577,10 +577,27 @@ monitoring:
         "metrics_port: 9090",
         &format!("metrics_port: {metrics_port}"),
     );
+    // ...and its log file, into the temporary directory too (its directory
+    // does not exist yet: the server creates it).
+    let log = guard.path().join("var-log-caxton").join("caxton.log");
+    let text = text.replace("/var/log/caxton/caxton.log", &log.to_string_lossy());
     std::fs::write(&config, &text).expect("config");
-    let server = Server::start_with_config(&data, Some(&config));
+    // The harness quiets servers with CAXTON_LOG=warn; empty, it leaves
+    // the level to the file's `logging.level: "info"`.
+    let server = Server::start_with_env(&data, Some(&config), &[("CAXTON_LOG", "")]);
     let (status, shown) = server.get("/api/v1/agents/greeter").await;
     assert_eq!(status, 200, "server.agents_dir was not used: {shown}");
+
+    // `tail -f /var/log/caxton/caxton.log`: the file gets the server's lines.
+    let logged = std::fs::read_to_string(&log).expect("logging.file was not written");
+    assert!(
+        logged.contains("caxton server ready") && logged.contains("config agents loaded"),
+        "logging.file lacks the start-up lines:\n{logged}"
+    );
+    assert!(
+        !logged.contains('\u{1b}'),
+        "logging.file has terminal colour codes"
+    );
 
     // `curl -s localhost:9090/metrics | grep caxton_agent_`
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -621,6 +638,16 @@ monitoring:
     let (ok, out, _) = server.cli(&["config", "verify", "--config", &config.to_string_lossy()]);
     assert!(!ok, "{out}");
     assert!(out.contains("memory.backend `qdrant`"), "{out}");
+
+    // So is a log level that is not one, before anything starts.
+    std::fs::write(
+        &config,
+        text.replace("level: \"info\"", "level: \"chatty\""),
+    )
+    .expect("config");
+    let (ok, out, _) = server.cli(&["config", "verify", "--config", &config.to_string_lossy()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("logging.level `chatty`"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,9 +95,6 @@ enum ConfigCommand {
 /// `main.rs`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Start { .. } = cli.command {
-        init_tracing();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,22 +108,16 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Once `start` has installed the logger, the reason the server
+            // stopped belongs in the log (and logging.file) as well.
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAXTON_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,148 @@
+//! Where the server's log lines go: always to stderr (the journal under
+//! systemd), and also to `logging.file` when it is set, so the runbook's
+//! `tail -f /var/log/caxton/caxton.log` works. The level is `CAXTON_LOG`
+//! if set (and not empty), else `logging.level`, else `RUST_LOG`, else
+//! `info`. A start-up failure after this point is logged too (`cli`).
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LoggingConfig;
+
+/// Crates whose `info` lines are compiler chatter, not server events.
+const QUIET: &str = "wasmtime=warn,cranelift=warn";
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Installs the global logger for `caxton start`.
+pub fn init(config: &LoggingConfig) -> anyhow::Result<()> {
+    let filter = filter(config)?;
+    let stderr = fmt::layer().with_writer(std::io::stderr);
+    let installed = match &config.file {
+        Some(path) => {
+            let file = open(path)?;
+            // One `write` per line on an O_APPEND file: lines from
+            // concurrent threads do not interleave, and `logrotate` with
+            // `copytruncate` works.
+            let to_file = fmt::layer().with_ansi(false).with_writer(Arc::new(file));
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(stderr)
+                .with(to_file)
+                .try_init()
+        }
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(stderr)
+            .try_init(),
+    };
+    installed.context("cannot install the logger")
+}
+
+fn filter(config: &LoggingConfig) -> anyhow::Result<EnvFilter> {
+    // An empty CAXTON_LOG counts as unset; one that does not parse is
+    // reported (on stderr: the logger is not there yet) and skipped.
+    if let Some(spec) = std::env::var("CAXTON_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        match EnvFilter::try_new(&spec) {
+            Ok(filter) => return Ok(filter),
+            Err(e) => eprintln!("CAXTON_LOG `{spec}` is not a log filter ({e}); ignoring it"),
+        }
+    }
+    if let Some(level) = &config.level {
+        return level_filter(level);
+    }
+    Ok(EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}"))))
+}
+
+/// `logging.level`: a level name (`info`), which keeps the compiler quiet,
+/// or a full filter (`info,caxton::memory=debug`) taken as written.
+pub fn level_filter(level: &str) -> anyhow::Result<EnvFilter> {
+    let level = level.trim();
+    let lower = level.to_ascii_lowercase();
+    if LEVELS.contains(&lower.as_str()) {
+        // Quieting only lowers: `error` or `off` must not let the
+        // compiler's warnings through.
+        let spec = if matches!(lower.as_str(), "off" | "error" | "warn") {
+            lower
+        } else {
+            format!("{lower},{QUIET}")
+        };
+        return Ok(EnvFilter::new(spec));
+    }
+    if !level.contains('=') {
+        bail!(
+            "logging.level `{level}` is not a level: use one of {} or a filter such as \
+             `info,caxton::memory=debug`",
+            LEVELS.join(", ")
+        );
+    }
+    EnvFilter::try_new(level).map_err(|e| {
+        anyhow::anyhow!(
+            "logging.level `{level}` is not a valid filter ({e}); use a level such as `info` \
+             or a filter such as `info,caxton::memory=debug`"
+        )
+    })
+}
+
+fn open(path: &Path) -> anyhow::Result<fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create {} for logging.file; create it (and let this user write \
+                 there) or point logging.file elsewhere",
+                dir.display()
+            )
+        })?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open logging.file {} for appending; check its permissions or point \
+                 logging.file elsewhere",
+                path.display()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_filters_are_accepted_and_nonsense_is_explained() {
+        for ok in [
+            "info",
+            "DEBUG",
+            " warn ",
+            "off",
+            "info,caxton::memory=debug",
+        ] {
+            assert!(level_filter(ok).is_ok(), "{ok} refused");
+        }
+        // A strict level stays strict for every crate.
+        let strict = level_filter("error").expect("error").to_string();
+        assert!(!strict.contains("warn"), "{strict}");
+        let normal = level_filter("info").expect("info").to_string();
+        assert!(normal.contains("wasmtime=warn"), "{normal}");
+        let err = level_filter("loud").expect_err("not a level").to_string();
+        assert!(err.contains("`loud`") && err.contains("debug"), "{err}");
+        let err = level_filter("info,caxton=shouty")
+            .expect_err("bad directive")
+            .to_string();
+        assert!(err.contains("not a valid filter"), "{err}");
+    }
+}
