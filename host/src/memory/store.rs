@@ -423,7 +423,9 @@ impl GraphWriter<'_> {
         }
         let added = self.add_observations_to(scope, id, &input.observations)?;
         if added > 0 {
-            self.refresh_record(id, false)?;
+            // New observations on an existing entity update it, as
+            // `add_observations` does (orphan cleanup goes by updated_at).
+            self.refresh_record(id, existing.is_some())?;
         }
         Ok(match (existing, changed || added > 0) {
             (None, _) => Outcome::Created,
