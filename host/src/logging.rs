@@ -24,25 +24,21 @@ const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 /// Installs the global logger for `caxton start`.
 pub fn init(config: &LoggingConfig) -> anyhow::Result<()> {
     let filter = filter(config)?;
-    let stderr = fmt::layer().with_writer(std::io::stderr);
-    let installed = match &config.file {
-        Some(path) => {
-            let file = open(path)?;
-            // One `write` per line on an O_APPEND file: lines from
-            // concurrent threads do not interleave, and `logrotate` with
-            // `copytruncate` works.
-            let to_file = fmt::layer().with_ansi(false).with_writer(Arc::new(file));
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(stderr)
-                .with(to_file)
-                .try_init()
-        }
-        None => tracing_subscriber::registry()
-            .with(filter)
-            .with(stderr)
-            .try_init(),
+    // One `write` per line on an O_APPEND file: lines from concurrent
+    // threads do not interleave, and `logrotate` with `copytruncate` works.
+    let to_file = match &config.file {
+        Some(path) => Some(
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(Arc::new(open(path)?)),
+        ),
+        None => None,
     };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(to_file)
+        .try_init();
     installed.context("cannot install the logger")
 }
 

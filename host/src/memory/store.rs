@@ -226,6 +226,24 @@ impl MemoryStore {
     }
 }
 
+/// An entity's observations as (doc id, text), oldest first, from
+/// OBSERVATIONS and DOCS: the source the record's copy is rebuilt from.
+fn observations_of(
+    observations: &impl ReadableTable<(u64, u64), ()>,
+    docs: &impl ReadableTable<u64, (u64, u32, &'static str, &'static str)>,
+    entity: u64,
+) -> Result<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    for entry in observations.range((entity, 0)..(entity.saturating_add(1), 0))? {
+        let (key, _) = entry?;
+        let (_, doc) = key.value();
+        if let Some(v) = docs.get(doc)? {
+            out.push((doc, v.value().3.to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// Write operations inside one transaction.
 pub struct GraphWriter<'t> {
     txn: &'t WriteTransaction,
@@ -271,25 +289,14 @@ impl GraphWriter<'_> {
     /// Rewrites an entity's record with its current observation texts and,
     /// if `touch`, a new `updated_at`.
     fn refresh_record(&self, id: u64, touch: bool) -> Result<()> {
-        let texts: Vec<String> = self
-            .observation_docs(id)?
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect();
-        let mut data = self.txn.open_table(ENTITY_DATA)?;
-        let stored = match data.get(id)? {
-            Some(bytes) => Some(StoredEntity::decode(bytes.value())?),
-            None => None,
+        let Some(mut record) = self.record(id)? else {
+            return Ok(());
         };
-        if let Some(mut stored) = stored {
-            stored.observations = Some(texts);
-            if touch {
-                stored.updated_at = self.now.clone();
-            }
-            let bytes = stored.encode()?;
-            data.insert(id, bytes.as_slice())?;
+        record.observations = Some(self.observation_texts(id)?);
+        if touch {
+            record.updated_at = self.now.clone();
         }
-        Ok(())
+        self.put_record(id, &record)
     }
 
     /// Adds a searchable document (postings, counters, embedding).
@@ -359,31 +366,61 @@ impl GraphWriter<'_> {
     }
 
     fn observation_docs(&self, entity: u64) -> Result<Vec<(u64, String)>> {
-        let observations = self.txn.open_table(OBSERVATIONS)?;
-        let docs = self.txn.open_table(DOCS)?;
-        let mut out = Vec::new();
-        for entry in observations.range((entity, 0)..(entity.saturating_add(1), 0))? {
-            let (key, _) = entry?;
-            let (_, doc) = key.value();
-            if let Some(v) = docs.get(doc)? {
-                out.push((doc, v.value().3.to_string()));
-            }
-        }
-        Ok(out)
+        observations_of(
+            &self.txn.open_table(OBSERVATIONS)?,
+            &self.txn.open_table(DOCS)?,
+            entity,
+        )
+    }
+
+    fn observation_texts(&self, entity: u64) -> Result<Vec<String>> {
+        Ok(self
+            .observation_docs(entity)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    fn record(&self, id: u64) -> Result<Option<StoredEntity>> {
+        let data = self.txn.open_table(ENTITY_DATA)?;
+        let bytes = data.get(id)?;
+        bytes.map(|b| StoredEntity::decode(b.value())).transpose()
+    }
+
+    fn put_record(&self, id: u64, record: &StoredEntity) -> Result<()> {
+        self.txn
+            .open_table(ENTITY_DATA)?
+            .insert(id, record.encode()?.as_slice())?;
+        Ok(())
     }
 
     /// Creates the entity, or merges new observations (and type, metadata)
     /// into an existing one of the same name.
     pub fn upsert_entity(&mut self, scope: &ScopeKey, input: &EntityInput) -> Result<Outcome> {
         let existing = self.entity_id(scope, &input.name)?;
-        let id = match existing {
-            Some(id) => id,
+        let (id, mut record, changed) = match existing {
+            Some(id) => {
+                let stored = self
+                    .record(id)?
+                    .ok_or_else(|| MemoryError::Storage(format!("entity {id} has no record")))?;
+                let mut updated = stored.clone();
+                updated.entity_type = input.entity_type.clone();
+                if input.metadata.is_some() {
+                    updated.metadata = input.metadata.clone();
+                }
+                let changed = updated.entity_type != stored.entity_type
+                    || updated.metadata != stored.metadata;
+                (id, updated, changed)
+            }
             None => {
                 let id = self.bump("next_entity", 1)?;
                 self.txn
                     .open_table(ENTITIES)?
                     .insert((scope.as_str(), input.name.as_str()), id)?;
-                let stored = StoredEntity {
+                let name_doc =
+                    self.add_doc(scope, id, &name_text(&input.name, &input.entity_type))?;
+                self.txn.open_table(NAME_DOCS)?.insert(id, name_doc)?;
+                let record = StoredEntity {
                     scope: scope.to_string(),
                     name: input.name.clone(),
                     entity_type: input.entity_type.clone(),
@@ -392,42 +429,24 @@ impl GraphWriter<'_> {
                     updated_at: self.now.clone(),
                     observations: Some(Vec::new()),
                 };
-                let bytes = stored.encode()?;
-                self.txn
-                    .open_table(ENTITY_DATA)?
-                    .insert(id, bytes.as_slice())?;
-                let name_doc =
-                    self.add_doc(scope, id, &name_text(&input.name, &input.entity_type))?;
-                self.txn.open_table(NAME_DOCS)?.insert(id, name_doc)?;
-                id
+                (id, record, false)
             }
         };
-        let mut changed = false;
-        if existing.is_some() {
-            let mut data = self.txn.open_table(ENTITY_DATA)?;
-            let stored = match data.get(id)? {
-                Some(bytes) => StoredEntity::decode(bytes.value())?,
-                None => return Err(MemoryError::Storage(format!("entity {id} has no record"))),
-            };
-            let mut updated = stored.clone();
-            updated.entity_type = input.entity_type.clone();
-            if input.metadata.is_some() {
-                updated.metadata = input.metadata.clone();
-            }
-            if updated.entity_type != stored.entity_type || updated.metadata != stored.metadata {
-                updated.updated_at = self.now.clone();
-                let bytes = updated.encode()?;
-                data.insert(id, bytes.as_slice())?;
-                changed = true;
-            }
-        }
         let added = self.add_observations_to(scope, id, &input.observations)?;
         if added > 0 {
-            // New observations on an existing entity update it, as
-            // `add_observations` does (orphan cleanup goes by updated_at).
-            self.refresh_record(id, existing.is_some())?;
+            record.observations = Some(self.observation_texts(id)?);
         }
-        Ok(match (existing, changed || added > 0) {
+        let updated = changed || added > 0;
+        if existing.is_some() && updated {
+            // New observations update an entity too, as `add_observations`
+            // does (orphan cleanup goes by updated_at).
+            record.updated_at = self.now.clone();
+        }
+        // The record is written once, with its final observations.
+        if existing.is_none() || updated {
+            self.put_record(id, &record)?;
+        }
+        Ok(match (existing, updated) {
             (None, _) => Outcome::Created,
             (Some(_), true) => Outcome::Updated,
             (Some(_), false) => Outcome::Unchanged,
@@ -669,16 +688,8 @@ impl GraphReader {
     /// Observation texts from OBSERVATIONS and DOCS, for records written
     /// before they carried their own copy.
     fn observation_texts(&self, id: u64) -> Result<Vec<String>> {
-        let observations = &self.t.observations;
-        let docs = &self.t.docs;
-        let mut texts = Vec::new();
-        for entry in observations.range((id, 0)..(id.saturating_add(1), 0))? {
-            let (key, _) = entry?;
-            if let Some(v) = docs.get(key.value().1)? {
-                texts.push(v.value().3.to_string());
-            }
-        }
-        Ok(texts)
+        let docs = observations_of(&self.t.observations, &self.t.docs, id)?;
+        Ok(docs.into_iter().map(|(_, text)| text).collect())
     }
 
     /// A document's entity and text.

@@ -144,11 +144,6 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// The search beam currently in use.
-    pub fn expansion_search(&self) -> usize {
-        self.ann.expansion_search()
-    }
-
     pub fn insert(&mut self, doc: u64, scope: &ScopeKey, vector: &[f32]) -> Result<(), IndexError> {
         if vector.len() != self.dimensions {
             return Err(IndexError::Native(format!(
