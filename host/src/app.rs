@@ -62,12 +62,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         LlmService::from_config(&config.llm, &config.memory.model_cache_dir())
             .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
     );
-    let cache = crate::runtime::component_cache(&data_dir, &config.runtime.max_limits)?;
+    let cache = crate::runtime::component_cache(&data_dir, &storage, &config.runtime.max_limits)?;
     let components = ComponentTools::new(cache.clone(), storage.clone(), config.runtime.clone())?;
-    let tools = Arc::new(
-        ToolRegistry::with_builtins(config.tools.http_allowed_domains.clone())
-            .with_components(components),
-    );
+    let tools = Arc::new(ToolRegistry::with_builtins(&config.tools).with_components(components));
     let started = Instant::now();
     if let Some(components) = tools.components() {
         let count = components.load_stored().await?;
@@ -130,6 +127,44 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     println!("caxton listening on http://{local}");
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
 
+    let tokens = Arc::new(
+        crate::auth::tokens::TokenStore::open(storage.clone())
+            .context("cannot open the token table")?,
+    );
+    let admin_token_file = tokens
+        .ensure_admin_file(&data_dir)
+        .context("cannot create the admin token")?;
+    let loopback_bind = is_loopback_host(&config.server.host);
+    match (&admin_token_file, loopback_bind) {
+        (Some(path), true) => tracing::info!(
+            file = %path.display(),
+            "admin token kept here; on this machine requests need none unless auth.required is set"
+        ),
+        (Some(path), false) => tracing::info!(
+            file = %path.display(),
+            "every request but /api/v1/health needs a token; the admin token is kept here"
+        ),
+        (None, _) => tracing::info!(
+            "no admin token file in the data directory; use an existing token or `caxton tokens create`"
+        ),
+    }
+    if !loopback_bind {
+        tracing::warn!(
+            host = %config.server.host,
+            "listening beyond loopback WITHOUT TLS: tokens and data cross the network in clear text; \
+             put a TLS-terminating proxy in front"
+        );
+    }
+    let gate = Arc::new(server::auth::Gate {
+        tokens,
+        settings: config.auth.clone(),
+        loopback_bind,
+        admin_token_file,
+        max_request_bytes: config.server.max_request_bytes,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_concurrent_requests.max(1),
+        )),
+    });
     let state = AppState {
         manager,
         memory,
@@ -139,6 +174,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         model_cache_dir: config.memory.model_cache_dir(),
         started,
         shutdown: Arc::new(Notify::new()),
+        gate,
     };
     let metrics_server = match config.monitoring.metrics_port {
         Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
@@ -171,10 +207,16 @@ async fn serve_metrics(
         .await
         .with_context(|| format!("cannot listen on {address} for monitoring.metrics_port"))?;
     tracing::info!(address = %listener.local_addr()?, "metrics served at /metrics");
+    let gate = state.gate.clone();
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(server::metrics::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            server::auth::gate,
+        ))
         .with_state(state);
     Ok(tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "the metrics listener stopped");
         }
@@ -215,7 +257,7 @@ fn open_memory(
     );
     let have_model = memory.embedder().get().is_some();
     if have_model {
-        backfill_in_background(memory.clone());
+        memory.clone().backfill_in_background();
     } else if settings.semantic_search && settings.auto_pull {
         let memory = memory.clone();
         std::thread::Builder::new()
@@ -224,7 +266,7 @@ fn open_memory(
                 move || match embedding::pull_and_load(&cache_dir, memory.embedder()) {
                     Ok(model) => {
                         memory.embedder().set(model);
-                        backfill_in_background(memory);
+                        memory.backfill_in_background();
                     }
                     Err(reason) => {
                         tracing::warn!(%reason, "embedding model unavailable");
@@ -234,20 +276,6 @@ fn open_memory(
             )?;
     }
     Ok(memory)
-}
-
-/// Embeds what was written while no model was loaded.
-pub fn backfill_in_background(memory: Arc<MemoryService>) {
-    let spawned = std::thread::Builder::new()
-        .name("caxton-backfill".into())
-        .spawn(move || match memory.backfill_embeddings() {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(docs = n, "embedded documents written without a model"),
-            Err(e) => tracing::warn!(error = %e, "embedding backfill stopped"),
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start the embedding backfill");
-    }
 }
 
 async fn save_index(memory: Arc<MemoryService>) {
@@ -266,4 +294,13 @@ async fn save_index_periodically(memory: Arc<MemoryService>, every: Duration) {
         ticks.tick().await;
         save_index(memory.clone()).await;
     }
+}
+
+/// Whether `host` (the `server.host` setting) is a loopback address or name.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -5,7 +5,7 @@
 //! `info`. A start-up failure after this point is logged too (`cli`).
 
 use std::fs::{self, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -14,7 +14,28 @@ use tracing_subscriber::fmt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LoggingConfig;
+use serde::{Deserialize, Serialize};
+
+/// `logging:` — from the runbook's production file. Logs always go to
+/// stderr (the journal under systemd) and, with `file`, are appended there
+/// too; `level` is a level name or a filter, overridden by `CAXTON_LOG`
+/// (see [`crate::logging`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub level: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl LoggingConfig {
+    /// A level that names nothing is refused at load, not at first log.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(level) = &self.level {
+            level_filter(level)?;
+        }
+        Ok(())
+    }
+}
 
 /// Crates whose `info` lines are compiler chatter, not server events.
 const QUIET: &str = "wasmtime=warn,cranelift=warn";

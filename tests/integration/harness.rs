@@ -164,11 +164,21 @@ impl Server {
 
     /// Starts with extra environment variables (API keys for providers).
     pub fn start_with_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
+        Server::start_on("127.0.0.1", data_dir, config, env)
+    }
+
+    /// Starts listening on `host` (`0.0.0.0` for a non-loopback bind).
+    pub fn start_on(
+        host: &str,
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
         ensure_embedding_model();
         let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
         command
             .arg("start")
-            .args(["--port", "0", "--host", "127.0.0.1"])
+            .args(["--port", "0", "--host", host])
             .arg("--data-dir")
             .arg(data_dir)
             .env("CAXTON_LOG", "warn")
@@ -206,6 +216,11 @@ impl Server {
             config: config.map(Path::to_path_buf),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// Kills the process with SIGKILL: no shutdown code runs.
@@ -376,10 +391,18 @@ impl Server {
 
     /// Runs the CLI against this server; returns (exit ok, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_with_env(args, &[])
+    }
+
+    /// Runs the CLI with extra environment (`CAXTON_DATA_DIR`, `CAXTON_TOKEN`).
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
             .arg("--server")
             .arg(&self.base)
             .args(args)
+            .env_remove("CAXTON_TOKEN")
+            .env_remove("CAXTON_DATA_DIR")
+            .envs(env.iter().copied())
             .output()
             .expect("run the caxton CLI");
         (

@@ -14,3 +14,4 @@ mod messaging;
 mod polyglot;
 mod remote_llm;
 mod sandbox;
+mod security;

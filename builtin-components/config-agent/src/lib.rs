@@ -46,9 +46,15 @@ struct Turn {
     assistant: String,
 }
 
+/// History is keyed by who is talking and which conversation: the host
+/// sets `sender` from the caller's identity, so one caller cannot read
+/// another's conversation by guessing its id. The sender's length comes
+/// first so no (sender, id) pair can spell another's key.
 fn history_key(msg: &Message) -> String {
     format!(
-        "conversation/{}",
+        "conversation/{}:{}/{}",
+        msg.sender.len(),
+        msg.sender,
         msg.conversation_id.as_deref().unwrap_or("default")
     )
 }

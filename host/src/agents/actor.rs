@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::registry::{AgentHandle, lock};
 use crate::messaging::{AclMessage, Delivered, DeliveryError, acl};
-use crate::runtime::imports::messaging::{from_wit_performative, to_wit_message};
+use crate::runtime::wit_convert::{from_wit_performative, to_wit_message};
 use crate::runtime::{AgentContext, AgentInstance, AgentProgram, ExecutionFailure};
 
 pub enum Envelope {
@@ -39,7 +39,16 @@ pub struct Actor {
 
 impl Actor {
     pub async fn run(mut self, mut mailbox: mpsc::Receiver<Envelope>) {
-        while let Some(envelope) = mailbox.recv().await {
+        let handle = self.handle.clone();
+        loop {
+            let envelope = tokio::select! {
+                biased;
+                () = handle.stopped() => break,
+                next = mailbox.recv() => match next {
+                    Some(envelope) => envelope,
+                    None => break,
+                },
+            };
             match envelope {
                 Envelope::Deliver {
                     message,
@@ -49,9 +58,7 @@ impl Actor {
                 } => {
                     let queued = enqueued.elapsed();
                     let started = Instant::now();
-                    self.set_stream(stream);
-                    let result = self.deliver(*message).await;
-                    self.set_stream(None);
+                    let result = self.deliver(*message, stream).await;
                     let executed = started.elapsed();
                     let answer = match result {
                         Ok(reply) => {
@@ -81,13 +88,24 @@ impl Actor {
                 }
             }
         }
-        tracing::debug!(agent = %self.handle.name, "mailbox closed, actor stopped");
-    }
-
-    fn set_stream(&self, stream: Option<crate::llm::TextSink>) {
-        if let Ok(mut slot) = self.context.stream.lock() {
-            *slot = stream;
+        // Nothing new gets in; what was queued is told why it will not run.
+        mailbox.close();
+        while let Ok(envelope) = mailbox.try_recv() {
+            match envelope {
+                Envelope::Deliver { reply, .. } => {
+                    let _ = reply.send(Err(DeliveryError::Stopped(self.handle.name.clone())));
+                }
+                Envelope::Ping { reply } => {
+                    let _ = reply.send(Err(ExecutionFailure::Instantiate(format!(
+                        "agent `{}` was stopped",
+                        self.handle.name
+                    ))));
+                }
+            }
         }
+        // Frees the instance's pool slot now, not when the last handle goes.
+        self.live = None;
+        tracing::debug!(agent = %self.handle.name, "actor stopped");
     }
 
     async fn ensure_instance(&mut self) -> Result<&mut AgentInstance, ExecutionFailure> {
@@ -108,10 +126,11 @@ impl Actor {
     async fn deliver(
         &mut self,
         message: AclMessage,
+        stream: Option<crate::llm::TextSink>,
     ) -> Result<Option<AclMessage>, ExecutionFailure> {
         let request = message.clone();
         let instance = self.ensure_instance().await?;
-        let reply = instance.handle(to_wit_message(message)).await?;
+        let reply = instance.handle(to_wit_message(message), stream).await?;
         Ok(reply.map(|r| AclMessage {
             id: acl::new_message_id(),
             performative: from_wit_performative(r.performative),

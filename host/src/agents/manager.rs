@@ -12,14 +12,15 @@ use wasmtime::component::{Component, Linker};
 
 use super::actor::{Actor, Envelope};
 use super::deploy::{self, DeployError, DeployRequest};
-use super::log::AgentLog;
 use super::record::{AgentKind, AgentRecord};
 use super::registry::{AgentHandle, Registry, lock};
-use crate::config::RuntimeConfig;
 use crate::llm::LlmService;
 use crate::memory::MemoryService;
 use crate::runtime::component_cache::ComponentCache;
+use crate::runtime::guest_log::AgentLog;
 use crate::runtime::limits::ResourceLimits;
+use crate::runtime::settings::RuntimeConfig;
+use crate::runtime::upload;
 use crate::runtime::{
     AgentContext, AgentInstance, AgentProgram, ExecutionFailure, HostState, imports,
 };
@@ -55,9 +56,13 @@ pub struct AgentManager {
     llm: Arc<LlmService>,
     tools: Arc<ToolRegistry>,
     config: RuntimeConfig,
-    /// Serialises deployments and removals, so two uploads cannot both
-    /// claim one name.
+    /// Serialises changes to who is running. Held only for bookkeeping,
+    /// never while guest code runs (a slow `init` must not stall a
+    /// suspend of another agent): a deployment reserves its name under it,
+    /// runs its trial without it, and takes it again to start.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Names and ids claimed by deployments still in their trial run.
+    reserved: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The config-agent interpreter, compiled on first use.
     interpreter: tokio::sync::OnceCell<Arc<AgentProgram>>,
 }
@@ -99,6 +104,7 @@ impl AgentManager {
         tools: Arc<ToolRegistry>,
         cache: Arc<ComponentCache>,
     ) -> anyhow::Result<Self> {
+        super::store::create_tables(&storage)?;
         let engine = cache.engine().clone();
         let linker = imports::linker(&engine)
             .map_err(|e| anyhow::anyhow!("building the host linker: {e}"))?;
@@ -113,6 +119,7 @@ impl AgentManager {
             tools,
             config,
             lifecycle: tokio::sync::Mutex::new(()),
+            reserved: Default::default(),
             interpreter: tokio::sync::OnceCell::new(),
         })
     }
@@ -129,7 +136,7 @@ impl AgentManager {
     /// reported and skipped; the others still start.
     pub async fn start_stored(&self) -> anyhow::Result<usize> {
         let storage = self.storage.clone();
-        let records = tokio::task::spawn_blocking(move || storage.agents()).await??;
+        let records = tokio::task::spawn_blocking(move || super::store::all(&storage)).await??;
         let mut started = 0;
         for record in records {
             match self.start_stored_one(record.clone()).await {
@@ -143,7 +150,8 @@ impl AgentManager {
     async fn start_stored_one(&self, record: AgentRecord) -> anyhow::Result<()> {
         let storage = self.storage.clone();
         let sha = record.component_sha256.clone();
-        let bytes = tokio::task::spawn_blocking(move || storage.component(&sha)).await??;
+        let bytes =
+            tokio::task::spawn_blocking(move || super::store::component(&storage, &sha)).await??;
         let component = self.compile(&record.component_sha256, bytes).await?;
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(anyhow::Error::msg)?;
@@ -169,15 +177,15 @@ impl AgentManager {
             id: record.id.clone(),
             name: record.name.clone(),
             storage: self.storage.clone(),
-            registry: self.registry.clone(),
+            bus: self.registry.clone(),
             log,
             memory: self.memory.clone(),
             memory_grants: record.memory_grants.clone(),
             tools: record.tools.clone(),
-            tool_registry: self.tools.clone(),
+            tool_host: self.tools.clone(),
             llm: self.llm.clone(),
             llm_provider: record.llm_provider.clone(),
-            stream: std::sync::Mutex::new(None),
+            llm_granted: record.llm_granted || record.kind == AgentKind::Config,
         })
     }
 
@@ -190,9 +198,8 @@ impl AgentManager {
     ) -> Arc<AgentHandle> {
         let capacity = self.config.mailbox_capacity;
         let (tx, rx) = mpsc::channel(capacity);
-        // The actor and its instances must share one context: per-message
-        // state (the reply stream) is set on the actor's and read by the
-        // instance's. A trial instance made at deploy brings its own.
+        // A trial instance made at deploy brings its context; the actor's
+        // later instances reuse it.
         let context = match &live {
             Some(instance) => instance.context(),
             None => self.context(&record, log.clone()),
@@ -213,34 +220,40 @@ impl AgentManager {
             context,
             live,
         };
+        // Every caller checked the name under the lifecycle lock; a refusal
+        // here would be a bug, and the newcomer (not the running agent) pays.
+        if let Err(refused) = self.registry.insert(handle.clone()) {
+            tracing::error!(agent = %refused.name, id = %refused.id, "name or id already running; not started");
+            refused.stop();
+        }
         tokio::spawn(actor.run(rx));
-        self.registry.insert(handle.clone());
         handle
     }
 
     /// Checks everything, then stores and starts the agent. On any error
     /// nothing has been stored or started.
     pub async fn deploy(&self, request: DeployRequest) -> Result<Arc<AgentHandle>, DeployError> {
-        let _guard = self.lifecycle.lock().await;
-        deploy::check_name(&request.name)?;
-        if self.registry.contains_name(&request.name) {
-            return Err(DeployError::NameTaken(request.name));
-        }
+        upload::check_name(&request.name)?;
+        let _reservation = self.reserve(&[&request.name], None).await?;
         let limits = request.limits.resolve(&self.config.default_limits);
         limits
             .check_within(&self.config.max_limits)
             .map_err(DeployError::InvalidLimits)?;
-        let config_json = deploy::config_json(&request.config)?;
+        let config_json = upload::config_json(&request.config)?;
         deploy::check_grants(&request.memory_grants)?;
-        deploy::check_preamble(&request.component)?;
+        upload::check_preamble(&request.component)?;
 
         let sha256 = hex::encode(Sha256::digest(&request.component));
         let cache = self.cache.clone();
         let bytes = request.component.clone();
-        let component = tokio::task::spawn_blocking(move || cache.compile_uncached(&bytes))
-            .await
-            .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
-            .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
+        let sha = sha256.clone();
+        let component = tokio::task::spawn_blocking(move || match cache.load_cached(&sha) {
+            Some(component) => Ok(component),
+            None => cache.compile_uncached(&bytes),
+        })
+        .await
+        .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
+        .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(DeployError::WrongWorld)?;
 
@@ -258,6 +271,7 @@ impl AgentManager {
             kind: AgentKind::Wasm,
             tools: Vec::new(),
             llm_provider: None,
+            llm_granted: request.llm,
             source: None,
         };
         // A trial run: the agent must instantiate, init and describe itself
@@ -286,7 +300,7 @@ impl AgentManager {
         let to_store = record.clone();
         let bytes = request.component;
         tokio::task::spawn_blocking(move || {
-            storage.insert_agent(&to_store, &bytes)?;
+            super::store::insert(&storage, &to_store, &bytes)?;
             cache.store(&to_store.component_sha256, &component);
             Ok::<_, crate::storage::StorageError>(())
         })
@@ -295,7 +309,38 @@ impl AgentManager {
         .map_err(|e| DeployError::Storage(e.to_string()))?;
         log.push("host", "deployed");
         tracing::info!(agent = %record.name, id = %record.id, "agent deployed");
+        let _guard = self.lifecycle.lock().await;
         Ok(self.start(record, Arc::new(program), log, Some(instance)))
+    }
+
+    /// Claims `names` for a deployment in its trial run; `replacing` is
+    /// the config agent (by id) the deployment will replace, whose own
+    /// name and id do not count as taken. Released when the guard drops.
+    async fn reserve(
+        &self,
+        names: &[&str],
+        replacing: Option<&str>,
+    ) -> Result<Reservation<'_>, DeployError> {
+        let _guard = self.lifecycle.lock().await;
+        let mut reserved = lock(&self.reserved);
+        for name in names {
+            let held = self
+                .registry
+                .get(name)
+                .filter(|h| Some(h.id.as_str()) != replacing);
+            if let Some(other) = held {
+                return Err(DeployError::NameTaken(other.name.clone()));
+            }
+            if reserved.contains(*name) {
+                return Err(DeployError::NameTaken((*name).to_string()));
+            }
+        }
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        reserved.extend(names.iter().cloned());
+        Ok(Reservation {
+            set: &self.reserved,
+            names,
+        })
     }
 
     /// Starts (or hot-swaps) a config agent: the built-in interpreter
@@ -307,11 +352,18 @@ impl AgentManager {
         &self,
         spec: ConfigAgentSpec,
     ) -> Result<Arc<AgentHandle>, DeployError> {
-        let _guard = self.lifecycle.lock().await;
-        if let Some(other) = self.registry.get(&spec.name).filter(|h| h.id != spec.id) {
-            return Err(DeployError::NameTaken(other.name.clone()));
-        }
-        let previous = self.registry.get(&spec.id);
+        // The id (the file's stem) must not be another agent's name, nor
+        // the name another's id: lookups by either would reach the wrong
+        // one. Only the config agent this file already runs may be replaced.
+        let previous = match self.registry.get(&spec.id) {
+            Some(h) if h.id == spec.id && h.record().kind == AgentKind::Config => Some(h),
+            Some(other) => return Err(DeployError::NameTaken(other.name.clone())),
+            None => None,
+        };
+        let replacing = previous.as_ref().map(|p| p.id.clone());
+        let _reservation = self
+            .reserve(&[&spec.name, &spec.id], replacing.as_deref())
+            .await?;
         let program = self.interpreter().await?;
         let record = AgentRecord {
             id: spec.id,
@@ -337,6 +389,7 @@ impl AgentManager {
             kind: AgentKind::Config,
             tools: spec.tools,
             llm_provider: spec.llm_provider,
+            llm_granted: true,
             source: Some(spec.source),
         };
         let log = previous.as_ref().map(|p| p.log.clone()).unwrap_or_default();
@@ -348,6 +401,7 @@ impl AgentManager {
             )
             .await
             .map_err(DeployError::StartFailed)?;
+        let _guard = self.lifecycle.lock().await;
         if let Some(previous) = &previous {
             self.registry.remove(&previous.name);
         }
@@ -410,7 +464,7 @@ impl AgentManager {
         }
         let storage = self.storage.clone();
         let id = handle.id.clone();
-        let removed = tokio::task::spawn_blocking(move || storage.remove_agent(&id))
+        let removed = tokio::task::spawn_blocking(move || super::store::remove(&storage, &id))
             .await
             .map_err(|e| ManageError::Storage(e.to_string()))?
             .map_err(|e| ManageError::Storage(e.to_string()))?;
@@ -448,7 +502,7 @@ impl AgentManager {
         if record.kind == AgentKind::Wasm {
             let storage = self.storage.clone();
             let to_store = record.clone();
-            tokio::task::spawn_blocking(move || storage.update_agent(&to_store))
+            tokio::task::spawn_blocking(move || super::store::update(&storage, &to_store))
                 .await
                 .map_err(|e| ManageError::Storage(e.to_string()))?
                 .map_err(|e| ManageError::Storage(e.to_string()))?;
@@ -497,7 +551,8 @@ impl AgentManager {
         let record = handle.record();
         let storage = self.storage.clone();
         let sha = record.component_sha256.clone();
-        let bytes = tokio::task::spawn_blocking(move || storage.component(&sha)).await??;
+        let bytes =
+            tokio::task::spawn_blocking(move || super::store::component(&storage, &sha)).await??;
         let component = self.compile(&record.component_sha256, bytes).await?;
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(anyhow::Error::msg)?;
@@ -507,5 +562,21 @@ impl AgentManager {
     /// A context for instances made outside an actor (benchmarks).
     pub fn detached_context(&self, record: &AgentRecord) -> Arc<AgentContext> {
         self.context(record, Arc::new(AgentLog::default()))
+    }
+}
+
+/// Names held by a deployment in its trial run; released on drop, whether
+/// the deployment started or failed.
+struct Reservation<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    names: Vec<String>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut set = lock(self.set);
+        for name in &self.names {
+            set.remove(name);
+        }
     }
 }

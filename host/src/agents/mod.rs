@@ -5,11 +5,11 @@
 
 pub mod actor;
 pub mod deploy;
-pub mod log;
 pub mod manager;
 pub mod record;
 pub mod registry;
 pub mod stats;
+pub mod store;
 
 pub use manager::AgentManager;
 pub use registry::{AgentHandle, Registry};

@@ -36,6 +36,10 @@ pub struct AgentRecord {
     /// LLM provider for this agent; `None`: the server's default.
     #[serde(default)]
     pub llm_provider: Option<String>,
+    /// A WASM agent may call the `llm` import only when granted at deploy
+    /// (it spends the operator's provider key); config agents always may.
+    #[serde(default)]
+    pub llm_granted: bool,
     /// For config agents: the definition file it was loaded from.
     #[serde(default)]
     pub source: Option<String>,

@@ -9,10 +9,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::actor::Envelope;
-use super::log::AgentLog;
 use super::record::AgentRecord;
 use super::stats::AgentStats;
 use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus};
+use crate::runtime::guest_log::AgentLog;
 
 /// What an operator sees of an agent's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,6 +37,9 @@ pub struct AgentHandle {
     mailbox: mpsc::Sender<Envelope>,
     mailbox_capacity: usize,
     failure_threshold: u32,
+    /// Tells the actor to stop: it finishes the message in hand, answers
+    /// the queued ones with an error, and drops its instance.
+    stop: tokio::sync::Notify,
 }
 
 impl AgentHandle {
@@ -56,7 +59,19 @@ impl AgentHandle {
             mailbox,
             mailbox_capacity,
             failure_threshold,
+            stop: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks the actor to stop (removal, reload, shutdown).
+    pub fn stop(&self) {
+        // `notify_one` keeps the permit if the actor is busy with a message.
+        self.stop.notify_one();
+    }
+
+    /// Resolves when [`AgentHandle::stop`] was called.
+    pub async fn stopped(&self) {
+        self.stop.notified().await;
     }
 
     pub fn record(&self) -> AgentRecord {
@@ -123,12 +138,34 @@ impl Registry {
         self.agents.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn insert(&self, handle: Arc<AgentHandle>) {
-        self.write().insert(handle.name.clone(), handle);
+    /// Adds a running agent. A name or id already in use is refused, so a
+    /// newcomer never displaces an agent that is running.
+    pub fn insert(&self, handle: Arc<AgentHandle>) -> Result<(), Arc<AgentHandle>> {
+        let mut agents = self.write();
+        let taken = agents.contains_key(&handle.name)
+            || agents.contains_key(&handle.id)
+            || agents
+                .values()
+                .any(|h| h.id == handle.id || h.id == handle.name);
+        if taken {
+            return Err(handle);
+        }
+        agents.insert(handle.name.clone(), handle);
+        Ok(())
     }
 
+    /// Whether `name` is some running agent's name or id.
+    pub fn is_taken(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Takes an agent out of routing and stops its actor.
     pub fn remove(&self, name: &str) -> Option<Arc<AgentHandle>> {
-        self.write().remove(name)
+        let removed = self.write().remove(name);
+        if let Some(handle) = &removed {
+            handle.stop();
+        }
+        removed
     }
 
     pub fn len(&self) -> usize {
@@ -137,10 +174,6 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
-    }
-
-    pub fn contains_name(&self, name: &str) -> bool {
-        self.read().contains_key(name)
     }
 
     pub fn all(&self) -> Vec<Arc<AgentHandle>> {
@@ -221,7 +254,12 @@ impl Registry {
     }
 }
 
+#[async_trait::async_trait]
 impl MessageBus for Registry {
+    fn check(&self, to: &Address) -> Result<(), DeliveryError> {
+        self.resolve(to).map(|_| ())
+    }
+
     async fn request(
         &self,
         from_agent: Option<&str>,

@@ -105,6 +105,7 @@ fn start_server(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Server
 
 async fn deploy(
     client: &reqwest::Client,
+    token: Option<&str>,
     base: &str,
     name: &str,
     wasm: &Path,
@@ -116,11 +117,11 @@ async fn deploy(
         "wasm_module": base64::engine::general_purpose::STANDARD.encode(bytes),
         "resource_limits": limits,
     });
-    let response = client
-        .post(format!("{base}/api/v1/agents"))
-        .json(&body)
-        .send()
-        .await?;
+    let mut request = client.post(format!("{base}/api/v1/agents")).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
     if response.status().as_u16() != 201 {
         bail!("deploying {name}: {}", response.text().await?);
     }
@@ -147,14 +148,30 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn load(base: &str, target: Target, clients: usize) -> anyhow::Result<Measured> {
+async fn load(
+    base: &str,
+    token: Option<&str>,
+    target: Target,
+    clients: usize,
+) -> anyhow::Result<Measured> {
     let base = Arc::new(base.to_string());
+    let token = token.map(str::to_string);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let base = base.clone();
+        let token = token.clone();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(token) = &token {
+                headers.insert(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {token}").parse()?,
+                );
+            }
+            let client = reqwest::Client::builder()
+                .default_headers(headers)
+                .build()?;
             let mut latencies = Vec::new();
             let body = json!({"message": "benchmark payload of a typical short request"});
             loop {
@@ -209,8 +226,16 @@ async fn run() -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
-    deploy(&client, &server.base, "echo", &echo, json!({})).await?;
-    deploy(&client, &server.base, "trapper", &misbehave, json!({})).await?;
+    deploy(&client, None, &server.base, "echo", &echo, json!({})).await?;
+    deploy(
+        &client,
+        None,
+        &server.base,
+        "trapper",
+        &misbehave,
+        json!({}),
+    )
+    .await?;
 
     println!(
         "caxton-bench — {} cores, loopback HTTP, {}s per row after {}ms warm-up",
@@ -226,8 +251,8 @@ async fn run() -> anyhow::Result<()> {
         "round trip", "req/s", "p50", "p99"
     );
     for clients in [1usize, 16] {
-        let health = load(&server.base, Target::Health, clients).await?;
-        let agent = load(&server.base, Target::Echo, clients).await?;
+        let health = load(&server.base, None, Target::Health, clients).await?;
+        let agent = load(&server.base, None, Target::Echo, clients).await?;
         println!(
             "{:<34} {:>12.0} {:>12} {:>12}",
             format!("GET /health, {clients} clients"),
@@ -281,8 +306,57 @@ async fn run() -> anyhow::Result<()> {
     );
     drop(server);
 
+    auth_cost(temp.path(), &echo).await?;
     config_agents(temp.path()).await?;
     in_process(&echo, &temp.path().join("inproc")).await
+}
+
+/// What checking a bearer token costs a message: the same echo round trip
+/// on a server that needs no token (loopback operator) and on one with
+/// `auth.required`, measured alternately in one run.
+async fn auth_cost(root: &Path, echo: &Path) -> anyhow::Result<()> {
+    let open_server = start_server(&root.join("auth-off"), None)?;
+    let config = root.join("auth-required.yaml");
+    std::fs::write(&config, "auth:\n  required: true\n")?;
+    let data = root.join("auth-on");
+    let auth_server = start_server(&data, Some(&config))?;
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let token = token.trim();
+    let client = reqwest::Client::new();
+    deploy(&client, None, &open_server.base, "echo", echo, json!({})).await?;
+    deploy(
+        &client,
+        Some(token),
+        &auth_server.base,
+        "echo",
+        echo,
+        json!({}),
+    )
+    .await?;
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "auth: message to echo", "req/s", "p50", "p99"
+    );
+    for clients in [1usize, 16] {
+        let off = load(&open_server.base, None, Target::Echo, clients).await?;
+        let on = load(&auth_server.base, Some(token), Target::Echo, clients).await?;
+        for (label, m) in [("no token", &off), ("bearer token", &on)] {
+            println!(
+                "{:<34} {:>12.0} {:>12} {:>12}",
+                format!("{label}, {clients} clients"),
+                m.per_second,
+                ms(m.p50),
+                ms(m.p99)
+            );
+        }
+        println!(
+            "{:<34} {:>12.3}   (target >= 0.95)",
+            format!("  ratio token/no token, {clients}"),
+            on.per_second / off.per_second
+        );
+    }
+    Ok(())
 }
 
 /// A config agent as the benchmark writes it; `version` tells versions apart.
@@ -407,8 +481,8 @@ async fn config_agents(root: &Path) -> anyhow::Result<()> {
 async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
     use caxton::agents::deploy::DeployRequest;
     use caxton::agents::{AgentManager, Registry};
-    use caxton::config::RuntimeConfig;
     use caxton::runtime::limits::RequestedLimits;
+    use caxton::runtime::settings::RuntimeConfig;
     use caxton::storage::Storage;
 
     std::fs::create_dir_all(data_dir)?;
@@ -421,14 +495,18 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow!("{e}"))?,
     );
+    let cache =
+        caxton::runtime::component_cache(data_dir, &storage, &RuntimeConfig::default().max_limits)?;
     let manager = AgentManager::new(
         RuntimeConfig::default(),
         storage,
         Arc::new(Registry::new()),
         memory,
         Arc::new(caxton::llm::LlmService::none()),
-        Arc::new(caxton::tools::ToolRegistry::with_builtins(Vec::new())),
-        caxton::runtime::component_cache(data_dir, &RuntimeConfig::default().max_limits)?,
+        Arc::new(caxton::tools::ToolRegistry::with_builtins(
+            &Default::default(),
+        )),
+        cache,
     )?;
     manager
         .deploy(DeployRequest {
@@ -437,6 +515,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
             limits: RequestedLimits::default(),
             config: None,
             memory_grants: Vec::new(),
+            llm: false,
         })
         .await
         .map_err(|e| anyhow!("{e}"))?;

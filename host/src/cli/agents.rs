@@ -50,6 +50,9 @@ pub enum AgentsCommand {
         /// JSON object passed to the agent's init.
         #[arg(long)]
         config: Option<String>,
+        /// Let the agent use the server's LLM (and spend its provider key).
+        #[arg(long)]
+        llm: bool,
     },
     /// Remove an agent and its state.
     Remove { name: String },
@@ -185,6 +188,7 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             max_fuel,
             max_execution_time_ms,
             config,
+            llm,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -218,6 +222,7 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 "name": name,
                 "wasm_module": base64::engine::general_purpose::STANDARD.encode(&bytes),
                 "resource_limits": limits,
+                "llm": llm,
             });
             if let Some(config) = config {
                 body["config"] = config;

@@ -10,12 +10,21 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str) -> anyhow::Result<Self> {
+    /// A client for `server`, sending `token` as a bearer token when given.
+    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(anyhow!("--server must be an http:// URL, got `{server}`"));
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token contains characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .build()
             .context("building the HTTP client")?;
         Ok(Client { base, http })

@@ -96,7 +96,7 @@ fn offline_problems(file: &Path, source: &str) -> Vec<Value> {
             json!({"file": name, "message": "not an agent definition file", "fix": "name it <id>.md or <id>.toml"}),
         ];
     };
-    let tools = ToolRegistry::with_builtins(Vec::new()).names();
+    let tools = ToolRegistry::with_builtins(&Default::default()).names();
     let ctx = validate::ValidationContext {
         known_tools: &tools,
         loaded: &[],

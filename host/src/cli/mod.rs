@@ -7,6 +7,7 @@ mod client;
 mod config_agents;
 mod llm;
 mod memory;
+mod tokens;
 mod tools;
 
 use std::path::PathBuf;
@@ -32,8 +33,36 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// Bearer token for the server. Unset: the admin token file in the
+    /// data directory (`CAXTON_DATA_DIR`, else the configuration's
+    /// `data_dir`, else ./data), when this user can read it.
+    #[arg(long, global = true, env = "CAXTON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the server is and who we are to it.
+struct Target {
+    server: String,
+    token: Option<String>,
+}
+
+impl Target {
+    /// The API client, with the token found as `--token` describes.
+    fn client(&self) -> anyhow::Result<Client> {
+        let data_dir = match std::env::var_os("CAXTON_DATA_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => {
+                let config = std::env::var_os("CAXTON_CONFIG").map(PathBuf::from);
+                crate::config::Config::load(config.as_deref())
+                    .map(|c| c.data_dir())
+                    .unwrap_or_else(|_| PathBuf::from("data"))
+            }
+        };
+        let token = crate::auth::tokens::discover(self.token.as_deref(), &data_dir);
+        Client::new(&self.server, token.as_deref())
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,6 +103,9 @@ enum Command {
     /// The tools agents can call.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Bearer tokens: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Check configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -121,6 +153,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let target = Target {
+        server: cli.server,
+        token: cli.token,
+    };
     match cli.command {
         Command::Start {
             port,
@@ -142,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let client = Client::new(&cli.server)?;
+            let client = target.client()?;
             let health = client.get("/api/v1/health").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&health)?);
@@ -152,13 +188,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     health["status"].as_str().unwrap_or("unknown"),
                     health["memory_backend"].as_str().unwrap_or("unknown"),
                     health["agents"],
-                    cli.server
+                    target.server
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Shutdown => {
-            let client = Client::new(&cli.server)?;
+            let client = target.client()?;
             client
                 .post_json("/api/v1/shutdown", &serde_json::json!({}))
                 .await?;
@@ -168,18 +204,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Agents(command) => {
-            let client = Client::new(&cli.server)?;
+            let client = target.client()?;
             agents::run(&client, command).await
         }
         Command::Memory(command) => {
-            let client = Client::new(&cli.server)?;
+            let client = target.client()?;
             memory::run(&client, command).await
         }
         Command::Llm(command) => llm::run(command).await,
-        Command::Tools(command) => {
-            let client = Client::new(&cli.server)?;
-            tools::run(&client, command).await
-        }
+        Command::Tools(command) => tools::run(&target.client()?, command).await,
+        Command::Tokens(command) => tokens::run(&target.client()?, command).await,
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {
                 Ok(config) => {
@@ -193,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let client = Client::new(&cli.server)?;
+            let client = target.client()?;
             let files = config_agents::definition_files(&agents_dir)?;
             config_agents::validate_files(&client, &files).await
         }

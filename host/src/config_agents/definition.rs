@@ -90,6 +90,13 @@ impl Default for ConversationSettings {
 /// Used when a file does not set `max_tool_steps`.
 pub const DEFAULT_MAX_TOOL_STEPS: u32 = 8;
 
+/// Largest definition file accepted. A long system prompt is a few KiB;
+/// this bound keeps parsing and locating problems cheap whatever is sent.
+pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+/// Unknown fields reported one by one; the rest are counted in one problem,
+/// so a file of thousands of stray keys costs no more than one of twenty.
+const MAX_UNKNOWN_REPORTED: usize = 20;
+
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -557,6 +564,18 @@ pub fn parse_lenient(
         message,
         fix,
     };
+    if source.len() > MAX_DEFINITION_BYTES {
+        return Err(vec![problem(
+            None,
+            None,
+            None,
+            format!(
+                "the definition is {} bytes; the limit is {MAX_DEFINITION_BYTES}",
+                source.len()
+            ),
+            "keep long reference material in memory or a tool, not in the definition".into(),
+        )]);
+    }
     let part = structured(source, format)
         .map_err(|(message, fix)| vec![problem(Some(1), Some(1), None, message, fix)])?;
     let map = parse_map(file, part, format).map_err(|p| vec![*p])?;
@@ -581,37 +600,59 @@ pub fn parse_lenient(
             Some((_, kind)) => problems.extend(wrong_type(key, *kind, value)),
         }
     }
+    let mut unknown_in_sections = 0usize;
     for (parent, fields) in SECTIONS {
         let Some(Value::Object(inner)) = map.get(*parent) else {
             continue;
         };
         for (key, value) in inner {
             let field = format!("{parent}.{key}");
-            let (line, column) = at.key_at(&field);
-            match fields.iter().find(|(k, _)| k == key) {
+            let known = fields.iter().find(|(k, _)| k == key);
+            if known.is_none() {
+                unknown_in_sections += 1;
+                if unknown_in_sections > MAX_UNKNOWN_REPORTED {
+                    continue;
+                }
+            }
+            match known {
                 Some(_) if value.is_null() => {}
                 Some((_, kind)) => problems.extend(wrong_type(&field, *kind, value)),
-                None => problems.push(problem(
-                    line,
-                    column,
-                    Some(&field),
-                    format!("unknown field `{field}`"),
-                    match did_you_mean(key, fields.iter().map(|(k, _)| *k)) {
-                        Some(k) => format!("did you mean `{parent}.{k}`?"),
-                        None => format!(
-                            "remove it; `{parent}` has: {}",
-                            fields
-                                .iter()
-                                .map(|(k, _)| *k)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    },
-                )),
+                None => {
+                    let (line, column) = at.key_at(&field);
+                    problems.push(problem(
+                        line,
+                        column,
+                        Some(&field),
+                        format!("unknown field `{field}`"),
+                        match did_you_mean(key, fields.iter().map(|(k, _)| *k)) {
+                            Some(k) => format!("did you mean `{parent}.{k}`?"),
+                            None => format!(
+                                "remove it; `{parent}` has: {}",
+                                fields
+                                    .iter()
+                                    .map(|(k, _)| *k)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        },
+                    ));
+                }
             }
         }
     }
-    for key in unknown {
+    let unknown_total = unknown.len() + unknown_in_sections;
+    if unknown.len() > MAX_UNKNOWN_REPORTED || unknown_in_sections > MAX_UNKNOWN_REPORTED {
+        problems.push(problem(
+            None,
+            None,
+            None,
+            format!(
+                "{unknown_total} unknown fields in all; only the first {MAX_UNKNOWN_REPORTED} of each level are listed"
+            ),
+            "remove the stray keys; the README lists every field an agent definition has".into(),
+        ));
+    }
+    for key in unknown.into_iter().take(MAX_UNKNOWN_REPORTED) {
         let (line, column) = at.key_at(key);
         problems.push(problem(
             line,

@@ -8,6 +8,7 @@
 //!   the last good version serving and records the problems), unload.
 
 pub mod definition;
+pub mod settings;
 pub mod validate;
 mod watcher;
 
@@ -117,10 +118,24 @@ impl ConfigAgents {
         files
     }
 
-    /// Loads every file; answers (loaded, failed).
+    /// Loads every file, oldest first; answers (loaded, failed). When two
+    /// files declare one name, the one that was there first keeps it at
+    /// every start, and the newcomer is refused with the reason: a file
+    /// dropped in later can never displace the agent that was running.
     pub async fn load_all(&self) -> (usize, usize) {
         let (mut ok, mut failed) = (0, 0);
-        for file in self.files() {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = self
+            .files()
+            .into_iter()
+            .map(|f| {
+                let modified = std::fs::metadata(&f)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                (modified, f)
+            })
+            .collect();
+        files.sort();
+        for (_, file) in files {
             match self.load_file(&file).await {
                 Ok(_) => ok += 1,
                 Err(problems) => {

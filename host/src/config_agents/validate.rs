@@ -359,7 +359,8 @@ pub fn check(
     ctx: &ValidationContext<'_>,
 ) -> Result<(AgentDefinition, Vec<Problem>), Vec<Problem>> {
     let (def, mut problems) = definition::parse_lenient(id, file, source, format)?;
-    let reported: Vec<Option<String>> = problems.iter().map(|p| p.field.clone()).collect();
+    let reported: std::collections::HashSet<Option<String>> =
+        problems.iter().map(|p| p.field.clone()).collect();
     problems.extend(
         validate(&def, file, source, ctx)
             .into_iter()

@@ -6,7 +6,7 @@ use super::sse::{Accumulator, PartialCalls, SseEvent, stream_chat};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
 };
-use crate::config::RemoteLlmConfig;
+use crate::llm::settings::RemoteLlmConfig;
 
 const API_VERSION: &str = "2023-06-01";
 

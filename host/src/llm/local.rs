@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall,
 };
-use crate::config::LocalLlmConfig;
+use crate::llm::settings::LocalLlmConfig;
 
 pub struct Local {
     /// The GGUF file: the configured one, else the default model in the cache.

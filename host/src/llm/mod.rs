@@ -17,6 +17,7 @@ pub mod anthropic;
 pub mod local;
 pub mod openai;
 pub mod scripted;
+pub mod settings;
 mod sse;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::LlmConfig;
+use crate::llm::settings::LlmConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,7 @@ use super::sse::{Accumulator, PartialCalls, SseEvent, stream_chat};
 use super::{
     ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, Role, TextSink, ToolCall, http,
 };
-use crate::config::RemoteLlmConfig;
+use crate::llm::settings::RemoteLlmConfig;
 
 pub struct OpenAi {
     base_url: String,

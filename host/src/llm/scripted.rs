@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use super::{ChatRequest, ChatResponse, FinishReason, LlmError, LlmProvider, ToolCall};
-use crate::config::ScriptedLlmConfig;
+use crate::llm::settings::ScriptedLlmConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@ pub mod embedding;
 pub mod graph;
 pub mod model;
 pub mod search;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 pub mod transfer;
@@ -787,6 +788,23 @@ impl MemoryService {
         match reader.entity_id(scope, name)? {
             Some(id) => reader.entity(id),
             None => Ok(None),
+        }
+    }
+}
+
+impl MemoryService {
+    /// Embeds what was written while no model was loaded.
+    pub fn backfill_in_background(self: Arc<Self>) {
+        let memory = self;
+        let spawned = std::thread::Builder::new()
+            .name("caxton-backfill".into())
+            .spawn(move || match memory.backfill_embeddings() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(docs = n, "embedded documents written without a model"),
+                Err(e) => tracing::warn!(error = %e, "embedding backfill stopped"),
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the embedding backfill");
         }
     }
 }

@@ -3,12 +3,14 @@
 //! routes by name, id or capability).
 
 pub mod acl;
+pub mod failure;
 
 use std::time::Duration;
 
 use thiserror::Error;
 
 pub use acl::{AclMessage, Performative};
+pub use failure::ExecutionFailure;
 
 /// Who a message is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +50,7 @@ pub enum DeliveryError {
     #[error("agent `{agent}` failed: {failure}")]
     AgentFailed {
         agent: String,
-        failure: crate::runtime::ExecutionFailure,
+        failure: ExecutionFailure,
     },
 }
 
@@ -64,16 +66,22 @@ pub struct Delivered {
     pub executed: Duration,
 }
 
-/// Carries messages to agents. Implemented by the agent registry; host
-/// imports and the HTTP API use it, so neither knows how routing works.
+/// Carries messages to agents. Implemented by the agent registry; the
+/// host imports and built-in tools hold it as `Arc<dyn MessageBus>`, so the
+/// runtime knows nothing of how routing works.
+#[async_trait::async_trait]
 pub trait MessageBus: Send + Sync {
+    /// Whether `to` names someone who can take a message now, without
+    /// sending one (a fire-and-forget `send` reports a wrong address).
+    fn check(&self, to: &Address) -> Result<(), DeliveryError>;
+
     /// Delivers `message` to `to` and waits up to `timeout` for the reply.
     /// `from_agent` is the id of the sending agent, if an agent sent it.
-    fn request(
+    async fn request(
         &self,
         from_agent: Option<&str>,
         to: Address,
         message: AclMessage,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Delivered, DeliveryError>> + Send;
+    ) -> Result<Delivered, DeliveryError>;
 }

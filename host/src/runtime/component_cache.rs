@@ -1,31 +1,92 @@
 //! Compiled components cached on disk, so a restart (or a second agent with
 //! the same component) does not recompile.
 //!
-//! The cache is derived data: any entry may be deleted, and an entry that
-//! fails to load is recompiled and rewritten.
+//! The cache is derived data, and it is data, not trust: a compiled
+//! artifact is native code, so each file carries an HMAC-SHA256 over the
+//! source component's hash, the engine fingerprint and the artifact, keyed
+//! by a secret kept in the database (not in the cache directory). A file
+//! that was swapped, damaged or written by anyone else fails the check, is
+//! logged, and the component is recompiled from its stored bytes; nothing
+//! in the cache directory can make the server run other code or crash.
 
 use std::path::{Path, PathBuf};
 
+use hmac::{Hmac, Mac};
+use redb::{ReadableTable, TableDefinition};
+use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::engine::engine_fingerprint;
+use crate::storage::{Storage, db_err};
+
+/// Name → secret bytes; holds the cache's MAC key.
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("runtime_secrets");
+const CACHE_KEY: &str = "component_cache_mac_key";
+const MAC_LEN: usize = 32;
+
+/// The cache's MAC key, made at the first start and kept in the database.
+pub fn mac_key(storage: &Storage) -> anyhow::Result<[u8; 32]> {
+    let key = storage.write(|txn| {
+        let mut table = txn.open_table(SECRETS).map_err(db_err)?;
+        if let Some(existing) = table.get(CACHE_KEY).map_err(db_err)?
+            && let Ok(key) = <[u8; 32]>::try_from(existing.value())
+        {
+            return Ok(key);
+        }
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| {
+            crate::storage::StorageError::Missing(format!("no system randomness: {e}"))
+        })?;
+        table.insert(CACHE_KEY, key.as_slice()).map_err(db_err)?;
+        Ok(key)
+    })?;
+    Ok(key)
+}
 
 pub struct ComponentCache {
     engine: Engine,
     dir: PathBuf,
     fingerprint: String,
+    key: [u8; 32],
 }
 
 impl ComponentCache {
-    pub fn new(engine: Engine, dir: PathBuf) -> std::io::Result<Self> {
+    pub fn new(engine: Engine, dir: PathBuf, key: [u8; 32]) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let fingerprint = engine_fingerprint(&engine);
         Ok(ComponentCache {
             engine,
             dir,
             fingerprint,
+            key,
         })
+    }
+
+    fn mac(&self, sha256: &str, artifact: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(sha256.as_bytes());
+        mac.update(b"\0");
+        mac.update(self.fingerprint.as_bytes());
+        mac.update(b"\0");
+        mac.update(artifact);
+        mac
+    }
+
+    /// The verified artifact in `path`, or why it cannot be used.
+    fn read_verified(&self, sha256: &str, path: &Path) -> Result<Vec<u8>, String> {
+        let mut bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
+        if bytes.len() < MAC_LEN {
+            return Err("too short to hold its check".into());
+        }
+        let artifact = bytes.split_off(MAC_LEN);
+        self.mac(sha256, &artifact)
+            .verify_slice(&bytes)
+            .map_err(|_| {
+                "its check does not match (damaged, or not written by this server)".to_string()
+            })?;
+        Ok(artifact)
     }
 
     /// The engine the cached artifacts were compiled for.
@@ -41,22 +102,42 @@ impl ComponentCache {
     /// Loads the compiled component from disk, or compiles `bytes` and
     /// stores the result. Blocking: call it off the async executor.
     pub fn load_or_compile(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let path = self.path_for(sha256);
-        if path.is_file() {
-            // SAFETY: the file was written by `store` below from a
-            // component this same engine compiled; wasmtime additionally
-            // checks the header and engine compatibility, and any error
-            // falls through to a recompile.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "discarding unusable compiled component: {e}")
-                }
-            }
+        if let Some(component) = self.load_cached(sha256) {
+            return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
         self.store(sha256, &component);
         Ok(component)
+    }
+
+    /// The verified compiled component of `sha256`, when the cache has one:
+    /// an upload of bytes already deployed shares that artifact instead of
+    /// compiling again. Blocking.
+    pub fn load_cached(&self, sha256: &str) -> Option<Component> {
+        let path = self.path_for(sha256);
+        if path.is_file() {
+            match self.read_verified(sha256, &path) {
+                Ok(artifact) => {
+                    // SAFETY: the artifact's MAC, keyed by a secret only
+                    // this server's database holds, proves `store` below
+                    // wrote it from a component this same engine compiled
+                    // for this source hash; wasmtime also checks the
+                    // header and engine compatibility.
+                    match unsafe { Component::deserialize(&self.engine, &artifact) } {
+                        Ok(component) => return Some(component),
+                        Err(e) => tracing::warn!(
+                            path = %path.display(),
+                            "discarding unusable compiled component: {e}"
+                        ),
+                    }
+                }
+                Err(reason) => tracing::warn!(
+                    path = %path.display(),
+                    "discarding compiled component: {reason}; recompiling from the stored bytes"
+                ),
+            }
+        }
+        None
     }
 
     /// Compiles without touching the cache: for uploads that may still be
@@ -69,15 +150,22 @@ impl ComponentCache {
     /// recompile later, so they are logged, not returned.
     pub fn store(&self, sha256: &str, component: &Component) {
         let path = self.path_for(sha256);
-        if let Err(e) = Self::write_atomically(&path, component) {
+        if let Err(e) = self.write_atomically(sha256, &path, component) {
             tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
         }
     }
 
-    fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
-        let bytes = component
+    fn write_atomically(
+        &self,
+        sha256: &str,
+        path: &Path,
+        component: &Component,
+    ) -> anyhow::Result<()> {
+        let artifact = component
             .serialize()
             .map_err(|e| anyhow::anyhow!("serialize: {e}"))?;
+        let mut bytes = self.mac(sha256, &artifact).finalize().into_bytes().to_vec();
+        bytes.extend_from_slice(&artifact);
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;

@@ -15,10 +15,10 @@ use wasmtime::{Engine, Store, Trap};
 use super::bindings::exports::caxton::agent::agent_handler::AgentInfo;
 use super::bindings::{Agent, AgentPre, caxton::agent::types as wit};
 use super::engine::FUEL_YIELD_INTERVAL;
-use super::imports::messaging::describe_wit_error;
 use super::limits::{MemoryLimiter, ResourceLimits};
+use super::wit_convert::describe_wit_error;
 use super::{AgentContext, ExecutionFailure, HostState};
-use crate::agents::log::AgentLog;
+use crate::runtime::guest_log::AgentLog;
 
 /// Longest stderr excerpt attached to a trap report.
 const MAX_STDERR_IN_ERROR: usize = 600;
@@ -123,11 +123,14 @@ impl AgentInstance {
 
     /// Handles one message. An error the agent itself returns becomes a
     /// `failure` reply; only traps and limit hits are [`ExecutionFailure`]s.
+    /// `stream` receives the reply's text as the agent's model writes it.
     pub async fn handle(
         &mut self,
         msg: wit::Message,
+        stream: Option<crate::llm::TextSink>,
     ) -> Result<Option<wit::Reply>, ExecutionFailure> {
         let (time_limit, bookmark) = self.begin()?;
+        self.store.data_mut().stream = stream;
         let outcome = tokio::time::timeout(
             time_limit,
             self.bindings
@@ -135,6 +138,7 @@ impl AgentInstance {
                 .call_handle_message(&mut self.store, &msg),
         )
         .await;
+        self.store.data_mut().stream = None;
         Ok(match self.finish(outcome, bookmark)? {
             Ok(reply) => reply,
             Err(e) => Some(wit::Reply {

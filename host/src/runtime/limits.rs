@@ -67,12 +67,17 @@ impl ResourceLimits {
     }
 }
 
-/// Enforces `max_memory_bytes` and remembers whether it was hit, because
-/// wasmtime reports a refused growth as an ordinary trap (or a failed
-/// allocation inside the guest) rather than as a distinct error.
+/// Enforces `max_memory_bytes` over every linear memory and table of one
+/// instance together (a component may have several of each; counting them
+/// one by one would let eight memories use eight times the limit), and
+/// remembers whether it was hit, because wasmtime reports a refused growth
+/// as an ordinary trap (or a failed allocation inside the guest) rather
+/// than as a distinct error. One limiter per store, so per instance.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     max_bytes: usize,
+    /// Bytes granted so far to all memories and tables of the instance.
+    used: usize,
     hit: bool,
 }
 
@@ -80,6 +85,7 @@ impl MemoryLimiter {
     pub fn new(max_bytes: u64) -> Self {
         MemoryLimiter {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            used: 0,
             hit: false,
         }
     }
@@ -88,33 +94,64 @@ impl MemoryLimiter {
     pub fn take_hit(&mut self) -> bool {
         std::mem::take(&mut self.hit)
     }
+
+    /// Grants growing one memory or table from `current` to `desired`
+    /// bytes when the instance's total stays within the limit.
+    fn grow(&mut self, current: usize, desired: usize, within_own_maximum: bool) -> bool {
+        let extra = desired.saturating_sub(current);
+        let total = self.used.saturating_add(extra);
+        let allowed = within_own_maximum && total <= self.max_bytes;
+        if allowed {
+            self.used = total;
+        } else {
+            self.hit = true;
+        }
+        allowed
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_bytes && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
-            self.hit = true;
-        }
-        Ok(allowed)
+        Ok(self.grow(current, desired, maximum.is_none_or(|m| desired <= m)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let bytes = desired.saturating_mul(std::mem::size_of::<usize>());
-        let allowed = bytes <= self.max_bytes && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
-            self.hit = true;
+        let element = std::mem::size_of::<usize>();
+        Ok(self.grow(
+            current.saturating_mul(element),
+            desired.saturating_mul(element),
+            maximum.is_none_or(|m| desired <= m),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryLimiter;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memories_share_one_budget() -> wasmtime::Result<()> {
+        let mut limiter = MemoryLimiter::new(10 * 65536);
+        for _ in 0..2 {
+            assert!(limiter.memory_growing(0, 4 * 65536, None)?);
         }
-        Ok(allowed)
+        // A third memory of the same size would make 12 pages of 10.
+        assert!(!limiter.memory_growing(0, 4 * 65536, None)?);
+        assert!(limiter.take_hit());
+        // Growing an existing memory counts only the growth.
+        assert!(limiter.memory_growing(4 * 65536, 6 * 65536, None)?);
+        assert!(!limiter.memory_growing(6 * 65536, 7 * 65536, None)?);
+        Ok(())
     }
 }

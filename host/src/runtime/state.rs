@@ -10,20 +10,21 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::ToolHost;
 use super::limits::MemoryLimiter;
-use crate::agents::log::AgentLog;
-use crate::agents::registry::Registry;
 use crate::llm::LlmService;
 use crate::memory::MemoryService;
+use crate::messaging::MessageBus;
+use crate::runtime::guest_log::AgentLog;
 use crate::storage::Storage;
-use crate::tools::ToolRegistry;
 
 /// Who the agent is and what it can reach, shared by its instances.
 pub struct AgentContext {
     pub id: String,
     pub name: String,
     pub storage: Arc<Storage>,
-    pub registry: Arc<Registry>,
+    /// Where the agent's outgoing messages go.
+    pub bus: Arc<dyn MessageBus>,
     pub log: Arc<AgentLog>,
     pub memory: Arc<MemoryService>,
     /// Shared memory scopes this agent may use besides its own
@@ -31,19 +32,21 @@ pub struct AgentContext {
     pub memory_grants: Vec<String>,
     /// Tools this agent may call, and where they live.
     pub tools: Vec<String>,
-    pub tool_registry: Arc<ToolRegistry>,
+    pub tool_host: Arc<dyn ToolHost>,
     /// The LLM providers, and this agent's choice among them.
     pub llm: Arc<LlmService>,
     pub llm_provider: Option<String>,
-    /// Where the current message's reply text streams to, when its sender
-    /// asked for a stream. Set by the actor around each message (one at a
-    /// time per agent), read by the `llm` import.
-    pub stream: std::sync::Mutex<Option<crate::llm::TextSink>>,
+    /// Whether the `llm` import answers this agent at all.
+    pub llm_granted: bool,
 }
 
 pub struct HostState {
     pub agent: Arc<AgentContext>,
     pub limiter: MemoryLimiter,
+    /// Where the current call's reply text streams to, when its sender
+    /// asked for a stream; handed in with the call
+    /// ([`super::AgentInstance::handle`]), read by the `llm` import.
+    pub stream: Option<crate::llm::TextSink>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -56,6 +59,7 @@ impl HostState {
             wasi: sandbox_wasi(&agent.log),
             agent,
             limiter: MemoryLimiter::new(max_memory_bytes),
+            stream: None,
             table: ResourceTable::new(),
         }
     }

@@ -16,7 +16,7 @@ use super::ExecutionFailure;
 use super::instance::{Sandboxed, sandboxed_store, settle};
 use super::limits::{MemoryLimiter, ResourceLimits};
 use super::state::sandbox_wasi;
-use crate::agents::log::AgentLog;
+use crate::runtime::guest_log::AgentLog;
 
 /// Host bindings of the `tool` world. Its `types` and `logging` are the
 /// same interfaces the `agent` world uses, so they share one host

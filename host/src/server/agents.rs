@@ -7,7 +7,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ use super::error::{ApiError, parse_json};
 use crate::agents::AgentHandle;
 use crate::agents::deploy::DeployRequest;
 use crate::agents::record::AgentKind;
+use crate::auth::Principal;
 use crate::messaging::{AclMessage, Address, MessageBus, Performative, acl};
 use crate::runtime::limits::RequestedLimits;
 
@@ -53,6 +54,7 @@ pub fn agent_view(handle: &AgentHandle) -> Value {
         "created_at": record.created_at,
         "component_sha256": record.component_sha256,
         "memory_grants": record.memory_grants,
+        "llm": record.llm_granted || record.kind == AgentKind::Config,
         "queued_messages": handle.queued(),
         "stats": handle.stats(),
     });
@@ -150,6 +152,9 @@ struct DeployBody {
     /// Shared memory scopes to grant: `workspace`, `global`.
     #[serde(default)]
     memory_grants: Vec<String>,
+    /// Grant the server's LLM (its provider key is spent for the agent).
+    #[serde(default)]
+    llm: bool,
 }
 
 /// Query of a raw `application/wasm` upload.
@@ -160,6 +165,7 @@ struct RawDeployQuery {
     max_memory_bytes: Option<u64>,
     max_fuel: Option<u64>,
     max_execution_time_ms: Option<u64>,
+    llm: Option<bool>,
 }
 
 pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
@@ -214,6 +220,7 @@ async fn deploy(
             },
             config: None,
             memory_grants: Vec::new(),
+            llm: q.llm.unwrap_or(false),
         }
     } else {
         let body: DeployBody = parse_json(&bytes)?;
@@ -223,6 +230,7 @@ async fn deploy(
             limits: body.resource_limits,
             config: body.config,
             memory_grants: body.memory_grants,
+            llm: body.llm,
         }
     };
     let handle = state.manager.deploy(request).await?;
@@ -250,7 +258,21 @@ struct MessageBody {
 }
 
 impl MessageBody {
-    fn into_message(self) -> Result<(AclMessage, Duration), ApiError> {
+    /// The message as `principal` sends it: the sender is who the caller
+    /// authenticated as, never what the body claims.
+    fn into_message(self, principal: &Principal) -> Result<(AclMessage, Duration), ApiError> {
+        if let Some(claimed) = &self.sender
+            && *claimed != principal.name
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "sender_mismatch",
+                format!(
+                    "`sender` is `{claimed}` but you are `{}`: the sender is taken from your token (or `user` on this machine); remove the field",
+                    principal.name
+                ),
+            ));
+        }
         let content = match (self.message, self.content) {
             (Some(c), None) | (None, Some(c)) => c,
             (Some(_), Some(_)) => {
@@ -280,7 +302,7 @@ impl MessageBody {
         let message = AclMessage {
             id: acl::new_message_id(),
             performative: self.performative.unwrap_or(Performative::Request),
-            sender: self.sender.unwrap_or_else(|| acl::USER_SENDER.to_string()),
+            sender: principal.name.clone(),
             receiver: self.receiver,
             capability: self.capability,
             content,
@@ -407,6 +429,7 @@ async fn send_streaming(
 
 async fn message(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(agent): Path<String>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
@@ -419,7 +442,7 @@ async fn message(
             "`capability` routing is done by POST /api/v1/messages; this route already names the agent",
         ));
     }
-    let (mut message, timeout) = body.into_message()?;
+    let (mut message, timeout) = body.into_message(&principal)?;
     message.receiver = Some(agent.clone());
     if wants_stream(&headers, &query) {
         return send_streaming(state, Address::Agent(agent), message, timeout).await;
@@ -431,6 +454,7 @@ async fn message(
 
 async fn route_message(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body: MessageBody = parse_json(&read_body(bytes)?)?;
@@ -444,7 +468,7 @@ async fn route_message(
             ));
         }
     };
-    let (message, timeout) = body.into_message()?;
+    let (message, timeout) = body.into_message(&principal)?;
     send(&state, to, message, timeout).await
 }
 

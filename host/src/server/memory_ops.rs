@@ -170,6 +170,6 @@ async fn load_model(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             )
         })?;
     state.memory.embedder().set(model);
-    crate::app::backfill_in_background(state.memory.clone());
+    state.memory.clone().backfill_in_background();
     Ok(Json(json!({"embedding_model": "loaded", "changed": true})))
 }

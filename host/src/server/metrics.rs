@@ -66,7 +66,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         failed += stats.messages_failed;
         slowest_avg_ms = slowest_avg_ms.max(stats.avg_execution_ms);
         per_agent.push((
-            format!("{{agent=\"{}\"}}", agent.name.replace('"', "")),
+            format!("{{agent=\"{}\"}}", escape_label(&agent.name)),
             stats.messages_handled as f64,
         ));
     }
@@ -195,5 +195,34 @@ mod tests {
             "# HELP caxton_x An x.\n# TYPE caxton_x gauge\ncaxton_x 1.5\n\
              # HELP caxton_y Per agent.\n# TYPE caxton_y counter\ncaxton_y{agent=\"a\"} 2\n"
         );
+    }
+}
+
+/// A label value as the Prometheus text format wants it: backslash, double
+/// quote and line feed escaped, so no name can end the label or forge a line.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            // The format has no other escapes; other control characters
+            // would only confuse a reader.
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::escape_label;
+
+    #[test]
+    fn label_values_cannot_forge_lines() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert!(!escape_label("x\ncaxton_forged 1").contains('\n'));
     }
 }

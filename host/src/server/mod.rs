@@ -1,12 +1,15 @@
 //! Where a message enters: the REST API under `/api/v1` (axum).
 
 mod agents;
+pub mod auth;
 mod config_agents;
 pub mod error;
 mod memory;
 mod memory_ops;
 pub mod metrics;
 mod openapi;
+pub mod settings;
+mod tokens;
 mod tools;
 
 use std::net::SocketAddr;
@@ -38,9 +41,12 @@ pub struct AppState {
     pub started: Instant,
     /// Notified by `POST /api/v1/shutdown`.
     pub shutdown: Arc<Notify>,
+    /// Who may do what; the tokens routes manage it.
+    pub gate: Arc<auth::Gate>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let gate = state.gate.clone();
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi::document))
@@ -52,8 +58,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(memory_ops::routes())
         .merge(config_agents::routes())
         .merge(tools::routes())
+        .merge(tokens::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
         .with_state(state)
 }
 

@@ -10,15 +10,16 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolError};
 use crate::memory::model::{EntityInput, ScopeKey};
-use crate::messaging::{AclMessage, Address, MessageBus, Performative, acl};
+use crate::messaging::{AclMessage, Address, Performative, acl};
 use crate::runtime::AgentContext;
 
-pub fn all(http_allowed_domains: Vec<String>) -> Vec<Arc<dyn Tool>> {
+pub fn all(http: &super::settings::ToolsConfig) -> Vec<Arc<dyn Tool>> {
     vec![
         Arc::new(JsonProcessor),
         Arc::new(CsvParser),
         Arc::new(HttpClient {
-            allowed_domains: http_allowed_domains,
+            allowed_domains: http.http_allowed_domains.clone(),
+            allow_private: http.http_allow_private_addresses,
         }),
         Arc::new(MemorySearch),
         Arc::new(MemoryStore),
@@ -165,9 +166,129 @@ impl Tool for CsvParser {
 
 struct HttpClient {
     allowed_domains: Vec<String>,
+    /// Loopback, private, link-local and similar addresses are refused
+    /// unless the operator allows them (`tools.http_allow_private_addresses`).
+    allow_private: bool,
 }
 
 const HTTP_MAX_BODY: usize = 64 * 1024;
+/// Redirects followed, each one checked like the first request.
+const HTTP_MAX_REDIRECTS: usize = 5;
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Addresses no agent may reach unless the operator allows private ones:
+/// this machine, private networks, link-local (cloud metadata at
+/// 169.254.169.254 among them), multicast and unspecified.
+pub fn is_private_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || a == 0
+                || (a == 100 && (64..=127).contains(&b)) // carrier-grade NAT
+                || (a == 192 && b == 0) // IETF protocol assignments
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
+impl HttpClient {
+    fn check_host(&self, url: &reqwest::Url) -> Result<String, ToolError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ToolError::Denied(format!(
+                "`{url}` is not an http(s) URL; http_client reaches the web only"
+            )));
+        }
+        let host = url.host_str().unwrap_or_default().to_lowercase();
+        let host = host.trim_end_matches('.').to_string();
+        let allowed = self
+            .allowed_domains
+            .iter()
+            .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+        if !allowed {
+            return Err(ToolError::Denied(format!(
+                "`{host}` is not an allowed domain for http_client (allowed: {}); add it to tools.http_allowed_domains in caxton.yaml",
+                if self.allowed_domains.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.allowed_domains.join(", ")
+                }
+            )));
+        }
+        Ok(host)
+    }
+
+    /// Resolves `host` once and checks every address, so the request goes
+    /// to exactly the addresses checked (no second lookup to rebind).
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, ToolError> {
+        let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ToolError::Failed(format!("cannot resolve `{host}`: {e}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(ToolError::Failed(format!("`{host}` has no address")));
+        }
+        if !self.allow_private
+            && let Some(bad) = addresses.iter().find(|a| is_private_address(a.ip()))
+        {
+            return Err(ToolError::Denied(format!(
+                "`{host}` resolves to {}, a loopback, private, link-local or multicast address; \
+                 http_client does not reach those unless tools.http_allow_private_addresses is true",
+                bad.ip()
+            )));
+        }
+        Ok(addresses)
+    }
+
+    /// One request to one checked URL, without following redirects.
+    async fn send_once(
+        &self,
+        url: reqwest::Url,
+        method: &str,
+        body: &str,
+    ) -> Result<reqwest::Response, ToolError> {
+        let host = self.check_host(&url)?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addresses = self.resolve(&host, port).await?;
+        let client = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve_to_addrs(&host, &addresses)
+            .build()
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let request = match method {
+            "GET" => client.get(url),
+            "POST" => client.post(url).body(body.to_string()),
+            other => {
+                return Err(ToolError::InvalidInput(format!(
+                    "method `{other}` is not supported; use GET or POST"
+                )));
+            }
+        };
+        request
+            .send()
+            .await
+            .map_err(|e| ToolError::Failed(format!("request to {host} failed: {e}")))
+    }
+}
 
 #[async_trait::async_trait]
 impl Tool for HttpClient {
@@ -185,49 +306,64 @@ impl Tool for HttpClient {
     }
     async fn invoke(&self, args: Value, _: &Arc<AgentContext>) -> Result<Value, ToolError> {
         let url = string_arg(&args, "url", "http_client")?;
-        let parsed = reqwest::Url::parse(url)
+        let mut url = reqwest::Url::parse(url)
             .map_err(|e| ToolError::InvalidInput(format!("`{url}` is not a URL: {e}")))?;
-        let host = parsed.host_str().unwrap_or_default().to_lowercase();
-        let allowed = self
-            .allowed_domains
-            .iter()
-            .any(|d| host == *d || host.ends_with(&format!(".{d}")));
-        if !allowed {
-            return Err(ToolError::Denied(format!(
-                "`{host}` is not an allowed domain for http_client (allowed: {}); add it to tools.http_allowed_domains in caxton.yaml",
-                if self.allowed_domains.is_empty() {
-                    "none".to_string()
-                } else {
-                    self.allowed_domains.join(", ")
-                }
-            )));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let request = match args["method"].as_str().unwrap_or("GET") {
-            "GET" => client.get(parsed),
-            "POST" => client
-                .post(parsed)
-                .body(args["body"].as_str().unwrap_or("").to_string()),
-            other => {
-                return Err(ToolError::InvalidInput(format!(
-                    "method `{other}` is not supported; use GET or POST"
+        let mut method = args["method"].as_str().unwrap_or("GET").to_string();
+        let body = args["body"].as_str().unwrap_or("");
+        let mut hops = 0;
+        let mut response = loop {
+            let response = self.send_once(url.clone(), &method, body).await?;
+            if !response.status().is_redirection() {
+                break response;
+            }
+            let Some(location) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                break response;
+            };
+            hops += 1;
+            if hops > HTTP_MAX_REDIRECTS {
+                return Err(ToolError::Failed(format!(
+                    "more than {HTTP_MAX_REDIRECTS} redirects from {url}"
                 )));
             }
+            let next = url.join(location).map_err(|e| {
+                ToolError::Failed(format!("{url} redirects to `{location}`, not a URL: {e}"))
+            })?;
+            // 303 (and, as browsers do, 301/302 after a POST) turn into GET.
+            if matches!(response.status().as_u16(), 301..=303) {
+                method = "GET".into();
+            }
+            url = next;
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ToolError::Failed(format!("request to {host} failed: {e}")))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| {
-            ToolError::Failed(format!("reading the answer from {host} failed: {e}"))
-        })?;
-        let cut = bytes.len().min(HTTP_MAX_BODY);
+        // Read no more than the cap, whatever the server sends.
+        let mut bytes = Vec::new();
+        let mut truncated = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = HTTP_MAX_BODY - bytes.len();
+                    if chunk.len() > room {
+                        bytes.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(ToolError::Failed(format!(
+                        "reading the answer from {} failed: {e}",
+                        url.host_str().unwrap_or_default()
+                    )));
+                }
+            }
+        }
         Ok(
-            json!({"status": status, "body": String::from_utf8_lossy(&bytes[..cut]), "truncated": bytes.len() > cut}),
+            json!({"status": status, "body": String::from_utf8_lossy(&bytes), "truncated": truncated, "url": url.as_str()}),
         )
     }
 }
@@ -343,7 +479,7 @@ impl Tool for AskAgent {
             in_reply_to: None,
         };
         let delivered = caller
-            .registry
+            .bus
             .request(Some(&caller.id), to, message, Duration::from_secs(120))
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;

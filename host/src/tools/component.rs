@@ -10,38 +10,25 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use wasmtime::component::Linker;
 
+use super::store::{self, ToolRecord};
 use super::{Tool, ToolError};
-use crate::agents::deploy::{self, DeployError};
-use crate::agents::log::AgentLog;
-use crate::config::RuntimeConfig;
 use crate::runtime::bindings::caxton::agent::types::Error as WitError;
 use crate::runtime::component_cache::ComponentCache;
-use crate::runtime::limits::{RequestedLimits, ResourceLimits};
+use crate::runtime::guest_log::AgentLog;
+use crate::runtime::limits::RequestedLimits;
+use crate::runtime::settings::RuntimeConfig;
 use crate::runtime::tool::{self as tool_runtime, ToolProgram, ToolState};
+use crate::runtime::upload::{self, DeployError};
 use crate::runtime::{AgentContext, ExecutionFailure};
 use crate::storage::Storage;
 
 /// Longest tool name; OpenAI-style function names allow 64 characters.
 const MAX_NAME_LEN: usize = 64;
-
-/// What is stored about a deployed tool component.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ToolRecord {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the arguments object, as the tool describes it.
-    pub parameters: Value,
-    pub component_sha256: String,
-    pub size_bytes: u64,
-    pub limits: ResourceLimits,
-    pub deployed_at: String,
-}
 
 #[derive(Debug, Error)]
 pub enum ToolDeployError {
@@ -146,6 +133,7 @@ impl ComponentTools {
         storage: Arc<Storage>,
         runtime: RuntimeConfig,
     ) -> anyhow::Result<Self> {
+        store::create_tables(&storage)?;
         let linker = tool_runtime::linker(cache.engine())
             .map_err(|e| anyhow::anyhow!("building the tool linker: {e}"))?;
         Ok(ComponentTools {
@@ -170,7 +158,7 @@ impl ComponentTools {
     /// skipped (it stays stored, so a fixed server can load it again).
     pub async fn load_stored(&self) -> anyhow::Result<usize> {
         let storage = self.storage.clone();
-        let stored = tokio::task::spawn_blocking(move || storage.tools()).await??;
+        let stored = tokio::task::spawn_blocking(move || store::all(&storage)).await??;
         let mut count = 0;
         for entry in stored {
             let (record, bytes) = match entry {
@@ -209,7 +197,7 @@ impl ComponentTools {
         replace: bool,
         builtin: impl Fn(&str) -> bool,
     ) -> Result<(Arc<ComponentTool>, bool), ToolDeployError> {
-        deploy::check_preamble(&bytes)?;
+        upload::check_preamble(&bytes)?;
         let limits = requested.resolve(&self.runtime.default_limits);
         limits
             .check_within(&self.runtime.max_limits)
@@ -250,7 +238,7 @@ impl ComponentTools {
         let cache = self.cache.clone();
         let to_store = record.clone();
         tokio::task::spawn_blocking(move || {
-            storage.put_tool(&to_store, &bytes)?;
+            store::put(&storage, &to_store, &bytes)?;
             cache.store(&to_store.component_sha256, &component);
             Ok::<_, crate::storage::StorageError>(())
         })
@@ -268,7 +256,7 @@ impl ComponentTools {
         let _guard = self.lifecycle.lock().await;
         let storage = self.storage.clone();
         let key = name.to_string();
-        let existed = tokio::task::spawn_blocking(move || storage.remove_tool(&key))
+        let existed = tokio::task::spawn_blocking(move || store::remove(&storage, &key))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;

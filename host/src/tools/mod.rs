@@ -5,27 +5,17 @@
 
 pub mod builtin;
 pub mod component;
+pub mod settings;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use thiserror::Error;
 
-use crate::runtime::AgentContext;
-
-#[derive(Debug, Error)]
-pub enum ToolError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("{0}")]
-    Failed(String),
-}
+pub use crate::runtime::ToolError;
+use crate::runtime::{AgentContext, ToolHost, ToolSpec};
 
 /// One callable tool.
 #[async_trait::async_trait]
@@ -66,9 +56,9 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// Every built-in tool; `http_allowed_domains` bounds `http_client`.
-    pub fn with_builtins(http_allowed_domains: Vec<String>) -> Self {
-        let builtins = builtin::all(http_allowed_domains)
+    /// Every built-in tool; `settings` bound `http_client`.
+    pub fn with_builtins(settings: &settings::ToolsConfig) -> Self {
+        let builtins = builtin::all(settings)
             .into_iter()
             .map(|tool| (tool.name().to_string(), tool))
             .collect();
@@ -141,9 +131,19 @@ impl ToolRegistry {
         list.extend(self.component_tools().iter().map(|t| component_info(t)));
         list
     }
+}
 
-    /// Calls `name` for `caller`, which must list the tool.
-    pub async fn invoke(
+#[async_trait::async_trait]
+impl ToolHost for ToolRegistry {
+    fn spec(&self, name: &str) -> Option<ToolSpec> {
+        self.info(name).map(|t| ToolSpec {
+            name: t.name,
+            description: t.description,
+            parameters: t.parameters,
+        })
+    }
+
+    async fn invoke(
         &self,
         caller: &Arc<AgentContext>,
         name: &str,

@@ -1,10 +1,86 @@
-//! `caxton:agent/keyvalue`: durable per-agent state in redb.
+//! `caxton:agent/keyvalue`: durable per-agent state in redb, and the
+//! table that holds it.
 
 use std::sync::Arc;
 
+use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
+
 use crate::runtime::bindings::caxton::agent::{keyvalue, types::Error};
 use crate::runtime::{AgentContext, HostState};
-use crate::storage::Storage;
+use crate::storage::{Storage, db_err};
+
+/// (agent id, key) → value.
+const KEYVALUE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue");
+
+/// Creates the table if missing (with the agent tables, by `agents::store`).
+pub fn create_table(txn: &WriteTransaction) -> crate::storage::Result<()> {
+    txn.open_table(KEYVALUE).map_err(db_err)?;
+    Ok(())
+}
+
+/// Deletes every key of `agent_id`, inside the caller's transaction (the
+/// agent's removal).
+pub fn remove_all(txn: &WriteTransaction, agent_id: &str) -> crate::storage::Result<()> {
+    let mut kv = txn.open_table(KEYVALUE).map_err(db_err)?;
+    kv.retain_in((agent_id, "")..(agent_id, "\u{10ffff}"), |_, _| false)
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn get(
+    storage: &Storage,
+    agent_id: &str,
+    key: &str,
+) -> crate::storage::Result<Option<Vec<u8>>> {
+    let txn = storage.database().begin_read().map_err(db_err)?;
+    let table = txn.open_table(KEYVALUE).map_err(db_err)?;
+    Ok(table
+        .get((agent_id, key))
+        .map_err(db_err)?
+        .map(|v| v.value().to_vec()))
+}
+
+pub fn set(
+    storage: &Storage,
+    agent_id: &str,
+    key: &str,
+    value: &[u8],
+) -> crate::storage::Result<()> {
+    storage.write(|txn| {
+        let mut table = txn.open_table(KEYVALUE).map_err(db_err)?;
+        table.insert((agent_id, key), value).map_err(db_err)?;
+        Ok(())
+    })
+}
+
+pub fn delete(storage: &Storage, agent_id: &str, key: &str) -> crate::storage::Result<bool> {
+    storage.write(|txn| {
+        let mut table = txn.open_table(KEYVALUE).map_err(db_err)?;
+        Ok(table.remove((agent_id, key)).map_err(db_err)?.is_some())
+    })
+}
+
+pub fn keys(
+    storage: &Storage,
+    agent_id: &str,
+    prefix: &str,
+) -> crate::storage::Result<Vec<String>> {
+    let txn = storage.database().begin_read().map_err(db_err)?;
+    let table = txn.open_table(KEYVALUE).map_err(db_err)?;
+    let mut out = Vec::new();
+    for entry in table
+        .range((agent_id, prefix)..(agent_id, "\u{10ffff}"))
+        .map_err(db_err)?
+    {
+        let (key, _) = entry.map_err(db_err)?;
+        let (_, k) = key.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push(k.to_string());
+    }
+    Ok(out)
+}
 
 /// Longest key accepted, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
@@ -39,7 +115,7 @@ async fn with_storage<T: Send + 'static>(
 impl keyvalue::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         check_key(&key)?;
-        with_storage(&self.agent, move |s, id| s.kv_get(id, &key)).await
+        with_storage(&self.agent, move |s, id| get(s, id, &key)).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
@@ -50,15 +126,15 @@ impl keyvalue::Host for HostState {
                 value.len()
             )));
         }
-        with_storage(&self.agent, move |s, id| s.kv_set(id, &key, &value)).await
+        with_storage(&self.agent, move |s, id| set(s, id, &key, &value)).await
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
         check_key(&key)?;
-        with_storage(&self.agent, move |s, id| s.kv_delete(id, &key)).await
+        with_storage(&self.agent, move |s, id| delete(s, id, &key)).await
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
-        with_storage(&self.agent, move |s, id| s.kv_keys(id, &prefix)).await
+        with_storage(&self.agent, move |s, id| keys(s, id, &prefix)).await
     }
 }

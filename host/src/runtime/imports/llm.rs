@@ -46,6 +46,13 @@ fn to_wit_error(e: LlmError) -> Error {
 
 impl llm::Host for HostState {
     async fn chat(&mut self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        if !self.agent.llm_granted {
+            return Err(Error::Denied(format!(
+                "agent `{}` may not use the LLM: it spends the operator's provider key, so it \
+                 is granted at deploy (`\"llm\": true`, or `caxton agents deploy --llm`)",
+                self.agent.name
+            )));
+        }
         let request = host::ChatRequest {
             model: request.model,
             messages: request.messages.into_iter().map(message).collect(),
@@ -62,7 +69,7 @@ impl llm::Host for HostState {
             max_tokens: request.max_tokens,
         };
         let agent = self.agent.clone();
-        let sink = agent.stream.lock().map(|slot| slot.clone()).unwrap_or(None);
+        let sink = self.stream.clone();
         let response = agent
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)

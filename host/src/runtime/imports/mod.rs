@@ -1,7 +1,7 @@
 //! Host implementations of the WIT imports, one file per interface in
 //! `wit/caxton.wit`. Each implements the trait `bindgen!` generated for it.
 
-mod keyvalue;
+pub mod keyvalue;
 mod llm;
 mod logging;
 mod memory;

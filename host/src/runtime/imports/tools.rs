@@ -1,19 +1,19 @@
-//! `caxton:agent/tools`: the tools the calling agent lists, from the host's
-//! registry (`crate::tools`). The allow-list is checked on every call, not
+//! `caxton:agent/tools`: the tools the calling agent lists, through the
+//! [`ToolHost`](crate::runtime::ToolHost) seam (the registry in `crate::tools`). The allow-list is checked on every call, not
 //! only when the agent is validated.
 
 use crate::runtime::HostState;
+use crate::runtime::ToolError;
 use crate::runtime::bindings::caxton::agent::tools::{self, ToolInfo};
 use crate::runtime::bindings::caxton::agent::types::Error;
-use crate::tools::ToolError;
 
 impl tools::Host for HostState {
     async fn list_tools(&mut self) -> Vec<ToolInfo> {
-        let registry = &self.agent.tool_registry;
+        let tools = &self.agent.tool_host;
         self.agent
             .tools
             .iter()
-            .filter_map(|name| registry.info(name))
+            .filter_map(|name| tools.spec(name))
             .map(|t| ToolInfo {
                 name: t.name,
                 description: t.description,
@@ -25,11 +25,7 @@ impl tools::Host for HostState {
     async fn invoke(&mut self, name: String, arguments_json: String) -> Result<String, Error> {
         let agent = self.agent.clone();
         self.agent.log.push("tool", &format!("call {name}"));
-        match agent
-            .tool_registry
-            .invoke(&agent, &name, &arguments_json)
-            .await
-        {
+        match agent.tool_host.invoke(&agent, &name, &arguments_json).await {
             Ok(value) => Ok(value.to_string()),
             Err(e) => {
                 self.agent.log.push("tool", &format!("{name} failed: {e}"));

@@ -1,0 +1,52 @@
+//! `runtime:` in `caxton.yaml`: the limits every sandbox runs under.
+
+use serde::{Deserialize, Serialize};
+
+use super::limits::ResourceLimits;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Limits an agent gets when its deployment does not name them.
+    pub default_limits: ResourceLimits,
+    /// The most any agent may ask for.
+    pub max_limits: ResourceLimits,
+    /// Messages that may wait for one agent before senders are told it is busy.
+    pub mailbox_capacity: usize,
+    /// Consecutive failed messages after which an agent is marked `failed`.
+    pub failure_threshold: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            default_limits: ResourceLimits {
+                max_memory_bytes: 64 * 1024 * 1024,
+                max_fuel: 1_000_000_000,
+                max_execution_time_ms: 30_000,
+            },
+            max_limits: ResourceLimits {
+                max_memory_bytes: 1024 * 1024 * 1024,
+                max_fuel: 100_000_000_000,
+                max_execution_time_ms: 300_000,
+            },
+            mailbox_capacity: 256,
+            failure_threshold: 5,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Defaults within the ceiling, and room for at least one message.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Err(e) = self.default_limits.check_within(&self.max_limits) {
+            return Err(format!(
+                "runtime.default_limits exceed runtime.max_limits: {e}"
+            ));
+        }
+        if self.mailbox_capacity == 0 {
+            return Err("runtime.mailbox_capacity must be at least 1".into());
+        }
+        Ok(())
+    }
+}

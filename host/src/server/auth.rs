@@ -1,0 +1,393 @@
+//! Who may ask what: every request passes here before its handler.
+//!
+//! - `/api/v1/health` is open to anyone.
+//! - A request with `Authorization: Bearer <token>` is who the token says,
+//!   with the token's scope; a wrong or revoked token is refused (401), a
+//!   token whose scope is too small too (403).
+//! - Without a token, on a loopback bind only: a request from loopback,
+//!   addressed to a loopback `Host` and not sent by a page of another
+//!   origin, is the operator at the machine (`user`, admin) — so the
+//!   runbook's curl lines work as typed there, and neither a web page
+//!   (cross-site `Origin`) nor DNS rebinding (foreign `Host`) gets in.
+//!   `auth.required: true` turns this off.
+//! - `/metrics` without a token: from loopback, or from anywhere with
+//!   `auth.metrics_public: true`.
+//!
+//! Bodies of JSON routes must say `application/json` (415 otherwise), so a
+//! browser's form or `text/plain` POST cannot carry a command.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::auth::tokens::TokenStore;
+use crate::auth::{AuthSettings, Principal, Scope};
+
+/// What the gate needs to decide.
+pub struct Gate {
+    pub tokens: Arc<TokenStore>,
+    pub settings: AuthSettings,
+    /// The API listens on a loopback address only.
+    pub loopback_bind: bool,
+    /// Where the admin token is kept, for the 401 message.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Body size of requests that are not uploads or imports.
+    pub max_request_bytes: usize,
+    /// Requests in flight; a request that finds none free is refused.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Routes whose bodies may be as large as `server.max_body_bytes`.
+fn is_upload(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && matches!(
+            path,
+            "/api/v1/agents" | "/api/v1/tools" | "/api/v1/memory/import" | "/api/v1/config-agents"
+        )
+}
+
+/// The scope a route needs. Reads are `read`, talking to an agent is
+/// `message`, everything that changes the server is `admin`.
+pub fn needed_scope(method: &Method, path: &str) -> Scope {
+    if path.starts_with("/api/v1/tokens") {
+        return Scope::Admin;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Scope::Read;
+    }
+    match path {
+        // Queries sent as POST because they carry a body; they change nothing.
+        "/api/v1/memory/search"
+        | "/api/v1/memory/nodes"
+        | "/api/v1/memory/traverse"
+        | "/api/v1/config-agents/validate" => Scope::Read,
+        "/api/v1/messages" => Scope::Message,
+        p if p.starts_with("/api/v1/agents/")
+            && (p.ends_with("/message") || p.ends_with("/ping")) =>
+        {
+            Scope::Message
+        }
+        _ => Scope::Admin,
+    }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Splits `host[:port]` (with `[v6]` brackets) into host and port.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (authority, None),
+    }
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Why a request without a token is not the local operator, if it is not.
+fn local_refusal(headers: &HeaderMap, peer: &SocketAddr) -> Option<String> {
+    if !peer.ip().is_loopback() {
+        return Some(format!(
+            "the request comes from {}, not from this machine",
+            peer.ip()
+        ));
+    }
+    let host = header_text(headers, header::HOST);
+    let (host_name, host_port) = match host {
+        Some(h) => split_authority(h),
+        None => ("", None),
+    };
+    if host.is_some() && !is_loopback_name(host_name) {
+        return Some(format!(
+            "the request is addressed to `{}`, not to a loopback name (a DNS-rebinding page looks like this)",
+            host.unwrap_or_default()
+        ));
+    }
+    if let Some(origin) = header_text(headers, header::ORIGIN) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let same = authority.is_some_and(|a| {
+            let (name, port) = split_authority(a);
+            is_loopback_name(name) && port == host_port
+        });
+        if !same {
+            return Some(format!(
+                "the request was sent by a web page of another origin (`{origin}`)"
+            ));
+        }
+    }
+    if header_text(headers, header::HeaderName::from_static("sec-fetch-site"))
+        .is_some_and(|site| site.eq_ignore_ascii_case("cross-site"))
+    {
+        return Some("the request was sent by a web page of another site".into());
+    }
+    None
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let Ok(text) = value.to_str() else {
+        return Some(Err(()));
+    };
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(Ok(token.trim())),
+        _ => Some(Err(())),
+    }
+}
+
+fn unauthorized(code: &'static str, message: String) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"caxton\""),
+    );
+    response
+}
+
+/// Content types a route's body may have besides JSON.
+fn other_body_types(path: &str) -> &'static [&'static str] {
+    match path {
+        "/api/v1/agents" | "/api/v1/tools" => &["application/wasm", "application/octet-stream"],
+        "/api/v1/memory/import" => &["application/x-ndjson", "application/jsonl", "text/plain"],
+        _ => &[],
+    }
+}
+
+fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        return Ok(());
+    }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || header_text(headers, header::CONTENT_LENGTH)
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    if !has_body {
+        return Ok(());
+    }
+    let given = header_text(headers, header::CONTENT_TYPE).unwrap_or("");
+    let essence = given
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json" || essence.ends_with("+json");
+    if json || other_body_types(path).contains(&essence.as_str()) {
+        return Ok(());
+    }
+    let mut accepted = vec!["application/json"];
+    accepted.extend_from_slice(other_body_types(path));
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "{method} {path} takes {}; the request says `{}` (add `-H 'Content-Type: application/json'`)",
+            accepted.join(" or "),
+            if given.is_empty() {
+                "no content type"
+            } else {
+                given
+            }
+        ),
+    ))
+}
+
+/// The middleware: authenticates, checks the scope and the body's type,
+/// and hands the handler the [`Principal`] as a request extension.
+pub async fn gate(
+    State(gate): State<Arc<Gate>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    if path == "/api/v1/health" {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let needed = needed_scope(&method, &path);
+    let principal = match bearer(headers) {
+        Some(Ok(token)) => match gate.tokens.verify(token) {
+            Some(principal) => principal,
+            None => {
+                return unauthorized(
+                    "invalid_token",
+                    "the bearer token is not valid (wrong, or revoked); `caxton tokens list` shows the live ones".into(),
+                );
+            }
+        },
+        Some(Err(())) => {
+            return unauthorized(
+                "invalid_token",
+                "the Authorization header must be `Bearer <token>`".into(),
+            );
+        }
+        None => {
+            let refusal = local_refusal(headers, &peer);
+            let metrics = path == "/metrics" || path == "/api/v1/metrics";
+            if metrics && (gate.settings.metrics_public || refusal.is_none()) {
+                Principal {
+                    name: "metrics".into(),
+                    token_id: None,
+                    scope: Scope::Read,
+                }
+            } else if gate.loopback_bind && !gate.settings.required && refusal.is_none() {
+                Principal::local_operator()
+            } else {
+                let why = match (&refusal, gate.loopback_bind, gate.settings.required) {
+                    (Some(reason), _, _) => format!("a token is required: {reason}"),
+                    (None, true, true) => "a token is required (auth.required is set)".into(),
+                    (None, _, _) => {
+                        "a token is required: the server listens beyond loopback".into()
+                    }
+                };
+                let hint = match &gate.admin_token_file {
+                    Some(path) => format!(
+                        "; send `Authorization: Bearer <token>` (the admin token is in {} on the server; `caxton tokens create` makes others)",
+                        path.display()
+                    ),
+                    None => {
+                        "; send `Authorization: Bearer <token>` (`caxton tokens create` makes one)"
+                            .into()
+                    }
+                };
+                return unauthorized("unauthenticated", format!("{why}{hint}"));
+            }
+        }
+    };
+    if !principal.allows(needed) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "{method} {path} needs the `{}` scope; this token (`{}`) has `{}`",
+                needed.as_str(),
+                principal.name,
+                principal.scope.as_str()
+            ),
+        )
+        .into_response();
+    }
+    if let Err(e) = check_content_type(&method, &path, request.headers()) {
+        return e.into_response();
+    }
+    let declared = header_text(request.headers(), header::CONTENT_LENGTH)
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if !is_upload(&method, &path) && declared > gate.max_request_bytes as u64 {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the body is {declared} bytes; {method} {path} takes at most {} (server.max_request_bytes)",
+                gate.max_request_bytes
+            ),
+        )
+        .into_response();
+    }
+    let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            "too many requests in flight (server.max_concurrent_requests); retry shortly",
+        )
+        .into_response();
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn scopes_follow_what_a_route_does() {
+        assert_eq!(needed_scope(&Method::GET, "/api/v1/agents"), Scope::Read);
+        assert_eq!(needed_scope(&Method::POST, "/api/v1/agents"), Scope::Admin);
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/agents/echo/message"),
+            Scope::Message
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/memory/search"),
+            Scope::Read
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/shutdown"),
+            Scope::Admin
+        );
+        assert_eq!(needed_scope(&Method::GET, "/api/v1/tokens"), Scope::Admin);
+    }
+
+    #[test]
+    fn browsers_and_rebinding_are_not_the_local_operator() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let remote: SocketAddr = "10.0.0.2:5000".parse().expect("addr");
+        assert!(local_refusal(&headers(&[("host", "localhost:8080")]), &local).is_none());
+        assert!(local_refusal(&headers(&[("host", "[::1]:8080")]), &local).is_none());
+        assert!(local_refusal(&headers(&[("host", "localhost:8080")]), &remote).is_some());
+        assert!(local_refusal(&headers(&[("host", "evil.example:8080")]), &local).is_some());
+        assert!(
+            local_refusal(
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "https://evil.example")
+                ]),
+                &local
+            )
+            .is_some()
+        );
+        assert!(
+            local_refusal(
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080")
+                ]),
+                &local
+            )
+            .is_none()
+        );
+        assert!(
+            local_refusal(
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://localhost:3000")
+                ]),
+                &local
+            )
+            .is_some(),
+            "another local port is another origin"
+        );
+    }
+}

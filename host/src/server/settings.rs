@@ -1,0 +1,49 @@
+//! `server:` and `monitoring:` in `caxton.yaml`: where the API listens and
+//! how much one request may carry.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted, in bytes. Uploads are base64 JSON, so
+    /// this bounds the component size at about three quarters of it.
+    pub max_body_bytes: usize,
+    /// Largest body of any other request (messages, memory writes, queries);
+    /// only uploads and imports may use `max_body_bytes`.
+    pub max_request_bytes: usize,
+    /// Requests handled at once; more are answered 503 at once rather than
+    /// queued without bound.
+    pub max_concurrent_requests: usize,
+    /// The runbook writes these under `server:`; they mean the top-level
+    /// `data_dir` and `agents.dir`.
+    pub data_dir: Option<PathBuf>,
+    pub agents_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_request_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 512,
+            data_dir: None,
+            agents_dir: None,
+        }
+    }
+}
+
+/// `monitoring:` — `metrics_port` serves `GET /metrics` on its own port
+/// (it is always on the API port too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    pub metrics_port: Option<u16>,
+    pub health_check_interval: Option<String>,
+}

@@ -1,0 +1,657 @@
+//! Security, tried as an attacker would, against the real binary: tokens
+//! and scopes, browsers and DNS rebinding on loopback, identities in
+//! messages, `http_client` redirects, the compiled-component cache, names,
+//! metrics, and instances freed when agents go.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Server, deploy_body, rust_example, temp_data_dir};
+
+/// One request with full control of method, headers and body.
+async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, server.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some((content_type, bytes)) = body {
+        request = request.header("content-type", content_type).body(bytes);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn get_with(server: &Server, path: &str, token: &str) -> (u16, Value) {
+    call(
+        server,
+        Method::GET,
+        path,
+        &[("authorization", &bearer(token))],
+        None,
+    )
+    .await
+}
+
+async fn post_with(server: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    call(
+        server,
+        Method::POST,
+        path,
+        &[("authorization", &bearer(token))],
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+    .await
+}
+
+async fn alive(server: &Server) {
+    let (status, body) = server.get("/api/v1/health").await;
+    assert_eq!(status, 200, "the server must still answer: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_every_route_but_health_needs_a_token() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start_on("0.0.0.0", &data, None, &[]);
+    alive(&server).await;
+
+    // Loopback included: a non-loopback bind trusts nobody without a token.
+    for (method, path) in [
+        (Method::GET, "/api/v1/agents"),
+        (Method::GET, "/api/v1/memory/export"),
+        (Method::POST, "/api/v1/shutdown"),
+        (Method::DELETE, "/api/v1/agents/x"),
+    ] {
+        let (status, body) = call(&server, method.clone(), path, &[], None).await;
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("admin.token"),
+            "the refusal says where the admin token is: {body}"
+        );
+    }
+    let (status, _) = call(&server, Method::GET, "/metrics", &[], None).await;
+    assert_eq!(status, 200, "metrics stay open to this machine");
+    alive(&server).await;
+
+    let token_file = data.join("admin.token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file)
+            .expect("admin token file")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "only the owner may read the admin token"
+        );
+    }
+    let admin = std::fs::read_to_string(&token_file).expect("read admin token");
+    let admin = admin.trim();
+    let (status, body) = get_with(&server, "/api/v1/agents", admin).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get_with(&server, "/api/v1/agents", "cxt_not-a-real-token").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_token");
+
+    // The CLI finds the admin token in the data directory by itself.
+    let data_env = [("CAXTON_DATA_DIR", data.to_str().expect("utf-8 path"))];
+    let (ok, out, err) = server.cli_with_env(&["agents", "list"], &data_env);
+    assert!(ok, "CLI with the discovered token: {out}{err}");
+    let (ok, _, err) = server.cli_with_env(&["agents", "list"], &[]);
+    assert!(!ok, "and without it, it is refused");
+    assert!(err.contains("401"), "{err}");
+
+    let (ok, out, err) = server.cli_with_env(
+        &[
+            "tokens", "create", "--scope", "read", "--name", "ci", "--json",
+        ],
+        &data_env,
+    );
+    assert!(ok, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).expect("token JSON");
+    let reader = created["token"].as_str().expect("token text").to_string();
+    let (ok, out, _) = server.cli_with_env(&["tokens", "list"], &data_env);
+    assert!(ok && out.contains("ci") && out.contains("read"), "{out}");
+    assert!(!out.contains(&reader), "list never shows a secret: {out}");
+
+    // A read token reads, and cannot change anything.
+    let (status, _) = get_with(&server, "/api/v1/agents", &reader).await;
+    assert_eq!(status, 200);
+    let echo = rust_example("echo");
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/agents",
+        &reader,
+        &deploy_body("echo", &echo, Value::Null),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_scope");
+    let (status, _) = post_with(&server, "/api/v1/shutdown", &reader, &json!({})).await;
+    assert_eq!(status, 403);
+    let (status, _) = post_with(
+        &server,
+        "/api/v1/tokens",
+        &reader,
+        &json!({"name": "x", "scope": "admin"}),
+    )
+    .await;
+    assert_eq!(status, 403, "a read token cannot mint an admin token");
+    alive(&server).await;
+
+    // Revoked: refused from the next request on.
+    let (ok, out, err) = server.cli_with_env(&["tokens", "revoke", "ci"], &data_env);
+    assert!(ok, "{out}{err}");
+    let (status, _) = get_with(&server, "/api/v1/agents", &reader).await;
+    assert_eq!(status, 401);
+    // And --token / CAXTON_TOKEN take precedence over the file.
+    let (ok, _, err) = server.cli_with_env(
+        &["agents", "list"],
+        &[
+            ("CAXTON_DATA_DIR", data.to_str().expect("utf-8")),
+            ("CAXTON_TOKEN", &reader),
+        ],
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_loopback_web_pages_and_rebinding_get_nothing() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let port = server.base.rsplit(':').next().expect("port").to_string();
+    let echo = rust_example("echo");
+    let deploy = deploy_body("echo", &echo, Value::Null)
+        .to_string()
+        .into_bytes();
+
+    // A page elsewhere POSTs a "simple" text/plain request (no preflight).
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/agents",
+        &[("origin", "https://evil.example")],
+        Some(("text/plain", deploy.clone())),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another origin"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/shutdown",
+        &[("sec-fetch-site", "cross-site")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    // DNS rebinding: the page's own name now points at 127.0.0.1.
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/api/v1/memory/export",
+        &[("host", &format!("evil.example:{port}"))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    // A form post without an Origin is still not a JSON request.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/agents",
+        &[],
+        Some(("application/x-www-form-urlencoded", deploy.clone())),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("application/json"),
+        "{body}"
+    );
+    let (status, body) = server.get("/api/v1/agents").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["agents"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was deployed: {body}"
+    );
+
+    // The operator's own curl, and a page of this very origin, get in.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/api/v1/agents",
+        &[("origin", &format!("http://127.0.0.1:{port}"))],
+        Some(("application/json", deploy)),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    alive(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_required_asks_for_tokens_on_loopback_too() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, "auth:\n  required: true\n").expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let (status, _) = server.get("/api/v1/agents").await;
+    assert_eq!(status, 401);
+    let admin = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let (status, _) = get_with(&server, "/api/v1/agents", admin.trim()).await;
+    assert_eq!(status, 200);
+    let (status, _) = server.get("/api/v1/health").await;
+    assert_eq!(status, 200, "health stays open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_is_who_the_token_says() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), Value::Null)
+        .await;
+    let (status, created) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "alice", "scope": "message"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let alice = created["token"].as_str().expect("token").to_string();
+
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/agents/echo/message",
+        &alice,
+        &json!({"message": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["reply"]["receiver"], "alice",
+        "the reply goes to the token's name: {body}"
+    );
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/agents/echo/message",
+        &alice,
+        &json!({"message": "hi", "sender": "bob"}),
+    )
+    .await;
+    assert_eq!(status, 403, "nobody speaks as someone else: {body}");
+    assert_eq!(body["error"]["code"], "sender_mismatch");
+    let (status, body) = server.message("echo", "hi").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["reply"]["receiver"], "user");
+    // A message token talks and reads; it does not deploy or remove.
+    let (status, _) = get_with(&server, "/api/v1/agents", &alice).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        "/api/v1/agents/echo",
+        &[("authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+/// A server with the scripted LLM, agents from `files`, and `extra` YAML.
+struct Scripted {
+    guard: tempfile::TempDir,
+    agents: PathBuf,
+    server: Server,
+}
+
+impl Scripted {
+    fn start(script: &str, files: &[(&str, &str)], extra: &str) -> Scripted {
+        let (guard, data) = temp_data_dir();
+        let root = guard.path().to_path_buf();
+        let agents = root.join("agents");
+        std::fs::create_dir_all(&agents).expect("agents dir");
+        for (name, text) in files {
+            std::fs::write(agents.join(name), text).expect("definition");
+        }
+        std::fs::write(root.join("script.yaml"), script).expect("script");
+        let config = root.join("caxton.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n    record: {}\n{extra}",
+                agents.display(),
+                root.join("script.yaml").display(),
+                root.join("requests.jsonl").display(),
+            ),
+        )
+        .expect("config");
+        let server = Server::start_with_config(&data, Some(&config));
+        Scripted {
+            guard,
+            agents,
+            server,
+        }
+    }
+
+    fn requests(&self) -> String {
+        std::fs::read_to_string(self.guard.path().join("requests.jsonl")).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_never_reads_anothers_conversation() {
+    let script = "- when: \"secret\"\n  content: \"noted\"\n- content: \"hello\"\n";
+    let agent = "---\nname: Chat\nversion: \"1.0.0\"\ncapabilities: [chat]\nsystem_prompt: You chat.\n---\n";
+    let setup = Scripted::start(script, &[("chat.md", agent)], "");
+    let server = &setup.server;
+    let mut tokens = Vec::new();
+    for name in ["alice", "mallory"] {
+        let (status, body) = server
+            .post("/api/v1/tokens", &json!({"name": name, "scope": "message"}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        tokens.push(body["token"].as_str().expect("token").to_string());
+    }
+    let said = |text: &str| json!({"message": text, "conversation_id": "shared-id"});
+    let (status, body) = post_with(
+        server,
+        "/api/v1/agents/chat/message",
+        &tokens[0],
+        &said("my secret is 4711"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_with(
+        server,
+        "/api/v1/agents/chat/message",
+        &tokens[1],
+        &said("what did I say?"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let requests = setup.requests();
+    let last = requests.lines().last().expect("two model calls recorded");
+    assert!(last.contains("what did I say?"), "{last}");
+    assert!(
+        !last.contains("4711"),
+        "mallory's turn must not carry alice's history: {last}"
+    );
+    // Alice's own next turn does carry it.
+    let (status, _) = post_with(
+        server,
+        "/api/v1/agents/chat/message",
+        &tokens[0],
+        &said("and now?"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let requests = setup.requests();
+    let last = requests.lines().last().expect("recorded");
+    assert!(
+        last.contains("4711"),
+        "alice keeps her conversation: {last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_cannot_forge_metrics_lines() {
+    let agent = "---\nname: \"Evil\\ncaxton_forged_metric 1\\n# x\"\nversion: \"1.0.0\"\ncapabilities: [evil]\nsystem_prompt: You are evil.\n---\n";
+    let setup = Scripted::start("- content: ok\n", &[("evil.md", agent)], "");
+    let (status, body) = setup.server.message("evil", "hi").await;
+    assert_eq!(status, 200, "the agent runs (and is counted): {body}");
+    let text = reqwest::get(setup.server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("caxton_forged_metric"),
+        "the name is in the label: {text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("caxton_forged_metric")),
+        "but never as a line of its own: {text}"
+    );
+}
+
+/// A web server that answers every request with a 307 to `location`.
+async fn redirector(location: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_client_checks_every_redirect_hop() {
+    // The agent's allowed domain redirects to the server's own shutdown.
+    let agent = "---\nname: Fetcher\nversion: \"1.0.0\"\ncapabilities: [fetch]\ntools: [http_client]\nsystem_prompt: You fetch.\n---\n";
+    let placeholder = "- content: unused\n";
+    let setup = Scripted::start(
+        placeholder,
+        &[("fetcher.md", agent)],
+        "tools:\n  http_allowed_domains: [localhost]\n  http_allow_private_addresses: true\n",
+    );
+    let port = setup
+        .server
+        .base
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_string();
+    let trap = redirector(format!("http://127.0.0.1:{port}/api/v1/shutdown")).await;
+    let script = format!(
+        "- when: \"fetch\"\n  tool_calls: [{{name: http_client, arguments: {{url: \"http://localhost:{trap}/data\", method: POST}}}}]\n- content: done\n"
+    );
+    std::fs::write(setup.guard.path().join("script.yaml"), script).expect("script");
+    // The scripted provider reads its script at start: restart onto it.
+    let Scripted {
+        guard,
+        agents,
+        server,
+    } = setup;
+    let setup = Scripted {
+        server: server.restart(),
+        guard,
+        agents,
+    };
+    let (status, body) = setup.server.message("fetcher", "fetch it").await;
+    assert_eq!(status, 200, "{body}");
+    alive(&setup.server).await;
+    let requests = setup.requests();
+    assert!(
+        requests.contains("`127.0.0.1` is not an allowed domain"),
+        "the redirect hop was checked and refused: {requests}"
+    );
+    assert!(setup.agents.is_dir());
+}
+
+fn cache_file(data: &Path, wasm: &Path) -> PathBuf {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(wasm).expect("wasm")));
+    let dir = data.join("cache").join("components");
+    std::fs::read_dir(&dir)
+        .expect("cache dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&sha) && n.ends_with(".cwasm"))
+        })
+        .unwrap_or_else(|| panic!("no cache file for {} in {}", wasm.display(), dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_compile_cache_is_recompiled_never_run() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    let echo = rust_example("echo");
+    let counter = rust_example("counter");
+    server.deploy("echo", &echo, Value::Null).await;
+    server.deploy("counter", &counter, Value::Null).await;
+    server.stop();
+
+    // Another agent's native code where echo's should be.
+    std::fs::copy(cache_file(&data, &counter), cache_file(&data, &echo)).expect("swap");
+    let mut server = Server::start(&data);
+    let (status, body) = server.message("echo", "still me").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["reply"]["content"], "still me",
+        "echo runs echo's code: {body}"
+    );
+    server.stop();
+
+    // Garbage where a compiled component should be: no crash, a recompile.
+    std::fs::write(cache_file(&data, &echo), b"\x7fELF not really").expect("damage");
+    let server = Server::start(&data);
+    let (status, body) = server.message("echo", "again").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["content"], "again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_ids_are_unique_across_wasm_and_config_agents() {
+    let helper = "---\nname: Helper\nversion: \"1.0.0\"\ncapabilities: [help]\nsystem_prompt: You help.\n---\n";
+    let setup = Scripted::start(
+        "- content: \"the real helper\"\n",
+        &[("helper.md", helper)],
+        "",
+    );
+    let echo = rust_example("echo");
+    for name in ["helper", "Helper"] {
+        let (status, body) = setup
+            .server
+            .post("/api/v1/agents", &deploy_body(name, &echo, Value::Null))
+            .await;
+        assert_eq!(status, 409, "`{name}` is taken by the config agent: {body}");
+    }
+    let (status, body) = setup.server.message("helper", "who are you?").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["content"], "the real helper");
+
+    // A later file claiming the same name never displaces it, at a restart
+    // either, even though its file name sorts first.
+    std::thread::sleep(Duration::from_millis(1100));
+    let impostor = helper.replace("You help.", "You impersonate.");
+    std::fs::write(setup.agents.join("a-impostor.md"), impostor).expect("impostor");
+    let Scripted {
+        guard,
+        agents,
+        server,
+    } = setup;
+    let server = server.restart();
+    let (status, body) = server.get("/api/v1/agents/Helper").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["id"], "helper",
+        "the first file keeps the name: {body}"
+    );
+    drop((guard, agents));
+}
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_and_removals_free_their_instances() {
+    let agent = "---\nname: Steady\nversion: \"1.0.0\"\ncapabilities: [steady]\nsystem_prompt: You are steady.\n---\n";
+    let setup = Scripted::start("- content: steady\n", &[("steady.md", agent)], "");
+    let server = &setup.server;
+    let pid = server.pid();
+    let echo = rust_example("echo");
+    let body = deploy_body("echo", &echo, Value::Null);
+    let warmup = 100;
+    let rounds = 2000;
+    let mut baseline = 0;
+    let started = Instant::now();
+    for round in 0..rounds {
+        if round == warmup {
+            baseline = rss_kib(pid);
+        }
+        let (status, reply) = server
+            .post("/api/v1/agents/steady/reload", &json!({}))
+            .await;
+        assert_eq!(status, 200, "reload {round}: {reply}");
+        let (status, reply) = server.post("/api/v1/agents", &body).await;
+        assert_eq!(status, 201, "deploy {round}: {reply}");
+        let (status, reply) = server.delete("/api/v1/agents/echo").await;
+        assert_eq!(status, 200, "remove {round}: {reply}");
+    }
+    let after = rss_kib(pid);
+    eprintln!(
+        "{rounds} reloads + deploy/remove pairs in {:.1} s; RSS {baseline} KiB after {warmup}, {after} KiB after {rounds}",
+        started.elapsed().as_secs_f64()
+    );
+    // Leaking one instance per round would be >= 64 KiB x 1,900 = 120 MB.
+    assert!(
+        after < baseline + 48 * 1024,
+        "RSS grew from {baseline} KiB to {after} KiB over {rounds} rounds"
+    );
+    // And the pool still has room: deploys and messages work.
+    server.deploy("echo", &echo, Value::Null).await;
+    let (status, reply) = server.message("steady", "still there?").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"]["content"], "steady");
+}
