@@ -99,7 +99,7 @@ const MAX_UNKNOWN_REPORTED: usize = 20;
 
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     String,
     StringList,
     Map,
@@ -135,7 +135,7 @@ impl Kind {
 
 /// Top-level keys; `documentation` only in TOML (a markdown file's body is
 /// its documentation).
-const FIELDS: &[(&str, Kind)] = &[
+pub(crate) const FIELDS: &[(&str, Kind)] = &[
     ("name", Kind::String),
     ("version", Kind::String),
     ("description", Kind::String),
@@ -168,7 +168,7 @@ const REQUIRED: &[(&str, &str, &str)] = &[
 ];
 
 /// The keys of each nested section.
-const SECTIONS: &[(&str, &[(&str, Kind)])] = &[
+pub(crate) const SECTIONS: &[(&str, &[(&str, Kind)])] = &[
     (
         "llm",
         &[

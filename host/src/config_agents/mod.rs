@@ -8,6 +8,9 @@
 //!   the last good version serving and records the problems), unload.
 
 pub mod definition;
+pub mod problem;
+#[cfg(test)]
+mod schema_tie;
 pub mod settings;
 pub mod validate;
 mod watcher;

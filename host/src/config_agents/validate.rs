@@ -5,43 +5,9 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::definition::{self, AgentDefinition, Locator, SourceFormat};
 
-/// One thing wrong with a definition file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// The file as the caller named it (`agents/data-analyzer.md`).
-    pub file: String,
-    /// 1-based, in the whole file (frontmatter lines included).
-    pub line: Option<usize>,
-    /// 1-based, in characters.
-    pub column: Option<usize>,
-    /// The field concerned, dotted for nested ones (`llm.temperature`).
-    pub field: Option<String>,
-    pub message: String,
-    pub fix: String,
-}
-
-/// `agents/x.md:3:1: field `tools`: unknown tool `foo` — fix: …`, the
-/// `file:line:column` prefix editors and terminals make clickable.
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        write!(f, ": ")?;
-        if let Some(field) = &self.field {
-            write!(f, "field `{field}`: ")?;
-        }
-        write!(f, "{} — fix: {}", self.message, self.fix)
-    }
-}
+pub use super::problem::Problem;
 
 /// An agent already running, for conflict checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,206 +47,306 @@ fn is_semver(v: &str) -> bool {
 }
 
 /// Semantic problems of `def`; `source` is the file's text, read again to
-/// point at lines.
+/// point at lines. One small function per check, each reporting through
+/// the same [`Checker`].
 pub fn validate(
     def: &AgentDefinition,
     file: &str,
     source: &str,
     ctx: &ValidationContext<'_>,
 ) -> Vec<Problem> {
-    let at = Locator::for_source(source, def.format);
-    let mut problems = Vec::new();
-    // Problems of no field; the others go through `report`.
-    let mut unplaced = Vec::new();
-    let mut report = |field: &str,
-                      (line, column): (Option<usize>, Option<usize>),
-                      message: String,
-                      fix: String| {
-        problems.push(Problem {
-            file: file.to_string(),
+    let mut checker = Checker {
+        def,
+        file,
+        at: Locator::for_source(source, def.format),
+        problems: Vec::new(),
+        unplaced: Vec::new(),
+    };
+    checker.identity();
+    checker.capabilities();
+    checker.tools(ctx.known_tools);
+    checker.unique_among(ctx.loaded);
+    checker.llm();
+    checker.memory_scope();
+    checker.bounds();
+    checker.templates();
+    let Checker {
+        mut problems,
+        unplaced,
+        ..
+    } = checker;
+    problems.extend(unplaced);
+    problems
+}
+
+/// The definition under check and what was found wrong with it.
+struct Checker<'a> {
+    def: &'a AgentDefinition,
+    file: &'a str,
+    at: Locator<'a>,
+    problems: Vec<Problem>,
+    /// Problems of no field; listed after the others.
+    unplaced: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(
+        &mut self,
+        field: &str,
+        (line, column): (Option<usize>, Option<usize>),
+        message: String,
+        fix: String,
+    ) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
             line,
             column,
             field: Some(field.to_string()),
             message,
             fix,
         });
-    };
+    }
 
-    for (field, value) in [("name", &def.name), ("system_prompt", &def.system_prompt)] {
-        if value.trim().is_empty() {
-            report(
-                field,
-                at.key_at(field),
-                format!("`{field}` is empty"),
-                format!("give the agent a {}", field.replace('_', " ")),
-            );
+    /// A value outside `range` of the numeric field `field`; `(low, high)`
+    /// are the bounds as the message shows them.
+    fn out_of_range<T: PartialOrd + fmt::Display>(
+        &mut self,
+        field: &str,
+        name: &str,
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+        (low, high): (&str, &str),
+    ) {
+        if range.contains(&value) {
+            return;
         }
-    }
-    if !is_semver(&def.version) {
-        report(
-            "version",
-            at.key_at("version"),
-            if def.version.is_empty() {
-                "`version` is empty".into()
-            } else {
-                format!("version `{}` is not MAJOR.MINOR.PATCH", def.version)
-            },
-            "write it like \"1.0.0\" (quoted)".into(),
+        let at = self.at.key_at(field);
+        self.report(
+            field,
+            at,
+            format!("{name} {value} is outside {low}–{high}"),
+            format!("use a value between {low} and {high}"),
         );
     }
-    if def.capabilities.is_empty() {
-        report(
-            "capabilities",
-            at.key_at("capabilities"),
-            "the agent declares no capabilities, so nothing can be routed to it by capability"
-                .into(),
-            "list at least one, e.g. capabilities: [data-analysis]".into(),
-        );
-    }
-    for capability in &def.capabilities {
-        if capability.trim().is_empty() || capability.contains(char::is_whitespace) {
-            report(
-                "capabilities",
-                at.value("capabilities", capability.trim()),
-                format!("capability `{capability}` is empty or contains spaces"),
-                "use names like data-analysis or data_analysis".into(),
-            );
-        }
-    }
-    for tool in &def.tools {
-        if ctx.known_tools.contains(tool) {
-            continue;
-        }
-        let hint = match definition::did_you_mean(tool, ctx.known_tools.iter().map(String::as_str))
-        {
-            Some(near) => format!("did you mean `{near}`? "),
-            None => String::new(),
-        };
-        report(
-            "tools",
-            at.value("tools", tool),
-            format!("unknown tool `{tool}`"),
-            format!("{hint}run `caxton tools list` to see available tools"),
-        );
-    }
-    // Messages and lookups address agents by id or display name, so each
-    // must name one agent only. Shared capabilities are fine: routing picks
-    // one of the agents that declare it.
-    for other in ctx.loaded.iter().filter(|a| a.id != def.id) {
-        if other.name == def.name || other.id == def.name {
-            report(
-                "name",
-                at.key_at("name"),
-                format!(
-                    "another loaded agent is already named `{}` (id `{}`)",
-                    def.name, other.id
-                ),
-                "choose a unique name, or remove the other agent".into(),
-            );
-        } else if other.name == def.id {
-            unplaced.push(Problem {
-                file: file.to_string(),
-                line: None,
-                column: None,
-                field: None,
-                message: format!(
-                    "the agent id `{}` (the file name) is the display name of the loaded agent `{}`",
-                    def.id, other.id
-                ),
-                fix: "rename the file, or rename the other agent".into(),
-            });
-        }
-    }
-    if let Some(llm) = &def.llm {
-        if let Some(t) = llm.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
-            report(
-                "llm.temperature",
-                at.key_at("llm.temperature"),
-                format!("temperature {t} is outside 0.0–2.0"),
-                "use a value between 0.0 and 2.0".into(),
-            );
-        }
-        if let Some(n) = llm.max_tokens.filter(|n| !(1..=32_768).contains(n)) {
-            report(
-                "llm.max_tokens",
-                at.key_at("llm.max_tokens"),
-                format!("max_tokens {n} is outside 1–32768"),
-                "use a value between 1 and 32768".into(),
-            );
-        }
-    }
-    if !matches!(def.memory.scope.as_str(), "agent" | "workspace" | "global") {
-        report(
-            "memory.scope",
-            at.key_at("memory.scope"),
-            format!("unknown memory scope `{}`", def.memory.scope),
-            "use agent (private), workspace or global".into(),
-        );
-    }
-    if !(1..=100).contains(&def.conversation.max_turns) {
-        report(
-            "conversation.max_turns",
-            at.key_at("conversation.max_turns"),
-            format!("max_turns {} is outside 1–100", def.conversation.max_turns),
-            "use a value between 1 and 100".into(),
-        );
-    }
-    if !(1..=50).contains(&def.max_tool_steps) {
-        report(
-            "max_tool_steps",
-            at.key_at("max_tool_steps"),
-            format!("max_tool_steps {} is outside 1–50", def.max_tool_steps),
-            "use a value between 1 and 50".into(),
-        );
-    }
-    for (field, template) in [
-        ("system_prompt", Some(&def.system_prompt)),
-        ("user_prompt_template", def.user_prompt_template.as_ref()),
-    ] {
-        let Some(template) = template else { continue };
-        let mut seen = Vec::new();
-        for placeholder in placeholders(template) {
-            if seen.contains(&placeholder) {
-                continue;
-            }
-            seen.push(placeholder);
-            let Placeholder::Named(raw) = placeholder else {
-                report(
+
+    /// A name, a system prompt and a semantic version.
+    fn identity(&mut self) {
+        let def = self.def;
+        for (field, value) in [("name", &def.name), ("system_prompt", &def.system_prompt)] {
+            if value.trim().is_empty() {
+                let at = self.at.key_at(field);
+                self.report(
                     field,
-                    at.key_at(field),
-                    "a `{{` is never closed".into(),
-                    "close it with `}}`".into(),
+                    at,
+                    format!("`{field}` is empty"),
+                    format!("give the agent a {}", field.replace('_', " ")),
                 );
-                continue;
-            };
-            let name = raw.trim();
-            let known = match name.strip_prefix("parameters.") {
-                Some(p) => def.parameters.contains_key(p),
-                None => PLACEHOLDERS.contains(&name),
-            };
-            if known {
-                continue;
             }
-            let fix = match name.strip_prefix("parameters.") {
-                Some(p) => format!("declare `{p}` under `parameters`, or fix the name"),
-                None => match definition::did_you_mean(name, PLACEHOLDERS.iter().copied()) {
-                    Some(near) => format!("did you mean `{{{{{near}}}}}`?"),
-                    None => "use {{request}}, {{parameters.NAME}}, {{memory_context}} or {{conversation_history}}".into(),
+        }
+        if !is_semver(&def.version) {
+            let at = self.at.key_at("version");
+            self.report(
+                "version",
+                at,
+                if def.version.is_empty() {
+                    "`version` is empty".into()
+                } else {
+                    format!("version `{}` is not MAJOR.MINOR.PATCH", def.version)
                 },
-            };
-            report(
-                field,
-                at.value(field, &format!("{{{{{raw}}}}}")),
-                format!("unknown placeholder `{{{{{name}}}}}`"),
-                fix,
+                "write it like \"1.0.0\" (quoted)".into(),
             );
         }
     }
-    problems.extend(unplaced);
-    problems
+
+    /// At least one capability, each a single word.
+    fn capabilities(&mut self) {
+        let def = self.def;
+        if def.capabilities.is_empty() {
+            let at = self.at.key_at("capabilities");
+            self.report(
+                "capabilities",
+                at,
+                "the agent declares no capabilities, so nothing can be routed to it by capability"
+                    .into(),
+                "list at least one, e.g. capabilities: [data-analysis]".into(),
+            );
+        }
+        for capability in &def.capabilities {
+            if capability.trim().is_empty() || capability.contains(char::is_whitespace) {
+                let at = self.at.value("capabilities", capability.trim());
+                self.report(
+                    "capabilities",
+                    at,
+                    format!("capability `{capability}` is empty or contains spaces"),
+                    "use names like data-analysis or data_analysis".into(),
+                );
+            }
+        }
+    }
+
+    /// Every listed tool exists on this server.
+    fn tools(&mut self, known_tools: &[String]) {
+        for tool in &self.def.tools {
+            if known_tools.contains(tool) {
+                continue;
+            }
+            let hint = match definition::did_you_mean(tool, known_tools.iter().map(String::as_str))
+            {
+                Some(near) => format!("did you mean `{near}`? "),
+                None => String::new(),
+            };
+            let at = self.at.value("tools", tool);
+            self.report(
+                "tools",
+                at,
+                format!("unknown tool `{tool}`"),
+                format!("{hint}run `caxton tools list` to see available tools"),
+            );
+        }
+    }
+
+    /// Messages and lookups address agents by id or display name, so each
+    /// must name one agent only. Shared capabilities are fine: routing
+    /// picks one of the agents that declare it.
+    fn unique_among(&mut self, loaded: &[LoadedAgentInfo]) {
+        let def = self.def;
+        for other in loaded.iter().filter(|a| a.id != def.id) {
+            if other.name == def.name || other.id == def.name {
+                let at = self.at.key_at("name");
+                self.report(
+                    "name",
+                    at,
+                    format!(
+                        "another loaded agent is already named `{}` (id `{}`)",
+                        def.name, other.id
+                    ),
+                    "choose a unique name, or remove the other agent".into(),
+                );
+            } else if other.name == def.id {
+                self.unplaced.push(Problem {
+                    file: self.file.to_string(),
+                    line: None,
+                    column: None,
+                    field: None,
+                    message: format!(
+                        "the agent id `{}` (the file name) is the display name of the loaded agent `{}`",
+                        def.id, other.id
+                    ),
+                    fix: "rename the file, or rename the other agent".into(),
+                });
+            }
+        }
+    }
+
+    /// Model settings within what every provider accepts.
+    fn llm(&mut self) {
+        let Some(llm) = &self.def.llm else { return };
+        if let Some(t) = llm.temperature {
+            self.out_of_range(
+                "llm.temperature",
+                "temperature",
+                t,
+                0.0..=2.0,
+                ("0.0", "2.0"),
+            );
+        }
+        if let Some(n) = llm.max_tokens {
+            self.out_of_range(
+                "llm.max_tokens",
+                "max_tokens",
+                n,
+                1..=32_768,
+                ("1", "32768"),
+            );
+        }
+    }
+
+    fn memory_scope(&mut self) {
+        let scope = &self.def.memory.scope;
+        if !matches!(scope.as_str(), "agent" | "workspace" | "global") {
+            let at = self.at.key_at("memory.scope");
+            self.report(
+                "memory.scope",
+                at,
+                format!("unknown memory scope `{scope}`"),
+                "use agent (private), workspace or global".into(),
+            );
+        }
+    }
+
+    /// History and tool rounds bounded, so one message has a bounded cost.
+    fn bounds(&mut self) {
+        let def = self.def;
+        self.out_of_range(
+            "conversation.max_turns",
+            "max_turns",
+            def.conversation.max_turns,
+            1..=100,
+            ("1", "100"),
+        );
+        self.out_of_range(
+            "max_tool_steps",
+            "max_tool_steps",
+            def.max_tool_steps,
+            1..=50,
+            ("1", "50"),
+        );
+    }
+
+    /// Every `{{placeholder}}` of the prompts is one the interpreter fills.
+    fn templates(&mut self) {
+        let def = self.def;
+        for (field, template) in [
+            ("system_prompt", Some(&def.system_prompt)),
+            ("user_prompt_template", def.user_prompt_template.as_ref()),
+        ] {
+            let Some(template) = template else { continue };
+            let mut seen = std::collections::HashSet::new();
+            for placeholder in placeholders(template) {
+                if seen.insert(placeholder) {
+                    self.placeholder(field, placeholder);
+                }
+            }
+        }
+    }
+
+    fn placeholder(&mut self, field: &str, placeholder: Placeholder<'_>) {
+        let Placeholder::Named(raw) = placeholder else {
+            let at = self.at.key_at(field);
+            self.report(
+                field,
+                at,
+                "a `{{` is never closed".into(),
+                "close it with `}}`".into(),
+            );
+            return;
+        };
+        let name = raw.trim();
+        let known = match name.strip_prefix("parameters.") {
+            Some(p) => self.def.parameters.contains_key(p),
+            None => PLACEHOLDERS.contains(&name),
+        };
+        if known {
+            return;
+        }
+        let fix = match name.strip_prefix("parameters.") {
+            Some(p) => format!("declare `{p}` under `parameters`, or fix the name"),
+            None => match definition::did_you_mean(name, PLACEHOLDERS.iter().copied()) {
+                Some(near) => format!("did you mean `{{{{{near}}}}}`?"),
+                None => "use {{request}}, {{parameters.NAME}}, {{memory_context}} or {{conversation_history}}".into(),
+            },
+        };
+        let at = self.at.value(field, &format!("{{{{{raw}}}}}"));
+        self.report(
+            field,
+            at,
+            format!("unknown placeholder `{{{{{name}}}}}`"),
+            fix,
+        );
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Placeholder<'a> {
     /// The text between `{{` and `}}`, as written.
     Named(&'a str),
