@@ -115,6 +115,10 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         None
     };
 
+    let tls = match &config.server.tls {
+        Some(settings) => Some(server::tls::acceptor(settings)?),
+        None => None,
+    };
     let address = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -124,7 +128,8 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     // Printed on stdout, so scripts and tests started with `--port 0` learn
     // the port the server got.
-    println!("caxton listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("caxton listening on {scheme}://{local}");
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
 
     let tokens = Arc::new(
@@ -148,11 +153,11 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
             "no admin token file in the data directory; use an existing token or `caxton tokens create`"
         ),
     }
-    if !loopback_bind {
+    if !loopback_bind && tls.is_none() {
         tracing::warn!(
             host = %config.server.host,
             "listening beyond loopback WITHOUT TLS: tokens and data cross the network in clear text; \
-             put a TLS-terminating proxy in front"
+             set server.tls.cert and server.tls.key, or put a TLS-terminating proxy in front"
         );
     }
     let gate = Arc::new(server::auth::Gate {
@@ -185,7 +190,13 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
     ));
     let memory = state.memory.clone();
-    server::serve(listener, state, config.server.max_body_bytes).await?;
+    match tls {
+        Some(acceptor) => {
+            let listener = server::tls::TlsListener::new(listener, acceptor)?;
+            server::serve(listener, state, config.server.max_body_bytes).await?;
+        }
+        None => server::serve(listener, state, config.server.max_body_bytes).await?,
+    }
     saver.abort();
     if let Some(task) = metrics_server {
         task.abort();

@@ -209,6 +209,8 @@ impl Server {
                 panic!("caxton did not report its address within 120 s (see its stderr above)");
             }
         };
+        // A wildcard bind is reached, as an operator would, through loopback.
+        let base = base.replace("://0.0.0.0:", "://127.0.0.1:");
         Server {
             child: Some(child),
             base,

@@ -145,7 +145,7 @@ async fn beyond_loopback_every_route_but_health_needs_a_token() {
         &server,
         "/api/v1/agents",
         &reader,
-        &deploy_body("echo", &echo, Value::Null),
+        &deploy_body("echo", &echo, json!({})),
     )
     .await;
     assert_eq!(status, 403, "{body}");
@@ -184,7 +184,7 @@ async fn on_loopback_web_pages_and_rebinding_get_nothing() {
     let server = Server::start(&data);
     let port = server.base.rsplit(':').next().expect("port").to_string();
     let echo = rust_example("echo");
-    let deploy = deploy_body("echo", &echo, Value::Null)
+    let deploy = deploy_body("echo", &echo, json!({}))
         .to_string()
         .into_bytes();
 
@@ -282,7 +282,7 @@ async fn the_sender_is_who_the_token_says() {
     let (_guard, data) = temp_data_dir();
     let server = Server::start(&data);
     server
-        .deploy("echo", &rust_example("echo"), Value::Null)
+        .deploy("echo", &rust_example("echo"), json!({}))
         .await;
     let (status, created) = server
         .post(
@@ -538,8 +538,8 @@ async fn a_tampered_compile_cache_is_recompiled_never_run() {
     let mut server = Server::start(&data);
     let echo = rust_example("echo");
     let counter = rust_example("counter");
-    server.deploy("echo", &echo, Value::Null).await;
-    server.deploy("counter", &counter, Value::Null).await;
+    server.deploy("echo", &echo, json!({})).await;
+    server.deploy("counter", &counter, json!({})).await;
     server.stop();
 
     // Another agent's native code where echo's should be.
@@ -573,7 +573,7 @@ async fn names_and_ids_are_unique_across_wasm_and_config_agents() {
     for name in ["helper", "Helper"] {
         let (status, body) = setup
             .server
-            .post("/api/v1/agents", &deploy_body(name, &echo, Value::Null))
+            .post("/api/v1/agents", &deploy_body(name, &echo, json!({})))
             .await;
         assert_eq!(status, 409, "`{name}` is taken by the config agent: {body}");
     }
@@ -621,7 +621,7 @@ async fn reloads_and_removals_free_their_instances() {
     let server = &setup.server;
     let pid = server.pid();
     let echo = rust_example("echo");
-    let body = deploy_body("echo", &echo, Value::Null);
+    let body = deploy_body("echo", &echo, json!({}));
     let warmup = 100;
     let rounds = 2000;
     let mut baseline = 0;
@@ -650,8 +650,88 @@ async fn reloads_and_removals_free_their_instances() {
         "RSS grew from {baseline} KiB to {after} KiB over {rounds} rounds"
     );
     // And the pool still has room: deploys and messages work.
-    server.deploy("echo", &echo, Value::Null).await;
+    server.deploy("echo", &echo, json!({})).await;
     let (status, reply) = server.message("steady", "still there?").await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["reply"]["content"], "steady");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_round_trip_with_a_generated_certificate() {
+    let (guard, data) = temp_data_dir();
+    let dir = guard.path();
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("extensions");
+    // A throw-away CA, and a leaf for localhost signed by it.
+    let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    for step in [
+        format!("req -x509 {p256} -days 1 -subj /CN=caxton-test-ca -keyout ca.key -out ca.pem"),
+        format!("req {p256} -subj /CN=localhost -keyout key.pem -out leaf.csr"),
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+         -extfile leaf.ext -out cert.pem"
+            .to_string(),
+    ] {
+        let made = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(step.split_whitespace())
+            .output()
+            .expect("openssl is needed to make a test certificate (scripts/test installs it)");
+        assert!(
+            made.status.success(),
+            "openssl {step}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let config = dir.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  tls:\n    cert: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let pem = std::fs::read(&ca).expect("CA certificate");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("certificate"))
+        .build()
+        .expect("client");
+    let health = client
+        .get(server.url("/api/v1/health"))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(health.status().as_u16(), 200);
+    let agents = client
+        .get(server.url("/api/v1/agents"))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(
+        agents.status().as_u16(),
+        200,
+        "the loopback operator over TLS"
+    );
+    // Plain HTTP on the TLS port gets no answer from the API.
+    let plain = server.base.replace("https://", "http://");
+    let answer = reqwest::Client::new()
+        .get(format!("{plain}/api/v1/health"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        answer.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP must not be served on the TLS port"
+    );
 }

@@ -92,7 +92,9 @@ fn memory_context(def: &Definition, request: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         Err(e) => {
-            log::warn(&format!("memory search failed, answering without it: {e:?}"));
+            log::warn(&format!(
+                "memory search failed, answering without it: {e:?}"
+            ));
             String::new()
         }
     }
@@ -139,7 +141,10 @@ impl ConfigAgent {
                 messages.push(ChatMessage::text(Role::Assistant, turn.assistant.clone()));
             }
         }
-        messages.push(ChatMessage::text(Role::User, prompt::render(template, &ctx)));
+        messages.push(ChatMessage::text(
+            Role::User,
+            prompt::render(template, &ctx),
+        ));
         messages
     }
 
@@ -162,11 +167,14 @@ impl ConfigAgent {
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
             };
-            let response = llm::chat(&request).map_err(|e| format!("the LLM call failed: {}", describe(&e)))?;
+            let response = llm::chat(&request)
+                .map_err(|e| format!("the LLM call failed: {}", describe(&e)))?;
             if response.tool_calls.is_empty() {
                 let text = response.content.unwrap_or_default();
                 if text.trim().is_empty() && response.finish_reason == FinishReason::Length {
-                    return Err("the model ran out of tokens before answering; raise llm.max_tokens".into());
+                    return Err(
+                        "the model ran out of tokens before answering; raise llm.max_tokens".into(),
+                    );
                 }
                 return Ok(text);
             }
@@ -181,7 +189,11 @@ impl ConfigAgent {
                     Ok(json) => json,
                     Err(e) => serde_json::json!({"error": describe(&e)}).to_string(),
                 };
-                log::debug(&format!("tool {} answered {} bytes", call.name, result.len()));
+                log::debug(&format!(
+                    "tool {} answered {} bytes",
+                    call.name,
+                    result.len()
+                ));
                 messages.push(ChatMessage {
                     role: Role::Tool,
                     content: cut(result, MAX_TOOL_RESULT_CHARS),
@@ -253,14 +265,18 @@ impl Agent for ConfigAgent {
         if history.len() > keep {
             history.drain(..history.len() - keep);
         }
-        if let Ok(text) = serde_json::to_string(&history) {
-            if let Err(e) = kv::set(&key, text) {
-                log::warn(&format!("could not save the conversation: {e:?}"));
-            }
+        if let Ok(text) = serde_json::to_string(&history)
+            && let Err(e) = kv::set(&key, text)
+        {
+            log::warn(&format!("could not save the conversation: {e:?}"));
         }
         if self.def.memory.enabled && self.def.memory.auto_store {
             let fact = format!("Asked: {} — answered: {}", msg.content, answer);
-            let entity = Entity::new(&format!("conversation with {}", msg.sender), "conversation", &[&cut(fact, 3_000)]);
+            let entity = Entity::new(
+                &format!("conversation with {}", msg.sender),
+                "conversation",
+                &[&cut(fact, 3_000)],
+            );
             if let Err(e) = memory::create_entities(memory_scope(&self.def), &[entity]) {
                 log::warn(&format!("could not store the exchange in memory: {e:?}"));
             }

@@ -323,6 +323,12 @@ impl AgentManager {
     ) -> Result<Reservation<'_>, DeployError> {
         let _guard = self.lifecycle.lock().await;
         let mut reserved = lock(&self.reserved);
+        // Deployments in their trial count too (a config agent's reserves
+        // its name and id: counting names errs on the side of refusing).
+        let running = self.registry.len() + reserved.len();
+        if replacing.is_none() && running >= self.config.max_agents {
+            return Err(DeployError::Quota(self.config.max_agents));
+        }
         for name in names {
             let held = self
                 .registry

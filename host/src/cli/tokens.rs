@@ -28,7 +28,11 @@ pub enum TokensCommand {
         json: bool,
     },
     /// Revoke a token by id or name; it is refused from the next request on.
-    Revoke { token: String },
+    Revoke {
+        /// The token's id or name (`caxton tokens list`).
+        #[arg(value_name = "ID_OR_NAME")]
+        which: String,
+    },
 }
 
 pub async fn run(client: &Client, command: TokensCommand) -> anyhow::Result<ExitCode> {
@@ -89,8 +93,8 @@ pub async fn run(client: &Client, command: TokensCommand) -> anyhow::Result<Exit
                 line([&row[0], &row[1], &row[2], &row[3]]);
             }
         }
-        TokensCommand::Revoke { token } => {
-            let body = client.delete(&format!("/api/v1/tokens/{token}")).await?;
+        TokensCommand::Revoke { which } => {
+            let body = client.delete(&format!("/api/v1/tokens/{which}")).await?;
             println!(
                 "Revoked token `{}` ({})",
                 body["revoked"]["name"].as_str().unwrap_or("?"),

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::model::{
-    Direction, GraphPage, MAX_DEPTH, MemoryError, Relation, Result, ScopeKey, Subgraph, Traversal,
-    TraverseOptions, TraversedNode,
+    Direction, GraphPage, MAX_DEPTH, MAX_TRAVERSAL_NODES, MemoryError, Relation, Result, ScopeKey,
+    Subgraph, Traversal, TraverseOptions, TraversedNode,
 };
 use super::store::{Edge, GraphReader};
 
@@ -150,6 +150,12 @@ pub fn traverse(
                 edges.push(edge);
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = depth_of.entry(next) {
+                if order.len() >= MAX_TRAVERSAL_NODES {
+                    return Err(MemoryError::Invalid(format!(
+                        "the traversal reaches more than {MAX_TRAVERSAL_NODES} entities; lower \
+                         max_depth, or narrow it with relation_types or min_strength"
+                    )));
+                }
                 slot.insert(depth + 1);
                 order.push(next);
                 queue.push_back(next);

@@ -680,6 +680,13 @@ impl MemoryService {
         if query.trim().is_empty() {
             return Err(MemoryError::Invalid("the search query is empty".into()));
         }
+        if query.len() > model::MAX_QUERY_BYTES {
+            return Err(MemoryError::Invalid(format!(
+                "the search query is {} bytes; the limit is {}",
+                query.len(),
+                model::MAX_QUERY_BYTES
+            )));
+        }
         let limit = limit.clamp(1, model::MAX_SEARCH_LIMIT);
         let query_vector = self.embed_query(query)?;
         let reader = self.store.read()?;

@@ -19,6 +19,13 @@ pub const MAX_PAGE: usize = 1000;
 pub const MAX_SEARCH_LIMIT: usize = 100;
 /// Deepest traversal.
 pub const MAX_DEPTH: u32 = 6;
+/// Observations one entity may hold: its record carries a copy of them,
+/// so every change rewrites them all.
+pub const MAX_OBSERVATIONS_PER_ENTITY: usize = 1000;
+/// Longest search query; the embedding model reads its first 256 tokens.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Entities one traversal may reach before it is refused.
+pub const MAX_TRAVERSAL_NODES: usize = 10_000;
 
 /// Who can see a piece of memory. Stored as a key: `global`, `workspace`,
 /// or `agent:<agent id>`.

@@ -11,7 +11,7 @@ use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, Writ
 use serde::{Deserialize, Serialize};
 
 use super::keyword;
-use super::model::{Entity, EntityInput, MemoryError, Relation, Result, ScopeKey};
+use super::model::{self, Entity, EntityInput, MemoryError, Relation, Result, ScopeKey};
 use crate::storage::Storage;
 
 /// (scope, name) → entity id.
@@ -468,6 +468,12 @@ impl GraphWriter<'_> {
         for text in texts {
             if !seen.insert(text.clone()) {
                 continue;
+            }
+            if seen.len() > model::MAX_OBSERVATIONS_PER_ENTITY {
+                return Err(MemoryError::Invalid(format!(
+                    "an entity holds at most {} observations; merge or delete some first",
+                    model::MAX_OBSERVATIONS_PER_ENTITY
+                )));
             }
             let doc = self.add_doc(scope, entity, text)?;
             self.txn

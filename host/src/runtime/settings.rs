@@ -15,6 +15,10 @@ pub struct RuntimeConfig {
     pub mailbox_capacity: usize,
     /// Consecutive failed messages after which an agent is marked `failed`.
     pub failure_threshold: u32,
+    /// Agents (WASM and config) that may run at once. The instance pool has
+    /// 1,000 slots; the rest stay free for tool calls, trial instances at
+    /// deploy and the fresh instance of an agent that trapped.
+    pub max_agents: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -32,6 +36,7 @@ impl Default for RuntimeConfig {
             },
             mailbox_capacity: 256,
             failure_threshold: 5,
+            max_agents: 800,
         }
     }
 }
@@ -42,6 +47,13 @@ impl RuntimeConfig {
         if let Err(e) = self.default_limits.check_within(&self.max_limits) {
             return Err(format!(
                 "runtime.default_limits exceed runtime.max_limits: {e}"
+            ));
+        }
+        if self.max_agents == 0 || self.max_agents > 900 {
+            return Err(format!(
+                "runtime.max_agents is {}; it must be between 1 and 900 (the instance pool has \
+                 1,000 slots and keeps some for tools and fresh instances)",
+                self.max_agents
             ));
         }
         if self.mailbox_capacity == 0 {

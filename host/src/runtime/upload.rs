@@ -34,6 +34,10 @@ pub enum DeployError {
     StartFailed(ExecutionFailure),
     #[error("storage error, nothing was deployed: {0}")]
     Storage(String),
+    #[error(
+        "the server already runs {0} agents, the most runtime.max_agents allows; remove one first or raise the setting"
+    )]
+    Quota(usize),
 }
 
 impl DeployError {
@@ -49,6 +53,7 @@ impl DeployError {
             DeployError::WrongWorld(_) => "wrong_world",
             DeployError::StartFailed(_) => "agent_start_failed",
             DeployError::Storage(_) => "storage_error",
+            DeployError::Quota(_) => "agent_quota_reached",
         }
     }
 }

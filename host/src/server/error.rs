@@ -67,7 +67,7 @@ impl IntoResponse for ApiError {
 impl From<DeployError> for ApiError {
     fn from(e: DeployError) -> Self {
         let status = match &e {
-            DeployError::NameTaken(_) => StatusCode::CONFLICT,
+            DeployError::NameTaken(_) | DeployError::Quota(_) => StatusCode::CONFLICT,
             DeployError::InvalidLimits(_)
             | DeployError::WrongWorld(_)
             | DeployError::StartFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -9,6 +9,7 @@ mod memory_ops;
 pub mod metrics;
 mod openapi;
 pub mod settings;
+pub mod tls;
 mod tokens;
 mod tools;
 
@@ -91,15 +92,17 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 /// Serves until ctrl-c, SIGTERM or `POST /api/v1/shutdown`; in-flight
 /// requests finish first.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    max_body_bytes: usize,
-) -> anyhow::Result<()> {
+pub async fn serve<L>(listener: L, state: AppState, max_body_bytes: usize) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
     let shutdown = state.shutdown.clone();
     let app = router(state, max_body_bytes);
+    // `tap_io` gives any listener (plain or TLS) the peer address the auth
+    // gate reads.
     axum::serve(
-        listener,
+        listener.tap_io(|_| ()),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     /// Requests handled at once; more are answered 503 at once rather than
     /// queued without bound.
     pub max_concurrent_requests: usize,
+    /// HTTPS on the API port: `{cert: PEM file, key: PEM file}`.
+    pub tls: Option<super::tls::TlsSettings>,
     /// The runbook writes these under `server:`; they mean the top-level
     /// `data_dir` and `agents.dir`.
     pub data_dir: Option<PathBuf>,
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024 * 1024,
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 512,
+            tls: None,
             data_dir: None,
             agents_dir: None,
         }
