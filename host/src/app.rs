@@ -31,6 +31,10 @@ pub struct StartOptions {
 
 pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let mut config = Config::load(options.config.as_deref())?;
+    let config_path = options
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("caxton.yaml")).filter(|p| p.is_file()));
     if let Some(host) = options.host {
         config.server.host = host;
     }
@@ -180,6 +184,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         started,
         shutdown: Arc::new(Notify::new()),
         gate,
+        config_path,
     };
     let metrics_server = match config.monitoring.metrics_port {
         Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),

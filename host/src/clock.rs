@@ -9,6 +9,20 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
 
+/// Now as `YYYYMMDD-HHMMSS` (UTC), for file names that sort by time.
+pub fn compact_stamp() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
 /// The instant `days` days ago, in the same format as [`now_rfc3339`], so
 /// stored timestamps compare against it as text.
 pub fn rfc3339_days_ago(days: u64) -> String {

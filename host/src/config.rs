@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::auth::AuthSettings;
+use crate::backup::BackupSettings;
 use crate::config_agents::settings::AgentsConfig;
 use crate::llm::settings::LlmConfig;
 use crate::logging::LoggingConfig;
@@ -37,6 +38,8 @@ pub struct Config {
     /// [`Config::notes`] for what each key does here.
     pub logging: LoggingConfig,
     pub monitoring: MonitoringConfig,
+    /// Where backups go and how many are kept.
+    pub backup: BackupSettings,
 }
 
 #[derive(Debug, Error)]

@@ -11,6 +11,7 @@ mod limits;
 mod local_llm;
 mod memory;
 mod messaging;
+mod operations;
 mod polyglot;
 mod remote_llm;
 mod sandbox;

@@ -256,14 +256,7 @@ impl TokenStore {
 /// never briefly readable by others).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = crate::storage::open_private(path, true)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

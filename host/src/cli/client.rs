@@ -83,6 +83,40 @@ impl Client {
         self.finish(Ok(response)).await.map(|_| String::new())
     }
 
+    /// GET streamed into `path` (through `path.partial`); answers the
+    /// bytes written. API errors are decoded as usual.
+    pub async fn download(&self, path: &str, to: &std::path::Path) -> anyhow::Result<u64> {
+        use std::io::Write;
+        let response = self.http.get(self.url(path)).send().await;
+        let mut response = match response {
+            Ok(r) if r.status().is_success() => r,
+            other => return self.finish(other).await.map(|_| 0),
+        };
+        let partial = to.with_extension("partial");
+        let mut file = crate::storage::open_private(&partial, false)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .context("the server stopped sending the download")?
+        {
+            file.write_all(&chunk)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            written += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        std::fs::rename(&partial, to).with_context(|| format!("cannot write {}", to.display()))?;
+        Ok(written)
+    }
+
+    /// Whether `error` means no server answered at all.
+    pub fn unreachable(&self, error: &anyhow::Error) -> bool {
+        error
+            .to_string()
+            .starts_with("cannot reach the caxton server")
+    }
+
     /// POST of a text body (imports).
     pub async fn post_text(&self, path: &str, body: String) -> anyhow::Result<Value> {
         self.post_body(path, "application/x-ndjson", body.into_bytes())

@@ -3,8 +3,10 @@
 //! `CAXTON_SERVER`, or `http://127.0.0.1:8080`).
 
 mod agents;
+mod backup;
 mod client;
 mod config_agents;
+mod init;
 mod llm;
 mod memory;
 mod tokens;
@@ -82,6 +84,18 @@ enum Command {
         #[arg(long, env = "CAXTON_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Create the data and agents directories, a commented caxton.yaml
+    /// with every key at its default, and the admin token. Never
+    /// overwrites anything.
+    Init {
+        #[arg(long, env = "CAXTON_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "agents")]
+        agents_dir: PathBuf,
+        /// Where to write the configuration.
+        #[arg(long, default_value = "caxton.yaml")]
+        config: PathBuf,
+    },
     /// Print the version.
     Version,
     /// Ask the running server whether it is healthy.
@@ -103,12 +117,26 @@ enum Command {
     /// The tools agents can call.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Back up the data directory (a consistent snapshot while the server
+    /// serves), or `backup verify FILE`.
+    Backup(backup::BackupArgs),
+    /// Restore a backup (offline: stop the server first).
+    Restore(backup::RestoreArgs),
+    /// The database: `storage restore --backup FILE`.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Bearer tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
     /// Check configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Restore the database (and agents) from a backup.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -173,6 +201,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init {
+            data_dir,
+            agents_dir,
+            config,
+        } => init::run(data_dir, agents_dir, config),
         Command::Version => {
             println!("caxton {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -214,6 +247,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Llm(command) => llm::run(command).await,
         Command::Tools(command) => tools::run(&target.client()?, command).await,
         Command::Tokens(command) => tokens::run(&target.client()?, command).await,
+        Command::Backup(args) => backup::backup(&target.client()?, args).await,
+        Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
+            backup::restore(args).await
+        }
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {
                 Ok(config) => {

@@ -2,6 +2,7 @@
 
 mod agents;
 pub mod auth;
+mod backup;
 mod config_agents;
 pub mod error;
 mod memory;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub shutdown: Arc<Notify>,
     /// Who may do what; the tokens routes manage it.
     pub gate: Arc<auth::Gate>,
+    /// The configuration file the server was started with, if any (backups
+    /// include it).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -60,6 +64,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(config_agents::routes())
         .merge(tools::routes())
         .merge(tokens::routes())
+        .merge(backup::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))

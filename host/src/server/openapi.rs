@@ -132,6 +132,25 @@ pub async fn document() -> Json<Value> {
                 "summary": "Graceful shutdown: in-flight requests finish, then the server exits",
                 "responses": { "202": { "description": "Shutting down" } }
             }},
+            "/api/v1/tokens": {
+                "get": {
+                    "summary": "List the live bearer tokens (never their secrets); admin scope",
+                    "responses": { "200": { "description": "{\"tokens\": [{id, name, scope, created_at}]}" } }
+                },
+                "post": {
+                    "summary": "Create a token: {\"name\", \"scope\": read|message|admin}; the answer carries the token, shown once",
+                    "responses": { "201": { "description": "The token" }, "409": error_response("Name taken") }
+                }
+            },
+            "/api/v1/tokens/{token}": { "delete": {
+                "summary": "Revoke a token by id or name",
+                "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "Revoked" }, "404": error_response("No such token") }
+            }},
+            "/api/v1/backup": { "get": {
+                "summary": "A consistent backup of the running server as a .tar.gz (database, admin token, agent definitions, configuration, manifest); admin scope",
+                "responses": { "200": { "description": "application/gzip" } }
+            }},
             "/metrics": { "get": {
                 "summary": "Prometheus metrics (caxton_server_*, caxton_memory_*, caxton_agent_*); also at /api/v1/metrics and on monitoring.metrics_port",
                 "responses": { "200": { "description": "Text exposition format 0.0.4" } }

@@ -106,6 +106,11 @@ impl Storage {
         )
     }
 
+    /// The data directory the database lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Size of the database file in bytes.
     pub fn file_bytes(&self) -> u64 {
         file_len(&self.dir.join(DATABASE_FILE))
@@ -130,4 +135,24 @@ impl Storage {
         let txn = self.db.begin_read().map_err(db_err)?;
         f(&txn)
     }
+}
+
+/// Opens `path` for writing as a file only its owner can read or write
+/// (0600 from creation, never briefly readable by others): tokens, backups,
+/// downloads. `create_new` refuses an existing file; otherwise it is
+/// truncated.
+pub fn open_private(path: &Path, create_new: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }

@@ -1,0 +1,137 @@
+//! Backups: one `.tar.gz` with a consistent copy of the database, the admin
+//! token, the agent definitions and the configuration, and a manifest with
+//! the versions and a sha256 of every file ([`create`]); checked end to end
+//! ([`verify`]) and put back ([`restore`]).
+//!
+//! Consistency: the database file is copied while a redb write transaction
+//! is held, so no commit can land mid-copy; readers go on, writers wait for
+//! the copy (about a second per few hundred MB). Every commit is durable
+//! before it returns, so the file holds every acknowledged write. The vector
+//! index is derived data and is rebuilt at the first start after a restore.
+
+pub mod create;
+pub mod restore;
+pub mod verify;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub use create::{Sources, create};
+pub use restore::{RestoreTargets, restore};
+pub use verify::{Verified, verify};
+
+/// Archive format this build writes and reads.
+pub const FORMAT: u32 = 1;
+/// Name of the manifest inside the archive (its last entry).
+pub const MANIFEST: &str = "manifest.json";
+/// Where the database sits inside the archive.
+pub const DATABASE_ENTRY: &str = "data/caxton.redb";
+
+/// `backup:` in `caxton.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Where `caxton backup --embedded` writes when no `--output` is given,
+    /// and where `restore --latest-backup` looks. Unset: `backups` next to
+    /// the data directory.
+    pub directory: Option<PathBuf>,
+    /// Backups kept in that directory; older ones are deleted after a new
+    /// one is written. 0 keeps all.
+    pub retention: usize,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            directory: None,
+            retention: 7,
+        }
+    }
+}
+
+impl BackupSettings {
+    /// The backup directory for a server whose data lives in `data_dir`.
+    pub fn directory(&self, data_dir: &Path) -> PathBuf {
+        self.directory.clone().unwrap_or_else(|| {
+            data_dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("backups")
+        })
+    }
+}
+
+/// What a backup holds, written as its last entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: u32,
+    pub caxton_version: String,
+    pub created_at: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path inside the archive: `data/…`, `agents/…` or `caxton.yaml`.
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Error)]
+pub enum BackupError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the database: {0}")]
+    Database(String),
+    #[error("{archive} is not a usable backup: {reason}")]
+    Invalid { archive: PathBuf, reason: String },
+    #[error(
+        "{0} is in use by a running caxton server; stop it first (`caxton shutdown`), or pass --force to replace the files under it (it keeps serving the old data until restarted)"
+    )]
+    InUse(PathBuf),
+}
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
+    let what = what.into();
+    move |source| BackupError::Io { what, source }
+}
+
+/// Reads `reader` to its end, answering (bytes, sha256 hex).
+pub(crate) fn hash_reader(mut reader: impl Read) -> std::io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// The newest `*.tar.gz` in `dir`, by modification time.
+pub fn latest_in(dir: &Path) -> Result<PathBuf, BackupError> {
+    let entries = std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?;
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, path)| path)
+        .ok_or_else(|| BackupError::Invalid {
+            archive: dir.to_path_buf(),
+            reason: "the backup directory holds no .tar.gz backup".into(),
+        })
+}

@@ -1,0 +1,68 @@
+//! `GET /api/v1/backup`: a consistent backup of the running server, as a
+//! `.tar.gz` stream (admin scope). The archive is written to a temporary
+//! file beside the data directory first, so a slow client never holds the
+//! database, and removed once sent.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::backup::{self, Sources};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/backup", get(download))
+}
+
+async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let storage = state.storage.clone();
+    let sources = Sources {
+        data_dir: storage.dir().to_path_buf(),
+        agents_dir: Some(state.config_agents.dir().to_path_buf()),
+        config: state.config_path.clone(),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".caxton-backup-")
+        .suffix(".tar.gz")
+        .tempfile_in(storage.dir())
+        .map_err(|e| ApiError::internal(format!("cannot create the backup file: {e}")))?
+        .into_temp_path();
+    let path = temp.to_path_buf();
+    let manifest = tokio::task::spawn_blocking(move || backup::create(&storage, &sources, &path))
+        .await
+        .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let file = tokio::fs::File::open(&temp)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read the backup: {e}")))?;
+    tracing::info!(files = manifest.files.len(), "backup taken");
+    // The temporary path lives as long as the stream: it is removed when
+    // the last byte is sent or the client goes away.
+    let stream = futures_util::stream::unfold((file, temp), |(mut file, temp)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), (file, temp)))
+            }
+            Err(e) => Some((Err(e), (file, temp))),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"caxton-backup.tar.gz\"",
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,130 @@
+//! The runbook's operations against the real binary: backup while serving,
+//! verify, restore into a fresh directory, and what a restore refuses.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, rust_example, temp_data_dir};
+
+fn caxton(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(args)
+        .env_remove("CAXTON_DATA_DIR")
+        .env_remove("CAXTON_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the caxton CLI");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+fn names(search: &Value) -> Vec<String> {
+    search["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["entity"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_restores_to_the_same_answers() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    let server = Server::start(&data);
+    server
+        .deploy("counter", &rust_example("counter"), json!({}))
+        .await;
+    for expected in ["1", "2"] {
+        let (status, body) = server.message("counter", "increment").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reply"]["content"], expected);
+    }
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"scope": "global", "entities": [
+                {"name": "Alice", "entity_type": "person", "observations": ["Paid invoice INV-7 for the Postgres cluster"]},
+                {"name": "Bob", "entity_type": "person", "observations": ["Runs the billing team"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let query = json!({"query": "who paid for the database?"});
+    let (_, before) = server.post("/api/v1/memory/search", &query).await;
+    assert!(!names(&before).is_empty(), "{before}");
+
+    // Taken by the running server, while it serves.
+    let archive = root.join("backups").join("nightly.tar.gz");
+    let archive_text = archive.to_str().expect("utf-8").to_string();
+    let (ok, out, err) = server.cli(&[
+        "backup",
+        "--embedded",
+        "--output",
+        &archive_text,
+        "--compress",
+    ]);
+    assert!(ok, "{out}{err}");
+    let (status, _) = server.message("counter", "increment").await;
+    assert_eq!(status, 200, "the server kept serving");
+    let (ok, out) = caxton(&["backup", "verify", &archive_text], &[]);
+    assert!(ok && out.contains('✓'), "{out}");
+
+    // A damaged copy is caught.
+    let mut bytes = std::fs::read(&archive).expect("archive");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let damaged = root.join("damaged.tar.gz");
+    std::fs::write(&damaged, bytes).expect("write");
+    let (ok, out) = caxton(&["backup", "verify", damaged.to_str().expect("utf-8")], &[]);
+    assert!(!ok && out.contains('✗'), "{out}");
+
+    // A restore never replaces the data of a running server.
+    let data_text = data.to_str().expect("utf-8");
+    let (ok, out) = caxton(
+        &["restore", "--backup", &archive_text],
+        &[("CAXTON_DATA_DIR", data_text)],
+    );
+    assert!(
+        !ok && out.contains("in use by a running caxton server"),
+        "{out}"
+    );
+
+    // Restored elsewhere, a new server answers what the original answered
+    // when the backup was taken.
+    let target = root.join("restored");
+    let (ok, out) = caxton(
+        &[
+            "restore",
+            &archive_text,
+            "--target",
+            target.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    let restored = Server::start(&target.join("data"));
+    let (_, agents) = restored.get("/api/v1/agents").await;
+    assert_eq!(agents["agents"][0]["name"], "counter", "{agents}");
+    let (status, body) = restored.message("counter", "increment").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["reply"]["content"], "3",
+        "key-value state came back: {body}"
+    );
+    let (_, after) = restored.post("/api/v1/memory/search", &query).await;
+    assert_eq!(names(&after), names(&before), "{after}");
+    let token = std::fs::read_to_string(target.join("data").join("admin.token")).expect("token");
+    assert_eq!(
+        token,
+        std::fs::read_to_string(data.join("admin.token")).expect("token"),
+        "the admin token came back with its database"
+    );
+}
