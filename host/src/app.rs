@@ -119,6 +119,15 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         None
     };
 
+    // Before the address is printed: whoever waits for that line (scripts,
+    // tests) finds the admin token file already written.
+    let tokens = Arc::new(
+        crate::auth::tokens::TokenStore::open(storage.clone())
+            .context("cannot open the token table")?,
+    );
+    let admin_token_file = tokens
+        .ensure_admin_file(&data_dir)
+        .context("cannot create the admin token")?;
     let tls = match &config.server.tls {
         Some(settings) => Some(server::tls::acceptor(settings)?),
         None => None,
@@ -136,13 +145,6 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     println!("caxton listening on {scheme}://{local}");
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
 
-    let tokens = Arc::new(
-        crate::auth::tokens::TokenStore::open(storage.clone())
-            .context("cannot open the token table")?,
-    );
-    let admin_token_file = tokens
-        .ensure_admin_file(&data_dir)
-        .context("cannot create the admin token")?;
     let loopback_bind = is_loopback_host(&config.server.host);
     match (&admin_token_file, loopback_bind) {
         (Some(path), true) => tracing::info!(
