@@ -119,6 +119,13 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         None
     };
 
+    let starts = server::server_state::record_start(&storage).context("cannot count this start")?;
+    let safe_mode = server::server_state::safe_mode(&storage).context("cannot read safe mode")?;
+    if safe_mode {
+        tracing::warn!(
+            "SAFE MODE: reads are answered, writes refused; end it with `caxton storage safe-mode --disable`"
+        );
+    }
     // Before the address is printed: whoever waits for that line (scripts,
     // tests) finds the admin token file already written.
     let tokens = Arc::new(
@@ -175,6 +182,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_requests.max(1),
         )),
+        safe_mode: std::sync::atomic::AtomicBool::new(safe_mode),
     });
     let state = AppState {
         manager,
@@ -187,6 +195,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         shutdown: Arc::new(Notify::new()),
         gate,
         config_path,
+        starts,
     };
     let metrics_server = match config.monitoring.metrics_port {
         Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),

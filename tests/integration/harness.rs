@@ -225,6 +225,22 @@ impl Server {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// Whether the process exits by itself within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Kills the process with SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -128,3 +128,119 @@ async fn a_backup_taken_while_serving_restores_to_the_same_answers() {
         "the admin token came back with its database"
     );
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+async fn metrics(server: &Server) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let (ok, out, err) = server.cli(&["storage", "safe-mode", "--enable"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = server.cli(&["status"]);
+    assert!(ok && out.contains("SAFE MODE"), "{out}");
+    let (status, body) = server.get("/api/v1/agents").await;
+    assert_eq!(status, 200, "reads go on: {body}");
+    let (status, body) = server.message("echo", "hi").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "safe_mode");
+    let (status, _) = server.delete("/api/v1/agents/echo").await;
+    assert_eq!(status, 503);
+
+    let server = server.restart();
+    let (_, health) = server.get("/api/v1/health").await;
+    assert_eq!(
+        health["safe_mode"], true,
+        "kept across the restart: {health}"
+    );
+    let text = metrics(&server).await;
+    assert_eq!(metric(&text, "caxton_server_restarts_total"), 1.0);
+    let (ok, out, err) = server.cli(&["storage", "safe-mode", "--disable"]);
+    assert!(ok, "{out}{err}");
+    let (status, body) = server.message("echo", "hi again").await;
+    assert_eq!(status, 200, "{body}");
+    let text = metrics(&server).await;
+    assert!(
+        metric(&text, "caxton_agent_response_latency_p99") > 0.0,
+        "the agent's handling time is measured: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_latency_gauges_read_the_recorded_queries() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"scope": "global", "entities": [
+                {"name": "Alice", "entity_type": "person", "observations": ["Knows Bob"]},
+                {"name": "Bob", "entity_type": "person", "observations": ["Knows Alice"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/relations",
+            &json!({"scope": "global", "relations": [{"from": "Alice", "to": "Bob", "relation_type": "knows"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for _ in 0..5 {
+        let (status, _) = server
+            .post("/api/v1/memory/search", &json!({"query": "who knows Bob?"}))
+            .await;
+        assert_eq!(status, 200);
+        let (status, body) = server
+            .post(
+                "/api/v1/memory/traverse",
+                &json!({"start": "Alice", "scope": "global", "max_depth": 2}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let text = metrics(&server).await;
+    assert!(
+        metric(&text, "caxton_memory_search_latency_p99") > 0.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "caxton_memory_traverse_latency_p99") > 0.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_immediate_and_with_a_grace_period_both_stop_the_server() {
+    for args in [
+        &["shutdown", "--graceful", "--timeout", "30s"][..],
+        &["shutdown", "--immediate"][..],
+    ] {
+        let (_guard, data) = temp_data_dir();
+        let mut server = Server::start(&data);
+        let (ok, out, err) = server.cli(args);
+        assert!(ok, "{args:?}: {out}{err}");
+        assert!(
+            server.exits_within(std::time::Duration::from_secs(10)),
+            "{args:?} did not stop the server"
+        );
+    }
+}

@@ -22,7 +22,13 @@ pub struct AgentStats {
     #[serde(skip)]
     pub total_execution_us: u64,
     pub avg_execution_ms: f64,
+    /// Execution times of the most recent successful messages, µs.
+    #[serde(skip)]
+    pub recent_us: std::collections::VecDeque<u64>,
 }
+
+/// Recent execution times kept per agent for percentiles.
+const RECENT: usize = 256;
 
 impl AgentStats {
     pub fn record_success(&mut self, execution_us: u64) {
@@ -31,6 +37,10 @@ impl AgentStats {
         self.total_execution_us += execution_us;
         self.avg_execution_ms =
             self.total_execution_us as f64 / self.messages_handled as f64 / 1000.0;
+        if self.recent_us.len() == RECENT {
+            self.recent_us.pop_front();
+        }
+        self.recent_us.push_back(execution_us);
     }
 
     pub fn record_failure(&mut self, failure: &ExecutionFailure) {

@@ -103,8 +103,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stop the running server gracefully.
-    Shutdown,
+    /// Stop the running server: gracefully (in-flight requests finish) by
+    /// default, or at once.
+    Shutdown {
+        /// In-flight requests finish first (the default).
+        #[arg(long, conflicts_with = "immediate")]
+        graceful: bool,
+        /// Exit now; every acknowledged write is already on disk.
+        #[arg(long)]
+        immediate: bool,
+        /// With a graceful shutdown, exit anyway after this long (`30s`,
+        /// `2m`, or seconds).
+        #[arg(long, conflicts_with = "immediate")]
+        timeout: Option<String>,
+    },
     /// Deploy, list, inspect and message agents.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
@@ -137,6 +149,14 @@ enum Command {
 enum StorageCommand {
     /// Restore the database (and agents) from a backup.
     Restore(backup::RestoreArgs),
+    /// Safe mode: the server answers reads and refuses writes (kept across
+    /// restarts until disabled).
+    SafeMode {
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,17 +243,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     health["agents"],
                     target.server
                 );
+                if health["safe_mode"] == true {
+                    println!(
+                        "SAFE MODE: reads are answered, writes refused (`caxton storage safe-mode --disable` ends it)"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Shutdown => {
+        Command::Shutdown {
+            graceful: _,
+            immediate,
+            timeout,
+        } => {
             let client = target.client()?;
+            let timeout_secs = timeout.as_deref().map(parse_duration_secs).transpose()?;
+            let mode = if immediate { "immediate" } else { "graceful" };
             client
-                .post_json("/api/v1/shutdown", &serde_json::json!({}))
+                .post_json(
+                    "/api/v1/shutdown",
+                    &serde_json::json!({ "mode": mode, "timeout_secs": timeout_secs }),
+                )
                 .await?;
-            println!(
-                "Graceful shutdown requested: in-flight requests finish, then the server exits"
-            );
+            match (immediate, timeout_secs) {
+                (true, _) => println!("Immediate shutdown requested: the server exits now"),
+                (false, Some(secs)) => println!(
+                    "Graceful shutdown requested: in-flight requests get up to {secs}s, then the server exits"
+                ),
+                (false, None) => println!(
+                    "Graceful shutdown requested: in-flight requests finish, then the server exits"
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Agents(command) => {
@@ -250,6 +290,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(args) => backup::backup(&target.client()?, args).await,
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await
+        }
+        Command::Storage(StorageCommand::SafeMode { enable, disable: _ }) => {
+            let client = target.client()?;
+            client
+                .post_json(
+                    "/api/v1/safe-mode",
+                    &serde_json::json!({ "enabled": enable }),
+                )
+                .await?;
+            println!(
+                "{}",
+                if enable {
+                    "SAFE MODE on: reads are answered, writes refused (until `caxton storage safe-mode --disable`)"
+                } else {
+                    "Safe mode off: writes are accepted again"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {
@@ -269,4 +327,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config_agents::validate_files(&client, &files).await
         }
     }
+}
+
+/// `30s`, `2m`, `1h` or plain seconds.
+fn parse_duration_secs(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a duration; write it like 30s, 2m or 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        other => anyhow::bail!("unknown unit `{other}` in `{text}`; use s, m or h"),
+    };
+    Ok(value.saturating_mul(scale))
 }

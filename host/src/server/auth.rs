@@ -40,6 +40,14 @@ pub struct Gate {
     pub max_request_bytes: usize,
     /// Requests in flight; a request that finds none free is refused.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Safe mode: reads are answered, anything that writes is refused.
+    pub safe_mode: std::sync::atomic::AtomicBool,
+}
+
+/// Requests that still work in safe mode although they are not reads: the
+/// way out of it, stopping the server, and managing tokens.
+fn allowed_in_safe_mode(path: &str) -> bool {
+    path == "/api/v1/safe-mode" || path == "/api/v1/shutdown" || path.starts_with("/api/v1/tokens")
 }
 
 /// Routes whose bodies may be as large as `server.max_body_bytes`.
@@ -292,6 +300,20 @@ pub async fn gate(
     }
     if let Err(e) = check_content_type(&method, &path, request.headers()) {
         return e.into_response();
+    }
+    if needed != Scope::Read
+        && !allowed_in_safe_mode(&path)
+        && gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "safe_mode",
+            format!(
+                "the server is in safe mode: it answers reads and refuses {method} {path}; \
+                 end it with `caxton storage safe-mode --disable`"
+            ),
+        )
+        .into_response();
     }
     let declared = header_text(request.headers(), header::CONTENT_LENGTH)
         .and_then(|n| n.trim().parse::<u64>().ok())

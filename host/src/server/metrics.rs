@@ -60,8 +60,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut failed = 0u64;
     let mut slowest_avg_ms = 0f64;
     let mut per_agent = Vec::new();
+    let mut recent_us: Vec<u64> = Vec::new();
     for agent in &agents {
         let stats = agent.stats();
+        recent_us.extend(stats.recent_us.iter().copied());
         handled += stats.messages_handled;
         failed += stats.messages_failed;
         slowest_avg_ms = slowest_avg_ms.max(stats.avg_execution_ms);
@@ -78,15 +80,30 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .and_then(Result::ok);
     let search_p99_s = memory_stats
         .as_ref()
-        .and_then(|s| s.latency.get("search"))
+        .and_then(|s| s.latency.get("semantic_search"))
         .map_or(0.0, |l| l.p99_ms / 1000.0);
     let traverse_p99_s = memory_stats
         .as_ref()
-        .and_then(|s| s.latency.get("traverse"))
+        .and_then(|s| s.latency.get("graph_traversal"))
         .map_or(0.0, |l| l.p99_ms / 1000.0);
     let counts = memory_stats.as_ref().map(|s| s.counts);
 
+    recent_us.sort_unstable();
+    let response_p99_s = match recent_us.len() {
+        0 => 0.0,
+        n => recent_us[((n - 1) as f64 * 0.99).round() as usize] as f64 / 1e6,
+    };
     let metrics = [
+        counter(
+            "caxton_server_restarts_total",
+            "Times a server started on this data directory after the first.",
+            state.starts.saturating_sub(1) as f64,
+        ),
+        gauge(
+            "caxton_agent_response_latency_p99",
+            "p99 of agents' recent message handling times, seconds (the last 256 per agent).",
+            response_p99_s,
+        ),
         gauge(
             "caxton_server_uptime_seconds",
             "Seconds since this server process started.",

@@ -9,6 +9,7 @@ mod memory;
 mod memory_ops;
 pub mod metrics;
 mod openapi;
+pub mod server_state;
 pub mod settings;
 pub mod tls;
 mod tokens;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// The configuration file the server was started with, if any (backups
     /// include it).
     pub config_path: Option<std::path::PathBuf>,
+    /// Servers started on this data directory, this one included.
+    pub starts: u64,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -56,6 +59,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/shutdown", post(shutdown))
+        .route("/api/v1/safe-mode", post(safe_mode))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/metrics", get(metrics::metrics))
         .merge(agents::routes())
@@ -76,16 +80,103 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "status": "healthy",
         "memory_backend": "embedded",
         "agents": state.manager.registry().len(),
+        "safe_mode": state.gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed),
     }))
 }
 
-async fn shutdown(State(state): State<AppState>) -> impl IntoResponse {
-    tracing::info!("shutdown requested over the API");
-    state.shutdown.notify_one();
-    (
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafeModeBody {
+    enabled: bool,
+}
+
+/// `POST /api/v1/safe-mode {"enabled": bool}`: kept in the database, so
+/// it holds across restarts.
+async fn safe_mode(
+    State(state): State<AppState>,
+    bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: SafeModeBody = error::parse_json(&agents::read_body(bytes)?)?;
+    let storage = state.storage.clone();
+    let on = body.enabled;
+    tokio::task::spawn_blocking(move || server_state::set_safe_mode(&storage, on))
+        .await
+        .map_err(|e| ApiError::internal(format!("safe-mode task failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    state
+        .gate
+        .safe_mode
+        .store(on, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(safe_mode = on, "safe mode changed over the API");
+    Ok(Json(json!({ "safe_mode": on })))
+}
+
+/// `POST /api/v1/shutdown` body; every field optional (`{}` or no body is
+/// a graceful shutdown with no deadline).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ShutdownBody {
+    /// `graceful` (in-flight requests finish) or `immediate` (exit now;
+    /// every acknowledged write is already durable).
+    mode: Option<String>,
+    /// For `graceful`: exit anyway after this many seconds.
+    timeout_secs: Option<u64>,
+}
+
+/// A graceful shutdown whose requests take longer than this is cut short
+/// unless the caller says otherwise.
+const MAX_GRACE_SECS: u64 = 3600;
+
+async fn shutdown(
+    State(state): State<AppState>,
+    bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let bytes = agents::read_body(bytes)?;
+    let body: ShutdownBody = if bytes.is_empty() {
+        ShutdownBody::default()
+    } else {
+        error::parse_json(&bytes)?
+    };
+    let mode = body.mode.as_deref().unwrap_or("graceful");
+    match mode {
+        "graceful" => {
+            let grace = body
+                .timeout_secs
+                .unwrap_or(MAX_GRACE_SECS)
+                .min(MAX_GRACE_SECS);
+            tracing::info!(
+                grace_secs = grace,
+                "graceful shutdown requested over the API"
+            );
+            state.shutdown.notify_one();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(grace)).await;
+                tracing::warn!(
+                    grace_secs = grace,
+                    "requests still running after the grace period; exiting"
+                );
+                std::process::exit(0);
+            });
+        }
+        "immediate" => {
+            tracing::warn!("immediate shutdown requested over the API; exiting now");
+            tokio::spawn(async {
+                // Long enough for this answer to leave.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                std::process::exit(0);
+            });
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_shutdown_mode",
+                format!("mode `{other}` is not known; use `graceful` (default) or `immediate`"),
+            ));
+        }
+    }
+    Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "shutting_down" })),
-    )
+        Json(json!({ "status": "shutting_down", "mode": mode })),
+    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
