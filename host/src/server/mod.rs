@@ -75,13 +75,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// The runbook's shape; `safe_mode: true` is added only while it is on.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({
+    let mut body = json!({
         "status": "healthy",
         "memory_backend": "embedded",
         "agents": state.manager.registry().len(),
-        "safe_mode": state.gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed),
-    }))
+    });
+    if state.gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed) {
+        body["safe_mode"] = json!(true);
+    }
+    Json(body)
 }
 
 #[derive(serde::Deserialize)]
