@@ -735,3 +735,39 @@ async fn tls_round_trip_with_a_generated_certificate() {
         "plain HTTP must not be served on the TLS port"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_keep_pool_slots_free_and_health_says_when_one_is_reached() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, "runtime:\n  max_agents: 2\n  max_tools: 0\n").expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let echo = rust_example("echo");
+    server.deploy("one", &echo, json!({})).await;
+    let (_, health) = server.get("/api/v1/health").await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    server.deploy("two", &echo, json!({})).await;
+    let (_, health) = server.get("/api/v1/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_agents"),
+        "{health}"
+    );
+    let (status, body) = server
+        .post("/api/v1/agents", &deploy_body("three", &echo, json!({})))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "agent_quota_reached");
+    let (status, body) = server.delete("/api/v1/agents/one").await;
+    assert_eq!(status, 200, "{body}");
+    server.deploy("three", &echo, json!({})).await;
+    let tool = std::fs::read(rust_example("word_stats")).expect("tool");
+    let (status, body) = server
+        .post_raw("/api/v1/tools", "application/wasm", tool)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "tool_quota_reached");
+}

@@ -37,6 +37,7 @@ runtime:
   mailbox_capacity: 256          # queued messages per agent before senders get 503
   failure_threshold: 5           # consecutive failures before an agent shows `failed`
   max_agents: 800                # agents running at once (the pool has 1,000 slots)
+  max_tools: 200                 # tool components deployed at once
 
 memory:
   semantic_search: true          # false: keyword search only, no model download

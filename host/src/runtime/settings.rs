@@ -19,6 +19,9 @@ pub struct RuntimeConfig {
     /// 1,000 slots; the rest stay free for tool calls, trial instances at
     /// deploy and the fresh instance of an agent that trapped.
     pub max_agents: usize,
+    /// Tool components that may be deployed at once (each keeps its
+    /// compiled code in memory).
+    pub max_tools: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -37,6 +40,7 @@ impl Default for RuntimeConfig {
             mailbox_capacity: 256,
             failure_threshold: 5,
             max_agents: 800,
+            max_tools: 200,
         }
     }
 }

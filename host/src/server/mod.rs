@@ -77,12 +77,26 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 
 /// The runbook's shape; `safe_mode: true` is added only while it is on.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let agents = state.manager.registry().len();
+    let max_agents = state.manager.config().max_agents;
     let mut body = json!({
         "status": "healthy",
         "memory_backend": "embedded",
-        "agents": state.manager.registry().len(),
+        "agents": agents,
     });
-    if state.gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed) {
+    // At the quota no agent can be added; the pool slots beyond it stay
+    // free for tool calls and fresh instances, so this is what runs out.
+    if agents >= max_agents {
+        body["status"] = json!("degraded");
+        body["reason"] = json!(format!(
+            "{agents} agents run, the most runtime.max_agents ({max_agents}) allows: deployments are refused"
+        ));
+    }
+    if state
+        .gate
+        .safe_mode
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
         body["safe_mode"] = json!(true);
     }
     Json(body)

@@ -145,9 +145,9 @@ impl From<ToolDeployError> for ApiError {
         let code = e.code();
         match e {
             ToolDeployError::Component(inner) => inner.into(),
-            ToolDeployError::BuiltinName(_) | ToolDeployError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, code, e.to_string())
-            }
+            ToolDeployError::BuiltinName(_)
+            | ToolDeployError::Exists(_)
+            | ToolDeployError::Quota(_) => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
             ToolDeployError::DescribeFailed(ref failure) => {
                 let failure = failure.code();
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())

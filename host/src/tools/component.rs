@@ -50,6 +50,10 @@ pub enum ToolDeployError {
     Exists(String),
     #[error("storage error, nothing was deployed: {0}")]
     Storage(String),
+    #[error(
+        "{0} tool components are deployed, the most runtime.max_tools allows; remove one first or raise the setting"
+    )]
+    Quota(usize),
 }
 
 impl ToolDeployError {
@@ -61,6 +65,7 @@ impl ToolDeployError {
             ToolDeployError::InvalidSchema(_) => "invalid_tool_schema",
             ToolDeployError::BuiltinName(_) | ToolDeployError::Exists(_) => "tool_name_conflict",
             ToolDeployError::Storage(_) => "storage_error",
+            ToolDeployError::Quota(_) => "tool_quota_reached",
         }
     }
 }
@@ -224,6 +229,9 @@ impl ComponentTools {
         let replaced = self.get(&description.name).is_some();
         if replaced && !replace {
             return Err(ToolDeployError::Exists(description.name));
+        }
+        if !replaced && read(&self.loaded).len() >= self.runtime.max_tools {
+            return Err(ToolDeployError::Quota(self.runtime.max_tools));
         }
         let record = ToolRecord {
             name: description.name,
