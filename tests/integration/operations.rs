@@ -244,3 +244,57 @@ async fn shutdown_immediate_and_with_a_grace_period_both_stop_the_server() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_agents_are_suspended_together_and_resumed_together() {
+    let (guard, data) = temp_data_dir();
+    let agents = guard.path().join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("greeter.md"),
+        "---\nname: Greeter\nversion: \"1.0.0\"\ncapabilities: [greeting]\nsystem_prompt: You greet.\n---\n",
+    )
+    .expect("definition");
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, format!("agents:\n  dir: {}\n", agents.display())).expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    server
+        .deploy("flaky", &rust_example("misbehave"), json!({}))
+        .await;
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    for _ in 0..5 {
+        let (status, _) = server.message("flaky", "trap").await;
+        assert_ne!(status, 200);
+    }
+    let status_of = |list: &Value, name: &str| {
+        list["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == name)
+            .map(|a| a["status"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let (_, list) = server.get("/api/v1/agents").await;
+    assert_eq!(status_of(&list, "flaky"), "failed", "{list}");
+
+    let (ok, out, err) = server.cli(&["agents", "suspend", "--failing-only"]);
+    assert!(ok && out.contains("Suspended agent flaky"), "{out}{err}");
+    let (_, list) = server.get("/api/v1/agents").await;
+    assert_eq!(status_of(&list, "flaky"), "suspended", "{list}");
+    assert_eq!(
+        status_of(&list, "echo"),
+        "running",
+        "only the failing one: {list}"
+    );
+
+    let (ok, out, err) = server.cli(&["agents", "resume", "--all"]);
+    assert!(ok && out.contains("Resumed agent flaky"), "{out}{err}");
+    let (_, list) = server.get("/api/v1/agents").await;
+    assert_ne!(status_of(&list, "flaky"), "suspended", "{list}");
+
+    let (ok, out, err) = server.cli(&["reload", "--agent", "greeter"]);
+    assert!(ok && out.contains("Reloaded"), "{out}{err}");
+}

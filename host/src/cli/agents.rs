@@ -74,10 +74,25 @@ pub enum AgentsCommand {
         #[arg(long, default_value_t = 50)]
         tail: usize,
     },
-    /// Refuse messages until resumed.
-    Suspend { name: String },
-    /// Accept messages again.
-    Resume { name: String },
+    /// Refuse messages until resumed: one agent, or every failing one.
+    Suspend {
+        #[arg(
+            required_unless_present = "failing_only",
+            conflicts_with = "failing_only"
+        )]
+        name: Option<String>,
+        /// Every agent whose status is `failed`.
+        #[arg(long)]
+        failing_only: bool,
+    },
+    /// Accept messages again: one agent, or every suspended one.
+    Resume {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Every suspended agent.
+        #[arg(long)]
+        all: bool,
+    },
     /// Check agent definition files; every problem with line, field and fix.
     Validate {
         #[arg(required = true)]
@@ -292,11 +307,20 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 );
             }
         }
-        AgentsCommand::Suspend { name } => {
-            client
-                .post_json(&format!("{}/suspend", agent_path(&name)), &json!({}))
-                .await?;
-            println!("Suspended agent {name}");
+        AgentsCommand::Suspend { name, .. } => {
+            let names = match name {
+                Some(name) => vec![name],
+                None => with_status(client, "failed").await?,
+            };
+            for name in &names {
+                client
+                    .post_json(&format!("{}/suspend", agent_path(name)), &json!({}))
+                    .await?;
+                println!("Suspended agent {name}");
+            }
+            if names.is_empty() {
+                println!("No agent is failing; nothing suspended");
+            }
         }
         AgentsCommand::Validate { files } => {
             return config_agents::validate_files(client, &files).await;
@@ -328,11 +352,20 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
         AgentsCommand::AuditTools { show_unused } => {
             return config_agents::audit_tools(client, show_unused).await;
         }
-        AgentsCommand::Resume { name } => {
-            client
-                .post_json(&format!("{}/resume", agent_path(&name)), &json!({}))
-                .await?;
-            println!("Resumed agent {name}");
+        AgentsCommand::Resume { name, .. } => {
+            let names = match name {
+                Some(name) => vec![name],
+                None => with_status(client, "suspended").await?,
+            };
+            for name in &names {
+                client
+                    .post_json(&format!("{}/resume", agent_path(name)), &json!({}))
+                    .await?;
+                println!("Resumed agent {name}");
+            }
+            if names.is_empty() {
+                println!("No agent is suspended; nothing resumed");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -399,4 +432,16 @@ fn print_agent(a: &Value) {
             stats["last_error_at"].as_str().unwrap_or("?")
         );
     }
+}
+
+/// Names of the agents whose status is `status` (`failed`, `suspended`).
+async fn with_status(client: &Client, status: &str) -> anyhow::Result<Vec<String>> {
+    let list = client.get("/api/v1/agents").await?;
+    Ok(list["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["status"] == status)
+        .filter_map(|a| a["name"].as_str().map(str::to_string))
+        .collect())
 }

@@ -129,6 +129,17 @@ enum Command {
     /// The tools agents can call.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Reload a config agent from its file (`--agent NAME`), or all of them.
+    Reload {
+        #[arg(long, required_unless_present = "all_config")]
+        agent: Option<String>,
+        /// Reload every config agent.
+        #[arg(long)]
+        all_config: bool,
+        /// With --all-config: reload nothing unless every file is valid.
+        #[arg(long)]
+        validate_first: bool,
+    },
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -287,6 +298,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Llm(command) => llm::run(command).await,
         Command::Tools(command) => tools::run(&target.client()?, command).await,
         Command::Tokens(command) => tokens::run(&target.client()?, command).await,
+        Command::Reload {
+            agent,
+            all_config,
+            validate_first,
+        } => {
+            agents::run(
+                &target.client()?,
+                agents::AgentsCommand::Reload {
+                    name: agent,
+                    all_config,
+                    validate_first,
+                },
+            )
+            .await
+        }
         Command::Backup(args) => backup::backup(&target.client()?, args).await,
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await
