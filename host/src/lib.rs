@@ -25,4 +25,5 @@ pub mod messaging;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod storage_check;
 pub mod tools;

@@ -298,3 +298,71 @@ async fn failing_agents_are_suspended_together_and_resumed_together() {
     let (ok, out, err) = server.cli(&["reload", "--agent", "greeter"]);
     assert!(ok && out.contains("Reloaded"), "{out}{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_verify_online_and_offline_finds_what_is_missing() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"scope": "global", "entities": [
+                {"name": "Alice", "entity_type": "person", "observations": ["Knows Bob"]},
+                {"name": "Bob", "entity_type": "person", "observations": ["Knows Alice"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/relations",
+            &json!({"scope": "global", "relations": [{"from": "Alice", "to": "Bob", "relation_type": "knows"}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for level in ["--quick", "--full", "--deep"] {
+        let (ok, out, err) = server.cli(&["storage", "verify", level]);
+        assert!(
+            ok && out.contains("storage verified"),
+            "{level}: {out}{err}"
+        );
+    }
+    let (ok, out, _) = server.cli(&["storage", "verify"]);
+    assert!(ok && out.contains("2 entities, 1 relations"), "{out}");
+    server.stop();
+
+    // Offline, deep: redb's own check runs too.
+    let data_text = data.to_str().expect("utf-8");
+    let (ok, out) = caxton(
+        &[
+            "--server",
+            "http://127.0.0.1:9",
+            "storage",
+            "verify",
+            "--deep",
+        ],
+        &[("CAXTON_DATA_DIR", data_text)],
+    );
+    assert!(ok && out.contains("database integrity"), "{out}");
+
+    // A component gone from under its agent is found.
+    {
+        let db = redb::Database::open(data.join("caxton.redb")).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let table: redb::TableDefinition<&str, &[u8]> =
+                redb::TableDefinition::new("components");
+            let mut components = txn.open_table(table).expect("components");
+            components.retain(|_, _| false).expect("clear");
+        }
+        txn.commit().expect("commit");
+    }
+    let (ok, out) = caxton(
+        &["--server", "http://127.0.0.1:9", "storage", "verify"],
+        &[("CAXTON_DATA_DIR", data_text)],
+    );
+    assert!(!ok && out.contains("missing for echo"), "{out}");
+}

@@ -9,6 +9,7 @@ mod config_agents;
 mod init;
 mod llm;
 mod memory;
+mod storage;
 mod tokens;
 mod tools;
 
@@ -160,6 +161,22 @@ enum Command {
 enum StorageCommand {
     /// Restore the database (and agents) from a backup.
     Restore(backup::RestoreArgs),
+    /// Check the database: records decode and point at what exists
+    /// (`--full`, the default), counts only (`--quick`), or every keyword
+    /// posting plus redb's own integrity check when no server runs
+    /// (`--deep`). Exit code 1 when a check fails.
+    Verify {
+        #[arg(long, conflicts_with_all = ["full", "deep"])]
+        quick: bool,
+        #[arg(long, conflicts_with = "deep")]
+        full: bool,
+        #[arg(long)]
+        deep: bool,
+        /// Accepted from the runbook: memory lives in the redb database of
+        /// the data directory, not in SQLite.
+        #[arg(long)]
+        sqlite_path: Option<PathBuf>,
+    },
     /// Safe mode: the server answers reads and refuses writes (kept across
     /// restarts until disabled).
     SafeMode {
@@ -316,6 +333,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(args) => backup::backup(&target.client()?, args).await,
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await
+        }
+        Command::Storage(StorageCommand::Verify {
+            quick,
+            full: _,
+            deep,
+            sqlite_path,
+        }) => {
+            let level = match (quick, deep) {
+                (true, _) => crate::storage_check::Level::Quick,
+                (_, true) => crate::storage_check::Level::Deep,
+                _ => crate::storage_check::Level::Full,
+            };
+            if let Some(path) = sqlite_path {
+                println!(
+                    "note: --sqlite-path {} is not used; memory lives in the redb database of the data directory",
+                    path.display()
+                );
+            }
+            storage::verify(&target.client()?, level).await
         }
         Command::Storage(StorageCommand::SafeMode { enable, disable: _ }) => {
             let client = target.client()?;

@@ -366,6 +366,11 @@ impl MemoryService {
         }
     }
 
+    /// Cross-checks the memory tables in one snapshot (`storage verify`).
+    pub fn check(&self, postings: bool) -> Result<store::StoreCheck> {
+        self.store.read()?.check(postings)
+    }
+
     pub fn stats(&self) -> Result<MemoryStats> {
         let counts = self.counts()?;
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());

@@ -649,7 +649,105 @@ pub struct Edge {
     pub confidence: f32,
 }
 
+/// How many problems a check lists before it only counts them.
+const MAX_LISTED_PROBLEMS: usize = 50;
+
+/// What [`GraphReader::check`] found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreCheck {
+    pub records: u64,
+    pub relations: u64,
+    pub observations: u64,
+    pub postings: u64,
+    /// Problems found, all of them counted, the first few described.
+    pub problems: u64,
+    pub examples: Vec<String>,
+}
+
+impl StoreCheck {
+    fn problem(&mut self, text: String) {
+        self.problems += 1;
+        if self.examples.len() < MAX_LISTED_PROBLEMS {
+            self.examples.push(text);
+        }
+    }
+}
+
 impl GraphReader {
+    /// Cross-checks the memory tables in one snapshot: every entity record
+    /// decodes, both ends of every relation exist and the reverse index
+    /// has it, every observation and embedding points at a document of a
+    /// live entity; with `postings`, every keyword posting too (the slow
+    /// part at scale).
+    pub fn check(&self, postings: bool) -> Result<StoreCheck> {
+        let mut check = StoreCheck::default();
+        let t = &self.t;
+        let exists = |id: u64| -> Result<bool> { Ok(t.entity_data.get(id)?.is_some()) };
+        for entry in t.entity_data.iter()? {
+            let (id, bytes) = entry?;
+            check.records += 1;
+            if let Err(e) = StoredEntity::decode(bytes.value()) {
+                check.problem(format!(
+                    "entity {} has an unreadable record: {e}",
+                    id.value()
+                ));
+            }
+        }
+        for entry in t.rel_out.iter()? {
+            let (key, _) = entry?;
+            let (from, kind, to) = key.value();
+            check.relations += 1;
+            for (end, id) in [("source", from), ("target", to)] {
+                if !exists(id)? {
+                    check.problem(format!(
+                        "relation {from} -{kind}-> {to}: its {end} entity is gone"
+                    ));
+                }
+            }
+            if t.rel_in.get((to, kind, from))?.is_none() {
+                check.problem(format!(
+                    "relation {from} -{kind}-> {to} is missing from the reverse index"
+                ));
+            }
+        }
+        for entry in t.observations.iter()? {
+            let (key, _) = entry?;
+            let (entity, doc) = key.value();
+            check.observations += 1;
+            if !exists(entity)? {
+                check.problem(format!(
+                    "observation document {doc} belongs to a missing entity {entity}"
+                ));
+            }
+            if t.docs.get(doc)?.is_none() {
+                check.problem(format!(
+                    "entity {entity} lists observation document {doc}, which is gone"
+                ));
+            }
+        }
+        for entry in t.embeddings.iter()? {
+            let (doc, _) = entry?;
+            if t.docs.get(doc.value())?.is_none() {
+                check.problem(format!(
+                    "an embedding is kept for the missing document {}",
+                    doc.value()
+                ));
+            }
+        }
+        if postings {
+            for entry in t.terms.iter()? {
+                let (key, _) = entry?;
+                let (scope, term, doc) = key.value();
+                check.postings += 1;
+                if t.docs.get(doc)?.is_none() {
+                    check.problem(format!(
+                        "keyword `{term}` in scope `{scope}` points at the missing document {doc}"
+                    ));
+                }
+            }
+        }
+        Ok(check)
+    }
     pub fn entity_id(&self, scope: &ScopeKey, name: &str) -> Result<Option<u64>> {
         let entities = &self.t.entities;
         Ok(entities.get((scope.as_str(), name))?.map(|v| v.value()))
