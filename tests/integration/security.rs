@@ -771,3 +771,58 @@ async fn quotas_keep_pool_slots_free_and_health_says_when_one_is_reached() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "tool_quota_reached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_with_thousands_of_stray_keys_is_refused_quickly() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let mut source = String::from(
+        "---\nname: Stray\nversion: \"1.0.0\"\ncapabilities: [x]\nsystem_prompt: You.\n",
+    );
+    for i in 0..20_000 {
+        source.push_str(&format!("k{i}: v\n"));
+    }
+    source.push_str("---\n");
+    let started = Instant::now();
+    let (status, body) = server
+        .post(
+            "/api/v1/config-agents/validate",
+            &json!({"file": "stray.md", "source": source}),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valid"], false);
+    let problems = body["problems"].as_array().expect("problems");
+    assert!(
+        problems.len() <= 25,
+        "listed one by one only up to the cap: {}",
+        problems.len()
+    );
+    assert!(
+        problems.iter().any(|p| p["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("20000 unknown fields")),
+        "{body}"
+    );
+    // It took 85 s before the cap; anything near that means the cap is gone.
+    assert!(took < Duration::from_secs(10), "validation took {took:?}");
+    alive(&server).await;
+    // Over the size cap: refused before parsing.
+    let huge = format!("{source}{}", "x".repeat(300 * 1024));
+    let (status, body) = server
+        .post(
+            "/api/v1/config-agents/validate",
+            &json!({"file": "huge.md", "source": huge}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["problems"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the limit is"),
+        "{body}"
+    );
+}
