@@ -826,3 +826,41 @@ async fn a_definition_with_thousands_of_stray_keys_is_refused_quickly() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_start_holds_no_lock_over_other_agents() {
+    let (_guard, data) = temp_data_dir();
+    let server = std::sync::Arc::new(Server::start(&data));
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let mut slow = deploy_body(
+        "slow",
+        &rust_example("misbehave"),
+        json!({"max_execution_time_ms": 4000, "max_fuel": 100_000_000_000u64}),
+    );
+    slow["config"] = json!({"spin_in_init": true});
+    let deploying = {
+        let server = server.clone();
+        tokio::spawn(async move { server.post("/api/v1/agents", &slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While the guest's init spins, another agent is suspended and resumed.
+    let started = Instant::now();
+    let (status, body) = server.post("/api/v1/agents/echo/suspend", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.post("/api/v1/agents/echo/resume", &json!({})).await;
+    assert_eq!(status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "suspend waited {waited:?} for another agent's init"
+    );
+    let (status, body) = deploying.await.expect("deploy task");
+    assert_eq!(
+        status, 422,
+        "the slow start fails on its own time limit: {body}"
+    );
+    let (status, _) = server.message("echo", "still here").await;
+    assert_eq!(status, 200);
+}

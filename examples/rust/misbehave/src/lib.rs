@@ -4,7 +4,8 @@
 //! `loop` spins forever, `hog` allocates without bound, `trap` panics,
 //! `open-file PATH` reads a host file, `connect ADDR` opens a TCP socket,
 //! `env` lists environment variables, anything else is echoed (so the agent
-//! can prove it recovered).
+//! can prove it recovered). Deployed with the config `{"spin_in_init": true}`
+//! it spins in `init` until its time limit stops it (a slow start).
 
 use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent};
 
@@ -13,7 +14,13 @@ struct Misbehave {
 }
 
 impl Agent for Misbehave {
-    fn new(_config_json: &str) -> Result<Self, Error> {
+    fn new(config_json: &str) -> Result<Self, Error> {
+        if config_json.contains("\"spin_in_init\":true") {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
         Ok(Misbehave { hoard: Vec::new() })
     }
 
