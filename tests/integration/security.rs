@@ -864,3 +864,31 @@ async fn a_slow_start_holds_no_lock_over_other_agents() {
     let (status, _) = server.message("echo", "still here").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_agent_spends_the_llm_only_when_granted() {
+    let setup = Scripted::start("- content: \"from the model\"\n", &[], "");
+    let server = &setup.server;
+    let wasm = rust_example("ask_llm");
+    server.deploy("ungranted", &wasm, json!({})).await;
+    let (status, body) = server.message("ungranted", "hello?").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "failure", "{body}");
+    assert!(
+        body["reply"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("may not use the LLM"),
+        "{body}"
+    );
+    assert!(setup.requests().is_empty(), "the model was never called");
+
+    let mut granted = deploy_body("granted", &wasm, json!({}));
+    granted["llm"] = json!(true);
+    let (status, body) = server.post("/api/v1/agents", &granted).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["llm"], true, "{body}");
+    let (status, body) = server.message("granted", "hello?").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["content"], "from the model", "{body}");
+}
