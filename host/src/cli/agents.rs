@@ -308,19 +308,7 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             }
         }
         AgentsCommand::Suspend { name, .. } => {
-            let names = match name {
-                Some(name) => vec![name],
-                None => with_status(client, "failed").await?,
-            };
-            for name in &names {
-                client
-                    .post_json(&format!("{}/suspend", agent_path(name)), &json!({}))
-                    .await?;
-                println!("Suspended agent {name}");
-            }
-            if names.is_empty() {
-                println!("No agent is failing; nothing suspended");
-            }
+            set_suspended(client, name, "failed", "suspend", "Suspended", "is failing").await?;
         }
         AgentsCommand::Validate { files } => {
             return config_agents::validate_files(client, &files).await;
@@ -353,19 +341,15 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             return config_agents::audit_tools(client, show_unused).await;
         }
         AgentsCommand::Resume { name, .. } => {
-            let names = match name {
-                Some(name) => vec![name],
-                None => with_status(client, "suspended").await?,
-            };
-            for name in &names {
-                client
-                    .post_json(&format!("{}/resume", agent_path(name)), &json!({}))
-                    .await?;
-                println!("Resumed agent {name}");
-            }
-            if names.is_empty() {
-                println!("No agent is suspended; nothing resumed");
-            }
+            set_suspended(
+                client,
+                name,
+                "suspended",
+                "resume",
+                "Resumed",
+                "is suspended",
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -432,6 +416,32 @@ fn print_agent(a: &Value) {
             stats["last_error_at"].as_str().unwrap_or("?")
         );
     }
+}
+
+/// Suspends or resumes (`action`) the agent `name`, or, without one, every
+/// agent whose status is `status`.
+async fn set_suspended(
+    client: &Client,
+    name: Option<String>,
+    status: &str,
+    action: &str,
+    done: &str,
+    none_is: &str,
+) -> anyhow::Result<()> {
+    let names = match name {
+        Some(name) => vec![name],
+        None => with_status(client, status).await?,
+    };
+    for name in &names {
+        client
+            .post_json(&format!("{}/{action}", agent_path(name)), &json!({}))
+            .await?;
+        println!("{done} agent {name}");
+    }
+    if names.is_empty() {
+        println!("No agent {none_is}; nothing to {action}");
+    }
+    Ok(())
 }
 
 /// Names of the agents whose status is `status` (`failed`, `suspended`).
