@@ -179,6 +179,8 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         loopback_bind,
         admin_token_file,
         max_request_bytes: config.server.max_request_bytes,
+        max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_secs(config.server.body_read_timeout_secs),
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.server.max_concurrent_requests.max(1),
         )),
@@ -209,9 +211,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     match tls {
         Some(acceptor) => {
             let listener = server::tls::TlsListener::new(listener, acceptor)?;
-            server::serve(listener, state, config.server.max_body_bytes).await?;
+            server::serve(listener, state, &config.server).await;
         }
-        None => server::serve(listener, state, config.server.max_body_bytes).await?,
+        None => server::serve(listener, state, &config.server).await,
     }
     saver.abort();
     if let Some(task) = metrics_server {

@@ -136,6 +136,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate().map_err(ConfigError::Invalid)?;
         self.runtime.validate().map_err(ConfigError::Invalid)?;
         self.memory.validate().map_err(ConfigError::Invalid)?;
         self.logging

@@ -892,3 +892,84 @@ async fn a_wasm_agent_spends_the_llm_only_when_granted() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reply"]["content"], "from the model", "{body}");
 }
+
+/// Reads from `stream` until the server closes it; `None` if it is still
+/// open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_all).await.ok()?;
+    Some(String::from_utf8_lossy(&seen).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_and_connection_floods_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  header_read_timeout_secs: 2\n  body_read_timeout_secs: 2\n  max_connections: 6\n",
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let address = server.url("").trim_start_matches("http://").to_string();
+    let address = address.trim_end_matches('/').to_string();
+
+    // Headers that never end: the connection is closed after the timeout.
+    let mut head = TcpStream::connect(&address).await.expect("connect");
+    head.write_all(b"GET /api/v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut head, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a connection whose headers never end is still open after 10 s"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    // A body that never arrives: 408 after the body timeout.
+    let mut body = TcpStream::connect(&address).await.expect("connect");
+    body.write_all(
+        b"POST /api/v1/memory/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"query\":",
+    )
+    .await
+    .expect("write");
+    let answer = closed_within(&mut body, Duration::from_secs(10))
+        .await
+        .expect("a body that never ends is still awaited after 10 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_read_timeout_secs"), "{answer}");
+
+    // Connections beyond the cap are closed at once, and the server serves
+    // again once the idle ones time out.
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(TcpStream::connect(&address).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = TcpStream::connect(&address).await.expect("connect");
+    let _ = extra
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let answer = closed_within(&mut extra, Duration::from_secs(1))
+        .await
+        .expect("a connection beyond max_connections is served or left open");
+    assert!(answer.is_empty(), "served beyond the cap: {answer}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, _) = server.get("/api/v1/health").await;
+    assert_eq!(status, 200);
+    drop(idle);
+}

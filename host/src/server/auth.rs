@@ -38,6 +38,10 @@ pub struct Gate {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// Body size of requests that are not uploads or imports.
     pub max_request_bytes: usize,
+    /// Body size of uploads and imports.
+    pub max_body_bytes: usize,
+    /// Time a client may take to send a body.
+    pub body_read_timeout: std::time::Duration,
     /// Requests in flight; a request that finds none free is refused.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Safe mode: reads are answered, anything that writes is refused.
@@ -226,7 +230,7 @@ fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> Resul
 pub async fn gate(
     State(gate): State<Arc<Gate>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
@@ -337,8 +341,65 @@ pub async fn gate(
         )
         .into_response();
     };
+    let limit = if is_upload(&method, &path) {
+        gate.max_body_bytes
+    } else {
+        gate.max_request_bytes
+    };
+    let mut request = match read_body(request, limit, gate.body_read_timeout).await {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// Reads the whole body within `timeout`, so a client that sends it one
+/// byte a minute is cut off instead of holding a request slot for ever;
+/// handlers then find it in memory.
+async fn read_body(
+    request: Request,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the body is larger than {limit} bytes, the most {} {} takes",
+                        parts.method,
+                        parts.uri.path()
+                    ),
+                )
+            } else {
+                ApiError::bad_request(
+                    "body_unreadable",
+                    format!("the request body could not be read: {e}"),
+                )
+            });
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s (server.body_read_timeout_secs); send it at once",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+    };
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod auth;
 mod backup;
 mod config_agents;
 pub mod error;
+pub mod listen;
 mod memory;
 mod memory_ops;
 pub mod metrics;
@@ -234,20 +235,19 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 /// Serves until ctrl-c, SIGTERM or `POST /api/v1/shutdown`; in-flight
 /// requests finish first.
-pub async fn serve<L>(listener: L, state: AppState, max_body_bytes: usize) -> anyhow::Result<()>
+pub async fn serve<L>(listener: L, state: AppState, settings: &settings::ServerConfig)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    use axum::serve::ListenerExt;
     let shutdown = state.shutdown.clone();
-    let app = router(state, max_body_bytes);
-    // `tap_io` gives any listener (plain or TLS) the peer address the auth
-    // gate reads.
-    axum::serve(
-        listener.tap_io(|_| ()),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let app = router(state, settings.max_body_bytes);
+    let limits = listen::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(
+            settings.header_read_timeout_secs.max(1),
+        ),
+        max_connections: settings.max_connections,
+    };
+    listen::serve_connections(listener, app, limits, async move {
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -269,6 +269,5 @@ where
         }
         tracing::info!("shutting down: finishing in-flight requests");
     })
-    .await?;
-    Ok(())
+    .await;
 }

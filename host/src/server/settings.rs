@@ -19,6 +19,13 @@ pub struct ServerConfig {
     /// Requests handled at once; more are answered 503 at once rather than
     /// queued without bound.
     pub max_concurrent_requests: usize,
+    /// Connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers (and an idle
+    /// keep-alive connection may stay open).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_read_timeout_secs: u64,
     /// HTTPS on the API port: `{cert: PEM file, key: PEM file}`.
     pub tls: Option<super::tls::TlsSettings>,
     /// The runbook writes these under `server:`; they mean the top-level
@@ -35,10 +42,38 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024 * 1024,
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 512,
+            max_connections: 1024,
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 60,
             tls: None,
             data_dir: None,
             agents_dir: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Limits of zero would refuse every request or connection.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("server.max_body_bytes", self.max_body_bytes as u64),
+            ("server.max_request_bytes", self.max_request_bytes as u64),
+            (
+                "server.max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("server.max_connections", self.max_connections as u64),
+            (
+                "server.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("server.body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} is 0; it must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
