@@ -49,6 +49,20 @@ impl Client {
         self.finish(response).await
     }
 
+    /// GET, decoded into the type the server serialises.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        decode(path, self.get(path).await?)
+    }
+
+    /// POST JSON, the answer decoded into the type the server serialises.
+    pub async fn post_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<T> {
+        decode(path, self.post_json(path, body).await?)
+    }
+
     /// The server's address.
     pub fn base(&self) -> &str {
         &self.base
@@ -165,4 +179,15 @@ impl Client {
             None => Err(anyhow!("the server answered {status}: {body}")),
         }
     }
+}
+
+/// An answer in the server's own type; a mismatch means the CLI and the
+/// server are different versions.
+fn decode<T: serde::de::DeserializeOwned>(path: &str, value: Value) -> anyhow::Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        anyhow::anyhow!(
+            "the server's answer to {path} does not have the shape this CLI expects ({e}); \
+             are `caxton` and the server the same version?"
+        )
+    })
 }

@@ -1,6 +1,6 @@
 //! `caxton memory …`: the operator's view of embedded memory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -8,6 +8,10 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::client::Client;
+use crate::memory::report::{
+    CacheCleared, Diagnosis, Imported, ModelLoaded, Optimized, SearchResults, StatsReport,
+};
+use crate::memory::{Capacity, Cleanup, MemoryHealth, Usage};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
@@ -162,336 +166,373 @@ fn human_bytes(bytes: u64) -> String {
 
 pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<ExitCode> {
     match command {
-        MemoryCommand::Status => {
-            let stats = client.get("/api/v1/memory/stats").await?;
-            let health = &stats["health"];
-            let counts = &stats["counts"];
-            println!(
-                "Database: {} ({})",
-                if health["sqlite_status"] == "ok" {
-                    "healthy"
-                } else {
-                    "error"
-                },
-                human_bytes(stats["database_bytes"].as_u64().unwrap_or(0))
-            );
-            match health["embedding_model"].as_str() {
-                Some("loaded") => println!("Embedding model: All-MiniLM-L6-v2 loaded"),
-                _ => println!(
-                    "Embedding model: not loaded ({}); search is keyword-only",
-                    health["reason"].as_str().unwrap_or("unknown reason")
-                ),
-            }
-            println!("Entities: {} stored", counts["entities"]);
-            println!("Relations: {} connections", counts["relations"]);
-            println!("Status: {}", health["status"].as_str().unwrap_or("unknown"));
-        }
-        MemoryCommand::Stats { detailed, json } => {
-            let stats = client.get("/api/v1/memory/stats").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let counts = &stats["counts"];
-            println!("Entities:       {}", counts["entities"]);
-            println!("Observations:   {}", counts["observations"]);
-            println!("Relations:      {}", counts["relations"]);
-            println!(
-                "Embeddings:     {} ({} indexed)",
-                counts["embeddings"], stats["indexed_vectors"]
-            );
-            println!(
-                "Storage usage:  {}",
-                human_bytes(stats["database_bytes"].as_u64().unwrap_or(0))
-            );
-            for (kind, label) in [
-                ("semantic_search", "Semantic search"),
-                ("graph_traversal", "Graph traversal"),
-            ] {
-                let l = &stats["latency"][kind];
-                if l.is_null() {
-                    println!("{label} latency: no queries yet");
-                } else {
-                    println!(
-                        "{label} latency P50: {:.2}ms P99: {:.2}ms ({} samples)",
-                        l["p50_ms"].as_f64().unwrap_or(0.0),
-                        l["p99_ms"].as_f64().unwrap_or(0.0),
-                        l["samples"]
-                    );
-                }
-            }
-            if detailed {
-                println!("Documents:      {}", counts["documents"]);
-                println!("Health:         {}", stats["health"]);
-            }
-        }
+        MemoryCommand::Status => status(client).await?,
+        MemoryCommand::Stats { detailed, json } => stats(client, detailed, json).await?,
         MemoryCommand::Pull { cache_dir }
-        | MemoryCommand::Model(ModelCommand::Pull { cache_dir }) => {
-            pull(client, cache_dir).await?;
-        }
+        | MemoryCommand::Model(ModelCommand::Pull { cache_dir }) => pull(client, cache_dir).await?,
         MemoryCommand::Model(ModelCommand::Status) | MemoryCommand::ModelStatus => {
-            let health = client.get("/api/v1/health/memory").await?;
-            println!("MODEL: All-MiniLM-L6-v2");
-            println!(
-                "STATE: {}",
-                health["embedding_model"].as_str().unwrap_or("unknown")
-            );
-            if let Some(reason) = health["reason"].as_str() {
-                println!("REASON: {reason}");
-            }
+            model_status(client).await?
         }
+        MemoryCommand::ModelStats => model_stats(client).await?,
         MemoryCommand::Search {
             query,
             scope,
             limit,
-        } => {
-            let body = client
-                .post_json(
-                    "/api/v1/memory/search",
-                    &json!({"query": query, "scope": scope, "limit": limit}),
-                )
-                .await?;
-            for hit in body["results"].as_array().into_iter().flatten() {
-                println!(
-                    "{:.4}  {:<24} {}",
-                    hit["score"].as_f64().unwrap_or(0.0),
-                    hit["entity"]["name"].as_str().unwrap_or("?"),
-                    hit["matched"].as_str().unwrap_or("")
-                );
-            }
-        }
-        MemoryCommand::Export { format, output } => {
-            let lines = client.get_text("/api/v1/memory/export").await?;
-            let text = match format {
-                ExportFormat::Jsonl => lines,
-                ExportFormat::Json => {
-                    let records: Vec<Value> = lines
-                        .lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .map(serde_json::from_str)
-                        .collect::<Result<_, _>>()
-                        .context("the server's export is not JSON lines")?;
-                    serde_json::to_string_pretty(&records)?
-                }
-            };
-            let count = text.lines().count();
-            std::fs::write(&output, text)
-                .with_context(|| format!("cannot write {}", output.display()))?;
-            println!("Exported memory to {} ({count} lines)", output.display());
-        }
-        MemoryCommand::Import { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let lines = if text.trim_start().starts_with('[') {
-                let records: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-                    anyhow!("{} is not a JSON array of records: {e}", file.display())
-                })?;
-                records
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            } else {
-                text
-            };
-            let body = client.post_text("/api/v1/memory/import", lines).await?;
-            println!(
-                "Imported {} entities and {} relations",
-                body["entities"], body["relations"]
-            );
-        }
-        MemoryCommand::ModelStats => {
-            let stats = client.get("/api/v1/memory/stats").await?;
-            let usage = client.get("/api/v1/memory/usage").await?;
-            println!("MODEL: All-MiniLM-L6-v2");
-            match usage["model_loaded"].as_bool() {
-                Some(true) => println!(
-                    "MEMORY: {}",
-                    human_bytes(usage["model_bytes"].as_u64().unwrap_or(0))
-                ),
-                _ => println!("MEMORY: not loaded"),
-            }
-            let cache = &stats["query_cache"];
-            match cache["hit_rate"].as_f64() {
-                Some(rate) => println!(
-                    "CACHE_HIT_RATE: {:.0}% ({} hits, {} misses, {} cached queries)",
-                    rate * 100.0,
-                    cache["hits"],
-                    cache["misses"],
-                    cache["entries"]
-                ),
-                None => println!("CACHE_HIT_RATE: no queries yet"),
-            }
-        }
+        } => search(client, &query, &scope, limit).await?,
+        MemoryCommand::Export { format, output } => export(client, format, &output).await?,
+        MemoryCommand::Import { file } => import(client, &file).await?,
         MemoryCommand::Optimize {
             vacuum,
             rebuild_index,
-        } => {
-            let body = client
-                .post_json(
-                    "/api/v1/memory/optimize",
-                    &json!({"vacuum": vacuum, "rebuild_index": rebuild_index}),
-                )
-                .await?;
-            if let Some(index) = body.get("index") {
-                println!(
-                    "Vector index rebuilt: {} vectors in {} ms",
-                    index["rebuilt_vectors"], index["elapsed_ms"]
-                );
-            }
-            if let Some(vacuum) = body.get("vacuum") {
-                println!(
-                    "Database compaction scheduled ({} now): {}",
-                    human_bytes(vacuum["database_bytes"].as_u64().unwrap_or(0)),
-                    vacuum["detail"].as_str().unwrap_or("")
-                );
-            }
-        }
-        MemoryCommand::LimitsCheck => {
-            let c = client.get("/api/v1/memory/capacity").await?;
-            let percent = c["percent"].as_f64().unwrap_or(0.0);
-            println!(
-                "Entity count: {} / {} ({percent:.0}% of recommended limit)",
-                thousands(c["entities"].as_u64().unwrap_or(0)),
-                thousands(c["recommended_max_entities"].as_u64().unwrap_or(0)),
-            );
-            if percent >= 80.0 {
-                println!("WARNING: Consider external backend migration");
-            }
-        }
-        MemoryCommand::CapacityCheck { percentage } => {
-            let c = client.get("/api/v1/memory/capacity").await?;
-            let percent = c["percent"].as_f64().unwrap_or(0.0);
-            if percentage {
-                println!("{}", percent.floor() as u64);
-            } else {
-                let note = if percent >= 90.0 {
-                    " - approaching limit"
-                } else {
-                    ""
-                };
-                println!(
-                    "ENTITIES: {} / {} ({percent:.0}%{note})",
-                    thousands(c["entities"].as_u64().unwrap_or(0)),
-                    thousands(c["recommended_max_entities"].as_u64().unwrap_or(0)),
-                );
-            }
-        }
+        } => optimize(client, vacuum, rebuild_index).await?,
+        MemoryCommand::LimitsCheck => limits_check(client).await?,
+        MemoryCommand::CapacityCheck { percentage } => capacity_check(client, percentage).await?,
         MemoryCommand::Cleanup {
             remove_orphaned,
             older_than,
             aggressive,
             force: _,
             dry_run,
-        } => {
-            if !remove_orphaned && !aggressive {
-                return Err(anyhow!(
-                    "say what to clean up: --remove-orphaned [--older-than 30d], or --aggressive"
-                ));
-            }
-            let older_than_days = if aggressive { None } else { older_than };
-            let body = client
-                .post_json(
-                    "/api/v1/memory/cleanup",
-                    &json!({"remove_orphaned": true, "older_than_days": older_than_days, "dry_run": dry_run}),
-                )
-                .await?;
-            let verb = if dry_run { "Would remove" } else { "Removed" };
-            let count = if dry_run {
-                &body["orphans"]
-            } else {
-                &body["removed"]
-            };
-            println!("{verb} {count} orphaned entities (no relations)");
-            for name in body["sample"].as_array().into_iter().flatten() {
-                println!("  {}", name.as_str().unwrap_or("?"));
-            }
-        }
-        MemoryCommand::CacheClear { rebuild, all } => {
-            let body = client
-                .post_json(
-                    "/api/v1/memory/cache/clear",
-                    &json!({"rebuild": rebuild || all}),
-                )
-                .await?;
-            println!(
-                "Cleared {} cached query embeddings",
-                body["query_embeddings_cleared"]
-            );
-            if let Some(n) = body.get("rebuilt_vectors") {
-                println!("Vector index rebuilt: {n} vectors");
-            }
-        }
+        } => cleanup(client, remove_orphaned, older_than, aggressive, dry_run).await?,
+        MemoryCommand::CacheClear { rebuild, all } => cache_clear(client, rebuild || all).await?,
         MemoryCommand::Usage {
             detailed,
             percentage,
-        } => {
-            let u = client.get("/api/v1/memory/usage").await?;
-            let percent = u["percent"].as_f64();
-            if percentage {
-                match percent {
-                    Some(p) => println!("{}", p.floor() as u64),
-                    None => {
-                        return Err(anyhow!(
-                            "the server cannot measure its memory use on this platform"
-                        ));
-                    }
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let bytes = |key: &str| human_bytes(u[key].as_u64().unwrap_or(0));
-            println!("{:<18} {:>10}", "COMPONENT", "USAGE");
-            println!("{:<18} {:>10}", "Embedding model", bytes("model_bytes"));
-            println!("{:<18} {:>10}", "Database file", bytes("database_bytes"));
-            println!("{:<18} {:>10}", "Vector index", bytes("index_bytes"));
-            println!("{:<18} {:>10}", "Query cache", bytes("query_cache_bytes"));
-            if let Some(p) = percent {
-                println!(
-                    "Process resident: {} of {} budget ({p:.0}%)",
-                    bytes("resident_bytes"),
-                    bytes("budget_bytes")
-                );
-            }
-            if detailed {
-                println!("{}", serde_json::to_string_pretty(&u)?);
-            }
-        }
+        } => usage(client, detailed, percentage).await?,
         MemoryCommand::Diagnose { show_slow_queries } => {
-            let d = client.get("/api/v1/memory/diagnose").await?;
-            println!(
-                "{:<18} {:>12} {:>10} {:>10}",
-                "QUERY-TYPE", "AVG-LATENCY", "P99", "COUNT"
-            );
-            if let Some(ops) = d["operations"].as_object() {
-                for (kind, op) in ops {
-                    println!(
-                        "{kind:<18} {:>10.2}ms {:>8.2}ms {:>10}",
-                        op["avg_ms"].as_f64().unwrap_or(0.0),
-                        op["p99_ms"].as_f64().unwrap_or(0.0),
-                        thousands(op["count"].as_u64().unwrap_or(0))
-                    );
-                }
-            }
-            if show_slow_queries {
-                let slow = d["slow_queries"].as_array().cloned().unwrap_or_default();
-                println!(
-                    "\nSlow queries (over {} ms): {}",
-                    d["slow_query_threshold_ms"],
-                    slow.len()
-                );
-                for q in slow {
-                    println!(
-                        "{:>8.1}ms  {:<16} {}  {}",
-                        q["ms"].as_f64().unwrap_or(0.0),
-                        q["kind"].as_str().unwrap_or("?"),
-                        q["at"].as_str().unwrap_or(""),
-                        q["query"].as_str().unwrap_or("")
-                    );
-                }
-            }
+            diagnose(client, show_slow_queries).await?
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn status(client: &Client) -> anyhow::Result<()> {
+    let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
+    let StatsReport {
+        stats,
+        database_bytes,
+    } = report;
+    let health = &stats.health;
+    let database = if health.sqlite_status == "ok" {
+        "healthy"
+    } else {
+        "error"
+    };
+    println!("Database: {database} ({})", human_bytes(database_bytes));
+    if health.embedding_model == "loaded" {
+        println!("Embedding model: All-MiniLM-L6-v2 loaded");
+    } else {
+        println!(
+            "Embedding model: not loaded ({}); search is keyword-only",
+            health.reason.as_deref().unwrap_or("unknown reason")
+        );
+    }
+    println!("Entities: {} stored", stats.counts.entities);
+    println!("Relations: {} connections", stats.counts.relations);
+    println!("Status: {}", health.status);
+    Ok(())
+}
+
+async fn stats(client: &Client, detailed: bool, json: bool) -> anyhow::Result<()> {
+    let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let StatsReport {
+        stats,
+        database_bytes,
+    } = report;
+    let counts = &stats.counts;
+    println!("Entities:       {}", counts.entities);
+    println!("Observations:   {}", counts.observations);
+    println!("Relations:      {}", counts.relations);
+    println!(
+        "Embeddings:     {} ({} indexed)",
+        counts.embeddings, stats.indexed_vectors
+    );
+    println!("Storage usage:  {}", human_bytes(database_bytes));
+    for (kind, label) in [
+        ("semantic_search", "Semantic search"),
+        ("graph_traversal", "Graph traversal"),
+    ] {
+        match stats.latency.get(kind) {
+            None => println!("{label} latency: no queries yet"),
+            Some(l) => println!(
+                "{label} latency P50: {:.2}ms P99: {:.2}ms ({} samples)",
+                l.p50_ms, l.p99_ms, l.samples
+            ),
+        }
+    }
+    if detailed {
+        println!("Documents:      {}", counts.documents);
+        println!("Health:         {}", serde_json::to_string(&stats.health)?);
+    }
+    Ok(())
+}
+
+async fn model_status(client: &Client) -> anyhow::Result<()> {
+    let health: MemoryHealth = client.get_as("/api/v1/health/memory").await?;
+    println!("MODEL: All-MiniLM-L6-v2");
+    println!("STATE: {}", health.embedding_model);
+    if let Some(reason) = health.reason {
+        println!("REASON: {reason}");
+    }
+    Ok(())
+}
+
+async fn model_stats(client: &Client) -> anyhow::Result<()> {
+    let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
+    let usage: Usage = client.get_as("/api/v1/memory/usage").await?;
+    println!("MODEL: All-MiniLM-L6-v2");
+    if usage.model_loaded {
+        println!("MEMORY: {}", human_bytes(usage.model_bytes));
+    } else {
+        println!("MEMORY: not loaded");
+    }
+    let cache = report.stats.query_cache;
+    match cache.hit_rate {
+        Some(rate) => println!(
+            "CACHE_HIT_RATE: {:.0}% ({} hits, {} misses, {} cached queries)",
+            rate * 100.0,
+            cache.hits,
+            cache.misses,
+            cache.entries
+        ),
+        None => println!("CACHE_HIT_RATE: no queries yet"),
+    }
+    Ok(())
+}
+
+async fn search(client: &Client, query: &str, scope: &str, limit: usize) -> anyhow::Result<()> {
+    let found: SearchResults = client
+        .post_as(
+            "/api/v1/memory/search",
+            &json!({"query": query, "scope": scope, "limit": limit}),
+        )
+        .await?;
+    for hit in found.results {
+        println!("{:.4}  {:<24} {}", hit.score, hit.entity.name, hit.matched);
+    }
+    Ok(())
+}
+
+async fn export(client: &Client, format: ExportFormat, output: &Path) -> anyhow::Result<()> {
+    let lines = client.get_text("/api/v1/memory/export").await?;
+    let text = match format {
+        ExportFormat::Jsonl => lines,
+        ExportFormat::Json => {
+            let records: Vec<Value> = lines
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .context("the server's export is not JSON lines")?;
+            serde_json::to_string_pretty(&records)?
+        }
+    };
+    let count = text.lines().count();
+    std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
+    println!("Exported memory to {} ({count} lines)", output.display());
+    Ok(())
+}
+
+async fn import(client: &Client, file: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let lines = if text.trim_start().starts_with('[') {
+        let records: Vec<Value> = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{} is not a JSON array of records: {e}", file.display()))?;
+        records
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        text
+    };
+    let body = client.post_text("/api/v1/memory/import", lines).await?;
+    let imported: Imported = serde_json::from_value(body)
+        .context("the server's answer to an import does not have the expected shape")?;
+    println!(
+        "Imported {} entities and {} relations",
+        imported.entities, imported.relations
+    );
+    Ok(())
+}
+
+async fn optimize(client: &Client, vacuum: bool, rebuild_index: bool) -> anyhow::Result<()> {
+    let done: Optimized = client
+        .post_as(
+            "/api/v1/memory/optimize",
+            &json!({"vacuum": vacuum, "rebuild_index": rebuild_index}),
+        )
+        .await?;
+    if let Some(index) = done.index {
+        println!(
+            "Vector index rebuilt: {} vectors in {} ms",
+            index.rebuilt_vectors, index.elapsed_ms
+        );
+    }
+    if let Some(vacuum) = done.vacuum {
+        println!(
+            "Database compaction scheduled ({} now): {}",
+            human_bytes(vacuum.database_bytes),
+            vacuum.detail
+        );
+    }
+    Ok(())
+}
+
+async fn limits_check(client: &Client) -> anyhow::Result<()> {
+    let c: Capacity = client.get_as("/api/v1/memory/capacity").await?;
+    println!(
+        "Entity count: {} / {} ({:.0}% of recommended limit)",
+        thousands(c.entities),
+        thousands(c.recommended_max_entities),
+        c.percent
+    );
+    if c.percent >= 80.0 {
+        println!("WARNING: Consider external backend migration");
+    }
+    Ok(())
+}
+
+async fn capacity_check(client: &Client, percentage: bool) -> anyhow::Result<()> {
+    let c: Capacity = client.get_as("/api/v1/memory/capacity").await?;
+    if percentage {
+        println!("{}", c.percent.floor() as u64);
+        return Ok(());
+    }
+    let note = if c.percent >= 90.0 {
+        " - approaching limit"
+    } else {
+        ""
+    };
+    println!(
+        "ENTITIES: {} / {} ({:.0}%{note})",
+        thousands(c.entities),
+        thousands(c.recommended_max_entities),
+        c.percent
+    );
+    Ok(())
+}
+
+async fn cleanup(
+    client: &Client,
+    remove_orphaned: bool,
+    older_than: Option<u64>,
+    aggressive: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if !remove_orphaned && !aggressive {
+        return Err(anyhow!(
+            "say what to clean up: --remove-orphaned [--older-than 30d], or --aggressive"
+        ));
+    }
+    let older_than_days = if aggressive { None } else { older_than };
+    let done: Cleanup = client
+        .post_as(
+            "/api/v1/memory/cleanup",
+            &json!({"remove_orphaned": true, "older_than_days": older_than_days, "dry_run": dry_run}),
+        )
+        .await?;
+    if dry_run {
+        println!(
+            "Would remove {} orphaned entities (no relations)",
+            done.orphans
+        );
+    } else {
+        println!("Removed {} orphaned entities (no relations)", done.removed);
+    }
+    for name in done.sample {
+        println!("  {name}");
+    }
+    Ok(())
+}
+
+async fn cache_clear(client: &Client, rebuild: bool) -> anyhow::Result<()> {
+    let done: CacheCleared = client
+        .post_as("/api/v1/memory/cache/clear", &json!({"rebuild": rebuild}))
+        .await?;
+    println!(
+        "Cleared {} cached query embeddings",
+        done.query_embeddings_cleared
+    );
+    if let Some(n) = done.rebuilt_vectors {
+        println!("Vector index rebuilt: {n} vectors");
+    }
+    Ok(())
+}
+
+async fn usage(client: &Client, detailed: bool, percentage: bool) -> anyhow::Result<()> {
+    let u: Usage = client.get_as("/api/v1/memory/usage").await?;
+    if percentage {
+        return match u.percent {
+            Some(p) => {
+                println!("{}", p.floor() as u64);
+                Ok(())
+            }
+            None => Err(anyhow!(
+                "the server cannot measure its memory use on this platform"
+            )),
+        };
+    }
+    println!("{:<18} {:>10}", "COMPONENT", "USAGE");
+    println!(
+        "{:<18} {:>10}",
+        "Embedding model",
+        human_bytes(u.model_bytes)
+    );
+    println!(
+        "{:<18} {:>10}",
+        "Database file",
+        human_bytes(u.database_bytes)
+    );
+    println!("{:<18} {:>10}", "Vector index", human_bytes(u.index_bytes));
+    println!(
+        "{:<18} {:>10}",
+        "Query cache",
+        human_bytes(u.query_cache_bytes)
+    );
+    if let (Some(p), Some(resident)) = (u.percent, u.resident_bytes) {
+        println!(
+            "Process resident: {} of {} budget ({p:.0}%)",
+            human_bytes(resident),
+            human_bytes(u.budget_bytes)
+        );
+    }
+    if detailed {
+        println!("{}", serde_json::to_string_pretty(&u)?);
+    }
+    Ok(())
+}
+
+async fn diagnose(client: &Client, show_slow_queries: bool) -> anyhow::Result<()> {
+    let d: Diagnosis = client.get_as("/api/v1/memory/diagnose").await?;
+    println!(
+        "{:<18} {:>12} {:>10} {:>10}",
+        "QUERY-TYPE", "AVG-LATENCY", "P99", "COUNT"
+    );
+    for (kind, op) in &d.operations {
+        println!(
+            "{kind:<18} {:>10.2}ms {:>8.2}ms {:>10}",
+            op.avg_ms,
+            op.p99_ms,
+            thousands(op.count)
+        );
+    }
+    if show_slow_queries {
+        println!(
+            "\nSlow queries (over {} ms): {}",
+            d.slow_query_threshold_ms,
+            d.slow_queries.len()
+        );
+        for q in d.slow_queries {
+            println!("{:>8.1}ms  {:<16} {}  {}", q.ms, q.kind, q.at, q.query);
+        }
+    }
+    Ok(())
 }
 
 /// 85000 → "85,000", as the runbook prints counts.
@@ -566,11 +607,11 @@ async fn pull(client: &Client, cache_dir: Option<PathBuf>) -> anyhow::Result<()>
     let dir = cache_dir.clone();
     let model_dir = pull_with_progress(move |progress| caxton_models::pull(&dir, progress)).await?;
     println!("Embedding model ready in {}", model_dir.display());
-    match client
-        .post_json("/api/v1/memory/model/load", &json!({}))
-        .await
-    {
-        Ok(body) if body["changed"] == true => println!("The running server loaded it."),
+    let loaded = client
+        .post_as::<ModelLoaded>("/api/v1/memory/model/load", &json!({}))
+        .await;
+    match loaded {
+        Ok(answer) if answer.changed => println!("The running server loaded it."),
         Ok(_) => println!("The running server already has it loaded."),
         Err(e) => println!("(No running server took it: {e:#}. It loads at the next start.)"),
     }

@@ -169,7 +169,7 @@ pub struct QueryCache {
 }
 
 /// Counters for `memory stats` / `model-stats`.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct CacheStats {
     pub entries: usize,
     pub capacity: usize,

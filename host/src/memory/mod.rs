@@ -16,6 +16,7 @@
 pub mod embedding;
 pub mod graph;
 pub mod model;
+pub mod report;
 pub mod search;
 pub mod settings;
 pub mod store;
@@ -31,7 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use embedding::{CacheStats, EmbedderState, ModelState, QueryCache};
 use model::{
@@ -79,10 +81,10 @@ impl MemoryOptions {
 }
 
 /// How the vector index came to be at start.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexOrigin {
     /// `snapshot` (loaded from disk, then reconciled) or `rebuilt` (from redb).
-    pub source: &'static str,
+    pub source: Cow<'static, str>,
     /// Vectors added to / removed from the snapshot to match redb.
     pub caught_up: usize,
     pub removed: usize,
@@ -110,17 +112,17 @@ pub struct MemoryService {
 }
 
 /// Health of the memory system, in the runbook's shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryHealth {
-    pub status: &'static str,
-    pub sqlite_status: &'static str,
-    pub embedding_model: &'static str,
+    pub status: Cow<'static, str>,
+    pub sqlite_status: Cow<'static, str>,
+    pub embedding_model: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// Everything `memory stats` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryStats {
     pub counts: store::StoreCounts,
     pub indexed_vectors: usize,
@@ -128,11 +130,11 @@ pub struct MemoryStats {
     pub index: IndexOrigin,
     pub query_cache: CacheStats,
     pub health: MemoryHealth,
-    pub latency: std::collections::BTreeMap<&'static str, telemetry::OpSummary>,
+    pub latency: std::collections::BTreeMap<Cow<'static, str>, telemetry::OpSummary>,
 }
 
 /// `limits-check` / `capacity-check`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Capacity {
     pub entities: u64,
     pub recommended_max_entities: u64,
@@ -140,7 +142,7 @@ pub struct Capacity {
 }
 
 /// `usage`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Usage {
     pub model_bytes: u64,
     pub model_loaded: bool,
@@ -154,7 +156,7 @@ pub struct Usage {
 }
 
 /// `cleanup --remove-orphaned`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cleanup {
     pub orphans: usize,
     pub removed: u32,
@@ -190,7 +192,7 @@ impl MemoryService {
             writes: Mutex::new(()),
             unsaved: AtomicU64::new(0),
             origin: Mutex::new(IndexOrigin {
-                source: "rebuilt",
+                source: "rebuilt".into(),
                 caught_up: 0,
                 removed: 0,
                 elapsed_ms: 0,
@@ -253,7 +255,7 @@ impl MemoryService {
         }
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = IndexOrigin {
-            source: "snapshot",
+            source: "snapshot".into(),
             caught_up,
             removed: stale.len(),
             elapsed_ms,
@@ -276,7 +278,7 @@ impl MemoryService {
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         self.unsaved.fetch_add(count as u64 + 1, Ordering::Relaxed);
         let mut origin = self.origin.lock().unwrap_or_else(|p| p.into_inner());
-        origin.source = "rebuilt";
+        origin.source = "rebuilt".into();
         origin.caught_up = 0;
         origin.removed = 0;
         origin.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -359,9 +361,9 @@ impl MemoryService {
             "healthy"
         };
         MemoryHealth {
-            status,
-            sqlite_status,
-            embedding_model,
+            status: status.into(),
+            sqlite_status: sqlite_status.into(),
+            embedding_model: embedding_model.into(),
             reason,
         }
     }

@@ -170,7 +170,7 @@ pub struct TraversedNode {
 }
 
 /// One search result: an entity, why it matched, how well.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchHit {
     pub entity: Entity,
     /// Fused score (reciprocal-rank fusion of the semantic and keyword

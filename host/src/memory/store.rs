@@ -131,7 +131,7 @@ pub struct IndexDelta {
 }
 
 /// Counts for `stats` and health.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct StoreCounts {
     pub entities: u64,
     pub observations: u64,

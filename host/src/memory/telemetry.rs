@@ -21,7 +21,7 @@ struct OpStats {
 }
 
 /// Summary of one operation kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct OpSummary {
     pub count: u64,
     pub avg_ms: f64,
@@ -32,9 +32,9 @@ pub struct OpSummary {
 }
 
 /// A query that took longer than the slow-query threshold.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SlowQuery {
-    pub kind: &'static str,
+    pub kind: std::borrow::Cow<'static, str>,
     /// The query text or start entity, cut to 120 characters.
     pub query: String,
     pub ms: f64,
@@ -78,7 +78,7 @@ impl Telemetry {
                 slow.pop_front();
             }
             slow.push_back(SlowQuery {
-                kind,
+                kind: kind.into(),
                 query: query.chars().take(120).collect(),
                 ms,
                 at: crate::clock::now_rfc3339(),
@@ -87,7 +87,7 @@ impl Telemetry {
     }
 
     /// Per operation kind, sorted by name so output is stable.
-    pub fn summary(&self) -> BTreeMap<&'static str, OpSummary> {
+    pub fn summary(&self) -> BTreeMap<std::borrow::Cow<'static, str>, OpSummary> {
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.iter()
             .map(|(kind, op)| {
@@ -110,7 +110,7 @@ impl Telemetry {
                     p99_ms: at(0.99),
                     samples: sorted.len(),
                 };
-                (*kind, summary)
+                (std::borrow::Cow::Borrowed(*kind), summary)
             })
             .collect()
     }

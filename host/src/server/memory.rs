@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::memory::report::{Imported, SearchResults, StatsReport};
+
 use super::AppState;
 use super::agents::read_body;
 use super::error::{ApiError, parse_json};
@@ -98,9 +100,10 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let memory = state.memory.clone();
     let stats = blocking(move || memory.stats()).await?;
     let database_bytes = state.storage.file_bytes();
-    let mut body = json!(stats);
-    body["database_bytes"] = json!(database_bytes);
-    Ok(Json(body))
+    Ok(Json(json!(StatsReport {
+        stats,
+        database_bytes,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -263,7 +266,7 @@ async fn search(
     let memory = state.memory.clone();
     let limit = b.limit.unwrap_or(10);
     let hits = blocking(move || memory.search(&scopes, &b.query, limit)).await?;
-    Ok(Json(json!({ "results": hits })))
+    Ok(Json(json!(SearchResults { results: hits })))
 }
 
 #[derive(Deserialize)]
@@ -328,7 +331,8 @@ async fn import(
     }
     let memory = state.memory.clone();
     let (entities, relations) = blocking(move || memory.import(records)).await?;
-    Ok(Json(
-        json!({ "entities": entities, "relations": relations }),
-    ))
+    Ok(Json(json!(Imported {
+        entities,
+        relations
+    })))
 }

@@ -9,12 +9,15 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
 use super::memory::{blocking, body};
 use crate::memory::embedding;
+use crate::memory::report::{
+    CacheCleared, Diagnosis, IndexRebuilt, ModelLoaded, Optimized, VacuumScheduled,
+};
+use crate::memory::{Capacity, Cleanup as CleanupDone, Usage};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,7 +53,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
 async fn optimize(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Optimized>, ApiError> {
     let mut request: Optimize = optional_body(bytes)?;
     if !request.vacuum && !request.rebuild_index {
         request = Optimize {
@@ -58,7 +61,7 @@ async fn optimize(
             rebuild_index: true,
         };
     }
-    let mut answer = json!({});
+    let mut answer = Optimized::default();
     if request.rebuild_index {
         let memory = state.memory.clone();
         let started = std::time::Instant::now();
@@ -68,19 +71,19 @@ async fn optimize(
             Ok(n)
         })
         .await?;
-        answer["index"] = json!({
-            "rebuilt_vectors": vectors,
-            "elapsed_ms": started.elapsed().as_millis() as u64,
+        answer.index = Some(IndexRebuilt {
+            rebuilt_vectors: vectors,
+            elapsed_ms: started.elapsed().as_millis() as u64,
         });
     }
     if request.vacuum {
         state.storage.request_compaction().map_err(|e| {
             ApiError::internal(format!("could not schedule the database compaction: {e}"))
         })?;
-        answer["vacuum"] = json!({
-            "scheduled": true,
-            "database_bytes": state.storage.file_bytes(),
-            "detail": "redb compacts with exclusive access: the database is compacted at the next `caxton start`",
+        answer.vacuum = Some(VacuumScheduled {
+            scheduled: true,
+            database_bytes: state.storage.file_bytes(),
+            detail: "redb compacts with exclusive access: the database is compacted at the next `caxton start`".into(),
         });
     }
     Ok(Json(answer))
@@ -97,13 +100,16 @@ struct CacheClear {
 async fn cache_clear(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CacheCleared>, ApiError> {
     let request: CacheClear = optional_body(bytes)?;
     let cleared = state.memory.clear_query_cache();
-    let mut answer = json!({"query_embeddings_cleared": cleared});
+    let mut answer = CacheCleared {
+        query_embeddings_cleared: cleared,
+        rebuilt_vectors: None,
+    };
     if request.rebuild {
         let memory = state.memory.clone();
-        answer["rebuilt_vectors"] = json!(blocking(move || memory.rebuild_index()).await?);
+        answer.rebuilt_vectors = Some(blocking(move || memory.rebuild_index()).await?);
     }
     Ok(Json(answer))
 }
@@ -120,7 +126,7 @@ struct Cleanup {
 async fn cleanup(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CleanupDone>, ApiError> {
     let request: Cleanup = body(bytes)?;
     if !request.remove_orphaned {
         return Err(ApiError::bad_request(
@@ -131,32 +137,35 @@ async fn cleanup(
     let memory = state.memory.clone();
     let done =
         blocking(move || memory.cleanup_orphans(request.older_than_days, request.dry_run)).await?;
-    Ok(Json(json!(done)))
+    Ok(Json(done))
 }
 
-async fn capacity(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn capacity(State(state): State<AppState>) -> Result<Json<Capacity>, ApiError> {
     let memory = state.memory.clone();
-    Ok(Json(json!(blocking(move || memory.capacity()).await?)))
+    Ok(Json(blocking(move || memory.capacity()).await?))
 }
 
-async fn usage(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.memory.usage(state.storage.file_bytes())))
+async fn usage(State(state): State<AppState>) -> Json<Usage> {
+    Json(state.memory.usage(state.storage.file_bytes()))
 }
 
-async fn diagnose(State(state): State<AppState>) -> Json<Value> {
+async fn diagnose(State(state): State<AppState>) -> Json<Diagnosis> {
     let telemetry = state.memory.telemetry();
-    Json(json!({
-        "slow_query_threshold_ms": telemetry.slow_threshold().as_millis() as u64,
-        "operations": telemetry.summary(),
-        "slow_queries": telemetry.slow_queries(),
-    }))
+    Json(Diagnosis {
+        slow_query_threshold_ms: telemetry.slow_threshold().as_millis() as u64,
+        operations: telemetry.summary(),
+        slow_queries: telemetry.slow_queries(),
+    })
 }
 
 /// Loads the embedding model from the cache (after `caxton memory pull`)
 /// and embeds what was written without it.
-async fn load_model(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn load_model(State(state): State<AppState>) -> Result<Json<ModelLoaded>, ApiError> {
     if state.memory.embedder().get().is_some() {
-        return Ok(Json(json!({"embedding_model": "loaded", "changed": false})));
+        return Ok(Json(ModelLoaded {
+            embedding_model: "loaded".into(),
+            changed: false,
+        }));
     }
     let dir = state.model_cache_dir.clone();
     let model = tokio::task::spawn_blocking(move || embedding::load_cached(&dir))
@@ -171,5 +180,8 @@ async fn load_model(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         })?;
     state.memory.embedder().set(model);
     state.memory.clone().backfill_in_background();
-    Ok(Json(json!({"embedding_model": "loaded", "changed": true})))
+    Ok(Json(ModelLoaded {
+        embedding_model: "loaded".into(),
+        changed: true,
+    }))
 }
