@@ -50,6 +50,85 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     for note in config.notes() {
         tracing::info!("{note}");
     }
+    let Assembled {
+        state,
+        data_dir,
+        _watcher,
+    } = assemble(&config, config_path).await?;
+    let tls = match &config.server.tls {
+        Some(settings) => Some(server::tls::acceptor(settings)?),
+        None => None,
+    };
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {address} (is the port in use? choose another with --port)")
+        })?;
+    let local: SocketAddr = listener.local_addr()?;
+    // Printed on stdout, so scripts and tests started with `--port 0` learn
+    // the port the server got.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("caxton listening on {scheme}://{local}");
+    tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
+
+    match (&state.gate.admin_token_file, state.gate.loopback_bind) {
+        (Some(path), true) => tracing::info!(
+            file = %path.display(),
+            "admin token kept here; on this machine requests need none unless auth.required is set"
+        ),
+        (Some(path), false) => tracing::info!(
+            file = %path.display(),
+            "every request but /api/v1/health needs a token; the admin token is kept here"
+        ),
+        (None, _) => tracing::info!(
+            "no admin token file in the data directory; use an existing token or `caxton tokens create`"
+        ),
+    }
+    if !state.gate.loopback_bind && tls.is_none() {
+        tracing::warn!(
+            host = %config.server.host,
+            "listening beyond loopback WITHOUT TLS: tokens and data cross the network in clear text; \
+             set server.tls.cert and server.tls.key, or put a TLS-terminating proxy in front"
+        );
+    }
+    let metrics_server = match config.monitoring.metrics_port {
+        Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
+        None => None,
+    };
+    let saver = tokio::spawn(save_index_periodically(
+        state.memory.clone(),
+        Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
+    ));
+    let memory = state.memory.clone();
+    match tls {
+        Some(acceptor) => {
+            let listener = server::tls::TlsListener::new(listener, acceptor)?;
+            server::serve(listener, state, &config.server).await;
+        }
+        None => server::serve(listener, state, &config.server).await,
+    }
+    saver.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
+    save_index(memory).await;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// The server's parts, assembled from its configuration but not listening.
+pub struct Assembled {
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    /// Watches the agents directory while it lives.
+    pub _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// Opens storage and memory, starts the stored agents and the config
+/// agents, and builds the state every handler shares. `run` listens with
+/// it; the fuzz targets drive its router directly.
+pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::Result<Assembled> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -61,7 +140,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         )
     })?;
     let storage = Arc::new(storage);
-    let memory = open_memory(&config, &data_dir, storage.clone())?;
+    let memory = open_memory(config, &data_dir, storage.clone())?;
     let llm = Arc::new(
         LlmService::from_config(&config.llm, &config.memory.model_cache_dir())
             .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
@@ -135,44 +214,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let admin_token_file = tokens
         .ensure_admin_file(&data_dir)
         .context("cannot create the admin token")?;
-    let tls = match &config.server.tls {
-        Some(settings) => Some(server::tls::acceptor(settings)?),
-        None => None,
-    };
-    let address = format!("{}:{}", config.server.host, config.server.port);
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {address} (is the port in use? choose another with --port)")
-        })?;
-    let local: SocketAddr = listener.local_addr()?;
-    // Printed on stdout, so scripts and tests started with `--port 0` learn
-    // the port the server got.
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("caxton listening on {scheme}://{local}");
-    tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
-
     let loopback_bind = is_loopback_host(&config.server.host);
-    match (&admin_token_file, loopback_bind) {
-        (Some(path), true) => tracing::info!(
-            file = %path.display(),
-            "admin token kept here; on this machine requests need none unless auth.required is set"
-        ),
-        (Some(path), false) => tracing::info!(
-            file = %path.display(),
-            "every request but /api/v1/health needs a token; the admin token is kept here"
-        ),
-        (None, _) => tracing::info!(
-            "no admin token file in the data directory; use an existing token or `caxton tokens create`"
-        ),
-    }
-    if !loopback_bind && tls.is_none() {
-        tracing::warn!(
-            host = %config.server.host,
-            "listening beyond loopback WITHOUT TLS: tokens and data cross the network in clear text; \
-             set server.tls.cert and server.tls.key, or put a TLS-terminating proxy in front"
-        );
-    }
     let gate = Arc::new(server::auth::Gate {
         tokens,
         settings: config.auth.clone(),
@@ -199,29 +241,11 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         config_path,
         starts,
     };
-    let metrics_server = match config.monitoring.metrics_port {
-        Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
-        None => None,
-    };
-    let saver = tokio::spawn(save_index_periodically(
-        state.memory.clone(),
-        Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
-    ));
-    let memory = state.memory.clone();
-    match tls {
-        Some(acceptor) => {
-            let listener = server::tls::TlsListener::new(listener, acceptor)?;
-            server::serve(listener, state, &config.server).await;
-        }
-        None => server::serve(listener, state, &config.server).await,
-    }
-    saver.abort();
-    if let Some(task) = metrics_server {
-        task.abort();
-    }
-    save_index(memory).await;
-    tracing::info!("server stopped");
-    Ok(())
+    Ok(Assembled {
+        state,
+        data_dir,
+        _watcher,
+    })
 }
 
 /// `monitoring.metrics_port`: `GET /metrics` alone on its own port, as the

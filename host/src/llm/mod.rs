@@ -18,7 +18,7 @@ pub mod local;
 pub mod openai;
 pub mod scripted;
 pub mod settings;
-mod sse;
+pub mod sse;
 
 use std::collections::BTreeMap;
 use std::path::Path;
