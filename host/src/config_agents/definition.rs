@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::positions::Positions;
 pub use super::validate::Problem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,191 +312,6 @@ pub fn structured(source: &str, format: SourceFormat) -> Result<Structured<'_>, 
     ))
 }
 
-/// Finds the line of a key or the position of a value in the structured
-/// text, so problems found on parsed values can point into the file. A line
-/// scan, not a parser: good enough for the flat layout of agent files, and
-/// `None` when unsure.
-pub struct Locator<'a> {
-    part: Structured<'a>,
-    format: SourceFormat,
-}
-
-impl<'a> Locator<'a> {
-    pub fn new(part: Structured<'a>, format: SourceFormat) -> Self {
-        Locator { part, format }
-    }
-
-    /// For problems found after parsing; a file without frontmatter has
-    /// no positions.
-    pub fn for_source(source: &'a str, format: SourceFormat) -> Self {
-        let part = structured(source, format).unwrap_or(Structured {
-            text: "",
-            first_line: 1,
-            end_line: 1,
-            body: "",
-        });
-        Locator { part, format }
-    }
-
-    /// Where a missing key would be added.
-    pub fn end_line(&self) -> usize {
-        self.part.end_line
-    }
-
-    /// (file line, line text) of the structured part.
-    fn lines(&self) -> impl Iterator<Item = (usize, &'a str)> + 'a {
-        let first = self.part.first_line;
-        self.part
-            .text
-            .lines()
-            .enumerate()
-            .map(move |(i, l)| (i + first, l))
-    }
-
-    /// Line of `field`: `tools` or, nested, `llm.temperature`.
-    pub fn key(&self, field: &str) -> Option<usize> {
-        match field.split_once('.') {
-            None => self.top_key(field),
-            Some((parent, key)) => self.nested_key(parent, key),
-        }
-    }
-
-    /// (line, column) of `field`'s key.
-    pub fn key_at(&self, field: &str) -> (Option<usize>, Option<usize>) {
-        let Some(n) = self.key(field) else {
-            return (None, None);
-        };
-        let column = self
-            .lines()
-            .find(|(i, _)| *i == n)
-            .map(|(_, l)| l.chars().take_while(|c| c.is_whitespace()).count() + 1);
-        (Some(n), column)
-    }
-
-    fn top_key(&self, key: &str) -> Option<usize> {
-        let toml = self.format == SourceFormat::Toml;
-        for (n, line) in self.lines() {
-            if toml && line.trim_start().starts_with('[') {
-                return None; // top-level keys come before the first table
-            }
-            if (toml || !is_indented(line)) && starts_with_key(line.trim_start(), key, toml) {
-                return Some(n);
-            }
-        }
-        None
-    }
-
-    fn nested_key(&self, parent: &str, key: &str) -> Option<usize> {
-        let toml = self.format == SourceFormat::Toml;
-        if toml {
-            let dotted = format!("{parent}.{key}");
-            let header = format!("[{parent}]");
-            let mut inside = false;
-            for (n, line) in self.lines() {
-                let t = line.trim_start();
-                if t.starts_with('[') {
-                    inside = t.starts_with(&header);
-                } else if (inside && starts_with_key(t, key, true))
-                    || (!inside && starts_with_key(t, &dotted, true))
-                {
-                    return Some(n);
-                }
-            }
-            return self.top_key(parent); // an inline table
-        }
-        let start = self.top_key(parent)?;
-        self.lines()
-            .skip_while(|(n, _)| *n <= start)
-            .take_while(|(_, l)| is_indented(l) || is_blank_or_comment(l))
-            .find(|(_, l)| starts_with_key(l.trim_start(), key, false))
-            .map(|(n, _)| n)
-            .or(Some(start)) // a flow mapping: `llm: {model: x}`
-    }
-
-    /// (line, column) of `needle` in the value of top-level `field`, as a
-    /// whole word when it starts or ends with a word character; falls back
-    /// to the key's line.
-    pub fn value(&self, field: &str, needle: &str) -> (Option<usize>, Option<usize>) {
-        let Some(start) = self.top_key(field) else {
-            return (None, None);
-        };
-        let toml = self.format == SourceFormat::Toml;
-        let in_value = |(n, l): &(usize, &str)| {
-            *n == start
-                || is_blank_or_comment(l)
-                || if toml {
-                    !(l.trim_start().starts_with('[') || looks_like_toml_key(l))
-                } else {
-                    is_indented(l) || l.starts_with('-')
-                }
-        };
-        self.lines()
-            .skip_while(|(n, _)| *n < start)
-            .take_while(in_value)
-            .find_map(|(n, l)| {
-                // On the key's own line, search after the key.
-                let from = if n == start {
-                    l.find([':', '=']).map_or(0, |i| i + 1)
-                } else {
-                    0
-                };
-                find_word(&l[from..], needle).map(|at| (n, l[..from + at].chars().count() + 1))
-            })
-            .map_or((Some(start), Some(1)), |(n, c)| (Some(n), Some(c)))
-    }
-}
-
-fn is_indented(line: &str) -> bool {
-    line.starts_with([' ', '\t'])
-}
-
-fn is_blank_or_comment(line: &str) -> bool {
-    let t = line.trim_start();
-    t.is_empty() || t.starts_with('#')
-}
-
-/// `key:` (YAML) or `key =` (TOML), bare or quoted.
-fn starts_with_key(line: &str, key: &str, toml: bool) -> bool {
-    let rest = [format!("\"{key}\""), format!("'{key}'"), key.to_string()]
-        .into_iter()
-        .find_map(|k| line.strip_prefix(k.as_str()).map(str::to_string));
-    let Some(rest) = rest else { return false };
-    if toml {
-        rest.trim_start().starts_with('=')
-    } else {
-        rest.strip_prefix(':')
-            .is_some_and(|r| r.is_empty() || r.starts_with([' ', '\t']))
-    }
-}
-
-fn looks_like_toml_key(line: &str) -> bool {
-    if is_indented(line) {
-        return false;
-    }
-    let key_len = line
-        .find(|c: char| !(c.is_ascii_alphanumeric() || "_-.\"'".contains(c)))
-        .unwrap_or(line.len());
-    key_len > 0 && line[key_len..].trim_start().starts_with('=')
-}
-
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '-'
-}
-
-/// Byte offset of `needle` in `hay`, not inside a longer word.
-fn find_word(hay: &str, needle: &str) -> Option<usize> {
-    if needle.is_empty() {
-        return None;
-    }
-    let check_before = needle.starts_with(is_word);
-    let check_after = needle.ends_with(is_word);
-    hay.match_indices(needle).map(|(i, _)| i).find(|&i| {
-        let before_ok = !check_before || !hay[..i].ends_with(is_word);
-        let after_ok = !check_after || !hay[i + needle.len()..].starts_with(is_word);
-        before_ok && after_ok
-    })
-}
-
 /// Levenshtein distance, for "did you mean".
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -579,7 +395,7 @@ pub fn parse_lenient(
     let part = structured(source, format)
         .map_err(|(message, fix)| vec![problem(Some(1), Some(1), None, message, fix)])?;
     let map = parse_map(file, part, format).map_err(|p| vec![*p])?;
-    let at = Locator::new(part, format);
+    let at = Positions::new(part, format);
     let toml = format == SourceFormat::Toml;
     let wrong_type = |field: &str, kind: Kind, value: &Value| {
         let (line, column) = at.key_at(field);
@@ -1234,8 +1050,8 @@ max_file_size = "10MB"
     }
 
     #[test]
-    fn locator_finds_keys_and_values() {
-        let at = Locator::for_source(RUNBOOK_EXAMPLE, SourceFormat::Markdown);
+    fn positions_come_from_the_parsers() {
+        let at = Positions::for_source(RUNBOOK_EXAMPLE, SourceFormat::Markdown);
         assert_eq!(at.key("name"), Some(2));
         assert_eq!(at.key("system_prompt"), Some(12));
         assert_eq!(at.key("parameters.max_file_size"), Some(11));
@@ -1248,14 +1064,28 @@ max_file_size = "10MB"
         assert_eq!(at.end_line(), 14);
 
         let flow = "---\ntools: [http_client, magic]\nllm: {model: m}\n---\n";
-        let at = Locator::for_source(flow, SourceFormat::Markdown);
+        let at = Positions::for_source(flow, SourceFormat::Markdown);
         assert_eq!(at.value("tools", "magic"), (Some(2), Some(22)));
         assert_eq!(at.key("llm.model"), Some(3));
 
-        let at = Locator::for_source(DATA_ANALYZER_TOML, SourceFormat::Toml);
+        let at = Positions::for_source(DATA_ANALYZER_TOML, SourceFormat::Toml);
         assert_eq!(at.key("tools"), Some(4));
         assert_eq!(at.key("parameters.max_file_size"), Some(11));
-        assert_eq!(at.value("tools", "csv_parser"), (Some(4), Some(26)));
+        // A quoted item starts at its opening quote.
+        assert_eq!(at.value("tools", "csv_parser"), (Some(4), Some(25)));
+
+        // What a line scan gets wrong: quoted and indented-by-flow keys, a
+        // key named inside a block scalar, TOML dotted keys.
+        let tricky = "---\n\"name\": A\nsystem_prompt: |\n  tools: not a key\n  use {{request}}\ntools:\n    - \"x\"\n---\n";
+        let at = Positions::for_source(tricky, SourceFormat::Markdown);
+        assert_eq!(at.key_at("name"), (Some(2), Some(1)));
+        assert_eq!(at.key("tools"), Some(6));
+        assert_eq!(at.value("system_prompt", "{{request}}"), (Some(5), Some(7)));
+        assert_eq!(at.value("tools", "x"), (Some(7), Some(7)));
+        let dotted = "name = \"A\"\nllm.model = \"m\"\n[memory]\nscope = \"agent\"\n";
+        let at = Positions::for_source(dotted, SourceFormat::Toml);
+        assert_eq!(at.key_at("llm.model"), (Some(2), Some(5)));
+        assert_eq!(at.key_at("memory.scope"), (Some(4), Some(1)));
     }
 
     #[test]

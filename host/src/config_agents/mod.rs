@@ -58,6 +58,10 @@ pub struct ConfigAgents {
     manager: Arc<AgentManager>,
     tools: Arc<ToolRegistry>,
     statuses: Mutex<BTreeMap<String, FileStatus>>,
+    /// One load or unload at a time: the watcher and `agents reload` may
+    /// act on the same file at once, and each must see the other's result
+    /// (not its name half-reserved) when it checks for name clashes.
+    loading: tokio::sync::Mutex<()>,
     /// Loads and reloads that went live / were rejected, for metrics.
     reload_successes: std::sync::atomic::AtomicU64,
     reload_failures: std::sync::atomic::AtomicU64,

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::path::Path;
 
-use super::definition::{self, AgentDefinition, Locator, SourceFormat};
+use super::definition::{self, AgentDefinition, SourceFormat};
+use super::positions::Positions;
 
 pub use super::problem::Problem;
 
@@ -58,7 +59,7 @@ pub fn validate(
     let mut checker = Checker {
         def,
         file,
-        at: Locator::for_source(source, def.format),
+        at: Positions::for_source(source, def.format),
         problems: Vec::new(),
         unplaced: Vec::new(),
     };
@@ -83,7 +84,7 @@ pub fn validate(
 struct Checker<'a> {
     def: &'a AgentDefinition,
     file: &'a str,
-    at: Locator<'a>,
+    at: Positions<'a>,
     problems: Vec<Problem>,
     /// Problems of no field; listed after the others.
     unplaced: Vec<Problem>,
