@@ -2,12 +2,14 @@
 //! run by the built-in interpreter component.
 //!
 //! - [`definition`]: the file format and its parsing;
+//! - `positions`: where each field sits in the file, from the parsers;
 //! - [`validate`]: every problem of a file at once, with line, field and fix;
 //! - [`watcher`]: hot reload when a file is saved or deleted;
 //! - this module: the files' lifecycle — load, reload (an invalid edit keeps
 //!   the last good version serving and records the problems), unload.
 
 pub mod definition;
+mod positions;
 pub mod problem;
 #[cfg(test)]
 mod schema_tie;
@@ -88,6 +90,7 @@ impl ConfigAgents {
             manager,
             tools,
             statuses: Mutex::new(BTreeMap::new()),
+            loading: tokio::sync::Mutex::new(()),
             reload_successes: Default::default(),
             reload_failures: Default::default(),
         }
@@ -205,6 +208,7 @@ impl ConfigAgents {
     /// Reads, validates and (re)starts the agent of one file. On failure the
     /// previous version, if any, keeps serving.
     pub async fn load_file(&self, path: &Path) -> Result<Arc<AgentHandle>, Vec<Problem>> {
+        let _one_at_a_time = self.loading.lock().await;
         let started = Instant::now();
         let file = path.display().to_string();
         let id = definition::agent_id_from_path(path).map_err(|p| vec![*p])?;
@@ -354,6 +358,7 @@ impl ConfigAgents {
         let Ok(id) = definition::agent_id_from_path(path) else {
             return;
         };
+        let _one_at_a_time = self.loading.lock().await;
         if self.manager.unload_config(&id).await {
             tracing::info!(agent = %id, "config agent unloaded: its file was removed");
         }
