@@ -158,15 +158,19 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         );
     }
     let registry = Arc::new(Registry::new());
-    let manager = Arc::new(AgentManager::new(
-        config.runtime.clone(),
-        storage.clone(),
-        registry,
-        memory.clone(),
-        llm,
-        tools.clone(),
-        cache,
-    )?);
+    let trace = Arc::new(crate::trace::TraceStore::new(config.monitoring.trace_spans));
+    let manager = Arc::new(
+        AgentManager::new(
+            config.runtime.clone(),
+            storage.clone(),
+            registry,
+            memory.clone(),
+            llm,
+            tools.clone(),
+            cache,
+        )?
+        .with_trace(trace.clone()),
+    );
     let started = Instant::now();
     let count = manager.start_stored().await?;
     tracing::info!(
@@ -240,6 +244,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         gate,
         config_path,
         starts,
+        trace,
     };
     Ok(Assembled {
         state,

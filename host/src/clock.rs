@@ -30,3 +30,12 @@ pub fn rfc3339_days_ago(days: u64) -> String {
     then.format(&Rfc3339)
         .unwrap_or_else(|_| then.unix_timestamp().to_string())
 }
+
+/// Milliseconds since the Unix epoch as RFC 3339 text.
+pub fn rfc3339_from_millis(millis: u64) -> String {
+    let nanos = i128::from(millis) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| millis.to_string())
+}

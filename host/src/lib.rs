@@ -27,3 +27,4 @@ pub mod server;
 pub mod storage;
 pub mod storage_check;
 pub mod tools;
+pub mod trace;

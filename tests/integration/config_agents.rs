@@ -774,6 +774,34 @@ async fn tool_components_are_deployed_over_rest_and_called_by_agents() {
         json!([{"word": "cat", "count": 2}, {"word": "the", "count": 2}]),
         "{content}"
     );
+    // The turn is traced: the message, the model's two calls and the tool
+    // call between them, each under the message.
+    let conversation = reply["conversation_id"].as_str().expect("conversation id");
+    let (status, trace) = setup
+        .server
+        .get(&format!(
+            "/api/v1/traces?agent=counter&conversation_id={conversation}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{trace}");
+    let spans = trace["spans"].as_array().expect("spans");
+    let kinds: Vec<&str> = spans.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(kinds, ["message", "llm", "tool", "llm"], "{trace}");
+    let root = &spans[0]["id"];
+    assert!(spans[1..].iter().all(|s| &s["parent"] == root), "{trace}");
+    assert_eq!(spans[2]["tool"], "word_stats", "{trace}");
+    let (ok, tree, err) = setup.server.cli(&[
+        "trace",
+        "--agent",
+        "counter",
+        "--conversation-id",
+        conversation,
+    ]);
+    assert!(ok, "{tree}{err}");
+    assert!(tree.contains("├─ [+"), "{tree}");
+    assert!(tree.contains("tool word_stats by Counter"), "{tree}");
+    assert!(tree.contains("llm scripted/"), "{tree}");
+
     // The tool's own log line lands in the calling agent's log.
     let (_, logs) = setup.server.get("/api/v1/agents/counter/logs").await;
     assert!(

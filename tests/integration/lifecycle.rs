@@ -287,6 +287,7 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/api/v1/config-agents",
         "/api/v1/config-agents/validate",
         "/api/v1/agents/{agent}/reload",
+        "/api/v1/traces",
         "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");

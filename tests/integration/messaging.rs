@@ -25,6 +25,38 @@ async fn agents_ask_each_other_by_name_and_by_capability() {
         "they said: by capability"
     );
 
+    // The hop from asker to echo is traced under the message that caused
+    // it, in the same conversation.
+    let (status, body) = server.message("asker", "ask echo trace me").await;
+    assert_eq!(status, 200, "{body}");
+    let conversation = body["reply"]["conversation_id"]
+        .as_str()
+        .expect("the reply names its conversation")
+        .to_string();
+    let (ok, tree, err) = server.cli(&[
+        "trace",
+        "--agent",
+        "echo",
+        "--conversation-id",
+        &conversation,
+    ]);
+    assert!(ok, "{tree}{err}");
+    let lines: Vec<&str> = tree.lines().collect();
+    assert!(lines[0].contains("2 span(s), 2 agent(s)"), "{tree}");
+    assert!(
+        lines[1].starts_with("└─ ") && lines[1].contains("user → asker  request"),
+        "{tree}"
+    );
+    assert!(
+        lines[2].starts_with("   └─ ") && lines[2].contains("asker → echo  request"),
+        "{tree}"
+    );
+    let (_, listed, _) = server.cli(&["trace", "--agent", "echo"]);
+    assert!(listed.contains(&conversation), "{listed}");
+    let (ok, out, err) = server.cli(&["trace", "--agent", "asker", "--conversation-id", "nope"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("no trace of conversation `nope`"), "{err}");
+
     let (status, body) = server.message("asker", "ask nobody hi").await;
     assert_eq!(status, 200);
     assert_eq!(body["reply"]["performative"], "failure");

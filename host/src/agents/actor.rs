@@ -12,6 +12,7 @@ use super::registry::{AgentHandle, lock};
 use crate::messaging::{AclMessage, Delivered, DeliveryError, acl};
 use crate::runtime::wit_convert::{from_wit_performative, to_wit_message};
 use crate::runtime::{AgentContext, AgentInstance, AgentProgram, ExecutionFailure};
+use crate::trace::SpanKind;
 
 pub enum Envelope {
     /// A message to handle; the reply (or failure) goes back on `reply`.
@@ -58,8 +59,27 @@ impl Actor {
                 } => {
                     let queued = enqueued.elapsed();
                     let started = Instant::now();
-                    let result = self.deliver(*message, stream).await;
+                    let span = self.context.trace.start(
+                        &self.handle.name,
+                        message.conversation_id.as_deref().unwrap_or(&message.id),
+                        message.trace_parent,
+                    );
+                    let hop = SpanKind::Message {
+                        sender: message.sender.clone(),
+                        performative: message.performative.as_str().to_string(),
+                        queued_ms: crate::trace::millis(queued),
+                    };
+                    let context = span.context.clone();
+                    let result = self.deliver(*message, stream, context).await;
                     let executed = started.elapsed();
+                    let error = match &result {
+                        Ok(Some(reply)) if reply.performative == acl::Performative::Failure => {
+                            Some(reply.content.clone())
+                        }
+                        Ok(_) => None,
+                        Err(failure) => Some(failure.to_string()),
+                    };
+                    self.context.trace.finish(span, hop, error.as_deref());
                     let answer = match result {
                         Ok(reply) => {
                             lock(&self.handle.stats).record_success(
@@ -127,10 +147,13 @@ impl Actor {
         &mut self,
         message: AclMessage,
         stream: Option<crate::llm::TextSink>,
+        span: crate::trace::SpanContext,
     ) -> Result<Option<AclMessage>, ExecutionFailure> {
         let request = message.clone();
         let instance = self.ensure_instance().await?;
-        let reply = instance.handle(to_wit_message(message), stream).await?;
+        let reply = instance
+            .handle(to_wit_message(message), stream, Some(span))
+            .await?;
         Ok(reply.map(|r| AclMessage {
             id: acl::new_message_id(),
             performative: from_wit_performative(r.performative),
@@ -144,6 +167,7 @@ impl Actor {
             conversation_id: request.conversation_id,
             reply_with: None,
             in_reply_to: Some(request.reply_with.unwrap_or(request.id)),
+            trace_parent: None,
         }))
     }
 

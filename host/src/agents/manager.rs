@@ -55,6 +55,7 @@ pub struct AgentManager {
     memory: Arc<MemoryService>,
     llm: Arc<LlmService>,
     tools: Arc<ToolRegistry>,
+    trace: Arc<crate::trace::TraceStore>,
     config: RuntimeConfig,
     /// Serialises changes to who is running. Held only for bookkeeping,
     /// never while guest code runs (a slow `init` must not stall a
@@ -117,11 +118,19 @@ impl AgentManager {
             memory,
             llm,
             tools,
+            trace: Arc::new(crate::trace::TraceStore::new(crate::trace::DEFAULT_SPANS)),
             config,
             lifecycle: tokio::sync::Mutex::new(()),
             reserved: Default::default(),
             interpreter: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Records into `trace` instead of a store of its own (the server
+    /// shares one with its API).
+    pub fn with_trace(mut self, trace: Arc<crate::trace::TraceStore>) -> Self {
+        self.trace = trace;
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -186,6 +195,7 @@ impl AgentManager {
             llm: self.llm.clone(),
             llm_provider: record.llm_provider.clone(),
             llm_granted: record.llm_granted || record.kind == AgentKind::Config,
+            trace: self.trace.clone(),
         })
     }
 

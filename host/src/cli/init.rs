@@ -74,7 +74,8 @@ logging: {}
   # level: info
   # file: /var/log/caxton/caxton.log
 
-monitoring: {}
+monitoring:
+  trace_spans: 10000             # message hops, LLM and tool calls kept for `caxton trace`
   # metrics_port: 9090
 
 backup:

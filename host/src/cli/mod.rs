@@ -12,6 +12,7 @@ mod memory;
 mod storage;
 mod tokens;
 mod tools;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,6 +142,10 @@ enum Command {
         #[arg(long)]
         validate_first: bool,
     },
+    /// A conversation as a tree of message hops, LLM and tool calls with
+    /// timings (`--agent A --conversation-id C`), or an agent's recent
+    /// conversations (`--agent A`).
+    Trace(trace::TraceArgs),
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -330,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Trace(args) => trace::run(&target.client()?, args).await,
         Command::Backup(args) => backup::backup(&target.client()?, args).await,
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await

@@ -232,6 +232,18 @@ impl LlmService {
     }
 
     /// [`LlmService::chat`], streaming the reply's text to `sink` if given.
+    /// The provider (configuration name) and model a request would use:
+    /// for traces, which name what answered rather than "default".
+    pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> (String, String) {
+        let name = provider.or(self.default.as_deref()).unwrap_or("none");
+        let model = match (model, self.providers.get(name)) {
+            (Some(model), _) => model.to_string(),
+            (None, Some(chosen)) => chosen.default_model().to_string(),
+            (None, None) => "none".to_string(),
+        };
+        (name.to_string(), model)
+    }
+
     pub async fn chat_with(
         &self,
         provider: Option<&str>,

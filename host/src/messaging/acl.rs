@@ -108,6 +108,10 @@ pub struct AclMessage {
     pub reply_with: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// The span of the call that sent it (see `crate::trace`); set by the
+    /// host, never read from or written to the wire.
+    #[serde(skip)]
+    pub trace_parent: Option<u64>,
 }
 
 /// Sender name used for messages that come from the HTTP API or CLI.

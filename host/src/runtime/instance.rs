@@ -128,9 +128,11 @@ impl AgentInstance {
         &mut self,
         msg: wit::Message,
         stream: Option<crate::llm::TextSink>,
+        span: Option<crate::trace::SpanContext>,
     ) -> Result<Option<wit::Reply>, ExecutionFailure> {
         let (time_limit, bookmark) = self.begin()?;
         self.store.data_mut().stream = stream;
+        self.store.data_mut().span = span;
         let outcome = tokio::time::timeout(
             time_limit,
             self.bindings
@@ -139,6 +141,7 @@ impl AgentInstance {
         )
         .await;
         self.store.data_mut().stream = None;
+        self.store.data_mut().span = None;
         Ok(match self.finish(outcome, bookmark)? {
             Ok(reply) => reply,
             Err(e) => Some(wit::Reply {

@@ -38,6 +38,8 @@ pub struct AgentContext {
     pub llm_provider: Option<String>,
     /// Whether the `llm` import answers this agent at all.
     pub llm_granted: bool,
+    /// Where message hops, LLM calls and tool calls are recorded.
+    pub trace: Arc<crate::trace::TraceStore>,
 }
 
 pub struct HostState {
@@ -47,6 +49,9 @@ pub struct HostState {
     /// asked for a stream; handed in with the call
     /// ([`super::AgentInstance::handle`]), read by the `llm` import.
     pub stream: Option<crate::llm::TextSink>,
+    /// The span of the message being handled, parent of the LLM calls,
+    /// tool calls and messages the call makes; handed in with the call.
+    pub span: Option<crate::trace::SpanContext>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -60,6 +65,7 @@ impl HostState {
             agent,
             limiter: MemoryLimiter::new(max_memory_bytes),
             stream: None,
+            span: None,
             table: ResourceTable::new(),
         }
     }

@@ -312,6 +312,7 @@ impl MessageBody {
             conversation_id: Some(self.conversation_id.unwrap_or_else(acl::new_message_id)),
             reply_with: self.reply_with,
             in_reply_to: None,
+            trace_parent: None,
         };
         Ok((message, Duration::from_millis(timeout_ms)))
     }

@@ -15,6 +15,7 @@ pub mod settings;
 pub mod tls;
 mod tokens;
 mod tools;
+mod traces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub config_path: Option<std::path::PathBuf>,
     /// Servers started on this data directory, this one included.
     pub starts: u64,
+    /// Recent message hops, LLM and tool calls (`caxton trace`).
+    pub trace: Arc<crate::trace::TraceStore>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -71,6 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(tools::routes())
         .merge(tokens::routes())
         .merge(backup::routes())
+        .merge(traces::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))

@@ -151,6 +151,15 @@ pub async fn document() -> Json<Value> {
                 "summary": "A consistent backup of the running server as a .tar.gz (database, admin token, agent definitions, configuration, manifest); admin scope",
                 "responses": { "200": { "description": "application/gzip" } }
             }},
+            "/api/v1/traces": { "get": {
+                "summary": "A conversation's spans (message hops, LLM and tool calls, with parents and timings), or recent conversations when no conversation_id is given",
+                "parameters": [
+                    { "name": "agent", "in": "query", "description": "Only conversations this agent took part in", "schema": { "type": "string" } },
+                    { "name": "conversation_id", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "description": "Conversations listed (default 20, at most 1000)", "schema": { "type": "integer" } }
+                ],
+                "responses": { "200": { "description": "{conversation_id, spans} or {conversations, kept_spans}" }, "404": error_response("No such conversation in the kept spans") }
+            }},
             "/metrics": { "get": {
                 "summary": "Prometheus metrics (caxton_server_*, caxton_memory_*, caxton_agent_*); also at /api/v1/metrics and on monitoring.metrics_port",
                 "responses": { "200": { "description": "Text exposition format 0.0.4" } }

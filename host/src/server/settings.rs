@@ -79,9 +79,22 @@ impl ServerConfig {
 
 /// `monitoring:` — `metrics_port` serves `GET /metrics` on its own port
 /// (it is always on the API port too).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitoringConfig {
     pub metrics_port: Option<u16>,
     pub health_check_interval: Option<String>,
+    /// Spans (message hops, LLM and tool calls) kept for `caxton trace`;
+    /// the oldest go first. 0 turns tracing off.
+    pub trace_spans: usize,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            metrics_port: None,
+            health_check_interval: None,
+            trace_spans: crate::trace::DEFAULT_SPANS,
+        }
+    }
 }

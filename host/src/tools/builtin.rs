@@ -477,6 +477,7 @@ impl Tool for AskAgent {
             conversation_id: Some(acl::new_message_id()),
             reply_with: None,
             in_reply_to: None,
+            trace_parent: None,
         };
         let delivered = caller
             .bus

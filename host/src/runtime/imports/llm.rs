@@ -7,6 +7,7 @@ use crate::runtime::bindings::caxton::agent::llm::{
     self, ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
 use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::trace::SpanKind;
 
 fn role(r: Role) -> host::Role {
     match r {
@@ -70,11 +71,32 @@ impl llm::Host for HostState {
         };
         let agent = self.agent.clone();
         let sink = self.stream.clone();
-        let response = agent
+        let (provider, model) = agent
+            .llm
+            .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
+        let span = self.span.as_ref().map(|s| {
+            agent
+                .trace
+                .start(&agent.name, &s.conversation_id, Some(s.id))
+        });
+        let result = agent
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)
-            .await
-            .map_err(to_wit_error)?;
+            .await;
+        if let Some(span) = span {
+            let (prompt_tokens, completion_tokens) = result
+                .as_ref()
+                .map_or((0, 0), |r| (r.prompt_tokens, r.completion_tokens));
+            let kind = SpanKind::Llm {
+                provider,
+                model,
+                prompt_tokens,
+                completion_tokens,
+            };
+            let error = result.as_ref().err().map(ToString::to_string);
+            agent.trace.finish(span, kind, error.as_deref());
+        }
+        let response = result.map_err(to_wit_error)?;
         Ok(ChatResponse {
             content: response.content,
             tool_calls: response

@@ -84,9 +84,16 @@ impl HostState {
             content_type: msg
                 .content_type
                 .unwrap_or_else(|| acl::TEXT_PLAIN.to_string()),
-            conversation_id: Some(msg.conversation_id.unwrap_or_else(acl::new_message_id)),
+            // A request made while handling a message continues its
+            // conversation unless the agent names another.
+            conversation_id: Some(
+                msg.conversation_id
+                    .or_else(|| self.span.as_ref().map(|s| s.conversation_id.clone()))
+                    .unwrap_or_else(acl::new_message_id),
+            ),
             reply_with: None,
             in_reply_to: None,
+            trace_parent: self.span.as_ref().map(|s| s.id),
         };
         Ok((to, message))
     }

@@ -6,6 +6,7 @@ use crate::runtime::HostState;
 use crate::runtime::ToolError;
 use crate::runtime::bindings::caxton::agent::tools::{self, ToolInfo};
 use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::trace::SpanKind;
 
 impl tools::Host for HostState {
     async fn list_tools(&mut self) -> Vec<ToolInfo> {
@@ -25,7 +26,18 @@ impl tools::Host for HostState {
     async fn invoke(&mut self, name: String, arguments_json: String) -> Result<String, Error> {
         let agent = self.agent.clone();
         self.agent.log.push("tool", &format!("call {name}"));
-        match agent.tool_host.invoke(&agent, &name, &arguments_json).await {
+        let span = self.span.as_ref().map(|s| {
+            agent
+                .trace
+                .start(&agent.name, &s.conversation_id, Some(s.id))
+        });
+        let result = agent.tool_host.invoke(&agent, &name, &arguments_json).await;
+        if let Some(span) = span {
+            let error = result.as_ref().err().map(ToString::to_string);
+            let kind = SpanKind::Tool { tool: name.clone() };
+            agent.trace.finish(span, kind, error.as_deref());
+        }
+        match result {
             Ok(value) => Ok(value.to_string()),
             Err(e) => {
                 self.agent.log.push("tool", &format!("{name} failed: {e}"));

@@ -1,0 +1,306 @@
+//! What happened, hop by hop: every message an agent handles, and every
+//! LLM and tool call made while handling it, is kept as a span in a bounded
+//! in-memory store, so `caxton trace --agent A --conversation-id C` can
+//! print a conversation as a tree with timings.
+//!
+//! A span names its parent: the span of the message being handled when it
+//! started (an agent's request to another agent, an LLM call, a tool call).
+//! The parent travels with the call — in the call's `HostState` and in the
+//! outgoing message — so nothing global tracks "the current span".
+//!
+//! The store keeps the most recent `monitoring.trace_spans` spans (oldest
+//! dropped first); every text in a span is cut short, so the store's memory
+//! is bounded by its span count.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Spans kept when the configuration does not say.
+pub const DEFAULT_SPANS: usize = 10_000;
+
+/// Longest text (an error, a name) a span keeps, in characters.
+const MAX_TEXT: usize = 300;
+
+/// What the span was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SpanKind {
+    /// A message handled by `agent`.
+    Message {
+        sender: String,
+        performative: String,
+        /// Time spent in the agent's mailbox before it ran.
+        queued_ms: f64,
+    },
+    /// A chat completion asked by `agent`.
+    Llm {
+        provider: String,
+        model: String,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+    /// A tool called by `agent`.
+    Tool { tool: String },
+}
+
+/// One finished step of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    pub conversation_id: String,
+    /// The agent that handled the message or made the call.
+    pub agent: String,
+    #[serde(flatten)]
+    pub kind: SpanKind,
+    /// Milliseconds since the Unix epoch when it started.
+    pub start_ms: u64,
+    pub duration_ms: f64,
+    /// Why it failed; absent when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a call is in its conversation: handed to children so they can
+/// name their parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanContext {
+    pub id: u64,
+    pub conversation_id: String,
+}
+
+/// A span being timed; [`TraceStore::finish`] files it.
+#[derive(Debug)]
+pub struct Started {
+    pub context: SpanContext,
+    parent: Option<u64>,
+    agent: String,
+    start_ms: u64,
+    started: std::time::Instant,
+}
+
+/// One conversation in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    pub spans: usize,
+    pub start_ms: u64,
+    pub errors: usize,
+}
+
+/// What `GET /api/v1/traces` answers (and `caxton trace` reads): a
+/// conversation's spans, or a list of conversations.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TraceAnswer {
+    Conversation {
+        conversation_id: String,
+        spans: Vec<Span>,
+    },
+    Conversations {
+        conversations: Vec<ConversationSummary>,
+        /// Spans the store holds now, and at most.
+        kept_spans: usize,
+    },
+}
+
+/// The bounded store of recent spans.
+pub struct TraceStore {
+    spans: Mutex<VecDeque<Span>>,
+    capacity: usize,
+    next_id: AtomicU64,
+}
+
+fn cut(text: &str) -> String {
+    if text.chars().count() <= MAX_TEXT {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(MAX_TEXT).collect();
+        short.push('…');
+        short
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds with microsecond precision.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+impl TraceStore {
+    pub fn new(capacity: usize) -> Self {
+        TraceStore {
+            spans: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_SPANS))),
+            capacity,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Starts timing a span of `agent` in `conversation_id`, under `parent`.
+    pub fn start(&self, agent: &str, conversation_id: &str, parent: Option<u64>) -> Started {
+        Started {
+            context: SpanContext {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                conversation_id: cut(conversation_id),
+            },
+            parent,
+            agent: cut(agent),
+            start_ms: now_ms(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Files a finished span; the oldest goes when the store is full.
+    pub fn finish(&self, started: Started, kind: SpanKind, error: Option<&str>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let kind = match kind {
+            SpanKind::Message {
+                sender,
+                performative,
+                queued_ms,
+            } => SpanKind::Message {
+                sender: cut(&sender),
+                performative,
+                queued_ms,
+            },
+            SpanKind::Llm {
+                provider,
+                model,
+                prompt_tokens,
+                completion_tokens,
+            } => SpanKind::Llm {
+                provider: cut(&provider),
+                model: cut(&model),
+                prompt_tokens,
+                completion_tokens,
+            },
+            SpanKind::Tool { tool } => SpanKind::Tool { tool: cut(&tool) },
+        };
+        let span = Span {
+            id: started.context.id,
+            parent: started.parent,
+            conversation_id: started.context.conversation_id,
+            agent: started.agent,
+            kind,
+            start_ms: started.start_ms,
+            duration_ms: millis(started.started.elapsed()),
+            error: error.map(cut),
+        };
+        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        while spans.len() >= self.capacity {
+            spans.pop_front();
+        }
+        spans.push_back(span);
+    }
+
+    /// Every kept span of `conversation_id`, oldest first.
+    pub fn conversation(&self, conversation_id: &str) -> Vec<Span> {
+        let conversation_id = cut(conversation_id);
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<Span> = spans
+            .iter()
+            .filter(|s| s.conversation_id == conversation_id)
+            .cloned()
+            .collect();
+        found.sort_by_key(|s| (s.start_ms, s.id));
+        found
+    }
+
+    /// The most recent conversations `agent` took part in (any agent when
+    /// `None`), newest first, at most `limit`.
+    pub fn conversations(&self, agent: Option<&str>, limit: usize) -> Vec<ConversationSummary> {
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_id: BTreeMap<&str, ConversationSummary> = BTreeMap::new();
+        let mut involved: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for span in spans.iter() {
+            if agent.is_none_or(|a| span.agent == a) {
+                involved.insert(&span.conversation_id);
+            }
+            let entry = by_id
+                .entry(&span.conversation_id)
+                .or_insert_with(|| ConversationSummary {
+                    conversation_id: span.conversation_id.clone(),
+                    spans: 0,
+                    start_ms: span.start_ms,
+                    errors: 0,
+                });
+            entry.spans += 1;
+            entry.start_ms = entry.start_ms.min(span.start_ms);
+            entry.errors += usize::from(span.error.is_some());
+        }
+        let mut list: Vec<ConversationSummary> = by_id
+            .into_iter()
+            .filter(|(id, _)| involved.contains(id))
+            .map(|(_, summary)| summary)
+            .collect();
+        list.sort_by_key(|c| std::cmp::Reverse(c.start_ms));
+        list.truncate(limit);
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(store: &TraceStore, conversation: &str, parent: Option<u64>) -> u64 {
+        let started = store.start("a", conversation, parent);
+        let id = started.context.id;
+        store.finish(started, SpanKind::Tool { tool: "t".into() }, None);
+        id
+    }
+
+    #[test]
+    fn keeps_the_newest_spans_and_finds_conversations() {
+        let store = TraceStore::new(3);
+        let root = tool(&store, "c1", None);
+        tool(&store, "c1", Some(root));
+        tool(&store, "c2", None);
+        tool(&store, "c3", None);
+        // c1's root was dropped to make room.
+        let c1 = store.conversation("c1");
+        assert_eq!(c1.len(), 1);
+        assert_eq!(c1[0].parent, Some(root));
+        assert_eq!(store.len(), 3);
+        let listed = store.conversations(Some("a"), 10);
+        assert_eq!(listed.len(), 3);
+        assert!(store.conversations(Some("b"), 10).is_empty());
+    }
+
+    #[test]
+    fn long_texts_are_cut() {
+        let store = TraceStore::new(10);
+        let started = store.start(&"x".repeat(1000), "c", None);
+        store.finish(
+            started,
+            SpanKind::Tool { tool: "t".into() },
+            Some(&"e".repeat(5000)),
+        );
+        let span = &store.conversation("c")[0];
+        assert_eq!(span.agent.chars().count(), MAX_TEXT + 1);
+        assert_eq!(
+            span.error.as_deref().map(|e| e.chars().count()),
+            Some(MAX_TEXT + 1)
+        );
+    }
+}
