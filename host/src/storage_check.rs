@@ -133,3 +133,109 @@ pub fn run(
     let ok = checks.iter().all(|c| c.ok);
     Report { level, ok, checks }
 }
+
+/// What `storage repair` did (or, without `applied`, would do), and what
+/// it cannot repair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub applied: bool,
+    pub memory: crate::memory::store::StoreRepair,
+    /// One line per kind of fix.
+    pub fixed: Vec<String>,
+    /// Problems no repair can fix (a backup can), with what to do.
+    pub left: Vec<String>,
+}
+
+impl RepairReport {
+    /// Everything found is repairable (`storage repair --can-repair`).
+    pub fn repairable(&self) -> bool {
+        self.left.is_empty()
+    }
+}
+
+/// Repairs what dangles or is derived (`apply`), or says what it would do.
+/// Records a user wrote are never dropped: those problems are `left`.
+pub fn repair(
+    storage: &Storage,
+    apply: bool,
+    memory: impl FnOnce(bool) -> Result<crate::memory::store::StoreRepair, String>,
+) -> RepairReport {
+    let mut left = Vec::new();
+    match crate::agents::store::all(storage) {
+        Ok(records) => {
+            let missing: Vec<String> = records
+                .iter()
+                .filter(|r| crate::agents::store::component(storage, &r.component_sha256).is_err())
+                .map(|r| r.name.clone())
+                .collect();
+            if !missing.is_empty() {
+                left.push(format!(
+                    "agents without their component: {} — deploy them again, or restore a backup",
+                    missing.join(", ")
+                ));
+            }
+        }
+        Err(e) => left.push(format!("agent records: {e} — restore a backup")),
+    }
+    match crate::tools::store::all(storage) {
+        Ok(tools) => {
+            for bad in tools.iter().filter_map(|t| t.as_ref().err()) {
+                left.push(format!("{bad} — remove the tool and deploy it again"));
+            }
+        }
+        Err(e) => left.push(format!("tool records: {e} — restore a backup")),
+    }
+    let memory = match memory(apply) {
+        Ok(done) => done,
+        Err(e) => {
+            left.push(format!("memory tables: {e} — restore a backup"));
+            Default::default()
+        }
+    };
+    if memory.unreadable_entities > 0 {
+        left.push(format!(
+            "{} memory entities have unreadable records — restore a backup (`caxton restore --latest-backup`)",
+            memory.unreadable_entities
+        ));
+    }
+    let verb = if apply { "removed" } else { "would remove" };
+    let mut fixed = Vec::new();
+    for (count, what) in [
+        (memory.relations_removed, "relations to missing entities"),
+        (
+            memory.reverse_entries_removed,
+            "stray reverse-index entries",
+        ),
+        (memory.names_removed, "names of missing entities"),
+        (memory.documents_removed, "documents of missing entities"),
+        (
+            memory.observations_removed,
+            "observations of missing documents",
+        ),
+        (memory.embeddings_removed, "embeddings of missing documents"),
+        (
+            memory.postings_removed,
+            "keyword postings of missing documents",
+        ),
+    ] {
+        if count > 0 {
+            fixed.push(format!("{verb} {count} {what}"));
+        }
+    }
+    if memory.reverse_entries_added > 0 {
+        fixed.push(format!(
+            "{} {} missing reverse-index entries",
+            if apply { "restored" } else { "would restore" },
+            memory.reverse_entries_added
+        ));
+    }
+    if apply && memory.fixes() > 0 {
+        fixed.push("rebuilt the vector index from the embeddings left".into());
+    }
+    RepairReport {
+        applied: apply,
+        memory,
+        fixed,
+        left,
+    }
+}

@@ -366,3 +366,151 @@ async fn storage_verify_online_and_offline_finds_what_is_missing() {
     );
     assert!(!ok && out.contains("missing for echo"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_repair_analyze_and_compact_work_online_and_offline() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &json!({"scope": "global", "entities": [
+                {"name": "Alice", "entity_type": "person", "observations": ["Knows Bob"]},
+                {"name": "Bob", "entity_type": "person", "observations": ["Knows Carol"]},
+                {"name": "Carol", "entity_type": "person", "observations": ["Plays the oboe"]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = server
+        .post(
+            "/api/v1/memory/relations",
+            &json!({"scope": "global", "relations": [
+                {"from": "Alice", "to": "Bob", "relation_type": "knows"},
+                {"from": "Bob", "to": "Carol", "relation_type": "knows"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let (ok, out, err) = server.cli(&[
+        "storage",
+        "analyze",
+        "--show-indexes",
+        "--show-fragmentation",
+    ]);
+    assert!(
+        ok && out.contains("Free space:") && out.contains("mem_rel_out"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = server.cli(&["storage", "analyze", "--json"]);
+    let analysis: Value = serde_json::from_str(&out).expect("analysis JSON");
+    assert!(ok && analysis["file_bytes"].as_u64() > Some(0), "{out}");
+    let entities = analysis["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "mem_entities"))
+        .expect("mem_entities listed");
+    assert_eq!(entities["entries"], 3, "{entities}");
+
+    let (ok, out, _) = server.cli(&["storage", "repair", "--can-repair"]);
+    assert!(ok && out.contains("can repair: yes"), "{out}");
+    let (ok, out, _) = server.cli(&["storage", "compact"]);
+    assert!(ok && out.contains("Compaction scheduled"), "{out}");
+    server.stop();
+
+    // Carol's record vanishes under her relation, name and documents.
+    {
+        let db = redb::Database::open(data.join("caxton.redb")).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let names: redb::TableDefinition<(&str, &str), u64> =
+                redb::TableDefinition::new("mem_entities");
+            let data_table: redb::TableDefinition<u64, &[u8]> =
+                redb::TableDefinition::new("mem_entity_data");
+            let carol = {
+                let names = txn.open_table(names).expect("names");
+                let mut found = None;
+                for entry in redb::ReadableTable::iter(&names).expect("iterate") {
+                    let (key, id) = entry.expect("entry");
+                    if key.value().1 == "Carol" {
+                        found = Some(id.value());
+                    }
+                }
+                found.expect("Carol is stored")
+            };
+            let mut records = txn.open_table(data_table).expect("records");
+            records.remove(carol).expect("remove");
+        }
+        txn.commit().expect("commit");
+    }
+    let data_text = data.to_str().expect("utf-8");
+    let offline = [("CAXTON_DATA_DIR", data_text)];
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--server", "http://127.0.0.1:9"];
+        all.extend_from_slice(args);
+        caxton(&all, &offline)
+    };
+    let (ok, out) = cli(&["storage", "verify"]);
+    assert!(!ok && out.contains("its target entity is gone"), "{out}");
+    let (ok, out) = cli(&["storage", "repair", "--dry-run"]);
+    assert!(
+        ok && out.contains("would remove 1 relations to missing entities"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["storage", "verify"]);
+    assert!(!ok, "a dry run changed something: {out}");
+    let (ok, out) = cli(&["storage", "repair", "--auto"]);
+    assert!(ok && out.contains("Repair completed successfully"), "{out}");
+    assert!(out.contains("removed 1 names of missing entities"), "{out}");
+    let (ok, out) = cli(&["storage", "verify", "--deep"]);
+    assert!(ok && out.contains("storage verified"), "{out}");
+    let (ok, out) = cli(&["storage", "compact"]);
+    assert!(ok && out.contains("Database compacted"), "{out}");
+
+    // What is left serves, and no search or traversal reaches Carol.
+    let server = Server::start(&data);
+    let (status, found) = server
+        .post(
+            "/api/v1/memory/search",
+            &json!({"query": "oboe", "limit": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert!(!names(&found).contains(&"Carol".to_string()), "{found}");
+    let (status, walk) = server
+        .post(
+            "/api/v1/memory/traverse",
+            &json!({"start": "Alice", "max_depth": 3}),
+        )
+        .await;
+    assert_eq!(status, 200, "{walk}");
+    let reached: Vec<&str> = walk["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["entity"]["name"].as_str())
+        .collect();
+    assert_eq!(reached, ["Alice", "Bob"], "{walk}");
+    drop(server);
+
+    // A missing component is beyond repair: said so, exit code 1.
+    {
+        let db = redb::Database::open(data.join("caxton.redb")).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let table: redb::TableDefinition<&str, &[u8]> =
+                redb::TableDefinition::new("components");
+            let mut components = txn.open_table(table).expect("components");
+            components.retain(|_, _| false).expect("clear");
+        }
+        txn.commit().expect("commit");
+    }
+    let (ok, out) = cli(&["storage", "can-repair"]);
+    assert!(
+        !ok && out.contains("agents without their component: echo"),
+        "{out}"
+    );
+}

@@ -182,6 +182,43 @@ enum StorageCommand {
         #[arg(long)]
         sqlite_path: Option<PathBuf>,
     },
+    /// Where the database's bytes go: per table (entries, bytes,
+    /// fragmentation) and for the file (free space a compaction returns).
+    Analyze {
+        /// Accepted from the runbook; every table (redb keeps its indexes
+        /// as tables) is always listed.
+        #[arg(long)]
+        show_indexes: bool,
+        /// Accepted from the runbook; fragmentation is always shown.
+        #[arg(long)]
+        show_fragmentation: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repair what dangles or is derived (relations to missing entities,
+    /// orphaned documents, embeddings and postings, the reverse index, the
+    /// vector index) and say what only a backup can fix. Exit code 1 when
+    /// something is left unrepaired.
+    Repair {
+        /// Repair (the default); `--emergency` and `--in-place` are the
+        /// runbook's names for the same.
+        #[arg(long, visible_aliases = ["emergency", "in-place"])]
+        auto: bool,
+        /// Change nothing; exit code 0 when everything found is repairable.
+        #[arg(long, conflicts_with = "dry_run")]
+        can_repair: bool,
+        /// List what would be repaired, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accepted from the runbook: memory lives in the redb database.
+        #[arg(long)]
+        sqlite_path: Option<PathBuf>,
+    },
+    /// Exit code 0 when every problem found is repairable (`storage repair`).
+    CanRepair,
+    /// Compact the database file (offline now; a running server schedules
+    /// it for its next start).
+    Compact,
     /// Safe mode: the server answers reads and refuses writes (kept across
     /// restarts until disabled).
     SafeMode {
@@ -359,6 +396,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             storage::verify(&target.client()?, level).await
         }
+        Command::Storage(StorageCommand::Analyze { json, .. }) => {
+            storage::analyze(&target.client()?, json).await
+        }
+        Command::Storage(StorageCommand::Repair {
+            auto: _,
+            can_repair,
+            dry_run,
+            sqlite_path,
+        }) => {
+            if let Some(path) = sqlite_path {
+                println!(
+                    "note: --sqlite-path {} is not used; memory lives in the redb database of the data directory",
+                    path.display()
+                );
+            }
+            let mode = match (can_repair, dry_run) {
+                (true, _) => storage::RepairMode::CanRepair,
+                (_, true) => storage::RepairMode::DryRun,
+                _ => storage::RepairMode::Apply,
+            };
+            storage::repair(&target.client()?, mode).await
+        }
+        Command::Storage(StorageCommand::CanRepair) => {
+            storage::repair(&target.client()?, storage::RepairMode::CanRepair).await
+        }
+        Command::Storage(StorageCommand::Compact) => storage::compact(&target.client()?).await,
         Command::Storage(StorageCommand::SafeMode { enable, disable: _ }) => {
             let client = target.client()?;
             client

@@ -1,6 +1,7 @@
-//! `caxton storage verify`: asks the running server, or, when none
-//! answers, checks the data directory itself (then `--deep` includes
-//! redb's own integrity check, which needs the file to itself).
+//! `caxton storage verify|analyze|repair|compact`: asks the running
+//! server, or, when none answers, works on the data directory itself
+//! (then `verify --deep` includes redb's own integrity check and `compact`
+//! runs at once: both need the file to themselves).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::client::Client;
-use crate::storage_check::{Check, Level, Report};
+use crate::storage::Analysis;
+use crate::storage_check::{Check, Level, RepairReport, Report};
 
 pub async fn verify(client: &Client, level: Level) -> anyhow::Result<ExitCode> {
     let query = match level {
@@ -43,15 +45,36 @@ pub async fn verify(client: &Client, level: Level) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The data directory of the local configuration, for when no server
+/// answers.
+fn local_data_dir() -> anyhow::Result<PathBuf> {
+    Ok(
+        match std::env::var_os("CAXTON_DATA_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let config = std::env::var_os("CAXTON_CONFIG").map(PathBuf::from);
+                crate::config::Config::load(config.as_deref())?.data_dir()
+            }
+        },
+    )
+}
+
+/// Opens the database of `data_dir` for an offline command; a server
+/// holding it makes this fail with a clear message and no damage.
+fn open_offline(data_dir: &std::path::Path) -> anyhow::Result<Arc<crate::storage::Storage>> {
+    crate::storage::Storage::open(data_dir)
+        .map(Arc::new)
+        .with_context(|| {
+            format!(
+                "cannot open the database in {} (a server that holds it but does not answer at --server? stop it, or point --server at it)",
+                data_dir.display()
+            )
+        })
+}
+
 /// No server: the data directory of the local configuration.
 async fn offline(level: Level) -> anyhow::Result<Report> {
-    let data_dir = match std::env::var_os("CAXTON_DATA_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let config = std::env::var_os("CAXTON_CONFIG").map(PathBuf::from);
-            crate::config::Config::load(config.as_deref())?.data_dir()
-        }
-    };
+    let data_dir = local_data_dir()?;
     println!(
         "no server answered; checking {} directly",
         data_dir.display()
@@ -82,10 +105,7 @@ async fn offline(level: Level) -> anyhow::Result<Report> {
                 },
             });
         }
-        let storage = Arc::new(
-            crate::storage::Storage::open(&data_dir)
-                .with_context(|| format!("cannot open the database in {}", data_dir.display()))?,
-        );
+        let storage = open_offline(&data_dir)?;
         let store = crate::memory::store::MemoryStore::open(storage.clone())
             .map_err(|e| anyhow::anyhow!("memory tables: {e}"))?;
         let mut report = crate::storage_check::run(&storage, level, |postings| {
@@ -101,4 +121,168 @@ async fn offline(level: Level) -> anyhow::Result<Report> {
         Ok(report)
     })
     .await?
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+pub async fn analyze(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let analysis: Analysis = match client.get_as("/api/v1/storage/analyze").await {
+        Ok(analysis) => analysis,
+        Err(e) if client.unreachable(&e) => {
+            let data_dir = local_data_dir()?;
+            eprintln!(
+                "no server answered; analyzing {} directly",
+                data_dir.display()
+            );
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Analysis> {
+                Ok(open_offline(&data_dir)?.analyze()?)
+            })
+            .await??
+        }
+        Err(e) => return Err(e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&analysis)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Database file: {} ({} allocated in {}-byte pages)",
+        mb(analysis.file_bytes),
+        mb(analysis.allocated_bytes),
+        analysis.page_size
+    );
+    println!(
+        "Data: {} stored, {} metadata; {} fragmented inside pages",
+        mb(analysis.stored_bytes),
+        mb(analysis.metadata_bytes),
+        mb(analysis.fragmented_bytes)
+    );
+    println!(
+        "Free space: {} ({:.1}% of the file){}",
+        mb(analysis.free_bytes),
+        analysis.fragmentation_percent,
+        if analysis.compaction_pending {
+            "; a compaction is scheduled for the next start"
+        } else if analysis.fragmentation_percent >= 30.0 {
+            "; `caxton storage compact` returns it"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "\n{:<24} {:>10} {:>12} {:>12} {:>12} {:>6}",
+        "TABLE", "ENTRIES", "STORED", "METADATA", "FRAGMENTED", "HEIGHT"
+    );
+    for t in &analysis.tables {
+        println!(
+            "{:<24} {:>10} {:>12} {:>12} {:>12} {:>6}",
+            t.name,
+            t.entries,
+            mb(t.stored_bytes),
+            mb(t.metadata_bytes),
+            mb(t.fragmented_bytes),
+            t.tree_height
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairMode {
+    Apply,
+    DryRun,
+    /// Only the exit code matters: 0 when everything is repairable.
+    CanRepair,
+}
+
+pub async fn repair(client: &Client, mode: RepairMode) -> anyhow::Result<ExitCode> {
+    let apply = mode == RepairMode::Apply;
+    let report: RepairReport = match client
+        .post_as(
+            "/api/v1/storage/repair",
+            &serde_json::json!({ "apply": apply }),
+        )
+        .await
+    {
+        Ok(report) => report,
+        Err(e) if client.unreachable(&e) => {
+            let data_dir = local_data_dir()?;
+            println!(
+                "no server answered; repairing {} directly",
+                data_dir.display()
+            );
+            tokio::task::spawn_blocking(move || -> anyhow::Result<RepairReport> {
+                let storage = open_offline(&data_dir)?;
+                let store = crate::memory::store::MemoryStore::open(storage.clone())
+                    .map_err(|e| anyhow::anyhow!("memory tables: {e}"))?;
+                // The vector index snapshot is reconciled with the tables at
+                // the next start, so nothing derived is left stale.
+                Ok(crate::storage_check::repair(&storage, apply, |apply| {
+                    store.repair(apply).map_err(|e| e.to_string())
+                }))
+            })
+            .await??
+        }
+        Err(e) => return Err(e),
+    };
+    if report.fixed.is_empty() {
+        println!("nothing to repair in what can be repaired");
+    }
+    for line in &report.fixed {
+        println!("✓ {line}");
+    }
+    for line in &report.left {
+        println!("✗ {line}");
+    }
+    match (mode, report.repairable()) {
+        (RepairMode::CanRepair, true) => println!("can repair: yes"),
+        (RepairMode::CanRepair, false) => println!("can repair: no (restore a backup)"),
+        (RepairMode::Apply, true) => println!("Repair completed successfully"),
+        (RepairMode::Apply, false) => println!("repaired what could be; the rest needs a backup"),
+        (RepairMode::DryRun, _) => println!("(dry run: nothing was changed)"),
+    }
+    Ok(if report.repairable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn compact(client: &Client) -> anyhow::Result<ExitCode> {
+    match client
+        .post_as::<crate::server::storage::CompactAnswer>(
+            "/api/v1/storage/compact",
+            &serde_json::json!({}),
+        )
+        .await
+    {
+        Ok(answer) => {
+            println!(
+                "Compaction scheduled ({} now): {}",
+                mb(answer.database_bytes),
+                answer.detail
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if client.unreachable(&e) => {
+            let data_dir = local_data_dir()?;
+            println!("no server answered; compacting {} now", data_dir.display());
+            let (before, after) =
+                tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
+                    let before = open_offline(&data_dir)?;
+                    let size = before.file_bytes();
+                    before.request_compaction()?;
+                    drop(before);
+                    // Opening with the request in place compacts.
+                    let after = open_offline(&data_dir)?;
+                    Ok((size, after.file_bytes()))
+                })
+                .await??;
+            println!("Database compacted: {} → {}", mb(before), mb(after));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+    }
 }

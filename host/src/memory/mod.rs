@@ -373,6 +373,19 @@ impl MemoryService {
         self.store.read()?.check(postings)
     }
 
+    /// `storage repair`: drops what dangles in memory's tables and, when
+    /// anything changed, rebuilds the vector index from what is left.
+    pub fn repair(&self, apply: bool) -> Result<store::StoreRepair> {
+        let done = {
+            let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            self.store.repair(apply)?
+        };
+        if apply && done.fixes() > 0 {
+            self.rebuild_index()?;
+        }
+        Ok(done)
+    }
+
     pub fn stats(&self) -> Result<MemoryStats> {
         let counts = self.counts()?;
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());

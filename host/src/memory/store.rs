@@ -673,6 +673,198 @@ impl StoreCheck {
     }
 }
 
+/// What `storage repair` changed (or, dry, would change) in memory's
+/// tables: only what dangles or is derived. Unreadable entity records are
+/// counted, never dropped: they hold what a user wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRepair {
+    pub relations_removed: u64,
+    pub reverse_entries_added: u64,
+    pub reverse_entries_removed: u64,
+    pub names_removed: u64,
+    pub documents_removed: u64,
+    pub observations_removed: u64,
+    pub embeddings_removed: u64,
+    pub postings_removed: u64,
+    pub unreadable_entities: u64,
+}
+
+impl StoreRepair {
+    /// Fixes made (or to make).
+    pub fn fixes(&self) -> u64 {
+        self.relations_removed
+            + self.reverse_entries_added
+            + self.reverse_entries_removed
+            + self.names_removed
+            + self.documents_removed
+            + self.observations_removed
+            + self.embeddings_removed
+            + self.postings_removed
+    }
+}
+
+impl MemoryStore {
+    /// Removes what points at nothing — relations to missing entities,
+    /// names and documents of missing entities, observations, embeddings
+    /// and keyword postings of missing documents — and restores the reverse
+    /// relation index from the forward one, in one transaction. With
+    /// `apply` false, counts and changes nothing. The caller rebuilds the
+    /// vector index afterwards (it is derived from the embeddings).
+    pub fn repair(&self, apply: bool) -> Result<StoreRepair> {
+        let txn = self.storage.database().begin_write()?;
+        let mut done = StoreRepair::default();
+        {
+            let mut entities = txn.open_table(ENTITIES)?;
+            let entity_data = txn.open_table(ENTITY_DATA)?;
+            let mut observations = txn.open_table(OBSERVATIONS)?;
+            let mut name_docs = txn.open_table(NAME_DOCS)?;
+            let mut docs = txn.open_table(DOCS)?;
+            let mut terms = txn.open_table(TERMS)?;
+            let mut term_df = txn.open_table(TERM_DF)?;
+            let mut rel_out = txn.open_table(REL_OUT)?;
+            let mut rel_in = txn.open_table(REL_IN)?;
+            let mut embeddings = txn.open_table(EMBEDDINGS)?;
+            let mut meta = txn.open_table(META)?;
+
+            let mut live: HashSet<u64> = HashSet::new();
+            for entry in entity_data.iter()? {
+                let (id, bytes) = entry?;
+                live.insert(id.value());
+                if StoredEntity::decode(bytes.value()).is_err() {
+                    done.unreadable_entities += 1;
+                }
+            }
+            let dead_names: Vec<(String, String)> = entities
+                .iter()?
+                .filter_map(|e| e.ok())
+                .filter(|(_, id)| !live.contains(&id.value()))
+                .map(|(k, _)| (k.value().0.to_string(), k.value().1.to_string()))
+                .collect();
+            let dead_name_docs: Vec<u64> = name_docs
+                .iter()?
+                .filter_map(|e| e.ok())
+                .filter(|(id, _)| !live.contains(&id.value()))
+                .map(|(id, _)| id.value())
+                .collect();
+            // Documents of missing entities, with what their removal takes
+            // from the keyword statistics.
+            let mut dead_docs: Vec<(u64, String, u32)> = Vec::new();
+            let mut kept_docs: HashSet<u64> = HashSet::new();
+            for entry in docs.iter()? {
+                let (doc, value) = entry?;
+                let (entity, term_count, scope, _) = value.value();
+                if live.contains(&entity) {
+                    kept_docs.insert(doc.value());
+                } else {
+                    dead_docs.push((doc.value(), scope.to_string(), term_count));
+                }
+            }
+            let dead_observations: Vec<(u64, u64)> = observations
+                .iter()?
+                .filter_map(|e| e.ok())
+                .map(|(k, _)| k.value())
+                .filter(|(entity, doc)| !live.contains(entity) || !kept_docs.contains(doc))
+                .collect();
+            let dead_embeddings: Vec<u64> = embeddings
+                .iter()?
+                .filter_map(|e| e.ok())
+                .map(|(doc, _)| doc.value())
+                .filter(|doc| !kept_docs.contains(doc))
+                .collect();
+            let dead_postings: Vec<(String, String, u64)> = terms
+                .iter()?
+                .filter_map(|e| e.ok())
+                .map(|(k, _)| {
+                    let (scope, term, doc) = k.value();
+                    (scope.to_string(), term.to_string(), doc)
+                })
+                .filter(|(_, _, doc)| !kept_docs.contains(doc))
+                .collect();
+            let mut dead_relations: Vec<(u64, String, u64)> = Vec::new();
+            let mut missing_reverse: Vec<(u64, String, u64)> = Vec::new();
+            for entry in rel_out.iter()? {
+                let (key, _) = entry?;
+                let (from, kind, to) = key.value();
+                if !live.contains(&from) || !live.contains(&to) {
+                    dead_relations.push((from, kind.to_string(), to));
+                } else if rel_in.get((to, kind, from))?.is_none() {
+                    missing_reverse.push((from, kind.to_string(), to));
+                }
+            }
+            let mut stray_reverse: Vec<(u64, String, u64)> = Vec::new();
+            for entry in rel_in.iter()? {
+                let (key, _) = entry?;
+                let (to, kind, from) = key.value();
+                let dead = dead_relations
+                    .iter()
+                    .any(|(f, k, t)| *f == from && k == kind && *t == to);
+                if !dead && rel_out.get((from, kind, to))?.is_none() {
+                    stray_reverse.push((to, kind.to_string(), from));
+                }
+            }
+
+            done.names_removed = dead_names.len() as u64;
+            done.documents_removed = dead_docs.len() as u64;
+            done.observations_removed = dead_observations.len() as u64;
+            done.embeddings_removed = dead_embeddings.len() as u64;
+            done.postings_removed = dead_postings.len() as u64;
+            done.relations_removed = dead_relations.len() as u64;
+            done.reverse_entries_added = missing_reverse.len() as u64;
+            done.reverse_entries_removed = stray_reverse.len() as u64;
+            if apply {
+                for (scope, name) in &dead_names {
+                    entities.remove((scope.as_str(), name.as_str()))?;
+                }
+                for id in dead_name_docs {
+                    name_docs.remove(id)?;
+                }
+                for (doc, scope, term_count) in &dead_docs {
+                    docs.remove(*doc)?;
+                    for (key, less) in [
+                        (format!("docs:{scope}"), 1),
+                        (format!("terms:{scope}"), u64::from(*term_count)),
+                    ] {
+                        let now = meta.get(key.as_str())?.map_or(0, |v| v.value());
+                        meta.insert(key.as_str(), now.saturating_sub(less))?;
+                    }
+                }
+                for key in dead_observations {
+                    observations.remove(key)?;
+                }
+                for doc in dead_embeddings {
+                    embeddings.remove(doc)?;
+                }
+                for (scope, term, doc) in &dead_postings {
+                    terms.remove((scope.as_str(), term.as_str(), *doc))?;
+                    let df_key = (scope.as_str(), term.as_str());
+                    let df = term_df.get(df_key)?.map_or(0, |v| v.value());
+                    if df <= 1 {
+                        term_df.remove(df_key)?;
+                    } else {
+                        term_df.insert(df_key, df - 1)?;
+                    }
+                }
+                for (from, kind, to) in &dead_relations {
+                    rel_out.remove((*from, kind.as_str(), *to))?;
+                    rel_in.remove((*to, kind.as_str(), *from))?;
+                }
+                for (from, kind, to) in &missing_reverse {
+                    rel_in.insert((*to, kind.as_str(), *from), ())?;
+                }
+                for (to, kind, from) in &stray_reverse {
+                    rel_in.remove((*to, kind.as_str(), *from))?;
+                }
+            }
+        }
+        if apply && done.fixes() > 0 {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(done)
+    }
+}
+
 impl GraphReader {
     /// Cross-checks the memory tables in one snapshot: every entity record
     /// decodes, both ends of every relation exist and the reverse index

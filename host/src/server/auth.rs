@@ -49,9 +49,16 @@ pub struct Gate {
 }
 
 /// Requests that still work in safe mode although they are not reads: the
-/// way out of it, stopping the server, and managing tokens.
+/// way out of it, stopping the server, repairing and compacting storage
+/// (safe mode is where an operator repairs from), and managing tokens.
 fn allowed_in_safe_mode(path: &str) -> bool {
-    path == "/api/v1/safe-mode" || path == "/api/v1/shutdown" || path.starts_with("/api/v1/tokens")
+    matches!(
+        path,
+        "/api/v1/safe-mode"
+            | "/api/v1/shutdown"
+            | "/api/v1/storage/repair"
+            | "/api/v1/storage/compact"
+    ) || path.starts_with("/api/v1/tokens")
 }
 
 /// Routes whose bodies may be as large as `server.max_body_bytes`.

@@ -12,6 +12,7 @@ pub mod metrics;
 mod openapi;
 pub mod server_state;
 pub mod settings;
+pub mod storage;
 pub mod tls;
 mod tokens;
 mod tools;
@@ -64,7 +65,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/shutdown", post(shutdown))
         .route("/api/v1/safe-mode", post(safe_mode))
-        .route("/api/v1/storage/verify", get(verify_storage))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/metrics", get(metrics::metrics))
         .merge(agents::routes())
@@ -75,37 +75,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(tokens::routes())
         .merge(backup::routes())
         .merge(traces::routes())
+        .merge(storage::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
         .with_state(state)
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyQuery {
-    level: Option<crate::storage_check::Level>,
-}
-
-/// `GET /api/v1/storage/verify?level=quick|full|deep`: the checks of
-/// `storage_check` on one snapshot while the server serves.
-async fn verify_storage(
-    State(state): State<AppState>,
-    query: Result<axum::extract::Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<crate::storage_check::Report>, ApiError> {
-    let axum::extract::Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let level = query.level.unwrap_or(crate::storage_check::Level::Full);
-    let storage = state.storage.clone();
-    let memory = state.memory.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        crate::storage_check::run(&storage, level, |postings| {
-            memory.check(postings).map_err(|e| e.to_string())
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("verify task failed: {e}")))?;
-    Ok(Json(report))
 }
 
 /// The runbook's shape; `safe_mode: true` is added only while it is on.

@@ -151,6 +151,18 @@ pub async fn document() -> Json<Value> {
                 "summary": "A consistent backup of the running server as a .tar.gz (database, admin token, agent definitions, configuration, manifest); admin scope",
                 "responses": { "200": { "description": "application/gzip" } }
             }},
+            "/api/v1/storage/analyze": { "get": {
+                "summary": "Database analysis: per table entries, stored/metadata/fragmented bytes, tree height; file size and free space",
+                "responses": { "200": { "description": "The analysis" } }
+            }},
+            "/api/v1/storage/repair": { "post": {
+                "summary": "Repair what dangles or is derived; {\"apply\": false} (default) only reports. Lists what it cannot repair (admin; allowed in safe mode)",
+                "responses": { "200": { "description": "{applied, memory, fixed, left}" } }
+            }},
+            "/api/v1/storage/compact": { "post": {
+                "summary": "Schedule a compaction of the database file for the next start (admin; allowed in safe mode)",
+                "responses": { "200": { "description": "{scheduled, database_bytes, detail}" } }
+            }},
             "/api/v1/traces": { "get": {
                 "summary": "A conversation's spans (message hops, LLM and tool calls, with parents and timings), or recent conversations when no conversation_id is given",
                 "parameters": [

@@ -11,6 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+mod analyze;
+pub use analyze::{Analysis, TableInfo};
 use thiserror::Error;
 
 /// File name of the database inside the data directory.
