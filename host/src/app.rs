@@ -93,8 +93,25 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         );
     }
     let metrics_server = match config.monitoring.metrics_port {
+        Some(0) => None,
         Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
-        None => None,
+        // The runbook's `curl localhost:9090/metrics` works without any
+        // configuration, when the port is free.
+        None => match serve_metrics(
+            &config.server.host,
+            crate::server::settings::DEFAULT_METRICS_PORT,
+            state.clone(),
+        )
+        .await
+        {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::info!(
+                    "{e:#}; /metrics is served on the API port only (set monitoring.metrics_port to choose another port, 0 for none)"
+                );
+                None
+            }
+        },
     };
     let saver = tokio::spawn(save_index_periodically(
         state.memory.clone(),

@@ -514,3 +514,33 @@ async fn storage_repair_analyze_and_compact_work_online_and_offline() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_on_9090_without_any_configuration() {
+    // Another process already on 9090 would make this test meaningless:
+    // say so instead of passing.
+    let before = reqwest::get("http://127.0.0.1:9090/metrics").await;
+    if let Ok(response) = &before {
+        let text = format!("{:?}", response.headers());
+        assert!(
+            text.contains("text/plain"),
+            "port 9090 is held by something that is not a caxton metrics listener; free it to run this test"
+        );
+    }
+    let (_guard, data) = temp_data_dir();
+    let _server = Server::start(&data);
+    let mut last = String::new();
+    for _ in 0..50 {
+        match reqwest::get("http://127.0.0.1:9090/metrics").await {
+            Ok(response) => {
+                last = response.text().await.unwrap_or_default();
+                if last.contains("caxton_server_uptime_seconds") {
+                    return;
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("nothing serves caxton metrics on 127.0.0.1:9090: {last}");
+}

@@ -76,7 +76,7 @@ logging: {}
 
 monitoring:
   trace_spans: 10000             # message hops, LLM and tool calls kept for `caxton trace`
-  # metrics_port: 9090
+  # metrics_port: 9090           # unset: 9090 when free; 0: /metrics only on the API port
 
 backup:
   # directory: /backups          # unset: `backups` next to the data directory

@@ -77,11 +77,16 @@ impl ServerConfig {
     }
 }
 
+/// The port `/metrics` gets on its own when `monitoring.metrics_port` is not
+/// set (taken only when free): the runbook's `curl localhost:9090/metrics`.
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
 /// `monitoring:` — `metrics_port` serves `GET /metrics` on its own port
 /// (it is always on the API port too).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitoringConfig {
+    /// Unset: 9090 when it is free; 0: none.
     pub metrics_port: Option<u16>,
     pub health_check_interval: Option<String>,
     /// Spans (message hops, LLM and tool calls) kept for `caxton trace`;
