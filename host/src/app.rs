@@ -262,6 +262,11 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         config_path,
         starts,
         trace,
+        config_snapshot: Arc::new({
+            let mut snapshot = serde_json::to_value(config).unwrap_or_default();
+            server::debug::redact(&mut snapshot);
+            snapshot
+        }),
     };
     Ok(Assembled {
         state,

@@ -544,3 +544,109 @@ async fn metrics_answer_on_9090_without_any_configuration() {
     }
     panic!("nothing serves caxton metrics on 127.0.0.1:9090: {last}");
 }
+
+/// The files of a `.tar.gz`, by path.
+fn untar(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let file = std::fs::File::open(path).expect("open the archive");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).expect("utf-8 entry");
+        files.insert(name, text);
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_dump_collects_the_state_without_secrets_and_shutdown_can_dump_first() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    let log = guard.path().join("caxton.log");
+    std::fs::write(
+        &config,
+        format!(
+            "llm:\n  openai:\n    base_url: http://me:hunter2@127.0.0.1:9/v1\n    model: m\n    api_key_env: CAXTON_DUMP_SECRET_NAME\nlogging:\n  file: {}\n",
+            log.display()
+        ),
+    )
+    .expect("config");
+    let mut server = Server::start_with_env(&data, Some(&config), &[("CAXTON_LOG", "info")]);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    assert_eq!(server.ask("echo", "hello").await, "hello");
+
+    let dump = guard.path().join("dump.tar.gz");
+    let (ok, out, err) = server.cli(&[
+        "debug",
+        "dump",
+        "--embedded",
+        "--output",
+        dump.to_str().expect("utf-8"),
+    ]);
+    assert!(ok && out.contains("Debug dump written"), "{out}{err}");
+    let files = untar(&dump);
+    for name in [
+        "manifest.json",
+        "state.json",
+        "health.json",
+        "agents.json",
+        "metrics.txt",
+        "logs/echo.json",
+        "storage.json",
+        "traces.json",
+        "server.log",
+    ] {
+        assert!(
+            files.contains_key(name),
+            "{name} missing from {:?}",
+            files.keys()
+        );
+    }
+    assert!(
+        !files.contains_key("errors.txt"),
+        "{:?}",
+        files.get("errors.txt")
+    );
+    let everything: String = files.values().cloned().collect();
+    assert!(
+        !everything.contains("hunter2") && !everything.contains("CAXTON_DUMP_SECRET_NAME"),
+        "a secret leaked into the dump"
+    );
+    let state: Value = serde_json::from_str(&files["state.json"]).expect("state JSON");
+    assert_eq!(
+        state["config"]["llm"]["openai"]["api_key_env"], "[redacted]",
+        "{state}"
+    );
+    assert!(files["metrics.txt"].contains("caxton_server_uptime_seconds"));
+    assert!(
+        files["server.log"].contains("caxton server ready"),
+        "{}",
+        files["server.log"]
+    );
+    assert!(
+        files["logs/echo.json"].contains("deployed"),
+        "{}",
+        files["logs/echo.json"]
+    );
+
+    let last = guard.path().join("last.tar.gz");
+    let (ok, out, err) = server.cli(&[
+        "shutdown",
+        "--dump-state",
+        "--output",
+        last.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        ok && out.contains("Graceful shutdown requested"),
+        "{out}{err}"
+    );
+    assert!(untar(&last).contains_key("state.json"));
+    assert!(
+        server.exits_within(std::time::Duration::from_secs(20)),
+        "the server did not stop"
+    );
+}

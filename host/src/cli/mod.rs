@@ -6,6 +6,7 @@ mod agents;
 mod backup;
 mod client;
 mod config_agents;
+mod debug;
 mod init;
 mod llm;
 mod memory;
@@ -118,7 +119,16 @@ enum Command {
         /// `2m`, or seconds).
         #[arg(long, conflicts_with = "immediate")]
         timeout: Option<String>,
+        /// Write a debug dump (`caxton debug dump`) before stopping.
+        #[arg(long, requires = "output")]
+        dump_state: bool,
+        /// Where --dump-state writes the dump.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
+    /// Diagnostics: `debug dump --embedded --output FILE`.
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Deploy, list, inspect and message agents.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
@@ -325,8 +335,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             graceful: _,
             immediate,
             timeout,
+            dump_state,
+            output,
         } => {
             let client = target.client()?;
+            if let (true, Some(output)) = (dump_state, output.as_deref()) {
+                println!("{}", debug::dump(&client, output).await?);
+            }
             let timeout_secs = timeout.as_deref().map(parse_duration_secs).transpose()?;
             let mode = if immediate { "immediate" } else { "graceful" };
             client
@@ -373,6 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Trace(args) => trace::run(&target.client()?, args).await,
+        Command::Debug(command) => debug::run(&target.client()?, command).await,
         Command::Backup(args) => backup::backup(&target.client()?, args).await,
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await

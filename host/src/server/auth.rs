@@ -73,7 +73,10 @@ fn is_upload(method: &Method, path: &str) -> bool {
 /// The scope a route needs. Reads are `read`, talking to an agent is
 /// `message`, everything that changes the server is `admin`.
 pub fn needed_scope(method: &Method, path: &str) -> Scope {
-    if path.starts_with("/api/v1/tokens") || path == "/api/v1/backup" {
+    if path.starts_with("/api/v1/tokens")
+        || path == "/api/v1/backup"
+        || path == "/api/v1/debug/state"
+    {
         return Scope::Admin;
     }
     if method == Method::GET || method == Method::HEAD {

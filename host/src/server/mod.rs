@@ -4,6 +4,7 @@ mod agents;
 pub mod auth;
 mod backup;
 mod config_agents;
+pub mod debug;
 pub mod error;
 pub mod listen;
 mod memory;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub starts: u64,
     /// Recent message hops, LLM and tool calls (`caxton trace`).
     pub trace: Arc<crate::trace::TraceStore>,
+    /// The effective configuration, secrets redacted (`debug dump`).
+    pub config_snapshot: Arc<serde_json::Value>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -76,6 +79,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(backup::routes())
         .merge(traces::routes())
         .merge(storage::routes())
+        .merge(debug::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))

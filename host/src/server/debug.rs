@@ -1,0 +1,142 @@
+//! `GET /api/v1/debug/state` (admin): what `caxton debug dump` needs that
+//! no other route answers — version, uptime, starts, safe mode, the
+//! effective configuration with its secrets redacted, and the tail of the
+//! server's log file when it writes one.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+
+/// The most of the log file a dump carries (its end).
+const LOG_TAIL_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DebugState {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub starts: u64,
+    pub safe_mode: bool,
+    /// The effective configuration; every secret reads `[redacted]`.
+    pub config: serde_json::Value,
+    /// The end of `logging.file`, when the server writes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    /// Spans kept for `caxton trace`.
+    pub trace_spans: usize,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/debug/state", get(state))
+}
+
+async fn state(State(state): State<AppState>) -> Json<DebugState> {
+    let log_file = state
+        .config_snapshot
+        .pointer("/logging/file")
+        .and_then(|f| f.as_str())
+        .map(std::path::PathBuf::from);
+    let log_tail = match log_file {
+        Some(path) => tokio::task::spawn_blocking(move || tail(&path).ok())
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    Json(DebugState {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        starts: state.starts,
+        safe_mode: state
+            .gate
+            .safe_mode
+            .load(std::sync::atomic::Ordering::Relaxed),
+        config: (*state.config_snapshot).clone(),
+        log_tail,
+        trace_spans: state.trace.len(),
+    })
+}
+
+/// The last [`LOG_TAIL_BYTES`] of `path`, from a line start.
+fn tail(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(if from > 0 {
+        text.split_once('\n')
+            .map_or(text.clone(), |(_, rest)| rest.to_string())
+    } else {
+        text
+    })
+}
+
+/// Replaces the value of every key that names a secret (`api_key`,
+/// `token`, `password`, `secret`) with `[redacted]`, and the credentials
+/// of any URL (`https://user:pass@host`); numbers and booleans
+/// (`max_tokens`) stay.
+pub fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                let secret = ["key", "secret", "token", "password", "authorization"]
+                    .iter()
+                    .any(|word| key.contains(word));
+                if secret && inner.is_string() {
+                    *inner = serde_json::Value::String("[redacted]".into());
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        serde_json::Value::String(text) => {
+            if let Some(clean) = without_url_credentials(text) {
+                *text = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `scheme://user:pass@rest` → `scheme://[redacted]@rest`; `None` when
+/// `text` carries no credentials.
+fn without_url_credentials(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some(format!("{scheme}://[redacted]@{}", &rest[at + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_numbers_kept() {
+        let mut config = serde_json::json!({
+            "llm": {"openai": {"api_key": "sk-live", "max_tokens": 512}},
+            "auth": {"token": "t", "required": true},
+            "list": [{"password": "p"}],
+            "headers": {"Authorization": "Bearer x"},
+            "base_url": "https://me:hunter2@example.com/v1"
+        });
+        redact(&mut config);
+        let text = config.to_string();
+        for secret in ["sk-live", "\"t\"", "\"p\"", "Bearer x", "hunter2"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(config["llm"]["openai"]["max_tokens"], 512);
+        assert_eq!(config["auth"]["required"], true);
+        assert_eq!(config["base_url"], "https://[redacted]@example.com/v1");
+    }
+}
