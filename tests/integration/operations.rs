@@ -280,6 +280,25 @@ async fn failing_agents_are_suspended_together_and_resumed_together() {
     let (_, list) = server.get("/api/v1/agents").await;
     assert_eq!(status_of(&list, "flaky"), "failed", "{list}");
 
+    let (ok, out, err) = server.cli(&["agents", "diagnose", "--show-errors"]);
+    assert!(!ok, "a failing agent makes diagnose fail: {out}");
+    let flaky = out.lines().find(|l| l.starts_with("flaky")).unwrap_or("");
+    assert!(flaky.contains("failed"), "{out}{err}");
+    assert!(out.contains("last error at"), "{out}");
+    let (ok, out, err) = server.cli(&[
+        "agents",
+        "analyze",
+        "--pattern",
+        "message failed",
+        "--last",
+        "1h",
+    ]);
+    assert!(ok, "{out}{err}");
+    let flaky = out.lines().find(|l| l.starts_with("flaky")).unwrap_or("");
+    assert!(flaky.split_whitespace().nth(1) == Some("5"), "{out}");
+    let (ok, out, _) = server.cli(&["agents", "analyze", "--pattern", "(unclosed"]);
+    assert!(!ok && out.is_empty(), "a bad pattern is refused");
+
     let (ok, out, err) = server.cli(&["agents", "suspend", "--failing-only"]);
     assert!(ok && out.contains("Suspended agent flaky"), "{out}{err}");
     let (_, list) = server.get("/api/v1/agents").await;
@@ -297,6 +316,49 @@ async fn failing_agents_are_suspended_together_and_resumed_together() {
 
     let (ok, out, err) = server.cli(&["reload", "--agent", "greeter"]);
     assert!(ok && out.contains("Reloaded"), "{out}{err}");
+    let (ok, out, err) = server.cli(&["agents", "reload", "--validate-first", "--gradual"]);
+    assert!(
+        ok && out.contains("greeter reloaded and answering (1/1)"),
+        "{out}{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start_keyword_only(&data);
+    let (ok, out, err) = server.cli(&["memory", "emergency-diagnosis"]);
+    assert!(!ok, "keyword-only memory is degraded: {out}{err}");
+    assert!(
+        out.contains("VERDICT: DEGRADED") && out.contains("NEXT:"),
+        "{out}"
+    );
+
+    let url = server.url("/api/v1/memory/search");
+    let searches = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let http = reqwest::Client::new();
+        for _ in 0..7 {
+            let response = http
+                .post(&url)
+                .json(&json!({"query": "anything at all", "limit": 3}))
+                .send()
+                .await
+                .expect("search");
+            assert!(response.status().is_success());
+        }
+    });
+    let (ok, out, err) =
+        server.cli(&["memory", "profile", "--duration", "3s", "--include-queries"]);
+    searches.await.expect("searches");
+    assert!(ok, "{out}{err}");
+    let counted: u64 = out
+        .lines()
+        .filter(|l| l.contains("search"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, 7, "{out}");
+    assert!(out.contains("Slow queries in the window"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

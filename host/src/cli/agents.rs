@@ -111,8 +111,30 @@ pub enum AgentsCommand {
         #[arg(long)]
         all_config: bool,
         /// With --all-config: reload nothing unless every file is valid.
+        /// With --gradual: each file is validated before its agent swaps
+        /// (always so).
         #[arg(long)]
         validate_first: bool,
+        /// Every config agent, one at a time: each must answer a ping
+        /// before the next reloads; stops at the first failure.
+        #[arg(long, conflicts_with_all = ["name", "all_config"])]
+        gradual: bool,
+    },
+    /// Failing or suspended agents and rejected definitions, with their
+    /// last error (exit code 1 when there is any).
+    Diagnose {
+        /// Whole errors and every problem of rejected files.
+        #[arg(long)]
+        show_errors: bool,
+    },
+    /// Agents' log lines matching a pattern within a window.
+    Analyze {
+        /// A regular expression (case-insensitive), e.g. "error|timeout".
+        #[arg(long, default_value = "error|fail|timeout")]
+        pattern: String,
+        /// The window: `1h`, `30m`, `90s`.
+        #[arg(long, default_value = "1h", value_parser = super::parse_duration_secs_arg)]
+        last: u64,
     },
     /// State of a config agent's definition: version, last reload, problems.
     ReloadStatus { name: String },
@@ -317,11 +339,21 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             let files = config_agents::definition_files(&dir)?;
             return config_agents::validate_files(client, &files).await;
         }
+        AgentsCommand::Reload { gradual: true, .. } => {
+            return super::diagnose::reload_gradually(client).await;
+        }
         AgentsCommand::Reload {
             name,
             all_config,
             validate_first,
+            gradual: false,
         } => return config_agents::reload(client, name, all_config, validate_first).await,
+        AgentsCommand::Diagnose { show_errors } => {
+            return super::diagnose::diagnose(client, show_errors).await;
+        }
+        AgentsCommand::Analyze { pattern, last } => {
+            return super::diagnose::analyze(client, &pattern, last).await;
+        }
         AgentsCommand::ReloadStatus { name } => {
             return config_agents::reload_status(client, &name).await;
         }

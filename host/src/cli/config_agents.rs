@@ -15,7 +15,7 @@ fn agent_path(name: &str) -> String {
     format!("/api/v1/agents/{}", super::agents::urlencode(name))
 }
 
-fn print_problems(problems: &[Value]) {
+pub(super) fn print_problems(problems: &[Value]) {
     for p in problems {
         let mut at = p["file"].as_str().unwrap_or("?").to_string();
         if let Some(line) = p["line"].as_u64() {

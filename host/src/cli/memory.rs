@@ -98,6 +98,18 @@ pub enum MemoryCommand {
         #[arg(long)]
         percentage: bool,
     },
+    /// Health, the database's check, capacity and memory use, then a
+    /// verdict and the next command (exit code 1 unless all is well).
+    EmergencyDiagnosis,
+    /// What memory served during a window: operations, latencies and,
+    /// with --include-queries, the slow queries.
+    Profile {
+        /// `60s`, `5m`.
+        #[arg(long, default_value = "60s", value_parser = super::parse_duration_secs_arg)]
+        duration: u64,
+        #[arg(long)]
+        include_queries: bool,
+    },
     /// Latency by query type; `--show-slow-queries` lists the slow ones.
     #[command(visible_alias = "monitor")]
     Diagnose {
@@ -201,6 +213,20 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
         } => usage(client, detailed, percentage).await?,
         MemoryCommand::Diagnose { show_slow_queries } => {
             diagnose(client, show_slow_queries).await?
+        }
+        MemoryCommand::EmergencyDiagnosis => {
+            return super::diagnose::memory_emergency(client).await;
+        }
+        MemoryCommand::Profile {
+            duration,
+            include_queries,
+        } => {
+            return super::diagnose::memory_profile(
+                client,
+                std::time::Duration::from_secs(duration),
+                include_queries,
+            )
+            .await;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ mod backup;
 mod client;
 mod config_agents;
 mod debug;
+mod diagnose;
 mod init;
 mod llm;
 mod memory;
@@ -383,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     name: agent,
                     all_config,
                     validate_first,
+                    gradual: false,
                 },
             )
             .await
@@ -477,7 +479,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `30s`, `2m`, `1h` or plain seconds.
-fn parse_duration_secs(text: &str) -> anyhow::Result<u64> {
+/// [`parse_duration_secs`] for clap's `value_parser`.
+fn parse_duration_secs_arg(text: &str) -> Result<u64, String> {
+    parse_duration_secs(text).map_err(|e| e.to_string())
+}
+
+pub(super) fn parse_duration_secs(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
