@@ -93,7 +93,8 @@ pub async fn backup(client: &Client, args: BackupArgs) -> anyhow::Result<ExitCod
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    match client.download("/api/v1/backup", &output).await {
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match client.download("/api/v1/backup", &output, progress).await {
         Ok(bytes) => println!(
             "Backup written by the running server to {} ({:.1} MB)",
             output.display(),

@@ -98,9 +98,18 @@ impl Client {
     }
 
     /// GET streamed into `path` (through `path.partial`); answers the
-    /// bytes written. API errors are decoded as usual.
-    pub async fn download(&self, path: &str, to: &std::path::Path) -> anyhow::Result<u64> {
+    /// bytes written. API errors are decoded as usual. With `progress`,
+    /// the bytes so far and the rate are redrawn on stderr (for a
+    /// terminal: a log file would fill with redraws).
+    pub async fn download(
+        &self,
+        path: &str,
+        to: &std::path::Path,
+        progress: bool,
+    ) -> anyhow::Result<u64> {
         use std::io::Write;
+        let started = std::time::Instant::now();
+        let mut drawn = 0u64;
         let response = self.http.get(self.url(path)).send().await;
         let mut response = match response {
             Ok(r) if r.status().is_success() => r,
@@ -118,6 +127,18 @@ impl Client {
             file.write_all(&chunk)
                 .with_context(|| format!("cannot write {}", partial.display()))?;
             written += chunk.len() as u64;
+            if progress && written - drawn >= 256 * 1024 {
+                drawn = written;
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                eprint!(
+                    "\r{:.1} MB received ({:.1} MB/s)   ",
+                    written as f64 / 1e6,
+                    written as f64 / 1e6 / secs
+                );
+            }
+        }
+        if progress && drawn > 0 {
+            eprintln!();
         }
         file.sync_all()?;
         std::fs::rename(&partial, to).with_context(|| format!("cannot write {}", to.display()))?;
