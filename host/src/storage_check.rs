@@ -35,6 +35,26 @@ pub struct Report {
     pub level: Level,
     pub ok: bool,
     pub checks: Vec<Check>,
+    /// Records looked at (agents, tools, entities, relations,
+    /// observations) and how many of them had a problem.
+    #[serde(default)]
+    pub records: u64,
+    #[serde(default)]
+    pub problems: u64,
+}
+
+impl Report {
+    /// Share of the records with a problem, in whole percent (rounded up:
+    /// one bad record in many is 1, not 0).
+    pub fn corruption_percent(&self) -> u64 {
+        if self.problems == 0 {
+            0
+        } else {
+            (self.problems.saturating_mul(100))
+                .div_ceil(self.records.max(1))
+                .min(100)
+        }
+    }
 }
 
 fn check(name: &str, result: Result<String, String>) -> Check {
@@ -60,7 +80,12 @@ pub fn run(
     memory: impl FnOnce(bool) -> Result<StoreCheck, String>,
 ) -> Report {
     let mut checks = Vec::new();
+    let (mut records, mut problems) = (0u64, 0u64);
     let agents = crate::agents::store::all(storage);
+    match &agents {
+        Ok(list) => records += list.len() as u64,
+        Err(_) => problems += 1,
+    }
     checks.push(check(
         "agent records",
         match &agents {
@@ -75,6 +100,7 @@ pub fn run(
                 .filter(|r| crate::agents::store::component(storage, &r.component_sha256).is_err())
                 .map(|r| r.name.clone())
                 .collect();
+            problems += missing.len() as u64;
             checks.push(check(
                 "agent components",
                 if missing.is_empty() {
@@ -95,6 +121,8 @@ pub fn run(
                         .iter()
                         .filter_map(|t| t.as_ref().err().map(ToString::to_string))
                         .collect();
+                    records += tools.len() as u64;
+                    problems += bad.len() as u64;
                     if bad.is_empty() {
                         Ok(format!("{} tools", tools.len()))
                     } else {
@@ -107,6 +135,8 @@ pub fn run(
         checks.push(check(
             "memory",
             memory(level == Level::Deep).and_then(|m| {
+                records += m.records + m.relations + m.observations;
+                problems += m.problems;
                 let detail = format!(
                     "{} entities, {} relations, {} observations{}",
                     m.records,
@@ -131,7 +161,13 @@ pub fn run(
         ));
     }
     let ok = checks.iter().all(|c| c.ok);
-    Report { level, ok, checks }
+    Report {
+        level,
+        ok,
+        checks,
+        records,
+        problems: if ok { 0 } else { problems.max(1) },
+    }
 }
 
 /// What `storage repair` did (or, without `applied`, would do), and what

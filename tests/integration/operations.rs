@@ -524,11 +524,29 @@ async fn storage_repair_analyze_and_compact_work_online_and_offline() {
     );
     let (ok, out) = cli(&["storage", "verify"]);
     assert!(!ok, "a dry run changed something: {out}");
-    let (ok, out) = cli(&["storage", "repair", "--auto"]);
+    let (ok, out) = cli(&["storage", "corruption-level"]);
+    let percent: u64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a bare percent");
+    assert!(ok && percent > 0 && percent < 100, "{out}");
+    let (ok, out) = cli(&["storage", "diagnose", "--corruption-level"]);
+    assert!(
+        ok && out.contains("CORRUPTION_LEVEL: ") && out.contains("next: "),
+        "{out}"
+    );
+    let (ok, out) = cli(&["storage", "verify", "--repair"]);
     assert!(ok && out.contains("Repair completed successfully"), "{out}");
     assert!(out.contains("removed 1 names of missing entities"), "{out}");
-    let (ok, out) = cli(&["storage", "verify", "--deep"]);
-    assert!(ok && out.contains("storage verified"), "{out}");
+    assert!(out.trim_end().ends_with("storage verified"), "{out}");
+    let (ok, out) = cli(&["storage", "verify", "--comprehensive"]);
+    assert!(
+        ok && out.contains("storage verified") && out.contains("database integrity"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["storage", "corruption-level"]);
+    assert!(ok && out.lines().last() == Some("0"), "{out}");
     let (ok, out) = cli(&["storage", "compact"]);
     assert!(ok && out.contains("Database compacted"), "{out}");
 

@@ -186,13 +186,25 @@ enum StorageCommand {
         quick: bool,
         #[arg(long, conflicts_with = "deep")]
         full: bool,
-        #[arg(long)]
+        #[arg(long, visible_alias = "comprehensive")]
         deep: bool,
+        /// When a check fails, run `storage repair --auto` and check again.
+        #[arg(long)]
+        repair: bool,
         /// Accepted from the runbook: memory lives in the redb database of
         /// the data directory, not in SQLite.
         #[arg(long)]
         sqlite_path: Option<PathBuf>,
     },
+    /// How much of the data has problems: `--corruption-level` prints
+    /// `CORRUPTION_LEVEL: NONE|LOW|MEDIUM|HIGH (N% …)` and the failing checks.
+    Diagnose {
+        #[arg(long)]
+        corruption_level: bool,
+    },
+    /// The share of records with a problem, as a whole percent alone (for
+    /// scripts: `if [ $(caxton storage corruption-level) -lt 25 ]`).
+    CorruptionLevel,
     /// Where the database's bytes go: per table (entries, bytes,
     /// fragmentation) and for the file (free space a compaction returns).
     Analyze {
@@ -395,10 +407,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) | Command::Storage(StorageCommand::Restore(args)) => {
             backup::restore(args).await
         }
+        Command::Storage(StorageCommand::Diagnose {
+            corruption_level: _,
+        }) => storage::corruption(&target.client()?, false).await,
+        Command::Storage(StorageCommand::CorruptionLevel) => {
+            storage::corruption(&target.client()?, true).await
+        }
         Command::Storage(StorageCommand::Verify {
             quick,
             full: _,
             deep,
+            repair,
             sqlite_path,
         }) => {
             let level = match (quick, deep) {
@@ -412,7 +431,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     path.display()
                 );
             }
-            storage::verify(&target.client()?, level).await
+            let client = target.client()?;
+            let verified = storage::verify(&client, level).await?;
+            if !repair || verified == ExitCode::SUCCESS {
+                return Ok(verified);
+            }
+            println!("\nrepairing:");
+            storage::repair(&client, storage::RepairMode::Apply).await?;
+            println!("\nchecking again:");
+            storage::verify(&client, level).await
         }
         Command::Storage(StorageCommand::Analyze { json, .. }) => {
             storage::analyze(&target.client()?, json).await

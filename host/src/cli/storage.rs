@@ -13,20 +13,61 @@ use super::client::Client;
 use crate::storage::Analysis;
 use crate::storage_check::{Check, Level, RepairReport, Report};
 
-pub async fn verify(client: &Client, level: Level) -> anyhow::Result<ExitCode> {
+/// The checks at `level`, by the running server or, when none answers,
+/// on the data directory.
+async fn report(client: &Client, level: Level) -> anyhow::Result<Report> {
     let query = match level {
         Level::Quick => "quick",
         Level::Full => "full",
         Level::Deep => "deep",
     };
-    let report: Report = match client
+    match client
         .get(&format!("/api/v1/storage/verify?level={query}"))
         .await
     {
-        Ok(body) => serde_json::from_value(body).context("the server's report")?,
-        Err(e) if client.unreachable(&e) => offline(level).await?,
-        Err(e) => return Err(e),
+        Ok(body) => serde_json::from_value(body).context("the server's report"),
+        Err(e) if client.unreachable(&e) => offline(level).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// `storage corruption-level` (`bare`: the percent alone) and `storage
+/// diagnose --corruption-level`.
+pub async fn corruption(client: &Client, bare: bool) -> anyhow::Result<ExitCode> {
+    let report = report(client, Level::Full).await?;
+    let percent = report.corruption_percent();
+    if bare {
+        println!("{percent}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let level = match percent {
+        0 => "NONE",
+        1..25 => "LOW",
+        25..60 => "MEDIUM",
+        _ => "HIGH",
     };
+    println!(
+        "CORRUPTION_LEVEL: {level} ({percent}% of data affected: {} of {} records)",
+        report.problems, report.records
+    );
+    for check in report.checks.iter().filter(|c| !c.ok) {
+        println!("✗ {}: {}", check.name, check.detail);
+    }
+    if percent > 0 {
+        println!(
+            "next: {}",
+            if percent < 25 {
+                "caxton storage repair --auto"
+            } else {
+                "caxton restore --latest-backup --verify"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(client: &Client, level: Level) -> anyhow::Result<ExitCode> {
+    let report = report(client, level).await?;
     for Check { name, ok, detail } in &report.checks {
         println!("{} {name}: {detail}", if *ok { "✓" } else { "✗" });
     }
