@@ -23,14 +23,21 @@ fuzz_target!(|data: &[u8]| {
     let lenient = parse_lenient("fuzz", file, source, format);
     let strict = parse_source("fuzz", file, source, format);
     match (&lenient, &strict) {
-        (Ok((_, problems)), Ok(_)) => assert!(problems.is_empty(), "strict accepted what lenient faulted"),
-        (Ok((_, problems)), Err(errors)) => assert_eq!(problems, errors, "strict and lenient disagree"),
+        (Ok((_, problems)), Ok(_)) => {
+            assert!(problems.is_empty(), "strict accepted what lenient faulted")
+        }
+        (Ok((_, problems)), Err(errors)) => {
+            assert_eq!(problems, errors, "strict and lenient disagree")
+        }
         (Err(a), Err(b)) => assert_eq!(a, b),
         (Err(_), Ok(_)) => panic!("strict parsed what lenient could not read"),
     }
     if let Ok((definition, problems)) = lenient {
         for problem in &problems {
-            assert!(!problem.message.is_empty() && !problem.fix.is_empty(), "{problem:?}");
+            assert!(
+                !problem.message.is_empty() && !problem.fix.is_empty(),
+                "{problem:?}"
+            );
         }
         let tools = ["memory_search".to_string(), "http_client".to_string()];
         let ctx = ValidationContext {
@@ -40,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
         for problem in validate(&definition, file, source, &ctx) {
             assert!(!problem.message.is_empty(), "{problem:?}");
             if let Some(line) = problem.line {
-                assert!(line >= 1 && line <= source.lines().count().max(1) + 1, "{problem:?}");
+                assert!(
+                    line >= 1 && line <= source.lines().count().max(1) + 1,
+                    "{problem:?}"
+                );
             }
         }
     }
