@@ -92,15 +92,17 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
              set server.tls.cert and server.tls.key, or put a TLS-terminating proxy in front"
         );
     }
+    let limits = config.server.connection_limits();
     let metrics_server = match config.monitoring.metrics_port {
         Some(0) => None,
-        Some(port) => Some(serve_metrics(&config.server.host, port, state.clone()).await?),
+        Some(port) => Some(serve_metrics(&config.server.host, port, state.clone(), limits).await?),
         // The runbook's `curl localhost:9090/metrics` works without any
         // configuration, when the port is free.
         None => match serve_metrics(
             &config.server.host,
             crate::server::settings::DEFAULT_METRICS_PORT,
             state.clone(),
+            limits,
         )
         .await
         {
@@ -281,6 +283,7 @@ async fn serve_metrics(
     host: &str,
     port: u16,
     state: AppState,
+    limits: server::listen::ConnectionLimits,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let address = format!("{host}:{port}");
     let listener = tokio::net::TcpListener::bind(&address)
@@ -295,12 +298,14 @@ async fn serve_metrics(
             server::auth::gate,
         ))
         .with_state(state);
-    Ok(tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "the metrics listener stopped");
-        }
-    }))
+    // The same connection limits as the API: a slow scraper holds nothing
+    // for long. It stops when the server does (its task is aborted).
+    Ok(tokio::spawn(server::listen::serve_connections(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    )))
 }
 
 /// Opens memory and gets its embedding model: loaded from the cache when it

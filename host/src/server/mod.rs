@@ -223,12 +223,7 @@ where
 {
     let shutdown = state.shutdown.clone();
     let app = router(state, settings.max_body_bytes);
-    let limits = listen::ConnectionLimits {
-        header_read_timeout: std::time::Duration::from_secs(
-            settings.header_read_timeout_secs.max(1),
-        ),
-        max_connections: settings.max_connections,
-    };
+    let limits = settings.connection_limits();
     listen::serve_connections(listener, app, limits, async move {
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;

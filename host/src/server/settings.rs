@@ -53,6 +53,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// How long connections may live and how many there may be.
+    pub fn connection_limits(&self) -> super::listen::ConnectionLimits {
+        super::listen::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(
+                self.header_read_timeout_secs.max(1),
+            ),
+            max_connections: self.max_connections,
+        }
+    }
+
     /// Limits of zero would refuse every request or connection.
     pub fn validate(&self) -> Result<(), String> {
         for (name, value) in [
