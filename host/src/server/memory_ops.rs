@@ -41,7 +41,7 @@ struct Optimize {
 }
 
 /// Accepts an empty body as `{}` so `curl -X POST` works without `-d`.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(
+pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     match &bytes {

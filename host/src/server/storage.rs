@@ -80,12 +80,7 @@ async fn repair(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RepairReport>, ApiError> {
-    let bytes = super::agents::read_body(bytes)?;
-    let body: RepairBody = if bytes.is_empty() {
-        RepairBody::default()
-    } else {
-        super::error::parse_json(&bytes)?
-    };
+    let body: RepairBody = super::memory_ops::optional_body(bytes)?;
     let storage = state.storage.clone();
     let memory = state.memory.clone();
     let report = blocking("repair", move || {
