@@ -53,6 +53,9 @@ async fn openai(State(received): State<Received>, body: axum::Json<Value>) -> Re
         .push(("openai".into(), None, body.clone()));
     let after_tool = answered_by_tool(&body);
     let asked = body["messages"].to_string();
+    if let Some(response) = flaky(&received, &body, &asked) {
+        return response;
+    }
     if asked.contains("cut short") {
         // Pieces of text, then the connection ends without `[DONE]`.
         let events = ANSWER
@@ -98,6 +101,64 @@ async fn openai(State(received): State<Received>, body: axum::Json<Value>) -> Re
     let mut events: Vec<String> = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
     events.push("data: [DONE]\n\n".into());
     event_stream(events)
+}
+
+/// Failures that pass: `flaky` is refused with 429 twice (with
+/// `Retry-After: 0`), then answered; `drop early` gets a stream that ends
+/// before any text once, then a whole one.
+fn flaky(received: &Received, body: &Value, asked: &str) -> Option<Response> {
+    let (marker, failures) = if asked.contains("flaky") {
+        ("flaky", 2)
+    } else if asked.contains("drop early") {
+        ("drop early", 1)
+    } else {
+        return None;
+    };
+    let seen = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, _, b)| b["messages"].to_string().contains(marker))
+        .count();
+    if seen <= failures {
+        if marker == "flaky" {
+            return Some(
+                Response::builder()
+                    .status(429)
+                    .header("retry-after", "0")
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"error": {"message": "slow down"}}"#))
+                    .expect("response"),
+            );
+        }
+        let role = json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]});
+        return Some(event_stream(vec![format!("data: {role}\n\n")]));
+    }
+    if body["stream"] != true {
+        let answer = json!({"choices": [{"message": {"role": "assistant", "content": "Steady now."},
+            "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}});
+        return Some(
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(answer.to_string()))
+                .expect("response"),
+        );
+    }
+    let mut events: Vec<String> = ["Steady", " now."]
+        .iter()
+        .map(|piece| {
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"content": piece}}]})
+            )
+        })
+        .collect();
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    ));
+    events.push("data: [DONE]\n\n".into());
+    Some(event_stream(events))
 }
 
 async fn anthropic(
@@ -294,4 +355,46 @@ async fn remote_providers_stream_replies_and_assemble_tool_calls() {
         last.2["stream"], true,
         "a plain request does not ask for a stream"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_broken_streams_are_retried() {
+    let (base, received) = stand_in().await;
+    let (guard, data) = temp_data_dir();
+    let root = guard.path();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(agents.join("open-tables.md"), agent("OpenTables", "openai")).expect("write");
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {agents}\nllm:\n  provider: openai\n  initial_backoff_ms: 50\n  openai:\n    base_url: {base}/v1\n    model: stand-in-gpt\n",
+            agents = agents.display(),
+        ),
+    )
+    .expect("write config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let count = |marker: &str| {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, _, b)| b["messages"].to_string().contains(marker))
+            .count()
+    };
+
+    // 429, 429 (each with Retry-After: 0), then an answer.
+    let (status, body) = server.message("open-tables", "flaky question").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "inform", "{body}");
+    assert_eq!(body["reply"]["content"], "Steady now.");
+    assert_eq!(count("flaky"), 3, "two refusals, then the answer");
+
+    // A stream that broke off before any text is tried again; the client
+    // sees only the whole answer, once.
+    let (tokens, reply, _) = server.stream_message("open-tables", "drop early").await;
+    assert_eq!(reply["reply"]["content"], "Steady now.", "{reply}");
+    assert_eq!(tokens, vec!["Steady".to_string(), " now.".to_string()]);
+    assert_eq!(count("drop early"), 2);
 }

@@ -211,9 +211,10 @@ impl Accumulator for StreamedAnswer {
                     error["message"].as_str().unwrap_or(&event.data)
                 );
                 return Err(if error["type"] == "overloaded_error" {
-                    LlmError::RateLimited {
+                    LlmError::Transient {
                         provider: "anthropic".into(),
                         detail,
+                        retry_after: None,
                     }
                 } else {
                     LlmError::Provider {
@@ -380,7 +381,7 @@ mod tests {
         };
         assert!(matches!(
             StreamedAnswer::default().apply(&overloaded, &sink),
-            Err(LlmError::RateLimited { .. })
+            Err(LlmError::Transient { .. })
         ));
     }
 }

@@ -16,6 +16,7 @@
 pub mod anthropic;
 pub mod local;
 pub mod openai;
+pub mod retry;
 pub mod scripted;
 pub mod settings;
 pub mod sse;
@@ -100,7 +101,20 @@ pub enum LlmError {
     #[error("the LLM provider `{provider}` did not answer within {seconds} s")]
     Timeout { provider: String, seconds: u64 },
     #[error("the LLM provider `{provider}` is rate limiting requests: {detail}")]
-    RateLimited { provider: String, detail: String },
+    RateLimited {
+        provider: String,
+        detail: String,
+        /// How long the provider asked us to wait (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// A failure that may pass: HTTP 5xx, `overloaded`, a connection that
+    /// could not be made or a stream that broke off.
+    #[error("the LLM provider `{provider}` failed (temporarily, it seems): {detail}")]
+    Transient {
+        provider: String,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     #[error("the LLM provider `{provider}` refused the request: {detail}")]
     Provider { provider: String, detail: String },
     #[error("the request is not valid for the LLM: {0}")]
@@ -151,6 +165,8 @@ pub struct LlmService {
     providers: BTreeMap<String, Arc<dyn LlmProvider>>,
     default: Option<String>,
     timeout: Duration,
+    /// How failures that may pass are retried.
+    retry: retry::RetryPolicy,
     /// Why there is no default provider, for the error an agent gets.
     missing_reason: String,
 }
@@ -192,6 +208,7 @@ impl LlmService {
             providers,
             default,
             timeout: Duration::from_secs(config.timeout_secs.max(1)),
+            retry: retry::RetryPolicy::from_config(config),
             missing_reason: if configured > 1 {
                 "several LLM providers are configured and none is the default: set `llm.provider` \
                  in caxton.yaml (or `llm.provider` in the agent's file)"
@@ -210,6 +227,7 @@ impl LlmService {
             providers: BTreeMap::new(),
             default: None,
             timeout: Duration::from_secs(60),
+            retry: retry::RetryPolicy::default(),
             missing_reason: "no LLM provider is configured".into(),
         }
     }
@@ -269,20 +287,56 @@ impl LlmService {
                 "a chat request needs at least one message".into(),
             ));
         }
-        let call = async {
-            match sink {
-                Some(sink) => chosen.chat_streaming(request, sink).await,
-                None => chosen.chat(request).await,
+        let (request, renamed) = wire_names(request);
+        let attempt = |sink: Option<TextSink>| {
+            let request = request.clone();
+            let chosen = chosen.clone();
+            async move {
+                let call = async {
+                    match sink {
+                        Some(sink) => chosen.chat_streaming(request, sink).await,
+                        None => chosen.chat(request).await,
+                    }
+                };
+                match tokio::time::timeout(self.timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(LlmError::Timeout {
+                        provider: name.to_string(),
+                        seconds: self.timeout.as_secs(),
+                    }),
+                }
             }
         };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(LlmError::Timeout {
-                provider: name.to_string(),
-                seconds: self.timeout.as_secs(),
-            }),
+        let mut response = self.retry.run(name, sink, attempt).await?;
+        for call in &mut response.tool_calls {
+            if let Some(original) = renamed.get(&call.name) {
+                call.name = original.clone();
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// Providers accept tool names of `[A-Za-z0-9_-]` only; an MCP server's
+/// tool is `SERVER/TOOL`. Such names go out with `/` spelled `__`, and the
+/// map brings the model's calls back to the registry's names.
+fn wire_names(mut request: ChatRequest) -> (ChatRequest, BTreeMap<String, String>) {
+    let mut renamed = BTreeMap::new();
+    let mut rename = |name: &mut String| {
+        if name.contains('/') {
+            let wire = name.replace('/', "__");
+            renamed.insert(wire.clone(), std::mem::replace(name, wire));
+        }
+    };
+    for tool in &mut request.tools {
+        rename(&mut tool.name);
+    }
+    for message in &mut request.messages {
+        for call in &mut message.tool_calls {
+            rename(&mut call.name);
         }
     }
+    (request, renamed)
 }
 
 /// Shared HTTP plumbing of the remote providers: the key from the named
@@ -312,6 +366,7 @@ pub(crate) mod http {
         response: reqwest::Response,
     ) -> Result<serde_json::Value, LlmError> {
         let status = response.status();
+        let retry_after = super::retry::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let detail = || {
             format!(
@@ -323,6 +378,15 @@ pub(crate) mod http {
             return Err(LlmError::RateLimited {
                 provider: provider.into(),
                 detail: detail(),
+                retry_after,
+            });
+        }
+        // 5xx, and Anthropic's 529 "overloaded".
+        if status.is_server_error() {
+            return Err(LlmError::Transient {
+                provider: provider.into(),
+                detail: detail(),
+                retry_after,
             });
         }
         if !status.is_success() {
@@ -341,9 +405,10 @@ pub(crate) mod http {
     }
 
     pub fn unreachable(provider: &str, e: reqwest::Error) -> LlmError {
-        LlmError::Provider {
+        LlmError::Transient {
             provider: provider.into(),
             detail: format!("cannot reach it: {e}"),
+            retry_after: None,
         }
     }
 }

@@ -14,6 +14,13 @@ pub struct LlmConfig {
     pub provider: Option<String>,
     /// Longest wait for one model call.
     pub timeout_secs: u64,
+    /// Retries of a call the provider refused for a while (429, 5xx,
+    /// overloaded, no connection), with exponential backoff and jitter;
+    /// a `Retry-After` the provider sends is honoured.
+    pub max_retries: u32,
+    /// First backoff; doubled at every retry, up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
     pub openai: Option<RemoteLlmConfig>,
     pub anthropic: Option<RemoteLlmConfig>,
     pub scripted: Option<ScriptedLlmConfig>,
@@ -25,6 +32,9 @@ impl Default for LlmConfig {
         LlmConfig {
             provider: None,
             timeout_secs: 120,
+            max_retries: 3,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 20_000,
             openai: None,
             anthropic: None,
             scripted: None,

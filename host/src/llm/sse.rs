@@ -104,14 +104,16 @@ pub async fn read_events(
     }
     let mut decoder = SseDecoder::default();
     loop {
-        let chunk = response.chunk().await.map_err(|e| LlmError::Provider {
+        let chunk = response.chunk().await.map_err(|e| LlmError::Transient {
             provider: provider.into(),
             detail: format!("the stream broke off: {e}"),
+            retry_after: None,
         })?;
         let Some(chunk) = chunk else {
-            return Err(LlmError::Provider {
+            return Err(LlmError::Transient {
                 provider: provider.into(),
                 detail: "the stream ended before the provider said the answer was complete".into(),
+                retry_after: None,
             });
         };
         if decoder.pending.len() + chunk.len() > MAX_PENDING_BYTES {

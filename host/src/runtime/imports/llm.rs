@@ -38,7 +38,9 @@ fn message(m: ChatMessage) -> host::ChatMessage {
 fn to_wit_error(e: LlmError) -> Error {
     let text = e.to_string();
     match e {
-        LlmError::Unavailable(_) | LlmError::RateLimited { .. } => Error::Unavailable(text),
+        LlmError::Unavailable(_) | LlmError::RateLimited { .. } | LlmError::Transient { .. } => {
+            Error::Unavailable(text)
+        }
         LlmError::Timeout { .. } => Error::Timeout(text),
         LlmError::Invalid(_) => Error::InvalidInput(text),
         LlmError::Provider { .. } => Error::Internal(text),
