@@ -166,7 +166,12 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
     );
     let cache = crate::runtime::component_cache(&data_dir, &storage, &config.runtime.max_limits)?;
     let components = ComponentTools::new(cache.clone(), storage.clone(), config.runtime.clone())?;
-    let tools = Arc::new(ToolRegistry::with_builtins(&config.tools).with_components(components));
+    let mcp_servers = crate::tools::mcp::McpServers::start(&config.mcp_servers).await;
+    let tools = Arc::new(
+        ToolRegistry::with_builtins(&config.tools)
+            .with_components(components)
+            .with_mcp(mcp_servers),
+    );
     let started = Instant::now();
     if let Some(components) = tools.components() {
         let count = components.load_stored().await?;

@@ -34,6 +34,8 @@ pub struct Config {
     pub llm: LlmConfig,
     pub agents: AgentsConfig,
     pub tools: ToolsConfig,
+    /// MCP servers whose tools agents may use, as `NAME/TOOL`.
+    pub mcp_servers: std::collections::BTreeMap<String, crate::tools::settings::McpServerConfig>,
     /// Accepted from the operator runbook's production file; see
     /// [`Config::notes`] for what each key does here.
     pub logging: LoggingConfig,

@@ -6,6 +6,7 @@ mod harness;
 
 mod config_agents;
 mod hostile_uploads;
+mod interop;
 mod lifecycle;
 mod limits;
 mod local_llm;

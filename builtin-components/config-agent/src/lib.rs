@@ -59,6 +59,75 @@ fn history_key(msg: &Message) -> String {
     )
 }
 
+/// What the OpenAI-compatible API sends (`application/vnd.caxton.chat+json`):
+/// the whole conversation, which the client keeps. The agent answers from
+/// it and stores no history of its own for it.
+const CHAT_CONTENT_TYPE: &str = "application/vnd.caxton.chat+json";
+
+#[derive(Deserialize)]
+struct Chat {
+    messages: Vec<ChatLine>,
+}
+
+#[derive(Deserialize)]
+struct ChatLine {
+    role: String,
+    content: String,
+}
+
+/// One earlier message of the conversation.
+struct Said {
+    role: Role,
+    text: String,
+}
+
+fn said_from_turns(history: &[Turn]) -> Vec<Said> {
+    history
+        .iter()
+        .flat_map(|t| {
+            [
+                Said {
+                    role: Role::User,
+                    text: t.user.clone(),
+                },
+                Said {
+                    role: Role::Assistant,
+                    text: t.assistant.clone(),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// A chat split into the request (its last message, the user's), what
+/// was said before it, and the client's own system instructions.
+fn split_chat(content: &str) -> Result<(String, Vec<Said>, String), String> {
+    let chat: Chat = serde_json::from_str(content)
+        .map_err(|e| format!("the chat is not valid JSON of the expected shape: {e}"))?;
+    let mut lines = chat.messages;
+    let last = match lines.pop() {
+        Some(line) if line.role == "user" => line.content,
+        _ => return Err("the chat's last message must be the user's".into()),
+    };
+    let mut system = Vec::new();
+    let mut earlier = Vec::new();
+    for line in lines {
+        match line.role.as_str() {
+            "system" => system.push(line.content),
+            "user" => earlier.push(Said {
+                role: Role::User,
+                text: line.content,
+            }),
+            "assistant" => earlier.push(Said {
+                role: Role::Assistant,
+                text: line.content,
+            }),
+            other => return Err(format!("the chat has a message of role `{other}`")),
+        }
+    }
+    Ok((last, earlier, system.join("\n\n")))
+}
+
 fn load_history(key: &str) -> Vec<Turn> {
     match kv::get_string(key) {
         Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
@@ -108,16 +177,25 @@ fn cut(text: String, max: usize) -> String {
 }
 
 impl ConfigAgent {
-    fn messages(&self, msg: &Message, history: &[Turn]) -> Vec<ChatMessage> {
+    /// The model's messages: the system prompt (with the client's own
+    /// instructions after it), what was said before, then the request.
+    fn messages(&self, request: &str, earlier: &[Said], client_system: &str) -> Vec<ChatMessage> {
         let def = &self.def;
-        let memory_context = memory_context(def, &msg.content);
-        let transcript = history
+        let memory_context = memory_context(def, request);
+        let transcript = earlier
             .iter()
-            .map(|t| format!("User: {}\nAssistant: {}", t.user, t.assistant))
+            .map(|s| {
+                let who = if s.role == Role::User {
+                    "User"
+                } else {
+                    "Assistant"
+                };
+                format!("{who}: {}", s.text)
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let ctx = prompt::Context {
-            request: &msg.content,
+            request,
             parameters: &def.parameters,
             memory_context: &memory_context,
             conversation_history: &transcript,
@@ -134,11 +212,13 @@ impl ConfigAgent {
             system.push_str(&memory_context);
         }
         let mut messages = vec![ChatMessage::text(Role::System, system)];
+        if !client_system.is_empty() {
+            messages.push(ChatMessage::text(Role::System, client_system.to_string()));
+        }
         // The transcript is in the prompt already when the template asks for it.
         if !template.contains("conversation_history") {
-            for turn in history {
-                messages.push(ChatMessage::text(Role::User, turn.user.clone()));
-                messages.push(ChatMessage::text(Role::Assistant, turn.assistant.clone()));
+            for said in earlier {
+                messages.push(ChatMessage::text(said.role, said.text.clone()));
             }
         }
         messages.push(ChatMessage::text(
@@ -146,6 +226,22 @@ impl ConfigAgent {
             prompt::render(template, &ctx),
         ));
         messages
+    }
+
+    /// Stores the exchange in memory when the definition asks for it.
+    fn remember(&self, sender: &str, request: &str, answer: &str) {
+        if !(self.def.memory.enabled && self.def.memory.auto_store) {
+            return;
+        }
+        let fact = format!("Asked: {request} — answered: {answer}");
+        let entity = Entity::new(
+            &format!("conversation with {sender}"),
+            "conversation",
+            &[&cut(fact, 3_000)],
+        );
+        if let Err(e) = memory::create_entities(memory_scope(&self.def), &[entity]) {
+            log::warn(&format!("could not store the exchange in memory: {e:?}"));
+        }
     }
 
     /// The tool-call loop: model, tools, model… until it answers in text.
@@ -248,13 +344,25 @@ impl Agent for ConfigAgent {
                 "the message is empty; send the request as text",
             )));
         }
+        if msg.content_type == CHAT_CONTENT_TYPE {
+            let (request, earlier, client_system) = match split_chat(&msg.content) {
+                Ok(parts) => parts,
+                Err(why) => return Ok(Some(Reply::not_understood(&why))),
+            };
+            let answer = match self.run(self.messages(&request, &earlier, &client_system)) {
+                Ok(answer) => answer,
+                Err(reason) => return Ok(Some(Reply::failure(reason))),
+            };
+            self.remember(&msg.sender, &request, &answer);
+            return Ok(Some(Reply::inform(answer)));
+        }
         let key = history_key(&msg);
         let mut history = load_history(&key);
         let keep = self.def.conversation.max_turns as usize;
         if history.len() > keep {
             history.drain(..history.len() - keep);
         }
-        let answer = match self.run(self.messages(&msg, &history)) {
+        let answer = match self.run(self.messages(&msg.content, &said_from_turns(&history), "")) {
             Ok(answer) => answer,
             Err(reason) => return Ok(Some(Reply::failure(reason))),
         };
@@ -270,17 +378,7 @@ impl Agent for ConfigAgent {
         {
             log::warn(&format!("could not save the conversation: {e:?}"));
         }
-        if self.def.memory.enabled && self.def.memory.auto_store {
-            let fact = format!("Asked: {} — answered: {}", msg.content, answer);
-            let entity = Entity::new(
-                &format!("conversation with {}", msg.sender),
-                "conversation",
-                &[&cut(fact, 3_000)],
-            );
-            if let Err(e) = memory::create_entities(memory_scope(&self.def), &[entity]) {
-                log::warn(&format!("could not store the exchange in memory: {e:?}"));
-            }
-        }
+        self.remember(&msg.sender, &msg.content, &answer);
         Ok(Some(Reply::inform(answer)))
     }
 }

@@ -17,6 +17,34 @@ pub struct DeployRequest {
     pub memory_grants: Vec<String>,
     /// The agent may use the server's LLM providers.
     pub llm: bool,
+    /// Tools the agent may call through the `tools` import.
+    pub tools: Vec<String>,
+}
+
+/// Most tools one agent may be granted.
+pub const MAX_TOOLS: usize = 64;
+
+/// Checks every granted tool exists (`known`), once each.
+pub fn check_tools(tools: &[String], known: impl Fn(&str) -> bool) -> Result<(), DeployError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(DeployError::InvalidConfig(format!(
+            "{} tools granted; an agent may be granted at most {MAX_TOOLS}",
+            tools.len()
+        )));
+    }
+    for (i, tool) in tools.iter().enumerate() {
+        if tools[..i].contains(tool) {
+            return Err(DeployError::InvalidConfig(format!(
+                "the tool `{tool}` is granted twice; list it once"
+            )));
+        }
+        if !known(tool) {
+            return Err(DeployError::InvalidConfig(format!(
+                "no tool named `{tool}`; `caxton tools list` shows the available tools (deploy a tool component first with `caxton tools deploy`)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks memory grants name shared scopes.

@@ -251,6 +251,7 @@ impl AgentManager {
             .map_err(DeployError::InvalidLimits)?;
         let config_json = upload::config_json(&request.config)?;
         deploy::check_grants(&request.memory_grants)?;
+        deploy::check_tools(&request.tools, |name| self.tools.contains(name))?;
         upload::check_preamble(&request.component)?;
 
         let sha256 = hex::encode(Sha256::digest(&request.component));
@@ -279,7 +280,7 @@ impl AgentManager {
             suspended: false,
             memory_grants: request.memory_grants,
             kind: AgentKind::Wasm,
-            tools: Vec::new(),
+            tools: request.tools,
             llm_provider: None,
             llm_granted: request.llm,
             source: None,
@@ -573,6 +574,49 @@ impl AgentManager {
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(anyhow::Error::msg)?;
         Ok((Arc::new(program), record))
+    }
+
+    /// The caller a tool sees when an operator invokes it directly
+    /// (`caxton tools invoke`): the agent `as_agent` (its memory scope,
+    /// its name on messages) or, without one, an operator named after the
+    /// token. Either may call `tool` and nothing else.
+    pub fn tool_caller(
+        &self,
+        operator: &str,
+        as_agent: Option<&str>,
+        tool: &str,
+    ) -> Result<Arc<AgentContext>, ManageError> {
+        let (mut record, log) = match as_agent {
+            Some(name) => {
+                let handle = self
+                    .registry
+                    .get(name)
+                    .ok_or_else(|| ManageError::NotFound(name.to_string()))?;
+                (handle.record(), handle.log.clone())
+            }
+            None => (
+                AgentRecord {
+                    id: format!("operator:{operator}"),
+                    name: operator.to_string(),
+                    component_sha256: String::new(),
+                    limits: self.config.default_limits,
+                    capabilities: Vec::new(),
+                    description: String::new(),
+                    config_json: "{}".into(),
+                    created_at: crate::clock::now_rfc3339(),
+                    suspended: false,
+                    memory_grants: Vec::new(),
+                    kind: AgentKind::Wasm,
+                    tools: Vec::new(),
+                    llm_provider: None,
+                    llm_granted: false,
+                    source: None,
+                },
+                Arc::new(AgentLog::default()),
+            ),
+        };
+        record.tools = vec![tool.to_string()];
+        Ok(self.context(&record, log))
     }
 
     /// A context for instances made outside an actor (benchmarks).

@@ -527,6 +527,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
             config: None,
             memory_grants: Vec::new(),
             llm: false,
+            tools: Vec::new(),
         })
         .await
         .map_err(|e| anyhow!("{e}"))?;

@@ -53,6 +53,12 @@ pub enum AgentsCommand {
         /// Let the agent use the server's LLM (and spend its provider key).
         #[arg(long)]
         llm: bool,
+        /// A tool the agent may call (repeat, or separate with commas).
+        #[arg(long = "tool", value_delimiter = ',')]
+        tools: Vec<String>,
+        /// A shared memory scope to grant: `workspace` or `global`.
+        #[arg(long = "memory-grant", value_delimiter = ',')]
+        memory_grants: Vec<String>,
     },
     /// Remove an agent and its state.
     Remove { name: String },
@@ -226,6 +232,8 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             max_execution_time_ms,
             config,
             llm,
+            tools,
+            memory_grants,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -260,6 +268,8 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 "wasm_module": base64::engine::general_purpose::STANDARD.encode(&bytes),
                 "resource_limits": limits,
                 "llm": llm,
+                "tools": tools,
+                "memory_grants": memory_grants,
             });
             if let Some(config) = config {
                 body["config"] = config;
@@ -271,6 +281,9 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 agent["id"].as_str().unwrap_or("?"),
                 join(&agent["capabilities"])
             );
+            if !tools.is_empty() {
+                println!("  tools: {}", join(&agent["tools"]));
+            }
         }
         AgentsCommand::Remove { name } => {
             client.delete(&agent_path(&name)).await?;

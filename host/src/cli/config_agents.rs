@@ -96,7 +96,13 @@ fn offline_problems(file: &Path, source: &str) -> Vec<Value> {
             json!({"file": name, "message": "not an agent definition file", "fix": "name it <id>.md or <id>.toml"}),
         ];
     };
-    let tools = ToolRegistry::with_builtins(&Default::default()).names();
+    let mut tools = ToolRegistry::with_builtins(&Default::default()).names();
+    // Offline, an MCP server's tools cannot be asked: any tool of a
+    // configured one is accepted.
+    let config = std::env::var_os("CAXTON_CONFIG").map(std::path::PathBuf::from);
+    if let Ok(config) = crate::config::Config::load(config.as_deref()) {
+        tools.extend(config.mcp_servers.keys().map(|s| format!("{s}/*")));
+    }
     let ctx = validate::ValidationContext {
         known_tools: &tools,
         loaded: &[],

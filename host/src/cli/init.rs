@@ -55,6 +55,9 @@ memory:
 llm:
   # provider: local              # local, openai, anthropic or scripted; unset: the one configured, else local
   timeout_secs: 120
+  max_retries: 3                 # on 429, 5xx, overloaded, lost connections (Retry-After honoured)
+  initial_backoff_ms: 500        # doubled per retry, with jitter
+  max_backoff_ms: 20000
   local:
     enabled: true
     # model_path: /models/model.gguf
@@ -69,6 +72,14 @@ agents:
 tools:
   http_allowed_domains: []       # what http_client may reach (subdomains included)
   http_allow_private_addresses: false
+
+mcp_servers: {}                  # MCP servers whose tools agents may list as NAME/TOOL
+  # memory:
+  #   command: npx
+  #   args: ["-y", "@modelcontextprotocol/server-memory"]
+  #   env: { MEMORY_FILE_PATH: /var/lib/caxton/mcp-memory.jsonl }
+  #   timeout_secs: 30
+  #   max_result_bytes: 262144
 
 logging: {}
   # level: info

@@ -10,6 +10,7 @@ mod debug;
 mod diagnose;
 mod init;
 mod llm;
+mod mcp;
 mod memory;
 mod storage;
 mod tokens;
@@ -142,6 +143,10 @@ enum Command {
     /// The tools agents can call.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Model Context Protocol: `mcp serve` serves Caxton's memory and
+    /// agents over stdio (the same tools as `/mcp`).
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
     /// Reload a config agent from its file (`--agent NAME`), or all of them.
     Reload {
         #[arg(long, required_unless_present = "all_config")]
@@ -384,6 +389,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Llm(command) => llm::run(command).await,
         Command::Tools(command) => tools::run(&target.client()?, command).await,
+        Command::Mcp(command) => mcp::run(target.client()?, command).await,
         Command::Tokens(command) => tokens::run(&target.client()?, command).await,
         Command::Reload {
             agent,

@@ -39,6 +39,16 @@ pub enum ToolsCommand {
     },
     /// Remove a deployed tool component.
     Remove { name: String },
+    /// Call a tool directly with JSON arguments and print its result.
+    Invoke {
+        name: String,
+        /// The arguments, a JSON object (default `{}`).
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// Call it as this agent (its memory scope, its name on messages).
+        #[arg(long = "as-agent")]
+        as_agent: Option<String>,
+    },
 }
 
 pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitCode> {
@@ -84,6 +94,24 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
             );
             println!("  {}", tool["description"].as_str().unwrap_or(""));
             println!("  parameters: {}", tool["parameters"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCommand::Invoke {
+            name,
+            arguments,
+            as_agent,
+        } => {
+            let arguments: Value = serde_json::from_str(&arguments).with_context(|| {
+                format!(
+                    "the arguments are not JSON: {arguments} (quote them: '{{\"key\": \"value\"}}')"
+                )
+            })?;
+            let mut path = format!("/api/v1/tools/{}/invoke", super::agents::urlencode(&name));
+            if let Some(agent) = as_agent {
+                path.push_str(&format!("?agent={}", super::agents::urlencode(&agent)));
+            }
+            let answer = client.post_json(&path, &arguments).await?;
+            println!("{}", serde_json::to_string_pretty(&answer["result"])?);
             Ok(ExitCode::SUCCESS)
         }
         ToolsCommand::Remove { name } => {

@@ -174,7 +174,7 @@ impl ConfigAgents {
                 capabilities: h.capabilities(),
             })
             .collect();
-        (self.tools.names(), loaded)
+        (self.tools.names_to_validate(), loaded)
     }
 
     /// Every problem of a definition given as text (`file` names it in

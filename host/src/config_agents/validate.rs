@@ -21,7 +21,8 @@ pub struct LoadedAgentInfo {
 /// What a definition is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationContext<'a> {
-    /// Tool names the server can run (`caxton tools list`).
+    /// Tool names the server can run (`caxton tools list`); `SERVER/*`
+    /// stands for every tool of an MCP server that cannot be asked now.
     pub known_tools: &'a [String],
     /// Loaded agents; the one being reloaded (same id) may be among them.
     pub loaded: &'a [LoadedAgentInfo],
@@ -188,7 +189,10 @@ impl Checker<'_> {
     /// Every listed tool exists on this server.
     fn tools(&mut self, known_tools: &[String]) {
         for tool in &self.def.tools {
-            if known_tools.contains(tool) {
+            let unchecked = tool
+                .split_once('/')
+                .is_some_and(|(server, _)| known_tools.contains(&format!("{server}/*")));
+            if known_tools.contains(tool) || unchecked {
                 continue;
             }
             let hint = match definition::did_you_mean(tool, known_tools.iter().map(String::as_str))
@@ -443,7 +447,7 @@ mod tests {
     use super::*;
 
     fn tools() -> Vec<String> {
-        ["http_client", "csv_parser", "json_processor"]
+        ["http_client", "csv_parser", "json_processor", "memory/*"]
             .map(String::from)
             .to_vec()
     }
@@ -544,6 +548,15 @@ mod tests {
             p.fix,
             "did you mean `csv_parser`? run `caxton tools list` to see available tools"
         );
+    }
+
+    #[test]
+    fn tools_of_an_unreachable_mcp_server_are_not_refused() {
+        let p = only(problems_of(
+            "a",
+            &valid("tools:\n  - memory/read_graph\n  - github/create_issue\n"),
+        ));
+        assert_eq!(p.message, "unknown tool `github/create_issue`");
     }
 
     #[test]

@@ -151,8 +151,18 @@ impl LlmProvider for Scripted {
                 FinishReason::ToolCalls
             },
             tool_calls,
-            prompt_tokens: 0,
-            completion_tokens: 0,
+            // Words stand in for tokens: deterministic, and not zero, so
+            // usage accounting can be checked end to end.
+            prompt_tokens: words(request.messages.iter().map(|m| m.content.as_str())),
+            completion_tokens: words(rule.content.as_deref()),
         })
     }
+}
+
+fn words<'a>(texts: impl IntoIterator<Item = &'a str>) -> u32 {
+    let count: usize = texts
+        .into_iter()
+        .map(|t| t.split_whitespace().count())
+        .sum();
+    u32::try_from(count).unwrap_or(u32::MAX)
 }

@@ -119,6 +119,10 @@ pub const USER_SENDER: &str = "user";
 
 /// Content type used when none is given.
 pub const TEXT_PLAIN: &str = "text/plain";
+/// A whole chat, `{"messages": [{"role", "content"}, …]}`, the last one the
+/// user's: what the OpenAI-compatible API hands a config agent, which then
+/// answers from it instead of its own stored history.
+pub const CHAT_CONTENT_TYPE: &str = "application/vnd.caxton.chat+json";
 
 pub fn new_message_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -55,13 +55,13 @@ pub fn agent_view(handle: &AgentHandle) -> Value {
         "component_sha256": record.component_sha256,
         "memory_grants": record.memory_grants,
         "llm": record.llm_granted || record.kind == AgentKind::Config,
+        "tools": record.tools,
         "queued_messages": handle.queued(),
         "stats": handle.stats(),
     });
     if record.kind == AgentKind::Config {
         let definition: Value = serde_json::from_str(&record.config_json).unwrap_or(Value::Null);
         view["source"] = json!(record.source);
-        view["tools"] = json!(record.tools);
         view["version"] = definition["version"].clone();
         view["llm"] = definition["llm"].clone();
         view["documentation"] = definition["documentation"].clone();
@@ -155,6 +155,9 @@ struct DeployBody {
     /// Grant the server's LLM (its provider key is spent for the agent).
     #[serde(default)]
     llm: bool,
+    /// Tools the agent may call (`caxton tools list` names them).
+    #[serde(default)]
+    tools: Vec<String>,
 }
 
 /// Query of a raw `application/wasm` upload.
@@ -166,6 +169,20 @@ struct RawDeployQuery {
     max_fuel: Option<u64>,
     max_execution_time_ms: Option<u64>,
     llm: Option<bool>,
+    /// Comma-separated tool names.
+    tools: Option<String>,
+    /// Comma-separated shared memory scopes.
+    memory_grants: Option<String>,
+}
+
+/// `a,b` → `["a", "b"]`; empty items dropped.
+fn comma_list(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
@@ -219,8 +236,9 @@ async fn deploy(
                 max_execution_time_ms: q.max_execution_time_ms,
             },
             config: None,
-            memory_grants: Vec::new(),
+            memory_grants: comma_list(q.memory_grants.as_deref()),
             llm: q.llm.unwrap_or(false),
+            tools: comma_list(q.tools.as_deref()),
         }
     } else {
         let body: DeployBody = parse_json(&bytes)?;
@@ -231,6 +249,7 @@ async fn deploy(
             config: body.config,
             memory_grants: body.memory_grants,
             llm: body.llm,
+            tools: body.tools,
         }
     };
     let handle = state.manager.deploy(request).await?;

@@ -79,7 +79,9 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     {
         return Scope::Admin;
     }
-    if method == Method::GET || method == Method::HEAD {
+    // MCP: the tools' own REST requests pass this gate again, each
+    // needing what its REST route needs.
+    if method == Method::GET || method == Method::HEAD || path == "/mcp" || path == "/mcp/" {
         return Scope::Read;
     }
     match path {
@@ -88,7 +90,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
         | "/api/v1/memory/nodes"
         | "/api/v1/memory/traverse"
         | "/api/v1/config-agents/validate" => Scope::Read,
-        "/api/v1/messages" => Scope::Message,
+        "/api/v1/messages" | "/v1/chat/completions" => Scope::Message,
         p if p.starts_with("/api/v1/agents/")
             && (p.ends_with("/message") || p.ends_with("/ping")) =>
         {

@@ -93,6 +93,13 @@ pub fn redact(value: &mut serde_json::Value) {
                     .any(|word| key.contains(word));
                 if secret && inner.is_string() {
                     *inner = serde_json::Value::String("[redacted]".into());
+                } else if key == "env"
+                    && let serde_json::Value::Object(vars) = inner
+                {
+                    // An MCP server's environment is where its keys live.
+                    for value in vars.values_mut() {
+                        *value = serde_json::Value::String("[redacted]".into());
+                    }
                 } else {
                     redact(inner);
                 }

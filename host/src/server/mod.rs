@@ -7,9 +7,11 @@ mod config_agents;
 pub mod debug;
 pub mod error;
 pub mod listen;
+pub mod mcp;
 mod memory;
 mod memory_ops;
 pub mod metrics;
+mod openai;
 mod openapi;
 pub mod server_state;
 pub mod settings;
@@ -63,7 +65,10 @@ pub struct AppState {
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let gate = state.gate.clone();
-    Router::new()
+    // MCP tools call this same router (through the gate, with the
+    // caller's credentials); it goes into the cell once built.
+    let cell = Arc::new(std::sync::OnceLock::new());
+    let app = Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/shutdown", post(shutdown))
@@ -80,10 +85,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(traces::routes())
         .merge(storage::routes())
         .merge(debug::routes())
+        .merge(openai::routes())
+        .nest_service("/mcp", mcp::http_service(cell.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
-        .with_state(state)
+        .with_state(state);
+    let _ = cell.set(app.clone());
+    app
 }
 
 /// The runbook's shape; `safe_mode: true` is added only while it is on.
@@ -101,6 +110,25 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         body["status"] = json!("degraded");
         body["reason"] = json!(format!(
             "{agents} agents run, the most runtime.max_agents ({max_agents}) allows: deployments are refused"
+        ));
+    }
+    let mcp = state.tools.mcp_health();
+    let down: Vec<&String> = mcp
+        .iter()
+        .filter(|(_, h)| !matches!(h, crate::tools::mcp::ServerHealth::Up { .. }))
+        .map(|(name, _)| name)
+        .collect();
+    if !mcp.is_empty() {
+        body["mcp_servers"] = json!(mcp);
+    }
+    if !down.is_empty() && body["status"] == "healthy" {
+        body["status"] = json!("degraded");
+        body["reason"] = json!(format!(
+            "MCP servers not connected: {}; their tools are unavailable until they are back",
+            down.iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if state

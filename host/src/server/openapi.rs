@@ -107,6 +107,23 @@ fn operations_paths() -> Value {
     })
 }
 
+/// The OpenAI-compatible API and MCP.
+fn interop_paths() -> Value {
+    json!({
+        "/v1/models": { "get": { "summary": "OpenAI-compatible: the running agents, as models",
+            "responses": { "200": { "description": "{object: list, data: [{id, object: model, created, owned_by}]}" } } } },
+        "/v1/models/{model}": { "get": { "summary": "OpenAI-compatible: one agent as a model",
+            "parameters": [{ "name": "model", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": { "200": { "description": "The model" }, "404": error_response("No agent of that name") } } },
+        "/v1/chat/completions": { "post": { "summary": "OpenAI-compatible chat completion; the model is the agent's name",
+            "description": "Body: {model, messages: [{role, content}], stream, stream_options: {include_usage}}. A config agent answers from the whole conversation; a WASM agent receives the last user message. `stream: true` answers with OpenAI's SSE chunks ending in `data: [DONE]`. Errors have OpenAI's shape {error: {message, type, param, code}}.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["model", "messages"] } } } },
+            "responses": { "200": { "description": "chat.completion, or text/event-stream of chat.completion.chunk" },
+                "400": error_response("Invalid messages"), "404": error_response("No agent of that name"),
+                "502": error_response("The agent answered failure") } } }
+    })
+}
+
 pub async fn document() -> Json<Value> {
     let message_body = json!({
         "required": true,
@@ -305,7 +322,7 @@ pub async fn document() -> Json<Value> {
         }}
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for extra in [memory_paths(), operations_paths()] {
+        for extra in [memory_paths(), operations_paths(), interop_paths()] {
             if let Value::Object(extra) = extra {
                 paths.extend(extra);
             }

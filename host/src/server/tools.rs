@@ -5,17 +5,20 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::agents::{decode_base64, is_raw_component, read_body};
 use super::error::{ApiError, parse_json};
+use crate::auth::Principal;
+use crate::runtime::ToolHost;
 use crate::runtime::limits::RequestedLimits;
+use crate::tools::ToolError;
 use crate::tools::component::ToolDeployError;
 use crate::tools::component_info;
 
@@ -23,6 +26,60 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tools", get(list).post(deploy))
         .route("/api/v1/tools/{tool}", get(show).delete(remove))
+        .route("/api/v1/tools/{tool}/invoke", post(invoke))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    /// Call the tool as this agent (its memory scope, its name on the
+    /// messages the tool sends); by default as the caller.
+    agent: Option<String>,
+}
+
+/// Calls a tool directly with the body as its arguments, so an operator
+/// can try one before granting it (`caxton tools invoke NAME JSON`).
+/// Admin only: a tool may fetch URLs, send messages and write memory.
+async fn invoke(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(tool): Path<String>,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let arguments = read_body(bytes)?;
+    let arguments = std::str::from_utf8(&arguments)
+        .map_err(|_| ApiError::bad_request("invalid_json", "the arguments are not UTF-8 text"))?;
+    if !state.tools.contains(&tool) {
+        return Err(unknown_tool(&tool));
+    }
+    let caller = state
+        .manager
+        .tool_caller(&principal.name, query.agent.as_deref(), &tool)
+        .map_err(|e| ApiError::not_found("agent_not_found", e.to_string()))?;
+    let started = std::time::Instant::now();
+    let result = state
+        .tools
+        .invoke(&caller, &tool, arguments)
+        .await
+        .map_err(|e| tool_error(&tool, e))?;
+    Ok(Json(json!({
+        "tool": tool,
+        "caller": caller.name,
+        "result": result,
+        "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+    })))
+}
+
+fn tool_error(tool: &str, e: ToolError) -> ApiError {
+    let (status, code) = match &e {
+        ToolError::NotFound(_) => (StatusCode::NOT_FOUND, "tool_not_found"),
+        ToolError::Denied(_) => (StatusCode::FORBIDDEN, "tool_denied"),
+        ToolError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_tool_arguments"),
+        ToolError::Failed(_) => (StatusCode::BAD_GATEWAY, "tool_failed"),
+    };
+    ApiError::new(status, code, format!("tool `{tool}`: {e}")).with_details(json!({ "tool": tool }))
 }
 
 fn unknown_tool(name: &str) -> ApiError {

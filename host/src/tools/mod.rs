@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod component;
+pub mod mcp;
 pub mod settings;
 pub mod store;
 
@@ -33,7 +34,7 @@ pub struct ToolInfo {
     pub name: String,
     pub description: String,
     pub parameters: Value,
-    /// `builtin` or `component`.
+    /// `builtin`, `component` or `mcp`.
     pub kind: &'static str,
     /// For tool components: what was deployed, and when.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -53,6 +54,8 @@ pub struct ToolRegistry {
     builtins: BTreeMap<String, Arc<dyn Tool>>,
     /// Absent when the registry only serves offline validation.
     components: Option<component::ComponentTools>,
+    /// Tools of the configured MCP servers, as `SERVER/TOOL`.
+    mcp: mcp::McpServers,
 }
 
 impl ToolRegistry {
@@ -65,7 +68,19 @@ impl ToolRegistry {
         ToolRegistry {
             builtins,
             components: None,
+            mcp: mcp::McpServers::default(),
         }
+    }
+
+    /// Adds the tools of running MCP servers.
+    pub fn with_mcp(mut self, servers: mcp::McpServers) -> Self {
+        self.mcp = servers;
+        self
+    }
+
+    /// How each configured MCP server is doing.
+    pub fn mcp_health(&self) -> BTreeMap<String, mcp::ServerHealth> {
+        self.mcp.health()
     }
 
     /// Adds deployable tool components (the server has them; offline
@@ -95,19 +110,47 @@ impl ToolRegistry {
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.builtins.keys().cloned().collect();
         names.extend(self.component_tools().iter().map(|t| t.name().to_string()));
+        names.extend(self.mcp.all().iter().map(|t| t.name().to_string()));
         names
     }
 
+    /// [`ToolRegistry::names`], plus `SERVER/*` for each MCP server that
+    /// is not connected (its tools cannot be checked now).
+    pub fn names_to_validate(&self) -> Vec<String> {
+        let mut names = self.names();
+        names.extend(
+            self.mcp
+                .disconnected()
+                .into_iter()
+                .map(|s| format!("{s}/*")),
+        );
+        names
+    }
+
+    /// Whether `name` is a tool — or may be one: a tool of a configured
+    /// MCP server that is not connected right now cannot be checked.
     pub fn contains(&self, name: &str) -> bool {
-        self.find(name).is_some()
+        self.find(name).is_some() || self.mcp.may_exist(name)
     }
 
     fn find(&self, name: &str) -> Option<Arc<dyn Tool>> {
         if let Some(tool) = self.builtins.get(name) {
             return Some(tool.clone());
         }
-        let component = self.components.as_ref()?.get(name)?;
-        Some(component as Arc<dyn Tool>)
+        if let Some(component) = self.components.as_ref().and_then(|c| c.get(name)) {
+            return Some(component as Arc<dyn Tool>);
+        }
+        self.mcp.get(name)
+    }
+
+    fn mcp_info(tool: &Arc<dyn Tool>) -> ToolInfo {
+        ToolInfo {
+            name: tool.name().to_string(),
+            description: tool.description().to_string(),
+            parameters: tool.schema(),
+            kind: "mcp",
+            deployment: None,
+        }
     }
 
     pub fn info(&self, name: &str) -> Option<ToolInfo> {
@@ -120,15 +163,16 @@ impl ToolRegistry {
                 deployment: None,
             });
         }
-        self.components
-            .as_ref()?
-            .get(name)
-            .map(|tool| component_info(&tool))
+        if let Some(tool) = self.components.as_ref().and_then(|c| c.get(name)) {
+            return Some(component_info(&tool));
+        }
+        self.mcp.get(name).map(|t| Self::mcp_info(&t))
     }
 
     pub fn list(&self) -> Vec<ToolInfo> {
         let mut list: Vec<ToolInfo> = self.builtins.keys().filter_map(|n| self.info(n)).collect();
         list.extend(self.component_tools().iter().map(|t| component_info(t)));
+        list.extend(self.mcp.all().iter().map(Self::mcp_info));
         list
     }
 }

@@ -12,3 +12,32 @@ pub struct ToolsConfig {
     /// (an allowed domain that resolves there is refused otherwise).
     pub http_allow_private_addresses: bool,
 }
+
+/// One entry of `mcp_servers:` — an MCP server whose tools agents may
+/// use, as `NAME/TOOL`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// The program to start (it speaks MCP on stdin/stdout).
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Its environment: only these variables and `PATH`/`HOME` (the
+    /// server's own secrets are not handed on).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Longest wait for one tool call.
+    #[serde(default = "default_mcp_timeout")]
+    pub timeout_secs: u64,
+    /// Largest answer handed to an agent; longer ones are refused.
+    #[serde(default = "default_mcp_max_result")]
+    pub max_result_bytes: usize,
+}
+
+fn default_mcp_timeout() -> u64 {
+    30
+}
+
+fn default_mcp_max_result() -> usize {
+    256 * 1024
+}
