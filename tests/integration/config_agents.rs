@@ -426,6 +426,36 @@ async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_that_break_a_tools_schema_go_back_to_the_model_to_correct() {
+    // The first call passes `limit` as a string; csv_parser's schema says
+    // integer. The model sees why, and calls again correctly.
+    let script = r#"
+- when: "do not match its schema"
+  tool_calls: [{name: csv_parser, arguments: {csv: "region\nnorth", limit: 10}}]
+- when: "row_count"
+  content: "Corrected and done."
+- when: "parse"
+  tool_calls: [{name: csv_parser, arguments: {csv: "region\nnorth", limit: "ten"}}]
+"#;
+    let agent = "---\nname: Parser\nversion: \"0.1.0\"\ncapabilities: [parsing]\ntools: [csv_parser]\nsystem_prompt: You parse.\n---\n";
+    let setup = Setup::start(script, &[("parser.md", agent)]);
+    let reply = setup.reply("parser", "parse the table").await;
+    assert_eq!(reply["content"], "Corrected and done.", "{reply}");
+    let requests = setup.requests();
+    assert_eq!(requests.len(), 3, "call, corrected call, answer");
+    let told = requests[1]["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        told.contains("/limit") && told.contains("integer"),
+        "the model is told what was wrong and where: {told}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_llm_a_config_agent_fails_clearly() {
     let (_guard, data) = temp_data_dir();
     let root = data.parent().expect("parent").to_path_buf();

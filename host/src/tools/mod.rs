@@ -223,8 +223,46 @@ impl ToolHost for ToolRegistry {
                 "the arguments for `{name}` must be a JSON object"
             )));
         }
+        check_arguments(name, &tool.schema(), &args)?;
         tool.invoke(args, caller).await
     }
+}
+
+/// Most schema violations listed in one error.
+const MAX_ARGUMENT_PROBLEMS: usize = 5;
+
+/// Checks `args` against the tool's JSON Schema before the call, so a
+/// model that got them wrong is told what and where (the error goes back
+/// to it as the tool's answer) instead of the tool guessing. A schema the
+/// validator cannot compile (an MCP server's, say, with a `$ref` it cannot
+/// resolve) is the tool's own business: the call goes ahead.
+fn check_arguments(name: &str, schema: &Value, args: &Value) -> Result<(), ToolError> {
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(validator) => validator,
+        Err(e) => {
+            tracing::debug!(tool = name, error = %e, "tool schema not checkable; calling without checking");
+            return Ok(());
+        }
+    };
+    let problems: Vec<String> = validator
+        .iter_errors(args)
+        .take(MAX_ARGUMENT_PROBLEMS)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ToolError::InvalidInput(format!(
+        "the arguments for `{name}` do not match its schema: {}; correct them and call it again",
+        problems.join("; ")
+    )))
 }
 
 /// What `caxton tools list` shows about a tool component.
@@ -241,5 +279,35 @@ pub fn component_info(tool: &component::ComponentTool) -> ToolInfo {
             resource_limits: record.limits,
             deployed_at: record.deployed_at.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arguments_are_checked_against_the_schema() {
+        let schema = json!({"type": "object", "required": ["csv"],
+            "properties": {"csv": {"type": "string"}, "limit": {"type": "integer"}}});
+        assert!(check_arguments("csv_parser", &schema, &json!({"csv": "a"})).is_ok());
+        let Err(ToolError::InvalidInput(message)) =
+            check_arguments("csv_parser", &schema, &json!({"csv": "a", "limit": "ten"}))
+        else {
+            panic!("a string limit must be refused");
+        };
+        assert!(
+            message.contains("/limit") && message.contains("integer"),
+            "{message}"
+        );
+        let Err(ToolError::InvalidInput(message)) =
+            check_arguments("csv_parser", &schema, &json!({}))
+        else {
+            panic!("a missing field must be refused");
+        };
+        assert!(message.contains("csv"), "{message}");
+        // An uncompilable schema does not block the call.
+        assert!(check_arguments("x", &json!({"type": 5}), &json!({})).is_ok());
     }
 }
