@@ -184,6 +184,19 @@ impl LlmService {
         if let Some(c) = &config.scripted {
             providers.insert("scripted".into(), Arc::new(scripted::Scripted::load(c)?));
         }
+        for (name, named) in &config.providers {
+            if providers.contains_key(name) || name == "local" {
+                return Err(LlmError::Invalid(format!(
+                    "llm.providers.{name}: the name is taken by a built-in provider section; choose another"
+                )));
+            }
+            if name.is_empty() || name.contains('/') {
+                return Err(LlmError::Invalid(format!(
+                    "llm.providers: `{name}` cannot name a provider (no `/`, not empty)"
+                )));
+            }
+            providers.insert(name.clone(), named_provider(name, named)?);
+        }
         let configured = providers.len();
         if config.local.enabled {
             providers.insert(
@@ -253,6 +266,7 @@ impl LlmService {
     /// The provider (configuration name) and model a request would use:
     /// for traces, which name what answered rather than "default".
     pub fn resolve(&self, provider: Option<&str>, model: Option<&str>) -> (String, String) {
+        let (provider, model) = self.route(provider, model);
         let name = provider.or(self.default.as_deref()).unwrap_or("none");
         let model = match (model, self.providers.get(name)) {
             (Some(model), _) => model.to_string(),
@@ -262,12 +276,30 @@ impl LlmService {
         (name.to_string(), model)
     }
 
+    /// `model: NAME/MODEL` with a configured provider `NAME` picks that
+    /// provider (and that model), whatever the agent's provider says.
+    fn route<'a>(
+        &self,
+        provider: Option<&'a str>,
+        model: Option<&'a str>,
+    ) -> (Option<&'a str>, Option<&'a str>) {
+        if let Some((name, rest)) = model.and_then(|m| m.split_once('/'))
+            && self.providers.contains_key(name)
+        {
+            return (Some(name), Some(rest));
+        }
+        (provider, model)
+    }
+
     pub async fn chat_with(
         &self,
         provider: Option<&str>,
-        request: ChatRequest,
+        mut request: ChatRequest,
         sink: Option<TextSink>,
     ) -> Result<ChatResponse, LlmError> {
+        let model = request.model.take();
+        let (provider, routed_model) = self.route(provider, model.as_deref());
+        request.model = routed_model.map(str::to_string);
         let name = match provider.or(self.default.as_deref()) {
             Some(name) => name,
             None => return Err(LlmError::Unavailable(self.missing_reason.clone())),
@@ -315,6 +347,34 @@ impl LlmService {
         }
         Ok(response)
     }
+}
+
+/// A provider of `llm.providers`, built by its kind.
+fn named_provider(
+    name: &str,
+    config: &settings::NamedProviderConfig,
+) -> Result<Arc<dyn LlmProvider>, LlmError> {
+    use settings::ProviderKind;
+    let remote = || settings::RemoteLlmConfig {
+        base_url: config.base_url.clone(),
+        model: config.model.clone(),
+        api_key_env: config.api_key_env.clone(),
+    };
+    Ok(match config.kind {
+        ProviderKind::Openai => Arc::new(openai::OpenAi::new(&remote())?),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(&remote())?),
+        ProviderKind::Scripted => {
+            let script = config.script.clone().ok_or_else(|| {
+                LlmError::Invalid(format!(
+                    "llm.providers.{name}: a scripted provider needs `script`"
+                ))
+            })?;
+            Arc::new(scripted::Scripted::load(&settings::ScriptedLlmConfig {
+                script,
+                record: config.record.clone(),
+            })?)
+        }
+    })
 }
 
 /// Providers accept tool names of `[A-Za-z0-9_-]` only; an MCP server's
@@ -410,5 +470,89 @@ pub(crate) mod http {
             detail: format!("cannot reach it: {e}"),
             retry_after: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::settings::{NamedProviderConfig, ProviderKind};
+
+    fn scripted(dir: &Path, name: &str, answer: &str) -> NamedProviderConfig {
+        let script = dir.join(format!("{name}.yaml"));
+        std::fs::write(&script, format!("- content: \"{answer}\"\n")).expect("script");
+        NamedProviderConfig {
+            kind: ProviderKind::Scripted,
+            base_url: None,
+            model: None,
+            api_key_env: None,
+            script: Some(script),
+            record: None,
+        }
+    }
+
+    fn ask(model: Option<&str>) -> ChatRequest {
+        ChatRequest {
+            model: model.map(str::to_string),
+            messages: vec![ChatMessage {
+                role: Role::User,
+                content: "hi".into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            }],
+            tools: Vec::new(),
+            temperature: None,
+            max_tokens: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn named_providers_are_picked_by_name_or_model_prefix() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = LlmConfig::default();
+        config.local.enabled = false;
+        config.provider = Some("fast".into());
+        config
+            .providers
+            .insert("fast".into(), scripted(dir.path(), "fast", "from fast"));
+        config
+            .providers
+            .insert("smart".into(), scripted(dir.path(), "smart", "from smart"));
+        let service = LlmService::from_config(&config, dir.path()).expect("config");
+        let answer = |r: ChatResponse| r.content.unwrap_or_default();
+
+        let by_default = service
+            .chat_with(None, ask(None), None)
+            .await
+            .expect("chat");
+        assert_eq!(answer(by_default), "from fast");
+        let by_name = service
+            .chat_with(Some("smart"), ask(None), None)
+            .await
+            .expect("chat");
+        assert_eq!(answer(by_name), "from smart");
+        let by_model = service
+            .chat_with(Some("fast"), ask(Some("smart/big-model")), None)
+            .await
+            .expect("chat");
+        assert_eq!(answer(by_model), "from smart", "the model's prefix wins");
+        assert_eq!(
+            service.resolve(None, Some("smart/big-model")),
+            ("smart".to_string(), "big-model".to_string())
+        );
+        // A slash that names no provider is part of the model's name.
+        assert_eq!(
+            service.resolve(None, Some("Qwen/Qwen2.5-7B")),
+            ("fast".to_string(), "Qwen/Qwen2.5-7B".to_string())
+        );
+
+        config
+            .providers
+            .insert("openai".into(), scripted(dir.path(), "x", "x"));
+        config.openai = Some(Default::default());
+        assert!(
+            LlmService::from_config(&config, dir.path()).is_err(),
+            "a taken name"
+        );
     }
 }

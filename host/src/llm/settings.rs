@@ -25,6 +25,39 @@ pub struct LlmConfig {
     pub anthropic: Option<RemoteLlmConfig>,
     pub scripted: Option<ScriptedLlmConfig>,
     pub local: LocalLlmConfig,
+    /// More providers under names of your choosing, each of a `kind`
+    /// (`openai`, `anthropic` or `scripted`): `ollama: {kind: openai,
+    /// base_url: …}`. An agent picks one with `llm.provider: ollama` or
+    /// `llm.model: ollama/qwen2.5:7b`.
+    pub providers: std::collections::BTreeMap<String, NamedProviderConfig>,
+}
+
+/// What kind of provider a named entry of `llm.providers` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Scripted,
+}
+
+/// One entry of `llm.providers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedProviderConfig {
+    pub kind: ProviderKind,
+    /// `openai`, `anthropic`: where and which model.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `scripted`: the rules and where requests are recorded.
+    #[serde(default)]
+    pub script: Option<PathBuf>,
+    #[serde(default)]
+    pub record: Option<PathBuf>,
 }
 
 impl Default for LlmConfig {
@@ -39,6 +72,7 @@ impl Default for LlmConfig {
             anthropic: None,
             scripted: None,
             local: LocalLlmConfig::default(),
+            providers: Default::default(),
         }
     }
 }
