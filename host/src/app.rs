@@ -147,6 +147,23 @@ pub struct Assembled {
 /// Opens storage and memory, starts the stored agents and the config
 /// agents, and builds the state every handler shares. `run` listens with
 /// it; the fuzz targets drive its router directly.
+/// A size sample now and every day after (`storage analyze` reports the
+/// growth); a failure costs only the sample.
+fn sample_growth(storage: Arc<Storage>) {
+    tokio::spawn(async move {
+        let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
+        loop {
+            daily.tick().await;
+            let storage = storage.clone();
+            match tokio::task::spawn_blocking(move || storage.record_growth_sample()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a database size sample"),
+                Err(e) => tracing::warn!(error = %e, "database size sample task failed"),
+            }
+        }
+    });
+}
+
 pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::Result<Assembled> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
@@ -159,6 +176,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         )
     })?;
     let storage = Arc::new(storage);
+    sample_growth(storage.clone());
     let memory = open_memory(config, &data_dir, storage.clone())?;
     let llm = Arc::new(
         LlmService::from_config(&config.llm, &config.memory.model_cache_dir())

@@ -212,6 +212,30 @@ pub async fn analyze(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    match &analysis.growth {
+        Some(g) => {
+            let since = time::OffsetDateTime::from_unix_timestamp(g.since_unix as i64)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| g.since_unix.to_string());
+            let per_day = g.stored_bytes_per_day;
+            println!(
+                "Growth: {}{} stored per day over {:.1} days (since {since}: {} then, {} now)",
+                if per_day < 0.0 { "-" } else { "+" },
+                mb(per_day.abs() as u64),
+                g.days,
+                mb(g.stored_bytes_then),
+                mb(analysis.stored_bytes)
+            );
+        }
+        None => println!(
+            "Growth: not known yet (a size sample is taken at every start and daily; \
+             needs an hour of history)"
+        ),
+    }
     println!(
         "\n{:<24} {:>10} {:>12} {:>12} {:>12} {:>6}",
         "TABLE", "ENTRIES", "STORED", "METADATA", "FRAGMENTED", "HEIGHT"

@@ -1,6 +1,7 @@
 //! `caxton storage analyze`: where the database's bytes go — per table
 //! (entries, stored bytes, metadata, fragmentation, tree height) and for the
-//! whole file (allocated pages, free space a compaction would return).
+//! whole file (allocated pages, free space a compaction would return), and
+//! how fast it grows.
 
 use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,10 @@ pub struct Analysis {
     pub compaction_pending: bool,
     /// Largest first.
     pub tables: Vec<TableInfo>,
+    /// How fast the stored data grows (from samples taken at every start
+    /// and daily); absent until there is an hour of history.
+    #[serde(default)]
+    pub growth: Option<super::Growth>,
 }
 
 impl Storage {
@@ -65,6 +70,7 @@ impl Storage {
         let used = stats.stored_bytes() + stats.metadata_bytes();
         let file_bytes = self.file_bytes();
         let free_bytes = file_bytes.saturating_sub(used);
+        let growth = self.growth(stats.stored_bytes())?;
         Ok(Analysis {
             file_bytes,
             page_size,
@@ -80,6 +86,7 @@ impl Storage {
             },
             compaction_pending: self.dir.join(super::COMPACT_MARKER).exists(),
             tables,
+            growth,
         })
     }
 }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 mod analyze;
+mod growth;
 pub use analyze::{Analysis, TableInfo};
+pub use growth::Growth;
 use thiserror::Error;
 
 /// File name of the database inside the data directory.
