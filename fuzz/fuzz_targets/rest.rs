@@ -37,6 +37,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/agents"),
     ("GET", "/api/v1/agents/fuzz/logs"),
     ("GET", "/api/v1/storage/verify"),
+    ("POST", "/api/v1/tools/csv_parser/invoke"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/mcp"),
 ];
 
 const CONTENT_TYPES: &[&str] = &[

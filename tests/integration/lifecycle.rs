@@ -288,6 +288,10 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/api/v1/config-agents/validate",
         "/api/v1/agents/{agent}/reload",
         "/api/v1/traces",
+        "/api/v1/tools/{tool}/invoke",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/mcp",
         "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");

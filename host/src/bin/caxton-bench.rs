@@ -8,6 +8,8 @@
 //!   two throughputs shows what WASM dispatch adds on top of HTTP;
 //! - the first message after a trap (a fresh instance is made), as the
 //!   server reports its execution time;
+//! - `/v1/chat/completions` and MCP tools next to the REST routes they
+//!   stand for (the OpenAI API and MCP add at most 10%: the target);
 //!
 //! In-process, it also times loading a compiled component from the on-disk
 //! cache and instantiating it (`InstancePre` + `init`).
@@ -132,6 +134,20 @@ async fn deploy(
 enum Target {
     Health,
     Echo,
+    /// `/v1/chat/completions` to the echo agent.
+    ChatEcho,
+    /// `POST /api/v1/memory/search`.
+    RestSearch,
+    /// The MCP `search` tool at `/mcp` (one JSON-RPC POST).
+    McpSearch,
+    /// The MCP `search_nodes` tool (search, then the matches' relations).
+    McpSearchNodes,
+}
+
+/// A JSON-RPC `tools/call` of the stateless MCP endpoint.
+fn mcp_call(tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}})
 }
 
 struct Measured {
@@ -180,6 +196,14 @@ async fn load(
                 if elapsed > WARMUP + MEASURE {
                     break;
                 }
+                let mcp = |tool: &str, arguments: Value| {
+                    client
+                        .post(format!("{base}/mcp"))
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2025-06-18")
+                        .json(&mcp_call(tool, arguments))
+                };
+                let query = "benchmark entity about distributed systems";
                 let response = match target {
                     Target::Health => client.get(format!("{base}/api/v1/health")).send().await,
                     Target::Echo => {
@@ -188,6 +212,29 @@ async fn load(
                             .json(&body)
                             .send()
                             .await
+                    }
+                    Target::ChatEcho => {
+                        client
+                            .post(format!("{base}/v1/chat/completions"))
+                            .json(&json!({"model": "echo", "messages": [{"role": "user",
+                                "content": "benchmark payload of a typical short request"}]}))
+                            .send()
+                            .await
+                    }
+                    Target::RestSearch => {
+                        client
+                            .post(format!("{base}/api/v1/memory/search"))
+                            .json(&json!({"query": query, "limit": 10}))
+                            .send()
+                            .await
+                    }
+                    Target::McpSearch => {
+                        mcp("search", json!({"query": query, "limit": 10}))
+                            .send()
+                            .await
+                    }
+                    Target::McpSearchNodes => {
+                        mcp("search_nodes", json!({"query": query})).send().await
                     }
                 };
                 let ok = match response {
@@ -306,9 +353,66 @@ async fn run() -> anyhow::Result<()> {
     );
     drop(server);
 
+    interop(temp.path(), &echo).await?;
     auth_cost(temp.path(), &echo).await?;
     config_agents(temp.path()).await?;
     in_process(&echo, &temp.path().join("inproc")).await
+}
+
+/// The OpenAI-compatible API and MCP next to their REST equivalents, one
+/// client, on one server with 200 entities in memory.
+async fn interop(root: &Path, echo: &Path) -> anyhow::Result<()> {
+    let server = start_server(&root.join("interop"), None)?;
+    let client = reqwest::Client::new();
+    deploy(&client, None, &server.base, "echo", echo, json!({})).await?;
+    let entities: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"name": format!("entity {i}"), "entity_type": "note",
+                "observations": [format!("note {i} about distributed systems and consensus round {}", i % 7)]})
+        })
+        .collect();
+    let response = client
+        .post(format!("{}/api/v1/memory/entities", server.base))
+        .json(&json!({"entities": entities}))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("storing the benchmark entities: {}", response.text().await?);
+    }
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "interop, 1 client", "req/s", "p50", "p99"
+    );
+    let mut rows = Vec::new();
+    for (label, target) in [
+        ("message to echo (REST)", Target::Echo),
+        ("chat completion to echo (/v1)", Target::ChatEcho),
+        ("memory search (REST)", Target::RestSearch),
+        ("memory search (MCP `search`)", Target::McpSearch),
+        ("MCP `search_nodes`", Target::McpSearchNodes),
+    ] {
+        let m = load(&server.base, None, target, 1).await?;
+        println!(
+            "{label:<34} {:>12.0} {:>12} {:>12}",
+            m.per_second,
+            ms(m.p50),
+            ms(m.p99)
+        );
+        rows.push(m);
+    }
+    let ratio = |a: &Measured, b: &Measured| a.p50.as_secs_f64() / b.p50.as_secs_f64();
+    println!(
+        "{:<34} {:>12.2}   (target <= 1.10)",
+        "  p50 chat completion / REST",
+        ratio(&rows[1], &rows[0])
+    );
+    println!(
+        "{:<34} {:>12.2}   (target <= 1.10)",
+        "  p50 MCP search / REST",
+        ratio(&rows[3], &rows[2])
+    );
+    Ok(())
 }
 
 /// What checking a bearer token costs a message: the same echo round trip

@@ -110,6 +110,17 @@ fn operations_paths() -> Value {
 /// The OpenAI-compatible API and MCP.
 fn interop_paths() -> Value {
     json!({
+        "/mcp": { "post": { "summary": "Model Context Protocol over Streamable HTTP (stateless, JSON answers)",
+            "description": "JSON-RPC 2.0: initialize, tools/list, tools/call. Tools: create_entities, create_relations, add_observations, delete_entities, delete_observations, delete_relations, read_graph, search_nodes, open_nodes (the MCP memory server's), search, traverse, list_agents, ask_agent. Each tool needs the scope its REST route needs. Send `Accept: application/json, text/event-stream`.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["jsonrpc", "method"] } } } },
+            "responses": { "200": { "description": "A JSON-RPC answer" }, "202": { "description": "A notification was accepted" } } } },
+        "/api/v1/tools/{tool}/invoke": { "post": { "summary": "Call a tool with the body as its arguments (admin)",
+            "parameters": [{ "name": "tool", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "agent", "in": "query", "schema": { "type": "string" }, "description": "Call as this agent" }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+            "responses": { "200": { "description": "{tool, caller, result, duration_ms}" },
+                "400": error_response("The arguments do not match the tool's schema"),
+                "404": error_response("Unknown tool or agent"), "502": error_response("The tool failed") } } },
         "/v1/models": { "get": { "summary": "OpenAI-compatible: the running agents, as models",
             "responses": { "200": { "description": "{object: list, data: [{id, object: model, created, owned_by}]}" } } } },
         "/v1/models/{model}": { "get": { "summary": "OpenAI-compatible: one agent as a model",
