@@ -126,7 +126,7 @@ fn cut(text: &str) -> String {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -218,6 +218,30 @@ impl TraceStore {
         found
     }
 
+    /// The spans of `conversation_id` that finished at or after
+    /// `since_ms`, newest first. Spans are filed as they finish, so the
+    /// scan from the newest stops at the first one that ended before
+    /// `since_ms`: its cost is what finished since then, not the store's
+    /// size (the OpenAI API's `usage` asks this on every request).
+    pub fn finished_since(&self, conversation_id: &str, since_ms: u64) -> Vec<Span> {
+        // Start and duration come from two clocks; allow them to disagree
+        // by a few milliseconds.
+        const SLACK_MS: u64 = 5;
+        let conversation_id = cut(conversation_id);
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found = Vec::new();
+        for span in spans.iter().rev() {
+            let ended = span.start_ms + span.duration_ms.ceil() as u64;
+            if ended + SLACK_MS < since_ms {
+                break;
+            }
+            if span.conversation_id == conversation_id {
+                found.push(span.clone());
+            }
+        }
+        found
+    }
+
     /// The most recent conversations `agent` took part in (any agent when
     /// `None`), newest first, at most `limit`.
     pub fn conversations(&self, agent: Option<&str>, limit: usize) -> Vec<ConversationSummary> {
@@ -285,6 +309,21 @@ mod tests {
         let listed = store.conversations(Some("a"), 10);
         assert_eq!(listed.len(), 3);
         assert!(store.conversations(Some("b"), 10).is_empty());
+    }
+
+    #[test]
+    fn finished_since_stops_at_older_spans() {
+        let store = TraceStore::new(100);
+        // An old span of the same conversation, filed long ago.
+        let mut old = store.start("a", "c", None);
+        old.start_ms -= 60_000;
+        store.finish(old, SpanKind::Tool { tool: "t".into() }, None);
+        let since = now_ms();
+        tool(&store, "other", None);
+        tool(&store, "c", None);
+        let found = store.finished_since("c", since);
+        assert_eq!(found.len(), 1, "only the span that finished after `since`");
+        assert_eq!(store.conversation("c").len(), 2);
     }
 
     #[test]

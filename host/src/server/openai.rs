@@ -296,10 +296,11 @@ fn answer_text(agent: &str, delivered: Delivered) -> Result<String, ApiError> {
     }
 }
 
-/// Tokens spent by the model calls of one conversation.
-fn usage(state: &AppState, conversation_id: &str) -> Value {
+/// Tokens spent by the model calls of one conversation, which began at
+/// `started_ms`.
+fn usage(state: &AppState, conversation_id: &str, started_ms: u64) -> Value {
     let (mut prompt, mut completion) = (0u64, 0u64);
-    for span in state.trace.conversation(conversation_id) {
+    for span in state.trace.finished_since(conversation_id, started_ms) {
         if let SpanKind::Llm {
             prompt_tokens,
             completion_tokens,
@@ -336,6 +337,7 @@ async fn chat_completions(
         id,
         model: handle.name.clone(),
         created: unix_now(),
+        started_ms: crate::trace::now_ms(),
     };
     if request.stream {
         let include_usage = request.stream_options.unwrap_or_default().include_usage;
@@ -364,7 +366,7 @@ async fn chat_completions(
             "logprobs": null,
             "finish_reason": "stop",
         }],
-        "usage": usage(&state, &completion.id),
+        "usage": usage(&state, &completion.id, completion.started_ms),
         "system_fingerprint": null,
     }))
     .into_response())
@@ -376,6 +378,8 @@ struct Completion {
     id: String,
     model: String,
     created: u64,
+    /// When the request began (ms since the epoch), for `usage`.
+    started_ms: u64,
 }
 
 impl Completion {
@@ -451,7 +455,7 @@ fn stream(
                 if include_usage {
                     let mut last = completion.chunk(json!({}), None);
                     last["choices"] = json!([]);
-                    last["usage"] = usage(&state, &completion.id);
+                    last["usage"] = usage(&state, &completion.id, completion.started_ms);
                     let _ = events_tx.send(data(last));
                 }
             }

@@ -122,7 +122,7 @@ impl ServerHandler for CaxtonMcp {
             Ok(value) => {
                 let text = match &value {
                     Value::String(s) => s.clone(),
-                    other => serde_json::to_string_pretty(other).unwrap_or_default(),
+                    other => other.to_string(),
                 };
                 let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
                 if value.is_object() {
