@@ -488,3 +488,79 @@ async fn wasm_agents_call_the_tools_they_were_granted() {
     let (status, body) = server.post("/api/v1/tools/nope/invoke", &json!({})).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// A free port on loopback (closed again before it is used).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_server_reached_by_url_lends_its_tools() {
+    let port = free_port();
+    let _peer = KillOnDrop(
+        Command::new(interop_python())
+            .arg(repo_root().join("tests/interop/mcp_http_server.py"))
+            .args([&port.to_string(), "s3cret"])
+            .spawn()
+            .expect("start the SDK's MCP server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SDK server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mcp_servers:\n  shouter:\n    url: http://127.0.0.1:{port}/mcp\n    bearer_token_env: SHOUTER_TOKEN\n  locked-out:\n    url: http://127.0.0.1:{port}/mcp\n"
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with_env(&data, Some(&config), &[("SHOUTER_TOKEN", "s3cret")]);
+    let status = health(&server).await;
+    assert_eq!(status["mcp_servers"]["shouter"]["state"], "up", "{status}");
+    // Without the token the same server refuses: reported, not fatal.
+    assert_eq!(
+        status["mcp_servers"]["locked-out"]["state"], "down",
+        "{status}"
+    );
+    assert_eq!(status["status"], "degraded");
+    let (ok, out, err) = server.cli(&[
+        "tools",
+        "invoke",
+        "shouter/shout",
+        r#"{"text": "quiet please"}"#,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("QUIET PLEASE"), "{out}");
+    // The SDK server's schema is enforced before the call.
+    let (status, body) = server
+        .post("/api/v1/tools/shouter%2Fshout/invoke", &json!({"text": 5}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/text"),
+        "{body}"
+    );
+}
+
+/// A child process stopped when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

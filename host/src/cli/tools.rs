@@ -55,7 +55,12 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
     match command {
         ToolsCommand::List { json } => list(client, json).await,
         ToolsCommand::Show { name } => {
-            let tool = client.get(&format!("/api/v1/tools/{name}")).await?;
+            let tool = client
+                .get(&format!(
+                    "/api/v1/tools/{}",
+                    super::agents::urlencode(&name)
+                ))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&tool)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -115,7 +120,12 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         ToolsCommand::Remove { name } => {
-            client.delete(&format!("/api/v1/tools/{name}")).await?;
+            client
+                .delete(&format!(
+                    "/api/v1/tools/{}",
+                    super::agents::urlencode(&name)
+                ))
+                .await?;
             println!("Removed tool {name}");
             Ok(ExitCode::SUCCESS)
         }

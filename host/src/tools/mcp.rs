@@ -1,6 +1,7 @@
 //! Tools of external MCP servers (`mcp_servers:` in `caxton.yaml`): each
-//! server is started as a child process speaking MCP over stdio (with the
-//! `rmcp` client), and its tools join the registry as `SERVER/TOOL` with
+//! server is started as a child process speaking MCP over stdio, or reached
+//! over Streamable HTTP at its `url` (with the `rmcp` client), and its
+//! tools join the registry as `SERVER/TOOL` with
 //! their own JSON Schemas. Agents may call only those they list, like any
 //! tool.
 //!
@@ -19,7 +20,8 @@ use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
 };
 use rmcp::service::{Peer, RoleClient};
-use rmcp::transport::{ConfigureCommandExt as _, TokioChildProcess};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{ConfigureCommandExt as _, StreamableHttpClientTransport, TokioChildProcess};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -66,31 +68,26 @@ impl McpServer {
         *lock(&self.health) = ServerHealth::Down { reason, restarts };
     }
 
-    /// Starts the process and reads its tool list.
+    /// Reaches the server (starting its process, or over HTTP) and reads
+    /// its tool list.
     async fn connect(
         &self,
     ) -> anyhow::Result<rmcp::service::RunningService<RoleClient, ClientConfig>> {
-        let command = tokio::process::Command::new(&self.config.command).configure(|c| {
-            c.args(&self.config.args)
-                .env_clear()
-                .envs(
-                    ["PATH", "HOME"]
-                        .into_iter()
-                        .filter_map(|k| std::env::var_os(k).map(|v| (k.to_string(), v))),
-                )
-                .envs(&self.config.env)
-                .kill_on_drop(true);
-        });
-        let (transport, _stderr) = TokioChildProcess::builder(command)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start `{}`: {e}", self.config.command))?;
         let client = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("caxton", env!("CARGO_PKG_VERSION")),
         );
-        let running = tokio::time::timeout(STARTUP_WAIT, client.serve(transport))
-            .await
+        let started = match (&self.config.command, &self.config.url) {
+            (Some(program), None) => {
+                tokio::time::timeout(STARTUP_WAIT, client.serve(self.child(program)?)).await
+            }
+            (None, Some(url)) => {
+                let transport = StreamableHttpClientTransport::from_config(self.http(url)?);
+                tokio::time::timeout(STARTUP_WAIT, client.serve(transport)).await
+            }
+            _ => anyhow::bail!("give exactly one of `command` and `url`"),
+        };
+        let running = started
             .map_err(|_| {
                 anyhow::anyhow!("it did not initialise within {} s", STARTUP_WAIT.as_secs())
             })?
@@ -112,6 +109,42 @@ impl McpServer {
         *lock(&self.health) = ServerHealth::Up { tools: count };
         tracing::info!(mcp_server = %self.name, tools = count, "MCP server connected");
         Ok(running)
+    }
+
+    /// How to reach `url` over Streamable HTTP, with the bearer token.
+    fn http(&self, url: &str) -> anyhow::Result<StreamableHttpClientTransportConfig> {
+        // rmcp's HTTP client uses the process's rustls provider: ring, as
+        // everywhere else here (a no-op when one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+        if let Some(env) = &self.config.bearer_token_env {
+            let token = std::env::var(env).map_err(|_| {
+                anyhow::anyhow!("the environment variable {env} (bearer_token_env) is not set")
+            })?;
+            config = config.auth_header(token);
+        }
+        Ok(config)
+    }
+
+    /// The child process speaking MCP on stdio, with only `PATH`, `HOME`
+    /// and its own `env`.
+    fn child(&self, program: &str) -> anyhow::Result<TokioChildProcess> {
+        let command = tokio::process::Command::new(program).configure(|c| {
+            c.args(&self.config.args)
+                .env_clear()
+                .envs(
+                    ["PATH", "HOME"]
+                        .into_iter()
+                        .filter_map(|k| std::env::var_os(k).map(|v| (k.to_string(), v))),
+                )
+                .envs(&self.config.env)
+                .kill_on_drop(true);
+        });
+        let (transport, _stderr) = TokioChildProcess::builder(command)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start `{program}`: {e}"))?;
+        Ok(transport)
     }
 
     /// Keeps the server running for as long as the process lives.

@@ -18,10 +18,17 @@ pub struct ToolsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
-    /// The program to start (it speaks MCP on stdin/stdout).
-    pub command: String,
+    /// The program to start (it speaks MCP on stdin/stdout); or `url`.
+    #[serde(default)]
+    pub command: Option<String>,
     #[serde(default)]
     pub args: Vec<String>,
+    /// An MCP server reached over Streamable HTTP instead of a command.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For `url`: the environment variable holding a bearer token to send.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
     /// Its environment: only these variables and `PATH`/`HOME` (the
     /// server's own secrets are not handed on).
     #[serde(default)]
