@@ -195,6 +195,39 @@ async fn cli_deploys_lists_shows_pings_and_removes() {
     assert!(ok && out.starts_with("caxton "), "{out}");
 }
 
+#[test]
+fn shell_completions_know_the_commands_and_the_unit_starts_a_real_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["completions", shell])
+            .output()
+            .expect("run the CLI");
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        for word in ["agents", "memory", "storage", "tokens", "mcp"] {
+            assert!(script.contains(word), "{shell} completion lacks `{word}`");
+        }
+    }
+    // The shipped systemd unit's ExecStart parses as a caxton command.
+    let unit =
+        std::fs::read_to_string(crate::harness::repo_root().join("packaging/caxton.service"))
+            .expect("packaging/caxton.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).chain(["--help"]).collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(&args)
+        .output()
+        .expect("run the CLI");
+    assert!(
+        output.status.success(),
+        "{exec}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reports_an_unreachable_server() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))

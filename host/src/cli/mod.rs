@@ -103,6 +103,9 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print a shell completion script:
+    /// `caxton completions bash > /etc/bash_completion.d/caxton`.
+    Completions { shell: clap_complete::Shell },
     /// Ask the running server whether it is healthy.
     Status {
         #[arg(long)]
@@ -326,6 +329,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => init::run(data_dir, agents_dir, config),
         Command::Version => {
             println!("caxton {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "caxton", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
