@@ -144,6 +144,9 @@ impl Config {
         self.logging
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (name, server) in &self.mcp_servers {
+            server.validate(name).map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 
