@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::client::Client;
 use super::config_agents;
+use crate::server::percent_encode;
 
 #[derive(Subcommand)]
 pub enum AgentsCommand {
@@ -177,22 +178,9 @@ pub enum AgentsCommand {
     },
 }
 
-fn agent_path(name: &str) -> String {
-    format!("/api/v1/agents/{}", urlencode(name))
-}
-
-/// Percent-encodes a path segment (names are restricted, but ids and
-/// typos are not).
-pub(super) fn urlencode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `/api/v1/agents/NAME`, the name percent-encoded.
+pub(super) fn agent_path(name: &str) -> String {
+    format!("/api/v1/agents/{}", percent_encode(name))
 }
 
 pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<ExitCode> {

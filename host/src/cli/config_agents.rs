@@ -11,9 +11,7 @@ use super::client::Client;
 use crate::config_agents::{definition, validate};
 use crate::tools::ToolRegistry;
 
-fn agent_path(name: &str) -> String {
-    format!("/api/v1/agents/{}", super::agents::urlencode(name))
-}
+use super::agents::agent_path;
 
 pub(super) fn print_problems(problems: &[Value]) {
     for p in problems {

@@ -18,10 +18,6 @@ fn agents_of(list: &Value) -> Vec<&Value> {
     list["agents"].as_array().into_iter().flatten().collect()
 }
 
-fn path(name: &str) -> String {
-    format!("/api/v1/agents/{}", super::agents::urlencode(name))
-}
-
 /// `agents diagnose [--show-errors]`: every agent that is failing,
 /// suspended, or whose definition file is rejected, with the last error.
 /// Exit code 1 when any is found.
@@ -123,7 +119,9 @@ pub async fn analyze(client: &Client, pattern: &str, last_secs: u64) -> anyhow::
     println!("{:<24} {:>8}  LATEST MATCH", "AGENT", "MATCHES");
     for agent in agents_of(&list) {
         let name = agent["name"].as_str().unwrap_or("?");
-        let logs = client.get(&format!("{}/logs", path(name))).await?;
+        let logs = client
+            .get(&format!("{}/logs", super::agents::agent_path(name)))
+            .await?;
         let matches: Vec<&Value> = logs["lines"]
             .as_array()
             .into_iter()
@@ -165,7 +163,10 @@ pub async fn reload_gradually(client: &Client) -> anyhow::Result<ExitCode> {
         .collect();
     for (i, id) in ids.iter().enumerate() {
         let (ok, answer) = client
-            .post_json_raw(&format!("{}/reload", path(id)), &json!({}))
+            .post_json_raw(
+                &format!("{}/reload", super::agents::agent_path(id)),
+                &json!({}),
+            )
             .await?;
         if !ok {
             println!(
@@ -178,7 +179,10 @@ pub async fn reload_gradually(client: &Client) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         let (alive, ping) = client
-            .post_json_raw(&format!("{}/ping", path(id)), &json!({}))
+            .post_json_raw(
+                &format!("{}/ping", super::agents::agent_path(id)),
+                &json!({}),
+            )
             .await?;
         if !alive {
             println!(

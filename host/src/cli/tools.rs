@@ -58,7 +58,7 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
             let tool = client
                 .get(&format!(
                     "/api/v1/tools/{}",
-                    super::agents::urlencode(&name)
+                    crate::server::percent_encode(&name)
                 ))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&tool)?);
@@ -111,9 +111,12 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
                     "the arguments are not JSON: {arguments} (quote them: '{{\"key\": \"value\"}}')"
                 )
             })?;
-            let mut path = format!("/api/v1/tools/{}/invoke", super::agents::urlencode(&name));
+            let mut path = format!(
+                "/api/v1/tools/{}/invoke",
+                crate::server::percent_encode(&name)
+            );
             if let Some(agent) = as_agent {
-                path.push_str(&format!("?agent={}", super::agents::urlencode(&agent)));
+                path.push_str(&format!("?agent={}", crate::server::percent_encode(&agent)));
             }
             let answer = client.post_json(&path, &arguments).await?;
             println!("{}", serde_json::to_string_pretty(&answer["result"])?);
@@ -123,7 +126,7 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
             client
                 .delete(&format!(
                     "/api/v1/tools/{}",
-                    super::agents::urlencode(&name)
+                    crate::server::percent_encode(&name)
                 ))
                 .await?;
             println!("Removed tool {name}");

@@ -28,10 +28,13 @@ pub struct TraceArgs {
 pub async fn run(client: &Client, args: TraceArgs) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(agent) = &args.agent {
-        query.push(format!("agent={}", encode(agent)));
+        query.push(format!("agent={}", crate::server::percent_encode(agent)));
     }
     if let Some(id) = &args.conversation_id {
-        query.push(format!("conversation_id={}", encode(id)));
+        query.push(format!(
+            "conversation_id={}",
+            crate::server::percent_encode(id)
+        ));
     }
     let answer: TraceAnswer = client
         .get_as(&format!("/api/v1/traces?{}", query.join("&")))
@@ -69,18 +72,6 @@ pub async fn run(client: &Client, args: TraceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The conversation as a tree: each span under the one that caused it,

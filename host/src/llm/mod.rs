@@ -126,6 +126,28 @@ pub enum LlmError {
 /// ignored (the client left; the agent still finishes its reply).
 pub type TextSink = tokio::sync::mpsc::UnboundedSender<String>;
 
+/// Drives `call` to its end while handing each piece of text arriving on
+/// `pieces` to `each`, then the pieces still queued when it ended: the loop
+/// every streaming caller needs, so no text is lost whichever finishes
+/// first.
+pub async fn relay<T>(
+    call: impl std::future::Future<Output = T>,
+    pieces: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut each: impl FnMut(String),
+) -> T {
+    tokio::pin!(call);
+    let result = loop {
+        tokio::select! {
+            Some(text) = pieces.recv() => each(text),
+            result = &mut call => break result,
+        }
+    };
+    while let Ok(text) = pieces.try_recv() {
+        each(text);
+    }
+    result
+}
+
 /// One way of answering chat requests.
 #[async_trait::async_trait]
 pub trait LlmProvider: Send + Sync {

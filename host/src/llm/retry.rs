@@ -120,22 +120,11 @@ impl RetryPolicy {
                 None => attempt(None).await,
                 Some(outer) => {
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                    let call = attempt(Some(tx));
-                    tokio::pin!(call);
-                    let outcome = loop {
-                        tokio::select! {
-                            Some(text) = rx.recv() => {
-                                shown = true;
-                                let _ = outer.send(text);
-                            }
-                            outcome = &mut call => break outcome,
-                        }
-                    };
-                    while let Ok(text) = rx.try_recv() {
+                    super::relay(attempt(Some(tx)), &mut rx, |text| {
                         shown = true;
                         let _ = outer.send(text);
-                    }
-                    outcome
+                    })
+                    .await
                 }
             };
             let error = match outcome {

@@ -411,18 +411,10 @@ async fn send_streaming(
                 .data(json!({ "text": text }).to_string())
         };
         let delivery = registry.request_streaming(to, message, timeout, tokens_tx);
-        tokio::pin!(delivery);
-        let result = loop {
-            tokio::select! {
-                Some(text) = tokens_rx.recv() => {
-                    let _ = events_tx.send(token(text));
-                }
-                result = &mut delivery => break result,
-            }
-        };
-        while let Ok(text) = tokens_rx.try_recv() {
+        let result = crate::llm::relay(delivery, &mut tokens_rx, |text| {
             let _ = events_tx.send(token(text));
-        }
+        })
+        .await;
         let last = match result {
             Ok(delivered) => Event::default()
                 .event("reply")

@@ -236,6 +236,20 @@ async fn shutdown(
     ))
 }
 
+/// Percent-encodes one path segment or query value (everything but
+/// RFC 3986's unreserved characters), for the API's own clients: the CLI
+/// and the MCP tools.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(
         "route_not_found",

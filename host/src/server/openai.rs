@@ -427,21 +427,12 @@ fn stream(
             REPLY_TIMEOUT,
             tokens_tx,
         );
-        tokio::pin!(delivery);
         let mut streamed = false;
-        let result = loop {
-            tokio::select! {
-                Some(text) = tokens_rx.recv() => {
-                    streamed = true;
-                    let _ = events_tx.send(data(completion.chunk(json!({ "content": text }), None)));
-                }
-                result = &mut delivery => break result,
-            }
-        };
-        while let Ok(text) = tokens_rx.try_recv() {
+        let result = crate::llm::relay(delivery, &mut tokens_rx, |text| {
             streamed = true;
             let _ = events_tx.send(data(completion.chunk(json!({ "content": text }), None)));
-        }
+        })
+        .await;
         match result
             .map_err(ApiError::from)
             .and_then(|d| answer_text(&agent, d))

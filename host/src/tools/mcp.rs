@@ -48,12 +48,18 @@ struct Connected {
     tools: Vec<rmcp::model::Tool>,
 }
 
+/// Where a server is; its health is read from this.
+enum State {
+    Starting,
+    Up(Connected),
+    Down { reason: String, restarts: u64 },
+}
+
 /// One configured MCP server and its connection, when it has one.
 pub struct McpServer {
     name: String,
     config: McpServerConfig,
-    connected: Mutex<Option<Connected>>,
-    health: Mutex<ServerHealth>,
+    state: Mutex<State>,
     first_attempt: tokio::sync::Notify,
 }
 
@@ -63,9 +69,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl McpServer {
     fn set_down(&self, reason: String, restarts: u64) {
-        *lock(&self.connected) = None;
         tracing::warn!(mcp_server = %self.name, %reason, "MCP server is down; restarting it with backoff");
-        *lock(&self.health) = ServerHealth::Down { reason, restarts };
+        *lock(&self.state) = State::Down { reason, restarts };
+    }
+
+    fn connected<T>(&self, read: impl FnOnce(&Connected) -> T) -> Option<T> {
+        match &*lock(&self.state) {
+            State::Up(connected) => Some(read(connected)),
+            _ => None,
+        }
+    }
+
+    fn health(&self) -> ServerHealth {
+        match &*lock(&self.state) {
+            State::Starting => ServerHealth::Starting,
+            State::Up(connected) => ServerHealth::Up {
+                tools: connected.tools.len(),
+            },
+            State::Down { reason, restarts } => ServerHealth::Down {
+                reason: reason.clone(),
+                restarts: *restarts,
+            },
+        }
     }
 
     /// Reaches the server (starting its process, or over HTTP) and reads
@@ -102,11 +127,10 @@ impl McpServer {
             })?
             .map_err(|e| anyhow::anyhow!("listing its tools failed: {e}"))?;
         let count = tools.len();
-        *lock(&self.connected) = Some(Connected {
+        *lock(&self.state) = State::Up(Connected {
             peer: running.peer().clone(),
             tools,
         });
-        *lock(&self.health) = ServerHealth::Up { tools: count };
         tracing::info!(mcp_server = %self.name, tools = count, "MCP server connected");
         Ok(running)
     }
@@ -173,36 +197,38 @@ impl McpServer {
         }
     }
 
-    fn tool(self: &Arc<Self>, tool: &str) -> Option<McpTool> {
-        let connected = lock(&self.connected);
-        let found = connected.as_ref()?.tools.iter().find(|t| t.name == tool)?;
-        Some(McpTool {
+    fn as_tool(self: &Arc<Self>, found: &rmcp::model::Tool) -> McpTool {
+        McpTool {
             server: self.clone(),
             full_name: format!("{}/{}", self.name, found.name),
             tool: found.name.to_string(),
             description: found.description.as_deref().unwrap_or("").to_string(),
             schema: Value::Object((*found.input_schema).clone()),
+        }
+    }
+
+    fn tool(self: &Arc<Self>, tool: &str) -> Option<McpTool> {
+        self.connected(|c| {
+            c.tools
+                .iter()
+                .find(|t| t.name == tool)
+                .map(|t| self.as_tool(t))
         })
+        .flatten()
     }
 
     fn tools(self: &Arc<Self>) -> Vec<McpTool> {
-        let names: Vec<String> = lock(&self.connected)
-            .as_ref()
-            .map(|c| c.tools.iter().map(|t| t.name.to_string()).collect())
-            .unwrap_or_default();
-        names.iter().filter_map(|n| self.tool(n)).collect()
+        self.connected(|c| c.tools.iter().map(|t| self.as_tool(t)).collect())
+            .unwrap_or_default()
     }
 
     async fn call(&self, tool: &str, arguments: Value) -> Result<Value, ToolError> {
-        let peer = lock(&self.connected)
-            .as_ref()
-            .map(|c| c.peer.clone())
-            .ok_or_else(|| {
-                ToolError::Failed(format!(
-                    "the MCP server `{}` is down; it is being restarted (see /api/v1/health)",
-                    self.name
-                ))
-            })?;
+        let peer = self.connected(|c| c.peer.clone()).ok_or_else(|| {
+            ToolError::Failed(format!(
+                "the MCP server `{}` is down; it is being restarted (see /api/v1/health)",
+                self.name
+            ))
+        })?;
         let arguments: JsonObject = match arguments {
             Value::Object(map) => map,
             _ => JsonObject::new(),
@@ -292,8 +318,7 @@ impl McpServers {
             let server = Arc::new(McpServer {
                 name: name.clone(),
                 config: config.clone(),
-                connected: Mutex::new(None),
-                health: Mutex::new(ServerHealth::Starting),
+                state: Mutex::new(State::Starting),
                 first_attempt: tokio::sync::Notify::new(),
             });
             let watched = server.clone();
@@ -324,14 +349,14 @@ impl McpServers {
     /// connected now (so a definition listing it is not refused).
     pub fn may_exist(&self, name: &str) -> bool {
         self.split(name)
-            .is_some_and(|(server, _)| lock(&server.connected).is_none())
+            .is_some_and(|(server, _)| server.connected(|_| ()).is_none())
     }
 
     /// Servers that are configured and not connected now.
     pub fn disconnected(&self) -> Vec<String> {
         self.servers
             .iter()
-            .filter(|(_, s)| lock(&s.connected).is_none())
+            .filter(|(_, s)| s.connected(|_| ()).is_none())
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -347,7 +372,7 @@ impl McpServers {
     pub fn health(&self) -> BTreeMap<String, ServerHealth> {
         self.servers
             .iter()
-            .map(|(name, s)| (name.clone(), lock(&s.health).clone()))
+            .map(|(name, s)| (name.clone(), s.health()))
             .collect()
     }
 }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{Api, ApiFailure};
+use crate::server::percent_encode;
 
 /// Most entities `read_graph` returns (it pages through the REST API).
 const MAX_GRAPH_ENTITIES: usize = 10_000;
@@ -311,6 +312,19 @@ struct Query {
 #[derive(Deserialize)]
 struct Nothing {}
 
+/// Relations as the REST API takes them.
+fn relations_in(relations: &[RelationIn]) -> Vec<Value> {
+    relations
+        .iter()
+        .map(|r| json!({ "from": r.from, "to": r.to, "relation_type": r.relation_type }))
+        .collect()
+}
+
+/// The reference server's answer to a deletion.
+fn deleted(what: &str) -> Value {
+    json!({ "success": true, "message": format!("{what} deleted successfully") })
+}
+
 fn scope_json(scope: &Option<String>) -> Value {
     json!(scope.as_deref().unwrap_or("global"))
 }
@@ -342,19 +356,12 @@ fn graph_out(entities: &[Value], relations: &[Value]) -> Value {
     })
 }
 
-fn array(value: &Value, key: &str) -> Vec<Value> {
-    value[key].as_array().cloned().unwrap_or_default()
+fn subgraph_out(graph: &Value) -> Value {
+    graph_out(&array(graph, "entities"), &array(graph, "relations"))
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn array(value: &Value, key: &str) -> Vec<Value> {
+    value[key].as_array().cloned().unwrap_or_default()
 }
 
 /// Runs tool `name`; `Err` is a message for the model (a failed tool,
@@ -383,12 +390,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
         }
         "create_relations" => {
             let a: Args<Relations> = parse(name, arguments)?;
-            let relations: Vec<Value> = a
-                .rest
-                .relations
-                .iter()
-                .map(|r| json!({ "from": r.from, "to": r.to, "relation_type": r.relation_type }))
-                .collect();
+            let relations = relations_in(&a.rest.relations);
             let summary = rest
                 .post(
                     "/api/v1/memory/relations",
@@ -412,16 +414,13 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                         json!({ "scope": scope, "names": [item.entity_name] }),
                     )
                     .await?;
-                let existing: Vec<Value> = array(&known, "entities")
-                    .first()
-                    .map(|e| array(e, "observations"))
-                    .unwrap_or_default();
-                if array(&known, "entities").is_empty() {
+                let Some(entity) = array(&known, "entities").into_iter().next() else {
                     return Err(format!(
                         "Entity with name {} not found (create it with create_entities)",
                         item.entity_name
                     ));
-                }
+                };
+                let existing = array(&entity, "observations");
                 rest.post(
                     "/api/v1/memory/observations",
                     json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
@@ -443,7 +442,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                 json!({ "scope": scope_json(&a.scope), "names": a.rest.entity_names }),
             )
             .await?;
-            Ok(json!({ "success": true, "message": "Entities deleted successfully" }))
+            Ok(deleted("Entities"))
         }
         "delete_observations" => {
             let a: Args<Deletions> = parse(name, arguments)?;
@@ -455,32 +454,27 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                 )
                 .await?;
             }
-            Ok(json!({ "success": true, "message": "Observations deleted successfully" }))
+            Ok(deleted("Observations"))
         }
         "delete_relations" => {
             let a: Args<Relations> = parse(name, arguments)?;
-            let relations: Vec<Value> = a
-                .rest
-                .relations
-                .iter()
-                .map(|r| json!({ "from": r.from, "to": r.to, "relation_type": r.relation_type }))
-                .collect();
+            let relations = relations_in(&a.rest.relations);
             rest.post(
                 "/api/v1/memory/relations/delete",
                 json!({ "scope": scope_json(&a.scope), "relations": relations }),
             )
             .await?;
-            Ok(json!({ "success": true, "message": "Relations deleted successfully" }))
+            Ok(deleted("Relations"))
         }
         "read_graph" => {
             let a: Args<Nothing> = parse(name, arguments)?;
-            let scope = encode(a.scope.as_deref().unwrap_or("global"));
+            let scope = percent_encode(a.scope.as_deref().unwrap_or("global"));
             let (mut entities, mut relations) = (Vec::new(), Vec::new());
             let mut cursor: Option<String> = None;
             loop {
                 let mut path = format!("/api/v1/memory/graph?scope={scope}&limit=500");
                 if let Some(c) = &cursor {
-                    path.push_str(&format!("&cursor={}", encode(c)));
+                    path.push_str(&format!("&cursor={}", percent_encode(c)));
                 }
                 let page = rest.get(&path).await?;
                 entities.extend(array(&page, "entities"));
@@ -515,10 +509,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                     json!({ "scope": scope, "names": names }),
                 )
                 .await?;
-            Ok(graph_out(
-                &array(&graph, "entities"),
-                &array(&graph, "relations"),
-            ))
+            Ok(subgraph_out(&graph))
         }
         "open_nodes" => {
             let a: Args<Names> = parse(name, arguments)?;
@@ -528,24 +519,16 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                     json!({ "scope": scope_json(&a.scope), "names": a.rest.names }),
                 )
                 .await?;
-            Ok(graph_out(
-                &array(&graph, "entities"),
-                &array(&graph, "relations"),
-            ))
+            Ok(subgraph_out(&graph))
         }
-        "search" => {
+        // The REST request is the arguments, with the default scope.
+        "search" | "traverse" => {
             let mut arguments = arguments;
             if let Some(map) = arguments.as_object_mut() {
                 map.entry("scope").or_insert(json!("global"));
             }
-            rest.post("/api/v1/memory/search", arguments).await
-        }
-        "traverse" => {
-            let mut arguments = arguments;
-            if let Some(map) = arguments.as_object_mut() {
-                map.entry("scope").or_insert(json!("global"));
-            }
-            rest.post("/api/v1/memory/traverse", arguments).await
+            rest.post(&format!("/api/v1/memory/{name}"), arguments)
+                .await
         }
         "list_agents" => {
             let list = rest.get("/api/v1/agents").await?;
@@ -579,7 +562,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
             }
             let answer = rest
                 .post(
-                    &format!("/api/v1/agents/{}/message", encode(&a.agent)),
+                    &format!("/api/v1/agents/{}/message", percent_encode(&a.agent)),
                     body,
                 )
                 .await?;
