@@ -228,6 +228,26 @@ fn shell_completions_know_the_commands_and_the_unit_starts_a_real_command() {
     );
 }
 
+#[test]
+fn a_reader_that_stops_early_ends_the_cli_quietly() {
+    use std::io::BufRead as _;
+    // 190 KB of bash completions: more than a pipe holds.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the CLI");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read a line");
+    assert!(!first.is_empty());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reports_an_unreachable_server() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))

@@ -276,6 +276,17 @@ enum ConfigCommand {
 /// `main.rs`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A reader that stops early (`caxton agents list | head`) ends the
+    // command quietly, as with any Unix tool, instead of a panic in
+    // `println!`. Not for `start`: the server outlives clients that leave.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Start { .. }) {
+        // SAFETY: no other thread exists yet; this restores the default
+        // action that Rust's runtime replaced with "ignore".
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
