@@ -120,6 +120,11 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         Duration::from_secs(config.memory.index_save_interval_secs.max(1)),
     ));
     let memory = state.memory.clone();
+    let trace = state.trace.clone();
+    let exporter = config.observability.exporter().map(|exporter| {
+        tracing::info!(url = %exporter.url, "exporting spans over OTLP");
+        exporter.spawn(&trace)
+    });
     match tls {
         Some(acceptor) => {
             let listener = server::tls::TlsListener::new(listener, acceptor)?;
@@ -132,6 +137,17 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         task.abort();
     }
     save_index(memory).await;
+    if let Some(exporter) = exporter {
+        // The last spans (the shutdown request's among them) are sent,
+        // unless the collector keeps us waiting.
+        trace.close_export();
+        if tokio::time::timeout(Duration::from_secs(5), exporter)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the OTLP collector did not take the last spans within 5 s");
+        }
+    }
     tracing::info!("server stopped");
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct Config {
     /// [`Config::notes`] for what each key does here.
     pub logging: LoggingConfig,
     pub monitoring: MonitoringConfig,
+    /// Where spans are exported (OpenTelemetry).
+    pub observability: crate::trace::otlp::ObservabilityConfig,
     /// Where backups go and how many are kept.
     pub backup: BackupSettings,
 }
@@ -141,6 +143,9 @@ impl Config {
         self.server.validate().map_err(ConfigError::Invalid)?;
         self.runtime.validate().map_err(ConfigError::Invalid)?;
         self.memory.validate().map_err(ConfigError::Invalid)?;
+        self.observability
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         self.logging
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;

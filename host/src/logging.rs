@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,17 @@ use serde::{Deserialize, Serialize};
 pub struct LoggingConfig {
     pub level: Option<String>,
     pub file: Option<PathBuf>,
+    /// `text` (the default) or `json`: one JSON object per line, for log
+    /// shippers (Loki, Elasticsearch, the journal's JSON export).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl LoggingConfig {
@@ -42,23 +53,39 @@ const QUIET: &str = "wasmtime=warn,cranelift=warn";
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// One output in the configured format. Each line carries the spans it
+/// was written in: a request's id (`request{id=…}`) and its route.
+fn output<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => Box::new(fmt::layer().with_ansi(ansi).with_writer(writer)),
+        LogFormat::Json => Box::new(
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer),
+        ),
+    }
+}
+
 /// Installs the global logger for `caxton start`.
 pub fn init(config: &LoggingConfig) -> anyhow::Result<()> {
     let filter = filter(config)?;
+    let mut outputs = vec![output(config.format, std::io::stderr, true)];
     // One `write` per line on an O_APPEND file: lines from concurrent
     // threads do not interleave, and `logrotate` with `copytruncate` works.
-    let to_file = match &config.file {
-        Some(path) => Some(
-            fmt::layer()
-                .with_ansi(false)
-                .with_writer(Arc::new(open(path)?)),
-        ),
-        None => None,
-    };
+    if let Some(path) = &config.file {
+        outputs.push(output(config.format, Arc::new(open(path)?), false));
+    }
     let installed = tracing_subscriber::registry()
+        .with(outputs)
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
-        .with(to_file)
         .try_init();
     installed.context("cannot install the logger")
 }

@@ -816,10 +816,19 @@ async fn tool_components_are_deployed_over_rest_and_called_by_agents() {
     assert_eq!(status, 200, "{trace}");
     let spans = trace["spans"].as_array().expect("spans");
     let kinds: Vec<&str> = spans.iter().filter_map(|s| s["kind"].as_str()).collect();
-    assert_eq!(kinds, ["message", "llm", "tool", "llm"], "{trace}");
-    let root = &spans[0]["id"];
-    assert!(spans[1..].iter().all(|s| &s["parent"] == root), "{trace}");
-    assert_eq!(spans[2]["tool"], "word_stats", "{trace}");
+    assert_eq!(
+        kinds,
+        ["request", "message", "llm", "tool", "llm"],
+        "{trace}"
+    );
+    assert_eq!(spans[1]["parent"], spans[0]["id"], "{trace}");
+    let hop = &spans[1]["id"];
+    assert!(spans[2..].iter().all(|s| &s["parent"] == hop), "{trace}");
+    assert!(
+        spans.iter().all(|s| s["trace_id"] == spans[0]["trace_id"]),
+        "{trace}"
+    );
+    assert_eq!(spans[3]["tool"], "word_stats", "{trace}");
     let (ok, tree, err) = setup.server.cli(&[
         "trace",
         "--agent",

@@ -12,6 +12,7 @@ mod limits;
 mod local_llm;
 mod memory;
 mod messaging;
+mod observability;
 mod operations;
 mod polyglot;
 mod remote_llm;

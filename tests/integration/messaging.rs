@@ -42,13 +42,18 @@ async fn agents_ask_each_other_by_name_and_by_capability() {
     ]);
     assert!(ok, "{tree}{err}");
     let lines: Vec<&str> = tree.lines().collect();
-    assert!(lines[0].contains("2 span(s), 2 agent(s)"), "{tree}");
+    assert!(lines[0].contains("3 span(s), 2 agent(s)"), "{tree}");
     assert!(
-        lines[1].starts_with("└─ ") && lines[1].contains("user → asker  request"),
+        lines[1].starts_with("└─ ")
+            && lines[1].contains("POST /api/v1/agents/{agent}/message → 200"),
+        "the HTTP request is the root: {tree}"
+    );
+    assert!(
+        lines[2].starts_with("   └─ ") && lines[2].contains("user → asker  request"),
         "{tree}"
     );
     assert!(
-        lines[2].starts_with("   └─ ") && lines[2].contains("asker → echo  request"),
+        lines[3].starts_with("      └─ ") && lines[3].contains("asker → echo  request"),
         "{tree}"
     );
     let (_, listed, _) = server.cli(&["trace", "--agent", "echo"]);

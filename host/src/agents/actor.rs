@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::registry::{AgentHandle, lock};
 use crate::messaging::{AclMessage, Delivered, DeliveryError, acl};
@@ -70,7 +71,17 @@ impl Actor {
                         queued_ms: crate::trace::millis(queued),
                     };
                     let context = span.context.clone();
-                    let result = self.deliver(*message, stream, context).await;
+                    // Log lines of the agent's run carry the trace of the
+                    // request that caused it.
+                    let log_span = tracing::error_span!(
+                        "message",
+                        agent = %self.handle.name,
+                        trace = %format_args!("{:032x}", context.trace_id),
+                    );
+                    let result = self
+                        .deliver(*message, stream, context)
+                        .instrument(log_span)
+                        .await;
                     let executed = started.elapsed();
                     let error = match &result {
                         Ok(Some(reply)) if reply.performative == acl::Performative::Failure => {

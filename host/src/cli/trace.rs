@@ -164,6 +164,22 @@ fn describe(span: &Span) -> String {
         SpanKind::Tool { tool } => {
             format!("tool {tool} by {}  {:.1} ms", span.agent, span.duration_ms)
         }
+        SpanKind::Import {
+            interface,
+            function,
+        } => format!(
+            "{interface}.{function} by {}  {:.1} ms",
+            span.agent, span.duration_ms
+        ),
+        SpanKind::Request {
+            method,
+            route,
+            status,
+            request_id,
+        } => format!(
+            "{method} {route} → {status}  {:.1} ms  (request {request_id})",
+            span.duration_ms
+        ),
     };
     match &span.error {
         Some(error) => format!("{what}  ERROR: {error}"),

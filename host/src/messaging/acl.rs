@@ -111,7 +111,7 @@ pub struct AclMessage {
     /// The span of the call that sent it (see `crate::trace`); set by the
     /// host, never read from or written to the wire.
     #[serde(skip)]
-    pub trace_parent: Option<u64>,
+    pub trace_parent: Option<crate::trace::TraceParent>,
 }
 
 /// Sender name used for messages that come from the HTTP API or CLI.

@@ -69,6 +69,16 @@ impl HostState {
             table: ResourceTable::new(),
         }
     }
+
+    /// Starts the span of a host call made while handling the current
+    /// message (none outside a message, e.g. during `init`).
+    pub fn child_span(&self) -> Option<crate::trace::Started> {
+        self.span.as_ref().map(|s| {
+            self.agent
+                .trace
+                .start(&self.agent.name, &s.conversation_id, Some(s.as_parent()))
+        })
+    }
 }
 
 /// WASI with nothing granted (no files, sockets, environment or

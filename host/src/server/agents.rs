@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, parse_json};
+use super::request_context::RequestContext;
 use crate::agents::AgentHandle;
 use crate::agents::deploy::DeployRequest;
 use crate::agents::record::AgentKind;
@@ -442,6 +443,7 @@ async fn send_streaming(
 async fn message(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(request): Extension<RequestContext>,
     Path(agent): Path<String>,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
@@ -456,6 +458,7 @@ async fn message(
     }
     let (mut message, timeout) = body.into_message(&principal)?;
     message.receiver = Some(agent.clone());
+    message.trace_parent = Some(request.delivering(&agent, conversation(&message)));
     if wants_stream(&headers, &query) {
         return send_streaming(state, Address::Agent(agent), message, timeout).await;
     }
@@ -467,6 +470,7 @@ async fn message(
 async fn route_message(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(request): Extension<RequestContext>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body: MessageBody = parse_json(&read_body(bytes)?)?;
@@ -480,8 +484,18 @@ async fn route_message(
             ));
         }
     };
-    let (message, timeout) = body.into_message(&principal)?;
+    let (mut message, timeout) = body.into_message(&principal)?;
+    let addressed = match &to {
+        Address::Agent(name) => name.clone(),
+        Address::Capability(c) => format!("capability {c}"),
+    };
+    message.trace_parent = Some(request.delivering(&addressed, conversation(&message)));
     send(&state, to, message, timeout).await
+}
+
+/// The conversation a REST message is in (`into_message` always sets one).
+fn conversation(message: &AclMessage) -> &str {
+    message.conversation_id.as_deref().unwrap_or(&message.id)
 }
 
 async fn ping(

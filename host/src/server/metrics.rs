@@ -179,6 +179,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Messages that ended in a trap, limit hit or failed instance.",
             failed as f64,
         ),
+        counter(
+            "caxton_trace_export_dropped_total",
+            "Spans not exported over OTLP because the exporter's queue was full.",
+            state.trace.export_dropped() as f64,
+        ),
         Metric {
             name: "caxton_agent_messages_handled",
             help: "Messages handled, per agent.",

@@ -13,6 +13,7 @@ mod memory_ops;
 pub mod metrics;
 mod openai;
 mod openapi;
+pub mod request_context;
 pub mod server_state;
 pub mod settings;
 pub mod storage;
@@ -90,6 +91,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.trace.clone(),
+            request_context::middleware,
+        ))
         .with_state(state);
     let _ = cell.set(app.clone());
     app

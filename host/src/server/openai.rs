@@ -321,6 +321,7 @@ fn usage(state: &AppState, conversation_id: &str, started_ms: u64) -> Value {
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(context): Extension<super::request_context::RequestContext>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let request: ChatRequest = super::error::parse_json(&read_body(bytes)?)?;
@@ -332,7 +333,8 @@ async fn chat_completions(
     let handle = find_agent(&state, &request.model)?;
     let turns = conversation(request.messages)?;
     let id = format!("chatcmpl-{}", acl::new_message_id());
-    let message = agent_message(&handle, &turns, &principal.name, &id);
+    let mut message = agent_message(&handle, &turns, &principal.name, &id);
+    message.trace_parent = Some(context.delivering(&handle.name, &id));
     let completion = Completion {
         id,
         model: handle.name.clone(),

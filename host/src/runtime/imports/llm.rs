@@ -76,11 +76,7 @@ impl llm::Host for HostState {
         let (provider, model) = agent
             .llm
             .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
-        let span = self.span.as_ref().map(|s| {
-            agent
-                .trace
-                .start(&agent.name, &s.conversation_id, Some(s.id))
-        });
+        let span = self.child_span();
         let result = agent
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)

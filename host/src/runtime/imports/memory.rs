@@ -11,6 +11,7 @@ use crate::runtime::bindings::caxton::agent::memory::{
 };
 use crate::runtime::bindings::caxton::agent::types::Error;
 use crate::runtime::{AgentContext, HostState};
+use crate::trace::SpanKind;
 
 fn to_wit_error(e: MemoryError) -> Error {
     match e {
@@ -37,16 +38,30 @@ fn scope_key(agent: &AgentContext, scope: Scope) -> Result<ScopeKey, Error> {
     }
 }
 
-/// Runs a memory call on the blocking pool (redb commits fsync).
+/// Runs the memory call `function` on the blocking pool (redb commits
+/// fsync), as a span of the message being handled.
+/// (`HostState` is not `Sync`: the caller starts the span and hands over
+/// what the call needs.)
 async fn run<T: Send + 'static>(
     agent: &Arc<AgentContext>,
+    span: Option<crate::trace::Started>,
+    function: &str,
     f: impl FnOnce(&MemoryService) -> m::Result<T> + Send + 'static,
 ) -> Result<T, Error> {
-    let agent = agent.clone();
-    tokio::task::spawn_blocking(move || f(&agent.memory))
+    let memory = agent.clone();
+    let result = tokio::task::spawn_blocking(move || f(&memory.memory))
         .await
-        .map_err(|e| Error::Internal(format!("memory task failed: {e}")))?
-        .map_err(to_wit_error)
+        .map_err(|e| Error::Internal(format!("memory task failed: {e}")))
+        .and_then(|r| r.map_err(to_wit_error));
+    if let Some(span) = span {
+        let kind = SpanKind::Import {
+            interface: "memory".into(),
+            function: function.into(),
+        };
+        let error = result.as_ref().err().map(|e| format!("{e:?}"));
+        agent.trace.finish(span, kind, error.as_deref());
+    }
+    result
 }
 
 fn from_wit_entity(e: Entity) -> Result<m::EntityInput, Error> {
@@ -100,9 +115,12 @@ impl memory::Host for HostState {
             .into_iter()
             .map(from_wit_entity)
             .collect::<Result<Vec<_>, _>>()?;
-        run(&self.agent, move |mem| {
-            mem.create_entities(&scope, &inputs).map(|s| s.created)
-        })
+        run(
+            &self.agent,
+            self.child_span(),
+            "create-entities",
+            move |mem| mem.create_entities(&scope, &inputs).map(|s| s.created),
+        )
         .await
     }
 
@@ -113,9 +131,12 @@ impl memory::Host for HostState {
         observations: Vec<String>,
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(&self.agent, move |mem| {
-            mem.add_observations(&scope, &entity, &observations)
-        })
+        run(
+            &self.agent,
+            self.child_span(),
+            "add-observations",
+            move |mem| mem.add_observations(&scope, &entity, &observations),
+        )
         .await
     }
 
@@ -126,15 +147,24 @@ impl memory::Host for HostState {
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
         let relations: Vec<m::Relation> = relations.into_iter().map(from_wit_relation).collect();
-        run(&self.agent, move |mem| {
-            mem.create_relations(&scope, &relations).map(|s| s.created)
-        })
+        run(
+            &self.agent,
+            self.child_span(),
+            "create-relations",
+            move |mem| mem.create_relations(&scope, &relations).map(|s| s.created),
+        )
         .await
     }
 
     async fn delete_entities(&mut self, scope: Scope, names: Vec<String>) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(&self.agent, move |mem| mem.delete_entities(&scope, &names)).await
+        run(
+            &self.agent,
+            self.child_span(),
+            "delete-entities",
+            move |mem| mem.delete_entities(&scope, &names),
+        )
+        .await
     }
 
     async fn delete_observations(
@@ -144,9 +174,12 @@ impl memory::Host for HostState {
         observations: Vec<String>,
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(&self.agent, move |mem| {
-            mem.delete_observations(&scope, &entity, &observations)
-        })
+        run(
+            &self.agent,
+            self.child_span(),
+            "delete-observations",
+            move |mem| mem.delete_observations(&scope, &entity, &observations),
+        )
         .await
     }
 
@@ -164,12 +197,21 @@ impl memory::Host for HostState {
                 relation_type: r.relation_type,
             })
             .collect();
-        run(&self.agent, move |mem| mem.delete_relations(&scope, &keys)).await
+        run(
+            &self.agent,
+            self.child_span(),
+            "delete-relations",
+            move |mem| mem.delete_relations(&scope, &keys),
+        )
+        .await
     }
 
     async fn open_nodes(&mut self, scope: Scope, names: Vec<String>) -> Result<Vec<Entity>, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        let graph = run(&self.agent, move |mem| mem.open_nodes(&scope, &names)).await?;
+        let graph = run(&self.agent, self.child_span(), "open-nodes", move |mem| {
+            mem.open_nodes(&scope, &names)
+        })
+        .await?;
         Ok(graph.entities.into_iter().map(to_wit_entity).collect())
     }
 
@@ -180,7 +222,7 @@ impl memory::Host for HostState {
         limit: u32,
     ) -> Result<Vec<SearchHit>, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        let hits = run(&self.agent, move |mem| {
+        let hits = run(&self.agent, self.child_span(), "search", move |mem| {
             mem.search(&[scope], &query, limit as usize)
         })
         .await?;
@@ -211,7 +253,7 @@ impl memory::Host for HostState {
             },
             min_strength: options.min_strength,
         };
-        let traversal = run(&self.agent, move |mem| {
+        let traversal = run(&self.agent, self.child_span(), "traverse", move |mem| {
             mem.traverse(&scope, &start, &options)
         })
         .await?;

@@ -93,7 +93,7 @@ impl HostState {
             ),
             reply_with: None,
             in_reply_to: None,
-            trace_parent: self.span.as_ref().map(|s| s.id),
+            trace_parent: self.span.as_ref().map(crate::trace::SpanContext::as_parent),
         };
         Ok((to, message))
     }

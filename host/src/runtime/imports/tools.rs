@@ -26,11 +26,7 @@ impl tools::Host for HostState {
     async fn invoke(&mut self, name: String, arguments_json: String) -> Result<String, Error> {
         let agent = self.agent.clone();
         self.agent.log.push("tool", &format!("call {name}"));
-        let span = self.span.as_ref().map(|s| {
-            agent
-                .trace
-                .start(&agent.name, &s.conversation_id, Some(s.id))
-        });
+        let span = self.child_span();
         let result = agent.tool_host.invoke(&agent, &name, &arguments_json).await;
         if let Some(span) = span {
             let error = result.as_ref().err().map(ToString::to_string);

@@ -187,6 +187,13 @@ impl Api for RouterApi {
         if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             inner.extensions_mut().insert(*peer);
         }
+        // The same request, for logs and traces.
+        if let Some(context) = parts
+            .extensions
+            .get::<crate::server::request_context::RequestContext>()
+        {
+            inner.extensions_mut().insert(context.clone());
+        }
         let response = match router.oneshot(inner).await {
             Ok(response) => response,
             Err(never) => match never {},

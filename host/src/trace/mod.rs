@@ -11,6 +11,14 @@
 //! The store keeps the most recent `monitoring.trace_spans` spans (oldest
 //! dropped first); every text in a span is cut short, so the store's memory
 //! is bounded by its span count.
+//!
+//! Spans also carry a W3C trace id ([`context`]): an HTTP request that
+//! names its caller's span in `traceparent` continues that trace, and
+//! with `observability.otlp_endpoint` every finished span is also sent to
+//! an OpenTelemetry collector ([`otlp`]).
+
+pub mod context;
+pub mod otlp;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -18,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+pub use context::TraceParent;
 
 /// Spans kept when the configuration does not say.
 pub const DEFAULT_SPANS: usize = 10_000;
@@ -45,14 +55,77 @@ pub enum SpanKind {
     },
     /// A tool called by `agent`.
     Tool { tool: String },
+    /// A call of one of the host's WIT imports (memory, messaging) by
+    /// `agent`'s guest, other than the LLM and tool calls above.
+    Import { interface: String, function: String },
+    /// An HTTP request that delivered a message to `agent`: the root of a
+    /// conversation's spans (or the child of the caller's `traceparent`).
+    Request {
+        method: String,
+        /// The route that matched, e.g. `/api/v1/agents/{name}/messages`.
+        route: String,
+        status: u16,
+        request_id: String,
+    },
+}
+
+impl SpanKind {
+    /// Every text cut to [`MAX_TEXT`].
+    fn cut(self) -> SpanKind {
+        match self {
+            SpanKind::Message {
+                sender,
+                performative,
+                queued_ms,
+            } => SpanKind::Message {
+                sender: cut(&sender),
+                performative,
+                queued_ms,
+            },
+            SpanKind::Llm {
+                provider,
+                model,
+                prompt_tokens,
+                completion_tokens,
+            } => SpanKind::Llm {
+                provider: cut(&provider),
+                model: cut(&model),
+                prompt_tokens,
+                completion_tokens,
+            },
+            SpanKind::Tool { tool } => SpanKind::Tool { tool: cut(&tool) },
+            SpanKind::Import {
+                interface,
+                function,
+            } => SpanKind::Import {
+                interface: cut(&interface),
+                function: cut(&function),
+            },
+            SpanKind::Request {
+                method,
+                route,
+                status,
+                request_id,
+            } => SpanKind::Request {
+                method: cut(&method),
+                route: cut(&route),
+                status,
+                request_id: cut(&request_id),
+            },
+        }
+    }
 }
 
 /// One finished step of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Span {
     pub id: u64,
+    /// The span that caused this one: here, or in the caller that sent
+    /// `traceparent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
+    #[serde(with = "context::hex_trace_id")]
+    pub trace_id: u128,
     pub conversation_id: String,
     /// The agent that handled the message or made the call.
     pub agent: String,
@@ -60,6 +133,9 @@ pub struct Span {
     pub kind: SpanKind,
     /// Milliseconds since the Unix epoch when it started.
     pub start_ms: u64,
+    /// The same instant in nanoseconds, for exporters (not sent to clients).
+    #[serde(skip)]
+    pub start_unix_ns: u64,
     pub duration_ms: f64,
     /// Why it failed; absent when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +147,19 @@ pub struct Span {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanContext {
     pub id: u64,
+    pub trace_id: u128,
     pub conversation_id: String,
+}
+
+impl SpanContext {
+    /// This span as the parent of the calls it makes.
+    pub fn as_parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id: self.id,
+            sampled: true,
+        }
+    }
 }
 
 /// A span being timed; [`TraceStore::finish`] files it.
@@ -80,8 +168,20 @@ pub struct Started {
     pub context: SpanContext,
     parent: Option<u64>,
     agent: String,
-    start_ms: u64,
+    start_unix_ns: u64,
     started: std::time::Instant,
+}
+
+impl Started {
+    /// Names the agent once it is known (a request learns it late).
+    pub fn set_agent(&mut self, agent: &str) {
+        self.agent = cut(agent);
+    }
+
+    /// Files the span in a conversation learnt after it started.
+    pub fn set_conversation(&mut self, conversation_id: &str) {
+        self.context.conversation_id = cut(conversation_id);
+    }
 }
 
 /// One conversation in a listing.
@@ -114,6 +214,10 @@ pub struct TraceStore {
     spans: Mutex<VecDeque<Span>>,
     capacity: usize,
     next_id: AtomicU64,
+    /// Where finished spans are also sent (the OTLP exporter), when set.
+    export: Mutex<Option<tokio::sync::mpsc::Sender<Span>>>,
+    /// Spans the exporter had no room for.
+    export_dropped: AtomicU64,
 }
 
 fn cut(text: &str) -> String {
@@ -127,9 +231,13 @@ fn cut(text: &str) -> String {
 }
 
 pub fn now_ms() -> u64 {
+    now_unix_ns() / 1_000_000
+}
+
+fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Milliseconds with microsecond precision.
@@ -142,62 +250,78 @@ impl TraceStore {
         TraceStore {
             spans: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_SPANS))),
             capacity,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_span_id()),
+            export: Mutex::new(None),
+            export_dropped: AtomicU64::new(0),
         }
     }
 
-    /// Starts timing a span of `agent` in `conversation_id`, under `parent`.
-    pub fn start(&self, agent: &str, conversation_id: &str, parent: Option<u64>) -> Started {
+    /// Starts timing a span of `agent` in `conversation_id`, under `parent`
+    /// (a new trace when there is none).
+    pub fn start(
+        &self,
+        agent: &str,
+        conversation_id: &str,
+        parent: Option<TraceParent>,
+    ) -> Started {
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            // Zero is no span in W3C and OTLP; the counter wrapped.
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
         Started {
             context: SpanContext {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                id,
+                trace_id: parent.map_or_else(context::new_trace_id, |p| p.trace_id),
                 conversation_id: cut(conversation_id),
             },
-            parent,
+            parent: parent.map(|p| p.span_id),
             agent: cut(agent),
-            start_ms: now_ms(),
+            start_unix_ns: now_unix_ns(),
             started: std::time::Instant::now(),
         }
     }
 
-    /// Files a finished span; the oldest goes when the store is full.
+    /// Sends every span finished from now on to `to` as well; a full
+    /// channel drops the span (counted) rather than slow the caller.
+    pub fn export_to(&self, to: tokio::sync::mpsc::Sender<Span>) {
+        *self.export.lock().unwrap_or_else(|p| p.into_inner()) = Some(to);
+    }
+
+    /// Stops exporting: the exporter sends what it holds and ends.
+    pub fn close_export(&self) {
+        self.export.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Spans the exporter had no room for since the start.
+    pub fn export_dropped(&self) -> u64 {
+        self.export_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Files a finished span; the oldest goes when the store is full. A
+    /// span outside any conversation (a request that delivered nothing)
+    /// is only exported.
     pub fn finish(&self, started: Started, kind: SpanKind, error: Option<&str>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let kind = match kind {
-            SpanKind::Message {
-                sender,
-                performative,
-                queued_ms,
-            } => SpanKind::Message {
-                sender: cut(&sender),
-                performative,
-                queued_ms,
-            },
-            SpanKind::Llm {
-                provider,
-                model,
-                prompt_tokens,
-                completion_tokens,
-            } => SpanKind::Llm {
-                provider: cut(&provider),
-                model: cut(&model),
-                prompt_tokens,
-                completion_tokens,
-            },
-            SpanKind::Tool { tool } => SpanKind::Tool { tool: cut(&tool) },
-        };
         let span = Span {
             id: started.context.id,
             parent: started.parent,
+            trace_id: started.context.trace_id,
             conversation_id: started.context.conversation_id,
             agent: started.agent,
-            kind,
-            start_ms: started.start_ms,
+            kind: kind.cut(),
+            start_ms: started.start_unix_ns / 1_000_000,
+            start_unix_ns: started.start_unix_ns,
             duration_ms: millis(started.started.elapsed()),
             error: error.map(cut),
         };
+        if let Some(export) = &*self.export.lock().unwrap_or_else(|p| p.into_inner())
+            && export.try_send(span.clone()).is_err()
+        {
+            self.export_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.capacity == 0 || span.conversation_id.is_empty() {
+            return;
+        }
         let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
         while spans.len() >= self.capacity {
             spans.pop_front();
@@ -214,7 +338,7 @@ impl TraceStore {
             .filter(|s| s.conversation_id == conversation_id)
             .cloned()
             .collect();
-        found.sort_by_key(|s| (s.start_ms, s.id));
+        found.sort_by_key(|s| (s.start_unix_ns, s.id));
         found
     }
 
@@ -283,11 +407,24 @@ impl TraceStore {
     }
 }
 
+/// Span ids start at a random point so two servers (or two runs) sending
+/// to one collector do not reuse each other's ids within a trace.
+fn first_span_id() -> u64 {
+    let random = (context::new_trace_id() & u128::from(u64::MAX)) as u64;
+    // Room for 2^62 spans before the counter wraps.
+    (random >> 2).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tool(store: &TraceStore, conversation: &str, parent: Option<u64>) -> u64 {
+        let parent = parent.map(|span_id| TraceParent {
+            trace_id: 1,
+            span_id,
+            sampled: true,
+        });
         let started = store.start("a", conversation, parent);
         let id = started.context.id;
         store.finish(started, SpanKind::Tool { tool: "t".into() }, None);
@@ -316,7 +453,7 @@ mod tests {
         let store = TraceStore::new(100);
         // An old span of the same conversation, filed long ago.
         let mut old = store.start("a", "c", None);
-        old.start_ms -= 60_000;
+        old.start_unix_ns -= 60_000_000_000;
         store.finish(old, SpanKind::Tool { tool: "t".into() }, None);
         let since = now_ms();
         tool(&store, "other", None);
