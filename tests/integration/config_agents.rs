@@ -252,6 +252,15 @@ async fn hot_reload_serves_edits_and_keeps_the_last_good_version() {
         !ok && out.contains("STATE:        stale") && out.contains("YAML syntax error"),
         "{out}"
     );
+    // `agents status` says why, not only that the file is stale.
+    let (ok, out, _) = setup.server.cli(&["agents", "status", "greeter"]);
+    assert!(
+        ok && out.contains("(stale)")
+            && out.contains("greeter.md:3")
+            && out.contains("YAML syntax error")
+            && out.contains("fix:"),
+        "{out}"
+    );
     let (ok, out, _) = setup.server.cli(&["agents", "reload", "greeter"]);
     assert!(!ok && out.contains("keeps serving"), "{out}");
     // …and counted in the metrics.

@@ -97,6 +97,46 @@ pub fn python_example() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Builds the JavaScript example with componentize-js, pinned in
+/// `examples/js/package.json` (installed there by `scripts/test`), once per
+/// run and variant. `wasi_http: true` leaves out the `--disable` flags of
+/// the README's recipe: the component then imports `wasi:http`, as a
+/// default jco build does. Fails loudly when the tool is missing.
+pub fn js_example(wasi_http: bool) -> PathBuf {
+    static BUILT: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[usize::from(wasi_http)]
+        .get_or_init(|| {
+            let root = repo_root();
+            let js = root.join("examples/js");
+            let name = if wasi_http { "js-echo-http.wasm" } else { "js-echo.wasm" };
+            let out_dir = js.join("js-echo/build");
+            let out = out_dir.join(name);
+            std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+            let mut command = Command::new(js.join("node_modules/.bin/componentize-js"));
+            command
+                .current_dir(&js)
+                .args(["js-echo/app.js", "--wit", "../../wit/caxton.wit", "--world-name", "agent"]);
+            if !wasi_http {
+                command.args(["--disable", "http", "--disable", "fetch-event"]);
+            }
+            let output = command.arg("-o").arg(&out).output().map_err(|e| {
+                format!(
+                    "cannot run componentize-js ({e}); install it with `npm install --prefix examples/js` (scripts/test does)"
+                )
+            })?;
+            if !output.status.success() {
+                return Err(format!(
+                    "componentize-js failed:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            Ok(out)
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Makes sure the embedding model is in the shared cache before any server
 /// starts (a server without it would download it in the background and
 /// answer keyword-only meanwhile). Runs `caxton memory pull` once per test

@@ -137,6 +137,57 @@ async fn hostile_uploads_get_clear_errors_and_change_nothing() {
         "names the missing field: {message}"
     );
 
+    // A component importing `wasi:http` (what jco builds by default) is
+    // refused from its import section, before compiling, with the import
+    // named and the flag that drops it.
+    let before = compiles(&server).await;
+    let started = std::time::Instant::now();
+    let message = refused(
+        &server,
+        json!({"name": "k", "wasm_module": b64(&importing("wasi:http/outgoing-handler@0.2.3"))}),
+        422,
+        "wrong_world",
+    )
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "refused in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        message.contains("`wasi:http/outgoing-handler@0.2.3`")
+            && message.contains("-d http -d fetch-event")
+            && message.contains("wasi:cli"),
+        "{message}"
+    );
+    let message = refused(
+        &server,
+        json!({"name": "k", "wasm_module": b64(&importing("wasi:cli/environment@0.3.0"))}),
+        422,
+        "wrong_world",
+    )
+    .await;
+    assert!(message.contains("WASI 0.2"), "{message}");
+    assert_eq!(compiles(&server).await, before, "nothing was compiled");
+
+    // A deploy refused after compiling (its init runs out of fuel), sent
+    // again, does not compile the same bytes again.
+    refused(
+        &server,
+        deploy_body("l", &rust_example("asker"), json!({"max_fuel": 1})),
+        422,
+        "agent_start_failed",
+    )
+    .await;
+    server.deploy("l", &rust_example("asker"), json!({})).await;
+    assert_eq!(
+        compiles(&server).await,
+        before + 1,
+        "asker was compiled once for two deploys"
+    );
+    let (status, body) = server.delete("/api/v1/agents/l").await;
+    assert_eq!(status, 200, "{body}");
+
     // A 100 MB body is refused without being stored or crashing anything.
     let status = post_huge_body(&server, 100 * 1000 * 1000);
     assert_eq!(status, 413);
@@ -151,6 +202,38 @@ async fn hostile_uploads_get_clear_errors_and_change_nothing() {
         .expect("cache")
         .count();
     assert_eq!(cached, 1, "only echo's compiled component is cached");
+}
+
+/// The smallest component that imports the interface `name` (an empty
+/// instance): enough for the host's import check.
+fn importing(name: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    let mut imports = ComponentImportSection::new();
+    imports.import(name, ComponentTypeRef::Instance(0));
+    let mut component = Component::new();
+    component.section(&types);
+    component.section(&imports);
+    component.finish()
+}
+
+/// `caxton_component_compiles_total` now.
+async fn compiles(server: &Server) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("caxton_component_compiles_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no compile counter in {metrics}"))
 }
 
 /// Sends `size` bytes of body on a raw connection; returns the status code.

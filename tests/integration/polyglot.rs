@@ -1,9 +1,12 @@
-//! A component written in Python (componentize-py), built against the same
-//! `wit/`, deployed and answering — host imports included.
+//! Components written in Python (componentize-py) and JavaScript
+//! (componentize-js, the engine of `jco componentize`), built against the
+//! same `wit/`, deployed and answering — host imports included.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, python_example, temp_data_dir};
+use crate::harness::{Server, js_example, python_example, temp_data_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_agent_round_trip() {
@@ -28,4 +31,49 @@ async fn python_agent_round_trip() {
         json!({"reversed": "ba", "seen": 2}),
         "keyvalue state through the Python bindings"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_agent_round_trip_and_wasi_http_refused_before_compiling() {
+    let wasm = js_example(false);
+    let with_http = js_example(true);
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+
+    // The default jco build imports wasi:http: refused from the import
+    // section (a 12 MB component would take seconds to compile), naming
+    // the import and the flags of the recipe.
+    let started = Instant::now();
+    let (status, body) = server
+        .post(
+            "/api/v1/agents",
+            &crate::harness::deploy_body("js-http", &with_http, json!({})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("`wasi:http/") && message.contains("-d http -d fetch-event"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(1), "refused in {took:?}");
+
+    let agent = server.deploy("js-echo", &wasm, json!({})).await;
+    assert_eq!(agent["capabilities"], json!(["shouting"]));
+    for (text, seen) in [("caxton", 1), ("again", 2)] {
+        let (status, body) = server.message("js-echo", text).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reply"]["content_type"], "application/json");
+        let content: Value =
+            serde_json::from_str(body["reply"]["content"].as_str().expect("content"))
+                .expect("JSON");
+        assert_eq!(
+            content,
+            json!({"shouted": text.to_uppercase(), "seen": seen}),
+            "keyvalue state through the JS bindings"
+        );
+    }
+    let (_, logs) = server.get("/api/v1/agents/js-echo/logs").await;
+    assert!(logs.to_string().contains("message 2 from user"), "{logs}");
 }

@@ -128,6 +128,11 @@ impl AgentManager {
 
     /// Records into `trace` instead of a store of its own (the server
     /// shares one with its API).
+    /// Components compiled since the start, agents and tools alike.
+    pub fn component_compiles(&self) -> u64 {
+        self.cache.compiles()
+    }
+
     pub fn with_trace(mut self, trace: Arc<crate::trace::TraceStore>) -> Self {
         self.trace = trace;
         self
@@ -253,18 +258,16 @@ impl AgentManager {
         deploy::check_grants(&request.memory_grants)?;
         deploy::check_tools(&request.tools, |name| self.tools.contains(name))?;
         upload::check_preamble(&request.component)?;
+        upload::check_imports(&request.component)?;
 
         let sha256 = hex::encode(Sha256::digest(&request.component));
         let cache = self.cache.clone();
         let bytes = request.component.clone();
         let sha = sha256.clone();
-        let component = tokio::task::spawn_blocking(move || match cache.load_cached(&sha) {
-            Some(component) => Ok(component),
-            None => cache.compile_uncached(&bytes),
-        })
-        .await
-        .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
-        .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
+        let component = tokio::task::spawn_blocking(move || cache.compile_upload(&sha, &bytes))
+            .await
+            .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
+            .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(DeployError::WrongWorld)?;
 

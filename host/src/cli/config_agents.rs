@@ -280,6 +280,15 @@ pub async fn status(
             s["version"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?")
         );
+        // `stale`: why the edit was rejected, where, and how to fix it.
+        let problems = s["problems"].as_array().cloned().unwrap_or_default();
+        if !problems.is_empty() {
+            println!(
+                "  last edit rejected at {}; the version above keeps serving:",
+                s["last_attempt_at"].as_str().unwrap_or("?")
+            );
+            print_problems(&problems);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -85,7 +85,12 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
                 }
             }
             let path = format!("/api/v1/tools?{}", query.join("&"));
-            let tool = client.post_body(&path, "application/wasm", bytes).await?;
+            let what = format!("Deploying the tool in {}", file.display());
+            let tool = super::agents::with_progress(
+                &what,
+                client.post_body(&path, "application/wasm", bytes),
+            )
+            .await?;
             let verb = if tool["replaced"] == true {
                 "Replaced"
             } else {

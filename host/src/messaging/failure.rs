@@ -14,7 +14,12 @@ pub enum ExecutionFailure {
     OutOfFuel { max_fuel: u64 },
     #[error("exceeded its time limit (max_execution_time_ms = {limit_ms})")]
     Timeout { limit_ms: u64 },
-    #[error("exceeded its memory limit (max_memory_bytes = {max_memory_bytes})")]
+    #[error(
+        "exceeded its memory limit (max_memory_bytes = {max_memory_bytes}); raise \
+         resource_limits.max_memory_bytes (a Rust agent starts in about 2 MiB, a JavaScript \
+         (componentize-js) one needs at least 10 MiB, a Python (componentize-py) one at least \
+         16 MiB; the default is 64 MiB)"
+    )]
     MemoryLimit { max_memory_bytes: u64 },
     #[error("trapped: {0}")]
     Trap(String),

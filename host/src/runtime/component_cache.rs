@@ -9,7 +9,10 @@
 //! logged, and the component is recompiled from its stored bytes; nothing
 //! in the cache directory can make the server run other code or crash.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use redb::{ReadableTable, TableDefinition};
@@ -49,6 +52,31 @@ pub struct ComponentCache {
     dir: PathBuf,
     fingerprint: String,
     key: [u8; 32],
+    /// Components compiled for uploads not (yet) accepted, newest last:
+    /// a deploy refused after compiling (a name taken, a failing `init`)
+    /// and sent again, or the same bytes sent twice at once, compile once.
+    /// In memory only, so bad uploads cannot fill the disk.
+    recent: Mutex<VecDeque<(String, Component)>>,
+    /// One lock per source hash being compiled: a second upload of the
+    /// same bytes waits for the first compile instead of doing its own.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Components compiled since the start (`caxton_component_compiles_total`).
+    compiles: AtomicU64,
+}
+
+/// Most compiled components kept in `recent`.
+const RECENT_COMPONENTS: usize = 4;
+/// Most compiled code kept in `recent`, in bytes (a JS or Python agent
+/// compiles to tens of megabytes).
+const RECENT_BYTES: usize = 256 << 20;
+
+fn code_size(component: &Component) -> usize {
+    let range = component.image_range();
+    (range.end as usize).saturating_sub(range.start as usize)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ComponentCache {
@@ -60,6 +88,9 @@ impl ComponentCache {
             dir,
             fingerprint,
             key,
+            recent: Mutex::new(VecDeque::new()),
+            compiling: Mutex::new(HashMap::new()),
+            compiles: AtomicU64::new(0),
         })
     }
 
@@ -105,9 +136,19 @@ impl ComponentCache {
         if let Some(component) = self.load_cached(sha256) {
             return Ok(component);
         }
-        let component = Component::new(&self.engine, bytes)?;
+        let component = self.compile(bytes)?;
         self.store(sha256, &component);
         Ok(component)
+    }
+
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        Component::new(&self.engine, bytes)
+    }
+
+    /// Components compiled since the start (not loaded from the cache).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
     }
 
     /// The verified compiled component of `sha256`, when the cache has one:
@@ -140,10 +181,52 @@ impl ComponentCache {
         None
     }
 
-    /// Compiles without touching the cache: for uploads that may still be
-    /// refused, so a stream of bad uploads cannot fill the disk.
-    pub fn compile_uncached(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        Component::new(&self.engine, bytes)
+    /// The component of `sha256` for an upload that may still be refused:
+    /// from the disk cache when deployed before, else from the recent
+    /// compiles, else compiled (not written to disk: `store` does that
+    /// once the upload is accepted). Blocking.
+    pub fn compile_upload(&self, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(component) = self.load_cached(sha256) {
+            return Ok(component);
+        }
+        let gate = lock(&self.compiling)
+            .entry(sha256.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _compiling = lock(&gate);
+            match self.recent(sha256) {
+                Some(component) => Ok(component),
+                None => self.compile(bytes).inspect(|component| {
+                    self.remember(sha256, component.clone());
+                }),
+            }
+        };
+        let mut compiling = lock(&self.compiling);
+        // The last one out removes the lock (the map holds one reference).
+        if Arc::strong_count(&gate) <= 2 {
+            compiling.remove(sha256);
+        }
+        result
+    }
+
+    fn recent(&self, sha256: &str) -> Option<Component> {
+        lock(&self.recent)
+            .iter()
+            .find(|(sha, _)| sha == sha256)
+            .map(|(_, component)| component.clone())
+    }
+
+    fn remember(&self, sha256: &str, component: Component) {
+        let mut recent = lock(&self.recent);
+        recent.retain(|(sha, _)| sha != sha256);
+        recent.push_back((sha256.to_string(), component));
+        let mut total: usize = recent.iter().map(|(_, c)| code_size(c)).sum();
+        while recent.len() > RECENT_COMPONENTS || (total > RECENT_BYTES && recent.len() > 1) {
+            if let Some((_, dropped)) = recent.pop_front() {
+                total = total.saturating_sub(code_size(&dropped));
+            }
+        }
     }
 
     /// Writes a compiled component to the cache; failures only cost a

@@ -143,6 +143,81 @@ pub fn check_preamble(bytes: &[u8]) -> Result<(), DeployError> {
     }
 }
 
+/// The interface packages this host links for every component: WASI 0.2
+/// (`wasmtime_wasi::p2::add_to_linker_async`) and the Caxton contract.
+/// `wasi:http`, `wasi:keyvalue` and other proposals are not among them.
+pub const PROVIDED_PACKAGES: [&str; 7] = [
+    "wasi:cli",
+    "wasi:clocks",
+    "wasi:filesystem",
+    "wasi:io",
+    "wasi:random",
+    "wasi:sockets",
+    "caxton:agent",
+];
+
+/// Reads the component's top-level imports (no compiling: a parse of the
+/// import section, milliseconds even for a 40 MB JS or Python component)
+/// and refuses one this host cannot satisfy, naming it and the build flag
+/// that drops it. Imports of provided packages are left to the linker,
+/// which checks them exactly after compiling.
+pub fn check_imports(bytes: &[u8]) -> Result<(), DeployError> {
+    for name in top_level_imports(bytes)? {
+        let (package, version) = match name.split_once('@') {
+            Some((path, version)) => (path.split('/').next().unwrap_or(path), Some(version)),
+            None => (name.split('/').next().unwrap_or(&name), None),
+        };
+        let provided = PROVIDED_PACKAGES.contains(&package);
+        let wasi_02 = version.is_none_or(|v| v.starts_with("0.2.") || package == "caxton:agent");
+        if provided && wasi_02 {
+            continue;
+        }
+        let hint = if package == "wasi:http" {
+            " Built with jco: add `--disable http --disable fetch-event` (`-d http -d fetch-event`) \
+             to `jco componentize`. Built with componentize-py: do not import the `wasi:http` \
+             bindings. From Rust: drop the dependency that pulls `wasi:http` in (e.g. a `wasi` \
+             HTTP client) and use the `tools` import's `http_client` instead."
+        } else if provided {
+            " This host provides WASI 0.2 (0.2.x versions); rebuild against WASI 0.2."
+        } else {
+            " Remove the dependency that imports it, or ask for it as a tool."
+        };
+        return Err(DeployError::WrongWorld(format!(
+            "the component imports `{name}`, which this host does not provide; it provides {} \
+             (WASI 0.2) and caxton:agent.{hint}",
+            PROVIDED_PACKAGES[..6].join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The names the outermost component imports.
+fn top_level_imports(bytes: &[u8]) -> Result<Vec<String>, DeployError> {
+    use wasmparser::{Parser, Payload};
+
+    let invalid = |e: wasmparser::BinaryReaderError| DeployError::InvalidComponent(e.to_string());
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    names.push(import.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             failed as f64,
         ),
         counter(
+            "caxton_component_compiles_total",
+            "WebAssembly components compiled (not loaded from the compiled cache or a recent compile).",
+            state.manager.component_compiles() as f64,
+        ),
+        counter(
             "caxton_trace_export_dropped_total",
             "Spans not exported over OTLP because the exporter's queue was full.",
             state.trace.export_dropped() as f64,

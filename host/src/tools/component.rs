@@ -203,16 +203,19 @@ impl ComponentTools {
         builtin: impl Fn(&str) -> bool,
     ) -> Result<(Arc<ComponentTool>, bool), ToolDeployError> {
         upload::check_preamble(&bytes)?;
+        upload::check_imports(&bytes)?;
         let limits = requested.resolve(&self.runtime.default_limits);
         limits
             .check_within(&self.runtime.max_limits)
             .map_err(DeployError::InvalidLimits)?;
         let cache = self.cache.clone();
         let to_compile = bytes.clone();
-        let component = tokio::task::spawn_blocking(move || cache.compile_uncached(&to_compile))
-            .await
-            .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
-            .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let component =
+            tokio::task::spawn_blocking(move || cache.compile_upload(&sha, &to_compile))
+                .await
+                .map_err(|e| DeployError::InvalidComponent(e.to_string()))?
+                .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
         let program = ToolProgram::new(self.cache.engine(), &self.linker, &component)
             .map_err(DeployError::WrongWorld)?;
         let description = program
