@@ -179,6 +179,75 @@ async fn cli_deploys_lists_shows_pings_and_removes() {
     assert!(ok);
     assert_eq!(out.trim(), "[inform] via the cli");
 
+    // Every command that prints data prints one JSON document with --json.
+    for command in [
+        &["status"][..],
+        &["version"],
+        &["agents", "show", "cli-echo"],
+        &["agents", "capabilities", "cli-echo"],
+        &["agents", "ping", "cli-echo"],
+        &["agents", "message", "cli-echo", "json please"],
+        &["agents", "logs", "cli-echo"],
+        &["agents", "status", "cli-echo"],
+        &["agents", "status"],
+        &["agents", "diagnose"],
+        &["agents", "analyze", "--pattern", "error"],
+        &["agents", "audit-tools"],
+        &["tools", "list"],
+        &["tools", "invoke", "csv_parser", r#"{"csv": "a,b\n1,2"}"#],
+        &["memory", "status"],
+        &["memory", "stats"],
+        &["memory", "usage"],
+        &["memory", "diagnose"],
+        &["memory", "capacity-check"],
+        &["memory", "model-status"],
+        &["memory", "emergency-diagnosis"],
+        &["memory", "search", "anything"],
+        &["storage", "verify", "--quick"],
+        &["storage", "corruption-level"],
+        &["storage", "repair", "--dry-run"],
+        &["tokens", "list"],
+        &["trace", "--agent", "cli-echo"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--json");
+        let (_, out, err) = server.cli(&args);
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(&out);
+        assert!(
+            parsed.as_ref().is_ok_and(|v| v.is_object()),
+            "`caxton {}` did not print one JSON object: {out}{err}",
+            args.join(" ")
+        );
+    }
+    // Columns line up whatever the length of the names.
+    server
+        .deploy(
+            "an-agent-with-a-rather-long-name-indeed",
+            &rust_example("echo"),
+            serde_json::json!({}),
+        )
+        .await;
+    let (_, out, _) = server.cli(&["agents", "list"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let column = |line: &str, word: &str| line.find(word);
+    let header = lines[0];
+    for row in &lines[1..] {
+        assert_eq!(
+            column(header, "TYPE"),
+            column(row, "wasm"),
+            "TYPE is misaligned:\n{out}"
+        );
+        assert_eq!(
+            column(header, "CAPABILITIES"),
+            row.rfind("echo"),
+            "CAPABILITIES is misaligned:\n{out}"
+        );
+    }
+    let (status, _) = server
+        .delete("/api/v1/agents/an-agent-with-a-rather-long-name-indeed")
+        .await;
+    assert_eq!(status, 200);
+
     let (ok, _, _) = server.cli(&["agents", "remove", "cli-echo"]);
     assert!(ok);
     let (ok, _, err) = server.cli(&["agents", "ping", "cli-echo"]);

@@ -8,6 +8,8 @@ use base64::Engine as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::output::{self, Table, cell};
+
 use super::client::Client;
 use super::config_agents;
 use crate::server::percent_encode;
@@ -22,15 +24,9 @@ pub enum AgentsCommand {
         /// Print only how many there are.
         #[arg(long)]
         count: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Show one agent: status, capabilities, limits, counters.
-    Show {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Show { name: String },
     /// Deploy a WASM component, or a config agent definition (.md/.toml,
     /// validated, stored in the server's agents directory, hot-reloaded).
     Deploy {
@@ -72,8 +68,6 @@ pub enum AgentsCommand {
         name: String,
         /// The message content.
         text: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Print an agent's recent log lines.
     Logs {
@@ -185,7 +179,7 @@ pub(super) fn agent_path(name: &str) -> String {
 
 pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AgentsCommand::List { kind, count, json } => {
+        AgentsCommand::List { kind, count } => {
             let path = match &kind {
                 Some(k) => format!("/api/v1/agents?type={k}"),
                 None => "/api/v1/agents".to_string(),
@@ -193,18 +187,16 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             let body = client.get(&path).await?;
             let agents = body["agents"].as_array().cloned().unwrap_or_default();
             if count {
-                println!("{}", agents.len());
-            } else if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
-            } else {
+                if !output::emit_json(&json!({ "count": agents.len() })) {
+                    println!("{}", agents.len());
+                }
+            } else if !output::emit_json(&body) {
                 print_table(&agents);
             }
         }
-        AgentsCommand::Show { name, json } => {
+        AgentsCommand::Show { name } => {
             let agent = client.get(&agent_path(&name)).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&agent)?);
-            } else {
+            if !output::emit_json(&agent) {
                 print_agent(&agent);
             }
         }
@@ -267,6 +259,9 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 client.post_json("/api/v1/agents", &body),
             )
             .await?;
+            if output::emit_json(&agent) {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "Deployed agent {} (id {}), capabilities: {}",
                 agent["name"].as_str().unwrap_or("?"),
@@ -278,18 +273,24 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             }
         }
         AgentsCommand::Remove { name } => {
-            client.delete(&agent_path(&name)).await?;
-            println!("Removed agent {name}");
+            let removed = client.delete(&agent_path(&name)).await?;
+            if !output::emit_json(&removed) {
+                println!("Removed agent {name}");
+            }
         }
         AgentsCommand::Ping { name } => {
             let answer = client
                 .post_json(&format!("{}/ping", agent_path(&name)), &json!({}))
                 .await;
             match answer {
-                Ok(body) => println!(
-                    "{name}: alive ({:.2} ms)",
-                    body["latency_ms"].as_f64().unwrap_or(0.0)
-                ),
+                Ok(body) => {
+                    if !output::emit_json(&body) {
+                        println!(
+                            "{name}: alive ({:.2} ms)",
+                            body["latency_ms"].as_f64().unwrap_or(0.0)
+                        );
+                    }
+                }
                 Err(e) => {
                     eprintln!("{name}: not responding: {e:#}");
                     return Ok(ExitCode::FAILURE);
@@ -298,20 +299,24 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
         }
         AgentsCommand::Capabilities { name } => {
             let agent = client.get(&agent_path(&name)).await?;
+            if output::emit_json(&json!({ "capabilities": agent["capabilities"] })) {
+                return Ok(ExitCode::SUCCESS);
+            }
             for capability in agent["capabilities"].as_array().into_iter().flatten() {
                 println!("{}", capability.as_str().unwrap_or_default());
             }
         }
-        AgentsCommand::Message { name, text, json } => {
+        AgentsCommand::Message { name, text } => {
             let body = client
                 .post_json(
                     &format!("{}/message", agent_path(&name)),
                     &json!({ "message": text }),
                 )
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
-            } else if body["reply"].is_null() {
+            if output::emit_json(&body) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if body["reply"].is_null() {
                 println!("(no reply)");
             } else {
                 println!(
@@ -325,6 +330,9 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             let body = client
                 .get(&format!("{}/logs?tail={tail}", agent_path(&name)))
                 .await?;
+            if output::emit_json(&body) {
+                return Ok(ExitCode::SUCCESS);
+            }
             for line in body["lines"].as_array().into_iter().flatten() {
                 println!(
                     "{} {:6} {}",
@@ -407,21 +415,26 @@ fn join(list: &Value) -> String {
 }
 
 fn print_table(agents: &[Value]) {
-    println!(
-        "{:<28} {:<6} {:<10} {:>9} {:>7}  CAPABILITIES",
-        "NAME", "TYPE", "STATUS", "HANDLED", "FAILED"
-    );
+    let mut table = Table::new(&[
+        "NAME",
+        "TYPE",
+        "STATUS",
+        "HANDLED",
+        "FAILED",
+        "CAPABILITIES",
+    ])
+    .right(&[3, 4]);
     for a in agents {
-        println!(
-            "{:<28} {:<6} {:<10} {:>9} {:>7}  {}",
-            a["name"].as_str().unwrap_or("?"),
-            a["type"].as_str().unwrap_or("?"),
-            a["status"].as_str().unwrap_or("?"),
-            a["stats"]["messages_handled"],
-            a["stats"]["messages_failed"],
-            join(&a["capabilities"])
-        );
+        table.row(vec![
+            cell(&a["name"]),
+            cell(&a["type"]),
+            cell(&a["status"]),
+            cell(&a["stats"]["messages_handled"]),
+            cell(&a["stats"]["messages_failed"]),
+            join(&a["capabilities"]),
+        ]);
     }
+    table.print();
 }
 
 fn print_agent(a: &Value) {
@@ -473,7 +486,12 @@ async fn set_suspended(
         client
             .post_json(&format!("{}/{action}", agent_path(name)), &json!({}))
             .await?;
-        println!("{done} agent {name}");
+        if !output::json() {
+            println!("{done} agent {name}");
+        }
+    }
+    if output::emit_json(&json!({ done.to_lowercase(): names })) {
+        return Ok(());
     }
     if names.is_empty() {
         println!("No agent {none_is}; nothing to {action}");

@@ -95,11 +95,17 @@ pub async fn backup(client: &Client, args: BackupArgs) -> anyhow::Result<ExitCod
     }
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match client.download("/api/v1/backup", &output, progress).await {
-        Ok(bytes) => println!(
-            "Backup written by the running server to {} ({:.1} MB)",
-            output.display(),
-            bytes as f64 / 1e6
-        ),
+        Ok(bytes) => {
+            if !super::output::emit_json(&serde_json::json!({
+                "file": output, "bytes": bytes, "by": "server",
+            })) {
+                println!(
+                    "Backup written by the running server to {} ({:.1} MB)",
+                    output.display(),
+                    bytes as f64 / 1e6
+                );
+            }
+        }
         Err(e) if client.unreachable(&e) => {
             let data_dir = config.data_dir();
             let sources = Sources {
@@ -118,12 +124,16 @@ pub async fn backup(client: &Client, args: BackupArgs) -> anyhow::Result<ExitCod
                 backup::create(&storage, &sources, &out).map_err(anyhow::Error::from)
             })
             .await??;
-            println!(
-                "Backup of {} (no server running) written to {} ({} files)",
-                config.data_dir().display(),
-                output.display(),
-                manifest.files.len()
-            );
+            if !super::output::emit_json(&serde_json::json!({
+                "file": output, "files": manifest.files.len(), "by": "offline",
+            })) {
+                println!(
+                    "Backup of {} (no server running) written to {} ({} files)",
+                    config.data_dir().display(),
+                    output.display(),
+                    manifest.files.len()
+                );
+            }
         }
         Err(e) => return Err(e),
     }
@@ -155,7 +165,7 @@ fn prune(dir: &Path, keep: usize) {
     let excess = backups.len().saturating_sub(keep);
     for (_, path) in backups.into_iter().take(excess) {
         match std::fs::remove_file(&path) {
-            Ok(()) => println!("Removed old backup {} (backup.retention)", path.display()),
+            Ok(()) => eprintln!("Removed old backup {} (backup.retention)", path.display()),
             Err(e) => eprintln!("warning: cannot remove {}: {e}", path.display()),
         }
     }
@@ -170,6 +180,16 @@ async fn verify(file: &Path) -> anyhow::Result<ExitCode> {
     .await?;
     match result {
         Ok(verified) => {
+            if super::output::emit_json(&serde_json::json!({
+                "file": file,
+                "ok": true,
+                "files": verified.manifest.files.len(),
+                "bytes": verified.total_bytes,
+                "caxton_version": verified.manifest.caxton_version,
+                "created_at": verified.manifest.created_at,
+            })) {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "✓ {}: {} files, {:.1} MB, checksums match, database intact (caxton {}, {})",
                 file.display(),
@@ -181,7 +201,11 @@ async fn verify(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("✗ {e}");
+            if !super::output::emit_json(&serde_json::json!({
+                "file": file, "ok": false, "error": e.to_string(),
+            })) {
+                println!("✗ {e}");
+            }
             Ok(ExitCode::FAILURE)
         }
     }

@@ -12,6 +12,7 @@ use crate::config_agents::{definition, validate};
 use crate::tools::ToolRegistry;
 
 use super::agents::agent_path;
+use super::output;
 
 pub(super) fn print_problems(problems: &[Value]) {
     for p in problems {
@@ -40,6 +41,7 @@ pub async fn validate_files(client: &Client, files: &[PathBuf]) -> anyhow::Resul
     }
     let mut bad = 0;
     let mut offline_noted = false;
+    let mut report = Vec::new();
     for file in files {
         let name = file.display().to_string();
         let problems: Vec<Value> = match std::fs::read_to_string(file) {
@@ -68,14 +70,18 @@ pub async fn validate_files(client: &Client, files: &[PathBuf]) -> anyhow::Resul
                 }
             }
         };
-        if problems.is_empty() {
+        bad += usize::from(!problems.is_empty());
+        if output::json() {
+            report
+                .push(json!({ "file": name, "valid": problems.is_empty(), "problems": problems }));
+        } else if problems.is_empty() {
             println!("✓ {name}: valid");
         } else {
-            bad += 1;
             println!("✗ {name}: {} problem(s)", problems.len());
             print_problems(&problems);
         }
     }
+    output::emit_json(&json!({ "files": report }));
     Ok(if bad == 0 {
         ExitCode::SUCCESS
     } else {
@@ -135,6 +141,14 @@ pub async fn reload(
                 &json!({"validate_first": validate_first}),
             )
             .await?;
+        let failed = body["failed"] != 0;
+        if output::emit_json(&body) {
+            return Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         for r in body["results"].as_array().into_iter().flatten() {
             let file = r["file"].as_str().unwrap_or("?");
             if r["reloaded"] == true {
@@ -156,6 +170,8 @@ pub async fn reload(
         .post_json_raw(&format!("{}/reload", agent_path(&name)), &json!({}))
         .await?
     {
+        (true, status) if output::emit_json(&status) => Ok(ExitCode::SUCCESS),
+        (false, error) if output::emit_json(&error) => Ok(ExitCode::FAILURE),
         (true, status) => {
             println!(
                 "Reloaded {} ({} v{}) in {:.1} ms",
@@ -190,6 +206,14 @@ pub async fn reload_status(client: &Client, name: &str) -> anyhow::Result<ExitCo
     let s = client
         .get(&format!("{}/reload-status", agent_path(name)))
         .await?;
+    let code = if s["state"] == "active" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if output::emit_json(&s) {
+        return Ok(code);
+    }
     println!(
         "AGENT:        {} ({})",
         s["id"].as_str().unwrap_or("?"),
@@ -228,6 +252,22 @@ pub async fn status(
         let list = client.get("/api/v1/agents").await?;
         let agents = list["agents"].as_array().cloned().unwrap_or_default();
         let count = |f: &dyn Fn(&Value) -> bool| agents.iter().filter(|a| f(a)).count();
+        if output::json() {
+            let files = client.get("/api/v1/config-agents").await?;
+            let mut states = serde_json::Map::new();
+            for state in ["running", "suspended", "failed"] {
+                states.insert(state.into(), json!(count(&|a| a["status"] == state)));
+            }
+            output::emit_json(&json!({
+                "agents": agents.len(),
+                "config": count(&|a| a["type"] == "config"),
+                "wasm": count(&|a| a["type"] == "wasm"),
+                "states": states,
+                "files_with_problems": files["files"].as_array().into_iter().flatten()
+                    .filter(|f| f["state"] != "active").cloned().collect::<Vec<Value>>(),
+            }));
+            return Ok(ExitCode::SUCCESS);
+        }
         println!(
             "Agents: {} ({} config, {} wasm)",
             agents.len(),
@@ -258,6 +298,18 @@ pub async fn status(
     }
     let name = name.unwrap_or_default();
     let agent = client.get(&agent_path(&name)).await?;
+    if output::json() {
+        let definition = if agent["type"] == "config" {
+            client
+                .get(&format!("{}/reload-status", agent_path(&name)))
+                .await
+                .ok()
+        } else {
+            None
+        };
+        output::emit_json(&json!({ "agent": agent, "definition": definition }));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{} ({}): {}",
         agent["name"].as_str().unwrap_or("?"),
@@ -295,35 +347,59 @@ pub async fn status(
 
 pub async fn debug(client: &Client, name: &str, show_tools: bool) -> anyhow::Result<ExitCode> {
     let agent = client.get(&agent_path(name)).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "name": agent["name"], "type": agent["type"], "status": agent["status"],
-            "source": agent["source"], "version": agent["version"], "llm": agent["llm"],
-            "stats": agent["stats"],
-        }))?
-    );
-    if show_tools {
-        let tools = client.get("/api/v1/tools").await?;
-        let allowed: Vec<&str> = agent["tools"]
+    let mut summary = json!({
+        "name": agent["name"], "type": agent["type"], "status": agent["status"],
+        "source": agent["source"], "version": agent["version"], "llm": agent["llm"],
+        "stats": agent["stats"],
+    });
+    let tools = if show_tools {
+        client.get("/api/v1/tools").await?["tools"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let allowed: Vec<&str> = agent["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if output::json() {
+        if show_tools {
+            summary["tools"] = json!(
+                tools
+                    .iter()
+                    .map(|t| json!({
+                        "name": t["name"],
+                        "allowed": allowed.iter().any(|a| t["name"] == *a),
+                        "description": t["description"],
+                    }))
+                    .collect::<Vec<Value>>()
+            );
+        }
+        output::emit_json(&summary);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if show_tools {
         println!("TOOLS ({} allowed):", allowed.len());
-        for t in tools["tools"].as_array().into_iter().flatten() {
+        let mut table = output::Table::new(&["  TOOL", "ALLOWED", "DESCRIPTION"]);
+        for t in &tools {
             let name = t["name"].as_str().unwrap_or("?");
             let mark = if allowed.contains(&name) {
                 "allowed"
             } else {
                 "-"
             };
-            println!(
-                "  {name:<16} {mark:<8} {}",
-                t["description"].as_str().unwrap_or("")
-            );
+            table.row(vec![
+                format!("  {name}"),
+                mark.to_string(),
+                output::cell(&t["description"]),
+            ]);
         }
+        table.print();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -331,7 +407,8 @@ pub async fn debug(client: &Client, name: &str, show_tools: bool) -> anyhow::Res
 pub async fn audit_tools(client: &Client, show_unused: bool) -> anyhow::Result<ExitCode> {
     let tools = client.get("/api/v1/tools").await?;
     let agents = client.get("/api/v1/agents?type=config").await?;
-    println!("{:<16} AGENTS", "TOOL");
+    let mut table = output::Table::new(&["TOOL", "AGENTS"]);
+    let mut report = Vec::new();
     for t in tools["tools"].as_array().into_iter().flatten() {
         let name = t["name"].as_str().unwrap_or("?");
         let users: Vec<&str> = agents["agents"]
@@ -346,10 +423,16 @@ pub async fn audit_tools(client: &Client, show_unused: bool) -> anyhow::Result<E
             .filter_map(|a| a["name"].as_str())
             .collect();
         if users.is_empty() {
-            println!("{name:<16} (unused)");
+            table.row(vec![name.to_string(), "(unused)".to_string()]);
         } else if !show_unused {
-            println!("{name:<16} {}", users.join(", "));
+            table.row(vec![name.to_string(), users.join(", ")]);
         }
+        if users.is_empty() || !show_unused {
+            report.push(json!({ "tool": name, "agents": users }));
+        }
+    }
+    if !output::emit_json(&json!({ "tools": report })) {
+        table.print();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -363,6 +446,14 @@ pub async fn test(client: &Client, name: &str, input: &str) -> anyhow::Result<Ex
         )
         .await?;
     let performative = body["reply"]["performative"].as_str().unwrap_or("?");
+    let code = if performative == "inform" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if output::emit_json(&body) {
+        return Ok(code);
+    }
     println!(
         "[{performative}] {}",
         body["reply"]["content"].as_str().unwrap_or("")

@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::output::{self, Table, cell};
 use crate::memory::report::Diagnosis;
 
 fn agents_of(list: &Value) -> Vec<&Value> {
@@ -28,50 +29,60 @@ pub async fn diagnose(client: &Client, show_errors: bool) -> anyhow::Result<Exit
         .await
         .unwrap_or(Value::Null);
     let mut found = 0;
-    println!(
-        "{:<24} {:<7} {:<10} {:>8} {:>8}  LAST ERROR",
-        "AGENT", "TYPE", "STATUS", "HANDLED", "FAILED"
-    );
+    let mut table =
+        Table::new(&["AGENT", "TYPE", "STATUS", "HANDLED", "FAILED", "LAST ERROR"]).right(&[3, 4]);
+    let mut failing_agents = Vec::new();
     for agent in agents_of(&list) {
         let stats = &agent["stats"];
         let status = agent["status"].as_str().unwrap_or("?");
         let failing = status != "running" || stats["consecutive_failures"].as_u64() > Some(0);
         if failing {
             found += 1;
+            failing_agents.push(agent.clone());
         }
         let error = stats["last_error"].as_str().unwrap_or("-");
         let error = if show_errors {
-            error.to_string()
+            match stats["last_error_at"].as_str() {
+                Some(at) => format!(
+                    "{error} (at {at}, {})",
+                    stats["last_error_code"].as_str().unwrap_or("?")
+                ),
+                None => error.to_string(),
+            }
         } else {
             error.chars().take(60).collect()
         };
-        println!(
-            "{:<24} {:<7} {:<10} {:>8} {:>8}  {}",
-            agent["name"].as_str().unwrap_or("?"),
-            agent["type"].as_str().unwrap_or("?"),
-            status,
-            stats["messages_handled"],
-            stats["messages_failed"],
-            error
-        );
-        if show_errors && let Some(at) = stats["last_error_at"].as_str() {
-            println!(
-                "{:<24} last error at {at} ({})",
-                "",
-                stats["last_error_code"].as_str().unwrap_or("?")
-            );
-        }
+        table.row(vec![
+            cell(&agent["name"]),
+            cell(&agent["type"]),
+            status.to_string(),
+            cell(&stats["messages_handled"]),
+            cell(&stats["messages_failed"]),
+            error,
+        ]);
     }
-    for file in files["files"]
+    let rejected: Vec<Value> = files["files"]
         .as_array()
         .or(files.as_array())
         .into_iter()
         .flatten()
-    {
+        .filter(|f| f["problems"].as_array().is_some_and(|p| !p.is_empty()))
+        .cloned()
+        .collect();
+    let code = if found + rejected.len() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if output::emit_json(&json!({
+        "failing_agents": failing_agents,
+        "rejected_definitions": rejected,
+    })) {
+        return Ok(code);
+    }
+    table.print();
+    for file in &rejected {
         let problems = file["problems"].as_array().map_or(0, Vec::len);
-        if problems == 0 {
-            continue;
-        }
         found += 1;
         println!(
             "\n✗ {} ({problems} problem(s); the previous version, if any, keeps serving)",
@@ -93,11 +104,7 @@ pub async fn diagnose(client: &Client, show_errors: bool) -> anyhow::Result<Exit
             )
         }
     );
-    Ok(if found == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(code)
 }
 
 /// `agents analyze --pattern "error|timeout" --last 1h`: matching log
@@ -116,7 +123,8 @@ pub async fn analyze(client: &Client, pattern: &str, last_secs: u64) -> anyhow::
     );
     let list = client.get("/api/v1/agents").await?;
     let mut total = 0usize;
-    println!("{:<24} {:>8}  LATEST MATCH", "AGENT", "MATCHES");
+    let mut table = Table::new(&["AGENT", "MATCHES", "LATEST MATCH"]).right(&[1]);
+    let mut report = Vec::new();
     for agent in agents_of(&list) {
         let name = agent["name"].as_str().unwrap_or("?");
         let logs = client
@@ -134,19 +142,29 @@ pub async fn analyze(client: &Client, pattern: &str, last_secs: u64) -> anyhow::
             .collect();
         total += matches.len();
         if let Some(latest) = matches.last() {
-            println!(
-                "{name:<24} {:>8}  {} {}",
-                matches.len(),
-                latest["at"].as_str().unwrap_or(""),
-                latest["message"]
-                    .as_str()
-                    .unwrap_or("")
-                    .chars()
-                    .take(80)
-                    .collect::<String>()
-            );
+            report.push(json!({ "agent": name, "matches": matches.len(), "latest": latest }));
+            table.row(vec![
+                name.to_string(),
+                matches.len().to_string(),
+                format!(
+                    "{} {}",
+                    latest["at"].as_str().unwrap_or(""),
+                    latest["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(80)
+                        .collect::<String>()
+                ),
+            ]);
         }
     }
+    if output::emit_json(
+        &json!({ "since": since, "pattern": pattern, "total": total, "agents": report }),
+    ) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    table.print();
     println!("{total} matching line(s) since {since}");
     Ok(ExitCode::SUCCESS)
 }
@@ -208,26 +226,29 @@ pub async fn memory_emergency(client: &Client) -> anyhow::Result<ExitCode> {
     let storage_ok = verify["ok"] == true;
     let percent_used = usage["percent"].as_f64();
     let capacity_percent = capacity["percent"].as_f64().unwrap_or(0.0);
-    println!(
-        "MEMORY HEALTH:   {}",
-        health["status"].as_str().unwrap_or("?")
-    );
-    println!(
-        "DATABASE:        {}",
-        if storage_ok { "answers" } else { "FAILING" }
-    );
-    println!(
-        "EMBEDDING MODEL: {}{}",
-        health["embedding_model"].as_str().unwrap_or("?"),
-        health["reason"]
-            .as_str()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
-    );
-    println!("CAPACITY:        {capacity_percent:.0}% of the recommended entity count");
-    match percent_used {
-        Some(p) => println!("PROCESS MEMORY:  {p:.0}% of the budget"),
-        None => println!("PROCESS MEMORY:  not measurable on this platform"),
+    let text = !output::json();
+    if text {
+        println!(
+            "MEMORY HEALTH:   {}",
+            health["status"].as_str().unwrap_or("?")
+        );
+        println!(
+            "DATABASE:        {}",
+            if storage_ok { "answers" } else { "FAILING" }
+        );
+        println!(
+            "EMBEDDING MODEL: {}{}",
+            health["embedding_model"].as_str().unwrap_or("?"),
+            health["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        println!("CAPACITY:        {capacity_percent:.0}% of the recommended entity count");
+        match percent_used {
+            Some(p) => println!("PROCESS MEMORY:  {p:.0}% of the budget"),
+            None => println!("PROCESS MEMORY:  not measurable on this platform"),
+        }
     }
     let (verdict, next) = if !storage_ok {
         (
@@ -255,7 +276,16 @@ pub async fn memory_emergency(client: &Client) -> anyhow::Result<ExitCode> {
             "caxton memory diagnose --show-slow-queries for latency",
         )
     };
-    println!("\nVERDICT: {verdict}\nNEXT:    {next}");
+    if !output::emit_json(&json!({
+        "memory_health": health,
+        "database_ok": storage_ok,
+        "capacity_percent": capacity_percent,
+        "process_memory_percent": percent_used,
+        "verdict": verdict,
+        "next": next,
+    })) {
+        println!("\nVERDICT: {verdict}\nNEXT:    {next}");
+    }
     Ok(if verdict.starts_with("OK") {
         ExitCode::SUCCESS
     } else {
@@ -279,10 +309,8 @@ pub async fn memory_profile(
         .get_as("/api/v1/memory/diagnose")
         .await
         .context("the server stopped answering during the profile")?;
-    println!(
-        "{:<18} {:>8} {:>12} {:>10}",
-        "OPERATION", "COUNT", "AVG", "P99 (RECENT)"
-    );
+    let mut table = Table::new(&["OPERATION", "COUNT", "AVG", "P99 (RECENT)"]).right(&[1, 2, 3]);
+    let mut operations = Vec::new();
     let mut any = false;
     for (kind, op) in &after.operations {
         let (count_before, total_before) = before
@@ -295,17 +323,33 @@ pub async fn memory_profile(
         }
         any = true;
         let avg = (op.avg_ms * op.count as f64 - total_before) / count as f64;
-        println!("{kind:<18} {count:>8} {avg:>10.2}ms {:>8.2}ms", op.p99_ms);
+        operations
+            .push(json!({ "operation": kind, "count": count, "avg_ms": avg, "p99_ms": op.p99_ms }));
+        table.row(vec![
+            kind.to_string(),
+            count.to_string(),
+            format!("{avg:.2}ms"),
+            format!("{:.2}ms", op.p99_ms),
+        ]);
     }
-    if !any {
+    let slow: Vec<_> = after
+        .slow_queries
+        .iter()
+        .filter(|q| q.at.as_str() >= started.as_str())
+        .collect();
+    if output::emit_json(&json!({
+        "since": started,
+        "operations": operations,
+        "slow_queries": if include_queries { json!(slow) } else { Value::Null },
+    })) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if any {
+        table.print();
+    } else {
         println!("(no memory operations during the window)");
     }
     if include_queries {
-        let slow: Vec<_> = after
-            .slow_queries
-            .iter()
-            .filter(|q| q.at.as_str() >= started.as_str())
-            .collect();
         println!(
             "\nSlow queries in the window (over {} ms): {}",
             after.slow_query_threshold_ms,

@@ -53,6 +53,16 @@ pub async fn run(command: LlmCommand) -> anyhow::Result<ExitCode> {
         LlmCommand::Status { cache_dir } => {
             let cache_dir = cache_dir.unwrap_or_else(caxton_models::default_cache_dir);
             let status = caxton_models::llm_model_status(&cache_dir);
+            let code = if status.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+            if super::output::emit_json(&serde_json::json!({
+                "ready": status.verified, "detail": status.detail,
+            })) {
+                return Ok(code);
+            }
             println!(
                 "LOCAL MODEL: {}    {}",
                 if status.verified { "ready" } else { "missing" },

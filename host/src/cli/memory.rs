@@ -8,6 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::client::Client;
+use super::output;
 use crate::memory::report::{
     CacheCleared, Diagnosis, Imported, ModelLoaded, Optimized, SearchResults, StatsReport,
 };
@@ -29,8 +30,6 @@ pub enum MemoryCommand {
     Stats {
         #[arg(long)]
         detailed: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// State of the embedding model.
     ModelStatus,
@@ -179,7 +178,7 @@ fn human_bytes(bytes: u64) -> String {
 pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<ExitCode> {
     match command {
         MemoryCommand::Status => status(client).await?,
-        MemoryCommand::Stats { detailed, json } => stats(client, detailed, json).await?,
+        MemoryCommand::Stats { detailed } => stats(client, detailed).await?,
         MemoryCommand::Pull { cache_dir }
         | MemoryCommand::Model(ModelCommand::Pull { cache_dir }) => pull(client, cache_dir).await?,
         MemoryCommand::Model(ModelCommand::Status) | MemoryCommand::ModelStatus => {
@@ -234,6 +233,9 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
 
 async fn status(client: &Client) -> anyhow::Result<()> {
     let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
+    if output::emit_json(&report) {
+        return Ok(());
+    }
     let StatsReport {
         stats,
         database_bytes,
@@ -259,10 +261,9 @@ async fn status(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stats(client: &Client, detailed: bool, json: bool) -> anyhow::Result<()> {
+async fn stats(client: &Client, detailed: bool) -> anyhow::Result<()> {
     let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if super::output::emit_json(&report) {
         return Ok(());
     }
     let StatsReport {
@@ -299,6 +300,9 @@ async fn stats(client: &Client, detailed: bool, json: bool) -> anyhow::Result<()
 
 async fn model_status(client: &Client) -> anyhow::Result<()> {
     let health: MemoryHealth = client.get_as("/api/v1/health/memory").await?;
+    if output::emit_json(&health) {
+        return Ok(());
+    }
     println!("MODEL: All-MiniLM-L6-v2");
     println!("STATE: {}", health.embedding_model);
     if let Some(reason) = health.reason {
@@ -310,6 +314,14 @@ async fn model_status(client: &Client) -> anyhow::Result<()> {
 async fn model_stats(client: &Client) -> anyhow::Result<()> {
     let report: StatsReport = client.get_as("/api/v1/memory/stats").await?;
     let usage: Usage = client.get_as("/api/v1/memory/usage").await?;
+    if output::emit_json(&json!({
+        "model": "all-MiniLM-L6-v2",
+        "loaded": usage.model_loaded,
+        "model_bytes": usage.model_bytes,
+        "query_cache": report.stats.query_cache,
+    })) {
+        return Ok(());
+    }
     println!("MODEL: All-MiniLM-L6-v2");
     if usage.model_loaded {
         println!("MEMORY: {}", human_bytes(usage.model_bytes));
@@ -337,6 +349,9 @@ async fn search(client: &Client, query: &str, scope: &str, limit: usize) -> anyh
             &json!({"query": query, "scope": scope, "limit": limit}),
         )
         .await?;
+    if output::emit_json(&found) {
+        return Ok(());
+    }
     for hit in found.results {
         println!("{:.4}  {:<24} {}", hit.score, hit.entity.name, hit.matched);
     }
@@ -394,6 +409,9 @@ async fn optimize(client: &Client, vacuum: bool, rebuild_index: bool) -> anyhow:
             &json!({"vacuum": vacuum, "rebuild_index": rebuild_index}),
         )
         .await?;
+    if output::emit_json(&done) {
+        return Ok(());
+    }
     if let Some(index) = done.index {
         println!(
             "Vector index rebuilt: {} vectors in {} ms",
@@ -412,6 +430,9 @@ async fn optimize(client: &Client, vacuum: bool, rebuild_index: bool) -> anyhow:
 
 async fn limits_check(client: &Client) -> anyhow::Result<()> {
     let c: Capacity = client.get_as("/api/v1/memory/capacity").await?;
+    if output::emit_json(&c) {
+        return Ok(());
+    }
     println!(
         "Entity count: {} / {} ({:.0}% of recommended limit)",
         thousands(c.entities),
@@ -426,6 +447,9 @@ async fn limits_check(client: &Client) -> anyhow::Result<()> {
 
 async fn capacity_check(client: &Client, percentage: bool) -> anyhow::Result<()> {
     let c: Capacity = client.get_as("/api/v1/memory/capacity").await?;
+    if output::emit_json(&c) {
+        return Ok(());
+    }
     if percentage {
         println!("{}", c.percent.floor() as u64);
         return Ok(());
@@ -463,6 +487,9 @@ async fn cleanup(
             &json!({"remove_orphaned": true, "older_than_days": older_than_days, "dry_run": dry_run}),
         )
         .await?;
+    if output::emit_json(&done) {
+        return Ok(());
+    }
     if dry_run {
         println!(
             "Would remove {} orphaned entities (no relations)",
@@ -481,6 +508,9 @@ async fn cache_clear(client: &Client, rebuild: bool) -> anyhow::Result<()> {
     let done: CacheCleared = client
         .post_as("/api/v1/memory/cache/clear", &json!({"rebuild": rebuild}))
         .await?;
+    if output::emit_json(&done) {
+        return Ok(());
+    }
     println!(
         "Cleared {} cached query embeddings",
         done.query_embeddings_cleared
@@ -493,6 +523,9 @@ async fn cache_clear(client: &Client, rebuild: bool) -> anyhow::Result<()> {
 
 async fn usage(client: &Client, detailed: bool, percentage: bool) -> anyhow::Result<()> {
     let u: Usage = client.get_as("/api/v1/memory/usage").await?;
+    if output::emit_json(&u) {
+        return Ok(());
+    }
     if percentage {
         return match u.percent {
             Some(p) => {
@@ -536,6 +569,9 @@ async fn usage(client: &Client, detailed: bool, percentage: bool) -> anyhow::Res
 
 async fn diagnose(client: &Client, show_slow_queries: bool) -> anyhow::Result<()> {
     let d: Diagnosis = client.get_as("/api/v1/memory/diagnose").await?;
+    if output::emit_json(&d) {
+        return Ok(());
+    }
     println!(
         "{:<18} {:>12} {:>10} {:>10}",
         "QUERY-TYPE", "AVG-LATENCY", "P99", "COUNT"

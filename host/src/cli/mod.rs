@@ -12,6 +12,7 @@ mod init;
 mod llm;
 mod mcp;
 mod memory;
+mod output;
 mod storage;
 mod tokens;
 mod tools;
@@ -45,6 +46,9 @@ struct Cli {
     /// `data_dir`, else ./data), when this user can read it.
     #[arg(long, global = true, env = "CAXTON_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the data as JSON (one document) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,10 +111,7 @@ enum Command {
     /// `caxton completions bash > /etc/bash_completion.d/caxton`.
     Completions { shell: clap_complete::Shell },
     /// Ask the running server whether it is healthy.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Stop the running server: gracefully (in-flight requests finish) by
     /// default, or at once.
     Shutdown {
@@ -223,8 +224,6 @@ enum StorageCommand {
         /// Accepted from the runbook; fragmentation is always shown.
         #[arg(long)]
         show_fragmentation: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Repair what dangles or is derived (relations to missing entities,
     /// orphaned documents, embeddings and postings, the reverse index, the
@@ -313,6 +312,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    output::set_json(cli.json);
     let target = Target {
         server: cli.server,
         token: cli.token,
@@ -339,7 +339,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
         } => init::run(data_dir, agents_dir, config),
         Command::Version => {
-            println!("caxton {}", env!("CARGO_PKG_VERSION"));
+            if !output::emit_json(&serde_json::json!({ "version": env!("CARGO_PKG_VERSION") })) {
+                println!("caxton {}", env!("CARGO_PKG_VERSION"));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {
@@ -347,12 +349,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "caxton", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json } => {
+        Command::Status => {
             let client = target.client()?;
             let health = client.get("/api/v1/health").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&health)?);
-            } else {
+            if !output::emit_json(&health) {
                 println!(
                     "SERVER: {}    BACKEND: {}    AGENTS: {}    ({})",
                     health["status"].as_str().unwrap_or("unknown"),
@@ -381,12 +381,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let timeout_secs = timeout.as_deref().map(parse_duration_secs).transpose()?;
             let mode = if immediate { "immediate" } else { "graceful" };
-            client
+            let answer = client
                 .post_json(
                     "/api/v1/shutdown",
                     &serde_json::json!({ "mode": mode, "timeout_secs": timeout_secs }),
                 )
                 .await?;
+            if output::emit_json(&answer) {
+                return Ok(ExitCode::SUCCESS);
+            }
             match (immediate, timeout_secs) {
                 (true, _) => println!("Immediate shutdown requested: the server exits now"),
                 (false, Some(secs)) => println!(
@@ -461,13 +464,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !repair || verified == ExitCode::SUCCESS {
                 return Ok(verified);
             }
-            println!("\nrepairing:");
+            eprintln!("\nrepairing:");
             storage::repair(&client, storage::RepairMode::Apply).await?;
-            println!("\nchecking again:");
+            eprintln!("\nchecking again:");
             storage::verify(&client, level).await
         }
-        Command::Storage(StorageCommand::Analyze { json, .. }) => {
-            storage::analyze(&target.client()?, json).await
+        Command::Storage(StorageCommand::Analyze { .. }) => {
+            storage::analyze(&target.client()?, output::json()).await
         }
         Command::Storage(StorageCommand::Repair {
             auto: _,
@@ -494,12 +497,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Storage(StorageCommand::Compact) => storage::compact(&target.client()?).await,
         Command::Storage(StorageCommand::SafeMode { enable, disable: _ }) => {
             let client = target.client()?;
-            client
+            let answer = client
                 .post_json(
                     "/api/v1/safe-mode",
                     &serde_json::json!({ "enabled": enable }),
                 )
                 .await?;
+            if output::emit_json(&answer) {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{}",
                 if enable {
@@ -512,6 +518,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Verify { agents_dir, config }) => {
             match crate::config::Config::load(config.as_deref()) {
+                // With --json the files' report is the document; the
+                // configuration's notes go to stderr.
+                Ok(config) if output::json() => {
+                    for note in config.notes() {
+                        eprintln!("note: {note}");
+                    }
+                }
                 Ok(config) => {
                     println!("✓ configuration: valid");
                     for note in config.notes() {
@@ -519,7 +532,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 Err(e) => {
-                    println!("✗ configuration: {e}");
+                    if !output::emit_json(&serde_json::json!({
+                        "config": { "valid": false, "error": e.to_string() }
+                    })) {
+                        println!("✗ configuration: {e}");
+                    }
                     return Ok(ExitCode::FAILURE);
                 }
             }

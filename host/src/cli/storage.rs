@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::client::Client;
+use super::output;
 use crate::storage::Analysis;
 use crate::storage_check::{Check, Level, RepairReport, Report};
 
@@ -36,16 +37,25 @@ async fn report(client: &Client, level: Level) -> anyhow::Result<Report> {
 pub async fn corruption(client: &Client, bare: bool) -> anyhow::Result<ExitCode> {
     let report = report(client, Level::Full).await?;
     let percent = report.corruption_percent();
-    if bare {
-        println!("{percent}");
-        return Ok(ExitCode::SUCCESS);
-    }
     let level = match percent {
         0 => "NONE",
         1..25 => "LOW",
         25..60 => "MEDIUM",
         _ => "HIGH",
     };
+    if output::emit_json(&serde_json::json!({
+        "level": level,
+        "percent": percent,
+        "problems": report.problems,
+        "records": report.records,
+        "failed_checks": report.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>(),
+    })) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if bare {
+        println!("{percent}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "CORRUPTION_LEVEL: {level} ({percent}% of data affected: {} of {} records)",
         report.problems, report.records
@@ -68,6 +78,14 @@ pub async fn corruption(client: &Client, bare: bool) -> anyhow::Result<ExitCode>
 
 pub async fn verify(client: &Client, level: Level) -> anyhow::Result<ExitCode> {
     let report = report(client, level).await?;
+    let code = if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if output::emit_json(&report) {
+        return Ok(code);
+    }
     for Check { name, ok, detail } in &report.checks {
         println!("{} {name}: {detail}", if *ok { "✓" } else { "✗" });
     }
@@ -116,7 +134,7 @@ fn open_offline(data_dir: &std::path::Path) -> anyhow::Result<Arc<crate::storage
 /// No server: the data directory of the local configuration.
 async fn offline(level: Level) -> anyhow::Result<Report> {
     let data_dir = local_data_dir()?;
-    println!(
+    eprintln!(
         "no server answered; checking {} directly",
         data_dir.display()
     );
@@ -274,7 +292,7 @@ pub async fn repair(client: &Client, mode: RepairMode) -> anyhow::Result<ExitCod
         Ok(report) => report,
         Err(e) if client.unreachable(&e) => {
             let data_dir = local_data_dir()?;
-            println!(
+            eprintln!(
                 "no server answered; repairing {} directly",
                 data_dir.display()
             );
@@ -292,6 +310,19 @@ pub async fn repair(client: &Client, mode: RepairMode) -> anyhow::Result<ExitCod
         }
         Err(e) => return Err(e),
     };
+    let code = if report.repairable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if output::emit_json(&serde_json::json!({
+        "applied": apply,
+        "repairable": report.repairable(),
+        "fixed": report.fixed,
+        "left": report.left,
+    })) {
+        return Ok(code);
+    }
     if report.fixed.is_empty() {
         println!("nothing to repair in what can be repaired");
     }
@@ -323,6 +354,7 @@ pub async fn compact(client: &Client) -> anyhow::Result<ExitCode> {
         )
         .await
     {
+        Ok(answer) if output::emit_json(&answer) => Ok(ExitCode::SUCCESS),
         Ok(answer) => {
             println!(
                 "Compaction scheduled ({} now): {}",
@@ -333,7 +365,7 @@ pub async fn compact(client: &Client) -> anyhow::Result<ExitCode> {
         }
         Err(e) if client.unreachable(&e) => {
             let data_dir = local_data_dir()?;
-            println!("no server answered; compacting {} now", data_dir.display());
+            eprintln!("no server answered; compacting {} now", data_dir.display());
             let (before, after) =
                 tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
                     let before = open_offline(&data_dir)?;
@@ -345,7 +377,11 @@ pub async fn compact(client: &Client) -> anyhow::Result<ExitCode> {
                     Ok((size, after.file_bytes()))
                 })
                 .await??;
-            println!("Database compacted: {} → {}", mb(before), mb(after));
+            if !output::emit_json(
+                &serde_json::json!({ "before_bytes": before, "after_bytes": after }),
+            ) {
+                println!("Database compacted: {} → {}", mb(before), mb(after));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e),

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::Client;
+use super::output::{self, Table, cell};
 
 #[derive(Subcommand)]
 pub enum TokensCommand {
@@ -19,14 +20,9 @@ pub enum TokensCommand {
         /// A name to know it by; messages sent with it carry this sender.
         #[arg(long)]
         name: String,
-        #[arg(long)]
-        json: bool,
     },
     /// List the live tokens (never their secrets).
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Revoke a token by id or name; it is refused from the next request on.
     Revoke {
         /// The token's id or name (`caxton tokens list`).
@@ -37,13 +33,11 @@ pub enum TokensCommand {
 
 pub async fn run(client: &Client, command: TokensCommand) -> anyhow::Result<ExitCode> {
     match command {
-        TokensCommand::Create { scope, name, json } => {
+        TokensCommand::Create { scope, name } => {
             let body = client
                 .post_json("/api/v1/tokens", &json!({ "name": name, "scope": scope }))
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
-            } else {
+            if !output::emit_json(&body) {
                 println!(
                     "Created token `{}` (scope {}, id {}):\n\n  {}\n\nKeep it now: it is not shown again. Use it as `--token`, CAXTON_TOKEN, or `Authorization: Bearer …`.",
                     body["name"].as_str().unwrap_or("?"),
@@ -53,48 +47,27 @@ pub async fn run(client: &Client, command: TokensCommand) -> anyhow::Result<Exit
                 );
             }
         }
-        TokensCommand::List { json } => {
+        TokensCommand::List => {
             let body = client.get("/api/v1/tokens").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&body)?);
+            if output::emit_json(&body) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let tokens = body["tokens"].as_array().cloned().unwrap_or_default();
-            let rows: Vec<[String; 4]> = tokens
-                .iter()
-                .map(|t| {
-                    [
-                        t["name"].as_str().unwrap_or("").to_string(),
-                        t["scope"].as_str().unwrap_or("").to_string(),
-                        t["id"].as_str().unwrap_or("").to_string(),
-                        t["created_at"].as_str().unwrap_or("").to_string(),
-                    ]
-                })
-                .collect();
-            let headers = ["NAME", "SCOPE", "ID", "CREATED"];
-            let widths: Vec<usize> = (0..4)
-                .map(|i| {
-                    rows.iter()
-                        .map(|r| r[i].chars().count())
-                        .chain([headers[i].len()])
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let line = |cells: [&str; 4]| {
-                let mut out = String::new();
-                for (i, cell) in cells.iter().enumerate() {
-                    out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-                }
-                println!("{}", out.trim_end());
-            };
-            line(headers);
-            for row in &rows {
-                line([&row[0], &row[1], &row[2], &row[3]]);
+            let mut table = Table::new(&["NAME", "SCOPE", "ID", "CREATED"]);
+            for t in body["tokens"].as_array().into_iter().flatten() {
+                table.row(vec![
+                    cell(&t["name"]),
+                    cell(&t["scope"]),
+                    cell(&t["id"]),
+                    cell(&t["created_at"]),
+                ]);
             }
+            table.print();
         }
         TokensCommand::Revoke { which } => {
             let body = client.delete(&format!("/api/v1/tokens/{which}")).await?;
+            if output::emit_json(&body) {
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "Revoked token `{}` ({})",
                 body["revoked"]["name"].as_str().unwrap_or("?"),

@@ -9,15 +9,13 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::client::Client;
+use super::output;
 
 #[derive(Subcommand)]
 pub enum ToolsCommand {
     /// Every tool (built-in and deployed components) with its description
     /// and JSON schema.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// One tool in full.
     Show { name: String },
     /// Deploy a tool component (a .wasm built against the `tool` world);
@@ -53,7 +51,7 @@ pub enum ToolsCommand {
 
 pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ToolsCommand::List { json } => list(client, json).await,
+        ToolsCommand::List => list(client).await,
         ToolsCommand::Show { name } => {
             let tool = client
                 .get(&format!(
@@ -91,6 +89,9 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
                 client.post_body(&path, "application/wasm", bytes),
             )
             .await?;
+            if output::emit_json(&tool) {
+                return Ok(ExitCode::SUCCESS);
+            }
             let verb = if tool["replaced"] == true {
                 "Replaced"
             } else {
@@ -124,26 +125,30 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
                 path.push_str(&format!("?agent={}", crate::server::percent_encode(&agent)));
             }
             let answer = client.post_json(&path, &arguments).await?;
-            println!("{}", serde_json::to_string_pretty(&answer["result"])?);
+            // The result is JSON either way; --json prints the whole answer.
+            if !output::emit_json(&answer) {
+                println!("{}", serde_json::to_string_pretty(&answer["result"])?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         ToolsCommand::Remove { name } => {
-            client
+            let removed = client
                 .delete(&format!(
                     "/api/v1/tools/{}",
                     crate::server::percent_encode(&name)
                 ))
                 .await?;
-            println!("Removed tool {name}");
+            if !output::emit_json(&removed) {
+                println!("Removed tool {name}");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn list(client: &Client, json_out: bool) -> anyhow::Result<ExitCode> {
+async fn list(client: &Client) -> anyhow::Result<ExitCode> {
     let tools = client.get("/api/v1/tools").await?;
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&tools)?);
+    if output::emit_json(&tools) {
         return Ok(ExitCode::SUCCESS);
     }
     for t in tools["tools"].as_array().into_iter().flatten() {

@@ -20,9 +20,6 @@ pub struct TraceArgs {
     /// Conversations listed without --conversation-id.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// Print the server's JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 pub async fn run(client: &Client, args: TraceArgs) -> anyhow::Result<ExitCode> {
@@ -39,8 +36,7 @@ pub async fn run(client: &Client, args: TraceArgs) -> anyhow::Result<ExitCode> {
     let answer: TraceAnswer = client
         .get_as(&format!("/api/v1/traces?{}", query.join("&")))
         .await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    if super::output::emit_json(&answer) {
         return Ok(ExitCode::SUCCESS);
     }
     match answer {
@@ -56,19 +52,18 @@ pub async fn run(client: &Client, args: TraceArgs) -> anyhow::Result<ExitCode> {
                 println!("No conversations traced yet ({kept_spans} spans kept).");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<38} {:>6} {:>7}  STARTED",
-                "CONVERSATION", "SPANS", "ERRORS"
-            );
+            let mut table =
+                super::output::Table::new(&["CONVERSATION", "SPANS", "ERRORS", "STARTED"])
+                    .right(&[1, 2]);
             for c in conversations {
-                println!(
-                    "{:<38} {:>6} {:>7}  {}",
+                table.row(vec![
                     c.conversation_id,
-                    c.spans,
-                    c.errors,
-                    crate::clock::rfc3339_from_millis(c.start_ms)
-                );
+                    c.spans.to_string(),
+                    c.errors.to_string(),
+                    crate::clock::rfc3339_from_millis(c.start_ms),
+                ]);
             }
+            table.print();
         }
     }
     Ok(ExitCode::SUCCESS)
