@@ -250,6 +250,43 @@ pub async fn gate(
     if path == "/api/v1/health" {
         return next.run(request).await;
     }
+    // Methods no route serves are 405 before any question of tokens. The
+    // routes register only GET, POST and DELETE, so the router answers any
+    // other method 405 (with `Allow`) without reaching a handler. The
+    // metrics routes take only GET, and the MCP service (stateless: no
+    // SSE stream to GET, no session to DELETE) only POST; it would take
+    // every method itself, so those are answered here.
+    let metrics_path = path == "/metrics" || path == "/api/v1/metrics";
+    let mcp_path = path == "/mcp" || path.starts_with("/mcp/");
+    let unserved = !matches!(
+        method,
+        Method::GET | Method::HEAD | Method::POST | Method::DELETE
+    );
+    if unserved
+        || (metrics_path && !matches!(method, Method::GET | Method::HEAD))
+        || (mcp_path && method != Method::POST)
+    {
+        let allow = if metrics_path {
+            Some("GET, HEAD")
+        } else if mcp_path {
+            Some("POST")
+        } else {
+            None
+        };
+        let Some(allow) = allow else {
+            return next.run(request).await;
+        };
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} {path} is not served; this path takes {allow}"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        return response;
+    }
     let headers = request.headers();
     let needed = needed_scope(&method, &path);
     let principal = match bearer(headers) {
@@ -270,8 +307,7 @@ pub async fn gate(
         }
         None => {
             let refusal = local_refusal(headers, &peer);
-            let metrics = path == "/metrics" || path == "/api/v1/metrics";
-            if metrics && (gate.settings.metrics_public || refusal.is_none()) {
+            if metrics_path && (gate.settings.metrics_public || refusal.is_none()) {
                 Principal {
                     name: "metrics".into(),
                     token_id: None,

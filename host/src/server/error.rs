@@ -155,3 +155,56 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
             .with_details(json!({ "line": e.line(), "column": e.column() }))
     })
 }
+
+/// Longest plain-text error body rewritten by [`json_rejections`].
+const MAX_REJECTION_BYTES: usize = 16 * 1024;
+
+/// axum answers a request its extractors cannot read (a query string or
+/// path segment that does not parse, a method the route lacks) in plain
+/// text; every error of this API has the JSON shape, so those answers are
+/// rewritten into it, keeping their status and headers (`Allow`).
+pub async fn json_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+
+    let response = next.run(request).await;
+    let status = response.status();
+    // Plain text, or no content type at all (rmcp's 406 and 415).
+    let plain_text = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain_text {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string()
+    } else {
+        text
+    };
+    let rewritten = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(CONTENT_TYPE);
+    let (new_parts, body) = rewritten.into_parts();
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, body)
+}

@@ -90,6 +90,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .nest_service("/mcp", mcp::http_service(cell.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_rejections))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
         .layer(axum::middleware::from_fn_with_state(
             state.trace.clone(),

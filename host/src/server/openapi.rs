@@ -113,7 +113,8 @@ fn interop_paths() -> Value {
         "/mcp": { "post": { "summary": "Model Context Protocol over Streamable HTTP (stateless, JSON answers)",
             "description": "JSON-RPC 2.0: initialize, tools/list, tools/call. Tools: create_entities, create_relations, add_observations, delete_entities, delete_observations, delete_relations, read_graph, search_nodes, open_nodes (the MCP memory server's), search, traverse, list_agents, ask_agent. Each tool needs the scope its REST route needs. Send `Accept: application/json, text/event-stream`.",
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["jsonrpc", "method"] } } } },
-            "responses": { "200": { "description": "A JSON-RPC answer" }, "202": { "description": "A notification was accepted" } } } },
+            "responses": { "200": { "description": "A JSON-RPC answer" }, "202": { "description": "A notification was accepted" },
+                "406": error_response("The client does not accept both application/json and text/event-stream") } } },
         "/api/v1/tools/{tool}/invoke": { "post": { "summary": "Call a tool with the body as its arguments (admin)",
             "parameters": [{ "name": "tool", "in": "path", "required": true, "schema": { "type": "string" } },
                 { "name": "agent", "in": "query", "schema": { "type": "string" }, "description": "Call as this agent" }],
@@ -338,6 +339,53 @@ pub async fn document() -> Json<Value> {
                 paths.extend(extra);
             }
         }
+        add_common_errors(paths);
     }
     Json(doc)
+}
+
+/// Errors any operation can answer, in the one error shape: a request
+/// that cannot be read (400), no or a wrong token (401), a token without
+/// the scope (403), an unknown name (404), a body too slow (408) or too
+/// big (413) or of the wrong type (415), refused input (422), no room
+/// (429, 503), a server fault (500). Added where an operation does not
+/// describe them itself.
+fn add_common_errors(paths: &mut serde_json::Map<String, Value>) {
+    const COMMON: [(&str, &str); 11] = [
+        ("400", "The request cannot be read (query, path or body)"),
+        ("401", "No token, or a token that is not valid here"),
+        (
+            "403",
+            "The token's scope does not allow this, or safe mode refuses writes",
+        ),
+        ("404", "Nothing by that name"),
+        ("408", "The body took too long to arrive"),
+        ("413", "The body is larger than the server accepts"),
+        (
+            "415",
+            "The body's content type is not one this operation reads",
+        ),
+        ("422", "The input is well-formed but refused"),
+        ("429", "Too many requests or messages queued"),
+        ("500", "A server fault (reported, nothing half-written)"),
+        ("503", "The server is at capacity or shutting down"),
+    ];
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            for (status, description) in COMMON {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| error_response(description));
+            }
+        }
+    }
 }
