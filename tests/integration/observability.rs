@@ -87,6 +87,15 @@ impl Collector {
     }
 }
 
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn attribute(span: &Span, key: &str) -> Option<Any> {
     span.attributes
         .iter()
@@ -151,19 +160,11 @@ async fn a_config_agent_turn_is_one_span_tree_in_the_callers_trace() {
         .expect("send");
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
     assert_eq!(
-        response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("turn-1"),
+        header(&response, "x-request-id"),
+        "turn-1",
         "the caller's request id comes back"
     );
-    let answered = response
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let answered = header(&response, "traceparent");
     assert!(
         answered.starts_with(&format!("00-{trace_hex}-")) && !answered.contains(caller_span),
         "the response names our own span in the caller's trace: {answered}"
@@ -239,12 +240,7 @@ async fn a_config_agent_turn_is_one_span_tree_in_the_callers_trace() {
         .send()
         .await
         .expect("send");
-    let id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let id = header(&response, "x-request-id");
     assert_eq!(id.len(), 36, "a fresh UUID: {id}");
     // A request id that would need escaping in a log is replaced.
     let response = http
@@ -253,11 +249,7 @@ async fn a_config_agent_turn_is_one_span_tree_in_the_callers_trace() {
         .send()
         .await
         .expect("send");
-    let id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let id = header(&response, "x-request-id");
     assert!(!id.contains(' ') && id.len() == 36, "{id}");
 
     // JSON logs carry the request's id on lines written while handling it.

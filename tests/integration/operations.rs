@@ -15,12 +15,14 @@ fn caxton(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         .envs(env.iter().copied())
         .output()
         .expect("run the caxton CLI");
+    // Notes (stderr) before the data (stdout), as a terminal shows them
+    // when the notes come first.
     (
         output.status.success(),
         format!(
             "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
         ),
     )
 }

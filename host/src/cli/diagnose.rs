@@ -44,7 +44,7 @@ pub async fn diagnose(client: &Client, show_errors: bool) -> anyhow::Result<Exit
         let error = if show_errors {
             match stats["last_error_at"].as_str() {
                 Some(at) => format!(
-                    "{error} (at {at}, {})",
+                    "{error} (last error at {at}, {})",
                     stats["last_error_code"].as_str().unwrap_or("?")
                 ),
                 None => error.to_string(),
