@@ -79,7 +79,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         ),
         (Some(path), false) => tracing::info!(
             file = %path.display(),
-            "every request but /api/v1/health needs a token; the admin token is kept here"
+            "every request but /api/v1/health and the API document needs a token; the admin token is kept here"
         ),
         (None, _) => tracing::info!(
             "no admin token file in the data directory; use an existing token or `caxton tokens create`"

@@ -396,6 +396,8 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/api/v1/agents/{agent}/logs",
         "/api/v1/messages",
         "/api/v1/openapi.json",
+        "/api/v1/docs",
+        "/api/v1/docs/app.js",
         "/api/v1/shutdown",
         "/api/v1/health/memory",
         "/api/v1/memory/entities",
@@ -418,6 +420,34 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
     }
+    // The page to browse it: its own script only, which renders the
+    // document's texts as text.
+    let page = reqwest::get(server.url("/api/v1/docs"))
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains(r#"<script src="/api/v1/docs/app.js">"#),
+        "{html}"
+    );
+    let script = reqwest::get(server.url("/api/v1/docs/app.js"))
+        .await
+        .expect("script")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        script.contains("/api/v1/openapi.json") && !script.contains("innerHTML"),
+        "{script}"
+    );
     let (status, body) = server.get("/api/v1/nope").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "route_not_found");

@@ -5,6 +5,7 @@ pub mod auth;
 mod backup;
 mod config_agents;
 pub mod debug;
+mod docs;
 pub mod error;
 pub mod listen;
 pub mod mcp;
@@ -72,6 +73,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let app = Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/docs", get(docs::page))
+        .route("/api/v1/docs/app.js", get(docs::script))
         .route("/api/v1/shutdown", post(shutdown))
         .route("/api/v1/safe-mode", post(safe_mode))
         .route("/metrics", get(metrics::metrics))

@@ -157,6 +157,14 @@ pub async fn document() -> Json<Value> {
                 "summary": "This document",
                 "responses": { "200": { "description": "OpenAPI 3 document" } }
             }},
+            "/api/v1/docs": { "get": {
+                "summary": "This document as a page to browse",
+                "responses": { "200": { "description": "An HTML page", "content": { "text/html": {} } } }
+            }},
+            "/api/v1/docs/app.js": { "get": {
+                "summary": "The script of the docs page",
+                "responses": { "200": { "description": "JavaScript", "content": { "text/javascript": {} } } }
+            }},
             "/api/v1/shutdown": { "post": {
                 "summary": "Graceful shutdown: in-flight requests finish, then the server exits",
                 "responses": { "202": { "description": "Shutting down" } }
