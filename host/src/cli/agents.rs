@@ -254,7 +254,7 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
             if let Some(config) = config {
                 body["config"] = config;
             }
-            let agent = with_progress(
+            let agent = output::with_progress(
                 &format!("Deploying {name} ({})", megabytes(bytes.len())),
                 client.post_json("/api/v1/agents", &body),
             )
@@ -513,39 +513,4 @@ async fn with_status(client: &Client, status: &str) -> anyhow::Result<Vec<String
 
 fn megabytes(bytes: usize) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
-/// Awaits `work` (an upload the server compiles: seconds for a JavaScript
-/// or Python component), saying on stderr what it waits for once it takes
-/// more than a moment, and how long so far every few seconds. Stdout stays
-/// the result alone, for scripts.
-pub(super) async fn with_progress<T>(
-    what: &str,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    const FIRST: std::time::Duration = std::time::Duration::from_secs(2);
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-    let started = std::time::Instant::now();
-    tokio::pin!(work);
-    let mut next = FIRST;
-    loop {
-        tokio::select! {
-            done = &mut work => {
-                if started.elapsed() >= FIRST {
-                    eprintln!("{what}: done in {:.1} s", started.elapsed().as_secs_f64());
-                }
-                return done;
-            }
-            () = tokio::time::sleep(next.saturating_sub(started.elapsed())) => {
-                if next == FIRST {
-                    eprintln!(
-                        "{what}: the server is compiling it (a JavaScript or Python component takes 10-20 s the first time; identical bytes are compiled once)…"
-                    );
-                } else {
-                    eprintln!("{what}: still compiling, {} s", started.elapsed().as_secs());
-                }
-                next += EVERY;
-            }
-        }
-    }
 }

@@ -107,6 +107,41 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// Awaits `work` (an upload the server compiles: seconds for a JavaScript
+/// or Python component), saying on stderr what it waits for once it takes
+/// more than a moment, and how long so far every few seconds. Stdout stays
+/// the result alone, for scripts.
+pub async fn with_progress<T>(
+    what: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(2);
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    tokio::pin!(work);
+    let mut next = FIRST;
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                if started.elapsed() >= FIRST {
+                    eprintln!("{what}: done in {:.1} s", started.elapsed().as_secs_f64());
+                }
+                return done;
+            }
+            () = tokio::time::sleep(next.saturating_sub(started.elapsed())) => {
+                if next == FIRST {
+                    eprintln!(
+                        "{what}: the server is compiling it (a JavaScript or Python component takes 10-20 s the first time; identical bytes are compiled once)…"
+                    );
+                } else {
+                    eprintln!("{what}: still compiling, {} s", started.elapsed().as_secs());
+                }
+                next += EVERY;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,11 +84,9 @@ pub async fn run(client: &Client, command: ToolsCommand) -> anyhow::Result<ExitC
             }
             let path = format!("/api/v1/tools?{}", query.join("&"));
             let what = format!("Deploying the tool in {}", file.display());
-            let tool = super::agents::with_progress(
-                &what,
-                client.post_body(&path, "application/wasm", bytes),
-            )
-            .await?;
+            let tool =
+                output::with_progress(&what, client.post_body(&path, "application/wasm", bytes))
+                    .await?;
             if output::emit_json(&tool) {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -210,7 +210,8 @@ impl ComponentTools {
             .map_err(DeployError::InvalidLimits)?;
         let cache = self.cache.clone();
         let to_compile = bytes.clone();
-        let sha = hex::encode(Sha256::digest(&bytes));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let sha = sha256.clone();
         let component =
             tokio::task::spawn_blocking(move || cache.compile_upload(&sha, &to_compile))
                 .await
@@ -240,7 +241,7 @@ impl ComponentTools {
             name: description.name,
             description: description.description,
             parameters,
-            component_sha256: hex::encode(Sha256::digest(&bytes)),
+            component_sha256: sha256,
             size_bytes: bytes.len() as u64,
             limits,
             deployed_at: crate::clock::now_rfc3339(),
