@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use crate::harness::{Server, repo_root, rust_example, temp_data_dir};
 
 /// The Python of the interop virtualenv; fails loudly when it is missing.
-fn interop_python() -> PathBuf {
+pub(crate) fn interop_python() -> PathBuf {
     let python = repo_root().join("target/interop-venv/bin/python");
     assert!(
         python.is_file(),
         "{} is missing: scripts/test creates it (python3 -m venv target/interop-venv && \
-         target/interop-venv/bin/pip install mcp==2.3.0 openai==3.51.0 schemathesis==4.32.5)",
+         target/interop-venv/bin/pip install mcp==2.3.0 openai==3.51.0 schemathesis==4.32.5 jinja2==3.1.6)",
         python.display()
     );
     python
@@ -25,7 +25,7 @@ fn interop_python() -> PathBuf {
 
 /// Runs an interop script; panics with its output unless it succeeds;
 /// returns the JSON line it printed.
-fn run_script(script: &str, args: &[&str]) -> Value {
+pub(crate) fn run_script(script: &str, args: &[&str]) -> Value {
     let output = Command::new(interop_python())
         .arg(repo_root().join("tests/interop").join(script))
         .args(args)

@@ -129,3 +129,80 @@ async fn the_local_model_greets_and_calls_a_tool() {
         "the model's tool call was not dispatched; reply {body}, log {logs}"
     );
 }
+
+/// The prompt the server builds from the model file's own chat template is
+/// byte for byte what Jinja2 renders from that template when set up as
+/// Hugging Face transformers sets it up, for a conversation with tools,
+/// tool calls, two tool results and non-ASCII text, and for a bare one
+/// (the template's default system prompt).
+#[test]
+fn the_model_files_chat_template_renders_as_jinja2_renders_it() {
+    use caxton_models::llm::{LocalLlm, Speaker, ToolDecl, Turn};
+    use serde_json::json;
+
+    ensure_local_model();
+    let path = caxton_models::llm_model_path(&caxton_models::default_cache_dir());
+    let llm = LocalLlm::load(&path).expect("load the local model");
+    assert_eq!(
+        llm.prompt_format(),
+        ("gguf", None),
+        "the file's template is used"
+    );
+    let template = llm
+        .chat_template()
+        .expect("the GGUF carries a chat template");
+    let (bos, eos) = template.special_tokens();
+    assert_eq!(eos, "<|im_end|>", "EOS text from the file's vocabulary");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("template.json");
+    std::fs::write(
+        &input,
+        json!({"template": template.source(), "bos_token": bos, "eos_token": eos}).to_string(),
+    )
+    .expect("write input");
+    let jinja2 = crate::interop::run_script(
+        "hf_chat_template.py",
+        &[input.to_str().expect("UTF-8 path")],
+    );
+
+    let turn = |speaker, content: &str| Turn {
+        speaker,
+        content: content.into(),
+        tool_calls: vec![],
+    };
+    let tools = [ToolDecl {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        }),
+    }];
+    let with_tools = [
+        turn(Speaker::System, "You are terse."),
+        turn(Speaker::User, "Weather in Paris? Réponds en français."),
+        Turn {
+            speaker: Speaker::Assistant,
+            content: String::new(),
+            tool_calls: vec![("get_weather".into(), json!({"city": "Paris"}))],
+        },
+        turn(Speaker::Tool, "{\"temp\": 21}"),
+        turn(Speaker::Tool, "{\"wind\": \"calm\"}"),
+        turn(Speaker::Assistant, "21 °C, calme."),
+        turn(Speaker::User, "Merci <3"),
+    ];
+    let ours = llm.prompt(&with_tools, &tools).expect("render with tools");
+    assert_eq!(
+        ours,
+        jinja2["with_tools"].as_str().expect("a prompt"),
+        "with tools"
+    );
+    assert!(ours.contains("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"), "{ours}");
+    let plain = llm
+        .prompt(&[turn(Speaker::User, "Hello!")], &[])
+        .expect("render plain");
+    assert_eq!(plain, jinja2["plain"].as_str().expect("a prompt"), "plain");
+    assert!(plain.ends_with("<|im_start|>assistant\n"), "{plain}");
+}

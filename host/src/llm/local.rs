@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use caxton_models::llm::{
-    GenerateParams, LocalLlm, ParsedReply, Speaker, StopReason, ToolDecl, Turn, parse_reply, render,
+    GenerateParams, LocalLlm, ParsedReply, Speaker, StopReason, ToolDecl, Turn, parse_reply,
 };
 use serde_json::Value;
 
@@ -213,14 +213,18 @@ impl Local {
             if slot.is_none() {
                 let started = std::time::Instant::now();
                 let loaded = LocalLlm::load(&path).map_err(unavailable)?;
+                let (prompt_format, template_problem) = loaded.prompt_format();
                 tracing::info!(model = loaded.name(), path = %path.display(),
-                    load_ms = started.elapsed().as_millis() as u64, "local LLM loaded");
+                    load_ms = started.elapsed().as_millis() as u64, prompt_format,
+                    template_problem, "local LLM loaded");
                 *slot = Some(loaded);
             }
             let Some(llm) = slot.as_mut() else {
                 return Err(unavailable("the model did not load"));
             };
-            let prompt = render(&prompt_turns, &declared);
+            let prompt = llm
+                .prompt(&prompt_turns, &declared)
+                .map_err(|e| LlmError::Invalid(e.to_string()))?;
             let generation = llm
                 .generate(&prompt, params, &mut |piece| {
                     gate.push(piece);

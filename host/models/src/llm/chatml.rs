@@ -1,9 +1,7 @@
-//! ChatML prompts, the format of Qwen2.5 (and SmolLM2) instruct models, with
-//! Qwen's tool-calling section.
-//!
-//! The GGUF carries a Jinja chat template; for these models it renders
-//! exactly this, so the template is reproduced here rather than pulling in a
-//! Jinja engine.
+//! The conversation handed to a local model ([`Turn`], [`ToolDecl`]), and
+//! ChatML with Qwen's tool-calling section: the prompt format used when a
+//! GGUF carries no chat template of its own (a file that has one is
+//! prompted through [`crate::llm::template`]).
 
 use serde_json::Value;
 

@@ -2,9 +2,9 @@
 //!
 //! The GGUF file is the only artefact: weights, hyper-parameters and the
 //! tokenizer (a byte-level BPE vocabulary, rebuilt with candle's
-//! `TokenizerFromGguf`) all come from it. Architectures `qwen2` (the default
-//! model, Qwen2.5-Coder-0.5B-Instruct) and `llama` (SmolLM2, TinyLlama, …)
-//! are supported.
+//! `TokenizerFromGguf`) and the chat template all come from it.
+//! Architectures `qwen2` (the default model, Qwen2.5-Coder-0.5B-Instruct),
+//! `llama` (Llama 3, SmolLM2, TinyLlama, …) and `phi3` are supported.
 //!
 //! A model holds its KV cache, so one [`LocalLlm`] answers one prompt at a
 //! time (`&mut self`); callers queue requests in front of it.
@@ -17,8 +17,11 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use candle_transformers::models::{quantized_llama, quantized_phi3, quantized_qwen2};
 use tokenizers::Tokenizer;
+
+use crate::llm::chatml::{self, ToolDecl, Turn};
+use crate::llm::template::{ChatTemplate, TemplateError};
 
 /// Why a model could not be loaded or could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,7 @@ pub enum LlmError {
     #[error("{} is not a usable GGUF model: {detail}", path.display())]
     Format { path: PathBuf, detail: String },
     #[error(
-        "{} has architecture `{arch}`; the local provider runs `qwen2` and `llama` GGUF models",
+        "{} has architecture `{arch}`; the local provider runs `qwen2`, `llama` and `phi3` GGUF models",
         path.display()
     )]
     Architecture { path: PathBuf, arch: String },
@@ -44,6 +47,8 @@ pub enum LlmError {
         max_tokens: usize,
         context: usize,
     },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("inference failed: {0}")]
     Inference(String),
 }
@@ -61,6 +66,10 @@ pub struct GenerateParams {
     pub temperature: Option<f64>,
     pub seed: u64,
 }
+
+/// Tokens that end an assistant turn in the chat formats of the supported
+/// families (ChatML, Llama 3, Phi 3), besides the file's EOS.
+const END_OF_TURN: [&str; 4] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>"];
 
 impl Default for GenerateParams {
     fn default() -> Self {
@@ -119,6 +128,7 @@ fn per_second(tokens: usize, time: Duration) -> f64 {
 enum Weights {
     Qwen2(quantized_qwen2::ModelWeights),
     Llama(quantized_llama::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
 }
 
 impl Weights {
@@ -126,15 +136,16 @@ impl Weights {
         match self {
             Weights::Qwen2(m) => m.forward(input, position),
             Weights::Llama(m) => m.forward(input, position),
+            Weights::Phi3(m) => m.forward(input, position),
         }
     }
 
     fn clear_kv_cache(&mut self) {
         match self {
             Weights::Qwen2(m) => m.clear_kv_cache(),
-            // quantized_llama keeps no reset method: its cache is rebuilt
-            // when a forward pass starts at position 0.
-            Weights::Llama(_) => {}
+            // quantized_llama and quantized_phi3 keep no reset method: their
+            // cache is rebuilt when a forward pass starts at position 0.
+            Weights::Llama(_) | Weights::Phi3(_) => {}
         }
     }
 }
@@ -143,8 +154,14 @@ impl Weights {
 pub struct LocalLlm {
     weights: Weights,
     tokenizer: Tokenizer,
-    /// Tokens that end the assistant's turn (`<|im_end|>`, `<|endoftext|>`, EOS).
+    /// Tokens that end the assistant's turn (`<|im_end|>`, `<|eot_id|>`,
+    /// `<|end|>`, EOS).
     stop_tokens: Vec<u32>,
+    /// The GGUF's own chat template; `None`: ChatML.
+    template: Option<ChatTemplate>,
+    /// Why the GGUF's template is not used, when it has one that failed to
+    /// compile.
+    template_problem: Option<String>,
     context_length: usize,
     /// `general.name` from the GGUF, for status and logs.
     name: String,
@@ -181,17 +198,31 @@ impl LocalLlm {
             .map_or(4096, |n| n as usize);
         let tokenizer = Tokenizer::from_gguf(&content)
             .map_err(|e| format(format!("cannot build its tokenizer: {e}")))?;
-        let mut stop_tokens: Vec<u32> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"]
+        let mut stop_tokens: Vec<u32> = END_OF_TURN
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
-        if let Some(eos) = content
-            .metadata
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.to_u32().ok())
-        {
-            stop_tokens.push(eos);
-        }
+        let token_id = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+        let eos = token_id("tokenizer.ggml.eos_token_id");
+        stop_tokens.extend(eos);
+        let token_text = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let (template, template_problem) = match text("tokenizer.chat_template") {
+            None => (None, None),
+            Some(source) => match ChatTemplate::new(
+                source,
+                token_text(token_id("tokenizer.ggml.bos_token_id")),
+                token_text(eos),
+            ) {
+                Ok(template) => (Some(template), None),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "{e}; prompts use ChatML instead");
+                    (None, Some(e.to_string()))
+                }
+            },
+        };
         if stop_tokens.is_empty() {
             return Err(format(
                 "its vocabulary has no end-of-turn token (<|im_end|> or EOS)".into(),
@@ -207,6 +238,10 @@ impl LocalLlm {
                 quantized_llama::ModelWeights::from_gguf(content, &mut file, &device)
                     .map_err(|e| format(e.to_string()))?,
             ),
+            "phi3" => Weights::Phi3(
+                quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, &device)
+                    .map_err(|e| format(e.to_string()))?,
+            ),
             _ => {
                 return Err(LlmError::Architecture {
                     path: path.to_path_buf(),
@@ -218,6 +253,8 @@ impl LocalLlm {
             weights,
             tokenizer,
             stop_tokens,
+            template,
+            template_problem,
             context_length,
             name,
             path: path.to_path_buf(),
@@ -238,6 +275,30 @@ impl LocalLlm {
         self.context_length
     }
 
+    /// The prompt for a conversation, in the format the model was trained
+    /// on: its GGUF's chat template, or ChatML when it carries none.
+    pub fn prompt(&self, turns: &[Turn], tools: &[ToolDecl]) -> Result<String, LlmError> {
+        match &self.template {
+            Some(template) => Ok(template.render(turns, tools)?),
+            None => Ok(chatml::render(turns, tools)),
+        }
+    }
+
+    /// The GGUF's own chat template, when it has a usable one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// Where prompts come from: `"gguf"` (the file's own template) or
+    /// `"chatml"`, and why not the file's template when it has one that
+    /// could not be used.
+    pub fn prompt_format(&self) -> (&'static str, Option<&str>) {
+        match &self.template {
+            Some(_) => ("gguf", None),
+            None => ("chatml", self.template_problem.as_deref()),
+        }
+    }
+
     /// Number of tokens `text` encodes to (special tokens recognised).
     pub fn count_tokens(&self, text: &str) -> Result<usize, LlmError> {
         Ok(self.encode(text)?.len())
@@ -249,7 +310,7 @@ impl LocalLlm {
     }
 
     /// Completes `prompt` (already in the model's chat format, see
-    /// [`crate::chatml::render`]). `on_text` receives each new piece of text
+    /// [`Self::prompt`]). `on_text` receives each new piece of text
     /// as it is decoded and returns `false` to stop early.
     pub fn generate(
         &mut self,
