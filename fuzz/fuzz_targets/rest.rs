@@ -1,7 +1,10 @@
 //! The REST API as a hostile client sees it: the real router (auth gate,
 //! body limits, JSON decoding, handlers, storage) of a server assembled in a
 //! temporary data directory, sent any body on any route with any content
-//! type. No input may panic or answer 500.
+//! type. No input may panic or answer 500. `/v1/chat/completions` and
+//! `/mcp` are among the routes; MCP requests carry the headers a client
+//! sends, so the JSON-RPC bodies (and the REST calls the tools make
+//! through the same router) are what is fuzzed.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -109,6 +112,13 @@ fuzz_target!(|data: &[u8]| {
         .header("host", "127.0.0.1:8080");
     if !content_type.is_empty() {
         request = request.header("content-type", content_type);
+    }
+    // What every MCP client sends; without it rmcp refuses the POST (406)
+    // before reading the JSON-RPC body. Odd variants leave it out.
+    if path == "/mcp" && variant % 2 == 0 {
+        request = request
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
     }
     let Ok(mut request) = request.body(Body::from(body.to_vec())) else {
         return; // not a valid URI: hyper would refuse it before the router

@@ -166,11 +166,7 @@ fn the_model_files_chat_template_renders_as_jinja2_renders_it() {
         &[input.to_str().expect("UTF-8 path")],
     );
 
-    let turn = |speaker, content: &str| Turn {
-        speaker,
-        content: content.into(),
-        tool_calls: vec![],
-    };
+    let turn = Turn::text;
     let tools = [ToolDecl {
         name: "get_weather".into(),
         description: "Current weather for a city".into(),

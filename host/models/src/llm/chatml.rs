@@ -24,6 +24,17 @@ pub struct Turn {
     pub tool_calls: Vec<(String, Value)>,
 }
 
+impl Turn {
+    /// A turn of plain text, without tool calls.
+    pub fn text(speaker: Speaker, content: impl Into<String>) -> Turn {
+        Turn {
+            speaker,
+            content: content.into(),
+            tool_calls: Vec::new(),
+        }
+    }
+}
+
 /// A tool offered to the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolDecl {
@@ -129,11 +140,7 @@ mod tests {
     use serde_json::json;
 
     fn turn(speaker: Speaker, content: &str) -> Turn {
-        Turn {
-            speaker,
-            content: content.into(),
-            tool_calls: vec![],
-        }
+        Turn::text(speaker, content)
     }
 
     #[test]

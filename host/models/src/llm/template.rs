@@ -386,11 +386,7 @@ mod tests {
     use serde_json::json;
 
     fn turn(speaker: Speaker, content: &str) -> Turn {
-        Turn {
-            speaker,
-            content: content.into(),
-            tool_calls: vec![],
-        }
+        Turn::text(speaker, content)
     }
 
     fn template(source: &str) -> ChatTemplate {
