@@ -71,10 +71,21 @@ pub(crate) fn cache_err(path: &Path) -> impl FnOnce(io::Error) -> PullError + '_
 pub(crate) fn http_client(
     connect_timeout: Duration,
 ) -> Result<reqwest::blocking::Client, SourceError> {
+    build(client_builder(connect_timeout))
+}
+
+/// The settings every model download uses, for a caller that needs one more.
+pub(crate) fn client_builder(connect_timeout: Duration) -> reqwest::blocking::ClientBuilder {
     reqwest::blocking::Client::builder()
         .user_agent(concat!("caxton-models/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         .timeout(STALL_TIMEOUT)
+}
+
+pub(crate) fn build(
+    builder: reqwest::blocking::ClientBuilder,
+) -> Result<reqwest::blocking::Client, SourceError> {
+    builder
         .build()
         .map_err(|e| SourceError::Failed(format!("cannot build HTTP client: {}", error_chain(&e))))
 }

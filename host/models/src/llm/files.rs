@@ -258,13 +258,9 @@ fn fetch_from_hugging_face(
     progress: &mut dyn FnMut(PullProgress),
 ) -> Result<(), SourceError> {
     let url = format!("{}/{HF_REPO}/resolve/main/{HF_FILE}", hf_endpoint());
-    let probe = reqwest::blocking::Client::builder()
-        .user_agent(concat!("caxton-models/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(HF_CONNECT_TIMEOUT)
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| SourceError::Failed(format!("cannot build HTTP client: {e}")))?;
+    let probe = fetch::build(
+        fetch::client_builder(HF_CONNECT_TIMEOUT).redirect(reqwest::redirect::Policy::none()),
+    )?;
     let head = probe
         .head(&url)
         .send()
