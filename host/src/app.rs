@@ -198,7 +198,12 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         LlmService::from_config(&config.llm, &config.memory.model_cache_dir())
             .map_err(|e| anyhow::anyhow!("llm configuration: {e}"))?,
     );
-    let cache = crate::runtime::component_cache(&data_dir, &storage, &config.runtime.max_limits)?;
+    let cache = crate::runtime::component_cache(
+        &data_dir,
+        &storage,
+        &config.runtime.max_limits,
+        config.runtime.instance_pool,
+    )?;
     let components = ComponentTools::new(cache.clone(), storage.clone(), config.runtime.clone())?;
     let mcp_servers = crate::tools::mcp::McpServers::start(&config.mcp_servers).await;
     let tools = Arc::new(

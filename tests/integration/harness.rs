@@ -214,18 +214,57 @@ impl Server {
         config: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Server {
-        ensure_embedding_model();
         let mut command = Command::new(env!("CARGO_BIN_EXE_caxton"));
+        command.env("CAXTON_LOG", "warn").stderr(Stdio::inherit());
+        Server::launch(
+            command,
+            host,
+            data_dir,
+            config,
+            env,
+            Duration::from_secs(120),
+        )
+    }
+
+    /// Starts the binary under `runner` (an emulator and its arguments),
+    /// logging at `info` into `log`.
+    pub fn start_under(
+        runner: &[&str],
+        data_dir: &Path,
+        config: Option<&Path>,
+        log: &Path,
+    ) -> Server {
+        let (program, args) = runner.split_first().expect("a runner command");
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .arg(env!("CARGO_BIN_EXE_caxton"))
+            .env("CAXTON_LOG", "info")
+            .stderr(std::fs::File::create(log).expect("create the log file"));
+        // An emulator runs the code 10-100x slower than the CPU would.
+        let limit = Duration::from_secs(900);
+        Server::launch(command, "127.0.0.1", data_dir, config, &[], limit)
+    }
+
+    /// Runs `command` (the binary, or a runner in front of it) with
+    /// `start` and waits for the address it prints.
+    fn launch(
+        mut command: Command,
+        host: &str,
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        startup_limit: Duration,
+    ) -> Server {
+        ensure_embedding_model();
         command
             .arg("start")
             .args(["--port", "0", "--host", host])
             .arg("--data-dir")
             .arg(data_dir)
-            .env("CAXTON_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
         if let Some(config) = config {
             command.arg("--config").arg(config);
         } else {
@@ -242,11 +281,14 @@ impl Server {
                 }
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(120)) {
+        let base = match rx.recv_timeout(startup_limit) {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
-                panic!("caxton did not report its address within 120 s (see its stderr above)");
+                panic!(
+                    "caxton did not report its address within {} s (see its stderr)",
+                    startup_limit.as_secs()
+                );
             }
         };
         // A wildcard bind is reached, as an operator would, through loopback.

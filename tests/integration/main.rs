@@ -15,6 +15,7 @@ mod messaging;
 mod observability;
 mod operations;
 mod polyglot;
+mod portability;
 mod remote_llm;
 mod sandbox;
 mod security;

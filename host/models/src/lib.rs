@@ -24,6 +24,7 @@
 //! ```
 
 mod bert;
+pub mod cpu;
 mod embedder;
 mod gelu;
 mod threads;

@@ -615,8 +615,12 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow!("{e}"))?,
     );
-    let cache =
-        caxton::runtime::component_cache(data_dir, &storage, &RuntimeConfig::default().max_limits)?;
+    let cache = caxton::runtime::component_cache(
+        data_dir,
+        &storage,
+        &RuntimeConfig::default().max_limits,
+        true,
+    )?;
     let manager = AgentManager::new(
         RuntimeConfig::default(),
         storage,

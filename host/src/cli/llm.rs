@@ -108,11 +108,12 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "model {} ({}), loaded in {:.2} s, threads {}",
+        "model {} ({}), loaded in {:.2} s, threads {}, kernels {}",
         llm.name(),
         path.display(),
         started.elapsed().as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        caxton_models::cpu::simd_kernels()
     );
     let weather = ToolDecl {
         name: "get_weather".into(),

@@ -216,7 +216,8 @@ impl Local {
                 let (prompt_format, template_problem) = loaded.prompt_format();
                 tracing::info!(model = loaded.name(), path = %path.display(),
                     load_ms = started.elapsed().as_millis() as u64, prompt_format,
-                    template_problem, "local LLM loaded");
+                    template_problem, simd = caxton_models::cpu::simd_kernels(),
+                    "local LLM loaded");
                 *slot = Some(loaded);
             }
             let Some(llm) = slot.as_mut() else {

@@ -21,7 +21,9 @@ const POOL_SLOTS: u32 = 1000;
 /// The engine. `max_memory_bytes` is the server's ceiling for any agent; the
 /// pooling allocator sizes its memory slots to it (a slot caps growth
 /// whatever the per-agent limiter says, so it must not be smaller).
-pub fn new_engine(max_memory_bytes: u64) -> anyhow::Result<Engine> {
+/// Without `instance_pool` instances are allocated on demand
+/// (`runtime.instance_pool`).
+pub fn new_engine(max_memory_bytes: u64, instance_pool: bool) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.consume_fuel(true);
@@ -39,7 +41,11 @@ pub fn new_engine(max_memory_bytes: u64) -> anyhow::Result<Engine> {
         .max_tables_per_component(16)
         .table_elements(100_000)
         .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX));
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if instance_pool {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    } else {
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    }
     let engine =
         Engine::new(&config).map_err(|e| anyhow::anyhow!("creating wasmtime engine: {e}"))?;
     start_epoch_ticker(&engine);

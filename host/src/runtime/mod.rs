@@ -36,8 +36,9 @@ pub fn component_cache(
     data_dir: &std::path::Path,
     storage: &crate::storage::Storage,
     max_limits: &limits::ResourceLimits,
+    instance_pool: bool,
 ) -> anyhow::Result<std::sync::Arc<component_cache::ComponentCache>> {
-    let engine = engine::new_engine(max_limits.max_memory_bytes)?;
+    let engine = engine::new_engine(max_limits.max_memory_bytes, instance_pool)?;
     let key = component_cache::mac_key(storage)?;
     let cache = component_cache::ComponentCache::new(
         engine,

@@ -22,6 +22,13 @@ pub struct RuntimeConfig {
     /// Tool components that may be deployed at once (each keeps its
     /// compiled code in memory).
     pub max_tools: usize,
+    /// Keep instances in a pool reserved at start (on by default: an
+    /// instance then costs no mmap). The pool reserves address space for
+    /// every slot up front, terabytes of it though none is resident, which
+    /// an address-space limit (`ulimit -v`), strict overcommit or an
+    /// emulator cannot give; `false` reserves each instance's memory when
+    /// it is created instead.
+    pub instance_pool: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +48,7 @@ impl Default for RuntimeConfig {
             failure_threshold: 5,
             max_agents: 800,
             max_tools: 200,
+            instance_pool: true,
         }
     }
 }

@@ -1,0 +1,123 @@
+//! Which SIMD kernels this CPU gets.
+//!
+//! Caxton is built for baseline x86-64 so one binary runs on any x86-64
+//! machine. The code where SIMD matters chooses at run time instead, by
+//! CPUID: candle's quantized (GGUF) and f32 kernels, gemm's matrix
+//! multiply, NumKong's vector distances, and our GELU. They all want the
+//! same thing from the CPU, AVX2 with FMA (x86-64-v3), so that is what is
+//! reported: without it the local model runs 3–4× slower.
+
+/// Whether the CPU running us has AVX2 and FMA (cached after the first call).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// The kernel family this CPU gets, for logs and benchmarks:
+/// `avx2+fma`, `neon`, or `portable`.
+pub fn simd_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        return "avx2+fma";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return "neon";
+    }
+    "portable"
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::{Device, Module, Tensor};
+
+    use super::*;
+
+    /// The kernels chosen are the ones the CPU can run fastest. Under an
+    /// emulator `/proc/cpuinfo` is the host's, so `scripts/test` says what
+    /// to expect there with `CAXTON_EXPECT_SIMD`.
+    #[test]
+    fn the_kernels_chosen_are_the_ones_the_cpu_has() {
+        let expected = match std::env::var("CAXTON_EXPECT_SIMD") {
+            Ok(expected) => expected,
+            Err(_) => {
+                let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+                let flags: Vec<&str> = cpuinfo
+                    .lines()
+                    .find(|l| l.starts_with("flags"))
+                    .map(|l| l.split_whitespace().collect())
+                    .unwrap_or_default();
+                if flags.contains(&"avx2") && flags.contains(&"fma") {
+                    "avx2+fma".to_string()
+                } else if cfg!(target_arch = "aarch64") {
+                    "neon".to_string()
+                } else {
+                    "portable".to_string()
+                }
+            }
+        };
+        assert_eq!(simd_kernels(), expected);
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A quantized matrix product, through whichever kernels candle picked
+    /// for this CPU, equals the f32 product with the dequantized weights
+    /// up to the activations' own 8-bit quantization. Run natively (AVX2)
+    /// and by `scripts/test` under a CPU without AVX (the portable code).
+    #[test]
+    fn quantized_matmul_agrees_with_f32_on_this_cpu() {
+        let (rows, k, m) = (16, 512, 3);
+        let cpu = &Device::Cpu;
+        let w = Tensor::from_vec(values(rows * k, 7), (rows, k), cpu).expect("weights");
+        let x = Tensor::from_vec(values(m * k, 11), (m, k), cpu).expect("input");
+        // Each format the default model uses, and the four whose generic
+        // loop has an AVX2 twin (vendor/candle-core).
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
+            let q = QTensor::quantize(&w, dtype).expect("quantize");
+            let expected = q
+                .dequantize(cpu)
+                .and_then(|wd| x.matmul(&wd.t()?))
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .expect("f32 product");
+            let got = QMatMul::from_qtensor(q)
+                .and_then(|mm| mm.forward(&x))
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .expect("quantized product");
+            let error: f32 = got
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                .sqrt();
+            let norm: f32 = expected.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!(
+                error / norm < 0.02,
+                "{dtype:?} on {} kernels: relative error {}",
+                simd_kernels(),
+                error / norm
+            );
+        }
+    }
+}
