@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::memory::store::StoreCheck;
 use crate::storage::Storage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How far `storage verify` looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageCheckLevel)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// The database answers; counts.
@@ -23,14 +25,17 @@ pub enum Level {
 }
 
 /// One check and what it found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageCheck)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What `storage verify` found: every check, and whether all passed.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageReport)]
 pub struct Report {
     pub level: Level,
     pub ok: bool,
@@ -172,7 +177,8 @@ pub fn run(
 
 /// What `storage repair` did (or, without `applied`, would do), and what
 /// it cannot repair.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageRepairReport)]
 pub struct RepairReport {
     pub applied: bool,
     pub memory: crate::memory::store::StoreRepair,

@@ -570,9 +570,11 @@ impl Drop for KillOnDrop {
 /// every operation generated requests, valid and not, and undeclared
 /// methods: no answer may be a 5xx, and every answer must match what the
 /// document says (status codes, content types, headers, response schemas,
-/// 405 with `Allow`). Request schemas are looser than the handlers' checks
-/// (bodies are described, not all of their rules), so the check that valid
-/// data is always accepted is left out.
+/// 405 with `Allow`). Request schemas are the handlers' own types, but not
+/// every rule is in them (cross-field rules such as "message or content",
+/// names that must exist, a `null` body where the body is optional): with
+/// the check that schema-valid data is always accepted, 19 of 61
+/// operations still answer 400, so that check is left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_answer_the_document_denies() {
     let schemathesis = interop_python().with_file_name("schemathesis");
@@ -600,8 +602,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_denies() 
             "positive_data_acceptance",
         ])
         .args(["--max-examples", "30", "--seed", "20261202"])
-        // Stopping the server or loading a file of lines is not fuzzed here.
+        // Stopping the server, turning safe mode on (every write then
+        // answers 503 by design) or loading a file of lines is not fuzzed
+        // here.
         .args(["--exclude-path", "/api/v1/shutdown"])
+        .args(["--exclude-path", "/api/v1/safe-mode"])
         .args(["--exclude-path", "/api/v1/memory/import"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", schemathesis.display()));

@@ -384,7 +384,7 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
     let server = Server::start(&data);
     let (status, doc) = server.get("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/v1/health",
         "/api/v1/agents",
@@ -419,6 +419,37 @@ async fn openapi_describes_every_route_and_errors_have_one_shape() {
         "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lists {path}");
+    }
+    // Bodies are the handlers' own types: the search body's fields come
+    // from the struct the handler reads, and errors have their one shape.
+    let schemas = &doc["components"]["schemas"];
+    let search = &doc["paths"]["/api/v1/memory/search"]["post"];
+    let body_ref = search["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the search body is a component: {search}"));
+    let body = &schemas[body_ref.trim_start_matches("#/components/schemas/")];
+    assert!(body["properties"]["query"].is_object(), "{body}");
+    assert!(
+        schemas["ErrorBody"]["properties"]["error"].is_object(),
+        "{schemas}"
+    );
+    // Every operation has a summary and a unique id.
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                ids.insert(id.to_string()),
+                "{method} {path}: operationId `{id}` twice"
+            );
+            assert!(
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no summary"
+            );
+        }
     }
     // The page to browse it: its own script only, which renders the
     // document's texts as text.

@@ -170,7 +170,7 @@ pub struct QueryCache {
 }
 
 /// Counters for `memory stats` / `model-stats`.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub entries: usize,
     pub capacity: usize,

@@ -81,7 +81,7 @@ impl MemoryOptions {
 }
 
 /// How the vector index came to be at start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexOrigin {
     /// `snapshot` (loaded from disk, then reconciled) or `rebuilt` (from redb).
     pub source: Cow<'static, str>,
@@ -112,17 +112,22 @@ pub struct MemoryService {
 }
 
 /// Health of the memory system, in the runbook's shape.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryHealth {
+    /// `healthy`, `degraded` (no embedding model) or `unhealthy` (the
+    /// database cannot be read).
     pub status: Cow<'static, str>,
+    /// The database: `ok` or `error` (the name is the runbook's).
     pub sqlite_status: Cow<'static, str>,
+    /// `loaded` or `unavailable`.
     pub embedding_model: Cow<'static, str>,
+    /// Why the embedding model is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
 /// Everything `memory stats` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemoryStats {
     pub counts: store::StoreCounts,
     pub indexed_vectors: usize,
@@ -133,32 +138,40 @@ pub struct MemoryStats {
     pub latency: std::collections::BTreeMap<Cow<'static, str>, telemetry::OpSummary>,
 }
 
-/// `limits-check` / `capacity-check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Entities against the recommended maximum (`limits-check` /
+/// `capacity-check`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryCapacity)]
 pub struct Capacity {
     pub entities: u64,
     pub recommended_max_entities: u64,
+    /// `entities` as a percentage of `recommended_max_entities`.
     pub percent: f64,
 }
 
-/// `usage`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where memory's bytes go, against the configured budget (`usage`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryUsage)]
 pub struct Usage {
     pub model_bytes: u64,
     pub model_loaded: bool,
     pub database_bytes: u64,
     pub index_bytes: u64,
     pub query_cache_bytes: u64,
-    /// The whole server process (Linux; `None` elsewhere).
+    /// The whole server process (Linux; null elsewhere).
     pub resident_bytes: Option<u64>,
     pub budget_bytes: u64,
+    /// `resident_bytes` as a percentage of `budget_bytes`, when known.
     pub percent: Option<f64>,
 }
 
-/// `cleanup --remove-orphaned`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Entities without relations, found and removed
+/// (`cleanup --remove-orphaned`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryCleanup)]
 pub struct Cleanup {
     pub orphans: usize,
+    /// 0 on a dry run.
     pub removed: u32,
     /// Up to 20 of them, as `scope/name`.
     pub sample: Vec<String>,

@@ -62,39 +62,59 @@ impl std::fmt::Display for ScopeKey {
 }
 
 /// An entity as written by a caller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityInput {
+    /// Unique in its scope; at most 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
+    /// At most 64 bytes.
+    #[schema(min_length = 1, max_length = 64)]
     pub entity_type: String,
+    /// Facts about the entity, each at most 4096 bytes; an entity holds at
+    /// most 1000.
     #[serde(default)]
     pub observations: Vec<String>,
+    /// A JSON object kept with the entity; replaces the stored one when
+    /// given.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// An entity as read back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entity {
     pub name: String,
     pub entity_type: String,
     pub observations: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// RFC 3339.
     pub created_at: String,
+    /// RFC 3339: the last change of type, metadata or observations.
     pub updated_at: String,
 }
 
 /// A relation, `from` —`relation_type`→ `to`, unique per triple.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Relation {
+    /// An entity's name, in the same scope.
+    #[schema(min_length = 1, max_length = 256)]
     pub from: String,
+    /// An entity's name, in the same scope.
+    #[schema(min_length = 1, max_length = 256)]
     pub to: String,
+    /// At most 64 bytes.
+    #[schema(min_length = 1, max_length = 64)]
     pub relation_type: String,
     #[serde(default = "one")]
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
     pub strength: f32,
     #[serde(default = "one")]
+    #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
     pub confidence: f32,
 }
 
@@ -103,14 +123,15 @@ fn one() -> f32 {
 }
 
 /// A relation to delete: the triple is enough.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RelationKey {
     pub from: String,
     pub to: String,
     pub relation_type: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Which relations a traversal follows from each entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -119,17 +140,23 @@ pub enum Direction {
     Both,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How far a traversal goes and which relations it follows.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraverseOptions {
+    /// Relations followed from the start, at most 6.
     #[serde(default = "default_depth")]
+    #[schema(default = 2, maximum = 6)]
     pub max_depth: u32,
     /// Empty: every relation type.
     #[serde(default)]
     pub relation_types: Vec<String>,
     #[serde(default)]
+    #[schema(default = "outgoing")]
     pub direction: Direction,
+    /// Relations weaker than this are not followed.
     #[serde(default)]
+    #[schema(default = 0.0)]
     pub min_strength: f32,
 }
 
@@ -149,28 +176,29 @@ impl Default for TraverseOptions {
 }
 
 /// Entities and the relations between them.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Subgraph {
     pub entities: Vec<Entity>,
     pub relations: Vec<Relation>,
 }
 
 /// A traversal answer: each reached entity with its distance from the start.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Traversal {
     pub start: String,
     pub nodes: Vec<TraversedNode>,
     pub relations: Vec<Relation>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An entity reached, `depth` relations from the start.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TraversedNode {
     pub depth: u32,
     pub entity: Entity,
 }
 
 /// One search result: an entity, why it matched, how well.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub entity: Entity,
     /// Fused score (reciprocal-rank fusion of the semantic and keyword
@@ -185,16 +213,16 @@ pub struct SearchHit {
 }
 
 /// One page of `read_graph`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GraphPage {
     pub entities: Vec<Entity>,
     pub relations: Vec<Relation>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// What a write changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WriteSummary {
     pub created: u32,
     pub updated: u32,

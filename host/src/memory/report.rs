@@ -13,7 +13,7 @@ use super::model::SearchHit;
 use super::telemetry::{OpSummary, SlowQuery};
 
 /// `GET /api/v1/memory/stats`: the stats and the database file's size.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatsReport {
     #[serde(flatten)]
     pub stats: MemoryStats,
@@ -21,7 +21,7 @@ pub struct StatsReport {
 }
 
 /// `POST /api/v1/memory/optimize`: what was done of the two.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Optimized {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexRebuilt>,
@@ -29,14 +29,15 @@ pub struct Optimized {
     pub vacuum: Option<VacuumScheduled>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The vector index, rebuilt from the database and saved.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexRebuilt {
     pub rebuilt_vectors: usize,
     pub elapsed_ms: u64,
 }
 
 /// redb compacts with exclusive access, so compaction waits for a start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VacuumScheduled {
     pub scheduled: bool,
     pub database_bytes: u64,
@@ -44,7 +45,7 @@ pub struct VacuumScheduled {
 }
 
 /// `POST /api/v1/memory/cache/clear`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheCleared {
     pub query_embeddings_cleared: usize,
     /// When the vector index was rebuilt too.
@@ -53,7 +54,8 @@ pub struct CacheCleared {
 }
 
 /// `GET /api/v1/memory/diagnose`: latency by operation and the slow ones.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryDiagnosis)]
 pub struct Diagnosis {
     pub slow_query_threshold_ms: u64,
     pub operations: BTreeMap<Cow<'static, str>, OpSummary>,
@@ -61,7 +63,7 @@ pub struct Diagnosis {
 }
 
 /// `POST /api/v1/memory/model/load`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelLoaded {
     pub embedding_model: Cow<'static, str>,
     /// False when the model was already loaded.
@@ -69,13 +71,13 @@ pub struct ModelLoaded {
 }
 
 /// `POST /api/v1/memory/search`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub results: Vec<SearchHit>,
 }
 
 /// `POST /api/v1/memory/import`: records written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Imported {
     pub entities: u32,
     pub relations: u32,

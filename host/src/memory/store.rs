@@ -131,7 +131,7 @@ pub struct IndexDelta {
 }
 
 /// Counts for `stats` and health.
-#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StoreCounts {
     pub entities: u64,
     pub observations: u64,
@@ -676,7 +676,8 @@ impl StoreCheck {
 /// What `storage repair` changed (or, dry, would change) in memory's
 /// tables: only what dangles or is derived. Unreadable entity records are
 /// counted, never dropped: they hold what a user wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryRepair)]
 pub struct StoreRepair {
     pub relations_removed: u64,
     pub reverse_entries_added: u64,

@@ -21,7 +21,7 @@ struct OpStats {
 }
 
 /// Summary of one operation kind.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct OpSummary {
     pub count: u64,
     pub avg_ms: f64,
@@ -32,7 +32,7 @@ pub struct OpSummary {
 }
 
 /// A query that took longer than the slow-query threshold.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SlowQuery {
     pub kind: std::borrow::Cow<'static, str>,
     /// The query text or start entity, cut to 120 characters.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// FIPA communicative acts. JSON spells them in kebab-case (`query-if`);
 /// snake_case (`query_if`) is accepted too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Performative {
     Request,

@@ -15,11 +15,15 @@ pub struct ResourceLimits {
 }
 
 /// Limits as a deployment may give them: any subset, the rest defaulted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// None may be 0 or above the server's ceiling (`runtime.max_limits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedLimits {
+    #[schema(minimum = 1)]
     pub max_memory_bytes: Option<u64>,
+    #[schema(minimum = 1)]
     pub max_fuel: Option<u64>,
+    #[schema(minimum = 1)]
     pub max_execution_time_ms: Option<u64>,
 }
 

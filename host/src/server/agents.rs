@@ -4,19 +4,19 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, ErrorBody, parse_json};
 use super::request_context::RequestContext;
 use crate::agents::AgentHandle;
 use crate::agents::deploy::DeployRequest;
@@ -29,17 +29,30 @@ use crate::runtime::limits::RequestedLimits;
 const DEFAULT_REPLY_TIMEOUT_MS: u64 = 60_000;
 const MAX_REPLY_TIMEOUT_MS: u64 = 600_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agents", get(list).post(deploy))
-        .route("/api/v1/agents/{agent}", get(show).delete(remove))
-        .route("/api/v1/agents/{agent}/message", post(message))
-        .route("/api/v1/agents/{agent}/ping", post(ping))
-        .route("/api/v1/agents/{agent}/suspend", post(suspend))
-        .route("/api/v1/agents/{agent}/resume", post(resume))
-        .route("/api/v1/agents/{agent}/logs", get(logs))
-        .route("/api/v1/messages", post(route_message))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, deploy))
+        .routes(routes!(show, remove))
+        .routes(routes!(message))
+        .routes(routes!(ping))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(logs))
+        .routes(routes!(route_message))
 }
+
+/// The fields of [`agent_view`], for the API document (the view is built
+/// with `json!`, so there is no type to derive a schema from).
+pub(super) const AGENT_VIEW: &str = "The agent: `id`, `name`, `type` (`wasm` or `config`), \
+     `status` (`running`, `failed` or `suspended`), `capabilities`, `description`, \
+     `resource_limits` {max_memory_bytes, max_fuel, max_execution_time_ms}, `created_at` \
+     (RFC 3339), `component_sha256`, `memory_grants`, `llm`, `tools`, `queued_messages`, \
+     `stats`; a config agent also has `source`, `version` and `documentation`";
+
+/// The fields of [`delivered_json`].
+const REPLY: &str = "The reply: `conversation_id`, `agent` {id, name}, `reply` (the agent's \
+     FIPA message: id, performative, sender, receiver, content, content_type, \
+     conversation_id, in_reply_to) and `timing` {queue_ms, execution_ms, total_ms}";
 
 /// The JSON view of an agent, shared by list, show and deploy.
 pub fn agent_view(handle: &AgentHandle) -> Value {
@@ -86,12 +99,27 @@ pub(super) fn read_body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, A
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only agents of this type: `wasm` or `config`.
     #[serde(rename = "type")]
+    #[param(pattern = "^(wasm|config)$")]
     kind: Option<String>,
 }
 
+/// List agents.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    tag = "agents",
+    operation_id = "agents_list",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`total` and `agents`, each as `GET /api/v1/agents/{agent}` shows it", body = Object),
+        (status = 400, description = "Unknown agent type", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -118,6 +146,18 @@ async fn list(
     Ok(Json(json!({ "total": agents.len(), "agents": agents })))
 }
 
+/// Show one agent.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{agent}",
+    tag = "agents",
+    operation_id = "agents_show",
+    params(("agent" = String, Path, description = "Agent name or id")),
+    responses(
+        (status = 200, description = AGENT_VIEW, body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -130,6 +170,22 @@ async fn show(
     Ok(Json(agent_view(&handle)))
 }
 
+/// Remove a WASM agent with its state and memory.
+///
+/// A config agent lives in its definition file: remove the file instead.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agents/{agent}",
+    tag = "agents",
+    operation_id = "agents_remove",
+    params(("agent" = String, Path, description = "Agent name or id")),
+    responses(
+        (status = 200, description = "Removed: `id`, `name`, `status` (`removed`)", body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 409, description = "A config agent, defined by its file", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -140,15 +196,28 @@ async fn remove(
     ))
 }
 
-#[derive(Deserialize)]
+/// A WASM agent deployed as JSON, its component base64-encoded.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = DeployAgentRequest)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
+    /// Letters, digits, `-`, `_` and `.`, starting with a letter or digit;
+    /// not a UUID (ids are UUIDs).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )]
     name: String,
     /// The component, base64 (standard alphabet; whitespace ignored).
+    #[schema(content_encoding = "base64", content_media_type = "application/wasm")]
     wasm_module: String,
+    /// Each limit defaults to the server's; none may exceed its ceiling.
     #[serde(default)]
     resource_limits: RequestedLimits,
+    /// A JSON object passed to the agent's `init` (`{}` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     config: Option<Value>,
     /// Shared memory scopes to grant: `workspace`, `global`.
     #[serde(default)]
@@ -156,19 +225,32 @@ struct DeployBody {
     /// Grant the server's LLM (its provider key is spent for the agent).
     #[serde(default)]
     llm: bool,
-    /// Tools the agent may call (`caxton tools list` names them).
+    /// Tools the agent may call (`caxton tools list` names them), each
+    /// once.
     #[serde(default)]
+    #[schema(max_items = 64)]
     tools: Vec<String>,
 }
 
-/// Query of a raw `application/wasm` upload.
-#[derive(Deserialize)]
+/// Query of a raw `application/wasm` upload (ignored for a JSON body).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RawDeployQuery {
+    /// The agent's name; required with a raw component body.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )]
     name: Option<String>,
+    #[param(minimum = 1)]
     max_memory_bytes: Option<u64>,
+    #[param(minimum = 1)]
     max_fuel: Option<u64>,
+    #[param(minimum = 1)]
     max_execution_time_ms: Option<u64>,
+    /// Grant the server's LLM.
     llm: Option<bool>,
     /// Comma-separated tool names.
     tools: Option<String>,
@@ -213,6 +295,31 @@ pub(super) fn is_raw_component(headers: &HeaderMap) -> bool {
         || content_type.starts_with("application/octet-stream")
 }
 
+/// Deploy a WASM agent.
+///
+/// The body is JSON with the component in base64, or the component's own
+/// bytes (`application/wasm` or `application/octet-stream`) with the name
+/// and limits in the query. The agent must instantiate, init and describe
+/// itself within its limits before it is accepted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents",
+    tag = "agents",
+    operation_id = "agents_deploy",
+    params(RawDeployQuery),
+    request_body(
+        description = "JSON with the component in base64, or the raw component",
+        content((DeployBody = "application/json"), ("application/wasm"), ("application/octet-stream")),
+    ),
+    responses(
+        (status = 201, description = AGENT_VIEW, body = Object),
+        (status = 400, description = "Invalid JSON, query, base64, name, config, grants, tools or component", body = ErrorBody),
+        (status = 409, description = "Name already taken, or the agent quota is reached", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Limits above the ceiling, wrong world, or the agent failed to start", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -259,21 +366,31 @@ async fn deploy(
 
 /// A message from the API: either the runbook's `{"message": "..."}` or a
 /// FIPA message with `performative` and `content`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = MessageRequest)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    /// Shorthand for the content of a `request`; give it or `content`,
+    /// not both. A string is sent as text, anything else as JSON.
     message: Option<Value>,
+    /// The FIPA form's content; give it or `message`, not both.
     content: Option<Value>,
+    /// `request` by default.
     performative: Option<Performative>,
+    /// `text/plain` for a string content, `application/json` otherwise.
     content_type: Option<String>,
+    /// A new one is made when absent.
     conversation_id: Option<String>,
     reply_with: Option<String>,
+    /// Must be who the caller authenticated as (the sender is always
+    /// taken from the token); best left out.
     sender: Option<String>,
     /// Only for `/api/v1/messages`: the agent name or id.
     receiver: Option<String>,
     /// Only for `/api/v1/messages`: route to an agent declaring it.
     capability: Option<String>,
     /// How long to wait for the reply (default 60 s).
+    #[schema(minimum = 1, maximum = 600000)]
     timeout_ms: Option<u64>,
 }
 
@@ -372,8 +489,10 @@ async fn send(
     Ok(Json(delivered_json(&conversation_id, delivered, started)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Answer with server-sent events (as `Accept: text/event-stream` does).
     stream: Option<bool>,
 }
 
@@ -440,6 +559,32 @@ async fn send_streaming(
         .into_response())
 }
 
+/// Send a message to an agent and wait for its reply.
+///
+/// With `?stream=true` or `Accept: text/event-stream` the answer is
+/// server-sent events: `token` events (`{"text": …}`) as the agent's model
+/// writes, then one `reply` event with the usual response body, or one
+/// `error` event in the error shape. An unknown agent is refused before the
+/// stream starts, with the ordinary HTTP error.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{agent}/message",
+    tag = "messages",
+    operation_id = "agents_message",
+    params(("agent" = String, Path, description = "Agent name or id"), StreamQuery),
+    request_body = MessageBody,
+    responses(
+        (status = 200, description = REPLY, content((Object = "application/json"), ("text/event-stream"))),
+        (status = 400, description = "Invalid message (both or neither of `message` and `content`, `capability` given, timeout_ms out of range)", body = ErrorBody),
+        (status = 403, description = "`sender` is not who the caller authenticated as", body = ErrorBody),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 409, description = "Agent suspended", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 502, description = "The agent trapped or hit its fuel or memory limit", body = ErrorBody),
+        (status = 503, description = "Mailbox full, or the agent is stopping", body = ErrorBody),
+        (status = 504, description = "The agent exceeded its time limit, or no reply in timeout_ms", body = ErrorBody),
+    )
+)]
 async fn message(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -467,6 +612,25 @@ async fn message(
         .into_response())
 }
 
+/// Send a message routed by `receiver` or `capability` and wait for the reply.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    operation_id = "messages_send",
+    request_body = MessageBody,
+    responses(
+        (status = 200, description = REPLY, body = Object),
+        (status = 400, description = "Invalid message (not exactly one of `receiver` and `capability`, both or neither of `message` and `content`, timeout_ms out of range)", body = ErrorBody),
+        (status = 403, description = "`sender` is not who the caller authenticated as", body = ErrorBody),
+        (status = 404, description = "No agent of that name, or none declaring the capability", body = ErrorBody),
+        (status = 409, description = "Agent suspended", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 502, description = "The agent trapped or hit its fuel or memory limit", body = ErrorBody),
+        (status = 503, description = "Mailbox full, or the agent is stopping", body = ErrorBody),
+        (status = 504, description = "The agent exceeded its time limit, or no reply in timeout_ms", body = ErrorBody),
+    )
+)]
 async fn route_message(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -498,6 +662,20 @@ fn conversation(message: &AclMessage) -> &str {
     message.conversation_id.as_deref().unwrap_or(&message.id)
 }
 
+/// Check that an agent is alive and can be instantiated.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{agent}/ping",
+    tag = "agents",
+    operation_id = "agents_ping",
+    params(("agent" = String, Path, description = "Agent name or id")),
+    responses(
+        (status = 200, description = "Alive: `agent`, `status` (`ok`), `latency_ms`", body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 502, description = "The agent cannot be instantiated (trap, fuel or memory limit)", body = ErrorBody),
+        (status = 504, description = "No answer within 30 s, or the agent hit its time limit", body = ErrorBody),
+    )
+)]
 async fn ping(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -508,6 +686,19 @@ async fn ping(
     ))
 }
 
+/// Suspend an agent: its messages are refused until it is resumed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{agent}/suspend",
+    tag = "agents",
+    operation_id = "agents_suspend",
+    params(("agent" = String, Path, description = "Agent name or id")),
+    responses(
+        (status = 200, description = AGENT_VIEW, body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn suspend(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -516,6 +707,19 @@ async fn suspend(
     Ok(Json(agent_view(&handle)))
 }
 
+/// Resume a suspended agent: it accepts messages again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{agent}/resume",
+    tag = "agents",
+    operation_id = "agents_resume",
+    params(("agent" = String, Path, description = "Agent name or id")),
+    responses(
+        (status = 200, description = AGENT_VIEW, body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn resume(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -524,11 +728,25 @@ async fn resume(
     Ok(Json(agent_view(&handle)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
+    /// How many of the latest lines (default 100; at most 1000 are kept).
     tail: Option<usize>,
 }
 
+/// The agent's recent log lines.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{agent}/logs",
+    tag = "agents",
+    operation_id = "agents_logs",
+    params(("agent" = String, Path, description = "Agent name or id"), LogsQuery),
+    responses(
+        (status = 200, description = "`agent` and `lines`: [{seq, at, level, message}], oldest first", body = Object),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+    )
+)]
 async fn logs(
     State(state): State<AppState>,
     Path(agent): Path<String>,

@@ -3,21 +3,41 @@
 //! file beside the data directory first, so a slow client never holds the
 //! database, and removed once sent.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::backup::{self, Sources};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/backup", get(download))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download))
 }
 
+/// Download a consistent backup of the running server as a `.tar.gz`.
+///
+/// The archive holds the database, the admin token, the agent
+/// definitions, the configuration file (when the server was started with
+/// one) and a manifest.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    tag = "backup",
+    operation_id = "backup_download",
+    responses(
+        (
+            status = 200,
+            description = "The backup archive, streamed",
+            content_type = "application/gzip",
+            headers(("content-disposition" = String, description = "`attachment; filename=\"caxton-backup.tar.gz\"`")),
+        ),
+        (status = 500, description = "The backup could not be written or read", body = ErrorBody),
+    )
+)]
 async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
     let storage = state.storage.clone();
     let sources = Sources {

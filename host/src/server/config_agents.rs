@@ -1,36 +1,44 @@
 //! Config agents over REST: validate, install, reload, status.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::agents::{agent_view, read_body};
-use super::error::{ApiError, parse_json};
+use super::agents::{AGENT_VIEW, agent_view, read_body};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::config_agents::ReloadError;
 use crate::config_agents::validate::Problem;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/config-agents", get(list).post(install))
-        .route("/api/v1/config-agents/validate", post(validate))
-        .route("/api/v1/config-agents/reload", post(reload_all))
-        .route("/api/v1/agents/{agent}/reload", post(reload))
-        .route("/api/v1/agents/{agent}/reload-status", get(reload_status))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, install))
+        .routes(routes!(validate))
+        .routes(routes!(reload_all))
+        .routes(routes!(reload))
+        .routes(routes!(reload_status))
 }
+
+/// The fields of a `FileStatus` (answered through `json!`).
+const FILE_STATUS: &str = "The file's state: `id`, `file`, `state` (`active`, `stale`, \
+     `error` or `removed`), `name`, `version`, `loaded_at`, `last_attempt_at`, `reloads`, \
+     `last_reload_ms`, `problems` [{file, line, column, field, message, fix}]";
 
 /// A definition sent as text: `file` is its file name (`data-analyzer.md`),
 /// which gives the agent id and the format.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ConfigAgentSource)]
 #[serde(deny_unknown_fields)]
 struct SourceBody {
+    /// The file name, e.g. `data-analyzer.md` or `data-analyzer.toml`.
     file: String,
+    /// The definition's whole text.
     source: String,
 }
 
@@ -50,6 +58,16 @@ fn problems_error(file: &str, problems: Vec<Problem>) -> ApiError {
     .with_details(json!({ "problems": problems }))
 }
 
+/// List config agents and the reload state of their files.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config-agents",
+    tag = "config-agents",
+    operation_id = "config_agents_list",
+    responses(
+        (status = 200, description = "`directory` (the agents directory) and `files`: one entry per definition file, each with `id`, `file`, `state`, `name`, `version`, `loaded_at`, `last_attempt_at`, `reloads`, `last_reload_ms`, `problems`", body = Object),
+    )
+)]
 async fn list(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "directory": state.config_agents.dir(),
@@ -57,6 +75,19 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Validate a definition without installing it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/config-agents/validate",
+    tag = "config-agents",
+    operation_id = "config_agents_validate",
+    request_body = SourceBody,
+    responses(
+        (status = 200, description = "`file`, `valid`, and `problems`: [{file, line, column, field, message, fix}] (empty when valid)", body = Object),
+        (status = 400, description = "Invalid JSON body", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+    )
+)]
 async fn validate(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -70,6 +101,19 @@ async fn validate(
     ))
 }
 
+/// Install a definition into the agents directory and load it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/config-agents",
+    tag = "config-agents",
+    operation_id = "config_agents_install",
+    request_body = SourceBody,
+    responses(
+        (status = 201, description = AGENT_VIEW, body = Object),
+        (status = 400, description = "Invalid JSON, or an invalid definition or one that cannot be written (`details.problems` lists every problem)", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+    )
+)]
 async fn install(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -81,7 +125,9 @@ async fn install(
     }
 }
 
-#[derive(Deserialize, Default)]
+/// Options of a reload of every definition (the body may be empty).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = ReloadAllRequest)]
 #[serde(deny_unknown_fields)]
 struct ReloadAll {
     /// Validate every file first and reload none if any is invalid.
@@ -89,6 +135,23 @@ struct ReloadAll {
     validate_first: bool,
 }
 
+/// Reload every definition in the agents directory.
+#[utoipa::path(
+    post,
+    path = "/api/v1/config-agents/reload",
+    tag = "config-agents",
+    operation_id = "config_agents_reload_all",
+    request_body(
+        content = Option<ReloadAll>,
+        description = "Optional: an empty body reloads every file without validating first",
+    ),
+    responses(
+        (status = 200, description = "`reloaded` and `failed` counts, and `results`: [{file, reloaded, problems}]", body = Object),
+        (status = 400, description = "Invalid JSON, or with validate_first a definition is invalid (nothing reloaded; `details.problems` lists them)", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 500, description = "A definition file cannot be read", body = ErrorBody),
+    )
+)]
 async fn reload_all(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -132,6 +195,21 @@ async fn reload_all(
     ))
 }
 
+/// Reload one config agent from its file.
+///
+/// When the file is invalid the last good version keeps serving.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{agent}/reload",
+    tag = "config-agents",
+    operation_id = "config_agents_reload",
+    params(("agent" = String, Path, description = "Config agent name or id (its file stem)")),
+    responses(
+        (status = 200, description = FILE_STATUS, body = Object),
+        (status = 400, description = "Invalid definition (`details.problems` lists every problem)", body = ErrorBody),
+        (status = 404, description = "No config agent or definition file of that name", body = ErrorBody),
+    )
+)]
 async fn reload(
     State(state): State<AppState>,
     Path(agent): Path<String>,
@@ -146,6 +224,18 @@ async fn reload(
     }
 }
 
+/// The last reload of a config agent.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{agent}/reload-status",
+    tag = "config-agents",
+    operation_id = "config_agents_reload_status",
+    params(("agent" = String, Path, description = "Config agent name or id (its file stem)")),
+    responses(
+        (status = 200, description = FILE_STATUS, body = Object),
+        (status = 404, description = "No config agent of that name has been loaded or attempted", body = ErrorBody),
+    )
+)]
 async fn reload_status(
     State(state): State<AppState>,
     Path(agent): Path<String>,

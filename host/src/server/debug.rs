@@ -6,23 +6,27 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
 /// The most of the log file a dump carries (its end).
 const LOG_TAIL_BYTES: u64 = 256 * 1024;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// What `caxton debug dump` needs that no other route answers.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DebugState {
+    /// The server's version.
     pub version: String,
     pub uptime_secs: u64,
+    /// Servers started on this data directory, this one included.
     pub starts: u64,
     pub safe_mode: bool,
     /// The effective configuration; every secret reads `[redacted]`.
+    #[schema(value_type = Object)]
     pub config: serde_json::Value,
     /// The end of `logging.file`, when the server writes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,10 +35,23 @@ pub struct DebugState {
     pub trace_spans: usize,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/debug/state", get(state))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(state))
 }
 
+/// The server's state, for `caxton debug dump`.
+///
+/// Version, uptime, starts, safe mode, the effective configuration
+/// (secrets redacted) and the tail of the server's log file.
+#[utoipa::path(
+    get,
+    path = "/api/v1/debug/state",
+    tag = "debug",
+    operation_id = "debug_state",
+    responses(
+        (status = 200, description = "The server's state", body = DebugState),
+    )
+)]
 async fn state(State(state): State<AppState>) -> Json<DebugState> {
     let log_file = state
         .config_snapshot

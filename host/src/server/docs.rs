@@ -70,6 +70,9 @@ fetch('/api/v1/openapi.json').then(r => r.json()).then(doc => {
 /// Only this server's own script and styles; no framing by other sites.
 const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
+/// The API document as a page to browse.
+#[utoipa::path(get, path = "/api/v1/docs", tag = "operations", operation_id = "docs_page",
+    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
 pub async fn page() -> impl IntoResponse {
     (
         [
@@ -80,6 +83,9 @@ pub async fn page() -> impl IntoResponse {
     )
 }
 
+/// The script of the docs page.
+#[utoipa::path(get, path = "/api/v1/docs/app.js", tag = "operations", operation_id = "docs_script",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String)))]
 pub async fn script() -> impl IntoResponse {
     (
         [

@@ -11,6 +11,25 @@ use crate::agents::manager::ManageError;
 use crate::messaging::DeliveryError;
 use crate::runtime::ExecutionFailure;
 
+/// Every error answer, as the API document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // described, not built: `ApiError` writes this shape
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, where, and how to fix it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `agent_not_found`.
+    pub code: String,
+    /// What was wrong and how to fix it.
+    pub message: String,
+    /// Extra facts (the field, the limit, the agent), or null.
+    pub details: serde_json::Value,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -3,46 +3,45 @@
 //! agent's private memory, by agent name or id).
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::memory::MemoryHealth;
 use crate::memory::report::{Imported, SearchResults, StatsReport};
 
 use super::AppState;
 use super::agents::read_body;
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::memory::model::{
-    EntityInput, MemoryError, Relation, RelationKey, ScopeKey, TraverseOptions,
+    Direction, EntityInput, GraphPage, MemoryError, Relation, RelationKey, ScopeKey, Subgraph,
+    Traversal, TraverseOptions, WriteSummary,
 };
 use crate::memory::transfer::{self, Record};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/health/memory", get(health))
-        .route("/api/v1/memory/stats", get(stats))
-        .route("/api/v1/memory/entities", post(create_entities))
-        .route("/api/v1/memory/entities/delete", post(delete_entities))
-        .route("/api/v1/memory/observations", post(add_observations))
-        .route(
-            "/api/v1/memory/observations/delete",
-            post(delete_observations),
-        )
-        .route("/api/v1/memory/relations", post(create_relations))
-        .route("/api/v1/memory/relations/delete", post(delete_relations))
-        .route("/api/v1/memory/nodes", post(open_nodes))
-        .route("/api/v1/memory/graph", get(read_graph))
-        .route("/api/v1/memory/search", post(search))
-        .route("/api/v1/memory/traverse", post(traverse))
-        .route("/api/v1/memory/export", get(export))
-        .route("/api/v1/memory/import", post(import))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(stats))
+        .routes(routes!(create_entities))
+        .routes(routes!(delete_entities))
+        .routes(routes!(add_observations))
+        .routes(routes!(delete_observations))
+        .routes(routes!(create_relations))
+        .routes(routes!(delete_relations))
+        .routes(routes!(open_nodes))
+        .routes(routes!(read_graph))
+        .routes(routes!(search))
+        .routes(routes!(traverse))
+        .routes(routes!(export))
+        .routes(routes!(import))
 }
 
 impl From<MemoryError> for ApiError {
@@ -92,10 +91,39 @@ pub(super) fn body<T: DeserializeOwned>(
     parse_json(&read_body(bytes)?)
 }
 
+/// What the 413 of a route reading a body says.
+pub(super) const BODY_TOO_LARGE: &str =
+    "The body is larger than the server accepts (server.max_body_bytes)";
+/// What the 500 of a route touching the database says.
+pub(super) const STORAGE_FAULT: &str =
+    "The database could not be read or written (nothing half-written)";
+
+/// Memory health.
+///
+/// `status` is `healthy`, `degraded` (the embedding model is not loaded:
+/// `reason` says why) or `unhealthy` (the database cannot be read).
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/memory",
+    tag = "memory",
+    operation_id = "memory_health",
+    responses((status = 200, description = "The memory system's health", body = MemoryHealth)),
+)]
 async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!(state.memory.health()))
 }
 
+/// Memory statistics: counts, index and cache sizes, latency percentiles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/stats",
+    tag = "memory",
+    operation_id = "memory_stats",
+    responses(
+        (status = 200, description = "The statistics and the database file's size", body = StatsReport),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let memory = state.memory.clone();
     let stats = blocking(move || memory.stats()).await?;
@@ -106,13 +134,38 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/entities`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EntitiesBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// At most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
     entities: Vec<EntityInput>,
 }
 
+/// Create entities, merging into those that exist by name.
+///
+/// An existing entity gets the new observations (duplicates skipped), its
+/// type replaced and, when given, its metadata. Every entity is checked
+/// before anything is written.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/entities",
+    tag = "memory",
+    operation_id = "memory_create_entities",
+    request_body = EntitiesBody,
+    responses(
+        (status = 201, description = "Written: how many entities were created, updated and unchanged", body = WriteSummary),
+        (status = 400, description = "Invalid JSON or scope, no entities or more than 1000, an empty or too long name or type, an observation over 4096 bytes, more than 1000 observations on an entity, or metadata that is not an object", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn create_entities(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -124,13 +177,36 @@ async fn create_entities(
     Ok((StatusCode::CREATED, Json(json!(summary))))
 }
 
-#[derive(Deserialize)]
+/// Body of the routes that take entity names.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NamesBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// Entity names; at most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
     names: Vec<String>,
 }
 
+/// Delete entities with their observations and relations.
+///
+/// Names not in the scope are skipped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/entities/delete",
+    tag = "memory",
+    operation_id = "memory_delete_entities",
+    request_body = NamesBody,
+    responses(
+        (status = 200, description = "`{\"deleted\": n}`: how many entities were deleted", body = Object),
+        (status = 400, description = "Invalid JSON or scope, or no names or more than 1000", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn delete_entities(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -142,14 +218,38 @@ async fn delete_entities(
     Ok(Json(json!({ "deleted": deleted })))
 }
 
-#[derive(Deserialize)]
+/// Body of the routes that add or delete one entity's observations.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ObservationsBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// The entity's name.
     entity: String,
+    /// Observation texts, each at most 4096 bytes; at most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
     observations: Vec<String>,
 }
 
+/// Add observations to an entity.
+///
+/// Observations the entity already has are skipped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/observations",
+    tag = "memory",
+    operation_id = "memory_add_observations",
+    request_body = ObservationsBody,
+    responses(
+        (status = 200, description = "`{\"added\": n}`: how many observations were new", body = Object),
+        (status = 400, description = "Invalid JSON or scope, an empty or too long entity name, no observations or more than 1000, an empty observation or one over 4096 bytes, or more than 1000 observations on the entity", body = ErrorBody),
+        (status = 404, description = "No entity by that name in the scope, or no agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn add_observations(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -162,6 +262,23 @@ async fn add_observations(
     Ok(Json(json!({ "added": added })))
 }
 
+/// Delete observations from an entity.
+///
+/// Texts the entity does not have are skipped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/observations/delete",
+    tag = "memory",
+    operation_id = "memory_delete_observations",
+    request_body = ObservationsBody,
+    responses(
+        (status = 200, description = "`{\"deleted\": n}`: how many observations were deleted", body = Object),
+        (status = 400, description = "Invalid JSON or scope, or no observations or more than 1000", body = ErrorBody),
+        (status = 404, description = "No entity by that name in the scope, or no agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn delete_observations(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -174,13 +291,38 @@ async fn delete_observations(
     Ok(Json(json!({ "deleted": deleted })))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/relations`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RelationsBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// At most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
     relations: Vec<Relation>,
 }
 
+/// Create or update relations.
+///
+/// A relation is unique per (from, relation_type, to); writing it again
+/// updates its strength and confidence. Both entities must exist in the
+/// scope.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/relations",
+    tag = "memory",
+    operation_id = "memory_create_relations",
+    request_body = RelationsBody,
+    responses(
+        (status = 201, description = "Written: how many relations were created, updated and unchanged", body = WriteSummary),
+        (status = 400, description = "Invalid JSON or scope, no relations or more than 1000, an empty or too long name or relation_type, or strength or confidence outside 0..1", body = ErrorBody),
+        (status = 404, description = "An entity of a relation is not in the scope, or no agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn create_relations(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -192,13 +334,36 @@ async fn create_relations(
     Ok((StatusCode::CREATED, Json(json!(summary))))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/relations/delete`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RelationKeysBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// At most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
     relations: Vec<RelationKey>,
 }
 
+/// Delete relations.
+///
+/// Relations not in the scope are skipped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/relations/delete",
+    tag = "memory",
+    operation_id = "memory_delete_relations",
+    request_body = RelationKeysBody,
+    responses(
+        (status = 200, description = "`{\"deleted\": n}`: how many relations were deleted", body = Object),
+        (status = 400, description = "Invalid JSON or scope, or no relations or more than 1000", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn delete_relations(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -210,6 +375,23 @@ async fn delete_relations(
     Ok(Json(json!({ "deleted": deleted })))
 }
 
+/// Open entities by name, with the relations between them.
+///
+/// Names not in the scope are left out of the answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/nodes",
+    tag = "memory",
+    operation_id = "memory_open_nodes",
+    request_body = NamesBody,
+    responses(
+        (status = 200, description = "The entities found and the relations among them", body = Subgraph),
+        (status = 400, description = "Invalid JSON or scope, or no names or more than 1000", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn open_nodes(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -221,13 +403,34 @@ async fn open_nodes(
     Ok(Json(json!(graph)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GraphQuery {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[param(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// The `next_cursor` of the previous page; absent for the first.
     cursor: Option<String>,
+    /// Entities per page: 100 by default, brought into 1..=1000.
+    #[param(default = 100)]
     limit: Option<usize>,
 }
 
+/// Read the graph one page of entities at a time, in name order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/graph",
+    tag = "memory",
+    operation_id = "memory_read_graph",
+    params(GraphQuery),
+    responses(
+        (status = 200, description = "A page: its entities, the relations going out of them, and `next_cursor` (null on the last page)", body = GraphPage),
+        (status = 400, description = "A query parameter that does not parse, or an unknown scope", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn read_graph(
     State(state): State<AppState>,
     Query(q): Query<GraphQuery>,
@@ -240,17 +443,43 @@ async fn read_graph(
     Ok(Json(json!(page)))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/search`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SearchBody {
-    /// One scope, or several with `scopes`; default global.
+    /// One scope, or several with `scopes`; default global. `global`,
+    /// `workspace`, or `agent:NAME` (an agent's private memory, by agent
+    /// name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// More scopes to search, named as `scope` is.
     #[serde(default)]
     scopes: Vec<String>,
+    /// The text to look for; at most 4096 bytes.
+    #[schema(min_length = 1, max_length = 4096)]
     query: String,
+    /// Results wanted: 10 by default, brought into 1..=100.
+    #[schema(default = 10)]
     limit: Option<usize>,
 }
 
+/// Hybrid search: semantic and keyword rankings fused.
+///
+/// Without an embedding model the search is by keyword only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/search",
+    tag = "memory",
+    operation_id = "memory_search",
+    request_body = SearchBody,
+    responses(
+        (status = 200, description = "The best-matching entities, best first", body = SearchResults),
+        (status = 400, description = "Invalid JSON or scope, or an empty query or one over 4096 bytes", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn search(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -269,15 +498,60 @@ async fn search(
     Ok(Json(json!(SearchResults { results: hits })))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/traverse`: the start and the traversal's
+/// options side by side. The options are spelled out rather than
+/// flattened from [`TraverseOptions`] so unknown fields are refused and the
+/// document describes one object.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TraverseBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
+    /// The entity to start from.
     start: String,
-    #[serde(flatten)]
-    options: TraverseOptions,
+    /// Relations followed from the start, at most 6 (default 2).
+    #[schema(maximum = 6)]
+    max_depth: Option<u32>,
+    /// Empty or absent: every relation type.
+    #[serde(default)]
+    relation_types: Vec<String>,
+    /// `outgoing` (default), `incoming` or `both`.
+    #[serde(default)]
+    direction: Direction,
+    /// Relations weaker than this are not followed (default 0).
+    #[serde(default)]
+    min_strength: f32,
 }
 
+impl TraverseBody {
+    fn options(&self) -> TraverseOptions {
+        let defaults = TraverseOptions::default();
+        TraverseOptions {
+            max_depth: self.max_depth.unwrap_or(defaults.max_depth),
+            relation_types: self.relation_types.clone(),
+            direction: self.direction,
+            min_strength: self.min_strength,
+        }
+    }
+}
+
+/// Breadth-first traversal from an entity.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/traverse",
+    tag = "memory",
+    operation_id = "memory_traverse",
+    request_body = TraverseBody,
+    responses(
+        (status = 200, description = "Each entity reached with its depth, and the relations followed", body = Traversal),
+        (status = 400, description = "Invalid JSON or scope, max_depth above 6, or more than 10000 entities reached", body = ErrorBody),
+        (status = 404, description = "No entity by the start's name in the scope, or no agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn traverse(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -285,10 +559,25 @@ async fn traverse(
     let b: TraverseBody = body(bytes)?;
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
-    let traversal = blocking(move || memory.traverse(&scope, &b.start, &b.options)).await?;
+    let options = b.options();
+    let traversal = blocking(move || memory.traverse(&scope, &b.start, &options)).await?;
     Ok(Json(json!(traversal)))
 }
 
+/// Every entity and relation of every scope, as JSON lines.
+///
+/// Scope by scope, its entities first, then its relations, so that
+/// `POST /api/v1/memory/import` can replay the lines in order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/export",
+    tag = "memory",
+    operation_id = "memory_export",
+    responses(
+        (status = 200, description = "One JSON record a line: `{\"type\": \"entity\", scope, name, entity_type, observations, metadata?}` or `{\"type\": \"relation\", scope, from, to, relation_type, strength, confidence}`", body = String, content_type = "application/x-ndjson"),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn export(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let memory = state.memory.clone();
     let lines = blocking(move || {
@@ -304,8 +593,27 @@ async fn export(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines))
 }
 
-/// Imports JSON lines as produced by export. All lines are parsed and
-/// checked before anything is written.
+/// Load JSON lines written by export.
+///
+/// All lines are parsed and checked before anything is written.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/import",
+    tag = "memory",
+    operation_id = "memory_import",
+    request_body(
+        content = String,
+        content_type = "application/x-ndjson",
+        description = "The lines of `GET /api/v1/memory/export`: one record a line, `{\"type\": \"entity\", scope, name, entity_type, observations, metadata?}` or `{\"type\": \"relation\", scope, from, to, relation_type, strength?, confidence?}`; the scope is `global`, `workspace` or `agent:AGENT_ID`. Blank lines are skipped.",
+    ),
+    responses(
+        (status = 200, description = "Records written", body = Imported),
+        (status = 400, description = "Not UTF-8, a line that is not a record or names an unknown scope, or an invalid entity or relation", body = ErrorBody),
+        (status = 404, description = "A relation's entity is neither in the scope nor earlier in the file", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn import(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,

@@ -3,39 +3,42 @@
 //! after `caxton memory pull`.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
-use super::memory::{blocking, body};
+use super::error::{ApiError, ErrorBody};
+use super::memory::{BODY_TOO_LARGE, STORAGE_FAULT, blocking, body};
 use crate::memory::embedding;
 use crate::memory::report::{
     CacheCleared, Diagnosis, IndexRebuilt, ModelLoaded, Optimized, VacuumScheduled,
 };
 use crate::memory::{Capacity, Cleanup as CleanupDone, Usage};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/memory/optimize", post(optimize))
-        .route("/api/v1/memory/cache/clear", post(cache_clear))
-        .route("/api/v1/memory/cleanup", post(cleanup))
-        .route("/api/v1/memory/capacity", get(capacity))
-        .route("/api/v1/memory/usage", get(usage))
-        .route("/api/v1/memory/diagnose", get(diagnose))
-        .route("/api/v1/memory/model/load", post(load_model))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(optimize))
+        .routes(routes!(cache_clear))
+        .routes(routes!(cleanup))
+        .routes(routes!(capacity))
+        .routes(routes!(usage))
+        .routes(routes!(diagnose))
+        .routes(routes!(load_model))
 }
 
-/// Body of `POST /api/v1/memory/optimize`; an empty body means both.
-#[derive(Deserialize, Default)]
+/// Body of `POST /api/v1/memory/optimize`; an empty body (or neither
+/// field true) means both.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Optimize {
+    /// Schedule the database's compaction for the next start.
     #[serde(default)]
     vacuum: bool,
+    /// Rebuild the vector index from the database and save it.
     #[serde(default)]
     rebuild_index: bool,
 }
@@ -50,6 +53,26 @@ pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Optimise memory: rebuild the vector index, schedule a compaction.
+///
+/// redb compacts with exclusive access, so the compaction happens at the
+/// next `caxton start`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/optimize",
+    tag = "memory",
+    operation_id = "memory_optimize",
+    request_body(
+        content = Option<Optimize>,
+        description = "What to do; no body (or `{}`) does both",
+    ),
+    responses(
+        (status = 200, description = "What was done: `index` when rebuilt, `vacuum` when scheduled", body = Optimized),
+        (status = 400, description = "Invalid JSON or an unknown field", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = "The index could not be rebuilt or saved, or the compaction not scheduled", body = ErrorBody),
+    ),
+)]
 async fn optimize(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -89,7 +112,8 @@ async fn optimize(
     Ok(Json(answer))
 }
 
-#[derive(Deserialize, Default)]
+/// Body of `POST /api/v1/memory/cache/clear`; may be empty.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CacheClear {
     /// Also rebuild the vector index from the database.
@@ -97,6 +121,23 @@ struct CacheClear {
     rebuild: bool,
 }
 
+/// Drop the cached query embeddings.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/cache/clear",
+    tag = "memory",
+    operation_id = "memory_cache_clear",
+    request_body(
+        content = Option<CacheClear>,
+        description = "No body (or `{}`) only clears the cache",
+    ),
+    responses(
+        (status = 200, description = "Embeddings dropped, and vectors rebuilt when asked", body = CacheCleared),
+        (status = 400, description = "Invalid JSON or an unknown field", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn cache_clear(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -114,15 +155,35 @@ async fn cache_clear(
     Ok(Json(answer))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /api/v1/memory/cleanup`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = MemoryCleanupRequest)]
 #[serde(deny_unknown_fields)]
 struct Cleanup {
+    /// Must be true: delete entities without relations (the one cleanup
+    /// there is).
     remove_orphaned: bool,
+    /// Only those not updated for this many days.
     older_than_days: Option<u64>,
+    /// Only count and list them.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// Delete orphaned entities: those without relations.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/cleanup",
+    tag = "memory",
+    operation_id = "memory_cleanup",
+    request_body = Cleanup,
+    responses(
+        (status = 200, description = "Orphans found, how many were removed, and a sample of them", body = CleanupDone),
+        (status = 400, description = "Invalid JSON, an unknown field, or `remove_orphaned` not true", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn cleanup(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -140,15 +201,42 @@ async fn cleanup(
     Ok(Json(done))
 }
 
+/// Entities stored against the recommended maximum.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/capacity",
+    tag = "memory",
+    operation_id = "memory_capacity",
+    responses(
+        (status = 200, description = "The entity count and the share of the recommended maximum", body = Capacity),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
 async fn capacity(State(state): State<AppState>) -> Result<Json<Capacity>, ApiError> {
     let memory = state.memory.clone();
     Ok(Json(blocking(move || memory.capacity()).await?))
 }
 
+/// Where memory's bytes go: model, database, vector index, query cache.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/usage",
+    tag = "memory",
+    operation_id = "memory_usage",
+    responses((status = 200, description = "Bytes by part, against the configured budget", body = Usage)),
+)]
 async fn usage(State(state): State<AppState>) -> Json<Usage> {
     Json(state.memory.usage(state.storage.file_bytes()))
 }
 
+/// Latency by operation and the slowest recent queries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/diagnose",
+    tag = "memory",
+    operation_id = "memory_diagnose",
+    responses((status = 200, description = "Latency percentiles by operation and the recent queries over the threshold, slowest first", body = Diagnosis)),
+)]
 async fn diagnose(State(state): State<AppState>) -> Json<Diagnosis> {
     let telemetry = state.memory.telemetry();
     Json(Diagnosis {
@@ -158,8 +246,20 @@ async fn diagnose(State(state): State<AppState>) -> Json<Diagnosis> {
     })
 }
 
-/// Loads the embedding model from the cache (after `caxton memory pull`)
-/// and embeds what was written without it.
+/// Load the embedding model from the cache, after `caxton memory pull`.
+///
+/// What was written without the model is then embedded in the background.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/model/load",
+    tag = "memory",
+    operation_id = "memory_load_model",
+    responses(
+        (status = 200, description = "The model is loaded; `changed` is false when it already was", body = ModelLoaded),
+        (status = 500, description = "The loading task failed", body = ErrorBody),
+        (status = 503, description = "The model is not in the cache or cannot be loaded (`model_unavailable`)", body = ErrorBody),
+    ),
+)]
 async fn load_model(State(state): State<AppState>) -> Result<Json<ModelLoaded>, ApiError> {
     if state.memory.embedder().get().is_some() {
         return Ok(Json(ModelLoaded {

@@ -50,7 +50,25 @@ fn counter<'a>(name: &'a str, help: &'a str, value: f64) -> Metric<'a> {
     single("counter", name, help, value)
 }
 
+/// Prometheus metrics.
+///
+/// `caxton_server_*`, `caxton_memory_*`, `caxton_agent_*` and the rest, in
+/// the text exposition format 0.0.4; also at `/api/v1/metrics` and on
+/// `monitoring.metrics_port`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Text exposition format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    exposition(&state).await
+}
+
+/// Prometheus metrics, under the API prefix (the same text as `/metrics`).
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "operations", operation_id = "metrics_under_api",
+    responses((status = 200, description = "Text exposition format 0.0.4", content_type = "text/plain", body = String)))]
+pub async fn metrics_under_api(State(state): State<AppState>) -> impl IntoResponse {
+    exposition(&state).await
+}
+
+async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
     let agents = state.manager.registry().all();
     let config_count = agents
         .iter()

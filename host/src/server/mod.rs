@@ -30,13 +30,15 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, response::IntoResponse};
 use serde_json::json;
 use tokio::sync::Notify;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::agents::AgentManager;
-use error::ApiError;
+use error::{ApiError, ErrorBody};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -70,15 +72,18 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     // MCP tools call this same router (through the gate, with the
     // caller's credentials); it goes into the cell once built.
     let cell = Arc::new(std::sync::OnceLock::new());
-    let app = Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/api/v1/docs", get(docs::page))
-        .route("/api/v1/docs/app.js", get(docs::script))
-        .route("/api/v1/shutdown", post(shutdown))
-        .route("/api/v1/safe-mode", post(safe_mode))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/metrics", get(metrics::metrics))
+    // Every documented route is registered through its `#[utoipa::path]`,
+    // so the API document cannot leave one out or describe one that is
+    // not there.
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi::document))
+        .routes(routes!(docs::page))
+        .routes(routes!(docs::script))
+        .routes(routes!(shutdown))
+        .routes(routes!(safe_mode))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(metrics::metrics_under_api))
         .merge(agents::routes())
         .merge(memory::routes())
         .merge(memory_ops::routes())
@@ -90,8 +95,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(storage::routes())
         .merge(debug::routes())
         .merge(openai::routes())
+        .split_for_parts();
+    let document = openapi::ServedDocument::finish(document);
+    let app = api
         .nest_service("/mcp", mcp::http_service(cell.clone()))
         .fallback(not_found)
+        .layer(axum::Extension(document))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(error::json_rejections))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
@@ -104,7 +113,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     app
 }
 
-/// The runbook's shape; `safe_mode: true` is added only while it is on.
+/// Server health.
+///
+/// The runbook's shape; `safe_mode: true` is added only while it is on,
+/// `reason` only when degraded, `mcp_servers` only when configured.
+#[utoipa::path(get, path = "/api/v1/health", tag = "operations", operation_id = "health",
+    responses((status = 200, description = "`{status: healthy|degraded, memory_backend, agents, reason?, mcp_servers?, safe_mode?}`", body = Object)))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let agents = state.manager.registry().len();
     let max_agents = state.manager.config().max_agents;
@@ -150,14 +164,20 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     Json(body)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SafeModeBody {
+    /// On: every write is refused except storage repair and compaction.
     enabled: bool,
 }
 
-/// `POST /api/v1/safe-mode {"enabled": bool}`: kept in the database, so
-/// it holds across restarts.
+/// Turn safe mode on or off.
+///
+/// Kept in the database, so it holds across restarts.
+#[utoipa::path(post, path = "/api/v1/safe-mode", tag = "operations", operation_id = "safe_mode",
+    request_body = SafeModeBody,
+    responses((status = 200, description = "`{safe_mode}`", body = Object),
+        (status = 400, description = "Not `{\"enabled\": bool}`", body = ErrorBody)))]
 async fn safe_mode(
     State(state): State<AppState>,
     bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
@@ -179,11 +199,12 @@ async fn safe_mode(
 
 /// `POST /api/v1/shutdown` body; every field optional (`{}` or no body is
 /// a graceful shutdown with no deadline).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 struct ShutdownBody {
     /// `graceful` (in-flight requests finish) or `immediate` (exit now;
     /// every acknowledged write is already durable).
+    #[schema(pattern = "^(graceful|immediate)$")]
     mode: Option<String>,
     /// For `graceful`: exit anyway after this many seconds.
     timeout_secs: Option<u64>,
@@ -193,6 +214,13 @@ struct ShutdownBody {
 /// unless the caller says otherwise.
 const MAX_GRACE_SECS: u64 = 3600;
 
+/// Shut the server down.
+///
+/// Graceful by default: in-flight requests finish, then the server exits.
+#[utoipa::path(post, path = "/api/v1/shutdown", tag = "operations", operation_id = "shutdown",
+    request_body(content = Option<ShutdownBody>, description = "Optional; no body is a graceful shutdown"),
+    responses((status = 202, description = "Shutting down", body = Object),
+        (status = 400, description = "Unknown mode or field", body = ErrorBody)))]
 async fn shutdown(
     State(state): State<AppState>,
     bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,

@@ -21,15 +21,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::agents::read_body;
@@ -47,11 +47,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most messages one request may carry (the body size caps their text).
 const MAX_MESSAGES: usize = 1_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/models/{model}", get(model))
-        .route("/v1/chat/completions", post(chat_completions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(models))
+        .routes(routes!(model))
+        .routes(routes!(chat_completions))
 }
 
 /// An [`ApiError`] answered in OpenAI's error shape.
@@ -115,7 +115,18 @@ fn model_view(handle: &AgentHandle) -> Value {
     })
 }
 
-/// Every agent that can take a message, as a model.
+/// OpenAI-compatible: every agent that can take a message, as a model.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    operation_id = "openai_list_models",
+    responses((
+        status = 200,
+        description = "`{object: \"list\", data: [model]}` in name order; a model is `{id: the agent's name, object: \"model\", created: unix seconds, owned_by: \"caxton\", caxton: {agent_id, type: wasm|config, capabilities, description}}`",
+        body = Object,
+    )),
+)]
 async fn models(State(state): State<AppState>) -> Json<Value> {
     let mut agents = state.manager.registry().all();
     agents.sort_by(|a, b| a.name.cmp(&b.name));
@@ -123,6 +134,26 @@ async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": data }))
 }
 
+/// OpenAI-compatible: one agent as a model.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    tag = "openai",
+    operation_id = "openai_get_model",
+    params(("model" = String, Path, description = "The agent's name (or id)")),
+    responses(
+        (
+            status = 200,
+            description = "`{id: the agent's name, object: \"model\", created: unix seconds, owned_by: \"caxton\", caxton: {agent_id, type: wasm|config, capabilities, description}}`",
+            body = Object,
+        ),
+        (
+            status = 404,
+            description = "No agent of that name, in OpenAI's error shape: `{error: {message, type: \"not_found_error\", param: \"model\", code: \"model_not_found\"}}`",
+            body = Object,
+        ),
+    ),
+)]
 async fn model(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -142,27 +173,49 @@ fn find_agent(state: &AppState, model: &str) -> Result<std::sync::Arc<AgentHandl
     })
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /v1/chat/completions`. Other OpenAI fields (sampling
+/// parameters such as `temperature`, `max_tokens`) are accepted and
+/// ignored: an agent's model settings are the agent author's.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatCompletionRequest)]
 struct ChatRequest {
+    /// The agent's name (or id); `GET /v1/models` lists them.
     model: String,
+    /// The whole conversation, at most 1000 messages; the last is the
+    /// user's, with text.
+    #[schema(min_items = 1, max_items = 1000)]
     messages: Vec<ChatMessageIn>,
+    /// Answer with server-sent `chat.completion.chunk` events.
     #[serde(default)]
+    #[schema(default = false)]
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Agents give one answer: 1 is the only value taken.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
+/// Options of a streamed answer.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = ChatCompletionStreamOptions)]
 struct StreamOptions {
+    /// Send a last chunk with `usage` (and no choices) before `[DONE]`.
     #[serde(default)]
+    #[schema(default = false)]
     include_usage: bool,
 }
 
-#[derive(Deserialize)]
+/// One message of the conversation as the client sends it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatCompletionMessage)]
 struct ChatMessageIn {
+    /// `developer` is taken as `system`.
+    #[schema(pattern = "^(system|developer|user|assistant)$")]
     role: String,
+    /// A string, or an array of text parts `{"type": "text", "text": …}`;
+    /// absent or null is empty.
     #[serde(default)]
     content: Option<Value>,
 }
@@ -318,6 +371,69 @@ fn usage(state: &AppState, conversation_id: &str, started_ms: u64) -> Value {
     })
 }
 
+/// OpenAI-compatible chat completion; the model is the agent's name.
+///
+/// A config agent answers from the whole conversation; a WASM agent
+/// receives the last user message as plain text. `usage` counts the
+/// tokens of every model call the request caused. With `stream: true` the
+/// answer is OpenAI's server-sent events: `data: {chat.completion.chunk}`
+/// (the role, the text as the agent's model writes it, a last chunk with
+/// `finish_reason`, the usage chunk when asked), then `data: [DONE]`; an
+/// error after the stream started is one `data: {"error": …}` event.
+/// Errors have OpenAI's shape, `{"error": {"message", "type", "param",
+/// "code"}}`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    operation_id = "openai_chat_completions",
+    request_body = ChatRequest,
+    responses(
+        (
+            status = 200,
+            description = "Without `stream`: `{id, object: \"chat.completion\", created, model, choices: [{index: 0, message: {role: \"assistant\", content, refusal: null}, logprobs: null, finish_reason: \"stop\"}], usage: {prompt_tokens, completion_tokens, total_tokens}, system_fingerprint: null}`. With `stream: true`: `text/event-stream` of `chat.completion.chunk` events ending in `data: [DONE]`",
+            content(
+                (Object = "application/json"),
+                (String = "text/event-stream"),
+            ),
+        ),
+        (
+            status = 400,
+            description = "Invalid JSON, `n` other than 1, invalid messages (none, more than 1000, an unknown role, a non-text part, or a last message that is not the user's with text), or the agent did not understand; `type: \"invalid_request_error\"`",
+            body = Object,
+        ),
+        (
+            status = 404,
+            description = "No agent of that name; `type: \"not_found_error\"`, `code: \"model_not_found\"`",
+            body = Object,
+        ),
+        (
+            status = 409,
+            description = "The agent is suspended (`agent_suspended`)",
+            body = Object,
+        ),
+        (
+            status = 413,
+            description = "The body is larger than the server accepts (`payload_too_large`)",
+            body = Object,
+        ),
+        (
+            status = 502,
+            description = "The agent answered failure or refused, trapped, or hit its fuel or memory limit; `type: \"agent_error\"`",
+            body = Object,
+        ),
+        (
+            status = 503,
+            description = "The agent's mailbox is full (`agent_busy`) or it stopped (`agent_stopped`); `type: \"server_error\"`",
+            body = Object,
+        ),
+        (
+            status = 504,
+            description = "No answer within 600 s, or the agent exceeded its time limit; `type: \"server_error\"`",
+            body = Object,
+        ),
+    ),
+)]
 async fn chat_completions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -3,24 +3,24 @@
 //! allowed in safe mode, which is where an operator repairs from).
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::storage::Analysis;
 use crate::storage_check::{Level, RepairReport, Report};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/storage/verify", get(verify))
-        .route("/api/v1/storage/analyze", get(analyze))
-        .route("/api/v1/storage/repair", post(repair))
-        .route("/api/v1/storage/compact", post(compact))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(verify))
+        .routes(routes!(analyze))
+        .routes(routes!(repair))
+        .routes(routes!(compact))
 }
 
 /// Runs `f` on a blocking thread: every storage check reads the whole file.
@@ -33,14 +33,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("{what} task failed: {e}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct VerifyQuery {
+    /// `quick`, `full` (default) or `deep`.
+    #[param(inline)]
     level: Option<Level>,
 }
 
+/// Verify the database while the server serves.
+///
 /// `GET /api/v1/storage/verify?level=quick|full|deep`: the checks of
 /// `storage_check` on one snapshot while the server serves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/storage/verify",
+    tag = "storage",
+    operation_id = "storage_verify",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "Every check and what it found", body = Report),
+        (status = 400, description = "Invalid query (unknown level)", body = ErrorBody),
+        (status = 500, description = "The check could not run", body = ErrorBody),
+    )
+)]
 async fn verify(
     State(state): State<AppState>,
     query: Result<Query<VerifyQuery>, QueryRejection>,
@@ -58,6 +75,21 @@ async fn verify(
     Ok(Json(report))
 }
 
+/// Analyze where the database's bytes go.
+///
+/// Per table: entries, stored, metadata and fragmented bytes, tree height;
+/// for the whole file: size, free space a compaction would return, and
+/// growth.
+#[utoipa::path(
+    get,
+    path = "/api/v1/storage/analyze",
+    tag = "storage",
+    operation_id = "storage_analyze",
+    responses(
+        (status = 200, description = "The analysis", body = Analysis),
+        (status = 500, description = "The database could not be analyzed", body = ErrorBody),
+    )
+)]
 async fn analyze(State(state): State<AppState>) -> Result<Json<Analysis>, ApiError> {
     let storage = state.storage.clone();
     blocking("analyze", move || storage.analyze())
@@ -66,7 +98,9 @@ async fn analyze(State(state): State<AppState>) -> Result<Json<Analysis>, ApiErr
         .map_err(|e| ApiError::internal(format!("cannot analyze the database: {e}")))
 }
 
-#[derive(Deserialize, Default)]
+/// Options of a repair (the body may be empty).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = StorageRepairRequest)]
 #[serde(deny_unknown_fields)]
 struct RepairBody {
     /// False: report what would be done, change nothing.
@@ -74,8 +108,27 @@ struct RepairBody {
     apply: bool,
 }
 
+/// Repair what dangles or is derived, or report what would be done.
+///
 /// `POST /api/v1/storage/repair {"apply": true}`: drops what dangles,
-/// rebuilds what is derived, reports what it cannot fix.
+/// rebuilds what is derived, reports what it cannot fix. Without
+/// `apply` (or with no body) nothing is changed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/storage/repair",
+    tag = "storage",
+    operation_id = "storage_repair",
+    request_body(
+        content = Option<RepairBody>,
+        description = "Optional: an empty body only reports",
+    ),
+    responses(
+        (status = 200, description = "What was (or would be) fixed, and what no repair can fix", body = RepairReport),
+        (status = 400, description = "Invalid JSON body", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 500, description = "The repair could not run", body = ErrorBody),
+    )
+)]
 async fn repair(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -101,13 +154,27 @@ async fn repair(
 
 /// What `POST /api/v1/storage/compact` answers: redb compacts with the
 /// file to itself, so a running server schedules it for its next start.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompactAnswer {
+    /// Always true: the compaction runs at the next start.
     pub scheduled: bool,
+    /// The database file's size now.
     pub database_bytes: u64,
+    /// When and how the compaction runs.
     pub detail: String,
 }
 
+/// Schedule a compaction of the database file for the next start.
+#[utoipa::path(
+    post,
+    path = "/api/v1/storage/compact",
+    tag = "storage",
+    operation_id = "storage_compact",
+    responses(
+        (status = 200, description = "Scheduled", body = CompactAnswer),
+        (status = 500, description = "The compaction could not be scheduled", body = ErrorBody),
+    )
+)]
 async fn compact(State(state): State<AppState>) -> Result<Json<CompactAnswer>, ApiError> {
     state.storage.request_compaction().map_err(|e| {
         ApiError::internal(format!("could not schedule the database compaction: {e}"))

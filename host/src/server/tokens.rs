@@ -1,31 +1,38 @@
 //! `/api/v1/tokens`: create, list and revoke bearer tokens (admin scope,
 //! enforced by the gate in `server::auth`).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::agents::read_body;
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::Scope;
 use crate::auth::tokens::TokenError;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tokens", get(list).post(create))
-        .route("/api/v1/tokens/{token}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
-#[derive(Deserialize)]
+/// A token to create.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateTokenRequest)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    /// Letters, digits, `-`, `_` and `.`; unique among live tokens.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     name: String,
+    /// `read`, `message` or `admin` (case and surrounding spaces ignored).
+    #[schema(example = "read")]
     scope: String,
 }
 
@@ -44,6 +51,17 @@ fn token_error(e: TokenError) -> ApiError {
     }
 }
 
+/// List the live bearer tokens (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "tokens_list",
+    responses(
+        (status = 200, description = "`tokens`: [{id, name, scope, created_at}]", body = Object),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let tokens = state.gate.tokens.list().map_err(token_error)?;
     let tokens: Vec<Value> = tokens
@@ -55,6 +73,21 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "tokens": tokens })))
 }
 
+/// Create a bearer token; the answer carries its secret, shown only once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "tokens_create",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The token: `id`, `name`, `scope`, `created_at`, and `token` (the secret, shown once)", body = Object),
+        (status = 400, description = "Invalid JSON, name or scope", body = ErrorBody),
+        (status = 409, description = "Name taken, or too many tokens", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -78,6 +111,19 @@ async fn create(
     ))
 }
 
+/// Revoke a token by id or name.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{token}",
+    tag = "tokens",
+    operation_id = "tokens_revoke",
+    params(("token" = String, Path, description = "Token id or name")),
+    responses(
+        (status = 200, description = "`revoked`: {id, name}", body = Object),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     Path(token): Path<String>,

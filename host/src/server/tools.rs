@@ -2,19 +2,19 @@
 //! tool components (`caxton tools …`).
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::agents::{decode_base64, is_raw_component, read_body};
-use super::error::{ApiError, parse_json};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::Principal;
 use crate::runtime::ToolHost;
 use crate::runtime::limits::RequestedLimits;
@@ -22,14 +22,20 @@ use crate::tools::ToolError;
 use crate::tools::component::ToolDeployError;
 use crate::tools::component_info;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tools", get(list).post(deploy))
-        .route("/api/v1/tools/{tool}", get(show).delete(remove))
-        .route("/api/v1/tools/{tool}/invoke", post(invoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, deploy))
+        .routes(routes!(show, remove))
+        .routes(routes!(invoke))
 }
 
-#[derive(Deserialize)]
+/// The fields of a `ToolInfo` (answered through `json!`).
+const TOOL_INFO: &str = "The tool: `name`, `description`, `parameters` (its JSON Schema), \
+     `kind` (`builtin`, `component` or `mcp`); a component also has `component_sha256`, \
+     `size_bytes`, `resource_limits` and `deployed_at`";
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InvokeQuery {
     /// Call the tool as this agent (its memory scope, its name on the
@@ -37,9 +43,31 @@ struct InvokeQuery {
     agent: Option<String>,
 }
 
-/// Calls a tool directly with the body as its arguments, so an operator
-/// can try one before granting it (`caxton tools invoke NAME JSON`).
-/// Admin only: a tool may fetch URLs, send messages and write memory.
+/// Call a tool directly with the body as its arguments.
+///
+/// So an operator can try one before granting it (`caxton tools invoke
+/// NAME JSON`). Admin only: a tool may fetch URLs, send messages and write
+/// memory.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tools/{tool}/invoke",
+    tag = "tools",
+    operation_id = "tools_invoke",
+    params(("tool" = String, Path, description = "Tool name"), InvokeQuery),
+    request_body(
+        content = Value,
+        content_type = "application/json",
+        description = "The tool's arguments, checked against its `parameters` schema",
+    ),
+    responses(
+        (status = 200, description = "`tool`, `caller` (the agent it ran as), `result`, `duration_ms`", body = Object),
+        (status = 400, description = "Invalid query, arguments not UTF-8, or arguments that do not match the tool's schema", body = ErrorBody),
+        (status = 403, description = "The caller may not use this tool", body = ErrorBody),
+        (status = 404, description = "Unknown tool or agent", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 502, description = "The tool failed", body = ErrorBody),
+    )
+)]
 async fn invoke(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -90,11 +118,33 @@ fn unknown_tool(name: &str) -> ApiError {
     .with_details(json!({ "tool": name }))
 }
 
+/// List every tool agents can call (built-in, components, MCP) with its JSON Schema.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tools",
+    tag = "tools",
+    operation_id = "tools_list",
+    responses(
+        (status = 200, description = "`total` and `tools`: [{name, description, parameters, kind, …}], each as `GET /api/v1/tools/{tool}` shows it", body = Object),
+    )
+)]
 async fn list(State(state): State<AppState>) -> Json<Value> {
     let tools = state.tools.list();
     Json(json!({ "total": tools.len(), "tools": tools }))
 }
 
+/// Show one tool.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tools/{tool}",
+    tag = "tools",
+    operation_id = "tools_show",
+    params(("tool" = String, Path, description = "Tool name")),
+    responses(
+        (status = 200, description = TOOL_INFO, body = Object),
+        (status = 404, description = "Unknown tool", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Path(tool): Path<String>,
@@ -104,11 +154,14 @@ async fn show(
 }
 
 /// JSON form of a deployment.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = DeployToolRequest)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
     /// The component, base64 (standard alphabet; whitespace ignored).
+    #[schema(content_encoding = "base64", content_media_type = "application/wasm")]
     wasm_module: String,
+    /// Each limit defaults to the server's; none may exceed its ceiling.
     #[serde(default)]
     resource_limits: RequestedLimits,
     /// Replace a deployed tool of the same name.
@@ -116,19 +169,47 @@ struct DeployBody {
     replace: bool,
 }
 
-/// Query of a raw `application/wasm` upload.
-#[derive(Deserialize)]
+/// Query of a raw `application/wasm` upload (ignored for a JSON body).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RawDeployQuery {
+    /// Replace a deployed tool of the same name.
     #[serde(default)]
     replace: bool,
+    #[param(minimum = 1)]
     max_memory_bytes: Option<u64>,
+    #[param(minimum = 1)]
     max_fuel: Option<u64>,
+    #[param(minimum = 1)]
     max_execution_time_ms: Option<u64>,
 }
 
-/// Deploys a tool component; its name comes from its own `describe`.
-/// 201 for a new tool, 200 when it replaced one.
+/// Deploy a tool component; its name comes from its own `describe`.
+///
+/// The body is JSON with the component in base64, or the component's own
+/// bytes (`application/wasm` or `application/octet-stream`) with the
+/// options in the query. 201 for a new tool, 200 when it replaced one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tools",
+    tag = "tools",
+    operation_id = "tools_deploy",
+    params(RawDeployQuery),
+    request_body(
+        description = "JSON with the component in base64, or the raw component",
+        content((DeployBody = "application/json"), ("application/wasm"), ("application/octet-stream")),
+    ),
+    responses(
+        (status = 200, description = "Replaced (replace=true): the tool as `GET /api/v1/tools/{tool}` shows it, with `replaced`: true", body = Object),
+        (status = 201, description = "Deployed: the tool as `GET /api/v1/tools/{tool}` shows it, with `replaced`: false", body = Object),
+        (status = 400, description = "Invalid JSON, query or base64, or not a WebAssembly component", body = ErrorBody),
+        (status = 409, description = "Name taken by a built-in or deployed tool, or the tool quota is reached", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Limits above the ceiling, wrong world, unusable name or schema, or describe failed within the limits", body = ErrorBody),
+        (status = 500, description = "Storage error, or this server cannot host tool components", body = ErrorBody),
+    )
+)]
 async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -170,6 +251,20 @@ async fn deploy(
     Ok((status, Json(view)))
 }
 
+/// Remove a tool component.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tools/{tool}",
+    tag = "tools",
+    operation_id = "tools_remove",
+    params(("tool" = String, Path, description = "Tool name")),
+    responses(
+        (status = 200, description = "Removed: `name`, `status` (`removed`)", body = Object),
+        (status = 404, description = "Unknown tool", body = ErrorBody),
+        (status = 409, description = "Built-in tools cannot be removed", body = ErrorBody),
+        (status = 500, description = "Storage error (nothing removed)", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     Path(tool): Path<String>,

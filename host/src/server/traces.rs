@@ -3,29 +3,51 @@
 //! of an agent. Read from the bounded store in `crate::trace`.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Query, State};
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::trace::TraceAnswer;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TraceQuery {
     /// Only conversations this agent took part in.
     agent: Option<String>,
+    /// The conversation to show; without it, recent conversations are
+    /// listed.
     conversation_id: Option<String>,
-    /// Conversations listed when no id is given (default 20, at most 1000).
+    /// Conversations listed when no id is given (default 20; values
+    /// outside 1..=1000 are clamped).
     limit: Option<usize>,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/traces", get(traces))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(traces))
 }
 
+/// A conversation's spans, or the recent conversations.
+///
+/// With `conversation_id`: every message hop, LLM call and tool call of
+/// that conversation, with parents and timings. Without it: the recent
+/// conversations (of `agent`, when given). Read from the bounded store of
+/// the most recent spans (`monitoring.trace_spans`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/traces",
+    tag = "traces",
+    operation_id = "traces_get",
+    params(TraceQuery),
+    responses(
+        (status = 200, description = "`{conversation_id, spans}` or `{conversations, kept_spans}`", body = TraceAnswer),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 404, description = "No such conversation (with that agent) in the kept spans", body = ErrorBody),
+    )
+)]
 async fn traces(
     State(state): State<AppState>,
     query: Result<Query<TraceQuery>, axum::extract::rejection::QueryRejection>,

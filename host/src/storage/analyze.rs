@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Storage, db_err};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One table of the database.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageTable)]
 pub struct TableInfo {
     pub name: String,
     pub entries: u64,
@@ -18,7 +20,9 @@ pub struct TableInfo {
     pub tree_height: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where the database's bytes go.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageAnalysis)]
 pub struct Analysis {
     pub file_bytes: u64,
     pub page_size: usize,

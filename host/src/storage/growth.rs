@@ -19,7 +19,8 @@ const DAY_SECS: u64 = 86_400;
 
 /// Growth since the oldest sample of the last 30 days (or the oldest
 /// there is, when all are younger).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StorageGrowth)]
 pub struct Growth {
     /// When the compared sample was taken (Unix seconds).
     pub since_unix: u64,

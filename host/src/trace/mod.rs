@@ -36,7 +36,7 @@ pub const DEFAULT_SPANS: usize = 10_000;
 const MAX_TEXT: usize = 300;
 
 /// What the span was.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SpanKind {
     /// A message handled by `agent`.
@@ -117,14 +117,16 @@ impl SpanKind {
 }
 
 /// One finished step of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Span {
     pub id: u64,
     /// The span that caused this one: here, or in the caller that sent
     /// `traceparent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
+    /// The W3C trace id, 32 lowercase hex digits.
     #[serde(with = "context::hex_trace_id")]
+    #[schema(value_type = String, pattern = "^[0-9a-f]{32}$")]
     pub trace_id: u128,
     pub conversation_id: String,
     /// The agent that handled the message or made the call.
@@ -185,7 +187,7 @@ impl Started {
 }
 
 /// One conversation in a listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     pub conversation_id: String,
     pub spans: usize,
@@ -195,7 +197,7 @@ pub struct ConversationSummary {
 
 /// What `GET /api/v1/traces` answers (and `caxton trace` reads): a
 /// conversation's spans, or a list of conversations.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TraceAnswer {
     Conversation {
