@@ -31,17 +31,17 @@ pub fn new_engine(max_memory_bytes: u64, instance_pool: bool) -> anyhow::Result<
     config.parallel_compilation(true);
     // Pooled slots and fiber stacks are reused: a fresh instance (after a
     // trap, say) and every async call avoid mmap/munmap.
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_SLOTS)
-        .total_core_instances(POOL_SLOTS * 8)
-        .total_memories(POOL_SLOTS * 2)
-        .total_tables(POOL_SLOTS * 4)
-        .total_stacks(POOL_SLOTS)
-        .max_memories_per_component(8)
-        .max_tables_per_component(16)
-        .table_elements(100_000)
-        .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX));
     if instance_pool {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 8)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 4)
+            .total_stacks(POOL_SLOTS)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16)
+            .table_elements(100_000)
+            .max_memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     } else {
         config.allocation_strategy(InstanceAllocationStrategy::OnDemand);

@@ -7,9 +7,9 @@
 //! rmcp's service rather than a handler, and the errors any operation can
 //! answer (the auth gate's, the body limit's), in the one error shape.
 
-use std::sync::Arc;
-
-use axum::{Extension, Json};
+use axum::Extension;
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -57,9 +57,10 @@ impl utoipa::Modify for BearerToken {
     }
 }
 
-/// The finished document, built once when the router is and served as is.
+/// The finished document, serialised once when the router is built and
+/// served as those bytes.
 #[derive(Clone)]
-pub struct ServedDocument(Arc<Value>);
+pub struct ServedDocument(axum::body::Bytes);
 
 impl ServedDocument {
     /// Adds what no handler describes (`/mcp`, the common errors) to the
@@ -74,15 +75,15 @@ impl ServedDocument {
             paths.insert("/mcp".into(), mcp_path());
             add_common_errors(paths);
         }
-        ServedDocument(Arc::new(doc))
+        ServedDocument(axum::body::Bytes::from(doc.to_string()))
     }
 }
 
 /// This document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", operation_id = "openapi_document",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
-pub async fn document(Extension(document): Extension<ServedDocument>) -> Json<Value> {
-    Json(document.0.as_ref().clone())
+pub async fn document(Extension(document): Extension<ServedDocument>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document.0)
 }
 
 fn error_response(description: &str) -> Value {
