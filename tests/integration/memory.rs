@@ -247,6 +247,62 @@ async fn export_then_import_into_a_fresh_server_gives_the_same_answers() {
             .starts_with("line 1"),
         "{body}"
     );
+
+    // A refused import changes nothing, however far it got: valid entity
+    // lines first, then a relation to an entity that exists nowhere, or
+    // an entity the model refuses.
+    let entity = |name: &str| {
+        format!(
+            "{{\"type\":\"entity\",\"scope\":\"global\",\"name\":\"{name}\",\"entity_type\":\"note\",\"observations\":[\"imported {name}\"]}}\n"
+        )
+    };
+    let dangling = format!(
+        "{}{}{{\"type\":\"relation\",\"scope\":\"global\",\"from\":\"fresh-a\",\"to\":\"nowhere\",\"relation_type\":\"knows\"}}\n",
+        entity("fresh-a"),
+        entity("fresh-b")
+    );
+    let (status, body) = fresh
+        .post_raw(
+            "/api/v1/memory/import",
+            "application/x-ndjson",
+            dangling.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nowhere"),
+        "the error names the missing entity: {body}"
+    );
+    let invalid = format!("{}{}", entity("fresh-c"), entity(""));
+    let (status, body) = fresh
+        .post_raw(
+            "/api/v1/memory/import",
+            "application/x-ndjson",
+            invalid.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    for name in ["fresh-a", "fresh-b", "fresh-c"] {
+        let (status, body) = fresh
+            .post("/api/v1/memory/nodes", &json!({"names": [name]}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["entities"],
+            json!([]),
+            "`{name}` was not written: {body}"
+        );
+    }
+    let (_, stats) = fresh.get("/api/v1/memory/stats").await;
+    assert_eq!(stats["counts"]["entities"], json!(4), "{stats}");
+    assert_eq!(stats["counts"]["relations"], json!(3), "{stats}");
+    assert_eq!(
+        stats["indexed_vectors"], stats["counts"]["embeddings"],
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

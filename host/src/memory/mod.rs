@@ -505,7 +505,7 @@ impl MemoryService {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Embeds every text at once (one batch) before the write transaction.
+    /// Embeds every text before the write transaction (each distinct text once).
     fn embed_all(&self, texts: Vec<String>) -> Result<HashMap<String, Vec<f32>>> {
         let Some(embedder) = self.embedder.get() else {
             return Ok(HashMap::new());
@@ -513,8 +513,14 @@ impl MemoryService {
         let mut unique: Vec<String> = texts;
         unique.sort();
         unique.dedup();
-        let refs: Vec<&str> = unique.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs).map_err(MemoryError::Storage)?;
+        // In slices, so an import of a whole graph holds one slice's
+        // tokenizer state at a time, not every text's.
+        const SLICE: usize = 1024;
+        let mut vectors = Vec::with_capacity(unique.len());
+        for slice in unique.chunks(SLICE) {
+            let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
+            vectors.extend(embedder.embed(&refs).map_err(MemoryError::Storage)?);
+        }
         Ok(unique.into_iter().zip(vectors).collect())
     }
 
@@ -783,43 +789,44 @@ impl MemoryService {
         transfer::export(&self.store.read()?, &mut emit)
     }
 
-    /// Replays exported records (entities before the relations that use
-    /// them). Answers (entities, relations) written.
+    /// Replays exported records in one write transaction: every record is
+    /// checked and every text embedded first, then all entities are
+    /// written, then all relations. A bad record (an invalid entity, a
+    /// relation whose entity is neither stored nor in the records) fails
+    /// the transaction, so an import is written whole or not at all.
+    /// Answers (entities, relations) written.
     pub fn import(&self, records: Vec<transfer::Record>) -> Result<(u32, u32)> {
-        let mut entities = 0;
-        let mut relations = 0;
-        let mut batch: Vec<EntityInput> = Vec::new();
-        let mut batch_scope: Option<ScopeKey> = None;
-        let flush = |scope: &Option<ScopeKey>, batch: &mut Vec<EntityInput>| -> Result<u32> {
-            match scope {
-                Some(scope) if !batch.is_empty() => {
-                    let s = self.create_entities(scope, batch)?;
-                    batch.clear();
-                    Ok(s.created + s.updated + s.unchanged)
-                }
-                _ => Ok(0),
-            }
-        };
+        let mut entities: Vec<(ScopeKey, EntityInput)> = Vec::new();
+        let mut relations: Vec<(ScopeKey, Relation)> = Vec::new();
         for record in records {
             match record {
                 transfer::Record::Entity { scope, entity } => {
-                    let scope = transfer::parse_scope(&scope)?;
-                    if batch_scope.as_ref() != Some(&scope) || batch.len() == model::MAX_BATCH {
-                        entities += flush(&batch_scope, &mut batch)?;
-                        batch_scope = Some(scope);
-                    }
-                    batch.push(entity.into());
+                    let entity = EntityInput::from(entity);
+                    entity.validate()?;
+                    entities.push((transfer::parse_scope(&scope)?, entity));
                 }
                 transfer::Record::Relation { scope, relation } => {
-                    entities += flush(&batch_scope, &mut batch)?;
-                    let scope = transfer::parse_scope(&scope)?;
-                    self.create_relations(&scope, std::slice::from_ref(&relation))?;
-                    relations += 1;
+                    relation.validate()?;
+                    relations.push((transfer::parse_scope(&scope)?, relation));
                 }
             }
         }
-        entities += flush(&batch_scope, &mut batch)?;
-        Ok((entities, relations))
+        let mut texts = Vec::new();
+        for (_, e) in &entities {
+            texts.push(store::name_text(&e.name, &e.entity_type));
+            texts.extend(e.observations.iter().cloned());
+        }
+        let embeddings = self.embed_all(texts)?;
+        self.write(&embeddings, |w| {
+            for (scope, entity) in &entities {
+                w.upsert_entity(scope, entity)?;
+            }
+            for (scope, relation) in &relations {
+                w.put_relation(scope, relation)?;
+            }
+            Ok(())
+        })?;
+        Ok((entities.len() as u32, relations.len() as u32))
     }
 
     /// Entity in a scope, by name.

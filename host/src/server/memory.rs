@@ -595,7 +595,9 @@ async fn export(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 
 /// Load JSON lines written by export.
 ///
-/// All lines are parsed and checked before anything is written.
+/// All lines are parsed and checked before anything is written, and the
+/// records are written in one transaction: a refused import changes
+/// nothing.
 #[utoipa::path(
     post,
     path = "/api/v1/memory/import",
@@ -609,7 +611,7 @@ async fn export(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     responses(
         (status = 200, description = "Records written", body = Imported),
         (status = 400, description = "Not UTF-8, a line that is not a record or names an unknown scope, or an invalid entity or relation", body = ErrorBody),
-        (status = 404, description = "A relation's entity is neither in the scope nor earlier in the file", body = ErrorBody),
+        (status = 404, description = "A relation's entity is neither in the scope nor in the file; nothing was written", body = ErrorBody),
         (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
         (status = 500, description = STORAGE_FAULT, body = ErrorBody),
     ),
