@@ -165,6 +165,16 @@ async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
     assert_eq!(body["error"]["code"], "safe_mode");
     let (status, _) = server.delete("/api/v1/agents/echo").await;
     assert_eq!(status, 503);
+    // What an operator does first in safe mode: take a backup (a read,
+    // though it needs `admin`) and query memory (reads sent as POST).
+    let archive = _guard.path().join("in-safe-mode.tar.gz");
+    let archive_text = archive.to_str().expect("utf-8").to_string();
+    let (ok, out, err) = server.cli(&["backup", "--embedded", "--output", &archive_text]);
+    assert!(ok, "a backup is taken in safe mode: {out}{err}");
+    let (status, body) = server
+        .post("/api/v1/memory/search", &json!({"query": "anything"}))
+        .await;
+    assert_eq!(status, 200, "searches go on: {body}");
 
     let server = server.restart();
     let (_, health) = server.get("/api/v1/health").await;

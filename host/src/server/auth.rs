@@ -61,6 +61,24 @@ fn allowed_in_safe_mode(path: &str) -> bool {
     ) || path.starts_with("/api/v1/tokens")
 }
 
+/// Whether a request may change anything: every method but GET and HEAD,
+/// except the queries sent as POST because they carry a body. Safe mode
+/// refuses these (a backup, a GET, is what an operator takes first).
+fn writes(method: &Method, path: &str) -> bool {
+    !(method == Method::GET || method == Method::HEAD || is_query(path))
+}
+
+/// Queries sent as POST because they carry a body; they change nothing.
+fn is_query(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/memory/search"
+            | "/api/v1/memory/nodes"
+            | "/api/v1/memory/traverse"
+            | "/api/v1/config-agents/validate"
+    )
+}
+
 /// Routes whose bodies may be as large as `server.max_body_bytes`.
 fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST
@@ -85,11 +103,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
         return Scope::Read;
     }
     match path {
-        // Queries sent as POST because they carry a body; they change nothing.
-        "/api/v1/memory/search"
-        | "/api/v1/memory/nodes"
-        | "/api/v1/memory/traverse"
-        | "/api/v1/config-agents/validate" => Scope::Read,
+        p if is_query(p) => Scope::Read,
         "/api/v1/messages" | "/v1/chat/completions" => Scope::Message,
         p if p.starts_with("/api/v1/agents/")
             && (p.ends_with("/message") || p.ends_with("/ping")) =>
@@ -358,7 +372,7 @@ pub async fn gate(
     if let Err(e) = check_content_type(&method, &path, request.headers()) {
         return e.into_response();
     }
-    if needed != Scope::Read
+    if writes(&method, &path)
         && !allowed_in_safe_mode(&path)
         && gate.safe_mode.load(std::sync::atomic::Ordering::Relaxed)
     {

@@ -109,16 +109,13 @@ fn mcp_path() -> Value {
 /// that cannot be read (400), no or a wrong token (401), a token without
 /// the scope (403), an unknown name (404), a body too slow (408) or too
 /// big (413) or of the wrong type (415), refused input (422), no room
-/// (429, 503), a server fault (500). Added where an operation does not
+/// (429, 503), safe mode refusing a write (503), a server fault (500). Added where an operation does not
 /// describe them itself.
 fn add_common_errors(paths: &mut serde_json::Map<String, Value>) {
     const COMMON: [(&str, &str); 11] = [
         ("400", "The request cannot be read (query, path or body)"),
         ("401", "No token, or a token that is not valid here"),
-        (
-            "403",
-            "The token's scope does not allow this, or safe mode refuses writes",
-        ),
+        ("403", "The token's scope does not allow this"),
         ("404", "Nothing by that name"),
         ("408", "The body took too long to arrive"),
         ("413", "The body is larger than the server accepts"),
@@ -129,7 +126,10 @@ fn add_common_errors(paths: &mut serde_json::Map<String, Value>) {
         ("422", "The input is well-formed but refused"),
         ("429", "Too many requests or messages queued"),
         ("500", "A server fault (reported, nothing half-written)"),
-        ("503", "The server is at capacity or shutting down"),
+        (
+            "503",
+            "The server is at capacity, shutting down, or in safe mode (writes refused)",
+        ),
     ];
     for item in paths.values_mut() {
         let Some(item) = item.as_object_mut() else {
