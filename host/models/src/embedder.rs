@@ -49,6 +49,10 @@ pub enum EmbedError {
     /// candle failed to load the weights or run the network.
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
+    /// The matrix library cannot run on this CPU (see
+    /// [`crate::cpu::check_matrix_kernels`]).
+    #[error("unsupported CPU: {0}")]
+    Cpu(String),
 }
 
 /// A loaded all-MiniLM-L6-v2, ready to embed text on the CPU.
@@ -93,6 +97,7 @@ impl Embedder {
     /// `tokenizer.json` and `model.safetensors` (normally [`crate::pull`]'s
     /// result). It does not re-check hashes; [`crate::model_status`] does.
     pub fn load(model_dir: &Path) -> Result<Embedder, EmbedError> {
+        crate::cpu::check_matrix_kernels().map_err(EmbedError::Cpu)?;
         let missing: Vec<String> = [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE]
             .iter()
             .filter(|name| !model_dir.join(name).is_file())

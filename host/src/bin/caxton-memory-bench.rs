@@ -291,8 +291,9 @@ fn main() -> anyhow::Result<()> {
     let model = caxton_models::Embedder::load(&model_dir)?;
     let real: Arc<dyn TextEmbedder> = Arc::new(RealModel(model));
     println!(
-        "caxton memory benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "caxton memory benchmark ({} cores, {} matrix kernels)",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        caxton_models::cpu::matrix_kernels()
     );
 
     // Embedding throughput.

@@ -108,12 +108,13 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "model {} ({}), loaded in {:.2} s, threads {}, kernels {}",
+        "model {} ({}), loaded in {:.2} s, threads {}, kernels {} (quantized) / {} (f32)",
         llm.name(),
         path.display(),
         started.elapsed().as_secs_f64(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        caxton_models::cpu::simd_kernels()
+        caxton_models::cpu::simd_kernels(),
+        caxton_models::cpu::matrix_kernels()
     );
     let weather = ToolDecl {
         name: "get_weather".into(),

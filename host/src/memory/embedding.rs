@@ -117,7 +117,7 @@ pub fn load_cached(cache_dir: &Path) -> Result<Arc<dyn TextEmbedder>, String> {
     tracing::info!(
         model = caxton_models::MODEL_NAME,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        simd = caxton_models::cpu::simd_kernels(),
+        simd = caxton_models::cpu::matrix_kernels(),
         "embedding model loaded"
     );
     let weights_bytes = std::fs::metadata(status.dir.join("model.safetensors"))

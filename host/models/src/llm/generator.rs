@@ -38,6 +38,10 @@ pub enum LlmError {
         path.display()
     )]
     Architecture { path: PathBuf, arch: String },
+    /// The matrix library cannot run on this CPU (see
+    /// [`crate::cpu::check_matrix_kernels`]).
+    #[error("unsupported CPU: {0}")]
+    Cpu(String),
     #[error(
         "the prompt is {prompt_tokens} tokens; with {max_tokens} to generate it exceeds the \
          model's context of {context} tokens: shorten the system prompt or the history"
@@ -173,6 +177,7 @@ impl LocalLlm {
     /// Loads a GGUF file (about 1.5 s and 1 GiB of memory for the default
     /// 0.5B model).
     pub fn load(path: &Path) -> Result<LocalLlm, LlmError> {
+        crate::cpu::check_matrix_kernels().map_err(LlmError::Cpu)?;
         let format = |detail: String| LlmError::Format {
             path: path.to_path_buf(),
             detail,
