@@ -648,6 +648,9 @@ impl MemoryService {
         observations: &[String],
     ) -> Result<u32> {
         model::check_batch("observations", observations.len())?;
+        for observation in observations {
+            model::check_observation(entity, observation)?;
+        }
         let deleted = self.write(&HashMap::new(), |w| {
             w.delete_observations(scope, entity, observations)
         })?;

@@ -65,15 +65,16 @@ impl std::fmt::Display for ScopeKey {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntityInput {
-    /// Unique in its scope; at most 256 bytes.
-    #[schema(min_length = 1, max_length = 256)]
+    /// Unique in its scope; at most 256 bytes, not blank.
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub name: String,
-    /// At most 64 bytes.
-    #[schema(min_length = 1, max_length = 64)]
+    /// At most 64 bytes, not blank.
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub entity_type: String,
-    /// Facts about the entity, each at most 4096 bytes; an entity holds at
-    /// most 1000.
+    /// Facts about the entity, each at most 4096 bytes and not blank; an
+    /// entity holds at most 1000.
     #[serde(default)]
+    #[schema(value_type = Vec<ObservationText>)]
     pub observations: Vec<String>,
     /// A JSON object kept with the entity; replaces the stored one when
     /// given.
@@ -81,6 +82,40 @@ pub struct EntityInput {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
+
+/// An observation's text in the API document: what [`check_observation`]
+/// accepts (not blank, at most 4096 bytes). A schema only; observations
+/// are plain strings. It exists because the items of a `Vec<String>`
+/// field cannot carry a pattern of their own.
+pub struct ObservationText;
+
+impl utoipa::PartialSchema for ObservationText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_OBSERVATION_BYTES))
+            .pattern(Some(r"\S"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ObservationText {}
+
+/// A memory scope as the API names it (`global`, `workspace`,
+/// `agent:NAME`), in the API document; for the items of a list of scopes.
+pub struct ScopeText;
+
+impl utoipa::PartialSchema for ScopeText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^(global|workspace|agent:.+)$"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ScopeText {}
 
 /// An entity as read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -102,13 +137,13 @@ pub struct Entity {
 #[serde(deny_unknown_fields)]
 pub struct Relation {
     /// An entity's name, in the same scope.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub from: String,
     /// An entity's name, in the same scope.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub to: String,
-    /// At most 64 bytes.
-    #[schema(min_length = 1, max_length = 64)]
+    /// At most 64 bytes, not blank.
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub relation_type: String,
     #[serde(default = "one")]
     #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]

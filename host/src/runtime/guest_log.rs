@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 /// Lines kept per agent.
-const CAPACITY: usize = 1000;
+pub const CAPACITY: usize = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {

@@ -732,6 +732,7 @@ async fn resume(
 #[into_params(parameter_in = Query)]
 struct LogsQuery {
     /// How many of the latest lines (default 100; at most 1000 are kept).
+    #[param(minimum = 0, maximum = 1000)]
     tail: Option<usize>,
 }
 
@@ -744,6 +745,7 @@ struct LogsQuery {
     params(("agent" = String, Path, description = "Agent name or id"), LogsQuery),
     responses(
         (status = 200, description = "`agent` and `lines`: [{seq, at, level, message}], oldest first", body = Object),
+        (status = 400, description = "`tail` above 1000", body = ErrorBody),
         (status = 404, description = "Unknown agent", body = ErrorBody),
     )
 )]
@@ -757,6 +759,16 @@ async fn logs(
         .registry()
         .get(&agent)
         .ok_or_else(|| ApiError::unknown_agent(&agent))?;
-    let lines = handle.log.tail(query.tail.unwrap_or(100));
+    let tail = query.tail.unwrap_or(100);
+    if tail > crate::runtime::guest_log::CAPACITY {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "tail is at most {}: that many lines are kept",
+                crate::runtime::guest_log::CAPACITY
+            ),
+        ));
+    }
+    let lines = handle.log.tail(tail);
     Ok(Json(json!({ "agent": handle.name, "lines": lines })))
 }

@@ -157,7 +157,7 @@ async fn reload_all(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(bytes)?;
-    let request: ReloadAll = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let request: ReloadAll = if super::memory_ops::is_absent(&bytes) {
         ReloadAll::default()
     } else {
         parse_json(&bytes)?

@@ -227,9 +227,10 @@ struct ObservationsBody {
     #[schema(pattern = "^(global|workspace|agent:.+)$")]
     scope: Option<String>,
     /// The entity's name.
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     entity: String,
     /// Observation texts, each at most 4096 bytes; at most 1000 in one call.
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<crate::memory::model::ObservationText>)]
     observations: Vec<String>,
 }
 
@@ -454,9 +455,10 @@ struct SearchBody {
     scope: Option<String>,
     /// More scopes to search, named as `scope` is.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::memory::model::ScopeText>)]
     scopes: Vec<String>,
-    /// The text to look for; at most 4096 bytes.
-    #[schema(min_length = 1, max_length = 4096)]
+    /// The text to look for; at most 4096 bytes, not blank.
+    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
     query: String,
     /// Results wanted: 10 by default, brought into 1..=100.
     #[schema(default = 10)]

@@ -43,14 +43,21 @@ struct Optimize {
     rebuild_index: bool,
 }
 
-/// Accepts an empty body as `{}` so `curl -X POST` works without `-d`.
+/// Accepts an empty body or JSON `null` as `{}`, so `curl -X POST` works
+/// without `-d` and the document can call the body optional.
 pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     match &bytes {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+        Ok(b) if is_absent(b) => Ok(T::default()),
         _ => body(bytes),
     }
+}
+
+/// An optional body that was not given: nothing but whitespace, or `null`.
+pub(super) fn is_absent(bytes: &[u8]) -> bool {
+    let text = bytes.trim_ascii();
+    text.is_empty() || text == b"null"
 }
 
 /// Optimise memory: rebuild the vector index, schedule a compaction.
@@ -155,6 +162,9 @@ async fn cache_clear(
     Ok(Json(answer))
 }
 
+/// The oldest `older_than_days` a cleanup takes.
+const MAX_AGE_DAYS: u64 = 36_500;
+
 /// Body of `POST /api/v1/memory/cleanup`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = MemoryCleanupRequest)]
@@ -162,13 +172,29 @@ async fn cache_clear(
 struct Cleanup {
     /// Must be true: delete entities without relations (the one cleanup
     /// there is).
+    #[schema(value_type = OnlyTrue)]
     remove_orphaned: bool,
-    /// Only those not updated for this many days.
+    /// Only those not updated for this many days (at most 36,500).
+    #[schema(maximum = 36500)]
     older_than_days: Option<u64>,
     /// Only count and list them.
     #[serde(default)]
     dry_run: bool,
 }
+
+/// `true`, the one value a field accepts, in the API document.
+struct OnlyTrue;
+
+impl utoipa::PartialSchema for OnlyTrue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Boolean)
+            .enum_values(Some([true]))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OnlyTrue {}
 
 /// Delete orphaned entities: those without relations.
 #[utoipa::path(
@@ -189,6 +215,12 @@ async fn cleanup(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CleanupDone>, ApiError> {
     let request: Cleanup = body(bytes)?;
+    if request.older_than_days.is_some_and(|d| d > MAX_AGE_DAYS) {
+        return Err(ApiError::bad_request(
+            "invalid_memory_request",
+            format!("older_than_days is at most {MAX_AGE_DAYS} (a hundred years)"),
+        ));
+    }
     if !request.remove_orphaned {
         return Err(ApiError::bad_request(
             "invalid_memory_request",

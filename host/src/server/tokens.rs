@@ -32,8 +32,19 @@ struct CreateBody {
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     name: String,
     /// `read`, `message` or `admin` (case and surrounding spaces ignored).
-    #[schema(example = "read")]
+    #[schema(value_type = TokenScope)]
     scope: String,
+}
+
+/// A token's scope, as the document lists it (the body's `scope` is read
+/// by `Scope::parse`, which also takes other cases).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "a schema only: never constructed")]
+enum TokenScope {
+    Read,
+    Message,
+    Admin,
 }
 
 fn token_error(e: TokenError) -> ApiError {
@@ -114,10 +125,10 @@ async fn create(
 /// Revoke a token by id or name.
 #[utoipa::path(
     delete,
-    path = "/api/v1/tokens/{token}",
+    path = "/api/v1/tokens/{id}",
     tag = "tokens",
     operation_id = "tokens_revoke",
-    params(("token" = String, Path, description = "Token id or name")),
+    params(("id" = String, Path, description = "The token's id or name (not its secret)")),
     responses(
         (status = 200, description = "`revoked`: {id, name}", body = Object),
         (status = 404, description = "No such token", body = ErrorBody),
