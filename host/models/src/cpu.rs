@@ -105,29 +105,34 @@ mod tests {
 
     use super::*;
 
-    /// The kernels chosen are the ones the CPU can run fastest. Under an
-    /// emulator `/proc/cpuinfo` is the host's, so `scripts/test` says what
-    /// to expect there with `CAXTON_EXPECT_SIMD`.
+    /// The kernel family to expect: `CAXTON_EXPECT_SIMD` when set (under
+    /// an emulator `/proc/cpuinfo` is the host's, so `scripts/test` says
+    /// what to expect there), else `family` of the CPU's flags as
+    /// `/proc/cpuinfo` lists them.
+    fn expected_kernels(family: impl Fn(&[&str]) -> Option<&'static str>) -> String {
+        if let Ok(expected) = std::env::var("CAXTON_EXPECT_SIMD") {
+            return expected;
+        }
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let flags: Vec<&str> = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .map(|l| l.split_whitespace().collect())
+            .unwrap_or_default();
+        let fallback = if cfg!(target_arch = "aarch64") {
+            "neon"
+        } else {
+            "portable"
+        };
+        family(&flags).unwrap_or(fallback).to_string()
+    }
+
+    /// The kernels chosen are the ones the CPU can run fastest.
     #[test]
     fn the_kernels_chosen_are_the_ones_the_cpu_has() {
-        let expected = match std::env::var("CAXTON_EXPECT_SIMD") {
-            Ok(expected) => expected,
-            Err(_) => {
-                let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-                let flags: Vec<&str> = cpuinfo
-                    .lines()
-                    .find(|l| l.starts_with("flags"))
-                    .map(|l| l.split_whitespace().collect())
-                    .unwrap_or_default();
-                if flags.contains(&"avx2") && flags.contains(&"fma") {
-                    "avx2+fma".to_string()
-                } else if cfg!(target_arch = "aarch64") {
-                    "neon".to_string()
-                } else {
-                    "portable".to_string()
-                }
-            }
-        };
+        let expected = expected_kernels(|flags| {
+            (flags.contains(&"avx2") && flags.contains(&"fma")).then_some("avx2+fma")
+        });
         assert_eq!(simd_kernels(), expected);
     }
 
@@ -135,29 +140,16 @@ mod tests {
     /// the matrix library can run on this CPU, and its product is right.
     #[test]
     fn the_matrix_kernels_are_the_ones_the_cpu_has() {
-        let expected = match std::env::var("CAXTON_EXPECT_SIMD") {
-            Ok(expected) => expected,
-            Err(_) => {
-                let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-                let flags: Vec<&str> = cpuinfo
-                    .lines()
-                    .find(|l| l.starts_with("flags"))
-                    .map(|l| l.split_whitespace().collect())
-                    .unwrap_or_default();
-                let all = |names: &[&str]| names.iter().all(|n| flags.contains(n));
-                // `abm` is how /proc/cpuinfo spells LZCNT.
-                let v3 = all(&["avx2", "fma", "bmi1", "bmi2", "abm"]);
-                if v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]) {
-                    "avx512".to_string()
-                } else if v3 {
-                    "avx2+fma".to_string()
-                } else if cfg!(target_arch = "aarch64") {
-                    "neon".to_string()
-                } else {
-                    "portable".to_string()
-                }
+        let expected = expected_kernels(|flags| {
+            let all = |names: &[&str]| names.iter().all(|n| flags.contains(n));
+            // `abm` is how /proc/cpuinfo spells LZCNT.
+            let v3 = all(&["avx2", "fma", "bmi1", "bmi2", "abm"]);
+            if v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]) {
+                Some("avx512")
+            } else {
+                v3.then_some("avx2+fma")
             }
-        };
+        });
         assert_eq!(matrix_kernels(), expected);
         assert_eq!(check_matrix_kernels(), Ok(()));
         let (m, k, n) = (37, 70, 29);
