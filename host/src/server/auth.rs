@@ -63,9 +63,15 @@ fn allowed_in_safe_mode(path: &str) -> bool {
 
 /// Whether a request may change anything: every method but GET and HEAD,
 /// except the queries sent as POST because they carry a body. Safe mode
-/// refuses these (a backup, a GET, is what an operator takes first).
+/// refuses these (a backup, a GET, is what an operator takes first). An
+/// MCP call is judged by the REST requests its tool makes, each of which
+/// passes this gate again.
 fn writes(method: &Method, path: &str) -> bool {
-    !(method == Method::GET || method == Method::HEAD || is_query(path))
+    !(method == Method::GET
+        || method == Method::HEAD
+        || is_query(path)
+        || path == "/mcp"
+        || path == "/mcp/")
 }
 
 /// Queries sent as POST because they carry a body; they change nothing.
