@@ -145,6 +145,9 @@ async fn cli_deploys_lists_shows_pings_and_removes() {
         "{out}"
     );
     assert_eq!(server.cli(&["agents", "list", "--count"]).1.trim(), "1");
+    // More log lines than the server keeps is refused before asking it.
+    let (ok, _, err) = server.cli(&["agents", "logs", "cli-echo", "--tail", "5000"]);
+    assert!(!ok && err.contains("0..=1000"), "{err}");
     assert_eq!(
         server
             .cli(&["agents", "list", "--type", "wasm", "--count"])

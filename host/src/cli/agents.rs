@@ -72,8 +72,9 @@ pub enum AgentsCommand {
     /// Print an agent's recent log lines.
     Logs {
         name: String,
-        #[arg(long, default_value_t = 50)]
-        tail: usize,
+        /// How many of the latest lines; the server keeps 1000.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=1000))]
+        tail: u16,
     },
     /// Refuse messages until resumed: one agent, or every failing one.
     Suspend {
