@@ -383,6 +383,26 @@ impl Server {
         decode(response).await
     }
 
+    /// Calls MCP tool `name` over `/mcp` (one JSON-RPC POST, with `token`
+    /// when given); answers the JSON-RPC answer, after checking the 200.
+    pub async fn mcp_tool(&self, token: Option<&str>, name: &str, arguments: Value) -> Value {
+        let mut request = self
+            .http
+            .post(self.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": name, "arguments": arguments}}),
+            );
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("MCP request");
+        assert_eq!(response.status().as_u16(), 200);
+        response.json::<Value>().await.expect("JSON-RPC answer")
+    }
+
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self
             .http

@@ -252,27 +252,17 @@ async fn the_mcp_sdk_uses_every_tool_over_http_and_stdio() {
 
     // A token's scope limits MCP tools as it limits REST.
     let reader = create_token(&server, "mcp-reader", "read").await;
-    let call = |name: &str, arguments: Value| {
-        let request = reqwest::Client::new()
-            .post(server.url("/mcp"))
-            .bearer_auth(&reader)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": name, "arguments": arguments}}));
-        async move {
-            let response = request.send().await.expect("request");
-            assert_eq!(response.status().as_u16(), 200);
-            response.json::<Value>().await.expect("JSON-RPC answer")
-        }
-    };
-    let read = call("read_graph", json!({})).await;
+    let read = server
+        .mcp_tool(Some(&reader), "read_graph", json!({}))
+        .await;
     assert_eq!(read["result"]["isError"], false, "{read}");
-    let write = call(
-        "create_entities",
-        json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
-    )
-    .await;
+    let write = server
+        .mcp_tool(
+            Some(&reader),
+            "create_entities",
+            json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
+        )
+        .await;
     assert_eq!(write["result"]["isError"], true, "{write}");
     assert!(
         write["result"]["content"][0]["text"]

@@ -176,26 +176,17 @@ async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
         .await;
     assert_eq!(status, 200, "searches go on: {body}");
     // Over MCP too: each tool is judged by the REST requests it makes.
-    let mcp = |name: &str, arguments: Value| {
-        let request = reqwest::Client::new()
-            .post(server.url("/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": name, "arguments": arguments}}));
-        async move {
-            let response = request.send().await.expect("MCP request");
-            assert_eq!(response.status().as_u16(), 200);
-            response.json::<Value>().await.expect("JSON-RPC answer")
-        }
-    };
-    let read = mcp("search_nodes", json!({"query": "anything"})).await;
+    let read = server
+        .mcp_tool(None, "search_nodes", json!({"query": "anything"}))
+        .await;
     assert_eq!(read["result"]["isError"], false, "{read}");
-    let write = mcp(
-        "create_entities",
-        json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
-    )
-    .await;
+    let write = server
+        .mcp_tool(
+            None,
+            "create_entities",
+            json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
+        )
+        .await;
     assert_eq!(write["result"]["isError"], true, "{write}");
     assert!(
         write["result"]["content"][0]["text"]

@@ -156,12 +156,7 @@ async fn reload_all(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = read_body(bytes)?;
-    let request: ReloadAll = if super::memory_ops::is_absent(&bytes) {
-        ReloadAll::default()
-    } else {
-        parse_json(&bytes)?
-    };
+    let request: ReloadAll = super::memory_ops::optional_body(bytes)?;
     let agents = &state.config_agents;
     let files = agents.files();
     if request.validate_first {

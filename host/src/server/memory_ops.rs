@@ -55,7 +55,7 @@ pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// An optional body that was not given: nothing but whitespace, or `null`.
-pub(super) fn is_absent(bytes: &[u8]) -> bool {
+fn is_absent(bytes: &[u8]) -> bool {
     let text = bytes.trim_ascii();
     text.is_empty() || text == b"null"
 }
