@@ -48,8 +48,10 @@ impl LoggingConfig {
     }
 }
 
-/// Crates whose `info` lines are compiler chatter, not server events.
-const QUIET: &str = "wasmtime=warn,cranelift=warn";
+/// Crates whose `info` lines are chatter, not server events: the compiler's,
+/// and rmcp's, which writes three lines (one with the whole client
+/// description) for every MCP request over HTTP.
+const QUIET: &str = "wasmtime=warn,cranelift=warn,rmcp=warn";
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 

@@ -626,12 +626,19 @@ monitoring:
     let server = Server::start_with_env(&data, Some(&config), &[("CAXTON_LOG", "")]);
     let (status, shown) = server.get("/api/v1/agents/greeter").await;
     assert_eq!(status, 200, "server.agents_dir was not used: {shown}");
+    let answer = server.mcp_tool(None, "list_agents", json!({})).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
 
-    // `tail -f /var/log/caxton/caxton.log`: the file gets the server's lines.
+    // `tail -f /var/log/caxton/caxton.log`: the file gets the server's lines,
+    // and not the MCP SDK's three `info` lines per request.
     let logged = std::fs::read_to_string(&log).expect("logging.file was not written");
     assert!(
         logged.contains("caxton server ready") && logged.contains("config agents loaded"),
         "logging.file lacks the start-up lines:\n{logged}"
+    );
+    assert!(
+        !logged.contains("rmcp"),
+        "an MCP request filled the log at `info`:\n{logged}"
     );
     assert!(
         !logged.contains('\u{1b}'),
