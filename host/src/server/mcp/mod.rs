@@ -225,14 +225,106 @@ pub fn http_service(
     let handler = CaxtonMcp::new(Arc::new(RouterApi { router }));
     // The auth gate already checked `Host` and `Origin` (DNS rebinding,
     // cross-site pages) before a request gets here, and a request with a
-    // token may come from any name the server is reached by.
+    // token may come from any name the server is reached by. Inline
+    // handlers (the vendored rmcp's addition) answer each POST in its own
+    // task: the tools send the client nothing but their answer.
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
+        .with_inline_handlers(true)
         .disable_allowed_hosts();
     StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(NeverSessionManager::default()),
         config,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{
+        NumberOrString, PingRequest, ProgressNotificationParam, ProgressToken, ServerRequest,
+    };
+    use tower::ServiceExt as _;
+
+    /// A tool that tells the client how far it got and pings it before
+    /// answering: what a handler may do that ours do not.
+    #[derive(Clone)]
+    struct Chatty;
+
+    impl ServerHandler for Chatty {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+
+        async fn call_tool(
+            &self,
+            _request: CallToolRequestParams,
+            context: RequestContext<RoleServer>,
+        ) -> Result<CallToolResponse, ErrorData> {
+            let token = ProgressToken(NumberOrString::Number(7));
+            context
+                .peer
+                .notify_progress(ProgressNotificationParam::new(token, 0.5))
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            let ping = context
+                .peer
+                .send_request(ServerRequest::PingRequest(PingRequest::default()))
+                .await;
+            let text = match ping {
+                Ok(_) => "the client answered the ping".to_string(),
+                Err(e) => format!("ping failed: {e}"),
+            };
+            Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+        }
+    }
+
+    /// The vendored rmcp's inline handlers (vendor/README.md): a
+    /// notification sent before the answer still reaches the client, in
+    /// order, and a request to the client fails at once instead of waiting
+    /// for an answer no stateless POST can bring.
+    #[tokio::test]
+    async fn inline_handlers_deliver_notifications_and_refuse_requests_to_the_client() {
+        let config = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_inline_handlers(true)
+            .disable_allowed_hosts();
+        let service = StreamableHttpService::new(
+            || Ok(Chatty),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        );
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "anything", "arguments": {}}});
+        let request = Request::post("/mcp")
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(Body::from(call.to_string()))
+            .expect("request");
+        let answered = async {
+            let response = service.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let kind = response.headers()[header::CONTENT_TYPE].clone();
+            let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20).await;
+            (status, kind, body.expect("body"))
+        };
+        let (status, kind, bytes) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), answered)
+                .await
+                .expect("the call waited for an answer to its ping");
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(kind, "text/event-stream", "a notification needs a stream");
+        let progress = text.find("notifications/progress");
+        let answer = text.find("ping failed: Transport closed");
+        assert!(
+            progress.is_some() && answer.is_some() && progress < answer,
+            "{text}"
+        );
+    }
 }
