@@ -374,3 +374,42 @@ impl Relation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    fn schema<T: PartialSchema>() -> Value {
+        serde_json::to_value(T::schema()).expect("a schema is JSON")
+    }
+
+    /// utoipa takes only literals for caps, so the API document repeats
+    /// these constants; this keeps the two in step.
+    #[test]
+    fn the_documented_caps_are_the_enforced_ones() {
+        let entity = schema::<EntityInput>();
+        assert_eq!(entity["properties"]["name"]["maxLength"], MAX_NAME_BYTES);
+        assert_eq!(
+            entity["properties"]["entity_type"]["maxLength"],
+            MAX_TYPE_BYTES
+        );
+        assert_eq!(
+            schema::<ObservationText>()["maxLength"],
+            MAX_OBSERVATION_BYTES
+        );
+        let relation = schema::<Relation>();
+        for end in ["from", "to"] {
+            assert_eq!(relation["properties"][end]["maxLength"], MAX_NAME_BYTES);
+        }
+        assert_eq!(
+            relation["properties"]["relation_type"]["maxLength"],
+            MAX_TYPE_BYTES
+        );
+        assert_eq!(
+            schema::<TraverseOptions>()["properties"]["max_depth"]["maximum"],
+            MAX_DEPTH
+        );
+    }
+}

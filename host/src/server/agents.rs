@@ -772,3 +772,25 @@ async fn logs(
     let lines = handle.log.tail(tail);
     Ok(Json(json!({ "agent": handle.name, "lines": lines })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::{IntoParams, PartialSchema};
+
+    /// The document's caps are literals (utoipa takes no constant there).
+    #[test]
+    fn the_documented_caps_are_the_enforced_ones() {
+        let params = LogsQuery::into_params(|| None);
+        let params = serde_json::to_value(params).expect("JSON");
+        assert_eq!(
+            params[0]["schema"]["maximum"],
+            crate::runtime::guest_log::CAPACITY
+        );
+        let message = serde_json::to_value(MessageBody::schema()).expect("JSON");
+        assert_eq!(
+            message["properties"]["timeout_ms"]["maximum"],
+            MAX_REPLY_TIMEOUT_MS
+        );
+    }
+}

@@ -648,3 +648,38 @@ async fn import(
         relations
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::model::{MAX_BATCH, MAX_DEPTH, MAX_NAME_BYTES, MAX_QUERY_BYTES};
+    use utoipa::PartialSchema;
+
+    fn schema<T: PartialSchema>() -> Value {
+        serde_json::to_value(T::schema()).expect("a schema is JSON")
+    }
+
+    /// The document's caps are literals (utoipa takes no constant there);
+    /// these are the ones the memory checks.
+    #[test]
+    fn the_documented_caps_are_the_enforced_ones() {
+        for (body, list) in [
+            (schema::<EntitiesBody>(), "entities"),
+            (schema::<NamesBody>(), "names"),
+            (schema::<ObservationsBody>(), "observations"),
+            (schema::<RelationsBody>(), "relations"),
+            (schema::<RelationKeysBody>(), "relations"),
+        ] {
+            assert_eq!(body["properties"][list]["maxItems"], MAX_BATCH, "{body}");
+        }
+        let observations = schema::<ObservationsBody>();
+        assert_eq!(
+            observations["properties"]["entity"]["maxLength"],
+            MAX_NAME_BYTES
+        );
+        let search = schema::<SearchBody>();
+        assert_eq!(search["properties"]["query"]["maxLength"], MAX_QUERY_BYTES);
+        let traverse = schema::<TraverseBody>();
+        assert_eq!(traverse["properties"]["max_depth"]["maximum"], MAX_DEPTH);
+    }
+}

@@ -1699,10 +1699,8 @@ where
             ..
         } = request;
         let service = NegotiatingStatelessHttpService(service);
-        let (peer, mut peer_rx) = Peer::<RoleServer>::new(
-            Arc::new(AtomicU32RequestIdProvider::default()),
-            peer_info,
-        );
+        let (peer, mut peer_rx) =
+            Peer::<RoleServer>::new(Arc::new(AtomicU32RequestIdProvider::default()), peer_info);
         RoleServer::configure_direct_peer(&peer, &service.get_info());
         let context = RequestContext {
             ct: self.config.cancellation_token.child_token(),
