@@ -156,8 +156,9 @@ async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
         .await;
     let (ok, out, err) = server.cli(&["storage", "safe-mode", "--enable"]);
     assert!(ok, "{out}{err}");
+    // The runbook's line, as written.
     let (ok, out, _) = server.cli(&["status"]);
-    assert!(ok && out.contains("SAFE MODE"), "{out}");
+    assert!(ok && out.contains("Status: SAFE_MODE (read-only)"), "{out}");
     let (status, body) = server.get("/api/v1/agents").await;
     assert_eq!(status, 200, "reads go on: {body}");
     let (status, body) = server.message("echo", "hi").await;

@@ -362,7 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 if health["safe_mode"] == true {
                     println!(
-                        "SAFE MODE: reads are answered, writes refused (`caxton storage safe-mode --disable` ends it)"
+                        "Status: SAFE_MODE (read-only): reads are answered, writes refused (`caxton storage safe-mode --disable` ends it)"
                     );
                 }
             }

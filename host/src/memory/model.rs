@@ -376,12 +376,13 @@ impl Relation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::Value;
     use utoipa::PartialSchema;
 
-    fn schema<T: PartialSchema>() -> Value {
+    /// A type's schema as the API document holds it.
+    pub(crate) fn schema<T: PartialSchema>() -> Value {
         serde_json::to_value(T::schema()).expect("a schema is JSON")
     }
 

@@ -776,7 +776,8 @@ async fn logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use utoipa::{IntoParams, PartialSchema};
+    use crate::memory::model::tests::schema;
+    use utoipa::IntoParams;
 
     /// The document's caps are literals (utoipa takes no constant there).
     #[test]
@@ -787,7 +788,7 @@ mod tests {
             params[0]["schema"]["maximum"],
             crate::runtime::guest_log::CAPACITY
         );
-        let message = serde_json::to_value(MessageBody::schema()).expect("JSON");
+        let message = schema::<MessageBody>();
         assert_eq!(
             message["properties"]["timeout_ms"]["maximum"],
             MAX_REPLY_TIMEOUT_MS

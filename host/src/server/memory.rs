@@ -652,12 +652,8 @@ async fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::model::tests::schema;
     use crate::memory::model::{MAX_BATCH, MAX_DEPTH, MAX_NAME_BYTES, MAX_QUERY_BYTES};
-    use utoipa::PartialSchema;
-
-    fn schema<T: PartialSchema>() -> Value {
-        serde_json::to_value(T::schema()).expect("a schema is JSON")
-    }
 
     /// The document's caps are literals (utoipa takes no constant there);
     /// these are the ones the memory checks.

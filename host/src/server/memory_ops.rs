@@ -321,12 +321,12 @@ async fn load_model(State(state): State<AppState>) -> Result<Json<ModelLoaded>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use utoipa::PartialSchema;
+    use crate::memory::model::tests::schema;
 
     /// The document's cap is a literal (utoipa takes no constant there).
     #[test]
     fn the_documented_age_cap_is_the_enforced_one() {
-        let cleanup = serde_json::to_value(Cleanup::schema()).expect("JSON");
+        let cleanup = schema::<Cleanup>();
         assert_eq!(
             cleanup["properties"]["older_than_days"]["maximum"],
             MAX_AGE_DAYS
