@@ -281,6 +281,24 @@ async fn the_mcp_sdk_uses_every_tool_over_http_and_stdio() {
         .await
         .expect("request");
     assert_eq!(foreign.status().as_u16(), 401);
+    // A body that is not JSON-RPC is a bad request that says so.
+    for (body, what) in [(r#"{"jsonrpc":"#, "EOF"), (r#"{"id": 1}"#, "unrecognized")] {
+        let broken = reqwest::Client::new()
+            .post(server.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(broken.status().as_u16(), 400, "{body}");
+        let answer: Value = broken.json().await.expect("a JSON error");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("not a JSON-RPC 2.0 message") && message.contains(what),
+            "{answer}"
+        );
+    }
 }
 
 /// The reference MCP memory server's entry point, installed by scripts/test.

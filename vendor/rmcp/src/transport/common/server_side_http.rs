@@ -255,11 +255,17 @@ where
 
     match serde_json::from_slice::<ClientJsonRpcMessage>(&collected) {
         Ok(message) => Ok(message),
+        // Caxton patch: a body that is not a JSON-RPC message is a bad
+        // request (400), not a wrong media type (415): the content type was
+        // checked before and was right.
         Err(e) => {
             let response = Response::builder()
-                .status(http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .status(http::StatusCode::BAD_REQUEST)
                 .body(
-                    Full::new(Bytes::from(format!("fail to deserialize request body {e}"))).boxed(),
+                    Full::new(Bytes::from(format!(
+                        "Bad Request: the body is not a JSON-RPC 2.0 message ({e})"
+                    )))
+                    .boxed(),
                 )
                 .expect("valid response");
             Err(response)
