@@ -403,6 +403,19 @@ impl Server {
         response.json::<Value>().await.expect("JSON-RPC answer")
     }
 
+    /// Asserts that an MCP tool answer from [`Server::mcp_tool`] is a
+    /// refusal whose text contains `reason`.
+    pub fn assert_tool_refused(answer: &Value, reason: &str) {
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains(reason),
+            "{answer}"
+        );
+    }
+
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self
             .http

@@ -263,14 +263,7 @@ async fn the_mcp_sdk_uses_every_tool_over_http_and_stdio() {
             json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
         )
         .await;
-    assert_eq!(write["result"]["isError"], true, "{write}");
-    assert!(
-        write["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .contains("needs the `admin` scope"),
-        "{write}"
-    );
+    Server::assert_tool_refused(&write, "needs the `admin` scope");
     // Without a token, a page of another origin gets nowhere.
     let foreign = reqwest::Client::new()
         .post(server.url("/mcp"))

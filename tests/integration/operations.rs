@@ -188,14 +188,7 @@ async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
             json!({"entities": [{"name": "x", "entityType": "y", "observations": []}]}),
         )
         .await;
-    assert_eq!(write["result"]["isError"], true, "{write}");
-    assert!(
-        write["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .contains("safe mode"),
-        "{write}"
-    );
+    Server::assert_tool_refused(&write, "safe mode");
 
     let server = server.restart();
     let (_, health) = server.get("/api/v1/health").await;
