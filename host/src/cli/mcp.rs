@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::http::Method;
 use axum::http::request::Parts;
 use clap::Subcommand;
@@ -36,7 +37,7 @@ impl Api for RemoteApi {
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, ApiFailure> {
+    ) -> Result<Bytes, ApiFailure> {
         let answer = match method {
             Method::GET => self.client.get(path).await,
             Method::DELETE => self.client.delete(path).await,
@@ -46,10 +47,11 @@ impl Api for RemoteApi {
                     .await
             }
         };
-        answer.map_err(|e| ApiFailure {
-            status: 0,
-            message: format!("{e:#}"),
-        })
+        let failure = |message: String| ApiFailure { status: 0, message };
+        let value = answer.map_err(|e| failure(format!("{e:#}")))?;
+        serde_json::to_vec(&value)
+            .map(Bytes::from)
+            .map_err(|e| failure(format!("cannot pass the answer on: {e}")))
     }
 }
 

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{Method, Request, header};
@@ -47,14 +47,16 @@ pub struct ApiFailure {
 #[async_trait::async_trait]
 pub trait Api: Send + Sync + 'static {
     /// Sends one request; `request` is the HTTP request that carried the
-    /// MCP call, when there is one (its credentials are reused).
+    /// MCP call, when there is one (its credentials are reused). A
+    /// success answers the body as the server wrote it: a tool reads
+    /// only what it needs of it, or passes it on untouched.
     async fn call(
         &self,
         request: Option<&Parts>,
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, ApiFailure>;
+    ) -> Result<Bytes, ApiFailure>;
 }
 
 /// The MCP server: the tool list and the dispatch of calls.
@@ -119,15 +121,9 @@ impl ServerHandler for CaxtonMcp {
             outcome = tools::run(&rest, &request.name, arguments) => outcome,
         };
         let result = match outcome {
-            Ok(value) => {
-                let text = match &value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-                if value.is_object() {
-                    result.structured_content = Some(value);
-                }
+            Ok(output) => {
+                let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
+                result.structured_content = output.structured;
                 result
             }
             Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
@@ -150,7 +146,7 @@ impl Api for RouterApi {
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, ApiFailure> {
+    ) -> Result<Bytes, ApiFailure> {
         use tower::ServiceExt as _;
 
         let internal = |message: String| ApiFailure {
@@ -202,18 +198,18 @@ impl Api for RouterApi {
         let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES)
             .await
             .map_err(|e| internal(format!("cannot read the answer: {e}")))?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         if status.is_success() {
-            Ok(value)
-        } else {
-            Err(ApiFailure {
-                status: status.as_u16(),
-                message: value["error"]["message"]
-                    .as_str()
-                    .map_or_else(|| value.to_string(), str::to_string),
-            })
+            return Ok(bytes);
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let message = match value["error"]["message"].as_str() {
+            Some(message) => message.to_string(),
+            None => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        Err(ApiFailure {
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 

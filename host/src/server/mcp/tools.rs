@@ -8,10 +8,11 @@
 //! `search` and `traverse` add what the reference lacks: ranked hybrid
 //! search and graph traversal. `list_agents` and `ask_agent` reach agents.
 
+use axum::body::Bytes;
 use axum::http::Method;
 use axum::http::request::Parts;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Api, ApiFailure};
@@ -34,7 +35,8 @@ pub struct Rest<'a> {
 }
 
 impl Rest<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    /// The answer's body as the server wrote it.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Bytes, String> {
         self.api
             .call(self.request, method, path, body)
             .await
@@ -44,12 +46,66 @@ impl Rest<'_> {
             })
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value, String> {
-        self.call(Method::POST, path, Some(body)).await
+    /// The answer read into `T`: only what a tool uses is kept.
+    async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, String> {
+        let bytes = self.call(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the answer to {path} has an unexpected shape: {e}"))
     }
 
-    async fn get(&self, path: &str) -> Result<Value, String> {
-        self.call(Method::GET, path, None).await
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T, String> {
+        self.call_as(Method::POST, path, Some(body)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.call_as(Method::GET, path, None).await
+    }
+}
+
+/// What a tool answers: its JSON, as text and (for an object) as MCP
+/// structured content, which the spec asks servers to send together.
+pub struct Output {
+    pub text: String,
+    pub structured: Option<Value>,
+}
+
+impl Output {
+    fn value(value: Value) -> Self {
+        let text = match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let structured = value.is_object().then_some(value);
+        Output { text, structured }
+    }
+
+    /// A typed answer, written once as text and once as a tree (no
+    /// round trip through text).
+    fn of<T: Serialize>(answer: &T) -> Result<Self, String> {
+        let unwritable = |e: serde_json::Error| format!("cannot write the answer: {e}");
+        let text = serde_json::to_string(answer).map_err(unwritable)?;
+        let structured = serde_json::to_value(answer).map_err(unwritable)?;
+        Ok(Output {
+            text,
+            structured: structured.is_object().then_some(structured),
+        })
+    }
+
+    /// A REST answer passed on as it is: its bytes are the text.
+    fn verbatim(bytes: Bytes) -> Result<Self, String> {
+        let structured: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the server's answer is not JSON: {e}"))?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|e| format!("the server's answer is not UTF-8: {e}"))?;
+        Ok(Output {
+            text,
+            structured: structured.is_object().then_some(structured),
+        })
     }
 }
 
@@ -329,35 +385,111 @@ fn scope_json(scope: &Option<String>) -> Value {
     json!(scope.as_deref().unwrap_or("global"))
 }
 
+/// An entity in a REST answer: what the reference shape needs of it.
+#[derive(Deserialize)]
+struct EntityRest {
+    name: String,
+    entity_type: String,
+    #[serde(default)]
+    observations: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RelationRest {
+    from: String,
+    to: String,
+    relation_type: String,
+}
+
+/// A REST subgraph (`/memory/nodes`), or a page of the graph.
+#[derive(Deserialize)]
+struct GraphRest {
+    #[serde(default)]
+    entities: Vec<EntityRest>,
+    #[serde(default)]
+    relations: Vec<RelationRest>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// A search answer, read for its entities' names only.
+#[derive(Deserialize)]
+struct HitsRest {
+    results: Vec<HitRest>,
+}
+
+#[derive(Deserialize)]
+struct HitRest {
+    entity: NamedRest,
+}
+
+#[derive(Deserialize)]
+struct NamedRest {
+    name: String,
+}
+
 /// An entity as the reference memory server writes it.
-fn entity_out(entity: &Value) -> Value {
-    json!({
-        "type": "entity",
-        "name": entity["name"],
-        "entityType": entity["entity_type"],
-        "observations": entity["observations"],
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntityOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    entity_type: &'a str,
+    observations: &'a [String],
 }
 
-fn relation_out(relation: &Value) -> Value {
-    json!({
-        "type": "relation",
-        "from": relation["from"],
-        "to": relation["to"],
-        "relationType": relation["relation_type"],
-    })
+impl<'a> EntityOut<'a> {
+    fn new(name: &'a str, entity_type: &'a str, observations: &'a [String]) -> Self {
+        EntityOut {
+            kind: "entity",
+            name,
+            entity_type,
+            observations,
+        }
+    }
 }
 
-/// `{entities, relations}` of a REST subgraph, in the reference's shape.
-fn graph_out(entities: &[Value], relations: &[Value]) -> Value {
-    json!({
-        "entities": entities.iter().map(entity_out).collect::<Vec<_>>(),
-        "relations": relations.iter().map(relation_out).collect::<Vec<_>>(),
-    })
+/// A relation as the reference memory server writes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RelationOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from: &'a str,
+    to: &'a str,
+    relation_type: &'a str,
 }
 
-fn subgraph_out(graph: &Value) -> Value {
-    graph_out(&array(graph, "entities"), &array(graph, "relations"))
+impl<'a> RelationOut<'a> {
+    fn new(from: &'a str, to: &'a str, relation_type: &'a str) -> Self {
+        RelationOut {
+            kind: "relation",
+            from,
+            to,
+            relation_type,
+        }
+    }
+}
+
+/// `{entities, relations}` in the reference's shape.
+#[derive(Serialize)]
+struct GraphOut<'a> {
+    entities: Vec<EntityOut<'a>>,
+    relations: Vec<RelationOut<'a>>,
+}
+
+fn graph_out<'a>(entities: &'a [EntityRest], relations: &'a [RelationRest]) -> GraphOut<'a> {
+    GraphOut {
+        entities: entities
+            .iter()
+            .map(|e| EntityOut::new(&e.name, &e.entity_type, &e.observations))
+            .collect(),
+        relations: relations
+            .iter()
+            .map(|r| RelationOut::new(&r.from, &r.to, &r.relation_type))
+            .collect(),
+    }
 }
 
 fn array(value: &Value, key: &str) -> Vec<Value> {
@@ -366,41 +498,48 @@ fn array(value: &Value, key: &str) -> Vec<Value> {
 
 /// Runs tool `name`; `Err` is a message for the model (a failed tool,
 /// not a protocol error).
-pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value, String> {
+pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output, String> {
     match name {
         "create_entities" => {
             let a: Args<Entities> = parse(name, arguments)?;
-            let entities: Vec<Value> = a
-                .rest
-                .entities
+            let entities = &a.rest.entities;
+            let body: Vec<Value> = entities
                 .iter()
                 .map(|e| json!({ "name": e.name, "entity_type": e.entity_type, "observations": e.observations }))
                 .collect();
-            let summary = rest
+            let summary: Value = rest
                 .post(
                     "/api/v1/memory/entities",
-                    json!({ "scope": scope_json(&a.scope), "entities": entities }),
+                    json!({ "scope": scope_json(&a.scope), "entities": body }),
                 )
                 .await?;
-            Ok(json!({
-                "entities": entities.iter().map(entity_out).collect::<Vec<_>>(),
+            let out: Vec<EntityOut> = entities
+                .iter()
+                .map(|e| EntityOut::new(&e.name, &e.entity_type, &e.observations))
+                .collect();
+            Ok(Output::value(json!({
+                "entities": out,
                 "created": summary["created"],
                 "updated": summary["updated"],
-            }))
+            })))
         }
         "create_relations" => {
             let a: Args<Relations> = parse(name, arguments)?;
-            let relations = relations_in(&a.rest.relations);
-            let summary = rest
+            let summary: Value = rest
                 .post(
                     "/api/v1/memory/relations",
-                    json!({ "scope": scope_json(&a.scope), "relations": relations }),
+                    json!({ "scope": scope_json(&a.scope), "relations": relations_in(&a.rest.relations) }),
                 )
                 .await?;
-            Ok(json!({
-                "relations": relations.iter().map(relation_out).collect::<Vec<_>>(),
-                "created": summary["created"],
-            }))
+            let out: Vec<RelationOut> = a
+                .rest
+                .relations
+                .iter()
+                .map(|r| RelationOut::new(&r.from, &r.to, &r.relation_type))
+                .collect();
+            Ok(Output::value(
+                json!({ "relations": out, "created": summary["created"] }),
+            ))
         }
         "add_observations" => {
             let a: Args<Observations> = parse(name, arguments)?;
@@ -408,63 +547,65 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
             let mut results = Vec::new();
             for item in a.rest.observations {
                 // The reference answers with the observations that were new.
-                let known = rest
+                let known: GraphRest = rest
                     .post(
                         "/api/v1/memory/nodes",
                         json!({ "scope": scope, "names": [item.entity_name] }),
                     )
                     .await?;
-                let Some(entity) = array(&known, "entities").into_iter().next() else {
+                let Some(entity) = known.entities.into_iter().next() else {
                     return Err(format!(
                         "Entity with name {} not found (create it with create_entities)",
                         item.entity_name
                     ));
                 };
-                let existing = array(&entity, "observations");
-                rest.post(
-                    "/api/v1/memory/observations",
-                    json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
-                )
-                .await?;
+                let _: Value = rest
+                    .post(
+                        "/api/v1/memory/observations",
+                        json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
+                    )
+                    .await?;
                 let added: Vec<&String> = item
                     .contents
                     .iter()
-                    .filter(|c| !existing.iter().any(|e| e.as_str() == Some(c.as_str())))
+                    .filter(|c| !entity.observations.contains(c))
                     .collect();
                 results.push(json!({ "entityName": item.entity_name, "addedObservations": added }));
             }
-            Ok(json!({ "results": results }))
+            Ok(Output::value(json!({ "results": results })))
         }
         "delete_entities" => {
             let a: Args<EntityNames> = parse(name, arguments)?;
-            rest.post(
-                "/api/v1/memory/entities/delete",
-                json!({ "scope": scope_json(&a.scope), "names": a.rest.entity_names }),
-            )
-            .await?;
-            Ok(deleted("Entities"))
+            let _: Value = rest
+                .post(
+                    "/api/v1/memory/entities/delete",
+                    json!({ "scope": scope_json(&a.scope), "names": a.rest.entity_names }),
+                )
+                .await?;
+            Ok(Output::value(deleted("Entities")))
         }
         "delete_observations" => {
             let a: Args<Deletions> = parse(name, arguments)?;
             let scope = scope_json(&a.scope);
             for item in a.rest.deletions {
-                rest.post(
-                    "/api/v1/memory/observations/delete",
-                    json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
-                )
-                .await?;
+                let _: Value = rest
+                    .post(
+                        "/api/v1/memory/observations/delete",
+                        json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
+                    )
+                    .await?;
             }
-            Ok(deleted("Observations"))
+            Ok(Output::value(deleted("Observations")))
         }
         "delete_relations" => {
             let a: Args<Relations> = parse(name, arguments)?;
-            let relations = relations_in(&a.rest.relations);
-            rest.post(
-                "/api/v1/memory/relations/delete",
-                json!({ "scope": scope_json(&a.scope), "relations": relations }),
-            )
-            .await?;
-            Ok(deleted("Relations"))
+            let _: Value = rest
+                .post(
+                    "/api/v1/memory/relations/delete",
+                    json!({ "scope": scope_json(&a.scope), "relations": relations_in(&a.rest.relations) }),
+                )
+                .await?;
+            Ok(Output::value(deleted("Relations")))
         }
         "read_graph" => {
             let a: Args<Nothing> = parse(name, arguments)?;
@@ -476,62 +617,60 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                 if let Some(c) = &cursor {
                     path.push_str(&format!("&cursor={}", percent_encode(c)));
                 }
-                let page = rest.get(&path).await?;
-                entities.extend(array(&page, "entities"));
-                relations.extend(array(&page, "relations"));
-                cursor = page["next_cursor"].as_str().map(str::to_string);
+                let page: GraphRest = rest.get(&path).await?;
+                entities.extend(page.entities);
+                relations.extend(page.relations);
+                cursor = page.next_cursor;
                 if cursor.is_none() || entities.len() >= MAX_GRAPH_ENTITIES {
                     break;
                 }
             }
-            Ok(graph_out(&entities, &relations))
+            Output::of(&graph_out(&entities, &relations))
         }
         "search_nodes" => {
             let a: Args<Query> = parse(name, arguments)?;
             let scope = scope_json(&a.scope);
-            let hits = rest
+            let hits: HitsRest = rest
                 .post(
                     "/api/v1/memory/search",
                     json!({ "scope": scope, "query": a.rest.query, "limit": 20 }),
                 )
                 .await?;
-            let names: Vec<Value> = array(&hits, "results")
-                .iter()
-                .map(|h| h["entity"]["name"].clone())
-                .collect();
-            if names.is_empty() {
-                return Ok(graph_out(&[], &[]));
+            if hits.results.is_empty() {
+                return Output::of(&graph_out(&[], &[]));
             }
+            let names: Vec<String> = hits.results.into_iter().map(|h| h.entity.name).collect();
             // The matches, and the relations among them.
-            let graph = rest
+            let graph: GraphRest = rest
                 .post(
                     "/api/v1/memory/nodes",
                     json!({ "scope": scope, "names": names }),
                 )
                 .await?;
-            Ok(subgraph_out(&graph))
+            Output::of(&graph_out(&graph.entities, &graph.relations))
         }
         "open_nodes" => {
             let a: Args<Names> = parse(name, arguments)?;
-            let graph = rest
+            let graph: GraphRest = rest
                 .post(
                     "/api/v1/memory/nodes",
                     json!({ "scope": scope_json(&a.scope), "names": a.rest.names }),
                 )
                 .await?;
-            Ok(subgraph_out(&graph))
+            Output::of(&graph_out(&graph.entities, &graph.relations))
         }
-        // The REST request is the arguments, with the default scope.
+        // The REST request is the arguments, with the default scope, and
+        // its answer is the tool's.
         "search" | "traverse" => {
             let mut arguments = arguments;
             if let Some(map) = arguments.as_object_mut() {
                 map.entry("scope").or_insert(json!("global"));
             }
-            rest.post(&format!("/api/v1/memory/{name}"), arguments)
-                .await
+            let path = format!("/api/v1/memory/{name}");
+            Output::verbatim(rest.call(Method::POST, &path, Some(arguments)).await?)
         }
         "list_agents" => {
-            let list = rest.get("/api/v1/agents").await?;
+            let list: Value = rest.get("/api/v1/agents").await?;
             let agents: Vec<Value> = array(&list, "agents")
                 .iter()
                 .map(|a| {
@@ -544,7 +683,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                     })
                 })
                 .collect();
-            Ok(json!({ "agents": agents }))
+            Ok(Output::value(json!({ "agents": agents })))
         }
         "ask_agent" => {
             #[derive(Deserialize)]
@@ -560,7 +699,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
             if let Some(id) = a.conversation_id {
                 body["conversation_id"] = json!(id);
             }
-            let answer = rest
+            let answer: Value = rest
                 .post(
                     &format!("/api/v1/agents/{}/message", percent_encode(&a.agent)),
                     body,
@@ -575,11 +714,11 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Value,
                     a.agent
                 ));
             }
-            Ok(json!({
+            Ok(Output::value(json!({
                 "agent": answer["agent"]["name"],
                 "answer": content,
                 "conversation_id": answer["conversation_id"],
-            }))
+            })))
         }
         other => Err(format!("no tool named `{other}`")),
     }
@@ -611,5 +750,31 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.contains("entityNames"), "{e}");
+    }
+
+    #[test]
+    fn answers_take_the_reference_shape_and_rest_text_passes_through() {
+        let graph: GraphRest = serde_json::from_value(json!({
+            "entities": [{"name": "Ada", "entity_type": "person", "observations": ["wrote notes"],
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}],
+            "relations": [{"from": "Ada", "to": "Ada", "relation_type": "knows", "strength": 1.0}]
+        }))
+        .expect("a REST subgraph");
+        let out = Output::of(&graph_out(&graph.entities, &graph.relations)).expect("writes");
+        let expected = json!({
+            "entities": [{"type": "entity", "name": "Ada", "entityType": "person",
+                "observations": ["wrote notes"]}],
+            "relations": [{"type": "relation", "from": "Ada", "to": "Ada", "relationType": "knows"}]
+        });
+        assert_eq!(out.structured.as_ref(), Some(&expected));
+        let text: Value = serde_json::from_str(&out.text).expect("the text is JSON");
+        assert_eq!(text, expected);
+
+        let rest = Bytes::from_static(br#"{"results": [ {"score": 0.5} ]}"#);
+        let out = Output::verbatim(rest).expect("JSON");
+        assert_eq!(out.text, r#"{"results": [ {"score": 0.5} ]}"#);
+        assert_eq!(out.structured, Some(json!({"results": [{"score": 0.5}]})));
+        let refused = Output::verbatim(Bytes::from_static(b"<html>")).err();
+        assert!(refused.is_some_and(|e| e.contains("not JSON")));
     }
 }
