@@ -174,7 +174,7 @@ async fn create_entities(
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
     let summary = blocking(move || memory.create_entities(&scope, &b.entities)).await?;
-    Ok((StatusCode::CREATED, Json(json!(summary))))
+    Ok((StatusCode::CREATED, Json(summary)))
 }
 
 /// Body of the routes that take entity names.
@@ -332,7 +332,7 @@ async fn create_relations(
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
     let summary = blocking(move || memory.create_relations(&scope, &b.relations)).await?;
-    Ok((StatusCode::CREATED, Json(json!(summary))))
+    Ok((StatusCode::CREATED, Json(summary)))
 }
 
 /// Body of `POST /api/v1/memory/relations/delete`.
@@ -396,12 +396,12 @@ async fn delete_relations(
 async fn open_nodes(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Subgraph>, ApiError> {
     let b: NamesBody = body(bytes)?;
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
     let graph = blocking(move || memory.open_nodes(&scope, &b.names)).await?;
-    Ok(Json(json!(graph)))
+    Ok(Json(graph))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -435,13 +435,13 @@ struct GraphQuery {
 async fn read_graph(
     State(state): State<AppState>,
     Query(q): Query<GraphQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GraphPage>, ApiError> {
     let scope = scope(&state, q.scope.as_deref())?;
     let memory = state.memory.clone();
     let page =
         blocking(move || memory.read_graph(&scope, q.cursor.as_deref(), q.limit.unwrap_or(100)))
             .await?;
-    Ok(Json(json!(page)))
+    Ok(Json(page))
 }
 
 /// Body of `POST /api/v1/memory/search`.
@@ -485,7 +485,7 @@ struct SearchBody {
 async fn search(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchResults>, ApiError> {
     let b: SearchBody = body(bytes)?;
     let mut scopes = Vec::new();
     for s in b.scope.iter().chain(b.scopes.iter()) {
@@ -497,7 +497,7 @@ async fn search(
     let memory = state.memory.clone();
     let limit = b.limit.unwrap_or(10);
     let hits = blocking(move || memory.search(&scopes, &b.query, limit)).await?;
-    Ok(Json(json!(SearchResults { results: hits })))
+    Ok(Json(SearchResults { results: hits }))
 }
 
 /// Body of `POST /api/v1/memory/traverse`: the start and the traversal's
@@ -557,13 +557,13 @@ impl TraverseBody {
 async fn traverse(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Traversal>, ApiError> {
     let b: TraverseBody = body(bytes)?;
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
     let options = b.options();
     let traversal = blocking(move || memory.traverse(&scope, &b.start, &options)).await?;
-    Ok(Json(json!(traversal)))
+    Ok(Json(traversal))
 }
 
 /// Every entity and relation of every scope, as JSON lines.
