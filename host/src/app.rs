@@ -295,7 +295,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         )),
         safe_mode: std::sync::atomic::AtomicBool::new(safe_mode),
     });
-    let state = AppState {
+    let state = AppState::new(server::Services {
         manager,
         memory,
         storage: storage.clone(),
@@ -313,7 +313,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
             server::debug::redact(&mut snapshot);
             snapshot
         }),
-    };
+    });
     Ok(Assembled {
         state,
         data_dir,

@@ -40,8 +40,28 @@ use utoipa_axum::routes;
 use crate::agents::AgentManager;
 use error::{ApiError, ErrorBody};
 
+/// What every handler reaches: one shared allocation, so the clone each
+/// extractor and middleware makes is one reference count, not a dozen
+/// (and no path copies).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The server's parts, as the handlers see them.
+pub struct Services {
     pub manager: Arc<AgentManager>,
     pub memory: Arc<crate::memory::MemoryService>,
     /// The database, for size reports and compaction requests.
