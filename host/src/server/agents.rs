@@ -10,7 +10,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,7 +49,7 @@ pub(super) const AGENT_VIEW: &str = "The agent: `id`, `name`, `type` (`wasm` or 
      (RFC 3339), `component_sha256`, `memory_grants`, `llm`, `tools`, `queued_messages`, \
      `stats`; a config agent also has `source`, `version` and `documentation`";
 
-/// The fields of [`delivered_json`].
+/// The fields of [`DeliveredBody`].
 const REPLY: &str = "The reply: `conversation_id`, `agent` {id, name}, `reply` (the agent's \
      FIPA message: id, performative, sender, receiver, content, content_type, \
      conversation_id, in_reply_to) and `timing` {queue_ms, execution_ms, total_ms}";
@@ -456,21 +456,46 @@ impl MessageBody {
 }
 
 /// The answer to a delivered message, as REST returns it.
+/// The answer to a message (REST, and the `reply` event of a stream).
+#[derive(Serialize)]
+struct DeliveredBody {
+    conversation_id: Option<String>,
+    agent: AgentRef,
+    reply: Option<AclMessage>,
+    timing: Timing,
+}
+
+#[derive(Serialize)]
+struct AgentRef {
+    id: String,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct Timing {
+    queue_ms: f64,
+    execution_ms: f64,
+    total_ms: f64,
+}
+
 fn delivered_json(
-    conversation_id: &Option<String>,
+    conversation_id: Option<String>,
     delivered: crate::messaging::Delivered,
     started: Instant,
-) -> Value {
-    json!({
-        "conversation_id": conversation_id,
-        "agent": { "id": delivered.agent_id, "name": delivered.agent_name },
-        "reply": delivered.reply,
-        "timing": {
-            "queue_ms": delivered.queued.as_secs_f64() * 1000.0,
-            "execution_ms": delivered.executed.as_secs_f64() * 1000.0,
-            "total_ms": started.elapsed().as_secs_f64() * 1000.0,
-        }
-    })
+) -> DeliveredBody {
+    DeliveredBody {
+        conversation_id,
+        agent: AgentRef {
+            id: delivered.agent_id,
+            name: delivered.agent_name,
+        },
+        reply: delivered.reply,
+        timing: Timing {
+            queue_ms: delivered.queued.as_secs_f64() * 1000.0,
+            execution_ms: delivered.executed.as_secs_f64() * 1000.0,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        },
+    }
 }
 
 async fn send(
@@ -478,7 +503,7 @@ async fn send(
     to: Address,
     message: AclMessage,
     timeout: Duration,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveredBody>, ApiError> {
     let started = Instant::now();
     let conversation_id = message.conversation_id.clone();
     let delivered = state
@@ -486,7 +511,7 @@ async fn send(
         .registry()
         .request(None, to, message, timeout)
         .await?;
-    Ok(Json(delivered_json(&conversation_id, delivered, started)))
+    Ok(Json(delivered_json(conversation_id, delivered, started)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -536,9 +561,12 @@ async fn send_streaming(
         })
         .await;
         let last = match result {
-            Ok(delivered) => Event::default()
-                .event("reply")
-                .data(delivered_json(&conversation_id, delivered, started).to_string()),
+            Ok(delivered) => {
+                let body = delivered_json(conversation_id, delivered, started);
+                // Strings and numbers: writing them cannot fail.
+                let data = serde_json::to_string(&body).unwrap_or_default();
+                Event::default().event("reply").data(data)
+            }
             Err(e) => {
                 let e = ApiError::from(e);
                 Event::default().event("error").data(
@@ -636,7 +664,7 @@ async fn route_message(
     Extension(principal): Extension<Principal>,
     Extension(request): Extension<RequestContext>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveredBody>, ApiError> {
     let body: MessageBody = parse_json(&read_body(bytes)?)?;
     let to = match (&body.receiver, &body.capability) {
         (Some(r), None) => Address::Agent(r.clone()),
