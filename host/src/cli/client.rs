@@ -2,6 +2,7 @@
 //! server's own message.
 
 use anyhow::{Context, anyhow};
+use axum::body::Bytes;
 use serde_json::Value;
 
 pub struct Client {
@@ -175,7 +176,33 @@ impl Client {
         self.finish(response).await
     }
 
+    /// A request answered with the body as the server wrote it; API
+    /// errors are decoded as usual. A POST or PUT without a body sends `{}`.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Bytes> {
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        } else if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
+            request = request.json(&Value::Object(Default::default()));
+        }
+        self.finish_raw(request.send().await).await
+    }
+
     async fn finish(&self, response: reqwest::Result<reqwest::Response>) -> anyhow::Result<Value> {
+        let bytes = self.finish_raw(response).await?;
+        Ok(serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+    }
+
+    async fn finish_raw(
+        &self,
+        response: reqwest::Result<reqwest::Response>,
+    ) -> anyhow::Result<Bytes> {
         let response = response.map_err(|e| {
             anyhow!(
                 "cannot reach the caxton server at {}: {e}\n  is it running? start it with `caxton start`, or point --server / CAXTON_SERVER at it",
@@ -183,14 +210,15 @@ impl Client {
             )
         })?;
         let status = response.status();
-        let text = response
-            .text()
+        let bytes = response
+            .bytes()
             .await
             .context("reading the server's answer")?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(body);
+            return Ok(bytes);
         }
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         match body["error"]["message"].as_str() {
             Some(message) => Err(anyhow!(
                 "{message} ({} {})",

@@ -38,20 +38,13 @@ impl Api for RemoteApi {
         path: &str,
         body: Option<Value>,
     ) -> Result<Bytes, ApiFailure> {
-        let answer = match method {
-            Method::GET => self.client.get(path).await,
-            Method::DELETE => self.client.delete(path).await,
-            _ => {
-                self.client
-                    .post_json(path, &body.unwrap_or(Value::Object(Default::default())))
-                    .await
-            }
-        };
-        let failure = |message: String| ApiFailure { status: 0, message };
-        let value = answer.map_err(|e| failure(format!("{e:#}")))?;
-        serde_json::to_vec(&value)
-            .map(Bytes::from)
-            .map_err(|e| failure(format!("cannot pass the answer on: {e}")))
+        self.client
+            .send_raw(method, path, body.as_ref())
+            .await
+            .map_err(|e| ApiFailure {
+                status: 0,
+                message: format!("{e:#}"),
+            })
     }
 }
 
