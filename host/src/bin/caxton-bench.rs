@@ -288,6 +288,31 @@ async fn load(
     Ok(measured(all))
 }
 
+/// Where a run goes: the server, the token to send, the request.
+type Side<'a> = (&'a str, Option<&'a str>, Target);
+
+/// Runs `a` and `b` one after the other, three times each, and keeps each
+/// side's median run: on two cores one run moves by ±10 %, more than most
+/// of what is compared.
+async fn alternated(
+    a: Side<'_>,
+    b: Side<'_>,
+    clients: usize,
+) -> anyhow::Result<(Measured, Measured)> {
+    let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        runs_a.push(load(a.0, a.1, a.2, clients).await?);
+        runs_b.push(load(b.0, b.1, b.2, clients).await?);
+    }
+    Ok((median(runs_a), median(runs_b)))
+}
+
+/// The middle run by rate.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// Two targets from one client, alternating request by request, so both
 /// see the same machine: on a shared two-core VM the speed drifts from
 /// one second to the next by more than the 10 % being compared. Each
@@ -348,7 +373,9 @@ async fn run() -> anyhow::Result<()> {
     .await?;
 
     println!(
-        "caxton-bench — {} cores, loopback HTTP, {}s per row after {}ms warm-up",
+        "caxton-bench — {} cores, loopback HTTP, {}s per run after {}ms warm-up\n\
+         (compared rows: the median of three alternated runs; interop rows: \
+         requests alternated one by one)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -361,8 +388,12 @@ async fn run() -> anyhow::Result<()> {
         "round trip", "req/s", "p50", "p99"
     );
     for clients in [1usize, 16] {
-        let health = load(&server.base, None, Target::Health, clients).await?;
-        let agent = load(&server.base, None, Target::Echo, clients).await?;
+        let (health, agent) = alternated(
+            (&server.base, None, Target::Health),
+            (&server.base, None, Target::Echo),
+            clients,
+        )
+        .await?;
         println!(
             "{:<34} {:>12.0} {:>12} {:>12}",
             format!("GET /health, {clients} clients"),
@@ -554,19 +585,12 @@ async fn auth_cost(root: &Path, echo: &Path) -> anyhow::Result<()> {
         "auth: message to echo", "req/s", "p50", "p99"
     );
     for clients in [1usize, 16] {
-        // Alternating runs, the median of three per side: on two cores one
-        // run moves by ±10 %, more than what is measured here.
-        let mut offs = Vec::new();
-        let mut ons = Vec::new();
-        for _ in 0..3 {
-            offs.push(load(&open_server.base, None, Target::Echo, clients).await?);
-            ons.push(load(&auth_server.base, Some(token), Target::Echo, clients).await?);
-        }
-        let median = |mut runs: Vec<Measured>| {
-            runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-            runs.swap_remove(1)
-        };
-        let (off, on) = (median(offs), median(ons));
+        let (off, on) = alternated(
+            (&open_server.base, None, Target::Echo),
+            (&auth_server.base, Some(token), Target::Echo),
+            clients,
+        )
+        .await?;
         for (label, m) in [("no token", &off), ("bearer token", &on)] {
             println!(
                 "{:<34} {:>12.0} {:>12} {:>12}",
