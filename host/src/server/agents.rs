@@ -455,7 +455,6 @@ impl MessageBody {
     }
 }
 
-/// The answer to a delivered message, as REST returns it.
 /// The answer to a message (REST, and the `reply` event of a stream).
 #[derive(Serialize)]
 struct DeliveredBody {
@@ -478,6 +477,7 @@ struct Timing {
     total_ms: f64,
 }
 
+/// The answer to `delivered`, timed from `started`.
 fn delivered_json(
     conversation_id: Option<String>,
     delivered: crate::messaging::Delivered,

@@ -11,7 +11,7 @@
 use axum::body::Bytes;
 use axum::http::Method;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -76,10 +76,7 @@ pub struct Output {
 
 impl Output {
     fn value(value: Value) -> Self {
-        let text = match &value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let text = value.to_string();
         let structured = value.is_object().then_some(value);
         Output { text, structured }
     }
@@ -559,7 +556,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
                         item.entity_name
                     ));
                 };
-                let _: Value = rest
+                let _: IgnoredAny = rest
                     .post(
                         "/api/v1/memory/observations",
                         json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
@@ -576,7 +573,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
         }
         "delete_entities" => {
             let a: Args<EntityNames> = parse(name, arguments)?;
-            let _: Value = rest
+            let _: IgnoredAny = rest
                 .post(
                     "/api/v1/memory/entities/delete",
                     json!({ "scope": scope_json(&a.scope), "names": a.rest.entity_names }),
@@ -588,7 +585,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
             let a: Args<Deletions> = parse(name, arguments)?;
             let scope = scope_json(&a.scope);
             for item in a.rest.deletions {
-                let _: Value = rest
+                let _: IgnoredAny = rest
                     .post(
                         "/api/v1/memory/observations/delete",
                         json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
@@ -599,7 +596,7 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
         }
         "delete_relations" => {
             let a: Args<Relations> = parse(name, arguments)?;
-            let _: Value = rest
+            let _: IgnoredAny = rest
                 .post(
                     "/api/v1/memory/relations/delete",
                     json!({ "scope": scope_json(&a.scope), "relations": relations_in(&a.rest.relations) }),
