@@ -919,7 +919,7 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     let config = guard.path().join("caxton.yaml");
     std::fs::write(
         &config,
-        "server:\n  header_read_timeout_secs: 2\n  body_read_timeout_secs: 2\n  max_connections: 6\n",
+        "server:\n  header_read_timeout_secs: 4\n  body_read_timeout_secs: 2\n  max_connections: 6\n",
     )
     .expect("config");
     let server = Server::start_with_config(&data, Some(&config));
@@ -933,12 +933,12 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
         .expect("write");
     let started = Instant::now();
     assert!(
-        closed_within(&mut head, Duration::from_secs(10))
+        closed_within(&mut head, Duration::from_secs(15))
             .await
             .is_some(),
-        "a connection whose headers never end is still open after 10 s"
+        "a connection whose headers never end is still open after 15 s"
     );
-    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(started.elapsed() >= Duration::from_millis(3500));
 
     // A body that never arrives: 408 after the body timeout.
     let mut body = TcpStream::connect(&address).await.expect("connect");
@@ -954,22 +954,46 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     assert!(answer.contains("body_read_timeout_secs"), "{answer}");
 
     // Connections beyond the cap are closed at once, and the server serves
-    // again once the idle ones time out.
+    // again once the idle ones time out. The idle ones live 4 s; on a busy
+    // machine the server may take a while to get to the extra connection,
+    // so the refusal is awaited for 3 s and the recovery polled, not timed.
     let mut idle = Vec::new();
     for _ in 0..6 {
         idle.push(TcpStream::connect(&address).await.expect("connect"));
     }
+    let opened = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut extra = TcpStream::connect(&address).await.expect("connect");
     let _ = extra
         .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await;
-    let answer = closed_within(&mut extra, Duration::from_secs(1))
+    let answer = closed_within(&mut extra, Duration::from_secs(3))
         .await
         .expect("a connection beyond max_connections is served or left open");
-    assert!(answer.is_empty(), "served beyond the cap: {answer}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (status, _) = server.get("/api/v1/health").await;
-    assert_eq!(status, 200);
+    assert!(
+        answer.is_empty() || opened.elapsed() >= Duration::from_secs(4),
+        "served beyond the cap while the idle connections were open: {answer}"
+    );
+    let recovered = async {
+        loop {
+            let fresh = reqwest::Client::new();
+            if let Ok(response) = fresh.get(server.url("/api/v1/health")).send().await
+                && response.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), recovered)
+            .await
+            .is_ok(),
+        "the server still refuses connections 20 s after the idle ones should have timed out"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(3500),
+        "served while the idle connections held every slot"
+    );
     drop(idle);
 }
