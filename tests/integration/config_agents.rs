@@ -93,7 +93,7 @@ impl Setup {
                 return started.elapsed();
             }
             assert!(
-                started.elapsed() < Duration::from_secs(10),
+                started.elapsed() < Duration::from_secs(30),
                 "still answering {reply} instead of {expected}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -240,7 +240,7 @@ async fn hot_reload_serves_edits_and_keeps_the_last_good_version() {
             assert_eq!(status["problems"][0]["line"], 3, "{status}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{status}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
@@ -282,7 +282,7 @@ async fn hot_reload_serves_edits_and_keeps_the_last_good_version() {
     let started = Instant::now();
     while setup.server.get("/api/v1/agents/greeter").await.0 != 404 {
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(30),
             "agent still loaded"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -549,16 +549,30 @@ async fn agents_watch_deploys_a_directory_and_redeploys_saved_files() {
             &dir,
             "--auto-reload",
         ])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn watch");
-    // Give the watcher time to register before the edit.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The edit is made once the watcher says it watches (it prints that
+    // after registering), not after a guessed delay.
+    let stdout = watcher.stdout.take().expect("piped stdout");
+    let (watching_tx, watching_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("Watching ") {
+                let _ = watching_tx.send(());
+            }
+        }
+    });
+    assert!(
+        watching_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "`caxton agents watch --auto-reload` did not say it was watching within 30 s"
+    );
     write(&outside.join("watched.md"), &version("2.0.0"));
     let started = Instant::now();
     let served = loop {
         let (_, shown) = setup.server.get("/api/v1/agents/watched").await;
-        if shown["version"] == "2.0.0" || started.elapsed() > Duration::from_secs(15) {
+        if shown["version"] == "2.0.0" || started.elapsed() > Duration::from_secs(30) {
             break shown;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -336,7 +336,11 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            for _ in 0..100 {
+            // Generous: on a loaded machine saving the index takes a while,
+            // and a test that relies on a graceful stop must not silently
+            // get a SIGKILL instead.
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(60) {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;
                 }
@@ -344,6 +348,7 @@ impl Server {
             }
             let _ = child.kill();
             let _ = child.wait();
+            panic!("caxton (pid {pid}) did not stop within 60 s of SIGTERM; it was killed");
         }
     }
 

@@ -150,7 +150,7 @@ async fn hostile_uploads_get_clear_errors_and_change_nothing() {
     )
     .await;
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(1),
+        started.elapsed() < std::time::Duration::from_secs(5),
         "refused in {:?}",
         started.elapsed()
     );

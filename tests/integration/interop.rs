@@ -608,6 +608,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_denies() 
             "positive_data_acceptance",
         ])
         .args(["--max-examples", "30", "--seed", "20261202"])
+        // A deploy or a semantic search on a loaded machine can take longer
+        // than schemathesis's default 10 s; that is not a server error.
+        .args(["--request-timeout", "60"])
         // Stopping the server, turning safe mode on (every write then
         // answers 503 by design) or loading a file of lines is not fuzzed
         // here.

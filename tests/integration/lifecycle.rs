@@ -538,7 +538,7 @@ async fn shutdown_over_the_api_stops_the_server() {
     assert!(ok, "{err}");
     assert!(out.contains("shutdown"), "{out}");
     let mut stopped = false;
-    for _ in 0..100 {
+    for _ in 0..600 {
         if reqwest::get(server.url("/api/v1/health")).await.is_err() {
             stopped = true;
             break;

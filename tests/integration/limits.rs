@@ -52,34 +52,35 @@ async fn time_limit_stops_an_infinite_loop_while_others_keep_answering() {
         .deploy(
             "spinner",
             &rust_example("misbehave"),
-            json!({"max_fuel": 100_000_000_000u64, "max_execution_time_ms": 1500}),
+            json!({"max_fuel": 100_000_000_000u64, "max_execution_time_ms": 5000}),
         )
         .await;
     server
         .deploy("echo", &rust_example("echo"), json!({}))
         .await;
 
+    // While the spinner burns its core, echo still answers: before the
+    // spinner is stopped, not after (an order, not a time, so a loaded
+    // machine cannot fail it).
     let started = Instant::now();
-    let looping = server.message("spinner", "loop");
+    let looping = async { (server.message("spinner", "loop").await, Instant::now()) };
     let bystander = async {
-        // While the spinner burns its core, echo still answers promptly.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let asked = Instant::now();
-        let reply = server.ask("echo", "still fine?").await;
-        (reply, asked.elapsed())
+        (server.ask("echo", "still fine?").await, Instant::now())
     };
-    let ((status, body), (reply, echo_latency)) = tokio::join!(looping, bystander);
-    let elapsed = started.elapsed();
+    let (((status, body), stopped_at), (reply, echoed_at)) = tokio::join!(looping, bystander);
+    let elapsed = stopped_at - started;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"]["code"], "agent_timeout");
     assert!(
-        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(10),
+        elapsed >= Duration::from_millis(4900) && elapsed < Duration::from_secs(30),
         "stopped after {elapsed:?}"
     );
     assert_eq!(reply, "still fine?");
     assert!(
-        echo_latency < Duration::from_millis(1000),
-        "echo took {echo_latency:?} during the loop"
+        echoed_at < stopped_at,
+        "echo answered only {:?} after the spinner was stopped",
+        echoed_at - stopped_at
     );
     assert_eq!(server.ask("spinner", "back").await, "still here: back");
     let (_, agent) = server.get("/api/v1/agents/spinner").await;

@@ -67,7 +67,7 @@ impl Collector {
         }
     }
 
-    /// The spans of `trace_id` once at least `count` arrived (10 s at most).
+    /// The spans of `trace_id` once at least `count` arrived (30 s at most).
     async fn trace(&self, trace_id: &[u8], count: usize) -> Vec<Span> {
         let started = Instant::now();
         loop {
@@ -79,7 +79,7 @@ impl Collector {
                 .filter(|s| s.trace_id == trace_id)
                 .cloned()
                 .collect();
-            if spans.len() >= count || started.elapsed() > Duration::from_secs(10) {
+            if spans.len() >= count || started.elapsed() > Duration::from_secs(30) {
                 return spans;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

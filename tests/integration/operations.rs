@@ -265,7 +265,7 @@ async fn shutdown_immediate_and_with_a_grace_period_both_stop_the_server() {
         let (ok, out, err) = server.cli(args);
         assert!(ok, "{args:?}: {out}{err}");
         assert!(
-            server.exits_within(std::time::Duration::from_secs(10)),
+            server.exits_within(std::time::Duration::from_secs(30)),
             "{args:?} did not stop the server"
         );
     }
@@ -360,23 +360,51 @@ async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
         "{out}"
     );
 
-    let url = server.url("/api/v1/memory/search");
-    let searches = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let http = reqwest::Client::new();
-        for _ in 0..7 {
-            let response = http
-                .post(&url)
-                .json(&json!({"query": "anything at all", "limit": 3}))
-                .send()
-                .await
-                .expect("search");
-            assert!(response.status().is_success());
+    // The searches go out once the profile has taken its first snapshot
+    // (it says so on stderr), and the window is long enough for seven
+    // searches on a loaded machine: both ends of the window are awaited,
+    // not guessed.
+    let mut profile = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["--server", &server.base])
+        .args(["memory", "profile", "--duration", "10s", "--include-queries"])
+        .env_remove("CAXTON_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run caxton memory profile");
+    let stderr = profile.stderr.take().expect("piped stderr");
+    let (profiling_tx, profiling_rx) = std::sync::mpsc::channel();
+    let err_reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("profiling memory for") {
+                let _ = profiling_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
         }
+        seen
     });
-    let (ok, out, err) =
-        server.cli(&["memory", "profile", "--duration", "3s", "--include-queries"]);
-    searches.await.expect("searches");
+    assert!(
+        profiling_rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok(),
+        "`caxton memory profile` did not start its window within 30 s"
+    );
+    let http = reqwest::Client::new();
+    let url = server.url("/api/v1/memory/search");
+    for _ in 0..7 {
+        let response = http
+            .post(&url)
+            .json(&json!({"query": "anything at all", "limit": 3}))
+            .send()
+            .await
+            .expect("search");
+        assert!(response.status().is_success());
+    }
+    let output = profile.wait_with_output().expect("caxton memory profile");
+    let ok = output.status.success();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let err = err_reader.join().unwrap_or_default();
     assert!(ok, "{out}{err}");
     let counted: u64 = out
         .lines()
@@ -633,10 +661,15 @@ async fn metrics_answer_on_9090_without_any_configuration() {
             "port 9090 is held by something that is not a caxton metrics listener; free it to run this test"
         );
     }
+    // The other tests' servers take 9090 too when it is free, and a server
+    // started while one of them held it serves metrics on its API port
+    // only. So when nobody answers on 9090, ours was started too early:
+    // it is started again, until it answers or a minute has passed.
     let (_guard, data) = temp_data_dir();
-    let _server = Server::start(&data);
+    let mut server = Server::start(&data);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut last = String::new();
-    for _ in 0..50 {
+    while std::time::Instant::now() < deadline {
         match reqwest::get("http://127.0.0.1:9090/metrics").await {
             Ok(response) => {
                 last = response.text().await.unwrap_or_default();
@@ -644,9 +677,13 @@ async fn metrics_answer_on_9090_without_any_configuration() {
                     return;
                 }
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                last = e.to_string();
+                server.stop();
+                server = Server::start(&data);
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     panic!("nothing serves caxton metrics on 127.0.0.1:9090: {last}");
 }

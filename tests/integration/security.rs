@@ -837,7 +837,7 @@ async fn a_slow_start_holds_no_lock_over_other_agents() {
     let mut slow = deploy_body(
         "slow",
         &rust_example("misbehave"),
-        json!({"max_execution_time_ms": 4000, "max_fuel": 100_000_000_000u64}),
+        json!({"max_execution_time_ms": 10000, "max_fuel": 100_000_000_000u64}),
     );
     slow["config"] = json!({"spin_in_init": true});
     let deploying = {
@@ -852,9 +852,11 @@ async fn a_slow_start_holds_no_lock_over_other_agents() {
     let (status, _) = server.post("/api/v1/agents/echo/resume", &json!({})).await;
     assert_eq!(status, 200);
     let waited = started.elapsed();
+    // The init spins for 10 s: suspend and resume came back while it was
+    // still spinning, so they did not wait for it.
     assert!(
-        waited < Duration::from_secs(2),
-        "suspend waited {waited:?} for another agent's init"
+        !deploying.is_finished(),
+        "suspend and resume waited {waited:?}, until another agent's init had ended"
     );
     let (status, body) = deploying.await.expect("deploy task");
     assert_eq!(
@@ -919,7 +921,7 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     let config = guard.path().join("caxton.yaml");
     std::fs::write(
         &config,
-        "server:\n  header_read_timeout_secs: 4\n  body_read_timeout_secs: 2\n  max_connections: 6\n",
+        "server:\n  header_read_timeout_secs: 8\n  body_read_timeout_secs: 2\n  max_connections: 6\n",
     )
     .expect("config");
     let server = Server::start_with_config(&data, Some(&config));
@@ -927,18 +929,18 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     let address = address.trim_end_matches('/').to_string();
 
     // Headers that never end: the connection is closed after the timeout.
+    let started = Instant::now();
     let mut head = TcpStream::connect(&address).await.expect("connect");
     head.write_all(b"GET /api/v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
         .await
         .expect("write");
-    let started = Instant::now();
     assert!(
-        closed_within(&mut head, Duration::from_secs(15))
+        closed_within(&mut head, Duration::from_secs(30))
             .await
             .is_some(),
-        "a connection whose headers never end is still open after 15 s"
+        "a connection whose headers never end is still open after 30 s"
     );
-    assert!(started.elapsed() >= Duration::from_millis(3500));
+    assert!(started.elapsed() >= Duration::from_millis(7500));
 
     // A body that never arrives: 408 after the body timeout.
     let mut body = TcpStream::connect(&address).await.expect("connect");
@@ -954,9 +956,9 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     assert!(answer.contains("body_read_timeout_secs"), "{answer}");
 
     // Connections beyond the cap are closed at once, and the server serves
-    // again once the idle ones time out. The idle ones live 4 s; on a busy
+    // again once the idle ones time out. The idle ones live 8 s; on a busy
     // machine the server may take a while to get to the extra connection,
-    // so the refusal is awaited for 3 s and the recovery polled, not timed.
+    // so the refusal is awaited for 6 s and the recovery polled, not timed.
     let mut idle = Vec::new();
     for _ in 0..6 {
         idle.push(TcpStream::connect(&address).await.expect("connect"));
@@ -967,11 +969,11 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     let _ = extra
         .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await;
-    let answer = closed_within(&mut extra, Duration::from_secs(3))
+    let answer = closed_within(&mut extra, Duration::from_secs(6))
         .await
         .expect("a connection beyond max_connections is served or left open");
     assert!(
-        answer.is_empty() || opened.elapsed() >= Duration::from_secs(4),
+        answer.is_empty() || opened.elapsed() >= Duration::from_secs(8),
         "served beyond the cap while the idle connections were open: {answer}"
     );
     let recovered = async {
@@ -986,13 +988,13 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
         }
     };
     assert!(
-        tokio::time::timeout(Duration::from_secs(20), recovered)
+        tokio::time::timeout(Duration::from_secs(40), recovered)
             .await
             .is_ok(),
-        "the server still refuses connections 20 s after the idle ones should have timed out"
+        "the server still refuses connections 40 s after the idle ones should have timed out"
     );
     assert!(
-        opened.elapsed() >= Duration::from_millis(3500),
+        opened.elapsed() >= Duration::from_millis(7500),
         "served while the idle connections held every slot"
     );
     drop(idle);
