@@ -558,7 +558,10 @@ async fn agents_watch_deploys_a_directory_and_redeploys_saved_files() {
     let (watching_tx, watching_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("Watching ") {
                 let _ = watching_tx.send(());
             }

@@ -366,7 +366,13 @@ async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
     // not guessed.
     let mut profile = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
         .args(["--server", &server.base])
-        .args(["memory", "profile", "--duration", "10s", "--include-queries"])
+        .args([
+            "memory",
+            "profile",
+            "--duration",
+            "10s",
+            "--include-queries",
+        ])
         .env_remove("CAXTON_TOKEN")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -377,7 +383,10 @@ async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
     let err_reader = std::thread::spawn(move || {
         use std::io::BufRead as _;
         let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.starts_with("profiling memory for") {
                 let _ = profiling_tx.send(());
             }
@@ -387,7 +396,9 @@ async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
         seen
     });
     assert!(
-        profiling_rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok(),
+        profiling_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok(),
         "`caxton memory profile` did not start its window within 30 s"
     );
     let http = reqwest::Client::new();

@@ -233,10 +233,11 @@ async fn send(client: &reqwest::Client, base: &str, target: Target) -> anyhow::R
     }
 }
 
-fn measured(mut latencies: Vec<Duration>) -> Measured {
+/// Rates and percentiles of requests sent over `measure`.
+fn measured(mut latencies: Vec<Duration>, measure: Duration) -> Measured {
     latencies.sort();
     Measured {
-        per_second: latencies.len() as f64 / MEASURE.as_secs_f64(),
+        per_second: latencies.len() as f64 / measure.as_secs_f64(),
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
     }
@@ -247,6 +248,17 @@ async fn load(
     token: Option<&str>,
     target: Target,
     clients: usize,
+) -> anyhow::Result<Measured> {
+    load_for(base, token, target, clients, MEASURE).await
+}
+
+/// [`load`] measured for `measure` after the warm-up.
+async fn load_for(
+    base: &str,
+    token: Option<&str>,
+    target: Target,
+    clients: usize,
+    measure: Duration,
 ) -> anyhow::Result<Measured> {
     let base = Arc::new(base.to_string());
     let token = token.map(str::to_string);
@@ -270,7 +282,7 @@ async fn load(
             loop {
                 let now = Instant::now();
                 let elapsed = now - start;
-                if elapsed > WARMUP + MEASURE {
+                if elapsed > WARMUP + measure {
                     break;
                 }
                 send(&client, &base, target).await?;
@@ -285,11 +297,44 @@ async fn load(
     for task in tasks {
         all.extend(task.await??);
     }
-    Ok(measured(all))
+    Ok(measured(all, measure))
 }
 
 /// Where a run goes: the server, the token to send, the request.
 type Side<'a> = (&'a str, Option<&'a str>, Target);
+
+/// The `load` subcommand: prints the server's pid, then loads it.
+async fn hold_load(server: &ServerProcess) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let usage = "usage: caxton-bench load echo|health CLIENTS SECONDS";
+    let target = match args.first().map(String::as_str) {
+        Some("echo") => Target::Echo,
+        Some("health") => Target::Health,
+        _ => bail!("{usage}"),
+    };
+    let number = |i: usize| -> anyhow::Result<u64> {
+        args.get(i)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("{usage}"))
+    };
+    let (clients, seconds) = (number(1)?, number(2)?);
+    println!("server pid {}", server.child.id());
+    let measured = load_for(
+        &server.base,
+        None,
+        target,
+        usize::try_from(clients)?,
+        Duration::from_secs(seconds),
+    )
+    .await?;
+    println!(
+        "{:.0} req/s, p50 {}, p99 {}",
+        measured.per_second,
+        ms(measured.p50),
+        ms(measured.p99)
+    );
+    Ok(())
+}
 
 /// Runs `a` and `b` one after the other, three times each, and keeps each
 /// side's median run: on two cores one run moves by ±10 %, more than most
@@ -340,8 +385,8 @@ async fn paired(base: &str, a: Target, b: Target) -> anyhow::Result<(Measured, M
         own.as_secs_f64() / all.as_secs_f64().max(f64::EPSILON)
     };
     let (share_a, share_b) = (share(&first, &second), share(&second, &first));
-    let (mut a, mut b) = (measured(first), measured(second));
-    // `measured` divides by MEASURE; these ran for 2 × MEASURE, split.
+    let (mut a, mut b) = (measured(first, MEASURE), measured(second, MEASURE));
+    // These ran for 2 × MEASURE between them, split.
     a.per_second /= 2.0 * share_a;
     b.per_second /= 2.0 * share_b;
     Ok((a, b))
@@ -362,6 +407,11 @@ async fn run() -> anyhow::Result<()> {
     let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
     deploy(&client, None, &server.base, "echo", &echo, json!({})).await?;
+    // `caxton-bench load echo|health CLIENTS SECONDS`: one row's load held
+    // for as long as asked, so `perf record -p PID` can watch the server.
+    if std::env::args().nth(1).as_deref() == Some("load") {
+        return hold_load(&server).await;
+    }
     deploy(
         &client,
         None,
