@@ -555,18 +555,7 @@ async fn agents_watch_deploys_a_directory_and_redeploys_saved_files() {
     // The edit is made once the watcher says it watches (it prints that
     // after registering), not after a guessed delay.
     let stdout = watcher.stdout.take().expect("piped stdout");
-    let (watching_tx, watching_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.starts_with("Watching ") {
-                let _ = watching_tx.send(());
-            }
-        }
-    });
+    let (watching_rx, _) = crate::harness::watch_for_line(stdout, "Watching ");
     assert!(
         watching_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
         "`caxton agents watch --auto-reload` did not say it was watching within 30 s"

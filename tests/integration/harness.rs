@@ -273,16 +273,9 @@ impl Server {
         }
         let mut child = command.spawn().expect("spawn the caxton binary");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("caxton listening on ") {
-                    let _ = tx.send(address.trim().to_string());
-                }
-            }
-        });
-        let base = match rx.recv_timeout(startup_limit) {
-            Ok(base) => base,
+        let (listening, _) = watch_for_line(stdout, "caxton listening on ");
+        let base = match listening.recv_timeout(startup_limit) {
+            Ok(address) => address.trim().to_string(),
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -549,6 +542,32 @@ impl Server {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
+}
+
+/// Reads a child's `pipe` line by line on a thread, so a test can wait for
+/// what the child says instead of guessing how long it takes: the first
+/// line starting with `prefix` is sent, without the prefix, as soon as it
+/// is read; the thread returns every line once the pipe closes.
+pub fn watch_for_line(
+    pipe: impl std::io::Read + Send + 'static,
+    prefix: &'static str,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.to_string());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    (rx, reader)
 }
 
 impl Drop for Server {

@@ -379,22 +379,7 @@ async fn memory_emergency_diagnosis_and_profile_report_what_happened() {
         .spawn()
         .expect("run caxton memory profile");
     let stderr = profile.stderr.take().expect("piped stderr");
-    let (profiling_tx, profiling_rx) = std::sync::mpsc::channel();
-    let err_reader = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.starts_with("profiling memory for") {
-                let _ = profiling_tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
+    let (profiling_rx, err_reader) = crate::harness::watch_for_line(stderr, "profiling memory for");
     assert!(
         profiling_rx
             .recv_timeout(std::time::Duration::from_secs(30))

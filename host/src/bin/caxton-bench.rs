@@ -312,18 +312,18 @@ async fn hold_load(server: &ServerProcess) -> anyhow::Result<()> {
         Some("health") => Target::Health,
         _ => bail!("{usage}"),
     };
-    let number = |i: usize| -> anyhow::Result<u64> {
-        args.get(i)
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("{usage}"))
+    let (Some(Ok(clients)), Some(Ok(seconds))) = (
+        args.get(1).map(|a| a.parse::<usize>()),
+        args.get(2).map(|a| a.parse::<u64>()),
+    ) else {
+        bail!("{usage}");
     };
-    let (clients, seconds) = (number(1)?, number(2)?);
     println!("server pid {}", server.child.id());
     let measured = load_for(
         &server.base,
         None,
         target,
-        usize::try_from(clients)?,
+        clients,
         Duration::from_secs(seconds),
     )
     .await?;
