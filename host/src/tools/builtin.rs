@@ -171,6 +171,43 @@ struct HttpClient {
     allow_private: bool,
 }
 
+/// Sent with every request `http_client` makes, so a Caxton server that
+/// receives one never takes it for its local operator (an agent's
+/// request to `127.0.0.1` comes from the server's own user).
+pub const AGENT_REQUEST_HEADER: &str = "caxton-agent-request";
+
+/// The addresses this process serves its API and metrics on. `http_client`
+/// never reaches them, whatever `tools.http_allow_private_addresses` says.
+static OWN_ADDRESSES: std::sync::RwLock<Vec<std::net::SocketAddr>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Records a listening address of this process (see [`OWN_ADDRESSES`]).
+pub fn exclude_own_address(address: std::net::SocketAddr) {
+    let mut own = OWN_ADDRESSES
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !own.contains(&address) {
+        own.push(address);
+    }
+}
+
+/// Whether `target` is one of this process's listening addresses: the same
+/// port on the listening address, or on loopback when it listens on all
+/// addresses (its other interface addresses are refused by the gate, which
+/// knows [`AGENT_REQUEST_HEADER`]).
+fn is_own_address(target: std::net::SocketAddr) -> bool {
+    let ip = target.ip().to_canonical();
+    OWN_ADDRESSES
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .any(|own| {
+            own.port() == target.port()
+                && (own.ip().to_canonical() == ip
+                    || (own.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+        })
+}
+
 const HTTP_MAX_BODY: usize = 64 * 1024;
 /// Redirects followed, each one checked like the first request.
 const HTTP_MAX_REDIRECTS: usize = 5;
@@ -245,6 +282,12 @@ impl HttpClient {
         if addresses.is_empty() {
             return Err(ToolError::Failed(format!("`{host}` has no address")));
         }
+        if let Some(own) = addresses.iter().find(|a| is_own_address(**a)) {
+            return Err(ToolError::Denied(format!(
+                "`{host}` resolves to {own}, where this Caxton server itself listens; \
+                 http_client never reaches its own server"
+            )));
+        }
         if !self.allow_private
             && let Some(bad) = addresses.iter().find(|a| is_private_address(a.ip()))
         {
@@ -275,8 +318,11 @@ impl HttpClient {
             .build()
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let request = match method {
-            "GET" => client.get(url),
-            "POST" => client.post(url).body(body.to_string()),
+            "GET" => client.get(url).header(AGENT_REQUEST_HEADER, "1"),
+            "POST" => client
+                .post(url)
+                .header(AGENT_REQUEST_HEADER, "1")
+                .body(body.to_string()),
             other => {
                 return Err(ToolError::InvalidInput(format!(
                     "method `{other}` is not supported; use GET or POST"
