@@ -66,6 +66,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
             format!("cannot listen on {address} (is the port in use? choose another with --port)")
         })?;
     let local: SocketAddr = listener.local_addr()?;
+    crate::tools::builtin::exclude_own_address(local);
     // Printed on stdout, so scripts and tests started with `--port 0` learn
     // the port the server got.
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -184,6 +185,11 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // It holds the admin token and every agent's state: the server's user
+    // alone may read it, whatever umask made it (new files are private
+    // already, see `main`).
+    make_private(&data_dir, 3)
+        .with_context(|| format!("cannot make {} private (mode 0700)", data_dir.display()))?;
 
     let storage = Storage::open_with_cache(&data_dir, config.memory.database_cache_mb).with_context(|| {
         format!(
@@ -242,11 +248,10 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         "stored agents started"
     );
 
-    let config_agents = Arc::new(ConfigAgents::new(
-        config.agents.dir.clone(),
-        manager.clone(),
-        tools.clone(),
-    ));
+    let config_agents = Arc::new(
+        ConfigAgents::new(config.agents.dir.clone(), manager.clone(), tools.clone())
+            .with_conversation_limits(config.agents.conversations.clone()),
+    );
     if let Err(e) = std::fs::create_dir_all(config_agents.dir()) {
         tracing::warn!(dir = %config_agents.dir().display(), error = %e, "cannot create the agents directory");
     }
@@ -333,7 +338,9 @@ async fn serve_metrics(
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address} for monitoring.metrics_port"))?;
-    tracing::info!(address = %listener.local_addr()?, "metrics served at /metrics");
+    let local = listener.local_addr()?;
+    crate::tools::builtin::exclude_own_address(local);
+    tracing::info!(address = %local, "metrics served at /metrics");
     let gate = state.gate.clone();
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(server::metrics::metrics))
@@ -426,6 +433,33 @@ async fn save_index_periodically(memory: Arc<MemoryService>, every: Duration) {
 }
 
 /// Whether `host` (the `server.host` setting) is a loopback address or name.
+/// Takes group and other permissions off `path` and, `depth` levels down,
+/// everything in it (directories 0700, files 0600 at most). Symbolic links
+/// are left alone, not followed.
+#[cfg(unix)]
+pub fn make_private(path: &Path, depth: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    if meta.is_dir() && depth > 0 {
+        for entry in std::fs::read_dir(path)? {
+            make_private(&entry?.path(), depth - 1)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn make_private(_path: &Path, _depth: usize) -> std::io::Result<()> {
+    Ok(())
+}
+
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")

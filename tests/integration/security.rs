@@ -429,7 +429,10 @@ async fn one_caller_never_reads_anothers_conversation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_cannot_forge_metrics_lines() {
-    let agent = "---\nname: \"Evil\\ncaxton_forged_metric 1\\n# x\"\nversion: \"1.0.0\"\ncapabilities: [evil]\nsystem_prompt: You are evil.\n---\n";
+    // A line break in a name is refused outright (see
+    // `display_names_are_one_line_of_bounded_text`); what a label still
+    // escapes is its quotes and backslashes.
+    let agent = "---\nname: 'Evil\\\" caxton_forged_metric{x=\"1'\nversion: \"1.0.0\"\ncapabilities: [evil]\nsystem_prompt: You are evil.\n---\n";
     let setup = Scripted::start("- content: ok\n", &[("evil.md", agent)], "");
     let (status, body) = setup.server.message("evil", "hi").await;
     assert_eq!(status, 200, "the agent runs (and is counted): {body}");
@@ -440,17 +443,22 @@ async fn names_cannot_forge_metrics_lines() {
         .await
         .expect("text");
     assert!(
-        text.contains("caxton_forged_metric"),
-        "the name is in the label: {text}"
+        text.contains(r#"{agent="Evil\\\" caxton_forged_metric{x=\"1"}"#),
+        "the name is in the label, its quotes and backslash escaped: {text}"
     );
     assert!(
-        !text.lines().any(|l| l.starts_with("caxton_forged_metric")),
-        "but never as a line of its own: {text}"
+        !text.contains(r#"caxton_forged_metric{x="1"#),
+        "and never closes the label early: {text}"
     );
 }
 
 /// A web server that answers every request with a 307 to `location`.
 async fn redirector(location: String) -> u16 {
+    redirector_to(std::sync::Arc::new(std::sync::Mutex::new(location))).await
+}
+
+/// [`redirector`] to wherever `location` says at the time of the request.
+async fn redirector_to(location: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -458,7 +466,7 @@ async fn redirector(location: String) -> u16 {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut socket, _)) = listener.accept().await {
-            let location = location.clone();
+            let location = location.lock().expect("location").clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = socket.read(&mut buf).await;
@@ -955,47 +963,232 @@ async fn slow_clients_and_connection_floods_are_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_read_timeout_secs"), "{answer}");
 
-    // Connections beyond the cap are closed at once, and the server serves
-    // again once the idle ones time out. The idle ones live 8 s; on a busy
-    // machine the server may take a while to get to the extra connection,
-    // so the refusal is awaited for 6 s and the recovery polled, not timed.
+    // Idle connections holding every slot do not lock anyone out: the
+    // oldest idle one is closed to make room for a newcomer.
     let mut idle = Vec::new();
     for _ in 0..6 {
         idle.push(TcpStream::connect(&address).await.expect("connect"));
     }
-    let opened = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut extra = TcpStream::connect(&address).await.expect("connect");
-    let _ = extra
-        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await;
-    let answer = closed_within(&mut extra, Duration::from_secs(6))
-        .await
-        .expect("a connection beyond max_connections is served or left open");
-    assert!(
-        answer.is_empty() || opened.elapsed() >= Duration::from_secs(8),
-        "served beyond the cap while the idle connections were open: {answer}"
-    );
-    let recovered = async {
-        loop {
-            let fresh = reqwest::Client::new();
-            if let Ok(response) = fresh.get(server.url("/api/v1/health")).send().await
-                && response.status() == 200
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
-    assert!(
-        tokio::time::timeout(Duration::from_secs(40), recovered)
+    let fresh = reqwest::Client::new();
+    let response = tokio::time::timeout(
+        Duration::from_secs(6),
+        fresh.get(server.url("/api/v1/health")).send(),
+    )
+    .await
+    .expect("a request beyond max_connections is answered while the others idle")
+    .expect("served");
+    assert_eq!(response.status(), 200);
+    let mut shed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(200))
             .await
-            .is_ok(),
-        "the server still refuses connections 40 s after the idle ones should have timed out"
+            .is_some()
+        {
+            shed += 1;
+        }
+    }
+    assert!(shed >= 1, "no idle connection was closed to make room");
+}
+
+/// Issue 25.6: another local account holding its share of busy
+/// connections is refused more, while the operator is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_from_another_account_leaves_the_operator_served() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(
+        &config,
+        "server:\n  body_read_timeout_secs: 40\n  max_connections: 6\n  max_connections_per_peer: 3\n",
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let port = server.base.rsplit(':').next().expect("port").to_string();
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    // As `nobody`: three requests whose bodies never finish (busy, with a
+    // token, so the server waits for the bodies), held for 30 s.
+    let script = format!(
+        "for fd in 3 4 5; do eval \"exec $fd<>/dev/tcp/127.0.0.1/{port}\"; \
+         printf 'POST /api/v1/memory/search HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer {token}\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n{{' >&$fd; done; sleep 30",
+        token = token.trim()
     );
+    let _ = curl_as_nobody(&[&server.url("/api/v1/health")]); // fails loudly unless root
+    let mut flood = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .expect("setpriv bash");
+    // Once the three are held, a fourth connection of nobody's is refused.
+    let started = Instant::now();
+    loop {
+        let code = curl_as_nobody(&["--max-time", "5", &server.url("/api/v1/health")]);
+        if code == "000" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nobody's fourth connection is still served ({code})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The operator: idle connections of its own and a request, all served.
+    let mut own = Vec::new();
+    for _ in 0..3 {
+        own.push(
+            tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+                .await
+                .expect("connect"),
+        );
+    }
+    let (status, _) = server.get("/api/v1/agents").await;
+    assert_eq!(
+        status, 200,
+        "the operator is served while another account floods"
+    );
+    let _ = flood.kill();
+    let _ = flood.wait();
+}
+
+/// `curl` run as the unprivileged `nobody` account (65534), answering the
+/// status code. The suite runs as root (CI does); anything else cannot
+/// switch accounts, and says so rather than passing.
+fn curl_as_nobody(args: &[&str]) -> String {
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this test acts as another local account with setpriv, which needs root; run the suite as root (CI does)"
+    );
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("setpriv and curl are installed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Issue 25.1: a tokenless loopback request is the operator only when its
+/// connection belongs to the server's own user; another account gets 401
+/// (and can read nothing in `data/`), while the owner's tokenless calls
+/// and anyone's token keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_local_account_is_not_the_operator() {
+    use std::os::unix::fs::PermissionsExt;
+    let (guard, data) = temp_data_dir();
+    // Only data/'s own modes may stand between `nobody` and its files.
+    std::fs::set_permissions(guard.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let server = Server::start_with_config(&data, None);
+    let (status, _) = server.get("/api/v1/agents").await;
+    assert_eq!(status, 200, "the owner's tokenless call still works");
+
+    for path in ["/api/v1/agents", "/api/v1/backup", "/api/v1/debug/state"] {
+        assert_eq!(
+            curl_as_nobody(&[&server.url(path)]),
+            "401",
+            "GET {path} as nobody"
+        );
+    }
+    assert_eq!(
+        curl_as_nobody(&["-X", "POST", &server.url("/api/v1/shutdown")]),
+        "401"
+    );
+    assert_eq!(curl_as_nobody(&[&server.url("/api/v1/health")]), "200");
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("admin token");
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    assert_eq!(
+        curl_as_nobody(&["-H", &auth, &server.url("/api/v1/agents")]),
+        "200",
+        "a token is a token, whoever sends it"
+    );
+    alive(&server).await;
+
+    // Nothing in data/ is readable by anyone but the server's user.
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data/ itself");
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            assert_eq!(
+                mode(&path) & 0o077,
+                0,
+                "{} is open to others",
+                path.display()
+            );
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    let read = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(data.join("admin.token"))
+        .output()
+        .expect("setpriv");
+    assert!(!read.status.success(), "nobody read the admin token");
+}
+
+/// Issue 25.4: with private addresses allowed, an agent's `http_client`
+/// still cannot reach the server's own API (here through a redirect that
+/// would shut it down), and a request it makes is never the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cannot_be_reached_through_its_own_tools() {
+    let agent = "---\nname: Fetcher\nversion: \"1.0.0\"\ncapabilities: [fetch]\ntools: [http_client]\nsystem_prompt: You fetch.\n---\n";
+    let setup = Scripted::start(
+        "- content: unused\n",
+        &[("fetcher.md", agent)],
+        "tools:\n  http_allowed_domains: [localhost, 127.0.0.1]\n  http_allow_private_addresses: true\n",
+    );
+    let location = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let trap = redirector_to(location.clone()).await;
+    let script = format!(
+        "- when: \"fetch\"\n  tool_calls: [{{name: http_client, arguments: {{url: \"http://localhost:{trap}/data\", method: POST}}}}]\n- content: done\n"
+    );
+    std::fs::write(setup.guard.path().join("script.yaml"), script).expect("script");
+    let Scripted {
+        guard,
+        agents,
+        server,
+    } = setup;
+    let setup = Scripted {
+        server: server.restart(),
+        guard,
+        agents,
+    };
+    *location.lock().expect("location") = setup.server.url("/api/v1/shutdown");
+    let (status, body) = setup.server.message("fetcher", "fetch it").await;
+    assert_eq!(status, 200, "{body}");
+    alive(&setup.server).await;
+    let requests = setup.requests();
     assert!(
-        opened.elapsed() >= Duration::from_millis(7500),
-        "served while the idle connections held every slot"
+        requests.contains("where this Caxton server itself listens"),
+        "the hop to the server's own address was refused: {requests}"
     );
-    drop(idle);
+
+    // The mark alone keeps a request from being the operator.
+    let (status, body) = call(
+        &setup.server,
+        Method::GET,
+        "/api/v1/agents",
+        &[("caxton-agent-request", "1")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.to_string().contains("agent's tool"), "{body}");
 }

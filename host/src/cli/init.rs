@@ -23,7 +23,8 @@ server:
   max_body_bytes: 67108864       # uploads and imports (component uploads are base64 JSON)
   max_request_bytes: 4194304     # every other request body
   max_concurrent_requests: 512   # more are answered 503 at once
-  max_connections: 1024          # more are closed as soon as accepted
+  max_connections: 1024          # when all are taken an idle one is closed; 1/16 kept for the operator
+  max_connections_per_peer: 128  # per remote address or other local account
   header_read_timeout_secs: 30   # to send a request's headers; also ends idle keep-alive
   body_read_timeout_secs: 60     # to send a request's body (408 after)
   # tls: { cert: /etc/caxton/cert.pem, key: /etc/caxton/key.pem }

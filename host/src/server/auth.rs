@@ -5,11 +5,13 @@
 //!   with the token's scope; a wrong or revoked token is refused (401), a
 //!   token whose scope is too small too (403).
 //! - Without a token, on a loopback bind only: a request from loopback,
-//!   addressed to a loopback `Host` and not sent by a page of another
-//!   origin, is the operator at the machine (`user`, admin) — so the
-//!   runbook's curl lines work as typed there, and neither a web page
-//!   (cross-site `Origin`) nor DNS rebinding (foreign `Host`) gets in.
-//!   `auth.required: true` turns this off.
+//!   over a connection of the user the server runs as ([`PeerOwner`]),
+//!   addressed to a loopback `Host`, not sent by a page of another origin
+//!   and not made by an agent's tool, is the operator at the machine
+//!   (`user`, admin) — so the runbook's curl lines work as typed there,
+//!   and neither another local account, a web page (cross-site `Origin`),
+//!   DNS rebinding (foreign `Host`) nor the server's own `http_client`
+//!   gets in. `auth.required: true` turns this off.
 //! - `/metrics` without a token: from loopback, or from anywhere with
 //!   `auth.metrics_public: true`.
 //!
@@ -25,6 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::peer::PeerOwner;
 use crate::auth::tokens::TokenStore;
 use crate::auth::{AuthSettings, Principal, Scope};
 
@@ -108,15 +111,29 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     if method == Method::GET || method == Method::HEAD || path == "/mcp" || path == "/mcp/" {
         return Scope::Read;
     }
+    if method != Method::POST {
+        return Scope::Admin;
+    }
     match path {
         p if is_query(p) => Scope::Read,
         "/api/v1/messages" | "/v1/chat/completions" => Scope::Message,
-        p if p.starts_with("/api/v1/agents/")
-            && (p.ends_with("/message") || p.ends_with("/ping")) =>
-        {
-            Scope::Message
-        }
+        p if is_agent_action(p) => Scope::Message,
         _ => Scope::Admin,
+    }
+}
+
+/// `/api/v1/agents/{name}/message` or `/ping`: exactly one name segment,
+/// so `DELETE /api/v1/agents/message` (an agent named `message`) is not
+/// mistaken for talking to one.
+fn is_agent_action(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/v1/agents/") else {
+        return false;
+    };
+    match rest.split_once('/') {
+        Some((name, action)) => {
+            !name.is_empty() && !name.contains('/') && matches!(action, "message" | "ping")
+        }
+        None => false,
     }
 }
 
@@ -149,12 +166,20 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Why a request without a token is not the local operator, if it is not.
-fn local_refusal(headers: &HeaderMap, peer: &SocketAddr) -> Option<String> {
-    if !peer.ip().is_loopback() {
+fn local_refusal(headers: &HeaderMap, peer: &SocketAddr, owner: PeerOwner) -> Option<String> {
+    if !peer.ip().to_canonical().is_loopback() {
         return Some(format!(
             "the request comes from {}, not from this machine",
             peer.ip()
         ));
+    }
+    if let Some(why) = owner.refusal() {
+        return Some(why);
+    }
+    if headers.contains_key(crate::tools::builtin::AGENT_REQUEST_HEADER) {
+        return Some(
+            "the request was made by an agent's tool, and agents are never the operator".into(),
+        );
     }
     let host = header_text(headers, header::HOST);
     let (host_name, host_port) = match host {
@@ -331,7 +356,14 @@ pub async fn gate(
             );
         }
         None => {
-            let refusal = local_refusal(headers, &peer);
+            // Absent only on requests that did not come through the
+            // listener: nobody's, then.
+            let owner = request
+                .extensions()
+                .get::<PeerOwner>()
+                .copied()
+                .unwrap_or(PeerOwner::Unknown);
+            let refusal = local_refusal(headers, &peer, owner);
             if metrics_path && (gate.settings.metrics_public || refusal.is_none()) {
                 Principal {
                     name: "metrics".into(),
@@ -507,20 +539,65 @@ mod tests {
     }
 
     #[test]
+    fn agents_named_like_actions_are_not_actions() {
+        for path in ["/api/v1/agents/message", "/api/v1/agents/ping"] {
+            assert_eq!(needed_scope(&Method::DELETE, path), Scope::Admin, "{path}");
+            assert_eq!(needed_scope(&Method::POST, path), Scope::Admin, "{path}");
+        }
+        assert_eq!(
+            needed_scope(&Method::DELETE, "/api/v1/agents/x/message"),
+            Scope::Admin
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/agents/message/message"),
+            Scope::Message
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/agents/a/b/message"),
+            Scope::Admin
+        );
+    }
+
+    const OWNER: PeerOwner = PeerOwner::ServerUser;
+
+    #[test]
+    fn other_accounts_and_agents_are_not_the_local_operator() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let host = headers(&[("host", "localhost:8080")]);
+        assert!(local_refusal(&host, &local, PeerOwner::OtherUser(65534)).is_some());
+        let marked = headers(&[
+            ("host", "localhost:8080"),
+            (crate::tools::builtin::AGENT_REQUEST_HEADER, "1"),
+        ]);
+        assert!(local_refusal(&marked, &local, OWNER).is_some());
+        if cfg!(target_os = "linux") {
+            assert!(local_refusal(&host, &local, PeerOwner::Unknown).is_some());
+        }
+    }
+
+    #[test]
     fn browsers_and_rebinding_are_not_the_local_operator() {
         let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         let remote: SocketAddr = "10.0.0.2:5000".parse().expect("addr");
-        assert!(local_refusal(&headers(&[("host", "localhost:8080")]), &local).is_none());
-        assert!(local_refusal(&headers(&[("host", "[::1]:8080")]), &local).is_none());
-        assert!(local_refusal(&headers(&[("host", "localhost:8080")]), &remote).is_some());
-        assert!(local_refusal(&headers(&[("host", "evil.example:8080")]), &local).is_some());
+        assert!(local_refusal(&headers(&[("host", "localhost:8080")]), &local, OWNER).is_none());
+        assert!(local_refusal(&headers(&[("host", "[::1]:8080")]), &local, OWNER).is_none());
+        assert!(
+            local_refusal(
+                &headers(&[("host", "localhost:8080")]),
+                &remote,
+                PeerOwner::Remote
+            )
+            .is_some()
+        );
+        assert!(local_refusal(&headers(&[("host", "evil.example:8080")]), &local, OWNER).is_some());
         assert!(
             local_refusal(
                 &headers(&[
                     ("host", "127.0.0.1:8080"),
                     ("origin", "https://evil.example")
                 ]),
-                &local
+                &local,
+                OWNER
             )
             .is_some()
         );
@@ -530,7 +607,8 @@ mod tests {
                     ("host", "127.0.0.1:8080"),
                     ("origin", "http://127.0.0.1:8080")
                 ]),
-                &local
+                &local,
+                OWNER
             )
             .is_none()
         );
@@ -540,7 +618,8 @@ mod tests {
                     ("host", "127.0.0.1:8080"),
                     ("origin", "http://localhost:3000")
                 ]),
-                &local
+                &local,
+                OWNER
             )
             .is_some(),
             "another local port is another origin"

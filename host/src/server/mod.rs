@@ -14,6 +14,7 @@ mod memory_ops;
 pub mod metrics;
 mod openai;
 mod openapi;
+pub mod peer;
 pub mod request_context;
 pub mod server_state;
 pub mod settings;

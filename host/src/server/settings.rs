@@ -19,8 +19,13 @@ pub struct ServerConfig {
     /// Requests handled at once; more are answered 503 at once rather than
     /// queued without bound.
     pub max_concurrent_requests: usize,
-    /// Connections open at once; more are closed as soon as accepted.
+    /// Connections open at once. When all are taken an idle one is closed
+    /// to make room; the last sixteenth is kept for the operator's own
+    /// loopback connections.
     pub max_connections: usize,
+    /// Connections one peer (a remote address, or one other local account)
+    /// may hold at once; the operator's own are not counted.
+    pub max_connections_per_peer: usize,
     /// Seconds a client may take to send a request's headers (and an idle
     /// keep-alive connection may stay open).
     pub header_read_timeout_secs: u64,
@@ -43,6 +48,7 @@ impl Default for ServerConfig {
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 512,
             max_connections: 1024,
+            max_connections_per_peer: 128,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 60,
             tls: None,
@@ -60,6 +66,7 @@ impl ServerConfig {
                 self.header_read_timeout_secs.max(1),
             ),
             max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
         }
     }
 
@@ -73,6 +80,10 @@ impl ServerConfig {
                 self.max_concurrent_requests as u64,
             ),
             ("server.max_connections", self.max_connections as u64),
+            (
+                "server.max_connections_per_peer",
+                self.max_connections_per_peer as u64,
+            ),
             (
                 "server.header_read_timeout_secs",
                 self.header_read_timeout_secs,

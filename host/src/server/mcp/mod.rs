@@ -183,6 +183,9 @@ impl Api for RouterApi {
         if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             inner.extensions_mut().insert(*peer);
         }
+        if let Some(owner) = parts.extensions.get::<crate::server::peer::PeerOwner>() {
+            inner.extensions_mut().insert(*owner);
+        }
         // The same request, for logs and traces.
         if let Some(context) = parts
             .extensions
