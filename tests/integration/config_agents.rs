@@ -887,3 +887,67 @@ async fn tool_components_are_deployed_over_rest_and_called_by_agents() {
     let (status, _) = setup.server.delete("/api/v1/tools/word_stats").await;
     assert_eq!(status, 404);
 }
+
+/// Issue 25.5: a reload never fails the messages queued for the version it
+/// replaces. Each message takes 20 ms of the (scripted) model, so a burst
+/// of 60 keeps the mailbox full while the definition is rewritten three
+/// times; every message must be answered by one version or the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_a_message_burst_fails_no_message() {
+    let script = r#"
+- when: "v1:"
+  content: "answer one"
+  delay_ms: 20
+- when: "v2:"
+  content: "answer two"
+  delay_ms: 20
+"#;
+    let version = |v: &str| {
+        format!(
+            "---\nname: Busy\nversion: \"1.0.{v}\"\ncapabilities: [busy-work]\nuser_prompt_template: \"v{v}: {{{{request}}}}\"\nsystem_prompt: Answer.\n---\n# Busy\n"
+        )
+    };
+    let setup = Setup::start(script, &[("busy.md", &version("1"))]);
+    assert_eq!(
+        setup.reply("busy", "warm up").await["content"],
+        "answer one"
+    );
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let url = setup.server.url("/api/v1/agents/busy/message");
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(url)
+                    .json(&json!({"message": format!("m{i}"), "timeout_ms": 120000}))
+                    .send()
+                    .await
+                    .expect("send");
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    for v in ["2", "1", "2"] {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (ok, out, err) = {
+            write(&setup.agents.join("busy.md"), &version(v));
+            setup.server.cli(&["agents", "reload", "busy"])
+        };
+        assert!(ok, "reload to v{v}: {out}{err}");
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    for task in burst {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200, "a message failed across a reload: {body}");
+        let content = body["reply"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(content == "answer one" || content == "answer two", "{body}");
+        *answers.entry(content).or_insert(0) += 1;
+    }
+    assert_eq!(answers.values().sum::<i32>(), 60, "{answers:?}");
+}

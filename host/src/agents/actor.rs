@@ -42,10 +42,20 @@ pub struct Actor {
 impl Actor {
     pub async fn run(mut self, mut mailbox: mpsc::Receiver<Envelope>) {
         let handle = self.handle.clone();
+        // Retiring (a newer version took the name): nothing new gets in,
+        // and what is queued is handled before the actor stops.
+        let mut draining = false;
         loop {
             let envelope = tokio::select! {
                 biased;
-                () = handle.stopped() => break,
+                () = handle.stopped(), if !draining => {
+                    if handle.is_retiring() {
+                        draining = true;
+                        mailbox.close();
+                        continue;
+                    }
+                    break;
+                }
                 next = mailbox.recv() => match next {
                     Some(envelope) => envelope,
                     None => break,

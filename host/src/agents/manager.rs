@@ -174,6 +174,7 @@ impl AgentManager {
             Arc::new(program),
             Arc::new(AgentLog::default()),
             None,
+            None,
         );
         Ok(())
     }
@@ -210,6 +211,7 @@ impl AgentManager {
         program: Arc<AgentProgram>,
         log: Arc<AgentLog>,
         live: Option<AgentInstance>,
+        replacing: Option<&Arc<AgentHandle>>,
     ) -> Arc<AgentHandle> {
         let capacity = self.config.mailbox_capacity;
         let (tx, rx) = mpsc::channel(capacity);
@@ -237,7 +239,12 @@ impl AgentManager {
         };
         // Every caller checked the name under the lifecycle lock; a refusal
         // here would be a bug, and the newcomer (not the running agent) pays.
-        if let Err(refused) = self.registry.insert(handle.clone()) {
+        let inserted = match replacing {
+            // One step: no lookup in between finds neither version.
+            Some(previous) => self.registry.swap(previous, handle.clone()),
+            None => self.registry.insert(handle.clone()),
+        };
+        if let Err(refused) = inserted {
             tracing::error!(agent = %refused.name, id = %refused.id, "name or id already running; not started");
             refused.stop();
         }
@@ -324,7 +331,7 @@ impl AgentManager {
         log.push("host", "deployed");
         tracing::info!(agent = %record.name, id = %record.id, "agent deployed");
         let _guard = self.lifecycle.lock().await;
-        Ok(self.start(record, Arc::new(program), log, Some(instance)))
+        Ok(self.start(record, Arc::new(program), log, Some(instance), None))
     }
 
     /// Claims `names` for a deployment in its trial run; `replacing` is
@@ -422,9 +429,7 @@ impl AgentManager {
             .await
             .map_err(DeployError::StartFailed)?;
         let _guard = self.lifecycle.lock().await;
-        if let Some(previous) = &previous {
-            self.registry.remove(&previous.name);
-        }
+
         log.push(
             "host",
             if previous.is_some() {
@@ -433,7 +438,8 @@ impl AgentManager {
                 "loaded from its definition"
             },
         );
-        Ok(self.start(record, program, log, Some(instance)))
+        // The old version handles what is already queued for it.
+        Ok(self.start(record, program, log, Some(instance), previous.as_ref()))
     }
 
     /// Stops a config agent whose definition file is gone.
@@ -444,7 +450,8 @@ impl AgentManager {
             .get(id)
             .filter(|h| h.record().kind == AgentKind::Config)
         {
-            Some(handle) => self.registry.remove(&handle.name).is_some(),
+            // Its queued messages still finish.
+            Some(handle) => self.registry.retire(&handle.name).is_some(),
             None => false,
         }
     }

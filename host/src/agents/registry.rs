@@ -38,8 +38,11 @@ pub struct AgentHandle {
     mailbox_capacity: usize,
     failure_threshold: u32,
     /// Tells the actor to stop: it finishes the message in hand, answers
-    /// the queued ones with an error, and drops its instance.
+    /// the queued ones with an error (or, when retiring, handles them),
+    /// and drops its instance.
     stop: tokio::sync::Notify,
+    /// Set by [`AgentHandle::retire`]: a newer version has taken the name.
+    retiring: std::sync::atomic::AtomicBool,
 }
 
 impl AgentHandle {
@@ -60,7 +63,22 @@ impl AgentHandle {
             mailbox_capacity,
             failure_threshold,
             stop: tokio::sync::Notify::new(),
+            retiring: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Asks the actor to stop once it has handled every message already
+    /// queued for it (a reload: the new version takes the new messages,
+    /// none of the old ones is failed).
+    pub fn retire(&self) {
+        self.retiring
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.stop.notify_one();
+    }
+
+    /// Whether [`AgentHandle::retire`] was called.
+    pub fn is_retiring(&self) -> bool {
+        self.retiring.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Asks the actor to stop (removal, reload, shutdown).
@@ -103,12 +121,22 @@ impl AgentHandle {
 
     /// Puts an envelope in the mailbox without waiting.
     pub fn post(&self, envelope: Envelope) -> Result<(), DeliveryError> {
+        self.try_post(envelope).map_err(|(error, _)| error)
+    }
+
+    /// [`AgentHandle::post`], giving the envelope back when it was refused.
+    fn try_post(&self, envelope: Envelope) -> Result<(), (DeliveryError, Envelope)> {
         self.mailbox.try_send(envelope).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => DeliveryError::MailboxFull {
-                agent: self.name.clone(),
-                capacity: self.mailbox_capacity,
-            },
-            mpsc::error::TrySendError::Closed(_) => DeliveryError::Stopped(self.name.clone()),
+            mpsc::error::TrySendError::Full(envelope) => (
+                DeliveryError::MailboxFull {
+                    agent: self.name.clone(),
+                    capacity: self.mailbox_capacity,
+                },
+                envelope,
+            ),
+            mpsc::error::TrySendError::Closed(envelope) => {
+                (DeliveryError::Stopped(self.name.clone()), envelope)
+            }
         })
     }
 }
@@ -154,9 +182,47 @@ impl Registry {
         Ok(())
     }
 
+    /// Puts `next` in the place of `previous` in one step, and retires
+    /// `previous` (see [`AgentHandle::retire`]). The newcomer's name and id
+    /// may be `previous`'s, not another agent's.
+    pub fn swap(
+        &self,
+        previous: &Arc<AgentHandle>,
+        next: Arc<AgentHandle>,
+    ) -> Result<(), Arc<AgentHandle>> {
+        let mut agents = self.write();
+        let taken = agents.iter().any(|(name, h)| {
+            !Arc::ptr_eq(h, previous)
+                && (*name == next.name || h.id == next.id || h.id == next.name || *name == next.id)
+        });
+        if taken {
+            return Err(next);
+        }
+        if agents
+            .get(&previous.name)
+            .is_some_and(|h| Arc::ptr_eq(h, previous))
+        {
+            agents.remove(&previous.name);
+        }
+        agents.insert(next.name.clone(), next);
+        drop(agents);
+        previous.retire();
+        Ok(())
+    }
+
     /// Whether `name` is some running agent's name or id.
     pub fn is_taken(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+
+    /// Takes an agent out of routing; its actor handles what is queued
+    /// for it, then stops (see [`AgentHandle::retire`]).
+    pub fn retire(&self, name: &str) -> Option<Arc<AgentHandle>> {
+        let removed = self.write().remove(name);
+        if let Some(handle) = &removed {
+            handle.retire();
+        }
+        removed
     }
 
     /// Takes an agent out of routing and stops its actor.
@@ -229,7 +295,7 @@ impl Registry {
         timeout: Duration,
         stream: Option<crate::llm::TextSink>,
     ) -> Result<Delivered, DeliveryError> {
-        let handle = self.resolve(&to)?;
+        let mut handle = self.resolve(&to)?;
         if from_agent == Some(handle.id.as_str()) {
             return Err(DeliveryError::SelfRequest(handle.name.clone()));
         }
@@ -237,12 +303,32 @@ impl Registry {
             return Err(DeliveryError::Suspended(handle.name.clone()));
         }
         let (reply_tx, reply_rx) = oneshot::channel();
-        handle.post(Envelope::Deliver {
+        let mut envelope = Envelope::Deliver {
             message: Box::new(message),
             enqueued: Instant::now(),
             reply: reply_tx,
             stream,
-        })?;
+        };
+        // A reload swaps the agent behind a name between the lookup and
+        // the post: a message that finds the old version closed goes to
+        // the new one rather than failing.
+        let mut attempts = 0;
+        loop {
+            match handle.try_post(envelope) {
+                Ok(()) => break,
+                Err((DeliveryError::Stopped(name), returned)) if attempts < 3 => {
+                    attempts += 1;
+                    match self.resolve(&to) {
+                        Ok(next) if handle.is_retiring() && !Arc::ptr_eq(&next, &handle) => {
+                            handle = next;
+                            envelope = returned;
+                        }
+                        _ => return Err(DeliveryError::Stopped(name)),
+                    }
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
         match tokio::time::timeout(timeout, reply_rx).await {
             Err(_) => Err(DeliveryError::Timeout {
                 agent: handle.name.clone(),
