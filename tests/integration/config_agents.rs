@@ -380,6 +380,8 @@ async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
   tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
 - when: "\"value\""
   tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
+- when: "without calling any tool"
+  tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
 "#;
     let agent = "---\nname: Looper\nversion: \"0.1.0\"\ncapabilities: [looping]\ntools: [json_processor]\nmax_tool_steps: 3\nsystem_prompt: You loop.\n---\n";
     let toml_agent = "name = \"Tomly\"\nversion = \"0.1.0\"\ncapabilities = [\"toml\"]\nsystem_prompt = \"TOML works too.\"\ndocumentation = \"Written in TOML.\"\n";
@@ -412,14 +414,15 @@ async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
         reply["content"]
             .as_str()
             .unwrap_or("")
-            .contains("still calling tools after 3 steps"),
+            .contains("still calling tools after 3 steps, though told to answer without them"),
         "{reply}"
     );
-    assert_eq!(
-        setup.requests().len() - before,
-        3,
-        "exactly max_tool_steps model calls"
-    );
+    // A call, its identical repeat (answered from the first result), and
+    // a last call offering no tools.
+    let requests = setup.requests();
+    assert_eq!(requests.len() - before, 3, "{requests:?}");
+    assert_eq!(requests[before + 1]["tools"].as_array().map(Vec::len), Some(1));
+    assert_eq!(requests[before + 2]["tools"], json!([]), "the last call offers no tools");
 
     let reply = setup.reply("tomly", "hi").await;
     assert_eq!(reply["performative"], "failure", "no rule matches: {reply}");
@@ -950,4 +953,33 @@ async fn a_reload_under_a_message_burst_fails_no_message() {
         *answers.entry(content).or_insert(0) += 1;
     }
     assert_eq!(answers.values().sum::<i32>(), 60, "{answers:?}");
+}
+
+/// Issue 25.8: a model that calls the same tool with the same arguments
+/// again (the local model's habit) is given the result once more, then
+/// asked to answer without tools, and its answer is the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_tool_call_is_answered_and_the_model_made_to_finish() {
+    let script = r#"
+- when: "what is a"
+  tool_calls: [{name: json_processor, arguments: {json: "{\"a\": 1}", path: "a"}}]
+- when: "\"value\""
+  tool_calls: [{name: json_processor, arguments: {path: "a", json: "{\"a\": 1}"}}]
+- when: "without calling any tool"
+  content: "a is 1."
+"#;
+    let agent = "---\nname: Repeater\nversion: \"0.1.0\"\ncapabilities: [repeating]\ntools: [json_processor]\nmax_tool_steps: 10\nsystem_prompt: You look things up.\n---\n";
+    let setup = Setup::start(script, &[("repeater.md", agent)]);
+    let reply = setup.reply("repeater", "what is a?").await;
+    assert_eq!(reply["performative"], "inform", "{reply}");
+    assert_eq!(reply["content"], "a is 1.", "{reply}");
+    let requests = setup.requests();
+    assert_eq!(requests.len(), 3, "not max_tool_steps calls: {requests:?}");
+    let last = &requests[2];
+    assert_eq!(last["tools"], json!([]), "{last}");
+    // The repeat got the first result again, not a second run.
+    let messages = last["messages"].as_array().expect("messages");
+    let results: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
+    assert_eq!(results.len(), 2, "{messages:?}");
+    assert_eq!(results[0]["content"], results[1]["content"]);
 }

@@ -28,6 +28,30 @@ pub struct Definition {
     /// keeps calling tools is stopped.
     #[serde(default = "default_max_steps")]
     pub max_tool_steps: u32,
+    /// The server's limits on kept conversations (`agents.conversations`),
+    /// added by the host beside the definition.
+    #[serde(default)]
+    pub history_limits: HistoryLimits,
+}
+
+/// How long and how much conversation history is kept; see `history`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HistoryLimits {
+    pub ttl_secs: u64,
+    pub max_per_agent: u32,
+    pub max_bytes: u64,
+}
+
+/// The host's defaults, for a host that sends no limits.
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            ttl_secs: 7 * 24 * 3600,
+            max_per_agent: 1000,
+            max_bytes: 64 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

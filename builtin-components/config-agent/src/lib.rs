@@ -10,23 +10,26 @@
 //!    recent turns of the conversation as chat messages;
 //! 2. calls the host `llm` with the tools the agent may use (the host lists
 //!    only those, and refuses any other at call time);
-//! 3. runs the tool-call loop, at most `max_tool_steps` model calls;
+//! 3. runs the tool-call loop: at most `max_tool_steps` model calls with
+//!    tools, then (or at the first repeated identical call) one without;
 //! 4. answers `inform` with the model's text, or `failure` saying why not.
 //!
 //! Everything durable goes through the host: the conversation in the
-//! agent's key-value store, facts in its memory.
+//! agent's key-value store (bounded, see [`history`]), facts in its memory.
 
 mod definition;
+mod history;
 mod prompt;
 
 use std::sync::OnceLock;
 
 use caxton_guest_sdk::llm::{self, ChatMessage, ChatRequest, FinishReason, Role, ToolDefinition};
 use caxton_guest_sdk::memory::{self, Entity, Scope};
-use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent, kv, log, tools};
-use serde::{Deserialize, Serialize};
+use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent, log, tools};
+use serde::Deserialize;
 
 use definition::Definition;
+use history::{Conversation, Turn};
 
 /// The definition, for `describe` (which has no instance to ask).
 static DEFINITION: OnceLock<Definition> = OnceLock::new();
@@ -37,26 +40,9 @@ const MAX_TOOL_RESULT_CHARS: usize = 8_000;
 
 struct ConfigAgent {
     def: Definition,
-}
-
-/// One exchange, as kept in the conversation history.
-#[derive(Serialize, Deserialize)]
-struct Turn {
-    user: String,
-    assistant: String,
-}
-
-/// History is keyed by who is talking and which conversation: the host
-/// sets `sender` from the caller's identity, so one caller cannot read
-/// another's conversation by guessing its id. The sender's length comes
-/// first so no (sender, id) pair can spell another's key.
-fn history_key(msg: &Message) -> String {
-    format!(
-        "conversation/{}:{}/{}",
-        msg.sender.len(),
-        msg.sender,
-        msg.conversation_id.as_deref().unwrap_or("default")
-    )
+    /// Conversations stored before the use index have been indexed (once
+    /// per instance; the store remembers it across instances).
+    older_conversations_indexed: bool,
 }
 
 /// What the OpenAI-compatible API sends (`application/vnd.caxton.chat+json`):
@@ -126,13 +112,6 @@ fn split_chat(content: &str) -> Result<(String, Vec<Said>, String), String> {
         }
     }
     Ok((last, earlier, system.join("\n\n")))
-}
-
-fn load_history(key: &str) -> Vec<Turn> {
-    match kv::get_string(key) {
-        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
-        _ => Vec::new(),
-    }
 }
 
 fn memory_scope(def: &Definition) -> Scope {
@@ -245,6 +224,13 @@ impl ConfigAgent {
     }
 
     /// The tool-call loop: model, tools, model… until it answers in text.
+    ///
+    /// Small models (the embedded local one among them) often call the
+    /// same tool with the same arguments again instead of answering. So
+    /// the loop is finished for them: a repeated identical call gets the
+    /// earlier result again, and the next model call — like the call after
+    /// `max_tool_steps` calls with tools — offers no tools and asks for
+    /// the answer. Only a model that still calls tools then is a failure.
     fn run(&self, mut messages: Vec<ChatMessage>) -> Result<String, String> {
         let tool_defs: Vec<ToolDefinition> = tools::list_tools()
             .into_iter()
@@ -255,11 +241,20 @@ impl ConfigAgent {
             })
             .collect();
         let settings = self.def.llm.clone().unwrap_or_default();
-        for _ in 0..self.def.max_tool_steps.max(1) {
+        let steps = self.def.max_tool_steps.max(1);
+        // (tool, arguments) → the result it gave, for repeated calls.
+        let mut answered: Vec<((String, String), String)> = Vec::new();
+        let mut must_answer = tool_defs.is_empty();
+        // `steps` model calls may use tools; one more, without, must answer.
+        for step in 1..=steps + 1 {
+            let last = must_answer || step > steps;
+            if last && !tool_defs.is_empty() {
+                messages.push(ChatMessage::text(Role::User, FINISH_NOW.to_string()));
+            }
             let request = ChatRequest {
                 model: settings.model.clone(),
                 messages: messages.clone(),
-                tools: tool_defs.clone(),
+                tools: if last { Vec::new() } else { tool_defs.clone() },
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
             };
@@ -274,6 +269,11 @@ impl ConfigAgent {
                 }
                 return Ok(text);
             }
+            if last {
+                return Err(format!(
+                    "the model was still calling tools after {step} steps, though told to answer without them; stopped (raise max_tool_steps if the task needs more)"
+                ));
+            }
             messages.push(ChatMessage {
                 role: Role::Assistant,
                 content: response.content.unwrap_or_default(),
@@ -281,27 +281,56 @@ impl ConfigAgent {
                 tool_call_id: None,
             });
             for call in response.tool_calls {
-                let result = match tools::invoke(&call.name, &call.arguments_json) {
-                    Ok(json) => json,
-                    Err(e) => serde_json::json!({"error": describe(&e)}).to_string(),
+                let key = (call.name.clone(), canonical_arguments(&call.arguments_json));
+                let earlier = answered
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, r)| r.clone());
+                let result = match earlier {
+                    Some(result) => {
+                        must_answer = true;
+                        log::debug(&format!(
+                            "tool {} called again with the same arguments",
+                            call.name
+                        ));
+                        result
+                    }
+                    None => {
+                        let result = match tools::invoke(&call.name, &call.arguments_json) {
+                            Ok(json) => json,
+                            Err(e) => serde_json::json!({"error": describe(&e)}).to_string(),
+                        };
+                        log::debug(&format!(
+                            "tool {} answered {} bytes",
+                            call.name,
+                            result.len()
+                        ));
+                        let result = cut(result, MAX_TOOL_RESULT_CHARS);
+                        answered.push((key, result.clone()));
+                        result
+                    }
                 };
-                log::debug(&format!(
-                    "tool {} answered {} bytes",
-                    call.name,
-                    result.len()
-                ));
                 messages.push(ChatMessage {
                     role: Role::Tool,
-                    content: cut(result, MAX_TOOL_RESULT_CHARS),
+                    content: result,
                     tool_calls: Vec::new(),
                     tool_call_id: Some(call.id),
                 });
             }
         }
-        Err(format!(
-            "the model was still calling tools after {} steps; stopped (raise max_tool_steps if the task needs more)",
-            self.def.max_tool_steps.max(1)
-        ))
+        Err("the tool-call loop ended without an answer".into())
+    }
+}
+
+/// Said to the model when it must answer from the tool results it has.
+const FINISH_NOW: &str = "You have the tool results above. Answer the request now, in plain text, without calling any tool.";
+
+/// Arguments compared as JSON values (key order and spacing aside), or as
+/// text when they are not JSON.
+fn canonical_arguments(arguments: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(arguments) {
+        Ok(value) => value.to_string(),
+        Err(_) => arguments.trim().to_string(),
     }
 }
 
@@ -322,7 +351,10 @@ impl Agent for ConfigAgent {
             Error::invalid_input(format!("the config agent definition is not valid: {e}"))
         })?;
         let _ = DEFINITION.set(def.clone());
-        Ok(ConfigAgent { def })
+        Ok(ConfigAgent {
+            def,
+            older_conversations_indexed: false,
+        })
     }
 
     fn describe() -> AgentInfo {
@@ -356,28 +388,29 @@ impl Agent for ConfigAgent {
             self.remember(&msg.sender, &request, &answer);
             return Ok(Some(Reply::inform(answer)));
         }
-        let key = history_key(&msg);
-        let mut history = load_history(&key);
-        let keep = self.def.conversation.max_turns as usize;
-        if history.len() > keep {
-            history.drain(..history.len() - keep);
+        let limits = &self.def.history_limits;
+        if !self.older_conversations_indexed {
+            history::index_older_conversations(history::now());
+            self.older_conversations_indexed = true;
         }
-        let answer = match self.run(self.messages(&msg.content, &said_from_turns(&history), "")) {
+        let mut conversation = Conversation::load(&msg, limits, history::now());
+        let keep = self.def.conversation.max_turns as usize;
+        let turns = &mut conversation.turns;
+        if turns.len() > keep {
+            turns.drain(..turns.len() - keep);
+        }
+        let answer = match self.run(self.messages(&msg.content, &said_from_turns(turns), "")) {
             Ok(answer) => answer,
             Err(reason) => return Ok(Some(Reply::failure(reason))),
         };
-        history.push(Turn {
+        turns.push(Turn {
             user: msg.content.clone(),
             assistant: answer.clone(),
         });
-        if history.len() > keep {
-            history.drain(..history.len() - keep);
+        if turns.len() > keep {
+            turns.drain(..turns.len() - keep);
         }
-        if let Ok(text) = serde_json::to_string(&history)
-            && let Err(e) = kv::set(&key, text)
-        {
-            log::warn(&format!("could not save the conversation: {e:?}"));
-        }
+        conversation.save(limits, history::now(), &msg.id);
         self.remember(&msg.sender, &msg.content, &answer);
         Ok(Some(Reply::inform(answer)))
     }
