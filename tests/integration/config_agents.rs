@@ -421,8 +421,15 @@ async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
     // a last call offering no tools.
     let requests = setup.requests();
     assert_eq!(requests.len() - before, 3, "{requests:?}");
-    assert_eq!(requests[before + 1]["tools"].as_array().map(Vec::len), Some(1));
-    assert_eq!(requests[before + 2]["tools"], json!([]), "the last call offers no tools");
+    assert_eq!(
+        requests[before + 1]["tools"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        requests[before + 2]["tools"],
+        json!([]),
+        "the last call offers no tools"
+    );
 
     let reply = setup.reply("tomly", "hi").await;
     assert_eq!(reply["performative"], "failure", "no rule matches: {reply}");
@@ -982,4 +989,45 @@ async fn a_repeated_tool_call_is_answered_and_the_model_made_to_finish() {
     let results: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
     assert_eq!(results.len(), 2, "{messages:?}");
     assert_eq!(results[0]["content"], results[1]["content"]);
+}
+
+/// Issue 25.8: when the sender stops waiting (504 at its `timeout_ms`),
+/// the config agent's run stops too instead of holding the agent; the 504
+/// says how to wait longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_sender_has_gone_stops() {
+    let script = r#"
+- when: "slow"
+  content: "finally"
+  delay_ms: 30000
+- content: "quick"
+"#;
+    let agent = "---\nname: Sleepy\nversion: \"0.1.0\"\ncapabilities: [sleeping]\nsystem_prompt: You take your time.\n---\n";
+    let setup = Setup::start(script, &[("sleepy.md", agent)]);
+    let (status, body) = setup
+        .server
+        .post(
+            "/api/v1/agents/sleepy/message",
+            &json!({"message": "slow", "timeout_ms": 500}),
+        )
+        .await;
+    assert_eq!(status, 504, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("timeout_ms") && text.contains("--timeout"),
+        "{body}"
+    );
+    // Had the slow run gone on, this would wait 30 s behind it.
+    let started = Instant::now();
+    assert_eq!(setup.reply("sleepy", "hello").await["content"], "quick");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the next message waited {:?} behind a run nobody waits for",
+        started.elapsed()
+    );
+    let (_, logs) = setup.server.get("/api/v1/agents/sleepy/logs").await;
+    assert!(
+        logs.to_string().contains("sender stopped waiting"),
+        "{logs}"
+    );
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
+use super::record::AgentKind;
 use super::registry::{AgentHandle, lock};
 use crate::messaging::{AclMessage, Delivered, DeliveryError, acl};
 use crate::runtime::wit_convert::{from_wit_performative, to_wit_message};
@@ -65,9 +66,17 @@ impl Actor {
                 Envelope::Deliver {
                     message,
                     enqueued,
-                    reply,
+                    mut reply,
                     stream,
                 } => {
+                    // The sender stopped waiting (timed out, disconnected)
+                    // while this waited in the mailbox: nobody would read it.
+                    if reply.is_closed() {
+                        self.handle
+                            .log
+                            .push("host", "message skipped: its sender stopped waiting");
+                        continue;
+                    }
                     let queued = enqueued.elapsed();
                     let started = Instant::now();
                     let span = self.context.trace.start(
@@ -88,10 +97,32 @@ impl Actor {
                         agent = %self.handle.name,
                         trace = %format_args!("{:032x}", context.trace_id),
                     );
-                    let result = self
-                        .deliver(*message, stream, context)
-                        .instrument(log_span)
-                        .await;
+                    // A config agent's run is model calls whose results
+                    // only the sender wants (its durable state is in its
+                    // key-value store): when the sender goes, the run
+                    // stops. A WASM agent's instance holds state a run
+                    // abandoned half-way would corrupt, so it finishes.
+                    let abandonable = self.handle.record().kind == AgentKind::Config;
+                    let delivery = self.deliver(*message, stream, context).instrument(log_span);
+                    let result = if abandonable {
+                        tokio::select! {
+                            result = delivery => Some(result),
+                            () = reply.closed() => None,
+                        }
+                    } else {
+                        Some(delivery.await)
+                    };
+                    let Some(result) = result else {
+                        self.live = None;
+                        self.handle
+                            .log
+                            .push("host", "message abandoned: its sender stopped waiting");
+                        self.context
+                            .trace
+                            .finish(span, hop, Some("the sender stopped waiting"));
+                        tracing::info!(agent = %self.handle.name, "run stopped: its sender stopped waiting");
+                        continue;
+                    };
                     let executed = started.elapsed();
                     let error = match &result {
                         Ok(Some(reply)) if reply.performative == acl::Performative::Failure => {
