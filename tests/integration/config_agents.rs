@@ -431,6 +431,10 @@ async fn tools_outside_the_list_are_refused_and_looping_models_are_stopped() {
         "the last call offers no tools"
     );
 
+    let (ok, out, err) = setup.server.cli(&["agents", "message", "looper", "loop"]);
+    assert!(!ok, "a failure reply exits non-zero: {out}{err}");
+    assert!(out.starts_with("[failure]"), "{out}{err}");
+
     let reply = setup.reply("tomly", "hi").await;
     assert_eq!(reply["performative"], "failure", "no rule matches: {reply}");
     assert!(
@@ -1030,4 +1034,16 @@ async fn a_run_whose_sender_has_gone_stops() {
         logs.to_string().contains("sender stopped waiting"),
         "{logs}"
     );
+
+    // The CLI: --timeout reaches the server, and a failure exits non-zero.
+    let started = Instant::now();
+    let (ok, out, err) = setup
+        .server
+        .cli(&["agents", "message", "sleepy", "slow", "--timeout", "1"]);
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("did not answer within 1000 ms"), "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(25), "{:?}", started.elapsed());
+    let (ok, out, err) = setup.server.cli(&["agents", "message", "sleepy", "hello"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "[inform] quick", "nothing but the reply on stdout: {err}");
 }

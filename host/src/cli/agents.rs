@@ -63,11 +63,16 @@ pub enum AgentsCommand {
     Ping { name: String },
     /// Print an agent's capabilities, one per line.
     Capabilities { name: String },
-    /// Send a request and print the reply.
+    /// Send a request and print the reply (exit code 1 on a `failure`
+    /// reply).
     Message {
         name: String,
         /// The message content.
         text: String,
+        /// Seconds to wait for the reply (the server waits 60 by default,
+        /// at most 600).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: Option<u64>,
     },
     /// Print an agent's recent log lines.
     Logs {
@@ -307,15 +312,29 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                 println!("{}", capability.as_str().unwrap_or_default());
             }
         }
-        AgentsCommand::Message { name, text } => {
+        AgentsCommand::Message {
+            name,
+            text,
+            timeout,
+        } => {
+            let mut request = json!({ "message": text });
+            if let Some(seconds) = timeout {
+                request["timeout_ms"] = json!(seconds * 1000);
+            }
+            let waiting = Waiting::show(&name, timeout.unwrap_or(60));
             let body = client
-                .post_json(
-                    &format!("{}/message", agent_path(&name)),
-                    &json!({ "message": text }),
-                )
-                .await?;
+                .post_json(&format!("{}/message", agent_path(&name)), &request)
+                .await;
+            drop(waiting);
+            let body = body?;
+            let failed = body["reply"]["performative"] == "failure";
+            let code = if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
             if output::emit_json(&body) {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(code);
             }
             if body["reply"].is_null() {
                 println!("(no reply)");
@@ -326,6 +345,7 @@ pub async fn run(client: &Client, command: AgentsCommand) -> anyhow::Result<Exit
                     body["reply"]["content"].as_str().unwrap_or_default()
                 );
             }
+            return Ok(code);
         }
         AgentsCommand::Logs { name, tail } => {
             let body = client
@@ -514,4 +534,34 @@ async fn with_status(client: &Client, status: &str) -> anyhow::Result<Vec<String
 
 fn megabytes(bytes: usize) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// "waiting for AGENT…" on stderr while a reply is awaited, when stderr is
+/// a terminal; erased when dropped, so the reply (or the error) stands
+/// alone and piped output never holds it.
+struct Waiting {
+    shown: bool,
+}
+
+impl Waiting {
+    fn show(agent: &str, seconds: u64) -> Waiting {
+        use std::io::{IsTerminal, Write};
+        let mut stderr = std::io::stderr();
+        let shown = stderr.is_terminal();
+        if shown {
+            let _ = write!(stderr, "waiting for `{agent}` (up to {seconds} s; --timeout to change)…");
+            let _ = stderr.flush();
+        }
+        Waiting { shown }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if self.shown {
+            // Back to the line's start, and clear it.
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
 }

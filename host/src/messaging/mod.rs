@@ -43,7 +43,9 @@ pub enum DeliveryError {
     MailboxFull { agent: String, capacity: usize },
     #[error("agent `{0}` cannot send a request to itself: it would wait for its own reply")]
     SelfRequest(String),
-    #[error("agent `{agent}` did not answer within {timeout_ms} ms")]
+    #[error(
+        "agent `{agent}` did not answer within {timeout_ms} ms; to wait longer, send `timeout_ms` (up to 600000) with the message, or `caxton agents message --timeout SECONDS`"
+    )]
     Timeout { agent: String, timeout_ms: u64 },
     #[error("agent `{0}` stopped before answering (it was removed or the server is shutting down)")]
     Stopped(String),
