@@ -789,3 +789,251 @@ async fn debug_dump_collects_the_state_without_secrets_and_shutdown_can_dump_fir
         "the server did not stop"
     );
 }
+
+/// Every file and directory under `root`, by path: its mode, and its bytes
+/// for a file.
+fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut all = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let mode = meta.permissions().mode() & 0o7777;
+            let bytes = if meta.is_dir() {
+                todo.push(path.clone());
+                None
+            } else {
+                Some(std::fs::read(&path).expect("read"))
+            };
+            let name = path.strip_prefix(root).expect("under root");
+            all.insert(name.to_string_lossy().into_owned(), (mode, bytes));
+        }
+    }
+    all
+}
+
+/// A working install under `root` (a database, an admin token, an agent
+/// definition and a `caxton.yaml`, each saying `tag`), and its backup,
+/// taken by the CLI with no server running.
+fn install_with_backup(root: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    let (data, agents) = (root.join("data"), root.join("agents"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    // 0644, as a restore before this fix left it.
+    std::fs::write(data.join("admin.token"), format!("token-{tag}\n")).expect("token");
+    std::fs::write(agents.join("helper.md"), format!("# helper {tag}\n")).expect("agent");
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "# {tag}\ndata_dir: {}\nagents:\n  dir: {}\n",
+            data.display(),
+            agents.display()
+        ),
+    )
+    .expect("config");
+    let archive = root.join("backup.tar.gz");
+    let (ok, out) = caxton(
+        &["backup", "--output", archive.to_str().expect("utf-8")],
+        &[
+            ("CAXTON_CONFIG", config.to_str().expect("utf-8")),
+            ("CAXTON_SERVER", "http://127.0.0.1:1"),
+        ],
+    );
+    assert!(ok && data.join("caxton.redb").is_file(), "{out}");
+    archive
+}
+
+/// An archive's entries, in order: name and bytes.
+type Entries = Vec<(String, Vec<u8>)>;
+
+/// The entries of a `.tar.gz`.
+fn tar_entries(path: &std::path::Path) -> Entries {
+    let file = std::fs::File::open(path).expect("open the archive");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut all = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("entry");
+        all.push((name, bytes));
+    }
+    all
+}
+
+fn tar_write(entries: &[(String, Vec<u8>)], out: &std::path::Path) {
+    let file = std::fs::File::create(out).expect("create the archive");
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .expect("append");
+    }
+    tar.into_inner().expect("tar").finish().expect("gzip");
+}
+
+/// The manifest of `entries`, edited.
+fn with_manifest(entries: &mut [(String, Vec<u8>)], edit: impl FnOnce(&mut Value)) {
+    let (_, bytes) = entries
+        .iter_mut()
+        .find(|(name, _)| name == "manifest.json")
+        .expect("a manifest");
+    let mut manifest: Value = serde_json::from_slice(bytes).expect("manifest json");
+    edit(&mut manifest);
+    *bytes = serde_json::to_vec(&manifest).expect("json");
+}
+
+#[test]
+fn a_refused_restore_changes_nothing_and_a_restore_writes_private_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = install_with_backup(&dir.path().join("source"), "backup");
+    let live = dir.path().join("live");
+    install_with_backup(&live, "live");
+    let live_text = live.to_str().expect("utf-8");
+    let original = tar_entries(&good);
+    let names: Vec<&str> = original.iter().map(|(n, _)| n.as_str()).collect();
+    let config = names.iter().position(|n| *n == "caxton.yaml");
+    assert!(
+        names.iter().position(|n| n.starts_with("agents/")) < config,
+        "{names:?}"
+    );
+    let config = config.expect("the backup holds caxton.yaml");
+
+    // A file after the agents does not match its checksum.
+    let mut corrupt = original.clone();
+    corrupt[config].1 = b"# planted\n".to_vec();
+    // An agent file that expands to 17 MiB from some 17 KB, after the
+    // real one: over the cap on any file but the database.
+    let mut bomb = original.clone();
+    bomb.insert(config, ("agents/bomb.md".into(), vec![0; 17 << 20]));
+    // Written by a later caxton in a format this one does not read.
+    let mut future = original.clone();
+    with_manifest(&mut future, |m| {
+        m["format"] = json!(2);
+        m["caxton_version"] = json!("9.9.9");
+    });
+    let cases: [(&str, &Entries, &[&str], &str); 4] = [
+        (
+            "corrupt",
+            &corrupt,
+            &[],
+            "caxton.yaml does not match its checksum",
+        ),
+        (
+            "bomb",
+            &bomb,
+            &[],
+            "agents/bomb.md expands to 17825792 bytes (17.0 MiB), which is over the cap of 16777216 bytes",
+        ),
+        (
+            "capped",
+            &original,
+            &["--max-bytes", "4096"],
+            "over the cap of 4096 bytes on a whole backup unpacked",
+        ),
+        (
+            "future",
+            &future,
+            &[],
+            "backup format 2 (written by caxton 9.9.9), and this caxton",
+        ),
+    ];
+    for (label, entries, extra, says) in cases {
+        let archive = dir.path().join(format!("{label}.tar.gz"));
+        tar_write(entries, &archive);
+        let before = tree(&live);
+        let mut args = vec![
+            "restore",
+            archive.to_str().expect("utf-8"),
+            "--target",
+            live_text,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out) = caxton(&args, &[]);
+        assert!(!ok && out.contains(says), "{label}: {out}");
+        assert_eq!(tree(&live), before, "{label} changed the install: {out}");
+    }
+    let (_, out) = caxton(
+        &[
+            "backup",
+            "verify",
+            dir.path().join("future.tar.gz").to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.contains("reads format 1 only"), "{out}");
+
+    // A good one, into a directory that does not exist yet: every file
+    // 0600, every directory 0700.
+    let fresh = dir.path().join("fresh");
+    let (ok, out) = caxton(
+        &[
+            "restore",
+            good.to_str().expect("utf-8"),
+            "--target",
+            fresh.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("configuration written to"), "{out}");
+    let restored = tree(&fresh);
+    assert_eq!(restored.len(), 6, "{:?}", restored.keys());
+    for (path, (mode, bytes)) in restored {
+        let private = if bytes.is_some() { 0o600 } else { 0o700 };
+        assert_eq!(mode, private, "{path}");
+    }
+    let mode = |path: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path).expect("mode").permissions(),
+        ) & 0o777
+    };
+    assert_eq!(mode(&fresh), 0o700);
+
+    // Over the live install: the token it replaces was 0644.
+    let (ok, out) = caxton(
+        &[
+            "restore",
+            good.to_str().expect("utf-8"),
+            "--target",
+            live_text,
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("kept as"), "{out}");
+    let token = live.join("data/admin.token");
+    assert_eq!(
+        std::fs::read_to_string(&token).expect("token"),
+        "token-backup\n"
+    );
+    assert_eq!(mode(&token), 0o600);
+
+    // A backup without a configuration is not reported as writing one.
+    let mut bare = original.clone();
+    bare.remove(config);
+    with_manifest(&mut bare, |m| {
+        m["files"]
+            .as_array_mut()
+            .expect("files")
+            .retain(|f| f["path"] != "caxton.yaml");
+    });
+    let archive = dir.path().join("bare.tar.gz");
+    tar_write(&bare, &archive);
+    let elsewhere = dir.path().join("elsewhere");
+    let (ok, out) = caxton(
+        &[
+            "restore",
+            archive.to_str().expect("utf-8"),
+            "--target",
+            elsewhere.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(ok && !out.contains("configuration written"), "{out}");
+    assert!(!elsewhere.join("caxton.yaml").exists());
+}

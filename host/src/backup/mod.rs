@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use create::{Sources, create};
-pub use restore::{RestoreTargets, restore};
+pub use restore::{RestoreTargets, Restored, restore};
 pub use verify::{Verified, verify};
 
 /// Archive format this build writes and reads.
@@ -30,6 +30,41 @@ pub const FORMAT: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 /// Where the database sits inside the archive.
 pub const DATABASE_ENTRY: &str = "data/caxton.redb";
+
+/// How much reading a backup may expand to, so a small hostile archive
+/// (gzip expands zeros about 1000:1) cannot fill the disk or the memory
+/// before its checksums are ever compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// All the files of a backup together, unpacked. The database is
+    /// nearly all of it; the default, 16 GiB, is several times the largest
+    /// database a single caxton is expected to hold, and an operator with
+    /// a larger one raises it (`--max-bytes`). A fixed cap rather than a
+    /// multiple of the archive's size: a mostly-empty redb file compresses
+    /// far better than any ratio that would still stop a bomb.
+    pub max_bytes: u64,
+    /// Entries in the archive: a backup holds the database, the token, the
+    /// configuration and one file per agent definition.
+    pub max_entries: usize,
+}
+
+impl Limits {
+    /// Every entry other than the database (the admin token, agent
+    /// definitions, `caxton.yaml`, the manifest) is text a person wrote or
+    /// a listing of the others: 16 MiB is far beyond any real one.
+    pub const MAX_SMALL_FILE: u64 = 16 * 1024 * 1024;
+    /// A GNU long-name entry holds a path; no file system takes a longer one.
+    pub const MAX_NAME: u64 = 4096;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 16 * 1024 * 1024 * 1024,
+            max_entries: 10_000,
+        }
+    }
+}
 
 /// `backup:` in `caxton.yaml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +129,14 @@ pub enum BackupError {
     Database(String),
     #[error("{archive} is not a usable backup: {reason}")]
     Invalid { archive: PathBuf, reason: String },
+    /// A step of putting the restored files in place failed; `undo` says
+    /// whether everything already moved was put back.
+    #[error("{what}: {source}; {undo}")]
+    Swap {
+        what: String,
+        source: std::io::Error,
+        undo: String,
+    },
     #[error(
         "{0} is in use by a running caxton server; stop it first (`caxton shutdown`), or pass --force to replace the files under it (it keeps serving the old data until restarted)"
     )]
@@ -119,6 +162,42 @@ pub(crate) fn hash_reader(mut reader: impl Read) -> std::io::Result<(u64, String
         total += n as u64;
     }
     Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// Creates `dir` and any missing parents, each readable by its owner only
+/// (a restore writes the admin token and the database under them), and
+/// records in `created` the ones it made, outermost first, so a failed
+/// restore can remove them again.
+pub(crate) fn create_private_dirs(dir: &Path, created: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| std::fs::symlink_metadata(a).is_err())
+        .collect();
+    for path in missing.into_iter().rev() {
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        match builder.create(path) {
+            Ok(()) => created.push(path.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `bytes` for a person: exact, and in MiB or GiB when large.
+pub(crate) fn size(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    match bytes as f64 {
+        b if b >= 1024.0 * MIB => format!("{bytes} bytes ({:.1} GiB)", b / (1024.0 * MIB)),
+        b if b >= MIB => format!("{bytes} bytes ({:.1} MiB)", b / MIB),
+        _ => format!("{bytes} bytes"),
+    }
 }
 
 /// The newest `*.tar.gz` in `dir`, by modification time.

@@ -36,7 +36,32 @@ pub struct BackupArgs {
 pub enum BackupAction {
     /// Check a backup fully: every file against its checksum, and the
     /// database opened and checked.
-    Verify { file: PathBuf },
+    Verify {
+        /// The backup archive (.tar.gz).
+        file: PathBuf,
+        #[command(flatten)]
+        cap: ExpansionCap,
+    },
+}
+
+/// How far a backup may expand when it is read.
+#[derive(Args, Clone, Copy)]
+pub struct ExpansionCap {
+    /// Refuse a backup whose files add up to more than this many bytes
+    /// unpacked (default 16 GiB; any file but the database is capped at
+    /// 16 MiB): a small hostile archive cannot fill the disk.
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes: Option<u64>,
+}
+
+impl ExpansionCap {
+    fn limits(self) -> backup::Limits {
+        let mut limits = backup::Limits::default();
+        if let Some(max) = self.max_bytes {
+            limits.max_bytes = max;
+        }
+        limits
+    }
 }
 
 #[derive(Args)]
@@ -60,6 +85,8 @@ pub struct RestoreArgs {
     /// Replace the files even though a running server holds them.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub cap: ExpansionCap,
 }
 
 /// The configuration the CLI runs beside (CAXTON_CONFIG, else ./caxton.yaml).
@@ -83,8 +110,8 @@ fn default_output(config: &Config) -> PathBuf {
 }
 
 pub async fn backup(client: &Client, args: BackupArgs) -> anyhow::Result<ExitCode> {
-    if let Some(BackupAction::Verify { file }) = args.action {
-        return verify(&file).await;
+    if let Some(BackupAction::Verify { file, cap }) = args.action {
+        return verify(&file, cap.limits()).await;
     }
     let (config, config_path) = local_config()?;
     let default = args.output.is_none();
@@ -171,11 +198,11 @@ fn prune(dir: &Path, keep: usize) {
     }
 }
 
-async fn verify(file: &Path) -> anyhow::Result<ExitCode> {
+async fn verify(file: &Path, limits: backup::Limits) -> anyhow::Result<ExitCode> {
     let archive = file.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let scratch = tempfile::tempdir()?;
-        backup::verify(&archive, scratch.path()).map_err(anyhow::Error::from)
+        backup::verify(&archive, scratch.path(), &limits).map_err(anyhow::Error::from)
     })
     .await?;
     match result {
@@ -226,12 +253,14 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             agents_dir: root.join("agents"),
             config: Some(root.join("caxton.yaml")),
             force: args.force,
+            limits: args.cap.limits(),
         },
         None => RestoreTargets {
             data_dir: config.data_dir(),
             agents_dir: config.agents.dir.clone(),
             config: None,
             force: args.force,
+            limits: args.cap.limits(),
         },
     };
     println!("Restoring {} …", archive.display());
@@ -253,10 +282,22 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             previous.display()
         );
     }
-    match (&shown.config, config_path) {
-        (Some(config), _) => println!("  configuration written to {}", config.display()),
-        (None, Some(current)) => println!("  {} was left as it is", current.display()),
-        (None, None) => {}
+    // Only what was written is reported as written.
+    match (&restored.config_written, &shown.config, config_path) {
+        (Some(written), _, _) => println!("  configuration written to {}", written.display()),
+        (None, Some(target), _) if target.exists() => println!(
+            "  the backup holds no configuration; {} was left as it is",
+            target.display()
+        ),
+        (None, Some(_), _) => println!("  the backup holds no configuration"),
+        (None, None, Some(current)) => println!("  {} was left as it is", current.display()),
+        (None, None, None) => {}
+    }
+    for leftover in &restored.leftovers {
+        eprintln!(
+            "warning: {} (a replaced file) could not be deleted",
+            leftover.display()
+        );
     }
     println!("  the vector index is rebuilt at the next start; then `caxton agents list`");
     Ok(ExitCode::SUCCESS)
