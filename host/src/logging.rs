@@ -63,6 +63,7 @@ fn output<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    let writer = Redacting(writer);
     match format {
         LogFormat::Text => Box::new(fmt::layer().with_ansi(ansi).with_writer(writer)),
         LogFormat::Json => Box::new(
@@ -76,10 +77,47 @@ where
     }
 }
 
+/// A log output whose every line passes through [`crate::redact::text`]:
+/// our own lines are redacted where they are written, but a library's are
+/// not ours to word (rmcp logs the URL it failed on, `?api_key=` and all).
+struct Redacting<M>(M);
+
+impl<'a, M: fmt::MakeWriter<'a>> fmt::MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter(self.0.make_writer_for(meta))
+    }
+}
+
+/// The formatter hands over each line in one `write`, so each line is
+/// redacted whole and still reaches the output in one `write`.
+struct RedactingWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(line) => {
+                self.0.write_all(crate::redact::text(line).as_bytes())?;
+                Ok(buf.len())
+            }
+            Err(_) => self.0.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Installs the global logger for `caxton start`.
 pub fn init(config: &LoggingConfig) -> anyhow::Result<()> {
     let filter = filter(config)?;
-    let mut outputs = vec![output(config.format, std::io::stderr, true)];
+    let mut outputs = vec![output(config.format, std::io::stderr, colour_on_stderr())];
     // One `write` per line on an O_APPEND file: lines from concurrent
     // threads do not interleave, and `logrotate` with `copytruncate` works.
     if let Some(path) = &config.file {
@@ -162,6 +200,13 @@ fn open(path: &Path) -> anyhow::Result<fs::File> {
                 path.display()
             )
         })
+}
+
+/// Colour only for a person at a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>): the journal, a pipe or a file gets plain text.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

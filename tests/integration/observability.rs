@@ -298,3 +298,121 @@ async fn a_collector_url_that_cannot_work_is_refused_at_load() {
         "{err}"
     );
 }
+
+/// Credentials written into URLs and command lines (an MCP server's
+/// `?api_key=` and `user:pass@`, an LLM `base_url`, the collector's
+/// password, a `--api-key` argument) are shown nowhere: not by the
+/// unauthenticated health, the debug state, the traces, an agent's error
+/// reply, nor the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_urls_and_command_lines_are_never_shown() {
+    const SECRETS: [&str; 3] = ["SECRET123", "SECRET456", "SECRET789"];
+    // A port nothing listens on, so every call below fails and its error
+    // (which quotes the URL) is shown somewhere.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (guard, data) = temp_data_dir();
+    let root = guard.path();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("leaky.md"),
+        "---\nname: Leaky\nversion: \"1.0.0\"\ncapabilities: [leaking]\nllm:\n  provider: openai\nsystem_prompt: Say hi.\n---\n",
+    )
+    .expect("write agent");
+    let log_file = root.join("caxton.log");
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {agents}\n\
+             llm:\n  provider: openai\n  max_retries: 0\n  openai:\n    \
+               base_url: \"http://llm:SECRET456@127.0.0.1:{closed}/v1?api_key=SECRET123\"\n    model: m\n\
+             mcp_servers:\n  \
+               remote:\n    url: \"http://mcp:SECRET456@127.0.0.1:{closed}/mcp?api_key=SECRET123\"\n  \
+               local:\n    command: /nonexistent/caxton-test-mcp\n    \
+                 args: [\"--api-key\", \"SECRET789\", \"--url=http://u:SECRET456@h/?token=SECRET123\"]\n\
+             observability:\n  otlp_endpoint: \"http://otel:SECRET456@127.0.0.1:{closed}\"\n\
+             logging:\n  file: {log}\n",
+            agents = agents.display(),
+            log = log_file.display(),
+        ),
+    )
+    .expect("write config");
+    let server = Server::start_with_env(&data, Some(&config), &[("CAXTON_LOG", "info")]);
+    let mut shown: Vec<(String, String)> = Vec::new();
+
+    let (_, health) = server.get("/api/v1/health").await;
+    assert_eq!(
+        health["mcp_servers"]["remote"]["state"], "down",
+        "the MCP server behind a closed port is reported down: {health}"
+    );
+    assert!(
+        health["mcp_servers"]["remote"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("api_key=[redacted]")),
+        "the reason names the URL, without the key: {health}"
+    );
+    shown.push(("health".into(), health.to_string()));
+
+    let (status, reply) = server.message("leaky", "hello").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["reply"]["performative"], "failure",
+        "the model is unreachable: {reply}"
+    );
+    let reply = reply.to_string();
+    assert!(
+        reply.contains("api_key=[redacted]"),
+        "the error reply names the URL it failed on, without the key: {reply}"
+    );
+    shown.push(("error reply".into(), reply));
+
+    let (_, agent) = server.get("/api/v1/agents/leaky").await;
+    shown.push(("agent".into(), agent.to_string()));
+    let (_, listed) = server.get("/api/v1/traces?agent=leaky").await;
+    shown.push(("traces".into(), listed.to_string()));
+    let conversations = listed["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!conversations.is_empty(), "{listed}");
+    for conversation in conversations {
+        let id = conversation["conversation_id"].as_str().unwrap_or("");
+        let (_, spans) = server
+            .get(&format!("/api/v1/traces?conversation_id={id}"))
+            .await;
+        shown.push((format!("trace {id}"), spans.to_string()));
+    }
+
+    let (status, state) = server.get("/api/v1/debug/state").await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(
+        state["config"]["mcp_servers"]["local"]["args"],
+        json!([
+            "--api-key",
+            "[redacted]",
+            "--url=http://[redacted]@h/?token=[redacted]"
+        ]),
+        "{state}"
+    );
+    shown.push(("debug state".into(), state.to_string()));
+
+    let logged = std::fs::read_to_string(&log_file).expect("log file");
+    assert!(
+        logged.contains("exporting spans over OTLP") && logged.contains("MCP server is down"),
+        "the log says where spans go and which MCP server is down:\n{logged}"
+    );
+    shown.push(("log".into(), logged));
+
+    for (place, text) in &shown {
+        for secret in SECRETS {
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into the {place}:\n{text}"
+            );
+        }
+    }
+}

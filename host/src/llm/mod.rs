@@ -451,10 +451,9 @@ pub(crate) mod http {
         let retry_after = super::retry::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let detail = || {
-            format!(
-                "HTTP {status}: {}",
-                body.chars().take(500).collect::<String>()
-            )
+            let start: String = body.chars().take(500).collect();
+            // Some providers quote the request's URL in their error.
+            format!("HTTP {status}: {}", crate::redact::text(&start))
         };
         if status.as_u16() == 429 {
             return Err(LlmError::RateLimited {
@@ -489,9 +488,16 @@ pub(crate) mod http {
     pub fn unreachable(provider: &str, e: reqwest::Error) -> LlmError {
         LlmError::Transient {
             provider: provider.into(),
-            detail: format!("cannot reach it: {e}"),
+            detail: format!("cannot reach it: {}", shown(&e)),
             retry_after: None,
         }
+    }
+
+    /// `e` as text, without the credentials of the URL it quotes (a
+    /// `base_url` may carry them): it goes into error replies, traces and
+    /// logs.
+    pub fn shown(e: &reqwest::Error) -> String {
+        crate::redact::text(&e.to_string()).into_owned()
     }
 }
 

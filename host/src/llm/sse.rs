@@ -106,7 +106,7 @@ pub async fn read_events(
     loop {
         let chunk = response.chunk().await.map_err(|e| LlmError::Transient {
             provider: provider.into(),
-            detail: format!("the stream broke off: {e}"),
+            detail: format!("the stream broke off: {}", http::shown(&e)),
             retry_after: None,
         })?;
         let Some(chunk) = chunk else {

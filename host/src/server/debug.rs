@@ -87,7 +87,8 @@ fn tail(path: &std::path::Path) -> std::io::Result<String> {
     file.seek(SeekFrom::Start(from))?;
     let mut bytes = Vec::new();
     file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // Lines written before redaction covered everything still show none.
+    let text = crate::redact::text(&String::from_utf8_lossy(&bytes)).into_owned();
     Ok(if from > 0 {
         text.split_once('\n')
             .map_or(text.clone(), |(_, rest)| rest.to_string())
@@ -97,26 +98,28 @@ fn tail(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 /// Replaces the value of every key that names a secret (`api_key`,
-/// `token`, `password`, `secret`) with `[redacted]`, and the credentials
-/// of any URL (`https://user:pass@host`); numbers and booleans
-/// (`max_tokens`) stay.
+/// `token`, `password`, `secret`, as [`crate::redact::is_secret_name`]
+/// decides) with `[redacted]`, hides the credentials of every URL
+/// (`https://user:pass@host`, `?api_key=…`) and of an MCP server's command
+/// line (`args`); numbers and booleans (`max_tokens`) stay.
 pub fn redact(value: &mut serde_json::Value) {
+    use crate::redact::REDACTED;
     match value {
         serde_json::Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
-                let key = key.to_ascii_lowercase();
-                let secret = ["key", "secret", "token", "password", "authorization"]
-                    .iter()
-                    .any(|word| key.contains(word));
-                if secret && inner.is_string() {
-                    *inner = serde_json::Value::String("[redacted]".into());
+                if crate::redact::is_secret_name(key) && inner.is_string() {
+                    *inner = serde_json::Value::String(REDACTED.into());
                 } else if key == "env"
                     && let serde_json::Value::Object(vars) = inner
                 {
                     // An MCP server's environment is where its keys live.
                     for value in vars.values_mut() {
-                        *value = serde_json::Value::String("[redacted]".into());
+                        *value = serde_json::Value::String(REDACTED.into());
                     }
+                } else if key == "args"
+                    && let Some(args) = string_list(inner)
+                {
+                    *inner = crate::redact::command_line(&args).into();
                 } else {
                     redact(inner);
                 }
@@ -124,7 +127,7 @@ pub fn redact(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
         serde_json::Value::String(text) => {
-            if let Some(clean) = without_url_credentials(text) {
+            if let std::borrow::Cow::Owned(clean) = crate::redact::text(text) {
                 *text = clean;
             }
         }
@@ -132,13 +135,13 @@ pub fn redact(value: &mut serde_json::Value) {
     }
 }
 
-/// `scheme://user:pass@rest` → `scheme://[redacted]@rest`; `None` when
-/// `text` carries no credentials.
-fn without_url_credentials(text: &str) -> Option<String> {
-    let (scheme, rest) = text.split_once("://")?;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    Some(format!("{scheme}://[redacted]@{}", &rest[at + 1..]))
+/// `value` as a list of strings, when it is one.
+fn string_list(value: &serde_json::Value) -> Option<Vec<String>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|item| item.as_str().map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]
@@ -152,15 +155,23 @@ mod tests {
             "auth": {"token": "t", "required": true},
             "list": [{"password": "p"}],
             "headers": {"Authorization": "Bearer x"},
-            "base_url": "https://me:hunter2@example.com/v1"
+            "base_url": "https://me:hunter2@example.com/v1",
+            "mcp_servers": {"gh": {"url": "https://h/mcp?api_key=k-live",
+                                   "args": ["--token", "tok-live", "--port", "1"]}}
         });
         redact(&mut config);
         let text = config.to_string();
-        for secret in ["sk-live", "\"t\"", "\"p\"", "Bearer x", "hunter2"] {
+        for secret in [
+            "sk-live", "\"t\"", "\"p\"", "Bearer x", "hunter2", "k-live", "tok-live",
+        ] {
             assert!(!text.contains(secret), "{text}");
         }
         assert_eq!(config["llm"]["openai"]["max_tokens"], 512);
         assert_eq!(config["auth"]["required"], true);
         assert_eq!(config["base_url"], "https://[redacted]@example.com/v1");
+        assert_eq!(
+            config["mcp_servers"]["gh"]["args"],
+            serde_json::json!(["--token", "[redacted]", "--port", "1"])
+        );
     }
 }

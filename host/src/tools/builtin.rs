@@ -250,7 +250,8 @@ impl HttpClient {
     fn check_host(&self, url: &reqwest::Url) -> Result<String, ToolError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ToolError::Denied(format!(
-                "`{url}` is not an http(s) URL; http_client reaches the web only"
+                "`{}` is not an http(s) URL; http_client reaches the web only",
+                crate::redact::url(url.as_str())
             )));
         }
         let host = url.host_str().unwrap_or_default().to_lowercase();
@@ -329,10 +330,13 @@ impl HttpClient {
                 )));
             }
         };
-        request
-            .send()
-            .await
-            .map_err(|e| ToolError::Failed(format!("request to {host} failed: {e}")))
+        request.send().await.map_err(|e| {
+            let e = e.to_string();
+            ToolError::Failed(format!(
+                "request to {host} failed: {}",
+                crate::redact::text(&e)
+            ))
+        })
     }
 }
 
@@ -352,8 +356,10 @@ impl Tool for HttpClient {
     }
     async fn invoke(&self, args: Value, _: &Arc<AgentContext>) -> Result<Value, ToolError> {
         let url = string_arg(&args, "url", "http_client")?;
-        let mut url = reqwest::Url::parse(url)
-            .map_err(|e| ToolError::InvalidInput(format!("`{url}` is not a URL: {e}")))?;
+        let mut url = reqwest::Url::parse(url).map_err(|e| {
+            let url = crate::redact::url(url);
+            ToolError::InvalidInput(format!("`{url}` is not a URL: {e}"))
+        })?;
         let mut method = args["method"].as_str().unwrap_or("GET").to_string();
         let body = args["body"].as_str().unwrap_or("");
         let mut hops = 0;
@@ -372,11 +378,16 @@ impl Tool for HttpClient {
             hops += 1;
             if hops > HTTP_MAX_REDIRECTS {
                 return Err(ToolError::Failed(format!(
-                    "more than {HTTP_MAX_REDIRECTS} redirects from {url}"
+                    "more than {HTTP_MAX_REDIRECTS} redirects from {}",
+                    crate::redact::url(url.as_str())
                 )));
             }
             let next = url.join(location).map_err(|e| {
-                ToolError::Failed(format!("{url} redirects to `{location}`, not a URL: {e}"))
+                ToolError::Failed(format!(
+                    "{} redirects to `{}`, not a URL: {e}",
+                    crate::redact::url(url.as_str()),
+                    crate::redact::url(location)
+                ))
             })?;
             // 303 (and, as browsers do, 301/302 after a POST) turn into GET.
             if matches!(response.status().as_u16(), 301..=303) {

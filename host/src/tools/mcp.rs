@@ -69,6 +69,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl McpServer {
     fn set_down(&self, reason: String, restarts: u64) {
+        // The reason may quote the server's URL, credentials and all, and
+        // the unauthenticated `/api/v1/health` shows it.
+        let reason = crate::redact::text(&reason).into_owned();
         tracing::warn!(mcp_server = %self.name, %reason, "MCP server is down; restarting it with backoff");
         *lock(&self.state) = State::Down { reason, restarts };
     }
@@ -245,7 +248,14 @@ impl McpServer {
                     self.name
                 ))
             })?
-            .map_err(|e| ToolError::Failed(format!("`{}/{tool}` failed: {e}", self.name)))?;
+            .map_err(|e| {
+                let e = e.to_string();
+                ToolError::Failed(format!(
+                    "`{}/{tool}` failed: {}",
+                    self.name,
+                    crate::redact::text(&e)
+                ))
+            })?;
         let text: Vec<String> = result
             .content
             .iter()

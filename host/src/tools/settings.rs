@@ -64,7 +64,8 @@ impl McpServerConfig {
                 Ok(())
             }
             (None, Some(url)) => Err(format!(
-                "mcp_servers.{name}.url must be an http:// or https:// URL, not `{url}`"
+                "mcp_servers.{name}.url must be an http:// or https:// URL, not `{}`",
+                crate::redact::url(url)
             )),
             _ => Err(format!(
                 "mcp_servers.{name}: give exactly one of `command` (a program speaking MCP on \

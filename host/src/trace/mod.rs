@@ -314,7 +314,8 @@ impl TraceStore {
             start_ms: started.start_unix_ns / 1_000_000,
             start_unix_ns: started.start_unix_ns,
             duration_ms: millis(started.started.elapsed()),
-            error: error.map(cut),
+            // Errors quote URLs (reqwest's do); spans are shown and exported.
+            error: error.map(|e| cut(&crate::redact::text(e))),
         };
         if let Some(export) = &*self.export.lock().unwrap_or_else(|p| p.into_inner())
             && export.try_send(span.clone()).is_err()

@@ -78,7 +78,7 @@ impl ObservabilityConfig {
         match check_url(&exporter.url) {
             Ok(()) => Some(exporter),
             Err(e) => {
-                tracing::warn!(url = %exporter.url, "spans are not exported: {e}");
+                tracing::warn!(url = %exporter.shown_url(), "spans are not exported: {e}");
                 None
             }
         }
@@ -86,14 +86,15 @@ impl ObservabilityConfig {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
+    let shown = crate::redact::url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
-            format!("`{url}` is not an http(s) URL; write e.g. http://localhost:4318")
+            format!("`{shown}` is not an http(s) URL; write e.g. http://localhost:4318")
         })?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{url}` names no host"));
+        return Err(format!("`{shown}` names no host"));
     }
     Ok(())
 }
@@ -122,6 +123,11 @@ impl Exporter {
             url,
             service_name: service_name.to_string(),
         }
+    }
+
+    /// [`Exporter::url`] as logs show it: a collector's password stays out.
+    pub fn shown_url(&self) -> std::borrow::Cow<'_, str> {
+        crate::redact::url(&self.url)
     }
 
     /// Starts exporting `store`'s spans; the task ends after
@@ -158,12 +164,12 @@ impl Exporter {
             match self.post(&client, body).await {
                 Ok(()) if failing => {
                     failing = false;
-                    tracing::info!(url = %self.url, "OTLP collector reachable again");
+                    tracing::info!(url = %self.shown_url(), "OTLP collector reachable again");
                 }
                 Ok(()) => {}
                 Err(e) if !failing => {
                     failing = true;
-                    tracing::warn!(url = %self.url, "cannot export {sent} spans: {e}; spans are dropped until the collector answers");
+                    tracing::warn!(url = %self.shown_url(), "cannot export {sent} spans: {e}; spans are dropped until the collector answers");
                 }
                 Err(_) => {}
             }
@@ -177,7 +183,7 @@ impl Exporter {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::redact::text(&e.to_string()).into_owned())?;
         if response.status().is_success() {
             Ok(())
         } else {
