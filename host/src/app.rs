@@ -71,6 +71,12 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     // the port the server got.
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("caxton listening on {scheme}://{local}");
+    // The CLI sends the admin token only to the address recorded here.
+    if let Err(e) =
+        crate::auth::tokens::record_server_address(&data_dir, &format!("{scheme}://{local}"))
+    {
+        tracing::warn!(error = %e, "cannot record the server's address in the data directory; the CLI will not send the admin token by itself");
+    }
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
 
     match (&state.gate.admin_token_file, state.gate.loopback_bind) {
@@ -123,7 +129,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     let memory = state.memory.clone();
     let trace = state.trace.clone();
     let exporter = config.observability.exporter().map(|exporter| {
-        tracing::info!(url = %exporter.url, "exporting spans over OTLP");
+        tracing::info!(url = %exporter.shown_url(), "exporting spans over OTLP");
         exporter.spawn(&trace)
     });
     match tls {

@@ -340,6 +340,17 @@ struct Scripted {
 
 impl Scripted {
     fn start(script: &str, files: &[(&str, &str)], extra: &str) -> Scripted {
+        Scripted::start_with_agents(script, files, "", extra)
+    }
+
+    /// [`Scripted::start`] with `agents_extra` (indented lines) under
+    /// `agents:` in the configuration.
+    fn start_with_agents(
+        script: &str,
+        files: &[(&str, &str)],
+        agents_extra: &str,
+        extra: &str,
+    ) -> Scripted {
         let (guard, data) = temp_data_dir();
         let root = guard.path().to_path_buf();
         let agents = root.join("agents");
@@ -352,7 +363,7 @@ impl Scripted {
         std::fs::write(
             &config,
             format!(
-                "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n    record: {}\n{extra}",
+                "agents:\n  dir: {}\n{agents_extra}llm:\n  scripted:\n    script: {}\n    record: {}\n{extra}",
                 agents.display(),
                 root.join("script.yaml").display(),
                 root.join("requests.jsonl").display(),
@@ -1191,4 +1202,301 @@ async fn the_server_cannot_be_reached_through_its_own_tools() {
     .await;
     assert_eq!(status, 401, "{body}");
     assert!(body.to_string().contains("agent's tool"), "{body}");
+}
+
+/// The smallest config agent, `chat`, for the conversation tests.
+const CHAT_AGENT: &str =
+    "---\nname: Chat\nversion: \"1.0.0\"\ncapabilities: [chat]\nsystem_prompt: You chat.\n---\n";
+
+/// Says `text` to the `chat` agent in conversation `id`, as the operator.
+async fn say(server: &Server, id: &str, text: &str) {
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/chat/message",
+            &json!({"message": text, "conversation_id": id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The last request the scripted model received.
+fn last_request(setup: &Scripted) -> String {
+    setup
+        .requests()
+        .lines()
+        .last()
+        .expect("a model call recorded")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_or_agent_can_take_the_operators_name() {
+    let setup = Scripted::start("- content: noted\n", &[("chat.md", CHAT_AGENT)], "");
+    let server = &setup.server;
+    say(server, "shared-id", "my secret is 4711").await;
+    // Agents know the operator as the sender `user`: a token of that name
+    // (or of the server's other sender names) would be the operator to them.
+    for name in ["user", "User", "operator", "system", "metrics"] {
+        let (status, body) = server
+            .post("/api/v1/tokens", &json!({"name": name, "scope": "message"}))
+            .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_token_name", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reserved") && m.contains("choose another name")),
+            "{body}"
+        );
+    }
+    // Nor may a token take an agent's name (or id), or an agent a token's.
+    for name in ["chat", "Chat"] {
+        let (status, body) = server
+            .post("/api/v1/tokens", &json!({"name": name, "scope": "message"}))
+            .await;
+        assert_eq!(status, 409, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "token_name_conflict", "{body}");
+    }
+    let (status, created) = server
+        .post(
+            "/api/v1/tokens",
+            &json!({"name": "alice", "scope": "message"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let alice = created["token"].as_str().expect("token").to_string();
+    for (name, code) in [("user", 400), ("alice", 409)] {
+        let (status, body) = server
+            .post(
+                "/api/v1/agents",
+                &deploy_body(name, &rust_example("echo"), json!({})),
+            )
+            .await;
+        assert_eq!(status, code, "{name}: {body}");
+    }
+    // A config agent is not `user` either, by file name or by name.
+    for (file, name) in [("user.md", "Helper"), ("helper.md", "USER")] {
+        let source = CHAT_AGENT.replace("name: Chat", &format!("name: {name}"));
+        let (status, body) = server
+            .post(
+                "/api/v1/config-agents",
+                &json!({"file": file, "source": source}),
+            )
+            .await;
+        assert_eq!(status, 400, "{file}: {body}");
+        assert!(body.to_string().contains("reserved"), "{body}");
+    }
+    // So whoever holds a message token, the operator's conversation stays
+    // the operator's.
+    let (status, body) = post_with(
+        server,
+        "/api/v1/agents/chat/message",
+        &alice,
+        &json!({"message": "what did I say?", "conversation_id": "shared-id"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let last = last_request(&setup);
+    assert!(!last.contains("4711"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_names_are_one_line_of_bounded_text() {
+    let setup = Scripted::start("- content: ok\n", &[], "");
+    let server = &setup.server;
+    let long = "N".repeat(129);
+    // YAML escapes, so each character arrives as itself.
+    for (name, says) in [
+        (
+            r#""Evil\ncaxton_forged_metric 1""#,
+            "a line break (U+000A) at character 5",
+        ),
+        (r#""Evil\rX""#, "a line break (U+000D)"),
+        (r#""Evil\u0085X""#, "a line break (U+0085)"),
+        (r#""Evil\u2028X""#, "a line break (U+2028)"),
+        (r#""Evil\tX""#, "a tab (U+0009)"),
+        (r#""Evil\u001B[2KX""#, "a control character (U+001B)"),
+        (
+            r#""Admin\u202Enimda""#,
+            "a bidirectional-text control (U+202E)",
+        ),
+        (long.as_str(), "129 characters long; the limit is 128"),
+    ] {
+        let source = CHAT_AGENT.replace("name: Chat", &format!("name: {name}"));
+        let (status, body) = server
+            .post(
+                "/api/v1/config-agents",
+                &json!({"file": "evil.md", "source": source}),
+            )
+            .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_agent_definition");
+        let problems = body["error"]["details"]["problems"].to_string();
+        assert!(
+            problems.contains(says) && problems.contains(r#""field":"name""#),
+            "{name}: {problems}"
+        );
+        assert!(
+            problems.contains("one line"),
+            "it says how to fix it: {problems}"
+        );
+    }
+    let forged = CHAT_AGENT.replace(
+        "capabilities",
+        "description: \"Helps.\\nERROR forged log line\"\ncapabilities",
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/config-agents",
+            &json!({"file": "evil.md", "source": forged}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["details"]["problems"]
+            .to_string()
+            .contains(r#""field":"description""#),
+        "{body}"
+    );
+    // A folded description ends in a newline; that one is fine.
+    let folded = CHAT_AGENT.replace(
+        "capabilities",
+        "description: >\n  Helps with\n  many things.\ncapabilities",
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/config-agents",
+            &json!({"file": "chat.md", "source": folded}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// A web server on loopback that records the head of each request it gets
+/// and answers `{"agents": []}`.
+fn recording_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+            let body = r#"{"agents":[],"total":0}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_the_found_admin_token_only_to_its_own_server() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, "auth:\n  required: true\n").expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let data_env = [("CAXTON_DATA_DIR", data.to_str().expect("utf-8 path"))];
+    // Its own server gets the token found in the data directory.
+    let (ok, out, err) = server.cli_with_env(&["agents", "list"], &data_env);
+    assert!(ok, "{out}{err}");
+
+    let (port, heads) = recording_server();
+    let elsewhere = format!("http://127.0.0.1:{port}");
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["--server", &elsewhere])
+            .args(extra)
+            .args(["agents", "list"])
+            .env_remove("CAXTON_TOKEN")
+            .env("CAXTON_DATA_DIR", &data)
+            .output()
+            .expect("run the caxton CLI")
+    };
+    // A `--server` elsewhere does not.
+    let output = cli(&[]);
+    let head = heads
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the CLI asked the other server");
+    assert!(
+        !head.to_ascii_lowercase().contains("authorization"),
+        "the admin token went to another server: {head}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not sending the admin token") && stderr.contains(&server.base),
+        "the CLI says why, and whose token it is: {stderr}"
+    );
+    // A token given explicitly goes where it is told.
+    let _ = cli(&["--token", "cxt_given"]);
+    let head = heads
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the CLI asked the other server");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer cxt_given"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_capped_per_agent_and_in_bytes() {
+    let setup = Scripted::start_with_agents(
+        "- content: noted\n",
+        &[("chat.md", CHAT_AGENT)],
+        "  conversations:\n    max_per_agent: 2\n    max_bytes: 2000\n",
+        "",
+    );
+    let server = &setup.server;
+    // Three conversations where two are kept: the least recently used
+    // one is forgotten.
+    say(server, "c1", "my secret is 4711").await;
+    say(server, "c2", "note two").await;
+    say(server, "c3", "note three").await;
+    say(server, "c1", "what did I say?").await;
+    let last = last_request(&setup);
+    assert!(last.contains("what did I say?"), "{last}");
+    assert!(!last.contains("4711"), "c1 was evicted: {last}");
+    say(server, "c3", "and here?").await;
+    let last = last_request(&setup);
+    assert!(last.contains("note three"), "c3 was kept: {last}");
+
+    // A turn larger than a conversation may hold is not kept; the next
+    // ones are.
+    say(server, "c4", &format!("secret 5150 {}", "x".repeat(3000))).await;
+    say(server, "c4", "short").await;
+    let last = last_request(&setup);
+    assert!(!last.contains("5150"), "{last}");
+    say(server, "c4", "again").await;
+    let last = last_request(&setup);
+    assert!(last.contains("short"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_unused_past_their_time_to_live_are_forgotten() {
+    let setup = Scripted::start_with_agents(
+        "- content: noted\n",
+        &[("chat.md", CHAT_AGENT)],
+        "  conversations:\n    ttl_secs: 2\n",
+        "",
+    );
+    let server = &setup.server;
+    say(server, "fresh", "remember 1234").await;
+    say(server, "fresh", "what was it?").await;
+    let last = last_request(&setup);
+    assert!(last.contains("1234"), "kept while in use: {last}");
+    say(server, "stale", "my secret is 4711").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    say(server, "stale", "what did I say?").await;
+    let last = last_request(&setup);
+    assert!(last.contains("what did I say?"), "{last}");
+    assert!(!last.contains("4711"), "expired: {last}");
 }

@@ -8,9 +8,10 @@
 //! one conversation's turns are cut to `max_bytes`, oldest first.
 //!
 //! Layout: `conversation/<sender's length>:<sender>/<conversation id>`
-//! holds a [`Stored`] conversation; `conversation-used/<unix secs, 20
-//! digits>/<message id>` is its entry in the use index, whose value is the
-//! conversation's key. The store lists keys in order, so the index lists
+//! holds a [`Stored`] conversation; `conversation-used/<unix milliseconds,
+//! 20 digits>/<message id>` is its entry in the use index, whose value is
+//! the conversation's key (milliseconds, so conversations used within one
+//! second still sort in the order they were used). The store lists keys in order, so the index lists
 //! conversations least recently used first and a sweep stops at the first
 //! one it keeps.
 
@@ -31,11 +32,11 @@ pub struct Turn {
     pub assistant: String,
 }
 
-/// A conversation as stored: its turns, when it was last used and its
-/// entry in the use index.
+/// A conversation as stored: its turns, when it was last used (Unix
+/// milliseconds) and its entry in the use index.
 #[derive(Serialize, Deserialize)]
 struct Stored {
-    used: u64,
+    used_ms: u64,
     index: String,
     turns: Vec<Turn>,
 }
@@ -43,7 +44,7 @@ struct Stored {
 /// [`Stored`], borrowed for writing.
 #[derive(Serialize)]
 struct StoredRef<'a> {
-    used: u64,
+    used_ms: u64,
     index: &'a str,
     turns: &'a [Turn],
 }
@@ -56,12 +57,17 @@ pub struct Conversation {
     pub turns: Vec<Turn>,
 }
 
-/// Seconds since the Unix epoch (WASI's wall clock).
-pub fn now() -> u64 {
+/// Milliseconds since the Unix epoch (WASI's wall clock).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Whether something last used at `used_ms` is past the time to live.
+fn expired(limits: &HistoryLimits, used_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(used_ms) > limits.ttl_secs.saturating_mul(1000)
 }
 
 /// History is keyed by who is talking and which conversation: the host
@@ -79,7 +85,7 @@ fn key_of(msg: &Message) -> String {
 
 /// What is stored under `key`: the current format, or a bare list of turns
 /// (before the use index), which counts as used now.
-fn read(key: &str, now: u64) -> Option<Stored> {
+fn read(key: &str, now_ms: u64) -> Option<Stored> {
     let text = kv::get_string(key).ok()??;
     if let Ok(stored) = serde_json::from_str::<Stored>(&text) {
         return Some(stored);
@@ -87,7 +93,7 @@ fn read(key: &str, now: u64) -> Option<Stored> {
     serde_json::from_str::<Vec<Turn>>(&text)
         .ok()
         .map(|turns| Stored {
-            used: now,
+            used_ms: now_ms,
             index: String::new(),
             turns,
         })
@@ -101,17 +107,18 @@ fn warn_on_error<T>(what: &str, result: Result<T, caxton_guest_sdk::Error>) {
 
 impl Conversation {
     /// The caller's conversation of `msg`; empty when new or expired.
-    pub fn load(msg: &Message, limits: &HistoryLimits, now: u64) -> Conversation {
+    pub fn load(msg: &Message, limits: &HistoryLimits, now_ms: u64) -> Conversation {
         let key = key_of(msg);
-        match read(&key, now) {
-            Some(stored) => {
-                let expired = now.saturating_sub(stored.used) > limits.ttl_secs;
-                Conversation {
-                    key,
-                    index: Some(stored.index).filter(|i| !i.is_empty()),
-                    turns: if expired { Vec::new() } else { stored.turns },
-                }
-            }
+        match read(&key, now_ms) {
+            Some(stored) => Conversation {
+                key,
+                turns: if expired(limits, stored.used_ms, now_ms) {
+                    Vec::new()
+                } else {
+                    stored.turns
+                },
+                index: Some(stored.index).filter(|i| !i.is_empty()),
+            },
             None => Conversation {
                 key,
                 index: None,
@@ -120,13 +127,14 @@ impl Conversation {
         }
     }
 
-    /// Stores the conversation as used `now` (by message `message_id`),
-    /// cut to `max_bytes`, then forgets what is past the limits.
-    pub fn save(mut self, limits: &HistoryLimits, now: u64, message_id: &str) {
-        let index = format!("{USE_INDEX}{now:020}/{message_id}");
+    /// Stores the conversation as used at `now_ms` (by message
+    /// `message_id`), cut to `max_bytes`, then forgets what is past the
+    /// limits.
+    pub fn save(mut self, limits: &HistoryLimits, now_ms: u64, message_id: &str) {
+        let index = format!("{USE_INDEX}{now_ms:020}/{message_id}");
         let text = loop {
             let stored = StoredRef {
-                used: now,
+                used_ms: now_ms,
                 index: &index,
                 turns: &self.turns,
             };
@@ -150,13 +158,13 @@ impl Conversation {
         if let Some(old) = self.index.filter(|old| *old != index) {
             warn_on_error("update the conversation index", kv::delete(&old));
         }
-        sweep(limits, now);
+        sweep(limits, now_ms);
     }
 }
 
 /// Forgets the conversations unused for longer than the time to live, and
 /// the least recently used beyond the cap.
-fn sweep(limits: &HistoryLimits, now: u64) {
+fn sweep(limits: &HistoryLimits, now_ms: u64) {
     let entries = match kv::list_keys(USE_INDEX) {
         Ok(entries) => entries,
         Err(e) => {
@@ -168,25 +176,24 @@ fn sweep(limits: &HistoryLimits, now: u64) {
         .len()
         .saturating_sub(limits.max_per_agent.max(1) as usize);
     for (position, entry) in entries.iter().enumerate() {
-        let used = entry
+        let used_ms = entry
             .strip_prefix(USE_INDEX)
             .and_then(|rest| rest.split('/').next())
-            .and_then(|secs| secs.parse::<u64>().ok())
+            .and_then(|ms| ms.parse::<u64>().ok())
             .unwrap_or(0);
-        let expired = now.saturating_sub(used) > limits.ttl_secs;
-        if position >= excess && !expired {
+        if position >= excess && !expired(limits, used_ms, now_ms) {
             // The index is in order of use: everything after is newer.
             break;
         }
-        forget(entry, now);
+        forget(entry, now_ms);
     }
 }
 
 /// Removes an index entry and, when the entry is its current one, the
 /// conversation it points at.
-fn forget(entry: &str, now: u64) {
+fn forget(entry: &str, now_ms: u64) {
     if let Ok(Some(key)) = kv::get_string(entry)
-        && read(&key, now).is_some_and(|stored| stored.index == entry)
+        && read(&key, now_ms).is_some_and(|stored| stored.index == entry)
     {
         warn_on_error("forget a conversation", kv::delete(&key));
     }
@@ -195,7 +202,7 @@ fn forget(entry: &str, now: u64) {
 
 /// Gives conversations stored before the use index an entry in it (as
 /// used now), once per agent, so they expire like the others.
-pub fn index_older_conversations(now: u64) {
+pub fn index_older_conversations(now_ms: u64) {
     if matches!(kv::get_string(INDEXED_MARKER), Ok(Some(_))) {
         return;
     }
@@ -209,9 +216,9 @@ pub fn index_older_conversations(now: u64) {
         let Ok(turns) = serde_json::from_str::<Vec<Turn>>(&text) else {
             continue;
         };
-        let index = format!("{USE_INDEX}{now:020}/older-{n}");
+        let index = format!("{USE_INDEX}{now_ms:020}/older-{n}");
         let stored = StoredRef {
-            used: now,
+            used_ms: now_ms,
             index: &index,
             turns: &turns,
         };

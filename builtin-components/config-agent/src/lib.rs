@@ -390,10 +390,10 @@ impl Agent for ConfigAgent {
         }
         let limits = &self.def.history_limits;
         if !self.older_conversations_indexed {
-            history::index_older_conversations(history::now());
+            history::index_older_conversations(history::now_ms());
             self.older_conversations_indexed = true;
         }
-        let mut conversation = Conversation::load(&msg, limits, history::now());
+        let mut conversation = Conversation::load(&msg, limits, history::now_ms());
         let keep = self.def.conversation.max_turns as usize;
         let turns = &mut conversation.turns;
         if turns.len() > keep {
@@ -410,7 +410,7 @@ impl Agent for ConfigAgent {
         if turns.len() > keep {
             turns.drain(..turns.len() - keep);
         }
-        conversation.save(limits, history::now(), &msg.id);
+        conversation.save(limits, history::now_ms(), &msg.id);
         self.remember(&msg.sender, &msg.content, &answer);
         Ok(Some(Reply::inform(answer)))
     }

@@ -93,6 +93,7 @@ fn check_name(name: &str) -> Result<(), TokenError> {
         name.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
             .map(|c| format!("`{c}` is not allowed; use letters, digits, `-`, `_` and `.`"))
+            .or_else(|| crate::messaging::names::reserved_reason(name))
     };
     match reason {
         Some(reason) => Err(TokenError::InvalidName {
@@ -103,9 +104,19 @@ fn check_name(name: &str) -> Result<(), TokenError> {
     }
 }
 
+/// The token's principal. Its name is the sender its messages carry, and
+/// agents remember conversations by it; a token stored under a reserved
+/// name (made before such names were refused) sends as `token:<id>`, which
+/// no token, agent or operator can be called, so it never reads as the
+/// operator.
 fn principal(record: &TokenRecord) -> Principal {
+    let name = if crate::messaging::names::reserved_sender(&record.name).is_some() {
+        format!("token:{}", record.id)
+    } else {
+        record.name.clone()
+    };
     Principal {
-        name: record.name.clone(),
+        name,
         token_id: Some(record.id.clone()),
         scope: record.scope,
     }
@@ -130,6 +141,13 @@ impl TokenStore {
         };
         let mut live = HashMap::new();
         for record in store.list()? {
+            if crate::messaging::names::reserved_sender(&record.name).is_some() {
+                tracing::warn!(
+                    token = ?record.name,
+                    id = %record.id,
+                    "this token has a reserved name; it sends as `token:<id>` instead (revoke it and create one with another name)"
+                );
+            }
             match hex::decode(&record.sha256)
                 .ok()
                 .and_then(|b| Digest32::try_from(b).ok())
@@ -261,15 +279,114 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The token the CLI should send: `explicit` (`--token` / `CAXTON_TOKEN`),
-/// else the admin token file in `data_dir`, when readable.
-pub fn discover(explicit: Option<&str>, data_dir: &Path) -> Option<String> {
-    if let Some(token) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
-        return Some(token.to_string());
+/// Where a server records, at every start, the address it listens on:
+/// beside the admin token, so the CLI knows which server that token is for.
+pub const SERVER_ADDRESS_FILE: &str = "server.addr";
+
+/// Records `url` (`scheme://ip:port`, the address the server listens on)
+/// in `data_dir`, replacing what an earlier start recorded.
+pub fn record_server_address(data_dir: &Path, url: &str) -> std::io::Result<()> {
+    let path = data_dir.join(SERVER_ADDRESS_FILE);
+    // Removed, then created anew: never written through a planted link.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    let text = std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE)).ok()?;
-    let token = text.trim();
-    (!token.is_empty()).then(|| token.to_string())
+    write_private(&path, format!("{url}\n").as_bytes())
+}
+
+/// The token the CLI sends, and why the admin token file was passed over
+/// when it was.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Discovery {
+    pub token: Option<String>,
+    /// Set when the data directory holds an admin token that is not sent,
+    /// because `--server` is not the server it belongs to.
+    pub withheld: Option<String>,
+}
+
+/// The token the CLI should send to `server`: `explicit` (`--token` /
+/// `CAXTON_TOKEN`) always; else the admin token file in `data_dir`, but
+/// only to the server that data directory belongs to (the address it
+/// recorded in [`SERVER_ADDRESS_FILE`]). The file's token is the whole
+/// server's key: a `--server` pointing anywhere else never receives it.
+pub fn discover(explicit: Option<&str>, data_dir: &Path, server: &str) -> Discovery {
+    if let Some(token) = explicit.map(str::trim).filter(|t| !t.is_empty()) {
+        return Discovery {
+            token: Some(token.to_string()),
+            withheld: None,
+        };
+    }
+    let token_file = data_dir.join(ADMIN_TOKEN_FILE);
+    let Some(token) = std::fs::read_to_string(&token_file)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|token| !token.is_empty())
+    else {
+        return Discovery::default();
+    };
+    let recorded = std::fs::read_to_string(data_dir.join(SERVER_ADDRESS_FILE)).unwrap_or_default();
+    if recorded.lines().any(|address| same_server(address, server)) {
+        return Discovery {
+            token: Some(token),
+            withheld: None,
+        };
+    }
+    let owner = match recorded.lines().next().map(str::trim) {
+        Some(address) if !address.is_empty() => format!("the server at {address}"),
+        _ => "a server that has not recorded its address (start it again to record it)".into(),
+    };
+    Discovery {
+        token: None,
+        withheld: Some(format!(
+            "not sending the admin token in {} to {server}: it belongs to {owner}; pass --token (or CAXTON_TOKEN) to send one",
+            token_file.display()
+        )),
+    }
+}
+
+/// Whether `target` (a `--server` URL) reaches the server that recorded
+/// `recorded` (`scheme://ip:port`): same scheme and port, and the same
+/// address, or a loopback one when the server listens on every interface.
+/// A name never matches (what it resolves to is not known here), except
+/// `localhost` for a server on every interface of both families.
+fn same_server(recorded: &str, target: &str) -> bool {
+    use std::net::IpAddr;
+    let (Ok(recorded), Ok(target)) = (
+        reqwest::Url::parse(recorded.trim()),
+        reqwest::Url::parse(target.trim()),
+    ) else {
+        return false;
+    };
+    if recorded.scheme() != target.scheme()
+        || recorded.port_or_known_default() != target.port_or_known_default()
+    {
+        return false;
+    }
+    // An IPv6 host comes in brackets.
+    let host = |url: &reqwest::Url| {
+        url.host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+    };
+    let Some(Ok(listening)) = host(&recorded).map(|h| h.parse::<IpAddr>()) else {
+        return false;
+    };
+    // A wildcard bind holds the port on loopback too (an IPv6 one on both
+    // families), so no one else can listen there. `localhost` may resolve
+    // to either family, and only a bind on both is sure to be ours.
+    let both_families = listening == IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED);
+    match host(&target) {
+        Some(name) => match name.parse::<IpAddr>() {
+            Ok(ip) => {
+                ip == listening
+                    || (listening.is_unspecified()
+                        && ip.is_loopback()
+                        && (both_families || ip.is_ipv4() == listening.is_ipv4()))
+            }
+            Err(_) => both_families && name.eq_ignore_ascii_case("localhost"),
+        },
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -311,11 +428,118 @@ mod tests {
                 0o600
             );
         }
-        let secret = discover(None, dir.path()).expect("found");
+        record_server_address(dir.path(), "http://127.0.0.1:8080")?;
+        let secret = discover(None, dir.path(), "http://127.0.0.1:8080")
+            .token
+            .expect("found");
         assert_eq!(store.verify(&secret).map(|p| p.scope), Some(Scope::Admin));
         // Idempotent: the second start keeps the same token.
         store.ensure_admin_file(dir.path())?;
-        assert_eq!(discover(None, dir.path()), Some(secret));
+        assert_eq!(
+            discover(None, dir.path(), "http://127.0.0.1:8080/").token,
+            Some(secret)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_admin_token_goes_only_to_the_server_it_belongs_to() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = TokenStore::open(Arc::new(Storage::open(dir.path())?))?;
+        store.ensure_admin_file(dir.path())?;
+        let to = |server: &str| discover(None, dir.path(), server);
+        // No address recorded (a server from before, or none at all).
+        let found = to("http://127.0.0.1:8080");
+        assert_eq!(found.token, None);
+        assert!(
+            found
+                .withheld
+                .is_some_and(|w| w.contains("has not recorded"))
+        );
+
+        record_server_address(dir.path(), "http://0.0.0.0:8080")?;
+        for mine in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/api/v1",
+            "http://0.0.0.0:8080",
+        ] {
+            assert!(to(mine).token.is_some(), "{mine}");
+        }
+        for other in [
+            // Another process may listen on the other family's loopback.
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://127.0.0.1:8081",
+            "https://127.0.0.1:8080",
+            "http://evil.example:8080",
+            "http://10.1.2.3:8080",
+            "http://127.0.0.1.evil.example:8080",
+            "not a url",
+        ] {
+            let found = to(other);
+            assert_eq!(found.token, None, "{other}");
+            assert!(
+                found
+                    .withheld
+                    .is_some_and(|w| w.contains("http://0.0.0.0:8080") && w.contains("--token")),
+                "{other}"
+            );
+        }
+        // A loopback bind is not another loopback address's.
+        record_server_address(dir.path(), "http://127.0.0.1:8080")?;
+        assert!(to("http://[::1]:8080").token.is_none());
+        assert!(to("http://127.0.0.2:8080").token.is_none());
+        // A bind on every interface of both families is reached by any name
+        // of this machine's loopback.
+        record_server_address(dir.path(), "http://[::]:8080")?;
+        for mine in [
+            "http://localhost:8080",
+            "http://[::1]:8080",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(to(mine).token.is_some(), "{mine}");
+        }
+        // An explicit token goes wherever it is told.
+        assert_eq!(
+            discover(Some("cxt_x"), dir.path(), "http://evil.example").token,
+            Some("cxt_x".into())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_names_are_refused_and_old_ones_never_pass_for_the_operator() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = Arc::new(Storage::open(dir.path())?);
+        let store = TokenStore::open(storage.clone())?;
+        for name in ["user", "User", "operator", "system", "metrics"] {
+            assert!(
+                matches!(
+                    store.create(name, Scope::Message),
+                    Err(TokenError::InvalidName { .. })
+                ),
+                "{name}"
+            );
+        }
+        // A token stored under `user` before the rule sends as `token:<id>`.
+        let record = TokenRecord {
+            id: "old-id".into(),
+            name: "user".into(),
+            scope: Scope::Message,
+            sha256: hex::encode(digest("cxt_old")),
+            created_at: crate::clock::now_rfc3339(),
+        };
+        let json = serde_json::to_vec(&record)?;
+        storage.write(|txn| {
+            let mut table = txn.open_table(TOKENS).map_err(db_err)?;
+            table.insert("old-id", json.as_slice()).map_err(db_err)?;
+            Ok(())
+        })?;
+        let reopened = TokenStore::open(storage)?;
+        assert_eq!(
+            reopened.verify("cxt_old").map(|p| p.name),
+            Some("token:old-id".into())
+        );
         Ok(())
     }
 }

@@ -69,6 +69,10 @@ llm:
 agents:
   dir: {agents_dir}              # markdown/TOML agent definitions
   hot_reload: true
+  conversations:                 # the histories config agents keep per caller
+    ttl_secs: 604800             # forgotten after 7 days unused
+    max_per_agent: 1000          # beyond it the least recently used go
+    max_bytes: 65536             # per conversation; the oldest turns go first
 
 tools:
   http_allowed_domains: []       # what http_client may reach (subdomains included)

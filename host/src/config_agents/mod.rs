@@ -67,6 +67,8 @@ pub struct ConfigAgents {
     /// Loads and reloads that went live / were rejected, for metrics.
     reload_successes: std::sync::atomic::AtomicU64,
     reload_failures: std::sync::atomic::AtomicU64,
+    /// Handed to every agent's interpreter with its definition.
+    conversations: settings::ConversationLimits,
 }
 
 /// Why a reload could not even be attempted.
@@ -93,7 +95,15 @@ impl ConfigAgents {
             loading: tokio::sync::Mutex::new(()),
             reload_successes: Default::default(),
             reload_failures: Default::default(),
+            conversations: settings::ConversationLimits::default(),
         }
+    }
+
+    /// How long and how much conversation history each agent keeps
+    /// (`agents.conversations`); the defaults otherwise.
+    pub fn with_conversation_limits(mut self, limits: settings::ConversationLimits) -> Self {
+        self.conversations = limits;
+        self
     }
 
     /// Loads and reloads so far: `(went live, rejected)`.
@@ -231,13 +241,23 @@ impl ConfigAgents {
         def: AgentDefinition,
         file: &str,
     ) -> Result<Arc<AgentHandle>, Vec<Problem>> {
-        let config_json = serde_json::to_string(&def).map_err(|e| {
-            vec![problem(
-                file,
-                format!("cannot encode the definition: {e}"),
-                "report this as a bug",
-            )]
-        })?;
+        // The definition, and beside it the server's limits on history:
+        // the interpreter keeps the conversations, so it applies them.
+        let config_json = serde_json::to_value(&def)
+            .and_then(|mut config| {
+                if let Some(fields) = config.as_object_mut() {
+                    let limits = serde_json::to_value(&self.conversations)?;
+                    fields.insert("history_limits".into(), limits);
+                }
+                serde_json::to_string(&config)
+            })
+            .map_err(|e| {
+                vec![problem(
+                    file,
+                    format!("cannot encode the definition: {e}"),
+                    "report this as a bug",
+                )]
+            })?;
         let memory_grants = match def.memory.scope.as_str() {
             "workspace" | "global" if def.memory.enabled => vec![def.memory.scope.clone()],
             _ => Vec::new(),

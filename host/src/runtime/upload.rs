@@ -32,6 +32,8 @@ pub enum DeployError {
     WrongWorld(String),
     #[error("the agent failed to start: {0}")]
     StartFailed(ExecutionFailure),
+    #[error("the agent's description of itself is refused: {0}")]
+    InvalidDescription(String),
     #[error("storage error, nothing was deployed: {0}")]
     Storage(String),
     #[error(
@@ -52,6 +54,7 @@ impl DeployError {
             DeployError::InvalidComponent(_) => "invalid_component",
             DeployError::WrongWorld(_) => "wrong_world",
             DeployError::StartFailed(_) => "agent_start_failed",
+            DeployError::InvalidDescription(_) => "invalid_description",
             DeployError::Storage(_) => "storage_error",
             DeployError::Quota(_) => "agent_quota_reached",
         }
@@ -89,6 +92,11 @@ pub fn check_name(name: &str) -> Result<(), DeployError> {
     }
     if uuid::Uuid::parse_str(name).is_ok() {
         return Err(invalid("a name cannot look like a UUID (ids are UUIDs)"));
+    }
+    // The agent's name is the sender of what it sends: it must not pass
+    // for the operator.
+    if let Some(reason) = crate::messaging::names::reserved_reason(name) {
+        return Err(invalid(&reason));
     }
     Ok(())
 }
@@ -232,6 +240,9 @@ mod tests {
         assert!(check_name("has space").is_err());
         assert!(check_name(&"a".repeat(65)).is_err());
         assert!(check_name("550e8400-e29b-41d4-a716-446655440000").is_err());
+        // The operator's sender name, in any case, is nobody else's.
+        assert!(check_name("user").is_err());
+        assert!(check_name("System").is_err());
     }
 
     #[test]

@@ -314,9 +314,9 @@ pub(super) fn is_raw_component(headers: &HeaderMap) -> bool {
     responses(
         (status = 201, description = AGENT_VIEW, body = Object),
         (status = 400, description = "Invalid JSON, query, base64, name, config, grants, tools or component", body = ErrorBody),
-        (status = 409, description = "Name already taken, or the agent quota is reached", body = ErrorBody),
+        (status = 409, description = "Name already taken (by an agent or a token), or the agent quota is reached", body = ErrorBody),
         (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
-        (status = 422, description = "Limits above the ceiling, wrong world, or the agent failed to start", body = ErrorBody),
+        (status = 422, description = "Limits above the ceiling, wrong world, the agent failed to start, or its `describe` answer is over the size caps", body = ErrorBody),
         (status = 500, description = "Storage error", body = ErrorBody),
     )
 )]
@@ -360,6 +360,7 @@ async fn deploy(
             tools: body.tools,
         }
     };
+    super::tokens::refuse_token_name_for_agent(&state, &request.name)?;
     let handle = state.manager.deploy(request).await?;
     Ok((StatusCode::CREATED, Json(agent_view(&handle))))
 }

@@ -28,7 +28,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[schema(as = CreateTokenRequest)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    /// Letters, digits, `-`, `_` and `.`; unique among live tokens.
+    /// Letters, digits, `-`, `_` and `.`; unique among live tokens and
+    /// agents, and not `user`, `operator`, `system` or `metrics` (the
+    /// server's own sender names).
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     name: String,
     /// `read`, `message` or `admin` (case and surrounding spaces ignored).
@@ -94,7 +96,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     responses(
         (status = 201, description = "The token: `id`, `name`, `scope`, `created_at`, and `token` (the secret, shown once)", body = Object),
         (status = 400, description = "Invalid JSON, name or scope", body = ErrorBody),
-        (status = 409, description = "Name taken, or too many tokens", body = ErrorBody),
+        (status = 409, description = "Name taken (by a token or an agent), or too many tokens", body = ErrorBody),
         (status = 413, description = "Body larger than server.max_body_bytes", body = ErrorBody),
         (status = 500, description = "Storage error", body = ErrorBody),
     )
@@ -105,6 +107,16 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: CreateBody = parse_json(&read_body(bytes)?)?;
     let scope = Scope::parse(&body.scope).map_err(|e| ApiError::bad_request("invalid_scope", e))?;
+    if let Some(agent) = state.manager.registry().get(&body.name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "token_name_conflict",
+            format!(
+                "`{}` is the name or id of the agent `{}`: a token sends under its name, and agents would take its messages for that agent's; choose another name",
+                body.name, agent.name
+            ),
+        ));
+    }
     let (record, secret) = state
         .gate
         .tokens
@@ -143,4 +155,21 @@ async fn revoke(
     Ok(Json(
         json!({ "revoked": { "id": record.id, "name": record.name } }),
     ))
+}
+
+/// Refuses an agent name that is a live token's: the agent would send
+/// under the token's name, and the agents it talks to would take it for
+/// that token's holder (and show it that holder's conversations).
+pub(super) fn refuse_token_name_for_agent(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let tokens = state.gate.tokens.list().map_err(token_error)?;
+    match tokens.iter().find(|t| t.name == name) {
+        Some(_) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_name_conflict",
+            format!(
+                "`{name}` is the name of a token: an agent sends under its name, and agents would take its messages for that token's; choose another name"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
