@@ -26,7 +26,10 @@ pub enum AgentsCommand {
         count: bool,
     },
     /// Show one agent: status, capabilities, limits, counters.
-    Show { name: String },
+    Show {
+        /// The agent's name or id.
+        name: String,
+    },
     /// Deploy a WASM component, or a config agent definition (.md/.toml,
     /// validated, stored in the server's agents directory, hot-reloaded).
     Deploy {
@@ -38,10 +41,13 @@ pub enum AgentsCommand {
         /// Agent name (default: the file name without .wasm).
         #[arg(long)]
         name: Option<String>,
+        /// Linear memory limit in bytes (default: runtime.default_limits).
         #[arg(long)]
         max_memory_bytes: Option<u64>,
+        /// Fuel per message (default: runtime.default_limits).
         #[arg(long)]
         max_fuel: Option<u64>,
+        /// Wall-clock time per message in milliseconds (default: runtime.default_limits).
         #[arg(long)]
         max_execution_time_ms: Option<u64>,
         /// JSON object passed to the agent's init.
@@ -58,14 +64,24 @@ pub enum AgentsCommand {
         memory_grants: Vec<String>,
     },
     /// Remove an agent and its state.
-    Remove { name: String },
+    Remove {
+        /// The agent's name or id.
+        name: String,
+    },
     /// Check that an agent is alive (exit code 1 if not).
-    Ping { name: String },
+    Ping {
+        /// The agent's name or id.
+        name: String,
+    },
     /// Print an agent's capabilities, one per line.
-    Capabilities { name: String },
+    Capabilities {
+        /// The agent's name or id.
+        name: String,
+    },
     /// Send a request and print the reply (exit code 1 on a `failure`
     /// reply).
     Message {
+        /// The agent's name or id.
         name: String,
         /// The message content.
         text: String,
@@ -76,6 +92,7 @@ pub enum AgentsCommand {
     },
     /// Print an agent's recent log lines.
     Logs {
+        /// The agent's name or id.
         name: String,
         /// How many of the latest lines; the server keeps 1000.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(0..=1000))]
@@ -83,6 +100,7 @@ pub enum AgentsCommand {
     },
     /// Refuse messages until resumed: one agent, or every failing one.
     Suspend {
+        /// The agent's name or id.
         #[arg(
             required_unless_present = "failing_only",
             conflicts_with = "failing_only"
@@ -94,6 +112,7 @@ pub enum AgentsCommand {
     },
     /// Accept messages again: one agent, or every suspended one.
     Resume {
+        /// The agent's name or id.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         name: Option<String>,
         /// Every suspended agent.
@@ -102,17 +121,20 @@ pub enum AgentsCommand {
     },
     /// Check agent definition files; every problem with line, field and fix.
     Validate {
+        /// Definition files (`.md` or `.toml`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Check every definition in the agents directory.
     ValidateAll {
+        /// The agents directory.
         #[arg(long, default_value = "agents")]
         dir: PathBuf,
     },
     /// Reload a config agent from its file (the previous version keeps
     /// serving if the file is invalid).
     Reload {
+        /// The config agent's name or id.
         name: Option<String>,
         /// Reload every config agent.
         #[arg(long)]
@@ -144,29 +166,40 @@ pub enum AgentsCommand {
         last: u64,
     },
     /// State of a config agent's definition: version, last reload, problems.
-    ReloadStatus { name: String },
+    ReloadStatus {
+        /// The config agent's name or id.
+        name: String,
+    },
     /// One agent's state, or a summary of all.
     Status {
+        /// The agent's name or id (all agents when left out).
         name: Option<String>,
+        /// One line of counts instead of every agent.
         #[arg(long)]
         summary: bool,
     },
     /// Deploy every agent definition in DIR to the running server; with
     /// `--auto-reload`, keep watching DIR and redeploy each file you save.
     Watch {
+        /// The directory of definitions to deploy (and watch).
         dir: PathBuf,
+        /// Keep watching and redeploy each saved file.
         #[arg(long)]
         auto_reload: bool,
     },
     /// Send a test input and print the answer and its time.
     Test {
+        /// The agent's name or id.
         name: String,
+        /// The message to send.
         #[arg(long)]
         input: String,
     },
     /// An agent's definition and counters; `--show-tools` lists its tools.
     Debug {
+        /// The agent's name or id.
         name: String,
+        /// List the tools it may call, with their schemas.
         #[arg(long)]
         show_tools: bool,
     },

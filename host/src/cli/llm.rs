@@ -23,6 +23,7 @@ pub enum LlmCommand {
     },
     /// Whether the default local model is downloaded and verified.
     Status {
+        /// Model cache (default $CAXTON_MODEL_CACHE or ~/.cache/caxton/models).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
@@ -32,6 +33,7 @@ pub enum LlmCommand {
         /// A GGUF file (default: the pulled default model).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model cache (default $CAXTON_MODEL_CACHE or ~/.cache/caxton/models).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
         /// Runs of each prompt.
@@ -47,7 +49,9 @@ pub async fn run(command: LlmCommand) -> anyhow::Result<ExitCode> {
             let path =
                 pull_with_progress(move |progress| caxton_models::pull_llm(&cache_dir, progress))
                     .await?;
-            println!("Local model ready at {}", path.display());
+            if !super::output::emit_json(&serde_json::json!({ "ready": true, "path": path })) {
+                println!("Local model ready at {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         LlmCommand::Status { cache_dir } => {

@@ -22,12 +22,22 @@ pub enum ExportFormat {
     Jsonl,
 }
 
+impl ExportFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Json => "json",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum MemoryCommand {
     /// Database, model and counts at a glance.
     Status,
     /// Counts, sizes and latency percentiles.
     Stats {
+        /// Also latency percentiles per operation and sizes per table.
         #[arg(long)]
         detailed: bool,
     },
@@ -59,6 +69,7 @@ pub enum MemoryCommand {
     LimitsCheck,
     /// Like limits-check; `--percentage` prints only the whole percentage.
     CapacityCheck {
+        /// Print only the whole percentage (for scripts).
         #[arg(long)]
         percentage: bool,
     },
@@ -84,16 +95,20 @@ pub enum MemoryCommand {
     },
     /// Drop cached query embeddings; `--rebuild`/`--all` also rebuild the vector index.
     CacheClear {
+        /// Also rebuild the vector index.
         #[arg(long)]
         rebuild: bool,
+        /// Clear every cache and rebuild the vector index.
         #[arg(long)]
         all: bool,
     },
     /// Memory use by component; `--percentage` prints only the whole
     /// percentage of the configured budget.
     Usage {
+        /// Every component, not only the totals.
         #[arg(long)]
         detailed: bool,
+        /// Print only the whole percentage of the budget (for scripts).
         #[arg(long)]
         percentage: bool,
     },
@@ -106,39 +121,49 @@ pub enum MemoryCommand {
         /// `60s`, `5m`.
         #[arg(long, default_value = "60s", value_parser = super::parse_duration_secs_arg)]
         duration: u64,
+        /// List the slow queries of the window.
         #[arg(long)]
         include_queries: bool,
     },
     /// Latency by query type; `--show-slow-queries` lists the slow ones.
     #[command(visible_alias = "monitor")]
     Diagnose {
+        /// List the slowest recent queries.
         #[arg(long)]
         show_slow_queries: bool,
     },
     /// Hybrid search (semantic + keyword).
     Search {
+        /// What to look for, in words.
         query: String,
         /// global, workspace or agent:NAME
         #[arg(long, default_value = "global")]
         scope: String,
+        /// Most results to print.
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
     /// Write the whole graph to a file.
     Export {
+        /// File format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
+        /// The file to write.
         #[arg(long)]
         output: PathBuf,
     },
     /// Load a file written by `export` (json or jsonl).
-    Import { file: PathBuf },
+    Import {
+        /// The file to load (json or jsonl).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
     /// Download the embedding model into the shared cache.
     Pull {
+        /// Cache directory (default $CAXTON_MODEL_CACHE or ~/.cache/caxton/models).
         #[arg(long, env = "CAXTON_MODEL_CACHE")]
         cache_dir: Option<PathBuf>,
     },
@@ -374,7 +399,11 @@ async fn export(client: &Client, format: ExportFormat, output: &Path) -> anyhow:
     };
     let count = text.lines().count();
     std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
-    println!("Exported memory to {} ({count} lines)", output.display());
+    if !super::output::emit_json(&serde_json::json!({
+        "file": output, "format": format.as_str(), "lines": count,
+    })) {
+        println!("Exported memory to {} ({count} lines)", output.display());
+    }
     Ok(())
 }
 

@@ -17,10 +17,14 @@ pub enum ToolsCommand {
     /// and JSON schema.
     List,
     /// One tool in full.
-    Show { name: String },
+    Show {
+        /// The tool's name.
+        name: String,
+    },
     /// Deploy a tool component (a .wasm built against the `tool` world);
     /// its name comes from the component's own `describe`.
     Deploy {
+        /// The tool component (.wasm).
         file: PathBuf,
         /// Replace a deployed tool of the same name.
         #[arg(long)]
@@ -36,9 +40,13 @@ pub enum ToolsCommand {
         max_memory_bytes: Option<u64>,
     },
     /// Remove a deployed tool component.
-    Remove { name: String },
+    Remove {
+        /// The tool's name.
+        name: String,
+    },
     /// Call a tool directly with JSON arguments and print its result.
     Invoke {
+        /// The tool's name.
         name: String,
         /// The arguments, a JSON object (default `{}`).
         #[arg(default_value = "{}")]
