@@ -20,13 +20,25 @@ struct Range {
     end: usize,
 }
 
-/// One field: where its key is, where its value is, and the scalar items of
-/// its value when it is a list.
+/// One field: where its key is, where its value is, and where each scalar
+/// item of its value starts when it is a list.
 #[derive(Debug, Clone, Default)]
 struct Field {
     key: Option<Range>,
     value: Option<Range>,
-    items: Vec<(String, Range)>,
+    /// Each item's trimmed text and where its first occurrence starts: a
+    /// map, because a problem per item of a long list must not scan the
+    /// list each time (that made validation quadratic).
+    items: HashMap<String, usize>,
+}
+
+/// The first position of each item's trimmed text.
+fn index_items(items: impl IntoIterator<Item = (String, Range)>) -> HashMap<String, usize> {
+    let mut index = HashMap::new();
+    for (text, range) in items {
+        index.entry(text.trim().to_string()).or_insert(range.start);
+    }
+    index
 }
 
 /// Positions of every field (`name`, `llm.temperature`) of one file.
@@ -110,16 +122,11 @@ impl<'a> Positions<'a> {
         let Some(entry) = self.fields.get(field) else {
             return (None, None);
         };
-        let found = entry
-            .items
-            .iter()
-            .find(|(text, _)| text.trim() == needle)
-            .map(|(_, range)| range.start)
-            .or_else(|| {
-                let range = entry.value?;
-                let text = self.part.text.get(range.start..range.end)?;
-                find_word(text, needle).map(|at| range.start + at)
-            });
+        let found = entry.items.get(needle).copied().or_else(|| {
+            let range = entry.value?;
+            let text = self.part.text.get(range.start..range.end)?;
+            find_word(text, needle).map(|at| range.start + at)
+        });
         match (found, entry.key) {
             (Some(offset), _) => {
                 let (line, column) = self.line_column(offset);
@@ -291,14 +298,11 @@ fn yaml_fields(text: &str, fields: &mut HashMap<String, Field>) {
 
 fn yaml_field(key: &Spanned<KeyText>, value: &Spanned<Node>) -> Field {
     let items = match &value.value {
-        Node::Seq(items) => items
-            .iter()
-            .filter_map(|item| match &item.value {
-                Node::Scalar(text) => Some((text.clone(), saphyr_range(&item.referenced)?)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+        Node::Seq(items) => index_items(items.iter().filter_map(|item| match &item.value {
+            Node::Scalar(text) => Some((text.clone(), saphyr_range(&item.referenced)?)),
+            _ => None,
+        })),
+        _ => HashMap::new(),
     };
     Field {
         key: saphyr_range(&key.referenced),
@@ -331,11 +335,12 @@ fn toml_fields(text: &str, fields: &mut HashMap<String, Field>) {
     let field = |key: &toml::Spanned<toml::de::DeString<'_>>,
                  value: &toml::Spanned<DeValue<'_>>| {
         let items = match value.get_ref() {
-            DeValue::Array(items) => items
-                .iter()
-                .filter_map(|item| Some((scalar(item.get_ref())?, range(item.span()))))
-                .collect(),
-            _ => Vec::new(),
+            DeValue::Array(items) => index_items(
+                items
+                    .iter()
+                    .filter_map(|item| Some((scalar(item.get_ref())?, range(item.span())))),
+            ),
+            _ => HashMap::new(),
         };
         Field {
             key: Some(range(key.span())),

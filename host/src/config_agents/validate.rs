@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::definition::{self, AgentDefinition, SourceFormat};
 use super::positions::Positions;
+use crate::agents::deploy::{MAX_CAPABILITIES, MAX_TOOLS};
 
 pub use super::problem::Problem;
 
@@ -65,6 +66,7 @@ pub fn validate(
         unplaced: Vec::new(),
     };
     checker.identity();
+    checker.readable_names();
     checker.capabilities();
     checker.tools(ctx.known_tools);
     checker.unique_among(ctx.loaded);
@@ -160,9 +162,79 @@ impl Checker<'_> {
         }
     }
 
-    /// At least one capability, each a single word.
+    /// The display name and description are shown in lists, logs and
+    /// metrics labels: one line of printable text each, of bounded length.
+    /// Neither the name nor the id (the file name) may be a reserved
+    /// sender name such as `user`, which agents take for the operator.
+    fn readable_names(&mut self) {
+        use crate::messaging::names;
+        let def = self.def;
+        let texts = [
+            (
+                "name",
+                Some(def.name.as_str()),
+                names::MAX_DISPLAY_NAME_CHARS,
+            ),
+            (
+                "description",
+                // A YAML block scalar ends in a newline; that one is harmless.
+                def.description.as_deref().map(str::trim_end),
+                names::MAX_DESCRIPTION_CHARS,
+            ),
+        ];
+        for (field, text, max) in texts {
+            let Some(Err(why)) = text.map(|t| names::check_one_line(&format!("`{field}`"), t, max))
+            else {
+                continue;
+            };
+            let at = self.at.key_at(field);
+            self.report(
+                field,
+                at,
+                why,
+                format!("write it on one line without control or bidirectional-text characters, at most {max} characters"),
+            );
+        }
+        if let Some(reason) = names::reserved_reason(&def.name) {
+            let at = self.at.key_at("name");
+            self.report("name", at, reason, "rename the agent".into());
+        }
+        if let Some(reason) = names::reserved_reason(&def.id) {
+            self.unplaced.push(Problem {
+                file: self.file.to_string(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!("the agent id (the file name): {reason}"),
+                fix: "rename the file".into(),
+            });
+        }
+    }
+
+    /// Whether the list `field` has more than `max` items, reported if so.
+    /// Its items are then not checked one by one: a list that long is a
+    /// mistake or an attack, and one problem per item would make the
+    /// answer (and the work) as large as the list.
+    fn too_long(&mut self, field: &str, len: usize, max: usize) -> bool {
+        if len <= max {
+            return false;
+        }
+        let at = self.at.key_at(field);
+        self.report(
+            field,
+            at,
+            format!("`{field}` lists {len} items; an agent may list at most {max}"),
+            format!("keep the {max} the agent needs and remove the rest"),
+        );
+        true
+    }
+
+    /// At least one capability, each a single word, and not too many.
     fn capabilities(&mut self) {
         let def = self.def;
+        if self.too_long("capabilities", def.capabilities.len(), MAX_CAPABILITIES) {
+            return;
+        }
         if def.capabilities.is_empty() {
             let at = self.at.key_at("capabilities");
             self.report(
@@ -186,8 +258,12 @@ impl Checker<'_> {
         }
     }
 
-    /// Every listed tool exists on this server.
+    /// Every listed tool exists on this server; as many as a WASM agent
+    /// may be granted at most.
     fn tools(&mut self, known_tools: &[String]) {
+        if self.too_long("tools", self.def.tools.len(), MAX_TOOLS) {
+            return;
+        }
         for tool in &self.def.tools {
             let unchecked = tool
                 .split_once('/')
@@ -483,6 +559,42 @@ mod tests {
     fn only(problems: Vec<Problem>) -> Problem {
         assert_eq!(problems.len(), 1, "{problems:#?}");
         problems.into_iter().next().expect("one")
+    }
+
+    #[test]
+    fn lists_over_the_cap_are_one_problem_not_one_per_item() {
+        let capabilities = vec!["has space"; MAX_CAPABILITIES + 1].join(", ");
+        let tools: Vec<String> = (0..=MAX_TOOLS).map(|i| format!("nope{i}")).collect();
+        let source = format!(
+            "---\nname: A\nversion: \"1.0.0\"\ncapabilities: [{capabilities}]\ntools: [{}]\nsystem_prompt: Hi.\n---\n",
+            tools.join(", ")
+        );
+        let problems = problems_of("lists", &source);
+        let found: Vec<_> = problems
+            .iter()
+            .map(|p| (p.field.as_deref(), p.line))
+            .collect();
+        assert_eq!(
+            found,
+            [(Some("capabilities"), Some(4)), (Some("tools"), Some(5))],
+            "{problems:#?}"
+        );
+        assert!(
+            problems[0]
+                .message
+                .contains("lists 257 items; an agent may list at most 256"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[1].message.contains("at most 64"),
+            "{}",
+            problems[1]
+        );
+        // At the cap, each item is checked again.
+        let tools: Vec<String> = (0..MAX_TOOLS).map(|i| format!("nope{i}")).collect();
+        let problems = problems_of("lists", &valid(&format!("tools: [{}]\n", tools.join(", "))));
+        assert_eq!(problems.len(), MAX_TOOLS, "{problems:#?}");
     }
 
     #[test]

@@ -93,9 +93,13 @@ async fn validate(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body: SourceBody = parse_json(&read_body(bytes)?)?;
-    let problems = state
-        .config_agents
-        .validate_source(&body.file, &body.source);
+    // Parsing and checking a large definition is CPU work any `read` token
+    // may ask for: on the blocking pool it cannot hold up other requests.
+    let agents = state.config_agents.clone();
+    let (file, source) = (body.file.clone(), body.source);
+    let problems = tokio::task::spawn_blocking(move || agents.validate_source(&file, &source))
+        .await
+        .map_err(|e| ApiError::internal(format!("the validation failed: {e}")))?;
     Ok(Json(
         json!({ "file": body.file, "valid": problems.is_empty(), "problems": problems }),
     ))
