@@ -43,12 +43,25 @@ struct Cli {
     server: String,
     /// Bearer token for the server. Unset: the admin token file in the
     /// data directory (`CAXTON_DATA_DIR`, else the configuration's
-    /// `data_dir`, else ./data), when this user can read it.
+    /// `data_dir`, else ./data), when this user can read it and `--server`
+    /// is the server of that data directory (the address it recorded at
+    /// start, in `server.addr`).
     #[arg(long, global = true, env = "CAXTON_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print the data as JSON (one document) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Give up on the server after this long (`30s`, `2m`, or seconds), so
+    /// a stuck server never hangs a command. Unset: 30 s; for a message,
+    /// the server's wait for the reply plus 10 s; for deploys, imports,
+    /// storage work and tool calls, 10 minutes.
+    #[arg(
+        long,
+        global = true,
+        env = "CAXTON_REQUEST_TIMEOUT",
+        value_parser = parse_request_timeout
+    )]
+    request_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +70,8 @@ struct Cli {
 struct Target {
     server: String,
     token: Option<String>,
+    /// `--request-timeout`.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Target {
@@ -71,8 +86,11 @@ impl Target {
                     .unwrap_or_else(|_| PathBuf::from("data"))
             }
         };
-        let token = crate::auth::tokens::discover(self.token.as_deref(), &data_dir);
-        Client::new(&self.server, token.as_deref())
+        let found = crate::auth::tokens::discover(self.token.as_deref(), &data_dir, &self.server);
+        if let Some(why) = &found.withheld {
+            eprintln!("note: {why}");
+        }
+        Client::new(&self.server, found.token.as_deref(), self.timeout)
     }
 }
 
@@ -97,8 +115,10 @@ enum Command {
     /// with every key at its default, and the admin token. Never
     /// overwrites anything.
     Init {
+        /// The data directory to create.
         #[arg(long, env = "CAXTON_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The agents directory to create.
         #[arg(long, default_value = "agents")]
         agents_dir: PathBuf,
         /// Where to write the configuration.
@@ -109,7 +129,10 @@ enum Command {
     Version,
     /// Print a shell completion script:
     /// `caxton completions bash > /etc/bash_completion.d/caxton`.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Ask the running server whether it is healthy.
     Status,
     /// Stop the running server: gracefully (in-flight requests finish) by
@@ -153,6 +176,7 @@ enum Command {
     Mcp(mcp::McpCommand),
     /// Reload a config agent from its file (`--agent NAME`), or all of them.
     Reload {
+        /// The config agent's name or id.
         #[arg(long, required_unless_present = "all_config")]
         agent: Option<String>,
         /// Reload every config agent.
@@ -191,10 +215,13 @@ enum StorageCommand {
     /// posting plus redb's own integrity check when no server runs
     /// (`--deep`). Exit code 1 when a check fails.
     Verify {
+        /// Only the database's own structure (fast).
         #[arg(long, conflicts_with_all = ["full", "deep"])]
         quick: bool,
+        /// Every record decoded and cross-checked (the default).
         #[arg(long, conflicts_with = "deep")]
         full: bool,
+        /// Also redb's own integrity check (only with no server running).
         #[arg(long, visible_alias = "comprehensive")]
         deep: bool,
         /// When a check fails, run `storage repair --auto` and check again.
@@ -208,6 +235,7 @@ enum StorageCommand {
     /// How much of the data has problems: `--corruption-level` prints
     /// `CORRUPTION_LEVEL: NONE|LOW|MEDIUM|HIGH (N% …)` and the failing checks.
     Diagnose {
+        /// Print the CORRUPTION_LEVEL line and the failing checks.
         #[arg(long)]
         corruption_level: bool,
     },
@@ -252,8 +280,10 @@ enum StorageCommand {
     /// Safe mode: the server answers reads and refuses writes (kept across
     /// restarts until disabled).
     SafeMode {
+        /// Turn safe mode on.
         #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
         enable: bool,
+        /// Turn safe mode off.
         #[arg(long)]
         disable: bool,
     },
@@ -263,6 +293,7 @@ enum StorageCommand {
 enum ConfigCommand {
     /// Validate caxton.yaml and every agent definition in a directory.
     Verify {
+        /// The agents directory whose definitions are checked too.
         #[arg(long, default_value = "agents")]
         agents_dir: PathBuf,
         /// Configuration file (default ./caxton.yaml when present).
@@ -316,6 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let target = Target {
         server: cli.server,
         token: cli.token,
+        timeout: cli.request_timeout,
     };
     match cli.command {
         Command::Start {
@@ -540,8 +572,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let client = target.client()?;
             let files = config_agents::definition_files(&agents_dir)?;
+            // A fresh `caxton init` has no agents yet: nothing wrong.
+            if files.is_empty() {
+                if !output::emit_json(&serde_json::json!({ "files": [] })) {
+                    println!("✓ agents: no definitions in {} yet", agents_dir.display());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let client = target.client()?;
             config_agents::validate_files(&client, &files).await
         }
     }
@@ -549,6 +588,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `30s`, `2m`, `1h` or plain seconds.
 /// [`parse_duration_secs`] for clap's `value_parser`.
+/// `--request-timeout`: a duration, and not zero (no answer could come).
+fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration_secs(text).map_err(|e| e.to_string())? {
+        0 => Err("the request timeout must be at least 1s".into()),
+        secs => Ok(std::time::Duration::from_secs(secs)),
+    }
+}
+
 fn parse_duration_secs_arg(text: &str) -> Result<u64, String> {
     parse_duration_secs(text).map_err(|e| e.to_string())
 }
@@ -569,4 +616,40 @@ pub(super) fn parse_duration_secs(text: &str) -> anyhow::Result<u64> {
         other => anyhow::bail!("unknown unit `{other}` in `{text}`; use s, m or h"),
     };
     Ok(value.saturating_mul(scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every argument of every command says what it is: an undocumented
+    /// one shows as a blank line in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                let documented = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .is_some_and(|h| !h.to_string().trim().is_empty());
+                if !documented {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "caxton", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help:\n{}",
+            missing.join("\n")
+        );
+    }
 }
