@@ -146,3 +146,181 @@ async fn repeated_failures_mark_the_agent_failed_until_it_succeeds() {
     let (_, agent) = server.get("/api/v1/agents/flaky").await;
     assert_eq!(agent["status"], "running");
 }
+
+/// A definition listing tens of thousands of capabilities and tools, sent
+/// to the validate endpoint any `read` token may call, is refused with
+/// one problem per list (not one per item), and four such requests at
+/// once do not hold up the health check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_lists_in_a_definition_are_capped_and_do_not_stall_the_server() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    // Within the 256 KiB a definition may have: 50 000 capabilities and
+    // 20 000 distinct unknown tools.
+    let capabilities = vec!["c"; 50_000].join(",");
+    let tools: Vec<String> = (0..20_000).map(|i| format!("t{i:x}")).collect();
+    let source = format!(
+        "---\nname: Lists\nversion: \"1.0.0\"\ncapabilities: [{capabilities}]\ntools: [{}]\nsystem_prompt: hi\n---\n",
+        tools.join(",")
+    );
+    let body = json!({"file": "lists.md", "source": source});
+    let validate = || server.post("/api/v1/config-agents/validate", &body);
+
+    let health = async {
+        // Let the four validations start first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let (status, health) = server.get("/api/v1/health").await;
+        assert_eq!(status, 200, "{health}");
+        started.elapsed()
+    };
+    let (a, b, c, d, health_took) =
+        tokio::join!(validate(), validate(), validate(), validate(), health);
+    assert!(
+        health_took < Duration::from_secs(2),
+        "/health took {health_took:?} while four validations ran"
+    );
+    for (status, answer) in [a, b, c, d] {
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["valid"], false, "{answer}");
+        let problems = answer["problems"].as_array().expect("problems");
+        assert!(
+            problems.len() <= 4,
+            "one problem per list, not per item: {problems:?}"
+        );
+        for (field, count, max) in [("capabilities", 50_000, 256), ("tools", 20_000, 64)] {
+            let problem = problems
+                .iter()
+                .find(|p| p["field"] == field)
+                .unwrap_or_else(|| panic!("no problem for `{field}`: {problems:?}"));
+            let message = problem["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("lists {count} items"))
+                    && message.contains(&format!("at most {max}")),
+                "{problem}"
+            );
+            assert_eq!(
+                problem["line"],
+                if field == "capabilities" { 4 } else { 5 },
+                "{problem}"
+            );
+            assert!(
+                problem["fix"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("remove the rest"),
+                "{problem}"
+            );
+        }
+    }
+}
+
+/// When an agent's time limit stops it while it waits on a host call (here
+/// asking a busy agent), the host call is dropped with it: the request it
+/// queued is never handled, because nobody waits for its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_work_a_guest_started_stops_with_its_time_limit() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy(
+            "busy",
+            &rust_example("misbehave"),
+            json!({"max_fuel": 100_000_000_000u64, "max_execution_time_ms": 4000}),
+        )
+        .await;
+    server
+        .deploy(
+            "impatient",
+            &rust_example("asker"),
+            json!({"max_execution_time_ms": 1000}),
+        )
+        .await;
+
+    // `busy` spins for 4 s; meanwhile `impatient` asks it something (the
+    // request would wait 5 s) and is stopped by its own 1 s limit.
+    let spinning = server.message("busy", "loop");
+    let asking = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.message("impatient", "ask busy are you there").await
+    };
+    let ((spun, _), (status, body)) = tokio::join!(spinning, asking);
+    assert_eq!(spun, 504);
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "agent_timeout", "{body}");
+
+    // Once free, `busy` finds the request abandoned and skips it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, logs) = server.get("/api/v1/agents/busy/logs").await;
+        let lines = logs["lines"].as_array().cloned().unwrap_or_default();
+        let skipped = lines.iter().any(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("its sender stopped waiting"))
+        });
+        if skipped {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request was not skipped: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Neither the spin nor the abandoned request was handled.
+    let (_, agent) = server.get("/api/v1/agents/busy").await;
+    assert_eq!(agent["stats"]["messages_handled"], 0, "{agent}");
+}
+
+/// A server that accepts connections and never answers: every CLI command
+/// gives up after its timeout with a sentence saying what timed out and
+/// how to wait longer, set by flag or environment.
+#[test]
+fn the_cli_gives_up_on_a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    // Accepts, then holds each connection open without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming() {
+            held.push(connection);
+        }
+    });
+    let (_guard, dir) = temp_data_dir();
+    let cwd = dir.parent().expect("parent");
+    for (args, env) in [
+        (vec!["status", "--request-timeout", "2"], None),
+        (
+            vec!["agents", "list"],
+            Some(("CAXTON_REQUEST_TIMEOUT", "2s")),
+        ),
+    ] {
+        let started = Instant::now();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_caxton"));
+        command
+            .arg("--server")
+            .arg(&address)
+            .args(&args)
+            .current_dir(cwd)
+            .env_remove("CAXTON_TOKEN")
+            .env("CAXTON_DATA_DIR", &dir);
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run the caxton CLI");
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(took < Duration::from_secs(15), "{args:?} took {took:?}");
+        assert!(
+            took >= Duration::from_secs(2),
+            "{args:?} gave up after {took:?}"
+        );
+        assert!(
+            stderr.contains("timed out") && stderr.contains("did not answer within 2 s"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("--request-timeout"), "{stderr}");
+    }
+}

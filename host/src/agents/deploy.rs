@@ -24,6 +24,46 @@ pub struct DeployRequest {
 /// Most tools one agent may be granted.
 pub const MAX_TOOLS: usize = 64;
 
+/// Most capabilities one agent may declare. Every capability is a routing
+/// key kept in memory and listed in every agent view, so an agent cannot
+/// declare an unbounded number of them.
+pub const MAX_CAPABILITIES: usize = 256;
+/// Longest capability a WASM agent's `describe` may declare, in bytes.
+pub const MAX_CAPABILITY_BYTES: usize = 128;
+/// Longest description a WASM agent's `describe` may give, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// Checks what a WASM agent said about itself in `describe`: it is stored
+/// with the agent and shown in every listing, so it must be of bounded
+/// size. The error says which part is too large and what the cap is.
+pub fn check_described(description: &str, capabilities: &[String]) -> Result<(), DeployError> {
+    let refuse = |what: String| {
+        DeployError::InvalidDescription(format!(
+            "{what}; make the agent's `describe` answer smaller and rebuild it"
+        ))
+    };
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(refuse(format!(
+            "its description is {} bytes, more than the {MAX_DESCRIPTION_BYTES} allowed",
+            description.len()
+        )));
+    }
+    if capabilities.len() > MAX_CAPABILITIES {
+        return Err(refuse(format!(
+            "it declares {} capabilities, more than the {MAX_CAPABILITIES} allowed",
+            capabilities.len()
+        )));
+    }
+    if let Some(long) = capabilities.iter().find(|c| c.len() > MAX_CAPABILITY_BYTES) {
+        let start: String = long.chars().take(32).collect();
+        return Err(refuse(format!(
+            "its capability `{start}…` is {} bytes, more than the {MAX_CAPABILITY_BYTES} allowed",
+            long.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks every granted tool exists (`known`), once each.
 pub fn check_tools(tools: &[String], known: impl Fn(&str) -> bool) -> Result<(), DeployError> {
     if tools.len() > MAX_TOOLS {
@@ -57,4 +97,29 @@ pub fn check_grants(grants: &[String]) -> Result<(), DeployError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_of_itself_over_the_caps_is_refused() {
+        let ok = vec!["chat".to_string(); MAX_CAPABILITIES];
+        assert!(check_described(&"d".repeat(MAX_DESCRIPTION_BYTES), &ok).is_ok());
+        let refused = |description: &str, capabilities: &[String]| {
+            check_described(description, capabilities)
+                .expect_err("refused")
+                .to_string()
+        };
+        let long = refused(&"d".repeat(MAX_DESCRIPTION_BYTES + 1), &ok);
+        assert!(long.contains("description is 4097 bytes"), "{long}");
+        let many = refused("", &vec!["chat".to_string(); MAX_CAPABILITIES + 1]);
+        assert!(many.contains("257 capabilities"), "{many}");
+        let wide = refused("", &["c".repeat(MAX_CAPABILITY_BYTES + 1)]);
+        assert!(
+            wide.contains("129 bytes") && wide.contains("`describe`"),
+            "{wide}"
+        );
+    }
 }

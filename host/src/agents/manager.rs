@@ -310,6 +310,7 @@ impl AgentManager {
             .describe()
             .await
             .map_err(DeployError::StartFailed)?;
+        super::deploy::check_described(&info.description, &info.capabilities)?;
         let record = AgentRecord {
             capabilities: info.capabilities,
             description: info.description,

@@ -10,6 +10,25 @@ use serde::Serialize;
 /// Lines kept per agent.
 pub const CAPACITY: usize = 1000;
 
+/// Longest line kept, in bytes: what an agent logs, prints or fails with
+/// is its own text, and a ring of [`CAPACITY`] lines must stay small
+/// (16 MiB per agent at most) whatever the agent writes.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// `text` cut to at most `max` bytes (on a character boundary), with a
+/// marker saying how long it was, so a reader knows the line is not whole.
+pub fn truncated(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let marker = format!(" … [truncated: {} bytes in all]", text.len());
+    let mut cut = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{marker}", &text[..cut]).into()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
     /// Increasing sequence number, unique per agent log.
@@ -34,7 +53,9 @@ struct Ring {
 }
 
 impl AgentLog {
+    /// Appends a line, cut to [`MAX_LINE_BYTES`].
     pub fn push(&self, level: &str, message: &str) {
+        let message = truncated(message, MAX_LINE_BYTES);
         let mut ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let seq = ring.next_seq;
         ring.next_seq += 1;
@@ -45,7 +66,7 @@ impl AgentLog {
             seq,
             at: crate::clock::now_rfc3339(),
             level: level.to_string(),
-            message: message.to_string(),
+            message: message.into_owned(),
         });
     }
 
@@ -72,5 +93,22 @@ impl AgentLog {
         let ring = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let skip = ring.lines.len().saturating_sub(n);
         ring.lines.iter().skip(skip).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_with_a_marker_on_a_character_boundary() {
+        assert_eq!(truncated("short", 100), "short");
+        let long = "é".repeat(20_000);
+        let cut = truncated(&long, MAX_LINE_BYTES);
+        assert!(cut.len() <= MAX_LINE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(" … [truncated: 40000 bytes in all]"), "{cut}");
+        let log = AgentLog::default();
+        log.push("info", &long);
+        assert_eq!(log.tail(1)[0].message, cut);
     }
 }

@@ -18,7 +18,7 @@ use super::engine::FUEL_YIELD_INTERVAL;
 use super::limits::{MemoryLimiter, ResourceLimits};
 use super::wit_convert::describe_wit_error;
 use super::{AgentContext, ExecutionFailure, HostState};
-use crate::runtime::guest_log::AgentLog;
+use crate::runtime::guest_log::{AgentLog, MAX_LINE_BYTES, truncated};
 
 /// Longest stderr excerpt attached to a trap report.
 const MAX_STDERR_IN_ERROR: usize = 600;
@@ -89,9 +89,11 @@ impl AgentProgram {
                 .call_init(&mut instance.store, config_json),
         )
         .await;
-        instance
-            .finish(outcome, bookmark)?
-            .map_err(|e| ExecutionFailure::Init(describe_wit_error(&e)))?;
+        instance.finish(outcome, bookmark)?.map_err(|e| {
+            // The guest's own text, shown in the deploy error and logs.
+            let text = describe_wit_error(&e);
+            ExecutionFailure::Init(truncated(&text, MAX_LINE_BYTES).into_owned())
+        })?;
         Ok(instance)
     }
 }
@@ -142,14 +144,22 @@ impl AgentInstance {
         .await;
         self.store.data_mut().stream = None;
         self.store.data_mut().span = None;
-        Ok(match self.finish(outcome, bookmark)? {
+        let reply = match self.finish(outcome, bookmark)? {
             Ok(reply) => reply,
-            Err(e) => Some(wit::Reply {
-                performative: wit::Performative::Failure,
-                content: describe_wit_error(&e),
-                content_type: None,
-            }),
-        })
+            Err(e) => Some(failure(describe_wit_error(&e))),
+        };
+        // What the guest hands back is held, traced and sent on: a reply
+        // over the cap becomes a failure saying so.
+        Ok(reply.map(|reply| {
+            let content_type = reply.content_type.as_deref();
+            match oversized("the agent's reply", &reply.content, content_type) {
+                Some(why) => {
+                    self.store.data().agent.log.push("host", &why);
+                    failure(why)
+                }
+                None => reply,
+            }
+        }))
     }
 
     /// Fuel left after the last call (for benchmarks and diagnostics).
@@ -175,6 +185,45 @@ impl AgentInstance {
         bookmark: u64,
     ) -> Result<T, ExecutionFailure> {
         settle(&mut self.store, &self.limits, outcome, bookmark)
+    }
+}
+
+/// Largest content a guest may hand the host in one reply or message: the
+/// API's default `server.max_request_bytes`, so a reply may be as large as
+/// a message sent to the agent, but not so large that one reply (kept in
+/// traces, conversations and queues) can exhaust the server's memory.
+pub const MAX_CONTENT_BYTES: usize = 4 * 1024 * 1024;
+/// Longest content type a guest may give (`text/plain`, `application/json`).
+pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
+
+/// Why content a guest handed over (`what`: "the agent's reply") is
+/// refused, if it is: which cap it passes, by how much, and what to do
+/// instead.
+pub fn oversized(what: &str, content: &str, content_type: Option<&str>) -> Option<String> {
+    if content.len() > MAX_CONTENT_BYTES {
+        return Some(format!(
+            "{what} is {} bytes, over the {MAX_CONTENT_BYTES}-byte cap on what an agent may \
+             reply or send; send large data in pieces, or store it (memory, key-value) and \
+             send a reference",
+            content.len()
+        ));
+    }
+    match content_type {
+        Some(t) if t.len() > MAX_CONTENT_TYPE_BYTES => Some(format!(
+            "the content type of {what} is {} bytes, over the {MAX_CONTENT_TYPE_BYTES}-byte cap; \
+             use a media type such as text/plain or application/json",
+            t.len()
+        )),
+        _ => None,
+    }
+}
+
+/// A `failure` reply saying `why`.
+fn failure(why: String) -> wit::Reply {
+    wit::Reply {
+        performative: wit::Performative::Failure,
+        content: why,
+        content_type: None,
     }
 }
 

@@ -89,7 +89,8 @@ impl From<DeployError> for ApiError {
             DeployError::NameTaken(_) | DeployError::Quota(_) => StatusCode::CONFLICT,
             DeployError::InvalidLimits(_)
             | DeployError::WrongWorld(_)
-            | DeployError::StartFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DeployError::StartFailed(_)
+            | DeployError::InvalidDescription(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             DeployError::InvalidName { .. }
             | DeployError::InvalidConfig(_)

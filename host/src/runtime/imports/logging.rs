@@ -4,10 +4,8 @@
 
 use crate::runtime::HostState;
 use crate::runtime::bindings::caxton::agent::logging::{self, Level};
+use crate::runtime::guest_log::{MAX_LINE_BYTES, truncated};
 use crate::runtime::tool::ToolState;
-
-/// Longest message kept; longer ones are cut.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 impl logging::Host for HostState {
     async fn log(&mut self, level: Level, message: String) {
@@ -28,7 +26,8 @@ impl logging::Host for ToolState {
     }
 }
 
-/// The level's name, and the message cut to [`MAX_MESSAGE_BYTES`].
+/// The level's name, and the message cut to [`MAX_LINE_BYTES`] with a
+/// marker (before it reaches the server's own log too).
 fn prepare(level: Level, message: String) -> (&'static str, String) {
     let level = match level {
         Level::Trace => "trace",
@@ -37,13 +36,9 @@ fn prepare(level: Level, message: String) -> (&'static str, String) {
         Level::Warn => "warn",
         Level::Error => "error",
     };
-    let mut message = message;
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut cut = MAX_MESSAGE_BYTES;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
+    let message = match truncated(&message, MAX_LINE_BYTES) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(cut) => cut,
+    };
     (level, message)
 }
