@@ -1037,13 +1037,22 @@ async fn a_run_whose_sender_has_gone_stops() {
 
     // The CLI: --timeout reaches the server, and a failure exits non-zero.
     let started = Instant::now();
-    let (ok, out, err) = setup
-        .server
-        .cli(&["agents", "message", "sleepy", "slow", "--timeout", "1"]);
+    let (ok, out, err) =
+        setup
+            .server
+            .cli(&["agents", "message", "sleepy", "slow", "--timeout", "1"]);
     assert!(!ok, "{out}{err}");
     assert!(err.contains("did not answer within 1000 ms"), "{out}{err}");
-    assert!(started.elapsed() < Duration::from_secs(25), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
     let (ok, out, err) = setup.server.cli(&["agents", "message", "sleepy", "hello"]);
     assert!(ok, "{out}{err}");
-    assert_eq!(out.trim(), "[inform] quick", "nothing but the reply on stdout: {err}");
+    assert_eq!(
+        out.trim(),
+        "[inform] quick",
+        "nothing but the reply on stdout: {err}"
+    );
 }

@@ -35,7 +35,9 @@ I help welcome users to Caxton!
 fn json_reader() -> String {
     let doc = std::fs::read_to_string(crate::harness::repo_root().join("docs/CONFIG-AGENTS.md"))
         .expect("docs/CONFIG-AGENTS.md");
-    let start = doc.find("`agents/json-reader.md`:\n\n```markdown\n").expect("the example's start")
+    let start = doc
+        .find("`agents/json-reader.md`:\n\n```markdown\n")
+        .expect("the example's start")
         + "`agents/json-reader.md`:\n\n```markdown\n".len();
     let end = start + doc[start..].find("```").expect("the example's end");
     doc[start..end].to_string()
@@ -116,10 +118,16 @@ async fn the_local_model_greets_and_calls_a_tool() {
         )
         .await;
     let took = started.elapsed();
-    assert_eq!(status, 200, "no answer within {TOOL_ANSWER_LIMIT:?}: {body}");
+    assert_eq!(
+        status, 200,
+        "no answer within {TOOL_ANSWER_LIMIT:?}: {body}"
+    );
     assert_eq!(body["reply"]["performative"], "inform", "{body}");
     assert!(
-        body["reply"]["content"].as_str().unwrap_or("").contains("42"),
+        body["reply"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("42"),
         "the answer is not the tool's result: {body}"
     );
     eprintln!("the tool-using agent answered in {took:?}");

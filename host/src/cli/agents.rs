@@ -582,7 +582,10 @@ impl Waiting {
         let mut stderr = std::io::stderr();
         let shown = stderr.is_terminal();
         if shown {
-            let _ = write!(stderr, "waiting for `{agent}` (up to {seconds} s; --timeout to change)…");
+            let _ = write!(
+                stderr,
+                "waiting for `{agent}` (up to {seconds} s; --timeout to change)…"
+            );
             let _ = stderr.flush();
         }
         Waiting { shown }

@@ -39,7 +39,8 @@ pub async fn run(client: &Client, command: DebugCommand) -> anyhow::Result<ExitC
                 PathBuf::from(format!("debug-{}.tar.gz", crate::clock::compact_stamp()))
             });
             let summary = dump(client, &output).await?;
-            if !super::output::emit_json(&serde_json::json!({ "file": output, "summary": summary })) {
+            if !super::output::emit_json(&serde_json::json!({ "file": output, "summary": summary }))
+            {
                 println!("{summary}");
             }
             Ok(ExitCode::SUCCESS)

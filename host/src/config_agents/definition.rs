@@ -40,8 +40,8 @@ pub struct AgentDefinition {
     pub llm: Option<LlmSettings>,
     pub memory: MemorySettings,
     pub conversation: ConversationSettings,
-    /// Most model calls per message (tool calls included), so a model that
-    /// keeps calling tools is stopped.
+    /// Model calls per message that may call tools; one more, without
+    /// tools, must answer (see the interpreter's tool loop).
     pub max_tool_steps: u32,
     /// The markdown body (or TOML `documentation`), shown by `agents show`.
     pub documentation: String,
@@ -736,6 +736,26 @@ parse various formats, and generate visualizations.
 
 #[cfg(test)]
 mod tests {
+    /// docs/CONFIG-AGENTS.md has a table row for every field a file may
+    /// set, so the reference cannot fall behind the parser.
+    #[test]
+    fn the_reference_documents_every_field() {
+        let doc = include_str!("../../../docs/CONFIG-AGENTS.md");
+        let mut missing: Vec<String> = FIELDS
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .chain(SECTIONS.iter().flat_map(|(section, keys)| {
+                keys.iter().map(move |(key, _)| format!("{section}.{key}"))
+            }))
+            .filter(|field| !doc.contains(&format!("| `{field}` |")))
+            .collect();
+        missing.sort();
+        assert!(
+            missing.is_empty(),
+            "not in docs/CONFIG-AGENTS.md: {missing:?}"
+        );
+    }
+
     use super::*;
 
     const DATA_ANALYZER_TOML: &str = r##"name = "DataAnalyzer"
