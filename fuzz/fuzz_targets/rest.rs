@@ -125,6 +125,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
     request.extensions_mut().insert(ConnectInfo(peer));
+    // As the listener marks a loopback connection of the server's own
+    // user: the operator, so the handlers (not only the gate) are fuzzed.
+    request
+        .extensions_mut()
+        .insert(caxton::server::peer::PeerOwner::ServerUser);
     let response = harness
         .runtime
         .block_on(harness.router.clone().oneshot(request))

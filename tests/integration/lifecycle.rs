@@ -300,6 +300,77 @@ fn shell_completions_know_the_commands_and_the_unit_starts_a_real_command() {
     );
 }
 
+/// Issue 25.10: the shipped unit passes `systemd-analyze verify` (with
+/// its ExecStart pointed at this build), and the steps its header gives
+/// make an install whose configuration `caxton config verify` accepts.
+#[test]
+fn the_systemd_unit_verifies_and_its_install_steps_work() {
+    let unit =
+        std::fs::read_to_string(crate::harness::repo_root().join("packaging/caxton.service"))
+            .expect("packaging/caxton.service");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let installed = dir.path().join("caxton.service");
+    std::fs::write(
+        &installed,
+        unit.replace("/usr/local/bin/caxton", env!("CARGO_BIN_EXE_caxton")),
+    )
+    .expect("write the unit");
+    let output = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&installed)
+        .output()
+        .expect("systemd-analyze is installed (scripts/test installs systemd)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "systemd-analyze verify: {stderr}");
+    assert!(
+        !stderr.contains("caxton.service"),
+        "systemd-analyze warns about the unit: {stderr}"
+    );
+    // The header's `caxton init` line, under a temporary root.
+    let root = dir.path();
+    let header: Vec<&str> = unit.lines().take_while(|l| l.starts_with('#')).collect();
+    assert!(
+        header.iter().any(|l| l.contains("caxton init --config /etc/caxton/caxton.yaml")),
+        "the header says how to make the configuration"
+    );
+    let under = |p: &str| root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(under("/etc/caxton")).expect("etc");
+    let caxton = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("run the CLI")
+    };
+    let config = under("/etc/caxton/caxton.yaml");
+    let agents = under("/var/lib/caxton/agents");
+    let init = caxton(&[
+        "init".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        under("/var/lib/caxton").as_os_str(),
+        "--agents-dir".as_ref(),
+        agents.as_os_str(),
+    ]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let verify = caxton(&[
+        "config".as_ref(),
+        "verify".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--agents-dir".as_ref(),
+        agents.as_os_str(),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(under("/var/lib/caxton/admin.token").is_file());
+}
+
 #[test]
 fn a_reader_that_stops_early_ends_the_cli_quietly() {
     use std::io::BufRead as _;
