@@ -22,6 +22,7 @@ pub mod llm;
 pub mod logging;
 pub mod memory;
 pub mod messaging;
+pub mod observe;
 pub mod redact;
 pub mod runtime;
 pub mod server;

@@ -416,3 +416,165 @@ async fn secrets_in_urls_and_command_lines_are_never_shown() {
         }
     }
 }
+
+/// Issue 25.11: a caller's unsampled trace is kept for `caxton trace` but
+/// not exported; `/metrics` has latency histograms (messages, LLM and tool
+/// calls, memory searches, HTTP), HTTP requests by route, the standard
+/// `process_*` metrics, and `_total` only on counters; spans a collector
+/// does not take count as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_histograms_and_dropped_spans() {
+    let collector = Collector::start().await;
+    let (guard, data) = temp_data_dir();
+    let root = guard.path();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("analyst.md"),
+        "---\nname: Analyst\nversion: \"1.0.0\"\ncapabilities: [counting]\ntools: [csv_parser]\nsystem_prompt: Count rows.\n---\n",
+    )
+    .expect("write agent");
+    std::fs::write(
+        root.join("script.yaml"),
+        "- when: \"row_count\"\n  content: \"One row.\"\n\
+         - when: \"count\"\n  tool_calls: [{name: csv_parser, arguments: {csv: \"a,b\\n1,2\"}}]\n",
+    )
+    .expect("write script");
+    let config = root.join("caxton.yaml");
+    let yaml = |otlp: &str| {
+        format!(
+            "agents:\n  dir: {agents}\nllm:\n  scripted:\n    script: {script}\n\
+             observability:\n  otlp_endpoint: {otlp}\n",
+            agents = agents.display(),
+            script = root.join("script.yaml").display(),
+        )
+    };
+    std::fs::write(&config, yaml(&collector.url)).expect("write config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let http = reqwest::Client::new();
+    let send = |flags: &'static str, trace: &'static str| {
+        let request = http
+            .post(server.url("/api/v1/agents/analyst/message"))
+            .header(
+                "traceparent",
+                format!("00-{trace}-00f067aa0ba902b7-{flags}"),
+            )
+            .json(&json!({"message": "count the rows"}));
+        async move {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), 200);
+            header(&response, "traceparent")
+        }
+    };
+    let unsampled = "11111111111111111111111111111111";
+    let sampled = "22222222222222222222222222222222";
+    let answered = send("00", unsampled).await;
+    assert!(
+        answered.ends_with("-00"),
+        "the flag is passed on: {answered}"
+    );
+    send("01", sampled).await;
+    // Spans are exported in the order they finish: once the sampled
+    // trace's are in, the unsampled one's (finished before) would be too.
+    let spans = collector
+        .trace(&hex::decode(sampled).expect("hex"), 5)
+        .await;
+    assert!(spans.len() >= 5, "{}", spans.len());
+    let unsampled_id = hex::decode(unsampled).expect("hex");
+    let leaked = collector
+        .spans
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| s.trace_id == unsampled_id)
+        .count();
+    assert_eq!(leaked, 0, "an unsampled trace was exported");
+
+    let (status, _) = server
+        .post("/api/v1/memory/search", &json!({"query": "rows"}))
+        .await;
+    assert_eq!(status, 200);
+    let metrics = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |line_start: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{line_start}` in:\n{metrics}"))
+    };
+    assert!(value("caxton_message_duration_seconds_count ") >= 2.0);
+    assert!(value("caxton_llm_call_duration_seconds_count ") >= 4.0);
+    assert!(value("caxton_tool_call_duration_seconds_count ") >= 2.0);
+    assert!(value("caxton_memory_search_duration_seconds_count ") >= 1.0);
+    assert!(value("caxton_http_request_duration_seconds_count ") >= 3.0);
+    assert!(value("caxton_message_duration_seconds_bucket{le=\"+Inf\"} ") >= 2.0);
+    assert!(
+        value(
+            "caxton_http_requests_total{route=\"/api/v1/agents/{agent}/message\",method=\"POST\",code=\"2xx\"} "
+        ) >= 2.0
+    );
+    assert!(value("process_cpu_seconds_total ") > 0.0);
+    assert!(value("process_resident_memory_bytes ") > 1e6);
+    assert!(value("process_open_fds ") > 0.0);
+    // Prometheus naming: `_total` only on counters (the runbook's two
+    // memory gauges excepted, beside their proper names), every counter
+    // ends in `_total`.
+    for line in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').expect("name and type");
+        let runbook_alias = matches!(
+            name,
+            "caxton_memory_entities_total" | "caxton_memory_relations_total"
+        );
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter without _total: {name}");
+        } else {
+            assert!(
+                !name.ends_with("_total") || runbook_alias,
+                "{kind} named like a counter: {name}"
+            );
+        }
+    }
+    drop(server);
+
+    // A collector that is not there: the spans count as dropped.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    std::fs::write(&config, yaml(&format!("http://127.0.0.1:{closed}"))).expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let (status, _) = server.message("analyst", "count the rows").await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    loop {
+        let text = http
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let dropped: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("caxton_trace_export_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if dropped >= 1.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "spans the collector never took are not counted as dropped:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

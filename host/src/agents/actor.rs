@@ -124,6 +124,7 @@ impl Actor {
                         continue;
                     };
                     let executed = started.elapsed();
+                    crate::observe::MESSAGE_SECONDS.observe(executed);
                     let error = match &result {
                         Ok(Some(reply)) if reply.performative == acl::Performative::Failure => {
                             Some(reply.content.clone())

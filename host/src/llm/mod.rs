@@ -361,7 +361,10 @@ impl LlmService {
                 }
             }
         };
-        let mut response = self.retry.run(name, sink, attempt).await?;
+        let started = std::time::Instant::now();
+        let response = self.retry.run(name, sink, attempt).await;
+        crate::observe::LLM_CALL_SECONDS.observe(started.elapsed());
+        let mut response = response?;
         for call in &mut response.tool_calls {
             if let Some(original) = renamed.get(&call.name) {
                 call.name = original.clone();

@@ -744,6 +744,7 @@ impl MemoryService {
         drop(index);
         self.telemetry
             .record("semantic_search", query, started.elapsed());
+        crate::observe::MEMORY_SEARCH_SECONDS.observe(started.elapsed());
         hits
     }
 

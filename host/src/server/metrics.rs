@@ -42,6 +42,123 @@ fn single<'a>(kind: &'a str, name: &'a str, help: &'a str, value: f64) -> Metric
     }
 }
 
+/// A histogram in the text format: cumulative `_bucket`s, `_sum`, `_count`.
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    h: &crate::observe::HistogramSnapshot,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in crate::observe::BUCKETS.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+}
+
+/// The latency histograms `observe` keeps, with their exposition names.
+fn histograms() -> String {
+    use crate::observe as o;
+    let mut out = String::new();
+    for (name, help, histogram) in [
+        (
+            "caxton_message_duration_seconds",
+            "Time agents took to handle a message, from the mailbox to the reply.",
+            &o::MESSAGE_SECONDS,
+        ),
+        (
+            "caxton_llm_call_duration_seconds",
+            "Time of LLM calls, retries included, any provider.",
+            &o::LLM_CALL_SECONDS,
+        ),
+        (
+            "caxton_tool_call_duration_seconds",
+            "Time of tool calls (built-in, component and MCP tools).",
+            &o::TOOL_CALL_SECONDS,
+        ),
+        (
+            "caxton_memory_search_duration_seconds",
+            "Time of memory searches, the query's embedding included.",
+            &o::MEMORY_SEARCH_SECONDS,
+        ),
+        (
+            "caxton_http_request_duration_seconds",
+            "Time from a request's arrival to its response's head.",
+            &o::HTTP_REQUEST_SECONDS,
+        ),
+    ] {
+        render_histogram(&mut out, name, help, &histogram.snapshot());
+    }
+    out
+}
+
+/// The standard `process_*` metrics (Prometheus client conventions), when
+/// `/proc` tells them.
+fn process_metrics() -> Vec<Metric<'static>> {
+    let Some(p) = crate::observe::process_facts() else {
+        return Vec::new();
+    };
+    let mut metrics = vec![
+        counter(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, seconds.",
+            p.cpu_seconds,
+        ),
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size, bytes.",
+            p.resident_bytes as f64,
+        ),
+        gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size, bytes.",
+            p.virtual_bytes as f64,
+        ),
+        gauge(
+            "process_open_fds",
+            "Open file descriptors.",
+            p.open_fds as f64,
+        ),
+        gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, seconds.",
+            p.start_time_seconds,
+        ),
+    ];
+    if let Some(max) = p.max_fds {
+        metrics.push(gauge(
+            "process_max_fds",
+            "Most open file descriptors allowed.",
+            max as f64,
+        ));
+    }
+    metrics
+}
+
+/// Requests served, by route (the API's path pattern), method and status class.
+fn http_requests() -> Metric<'static> {
+    Metric {
+        name: "caxton_http_requests_total",
+        help: "HTTP requests answered, by route pattern, method and status class.",
+        kind: "counter",
+        samples: crate::observe::requests()
+            .into_iter()
+            .map(|(route, method, class, count)| {
+                (
+                    format!(
+                        "{{route=\"{}\",method=\"{method}\",code=\"{class}\"}}",
+                        escape_label(&route)
+                    ),
+                    count as f64,
+                )
+            })
+            .collect(),
+    }
+}
+
 fn gauge<'a>(name: &'a str, help: &'a str, value: f64) -> Metric<'a> {
     single("gauge", name, help, value)
 }
@@ -133,19 +250,31 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
             crate::memory::resident_memory_bytes().unwrap_or(0) as f64,
         ),
         gauge(
-            "caxton_memory_entities_total",
+            "caxton_memory_entities",
             "Entities in embedded memory, all scopes.",
             counts.as_ref().map_or(0.0, |c| c.entities as f64),
         ),
         gauge(
-            "caxton_memory_relations_total",
+            "caxton_memory_relations",
             "Relations in embedded memory, all scopes.",
             counts.as_ref().map_or(0.0, |c| c.relations as f64),
         ),
         gauge(
-            "caxton_memory_observations_total",
+            "caxton_memory_observations",
             "Observations in embedded memory, all scopes.",
             counts.as_ref().map_or(0.0, |c| c.observations as f64),
+        ),
+        // The runbook greps these names; they are gauges (entities can be
+        // deleted), kept beside the properly named ones above.
+        gauge(
+            "caxton_memory_entities_total",
+            "The runbook's name for caxton_memory_entities (a gauge despite the suffix).",
+            counts.as_ref().map_or(0.0, |c| c.entities as f64),
+        ),
+        gauge(
+            "caxton_memory_relations_total",
+            "The runbook's name for caxton_memory_relations (a gauge despite the suffix).",
+            counts.as_ref().map_or(0.0, |c| c.relations as f64),
         ),
         gauge(
             "caxton_memory_search_latency_p99",
@@ -204,20 +333,21 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
         ),
         counter(
             "caxton_trace_export_dropped_total",
-            "Spans not exported over OTLP because the exporter's queue was full.",
+            "Spans not exported over OTLP: the exporter's queue was full, or the collector did not take them.",
             state.trace.export_dropped() as f64,
         ),
         Metric {
-            name: "caxton_agent_messages_handled",
+            name: "caxton_agent_messages_handled_total",
             help: "Messages handled, per agent.",
             kind: "counter",
             samples: per_agent,
         },
     ];
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&metrics),
-    )
+    let mut text = render(&metrics);
+    text.push_str(&render(&[http_requests()]));
+    text.push_str(&histograms());
+    text.push_str(&render(&process_metrics()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ pub async fn middleware(
     if request.extensions().get::<RequestContext>().is_some() {
         return next.run(request).await;
     }
+    let arrived = std::time::Instant::now();
     let id = caller_id(&request).unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
     let remote = request
         .headers()
@@ -99,6 +100,8 @@ pub async fn middleware(
     );
     let mut response = next.run(request).instrument(log_span).await;
     let status = response.status().as_u16();
+    crate::observe::HTTP_REQUEST_SECONDS.observe(arrived.elapsed());
+    crate::observe::count_request(&route, &method, status);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);

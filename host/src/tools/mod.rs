@@ -224,7 +224,10 @@ impl ToolHost for ToolRegistry {
             )));
         }
         check_arguments(name, &tool.schema(), &args)?;
-        tool.invoke(args, caller).await
+        let started = std::time::Instant::now();
+        let result = tool.invoke(args, caller).await;
+        crate::observe::TOOL_CALL_SECONDS.observe(started.elapsed());
+        result
     }
 }
 

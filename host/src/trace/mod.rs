@@ -21,8 +21,8 @@ pub mod context;
 pub mod otlp;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,10 @@ pub struct SpanContext {
     pub id: u64,
     pub trace_id: u128,
     pub conversation_id: String,
+    /// The trace's `sampled` flag, from the caller's `traceparent` (a new
+    /// trace is sampled): spans of an unsampled trace are kept for
+    /// `caxton trace` but not exported.
+    pub sampled: bool,
 }
 
 impl SpanContext {
@@ -159,7 +163,7 @@ impl SpanContext {
         TraceParent {
             trace_id: self.trace_id,
             span_id: self.id,
-            sampled: true,
+            sampled: self.sampled,
         }
     }
 }
@@ -218,8 +222,9 @@ pub struct TraceStore {
     next_id: AtomicU64,
     /// Where finished spans are also sent (the OTLP exporter), when set.
     export: Mutex<Option<tokio::sync::mpsc::Sender<Span>>>,
-    /// Spans the exporter had no room for.
-    export_dropped: AtomicU64,
+    /// Spans the exporter had no room for, or could not deliver (shared
+    /// with the exporter's task).
+    export_dropped: Arc<AtomicU64>,
 }
 
 fn cut(text: &str) -> String {
@@ -254,7 +259,7 @@ impl TraceStore {
             capacity,
             next_id: AtomicU64::new(first_span_id()),
             export: Mutex::new(None),
-            export_dropped: AtomicU64::new(0),
+            export_dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -276,6 +281,7 @@ impl TraceStore {
                 id,
                 trace_id: parent.map_or_else(context::new_trace_id, |p| p.trace_id),
                 conversation_id: cut(conversation_id),
+                sampled: parent.is_none_or(|p| p.sampled),
             },
             parent: parent.map(|p| p.span_id),
             agent: cut(agent),
@@ -295,15 +301,23 @@ impl TraceStore {
         self.export.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// Spans the exporter had no room for since the start.
+    /// Spans not exported since the start: the exporter had no room for
+    /// them, or the collector did not take them.
     pub fn export_dropped(&self) -> u64 {
         self.export_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The counter of [`TraceStore::export_dropped`], for the exporter to
+    /// add the spans a collector refused.
+    pub fn export_dropped_counter(&self) -> Arc<AtomicU64> {
+        self.export_dropped.clone()
     }
 
     /// Files a finished span; the oldest goes when the store is full. A
     /// span outside any conversation (a request that delivered nothing)
     /// is only exported.
     pub fn finish(&self, started: Started, kind: SpanKind, error: Option<&str>) {
+        let sampled = started.context.sampled;
         let span = Span {
             id: started.context.id,
             parent: started.parent,
@@ -317,7 +331,8 @@ impl TraceStore {
             // Errors quote URLs (reqwest's do); spans are shown and exported.
             error: error.map(|e| cut(&crate::redact::text(e))),
         };
-        if let Some(export) = &*self.export.lock().unwrap_or_else(|p| p.into_inner())
+        if sampled
+            && let Some(export) = &*self.export.lock().unwrap_or_else(|p| p.into_inner())
             && export.try_send(span.clone()).is_err()
         {
             self.export_dropped.fetch_add(1, Ordering::Relaxed);

@@ -135,10 +135,16 @@ impl Exporter {
     pub fn spawn(self, store: &TraceStore) -> tokio::task::JoinHandle<()> {
         let (tx, rx) = mpsc::channel(QUEUE);
         store.export_to(tx);
-        tokio::spawn(self.run(rx))
+        tokio::spawn(self.run(rx, store.export_dropped_counter()))
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Span>) {
+    /// Sends batches until the store closes the channel; the spans of a
+    /// batch the collector did not take are counted in `dropped`.
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Span>,
+        dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
         let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
             Ok(client) => client,
             Err(e) => {
@@ -161,7 +167,11 @@ impl Exporter {
             let body = encode(&self.service_name, &batch).encode_to_vec();
             let sent = batch.len();
             batch.clear();
-            match self.post(&client, body).await {
+            let result = self.post(&client, body).await;
+            if result.is_err() {
+                dropped.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            match result {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!(url = %self.shown_url(), "OTLP collector reachable again");
