@@ -330,7 +330,9 @@ fn the_systemd_unit_verifies_and_its_install_steps_work() {
     let root = dir.path();
     let header: Vec<&str> = unit.lines().take_while(|l| l.starts_with('#')).collect();
     assert!(
-        header.iter().any(|l| l.contains("caxton init --config /etc/caxton/caxton.yaml")),
+        header
+            .iter()
+            .any(|l| l.contains("caxton init --config /etc/caxton/caxton.yaml")),
         "the header says how to make the configuration"
     );
     let under = |p: &str| root.join(p.trim_start_matches('/'));
@@ -353,7 +355,11 @@ fn the_systemd_unit_verifies_and_its_install_steps_work() {
         "--agents-dir".as_ref(),
         agents.as_os_str(),
     ]);
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let verify = caxton(&[
         "config".as_ref(),
         "verify".as_ref(),
