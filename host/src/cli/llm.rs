@@ -28,7 +28,8 @@ pub enum LlmCommand {
         cache_dir: Option<PathBuf>,
     },
     /// Measure the local model: load time, prompt and generation tokens/s,
-    /// and whether it picks a tool for a tool-shaped question.
+    /// whether it picks a tool for a tool-shaped question, and whether it
+    /// answers from a tool's result (exit code 1 when either fails).
     Bench {
         /// A GGUF file (default: the pulled default model).
         #[arg(long)]
@@ -125,7 +126,26 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
         description: "Current weather for a city".into(),
         parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
     };
-    let cases: [(&str, Vec<Turn>, Vec<ToolDecl>, usize); 3] = [
+    // The conversation a config agent has after the model called the tool:
+    // the next call offers no tools and must answer from the result.
+    let after_tool = vec![
+        turn(Speaker::System, "You are a helpful assistant."),
+        turn(Speaker::User, "What is the weather in Paris?"),
+        Turn {
+            speaker: Speaker::Assistant,
+            content: String::new(),
+            tool_calls: vec![("get_weather".into(), json!({"city": "Paris"}))],
+        },
+        turn(
+            Speaker::Tool,
+            r#"{"city": "Paris", "temperature_c": 18, "sky": "sunny"}"#,
+        ),
+        turn(
+            Speaker::User,
+            "You have the tool results above. Answer the request now, in plain text, without calling any tool.",
+        ),
+    ];
+    let cases: [BenchCase; 4] = [
         (
             "short chat",
             vec![
@@ -134,6 +154,7 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
             ],
             vec![],
             64,
+            Expect::Text,
         ),
         (
             "long prompt",
@@ -147,6 +168,7 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
             ],
             vec![],
             64,
+            Expect::Text,
         ),
         (
             "tool call",
@@ -156,13 +178,16 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
             ],
             vec![weather],
             48,
+            Expect::Call("get_weather"),
         ),
+        ("tool result", after_tool, vec![], 48, Expect::Uses(&["18", "sunny"])),
     ];
+    let mut failed = Vec::new();
     println!(
         "{:<12} {:>8} {:>8} {:>12} {:>12} {:>9}  result",
         "prompt", "p_tokens", "g_tokens", "prefill t/s", "decode t/s", "total s"
     );
-    for (label, turns, tools, max_tokens) in cases {
+    for (label, turns, tools, max_tokens, expect) in cases {
         let prompt = render(&turns, &tools);
         let mut samples = Vec::new();
         for _ in 0..runs {
@@ -184,6 +209,17 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
             Some(call) => format!("tool call {}({})", call.name, call.arguments),
             None => format!("{:?}", median.text.chars().take(50).collect::<String>()),
         };
+        // A tool call is looked for even where no tool was offered: a model
+        // that calls one anyway has not answered.
+        let checked = parse_reply(&median.text, &["get_weather"]);
+        let verdict = expect.check(&checked.tool_calls, &checked.text);
+        if let Err(why) = &verdict {
+            failed.push(format!("{label}: {why}"));
+        }
+        let result = match verdict {
+            Ok(()) => format!("✓ {result}"),
+            Err(_) => format!("✗ {result}"),
+        };
         println!(
             "{:<12} {:>8} {:>8} {:>12.1} {:>12.1} {:>9.2}  {}",
             label,
@@ -195,5 +231,47 @@ fn bench(path: PathBuf, runs: usize) -> anyhow::Result<()> {
             result
         );
     }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the model did not do what a config agent needs: {}",
+            failed.join("; ")
+        );
+    }
     Ok(())
+}
+
+/// A prompt of the benchmark: label, conversation, tools offered, most
+/// tokens, and what the answer must be.
+type BenchCase = (&'static str, Vec<Turn>, Vec<ToolDecl>, usize, Expect);
+
+/// What a case's answer must be for a config agent to work on the model.
+enum Expect {
+    /// Text, no tool call.
+    Text,
+    /// A call of this tool.
+    Call(&'static str),
+    /// Text (no tool call) that uses one of these facts of a tool result.
+    Uses(&'static [&'static str]),
+}
+
+impl Expect {
+    fn check(
+        &self,
+        calls: &[caxton_models::llm::ParsedToolCall],
+        text: &str,
+    ) -> Result<(), String> {
+        match self {
+            Expect::Text if calls.is_empty() && !text.trim().is_empty() => Ok(()),
+            Expect::Text => Err("expected a text answer".into()),
+            Expect::Call(name) if calls.iter().any(|c| c.name == *name) => Ok(()),
+            Expect::Call(name) => Err(format!("expected a call of {name}")),
+            Expect::Uses(facts) if calls.is_empty() && facts.iter().any(|f| text.contains(f)) => {
+                Ok(())
+            }
+            Expect::Uses(facts) => Err(format!(
+                "expected an answer without tools using the tool's result ({})",
+                facts.join(" or ")
+            )),
+        }
+    }
 }

@@ -10,7 +10,9 @@ use crate::runtime::tool::ToolState;
 impl logging::Host for HostState {
     async fn log(&mut self, level: Level, message: String) {
         let (level, message) = prepare(level, message);
-        tracing::debug!(agent = %self.agent.name, level, "{message}");
+        // Debug-formatted: a guest's newlines and escapes cannot forge a
+        // line of the server's text log.
+        tracing::debug!(agent = %self.agent.name, level, guest = ?message, "agent log line");
         self.agent.log.push(level, &message);
     }
 }
@@ -20,7 +22,7 @@ impl logging::Host for HostState {
 impl logging::Host for ToolState {
     async fn log(&mut self, level: Level, message: String) {
         let (level, message) = prepare(level, message);
-        tracing::debug!(tool = %self.tool_name, level, "{message}");
+        tracing::debug!(tool = %self.tool_name, level, guest = ?message, "tool log line");
         self.log
             .push(level, &format!("[{}] {message}", self.tool_name));
     }
