@@ -140,6 +140,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         None => server::serve(listener, state, &config.server).await,
     }
     saver.abort();
+    // The address is no longer ours: whoever listens there next must not
+    // be sent this data directory's admin token.
+    let _ = std::fs::remove_file(data_dir.join(crate::auth::tokens::SERVER_ADDRESS_FILE));
     if let Some(task) = metrics_server {
         task.abort();
     }
