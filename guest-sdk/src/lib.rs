@@ -125,11 +125,45 @@ impl Reply {
         Self::new(Performative::NotUnderstood, reason)
     }
 
+    /// A `refuse` reply: the agent will not do it (for a call for
+    /// proposals: no bid).
+    pub fn refuse(reason: impl Into<String>) -> Self {
+        Self::new(Performative::Refuse, reason)
+    }
+
+    /// A `propose` reply to a call for proposals (`cfp`): the bid the host
+    /// ranks proposals by, and a text for whoever reads them. The content
+    /// is `{"bid": …, "text": …}` as JSON; a bid that is not a finite
+    /// number cannot be ranked, so the host reads that proposal as invalid.
+    pub fn propose(bid: f64, text: &str) -> Self {
+        Self::new(
+            Performative::Propose,
+            format!("{{\"bid\":{bid},\"text\":{}}}", json_string(text)),
+        )
+        .with_content_type("application/json")
+    }
+
     /// Sets the MIME type of the content (for example `application/json`).
     pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
         self.content_type = Some(content_type.into());
         self
     }
+}
+
+/// `text` as a JSON string literal, quotes included.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl Error {

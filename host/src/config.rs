@@ -44,6 +44,8 @@ pub struct Config {
     pub observability: crate::trace::otlp::ObservabilityConfig,
     /// Where backups go and how many are kept.
     pub backup: BackupSettings,
+    /// How many conversations are kept, how much of each, for how long.
+    pub conversations: crate::conversations::ConversationsConfig,
 }
 
 #[derive(Debug, Error)]
@@ -143,6 +145,9 @@ impl Config {
         self.server.validate().map_err(ConfigError::Invalid)?;
         self.runtime.validate().map_err(ConfigError::Invalid)?;
         self.memory.validate().map_err(ConfigError::Invalid)?;
+        self.conversations
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         self.observability
             .validate()
             .map_err(ConfigError::Invalid)?;

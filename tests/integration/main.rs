@@ -16,6 +16,7 @@ mod observability;
 mod operations;
 mod polyglot;
 mod portability;
+mod protocols;
 mod remote_llm;
 mod sandbox;
 mod security;

@@ -39,7 +39,7 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn get_with(server: &Server, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn get_with(server: &Server, path: &str, token: &str) -> (u16, Value) {
     call(
         server,
         Method::GET,
@@ -50,7 +50,12 @@ async fn get_with(server: &Server, path: &str, token: &str) -> (u16, Value) {
     .await
 }
 
-async fn post_with(server: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post_with(
+    server: &Server,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
     call(
         server,
         Method::POST,

@@ -1,10 +1,12 @@
 //! Deployed agents: what is stored about them ([`record`]), how a deployment
 //! is checked ([`deploy`]), where they are found by name, id or capability
 //! ([`registry`]), the actor loop that feeds each one its messages
-//! ([`actor`]), and the lifecycle that ties these together ([`manager`]).
+//! ([`actor`]), the hook that records every delivery in its conversation
+//! ([`exchange`]), and the lifecycle that ties these together ([`manager`]).
 
 pub mod actor;
 pub mod deploy;
+mod exchange;
 pub mod manager;
 pub mod record;
 pub mod registry;

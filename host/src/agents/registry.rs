@@ -9,8 +9,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::actor::Envelope;
+use super::exchange::Exchange;
 use super::record::AgentRecord;
 use super::stats::AgentStats;
+use crate::conversations::ConversationStore;
 use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus};
 use crate::runtime::guest_log::AgentLog;
 
@@ -151,11 +153,21 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Registry {
     /// Keyed by name, so listings come out in name order.
     agents: RwLock<BTreeMap<String, Arc<AgentHandle>>>,
+    /// Every delivery is recorded in its conversation.
+    conversations: Arc<ConversationStore>,
 }
 
 impl Registry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A registry recording conversations under `settings`' caps.
+    pub fn with_conversations(settings: crate::conversations::ConversationsConfig) -> Self {
+        Registry {
+            agents: RwLock::default(),
+            conversations: Arc::new(ConversationStore::new(settings)),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<AgentHandle>>> {
@@ -295,7 +307,34 @@ impl Registry {
         timeout: Duration,
         stream: Option<crate::llm::TextSink>,
     ) -> Result<Delivered, DeliveryError> {
-        let mut handle = self.resolve(&to)?;
+        let handle = self.resolve(&to)?;
+        // Recorded once routed (a message to nobody is in no
+        // conversation); dropped unfinished when the sender stops waiting.
+        let mut exchange = Exchange::begin(
+            &self.conversations,
+            &message,
+            from_agent.is_some(),
+            &handle.name,
+            timeout,
+        );
+        let conversation_id = exchange.conversation_id().to_string();
+        let result = tokio::select! {
+            result = self.deliver_to(handle, from_agent, to, message, timeout, stream) => result,
+            () = exchange.cancelled() => Err(DeliveryError::Cancelled(conversation_id)),
+        };
+        exchange.finish(&result);
+        result
+    }
+
+    async fn deliver_to(
+        &self,
+        mut handle: Arc<AgentHandle>,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+        stream: Option<crate::llm::TextSink>,
+    ) -> Result<Delivered, DeliveryError> {
         if from_agent == Some(handle.id.as_str()) {
             return Err(DeliveryError::SelfRequest(handle.name.clone()));
         }
@@ -344,6 +383,20 @@ impl Registry {
 impl MessageBus for Registry {
     fn check(&self, to: &Address) -> Result<(), DeliveryError> {
         self.resolve(to).map(|_| ())
+    }
+
+    fn recipients(&self, capability: &str, excluding: Option<&str>) -> Vec<String> {
+        self.read()
+            .values()
+            .filter(|h| excluding.is_none_or(|id| h.id != id))
+            .filter(|h| h.status() != AgentStatus::Suspended)
+            .filter(|h| h.capabilities().iter().any(|c| c == capability))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    fn conversations(&self) -> &Arc<ConversationStore> {
+        &self.conversations
     }
 
     async fn request(

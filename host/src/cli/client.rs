@@ -36,7 +36,14 @@ const SLOW_PATHS: &[&str] = &[
 ];
 /// Paths that are slow to POST to: deploying an agent, a tool or a
 /// definition (each starts and tries the agent).
-const SLOW_POSTS: &[&str] = &["/api/v1/agents", "/api/v1/tools", "/api/v1/config-agents"];
+/// (A broadcast waits for its deadline, a contract net for bids and results.)
+const SLOW_POSTS: &[&str] = &[
+    "/api/v1/agents",
+    "/api/v1/tools",
+    "/api/v1/config-agents",
+    "/api/v1/broadcast",
+    "/api/v1/contract-net",
+];
 /// Path endings of slow POSTs to one agent or tool.
 const SLOW_POST_SUFFIXES: &[&str] = &["/invoke", "/reload"];
 

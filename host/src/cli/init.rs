@@ -97,6 +97,13 @@ monitoring:
 backup:
   # directory: /backups          # unset: `backups` next to the data directory
   retention: 7                   # backups kept there; 0 keeps all
+
+conversations:                   # every message's conversation, kept in memory (a restart forgets them)
+  ttl_secs: 86400                # a finished conversation is forgotten a day after its last message
+  max_conversations: 10000       # beyond it the oldest finished go first
+  max_history: 100               # messages kept per conversation; the oldest go
+  max_bytes: 65536               # history bytes per conversation; the oldest messages go
+  max_total_bytes: 67108864      # all histories together; the oldest finished conversations go
 "#;
 
 fn render(data_dir: &Path, agents_dir: &Path) -> String {

@@ -6,6 +6,7 @@ mod agents;
 mod backup;
 mod client;
 mod config_agents;
+mod conversations;
 mod debug;
 mod diagnose;
 mod init;
@@ -190,6 +191,16 @@ enum Command {
     /// timings (`--agent A --conversation-id C`), or an agent's recent
     /// conversations (`--agent A`).
     Trace(trace::TraceArgs),
+    /// The server's conversations: list, show (every message), cancel.
+    #[command(subcommand)]
+    Conversations(conversations::ConversationsCommand),
+    /// Send one message to every agent of a capability and print each
+    /// one's answer (exit code 1 when none answered).
+    Broadcast(conversations::BroadcastArgs),
+    /// Run a contract net: call for proposals to every agent of a
+    /// capability, award the best bid, print its result (exit code 1 when
+    /// none came).
+    ContractNet(conversations::ContractNetArgs),
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -445,6 +456,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools(command) => tools::run(&target.client()?, command).await,
         Command::Mcp(command) => mcp::run(target.client()?, command).await,
         Command::Tokens(command) => tokens::run(&target.client()?, command).await,
+        Command::Conversations(command) => conversations::run(&target.client()?, command).await,
+        Command::Broadcast(args) => conversations::broadcast(&target.client()?, args).await,
+        Command::ContractNet(args) => conversations::contract_net(&target.client()?, args).await,
         Command::Reload {
             agent,
             all_config,

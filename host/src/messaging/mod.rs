@@ -50,6 +50,10 @@ pub enum DeliveryError {
     Timeout { agent: String, timeout_ms: u64 },
     #[error("agent `{0}` stopped before answering (it was removed or the server is shutting down)")]
     Stopped(String),
+    #[error(
+        "conversation `{0}` was cancelled; `caxton conversations show {0}` shows what happened before"
+    )]
+    Cancelled(String),
     #[error("agent `{agent}` failed: {failure}")]
     AgentFailed {
         agent: String,
@@ -77,6 +81,14 @@ pub trait MessageBus: Send + Sync {
     /// Whether `to` names someone who can take a message now, without
     /// sending one (a fire-and-forget `send` reports a wrong address).
     fn check(&self, to: &Address) -> Result<(), DeliveryError>;
+
+    /// The names of the running, not suspended agents declaring
+    /// `capability`, in name order, without the agent whose id is
+    /// `excluding` (a sender never receives its own broadcast).
+    fn recipients(&self, capability: &str, excluding: Option<&str>) -> Vec<String>;
+
+    /// Where the conversations of the messages carried are recorded.
+    fn conversations(&self) -> &std::sync::Arc<crate::conversations::ConversationStore>;
 
     /// Delivers `message` to `to` and waits up to `timeout` for the reply.
     /// `from_agent` is the id of the sending agent, if an agent sent it.

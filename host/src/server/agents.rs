@@ -430,6 +430,10 @@ impl MessageBody {
             Value::String(s) => (s, acl::TEXT_PLAIN),
             other => (other.to_string(), "application/json"),
         };
+        if let Some(id) = &self.conversation_id {
+            crate::conversations::model::check_id(id)
+                .map_err(|why| ApiError::bad_request("invalid_message", why))?;
+        }
         let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_REPLY_TIMEOUT_MS);
         if timeout_ms == 0 || timeout_ms > MAX_REPLY_TIMEOUT_MS {
             return Err(ApiError::bad_request(

@@ -116,10 +116,22 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     }
     match path {
         p if is_query(p) => Scope::Read,
-        "/api/v1/messages" | "/v1/chat/completions" => Scope::Message,
+        "/api/v1/messages"
+        | "/api/v1/broadcast"
+        | "/api/v1/contract-net"
+        | "/v1/chat/completions" => Scope::Message,
+        // Its handler lets only the conversation's initiator or an admin.
+        p if is_conversation_cancel(p) => Scope::Message,
         p if is_agent_action(p) => Scope::Message,
         _ => Scope::Admin,
     }
+}
+
+/// `/api/v1/conversations/{id}/cancel`, exactly one id segment.
+fn is_conversation_cancel(path: &str) -> bool {
+    path.strip_prefix("/api/v1/conversations/")
+        .and_then(|rest| rest.strip_suffix("/cancel"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// `/api/v1/agents/{name}/message` or `/ping`: exactly one name segment,
@@ -536,6 +548,36 @@ mod tests {
             Scope::Admin
         );
         assert_eq!(needed_scope(&Method::GET, "/api/v1/tokens"), Scope::Admin);
+    }
+
+    #[test]
+    fn cancelling_a_conversation_needs_message_and_reading_needs_read() {
+        assert_eq!(
+            needed_scope(&Method::GET, "/api/v1/conversations"),
+            Scope::Read
+        );
+        assert_eq!(
+            needed_scope(&Method::GET, "/api/v1/conversations/c1"),
+            Scope::Read
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/conversations/c1/cancel"),
+            Scope::Message
+        );
+        for protocol in ["/api/v1/broadcast", "/api/v1/contract-net"] {
+            assert_eq!(needed_scope(&Method::POST, protocol), Scope::Message);
+        }
+        for path in [
+            "/api/v1/conversations//cancel",
+            "/api/v1/conversations/a/b/cancel",
+            "/api/v1/conversations/c1",
+        ] {
+            assert_eq!(needed_scope(&Method::POST, path), Scope::Admin, "{path}");
+        }
+        assert_eq!(
+            needed_scope(&Method::DELETE, "/api/v1/conversations/c1/cancel"),
+            Scope::Admin
+        );
     }
 
     #[test]

@@ -155,6 +155,10 @@ impl From<DeliveryError> for ApiError {
             DeliveryError::Stopped(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_stopped", message)
             }
+            DeliveryError::Cancelled(id) => {
+                ApiError::new(StatusCode::CONFLICT, "conversation_cancelled", message)
+                    .with_details(json!({ "conversation_id": id }))
+            }
             DeliveryError::AgentFailed { agent, failure } => {
                 failure_error(failure, message).with_details(json!({ "agent": agent }))
             }

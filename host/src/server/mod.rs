@@ -4,6 +4,7 @@ mod agents;
 pub mod auth;
 mod backup;
 mod config_agents;
+mod conversations;
 pub mod debug;
 mod docs;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod metrics;
 mod openai;
 mod openapi;
 pub mod peer;
+mod protocols;
 pub mod request_context;
 pub mod server_state;
 pub mod settings;
@@ -113,6 +115,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(tokens::routes())
         .merge(backup::routes())
         .merge(traces::routes())
+        .merge(conversations::routes())
+        .merge(protocols::routes())
         .merge(storage::routes())
         .merge(debug::routes())
         .merge(openai::routes())

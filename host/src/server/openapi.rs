@@ -26,7 +26,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     components(schemas(super::error::ErrorBody)),
     tags(
         (name = "agents", description = "Deploy, list, suspend and remove agents"),
-        (name = "messages", description = "Messages to agents, by name or by capability"),
+        (name = "messages", description = "Messages to agents, by name or by capability; broadcast and contract net"),
+        (name = "conversations", description = "Every message's conversation: list, show, cancel"),
         (name = "memory", description = "Entities, observations and relations; hybrid search and traversal"),
         (name = "config-agents", description = "Agents defined by markdown files"),
         (name = "tools", description = "The tool registry"),

@@ -1,7 +1,8 @@
 //! Tools built into the host: data handling (`json_processor`,
 //! `csv_parser`), the web (`http_client`, allowed domains only), memory
 //! (`memory_search`, `memory_store`, in the caller's own scope) and other
-//! agents (`ask_agent`, by name or capability).
+//! agents (`ask_agent`, by name or capability; `broadcast` to every agent
+//! of a capability; `contract_net`, a call for proposals).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub fn all(http: &super::settings::ToolsConfig) -> Vec<Arc<dyn Tool>> {
         Arc::new(MemorySearch),
         Arc::new(MemoryStore),
         Arc::new(AskAgent),
+        Arc::new(Broadcast),
+        Arc::new(ContractNet),
     ]
 }
 
@@ -547,6 +550,129 @@ impl Tool for AskAgent {
         Ok(
             json!({"agent": delivered.agent_name, "performative": reply.performative, "answer": reply.content}),
         )
+    }
+}
+
+/// A protocol run by an agent: its messages are sent in its name.
+fn initiator(caller: &AgentContext) -> crate::protocols::Initiator {
+    crate::protocols::Initiator {
+        name: caller.name.clone(),
+        agent_id: Some(caller.id.clone()),
+        trace_parent: None,
+    }
+}
+
+/// `seconds` from the arguments, as a protocol deadline.
+fn seconds_arg(args: &Value, key: &str, default: u64) -> Result<Duration, ToolError> {
+    let seconds = match &args[key] {
+        Value::Null => default,
+        v => v.as_u64().ok_or_else(|| {
+            ToolError::InvalidInput(format!("`{key}` must be a whole number of seconds"))
+        })?,
+    };
+    crate::protocols::check_deadline(key, seconds.saturating_mul(1000))
+        .map_err(ToolError::InvalidInput)
+}
+
+struct Broadcast;
+
+#[async_trait::async_trait]
+impl Tool for Broadcast {
+    fn name(&self) -> &str {
+        "broadcast"
+    }
+    fn description(&self) -> &str {
+        "Send one message to every agent declaring a capability and get each one's answer (or why none came)."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["capability", "message"], "properties": {
+            "capability": {"type": "string"},
+            "message": {"type": "string"},
+            "timeout_seconds": {"type": "integer", "description": "how long answers are gathered (default 10)"},
+            "max_answers": {"type": "integer", "description": "stop once this many replied"}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let capability = string_arg(&args, "capability", "broadcast")?.to_string();
+        let content = string_arg(&args, "message", "broadcast")?.to_string();
+        let deadline = seconds_arg(&args, "timeout_seconds", 10)?;
+        let max_answers = match &args["max_answers"] {
+            Value::Null => None,
+            v => Some(
+                v.as_u64()
+                    .filter(|n| *n > 0)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        ToolError::InvalidInput("`max_answers` must be a positive integer".into())
+                    })?,
+            ),
+        };
+        let gathered = crate::protocols::broadcast::run(
+            caller.bus.as_ref(),
+            &initiator(caller),
+            crate::protocols::broadcast::Broadcast {
+                capability,
+                performative: Performative::Request,
+                content,
+                content_type: acl::TEXT_PLAIN.to_string(),
+                deadline,
+                max_answers,
+                conversation_id: None,
+            },
+        )
+        .await
+        .map_err(|e| ToolError::Failed(e.to_string()))?;
+        serde_json::to_value(gathered).map_err(|e| ToolError::Failed(e.to_string()))
+    }
+}
+
+struct ContractNet;
+
+#[async_trait::async_trait]
+impl Tool for ContractNet {
+    fn name(&self) -> &str {
+        "contract_net"
+    }
+    fn description(&self) -> &str {
+        "Ask every agent declaring a capability to bid on a task; the best bid (lowest by default) is accepted and its result returned, falling back to the next bid if the winner fails."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["capability", "task"], "properties": {
+            "capability": {"type": "string"},
+            "task": {"type": "string"},
+            "award": {"type": "string", "enum": ["lowest", "highest"]},
+            "timeout_seconds": {"type": "integer", "description": "how long bids are gathered (default 10)"},
+            "result_timeout_seconds": {"type": "integer", "description": "how long the winner has (default 60)"}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        use crate::protocols::contract_net::{self, Award};
+        let capability = string_arg(&args, "capability", "contract_net")?.to_string();
+        let task = string_arg(&args, "task", "contract_net")?.to_string();
+        let award = match args["award"].as_str() {
+            None | Some("lowest") => Award::Lowest,
+            Some("highest") => Award::Highest,
+            Some(other) => {
+                return Err(ToolError::InvalidInput(format!(
+                    "`award` is `{other}`; use `lowest` or `highest`"
+                )));
+            }
+        };
+        let outcome = contract_net::run(
+            caller.bus.as_ref(),
+            &initiator(caller),
+            contract_net::ContractNet {
+                capability,
+                task,
+                content_type: acl::TEXT_PLAIN.to_string(),
+                award,
+                bid_deadline: seconds_arg(&args, "timeout_seconds", 10)?,
+                result_deadline: seconds_arg(&args, "result_timeout_seconds", 60)?,
+                fallback: true,
+                conversation_id: None,
+            },
+        )
+        .await
+        .map_err(|e| ToolError::Failed(e.to_string()))?;
+        serde_json::to_value(outcome).map_err(|e| ToolError::Failed(e.to_string()))
     }
 }
 

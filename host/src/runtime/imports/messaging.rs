@@ -116,7 +116,8 @@ fn delivery_error(e: &DeliveryError) -> Error {
         DeliveryError::Timeout { .. } => Error::Timeout(text),
         DeliveryError::Suspended(_)
         | DeliveryError::MailboxFull { .. }
-        | DeliveryError::Stopped(_) => Error::Unavailable(text),
+        | DeliveryError::Stopped(_)
+        | DeliveryError::Cancelled(_) => Error::Unavailable(text),
         DeliveryError::AgentFailed { .. } => Error::Internal(text),
     }
 }

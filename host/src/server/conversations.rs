@@ -1,0 +1,192 @@
+//! `/api/v1/conversations`: every conversation the server keeps (see
+//! `crate::conversations`), listed, shown and cancelled. A caller sees the
+//! conversations its principal started; `admin` sees all.
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::auth::{Principal, Scope};
+use crate::conversations::{
+    CancelError, Conversation, ConversationState, Filter, Page, Protocol, Viewer, now_ms,
+};
+use crate::messaging::MessageBus as _;
+
+/// Most conversations one page lists.
+const MAX_PAGE: usize = 500;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+}
+
+fn viewer(principal: &Principal) -> Viewer<'_> {
+    if principal.scope == Scope::Admin {
+        Viewer::Admin
+    } else {
+        Viewer::Principal(&principal.name)
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only conversations this agent (or principal) took part in.
+    agent: Option<String>,
+    /// `request`, `broadcast`, `contract-net`, `publish` or `a2a`.
+    protocol: Option<String>,
+    /// `active`, `completed`, `failed`, `cancelled` or `expired`.
+    state: Option<String>,
+    /// Conversations per page (default 50, at most 500).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List conversations, newest first.
+///
+/// Without histories (`GET /api/v1/conversations/{id}` has them). Kept in
+/// memory: a restart forgets them; `conversations:` in `caxton.yaml` caps
+/// how many and for how long.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "conversations",
+    operation_id = "conversations_list",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`conversations` and `next_cursor`", body = Page),
+        (status = 400, description = "Unknown protocol or state, bad cursor or limit", body = ErrorBody),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{e}; use ?agent=NAME&protocol=P&state=S&limit=N&cursor=C"),
+        )
+    })?;
+    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+    let filter = Filter {
+        agent: query.agent,
+        protocol: query
+            .protocol
+            .as_deref()
+            .map(Protocol::parse)
+            .transpose()
+            .map_err(invalid)?,
+        state: query
+            .state
+            .as_deref()
+            .map(ConversationState::parse)
+            .transpose()
+            .map_err(invalid)?,
+    };
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(invalid(format!(
+            "limit is {limit}; it must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                invalid(format!(
+                    "cursor `{c}` is not one this server gave; pass the `next_cursor` of the previous page"
+                ))
+            })
+        })
+        .transpose()?;
+    let store = state.manager.registry().conversations();
+    Ok(Json(store.list(
+        &filter,
+        viewer(&principal),
+        limit,
+        cursor,
+        now_ms(),
+    )))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_conversation",
+        format!(
+            "no conversation `{id}`: it never existed, it has expired (conversations.ttl_secs), or it is not yours; `caxton conversations list` shows yours"
+        ),
+    )
+}
+
+/// A conversation with its history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "conversations_show",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The conversation, its history oldest first", body = Conversation),
+        (status = 404, description = "No such conversation, or not the caller's", body = ErrorBody),
+    )
+)]
+async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    state
+        .manager
+        .registry()
+        .conversations()
+        .get(&id, viewer(&principal), now_ms())
+        .map(Json)
+        .ok_or_else(|| not_found(&id))
+}
+
+/// Cancel an active conversation.
+///
+/// Every request of it still waiting is answered `409
+/// conversation_cancelled` at once; an agent's run for it stops where the
+/// sender's absence is noticed (a queued message is skipped, a config
+/// agent's tool loop ends). Only its initiator or an admin may.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/cancel",
+    tag = "conversations",
+    operation_id = "conversations_cancel",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The conversation, now cancelled", body = Conversation),
+        (status = 404, description = "No such conversation, or not the caller's", body = ErrorBody),
+        (status = 409, description = "The conversation has already finished", body = ErrorBody),
+    )
+)]
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    let store = state.manager.registry().conversations();
+    match store.cancel(&id, viewer(&principal), now_ms()) {
+        Ok(conversation) => Ok(Json(conversation)),
+        Err(CancelError::NotFound(_)) => Err(not_found(&id)),
+        Err(e @ CancelError::Finished { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conversation_finished",
+            e.to_string(),
+        )),
+    }
+}

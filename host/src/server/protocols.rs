@@ -1,0 +1,220 @@
+//! `POST /api/v1/broadcast` and `POST /api/v1/contract-net`: the host's
+//! protocols (`crate::protocols`) started over REST, in the caller's name.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::agents::read_body;
+use super::error::{ApiError, ErrorBody, parse_json};
+use super::request_context::RequestContext;
+use crate::auth::Principal;
+use crate::messaging::{Performative, acl};
+use crate::protocols::broadcast::{self, Broadcast, Gathered};
+use crate::protocols::contract_net::{self, Award, ContractNet, Outcome};
+use crate::protocols::{Initiator, check_deadline};
+
+const DEFAULT_DEADLINE_MS: u64 = 10_000;
+const DEFAULT_RESULT_DEADLINE_MS: u64 = 60_000;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(broadcast))
+        .routes(routes!(contract_net))
+}
+
+/// A string content is sent as text, anything else as JSON.
+fn content_of(content: Value, content_type: Option<String>) -> (String, String) {
+    let (text, default_type) = match content {
+        Value::String(s) => (s, acl::TEXT_PLAIN),
+        other => (other.to_string(), "application/json"),
+    };
+    (
+        text,
+        content_type.unwrap_or_else(|| default_type.to_string()),
+    )
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::bad_request("invalid_protocol", message)
+}
+
+/// The caller's conversation id (checked), or a new one.
+fn conversation_id(id: Option<String>) -> Result<String, ApiError> {
+    match id {
+        Some(id) => {
+            crate::conversations::model::check_id(&id).map_err(invalid)?;
+            Ok(id)
+        }
+        None => Ok(acl::new_message_id()),
+    }
+}
+
+fn initiator(
+    principal: &Principal,
+    request: &RequestContext,
+    capability: &str,
+    conversation_id: &str,
+) -> Initiator {
+    Initiator {
+        name: principal.name.clone(),
+        agent_id: None,
+        trace_parent: Some(
+            request.delivering(&format!("capability {capability}"), conversation_id),
+        ),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BroadcastBody {
+    /// Every running agent declaring it gets the message.
+    capability: String,
+    /// A string is sent as text, anything else as JSON.
+    content: Value,
+    /// `request` by default.
+    performative: Option<Performative>,
+    /// `text/plain` for a string content, `application/json` otherwise.
+    content_type: Option<String>,
+    /// How long answers are gathered (default 10 s).
+    #[schema(minimum = 1, maximum = 600000)]
+    timeout_ms: Option<u64>,
+    /// Stop once this many agents have replied.
+    #[schema(minimum = 1)]
+    max_answers: Option<usize>,
+    /// A new one is made when absent.
+    conversation_id: Option<String>,
+}
+
+/// Send one message to every agent of a capability and gather the answers.
+///
+/// Answers are gathered until `timeout_ms` or until `max_answers` agents
+/// replied; every agent asked is listed with its reply, refusal, failure,
+/// timeout, or `unanswered` (nobody waited for it any more).
+#[utoipa::path(
+    post,
+    path = "/api/v1/broadcast",
+    tag = "messages",
+    operation_id = "broadcast",
+    request_body = BroadcastBody,
+    responses(
+        (status = 200, description = "Every agent's answer", body = Gathered),
+        (status = 400, description = "Invalid body (timeout, max_answers, conversation id)", body = ErrorBody),
+        (status = 404, description = "No running agent declares the capability", body = ErrorBody),
+    )
+)]
+async fn broadcast(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request): Extension<RequestContext>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Gathered>, ApiError> {
+    let body: BroadcastBody = parse_json(&read_body(bytes)?)?;
+    let deadline = check_deadline("timeout_ms", body.timeout_ms.unwrap_or(DEFAULT_DEADLINE_MS))
+        .map_err(invalid)?;
+    if body.max_answers == Some(0) {
+        return Err(invalid("max_answers is 0; it must be at least 1".into()));
+    }
+    let (content, content_type) = content_of(body.content, body.content_type);
+    let id = conversation_id(body.conversation_id)?;
+    let initiator = initiator(&principal, &request, &body.capability, &id);
+    let gathered = broadcast::run(
+        state.manager.registry().as_ref(),
+        &initiator,
+        Broadcast {
+            capability: body.capability,
+            performative: body.performative.unwrap_or(Performative::Request),
+            content,
+            content_type,
+            deadline,
+            max_answers: body.max_answers,
+            conversation_id: Some(id),
+        },
+    )
+    .await?;
+    Ok(Json(gathered))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ContractNetBody {
+    /// Every running agent declaring it is asked for a proposal.
+    capability: String,
+    /// What is to be done: the content of the `cfp` and of the
+    /// `accept-proposal`. A string is sent as text, anything else as JSON.
+    task: Value,
+    content_type: Option<String>,
+    /// `lowest` (the default) or `highest` bid wins; equal bids go to the
+    /// agent whose name sorts first.
+    award: Option<Award>,
+    /// How long proposals are gathered (default 10 s).
+    #[schema(minimum = 1, maximum = 600000)]
+    timeout_ms: Option<u64>,
+    /// How long an accepted proposer has for its result (default 60 s).
+    #[schema(minimum = 1, maximum = 600000)]
+    result_timeout_ms: Option<u64>,
+    /// On a winner's failure, accept the next-best proposal (default true).
+    fallback: Option<bool>,
+    /// A new one is made when absent.
+    conversation_id: Option<String>,
+}
+
+/// Run a contract net: call for proposals, award the best bid, get its result.
+///
+/// Participants answer the `cfp` with `propose` (content
+/// `{"bid": 12.5, "text": "…"}`, or text starting with the bid) or
+/// `refuse`. The winner gets `accept-proposal` and answers `inform` (the
+/// result) or `failure`; on a failure the next-best proposal is accepted
+/// (unless `fallback` is false). The rest get `reject-proposal`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/contract-net",
+    tag = "messages",
+    operation_id = "contract_net",
+    request_body = ContractNetBody,
+    responses(
+        (status = 200, description = "Proposals, attempts, the winner and its result (`state` says whether one came)", body = Outcome),
+        (status = 400, description = "Invalid body (timeouts, award, conversation id)", body = ErrorBody),
+        (status = 404, description = "No running agent declares the capability", body = ErrorBody),
+    )
+)]
+async fn contract_net(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request): Extension<RequestContext>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Outcome>, ApiError> {
+    let body: ContractNetBody = parse_json(&read_body(bytes)?)?;
+    let bid_deadline = check_deadline("timeout_ms", body.timeout_ms.unwrap_or(DEFAULT_DEADLINE_MS))
+        .map_err(invalid)?;
+    let result_deadline = check_deadline(
+        "result_timeout_ms",
+        body.result_timeout_ms.unwrap_or(DEFAULT_RESULT_DEADLINE_MS),
+    )
+    .map_err(invalid)?;
+    let (task, content_type) = content_of(body.task, body.content_type);
+    let id = conversation_id(body.conversation_id)?;
+    let initiator = initiator(&principal, &request, &body.capability, &id);
+    let outcome = contract_net::run(
+        state.manager.registry().as_ref(),
+        &initiator,
+        ContractNet {
+            capability: body.capability,
+            task,
+            content_type,
+            award: body.award.unwrap_or(Award::Lowest),
+            bid_deadline,
+            result_deadline,
+            fallback: body.fallback.unwrap_or(true),
+            conversation_id: Some(id),
+        },
+    )
+    .await?;
+    Ok(Json(outcome))
+}

@@ -1,0 +1,399 @@
+//! Agents working together: conversations the server keeps (shown only to
+//! whoever started them, cancellable), broadcast by capability, and the
+//! contract net the host runs, against real contractor components.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, deploy_body, rust_example, temp_data_dir};
+use crate::security::{get_with, post_with};
+
+/// Deploys the contractor example as `name` with its behaviour `config`.
+async fn contractor(server: &Server, name: &str, config: Value) {
+    let mut body = deploy_body(
+        name,
+        &rust_example("contractor"),
+        json!({"max_execution_time_ms": 60000}),
+    );
+    body["config"] = config;
+    let (status, answer) = server.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "deploying {name}: {answer}");
+}
+
+async fn token(server: &Server, name: &str, scope: &str) -> String {
+    let (status, created) = server
+        .post("/api/v1/tokens", &json!({"name": name, "scope": scope}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["token"].as_str().expect("token").to_string()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str().map(String::from))
+        .collect()
+}
+
+fn performatives(conversation: &Value) -> Vec<String> {
+    conversation["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["performative"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_kept_shown_only_to_their_initiator_and_cancellable() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    contractor(&server, "slow", json!({"name": "slow", "stall_ms": 20000})).await;
+    let alice = token(&server, "alice", "message").await;
+    let bob = token(&server, "bob", "read").await;
+    let carol = token(&server, "carol", "message").await;
+
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/agents/echo/message",
+        &alice,
+        &json!({"message": "hello", "conversation_id": "alice-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, mine) = get_with(&server, "/api/v1/conversations/alice-1", &alice).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["protocol"], "request");
+    assert_eq!(mine["state"], "completed");
+    assert_eq!(mine["initiator"], "alice");
+    assert_eq!(mine["participants"], json!(["alice", "echo"]));
+    assert_eq!(performatives(&mine), ["request", "inform"], "{mine}");
+    assert_eq!(mine["outcome"], "hello");
+
+    // Nobody else's principal sees it; an admin does.
+    let (status, _) = get_with(&server, "/api/v1/conversations/alice-1", &bob).await;
+    assert_eq!(status, 404, "a read token sees only its own");
+    let (status, page) = get_with(&server, "/api/v1/conversations", &bob).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!ids(&page).contains(&"alice-1".to_string()), "{page}");
+    let (status, page) = get_with(&server, "/api/v1/conversations", &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ["alice-1"]);
+    let (status, page) = server
+        .get("/api/v1/conversations?protocol=request&agent=echo&state=completed")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(ids(&page).contains(&"alice-1".to_string()), "{page}");
+    let (status, body) = server.get("/api/v1/conversations?state=sleeping").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown state `sleeping`"),
+        "{body}"
+    );
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/agents/echo/message",
+        &alice,
+        &json!({"message": "x", "conversation_id": "a\nb"}),
+    )
+    .await;
+    assert_eq!(status, 400, "a control character in an id: {body}");
+
+    // Cancelling answers the waiting request at once.
+    let url = server.url("/api/v1/agents/slow/message");
+    let waiting_token = alice.clone();
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(waiting_token)
+            .json(&json!({"message": "take your time", "conversation_id": "alice-2"}))
+            .send()
+            .await
+            .expect("message");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("JSON"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, c) = server.get("/api/v1/conversations/alice-2").await;
+        if status == 200 && c["state"] == "active" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice-2 never became active: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = post_with(
+        &server,
+        "/api/v1/conversations/alice-2/cancel",
+        &bob,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 403, "a read token cannot cancel");
+    let (status, _) = post_with(
+        &server,
+        "/api/v1/conversations/alice-2/cancel",
+        &carol,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "nor can another principal");
+    let (status, cancelled) = post_with(
+        &server,
+        "/api/v1/conversations/alice-2/cancel",
+        &alice,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let (status, body) = waiting.await.expect("the waiting request");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "conversation_cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered when cancelled, not when the agent finished"
+    );
+    let (status, body) = post_with(
+        &server,
+        "/api/v1/conversations/alice-1/cancel",
+        &alice,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 409, "a finished one cannot be: {body}");
+
+    let (ok, out, err) = server.cli(&["conversations", "list", "--agent", "echo"]);
+    assert!(
+        ok && out.contains("alice-1") && out.contains("completed"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = server.cli(&["conversations", "show", "alice-1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("alice → echo  request  hello"), "{out}");
+    assert!(out.contains("echo → alice  inform  hello"), "{out}");
+    let (ok, _, err) = server.cli(&["conversations", "show", "nope"]);
+    assert!(!ok && err.contains("no conversation `nope`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_gathers_every_answer_and_names_the_agent_that_timed_out() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy("echo", &rust_example("echo"), json!({}))
+        .await;
+    for n in 1..=5 {
+        let name = format!("c{n}");
+        contractor(&server, &name, json!({"name": name, "bid": n})).await;
+    }
+    contractor(&server, "c6", json!({"name": "c6", "stall_ms": 6000})).await;
+
+    let (status, gathered) = server
+        .post(
+            "/api/v1/broadcast",
+            &json!({"capability": "quote", "content": "price?", "timeout_ms": 2000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{gathered}");
+    assert_eq!(
+        gathered["asked"], 6,
+        "echo does not declare `quote`: {gathered}"
+    );
+    assert_eq!(gathered["answered"], 5);
+    let answers = gathered["answers"].as_array().expect("answers");
+    for (n, answer) in answers.iter().take(5).enumerate() {
+        assert_eq!(answer["agent"], format!("c{}", n + 1));
+        assert_eq!(answer["status"], "replied", "{answer}");
+        assert_eq!(answer["content"], format!("c{} quotes {}", n + 1, n + 1));
+    }
+    assert_eq!(answers[5]["agent"], "c6");
+    assert_eq!(answers[5]["status"], "timeout", "{gathered}");
+    let id = gathered["conversation_id"].as_str().expect("id");
+    let (status, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(c["protocol"], "broadcast");
+    assert_eq!(c["state"], "completed");
+    assert!(
+        c["outcome"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("5 of 6 answered"),
+        "{c}"
+    );
+    assert_eq!(c["participants"].as_array().map(Vec::len), Some(7), "{c}");
+
+    // Enough answers end the gathering.
+    let (status, gathered) = server
+        .post(
+            "/api/v1/broadcast",
+            &json!({"capability": "quote", "content": "again", "timeout_ms": 5000, "max_answers": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{gathered}");
+    assert_eq!(gathered["answered"], 2);
+    let statuses: Vec<&str> = gathered["answers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["status"].as_str())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "replied").count(),
+        2,
+        "{gathered}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "unanswered").count(),
+        4,
+        "{gathered}"
+    );
+
+    let (status, body) = server
+        .post(
+            "/api/v1/broadcast",
+            &json!({"capability": "nobody-has-it", "content": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "capability_not_found");
+    let (status, body) = server
+        .post(
+            "/api/v1/broadcast",
+            &json!({"capability": "quote", "content": "x", "timeout_ms": 0}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (ok, out, err) = server.cli(&["broadcast", "quote", "hello", "--timeout", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("5 of 6 answered"), "{out}");
+    assert!(
+        out.contains("c3") && out.contains("[inform] c3 quotes 3"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_net_awards_the_best_bid_and_falls_back_when_the_winner_fails() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    contractor(
+        &server,
+        "cheap",
+        json!({"name": "cheap", "bid": 3, "fail": true}),
+    )
+    .await;
+    contractor(&server, "mid", json!({"name": "mid", "bid": 5})).await;
+    contractor(&server, "mid2", json!({"name": "mid2", "bid": 5})).await;
+    contractor(&server, "pricey", json!({"name": "pricey", "bid": 9})).await;
+    contractor(
+        &server,
+        "refuser",
+        json!({"name": "refuser", "refuse": true}),
+    )
+    .await;
+    contractor(
+        &server,
+        "sleeper",
+        json!({"name": "sleeper", "bid": 1, "stall_ms": 6000}),
+    )
+    .await;
+
+    let (status, outcome) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "paint the fence",
+                    "timeout_ms": 2000, "result_timeout_ms": 5000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["state"], "completed", "{outcome}");
+    assert_eq!(
+        outcome["winner"], "mid",
+        "the failed winner's next best; ties by name"
+    );
+    assert_eq!(outcome["result"], "mid did: paint the fence");
+    let by_agent = |name: &str| -> Value {
+        outcome["proposals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["agent"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(by_agent("cheap")["bid"], 3.0);
+    assert_eq!(by_agent("mid2")["status"], "proposed");
+    assert_eq!(by_agent("refuser")["status"], "refused");
+    assert_eq!(by_agent("sleeper")["status"], "timeout", "{outcome}");
+    let tried: Vec<(&str, bool)> = outcome["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| (a["agent"].as_str().unwrap_or(""), a["completed"] == true))
+        .collect();
+    assert_eq!(tried, [("cheap", false), ("mid", true)]);
+    assert_eq!(outcome["rejected"], json!(["mid2", "pricey"]));
+    assert_eq!(
+        server.ask("mid2", "rejections").await,
+        "1",
+        "the rejection arrived"
+    );
+    assert_eq!(server.ask("mid", "rejections").await, "0");
+
+    let id = outcome["conversation_id"].as_str().expect("id");
+    let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(c["protocol"], "contract-net");
+    assert_eq!(c["state"], "completed", "{c}");
+    let steps = performatives(&c);
+    for step in [
+        "cfp",
+        "propose",
+        "refuse",
+        "accept-proposal",
+        "failure",
+        "inform",
+        "reject-proposal",
+    ] {
+        assert!(steps.iter().any(|s| s == step), "{step} missing: {steps:?}");
+    }
+
+    // The highest bid, and no fallback when the winner fails.
+    let (_, outcome) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "t", "award": "highest", "timeout_ms": 2000}),
+        )
+        .await;
+    assert_eq!(outcome["winner"], "pricey", "{outcome}");
+    let (_, outcome) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "t", "fallback": false, "timeout_ms": 2000}),
+        )
+        .await;
+    assert_eq!(outcome["state"], "failed", "{outcome}");
+    assert_eq!(outcome["winner"], Value::Null);
+    assert!(
+        outcome["reason"].as_str().unwrap_or("").contains("1 tried"),
+        "{outcome}"
+    );
+
+    let (ok, out, err) = server.cli(&["contract-net", "quote", "mow the lawn", "--timeout", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Winner: mid: mid did: mow the lawn"), "{out}");
+}
