@@ -426,10 +426,7 @@ impl MessageBody {
                 ));
             }
         };
-        let (content, default_type) = match content {
-            Value::String(s) => (s, acl::TEXT_PLAIN),
-            other => (other.to_string(), "application/json"),
-        };
+        let (content, content_type) = content_of(content, self.content_type);
         if let Some(id) = &self.conversation_id {
             crate::conversations::model::check_id(id)
                 .map_err(|why| ApiError::bad_request("invalid_message", why))?;
@@ -448,9 +445,7 @@ impl MessageBody {
             receiver: self.receiver,
             capability: self.capability,
             content,
-            content_type: self
-                .content_type
-                .unwrap_or_else(|| default_type.to_string()),
+            content_type,
             conversation_id: Some(self.conversation_id.unwrap_or_else(acl::new_message_id)),
             reply_with: self.reply_with,
             in_reply_to: None,
@@ -804,6 +799,19 @@ async fn logs(
     }
     let lines = handle.log.tail(tail);
     Ok(Json(json!({ "agent": handle.name, "lines": lines })))
+}
+
+/// A JSON body's `content`: a string is sent as text, anything else as
+/// JSON; an explicit `content_type` wins.
+pub(super) fn content_of(content: Value, content_type: Option<String>) -> (String, String) {
+    let (text, default_type) = match content {
+        Value::String(s) => (s, acl::TEXT_PLAIN),
+        other => (other.to_string(), "application/json"),
+    };
+    (
+        text,
+        content_type.unwrap_or_else(|| default_type.to_string()),
+    )
 }
 
 #[cfg(test)]

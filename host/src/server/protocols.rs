@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::agents::read_body;
+use super::agents::{content_of, read_body};
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::request_context::RequestContext;
 use crate::auth::Principal;
@@ -27,18 +27,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(broadcast))
         .routes(routes!(contract_net))
-}
-
-/// A string content is sent as text, anything else as JSON.
-fn content_of(content: Value, content_type: Option<String>) -> (String, String) {
-    let (text, default_type) = match content {
-        Value::String(s) => (s, acl::TEXT_PLAIN),
-        other => (other.to_string(), "application/json"),
-    };
-    (
-        text,
-        content_type.unwrap_or_else(|| default_type.to_string()),
-    )
 }
 
 fn invalid(message: String) -> ApiError {
