@@ -225,6 +225,19 @@ impl hyper::body::Body for CountedBody {
     }
 }
 
+/// A connection that can tell the server's own address on it (the other
+/// half of the four-tuple that finds the client's socket).
+pub trait ServerEnd {
+    /// The local address of the accepted socket.
+    fn server_end(&self) -> std::io::Result<SocketAddr>;
+}
+
+impl ServerEnd for tokio::net::TcpStream {
+    fn server_end(&self) -> std::io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
 /// Serves `app` on `listener` until `stop` completes, then lets requests in
 /// flight finish (idle connections are closed at once).
 pub async fn serve_connections<L>(
@@ -234,8 +247,11 @@ pub async fn serve_connections<L>(
     stop: impl Future<Output = ()>,
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
+    L::Io: ServerEnd,
 {
-    let server_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let listening = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let table = Arc::new(Mutex::new(Table::default()));
     let (stopping, _) = tokio::sync::watch::channel(false);
     // Every connection task holds a sender; when all are gone, all are done.
@@ -257,7 +273,7 @@ pub async fn serve_connections<L>(
         tokio::spawn(async move {
             let _running = running;
             // Read before admission: the owner decides which slots it may take.
-            let owner = PeerOwner::of(peer, server_port);
+            let owner = PeerOwner::of(peer, io.server_end().unwrap_or(listening));
             let admitted =
                 lock(&table).admit(PeerKey::of(peer, owner), owner.may_be_operator(), &limits);
             let (id, connection) = match admitted {

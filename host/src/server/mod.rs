@@ -20,6 +20,7 @@ mod protocols;
 pub mod request_context;
 pub mod server_state;
 pub mod settings;
+mod sock_diag;
 pub mod storage;
 pub mod tls;
 mod tokens;
@@ -324,6 +325,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 pub async fn serve<L>(listener: L, state: AppState, settings: &settings::ServerConfig)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
+    L::Io: listen::ServerEnd,
 {
     let shutdown = state.shutdown.clone();
     let app = router(state, settings.max_body_bytes);

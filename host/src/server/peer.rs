@@ -3,10 +3,11 @@
 //! Every account on a machine can connect to `127.0.0.1`, so "the request
 //! comes from loopback" does not say "the request comes from the
 //! operator". On Linux the kernel says who owns each TCP socket: the
-//! client's end of a loopback connection is a line of `/proc/net/tcp` (or
-//! `tcp6`) whose local address is the peer address the server sees, and
-//! that line carries the owning user id. A tokenless request is the local
-//! operator only when that user is the one the server runs as.
+//! client's end of a loopback connection is the socket whose own address
+//! is the peer address the server sees, and the kernel tells its owning
+//! user id (asked over `sock_diag` netlink, see [`super::sock_diag`]; from
+//! `/proc/net/tcp{,6}` where netlink is not allowed). A tokenless request
+//! is the local operator only when that user is the one the server runs as.
 //!
 //! Elsewhere the owner cannot be read this way; there the old rule (any
 //! loopback connection) holds, and `auth.required: true` is the way to
@@ -30,12 +31,12 @@ pub enum PeerOwner {
 
 impl PeerOwner {
     /// Looks up the owner of the client socket `peer`, connected to the
-    /// server's port `server_port`.
-    pub fn of(peer: SocketAddr, server_port: u16) -> PeerOwner {
+    /// server's socket `server_end`.
+    pub fn of(peer: SocketAddr, server_end: SocketAddr) -> PeerOwner {
         if !peer.ip().to_canonical().is_loopback() {
             return PeerOwner::Remote;
         }
-        match socket_owner(peer, server_port) {
+        match socket_owner(peer, server_end) {
             Some(uid) if uid == server_uid() => PeerOwner::ServerUser,
             Some(uid) => PeerOwner::OtherUser(uid),
             None => PeerOwner::Unknown,
@@ -81,7 +82,15 @@ pub fn server_uid() -> u32 {
 }
 
 #[cfg(target_os = "linux")]
-fn socket_owner(peer: SocketAddr, server_port: u16) -> Option<u32> {
+fn socket_owner(peer: SocketAddr, server_end: SocketAddr) -> Option<u32> {
+    use super::sock_diag::{Lookup, owner};
+    match owner(peer, server_end) {
+        Lookup::Owner(uid) => return Some(uid),
+        Lookup::Gone => return None,
+        // Without netlink (a restricted sandbox), the table is the way.
+        Lookup::Unavailable => {}
+    }
+    let server_port = server_end.port();
     // A v4 client of a dual-stack listener is seen as `::ffff:a.b.c.d` but
     // its socket is listed in `tcp`; a v6 client only in `tcp6`.
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
@@ -94,7 +103,7 @@ fn socket_owner(peer: SocketAddr, server_port: u16) -> Option<u32> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn socket_owner(_peer: SocketAddr, _server_port: u16) -> Option<u32> {
+fn socket_owner(_peer: SocketAddr, _server_end: SocketAddr) -> Option<u32> {
     None
 }
 
@@ -209,11 +218,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let (_served, peer) = listener.accept().expect("accept");
+        let (served, peer) = listener.accept().expect("accept");
+        let server_end = served.local_addr().expect("addr");
         assert_eq!(peer, client.local_addr().expect("addr"));
-        assert_eq!(PeerOwner::of(peer, port), PeerOwner::ServerUser);
-        assert!(PeerOwner::of(peer, port).may_be_operator());
+        assert_eq!(PeerOwner::of(peer, server_end), PeerOwner::ServerUser);
+        assert!(PeerOwner::of(peer, server_end).may_be_operator());
         let remote: SocketAddr = "10.1.2.3:4".parse().expect("addr");
-        assert_eq!(PeerOwner::of(remote, port), PeerOwner::Remote);
+        assert_eq!(PeerOwner::of(remote, server_end), PeerOwner::Remote);
     }
 }

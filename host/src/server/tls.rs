@@ -108,6 +108,12 @@ impl TlsListener {
     }
 }
 
+impl super::listen::ServerEnd for TlsStream<TcpStream> {
+    fn server_end(&self) -> std::io::Result<SocketAddr> {
+        self.get_ref().0.local_addr()
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
