@@ -122,8 +122,33 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
         | "/v1/chat/completions" => Scope::Message,
         // Its handler lets only the conversation's initiator or an admin.
         p if is_conversation_cancel(p) => Scope::Message,
-        p if is_agent_action(p) => Scope::Message,
+        p if is_agent_action(p) || is_a2a_action(p) => Scope::Message,
         _ => Scope::Admin,
+    }
+}
+
+/// An agent's A2A endpoints that talk to it or act on the caller's own
+/// tasks: `POST /a2a/{agent}` (JSON-RPC), `/message:send`,
+/// `/message:stream`, `/tasks/{id}:cancel`, `/tasks/{id}:subscribe`. They
+/// need `message`, as sending on REST does (the card and task reads, GETs,
+/// need `read`).
+fn is_a2a_action(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/a2a/") else {
+        return false;
+    };
+    let (name, tail) = match rest.split_once('/') {
+        Some((name, tail)) => (name, Some(tail)),
+        None => (rest, None),
+    };
+    if name.is_empty() {
+        return false;
+    }
+    match tail {
+        None => true,
+        Some("message:send" | "message:stream") => true,
+        Some(tail) => tail.strip_prefix("tasks/").is_some_and(|task| {
+            !task.contains('/') && (task.ends_with(":cancel") || task.ends_with(":subscribe"))
+        }),
     }
 }
 
@@ -149,7 +174,7 @@ fn is_agent_action(path: &str) -> bool {
     }
 }
 
-fn is_loopback_name(host: &str) -> bool {
+pub(super) fn is_loopback_name(host: &str) -> bool {
     let host = host.trim_end_matches('.');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -160,7 +185,7 @@ fn is_loopback_name(host: &str) -> bool {
 }
 
 /// Splits `host[:port]` (with `[v6]` brackets) into host and port.
-fn split_authority(authority: &str) -> (&str, Option<&str>) {
+pub(super) fn split_authority(authority: &str) -> (&str, Option<&str>) {
     if let Some(rest) = authority.strip_prefix('[') {
         return match rest.split_once(']') {
             Some((host, tail)) => (host, tail.strip_prefix(':')),
@@ -578,6 +603,36 @@ mod tests {
             needed_scope(&Method::DELETE, "/api/v1/conversations/c1/cancel"),
             Scope::Admin
         );
+    }
+
+    #[test]
+    fn a2a_reads_need_read_and_talking_to_the_agent_needs_message() {
+        for path in [
+            "/a2a/echo/.well-known/agent-card.json",
+            "/a2a/echo/tasks",
+            "/a2a/echo/tasks/t1",
+        ] {
+            assert_eq!(needed_scope(&Method::GET, path), Scope::Read, "{path}");
+        }
+        for path in [
+            "/a2a/echo",
+            "/a2a/echo/message:send",
+            "/a2a/echo/message:stream",
+            "/a2a/echo/tasks/t1:cancel",
+            "/a2a/echo/tasks/t1:subscribe",
+        ] {
+            assert_eq!(needed_scope(&Method::POST, path), Scope::Message, "{path}");
+            assert!(writes(&Method::POST, path), "safe mode refuses {path}");
+        }
+        for path in [
+            "/a2a/",
+            "/a2a/echo/x",
+            "/a2a/echo/tasks/a/b:cancel",
+            "/a2a/echo/tasks",
+        ] {
+            assert_eq!(needed_scope(&Method::POST, path), Scope::Admin, "{path}");
+        }
+        assert_eq!(needed_scope(&Method::DELETE, "/a2a/echo"), Scope::Admin);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where a message enters: the REST API under `/api/v1` (axum).
 
+pub mod a2a;
 mod agents;
 pub mod auth;
 mod backup;
@@ -91,7 +92,9 @@ pub struct Services {
     pub config_snapshot: Arc<serde_json::Value>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The whole HTTP surface: REST, OpenAI, MCP and A2A (`a2a` holds the
+/// A2A tasks and the public URL its cards name).
+pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
     let gate = state.gate.clone();
     // MCP tools call this same router (through the gate, with the
     // caller's credentials); it goes into the cell once built.
@@ -121,12 +124,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(storage::routes())
         .merge(debug::routes())
         .merge(openai::routes())
+        .merge(a2a::routes())
         .split_for_parts();
     let document = openapi::ServedDocument::finish(document);
     let app = api
         .nest_service("/mcp", mcp::http_service(cell.clone()))
         .fallback(not_found)
         .layer(axum::Extension(document))
+        .layer(axum::Extension(Arc::new(a2a)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(error::json_rejections))
         .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
@@ -328,7 +333,8 @@ where
     L::Io: listen::ServerEnd,
 {
     let shutdown = state.shutdown.clone();
-    let app = router(state, settings.max_body_bytes);
+    let a2a = a2a::A2a::new(settings.public_url.as_deref(), settings.tls.is_some());
+    let app = router(state, settings.max_body_bytes, a2a);
     let limits = settings.connection_limits();
     listen::serve_connections(listener, app, limits, async move {
         let ctrl_c = async {

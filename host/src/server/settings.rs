@@ -33,6 +33,11 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// HTTPS on the API port: `{cert: PEM file, key: PEM file}`.
     pub tls: Option<super::tls::TlsSettings>,
+    /// The URL clients reach the server at (`https://caxton.example.com`,
+    /// maybe behind a proxy); A2A agent cards name their endpoints under
+    /// it. Unset: cards are served only to loopback clients, from the
+    /// `Host` they asked.
+    pub public_url: Option<String>,
     /// The runbook writes these under `server:`; they mean the top-level
     /// `data_dir` and `agents.dir`.
     pub data_dir: Option<PathBuf>,
@@ -52,6 +57,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 60,
             tls: None,
+            public_url: None,
             data_dir: None,
             agents_dir: None,
         }
@@ -94,8 +100,26 @@ impl ServerConfig {
                 return Err(format!("{name} is 0; it must be at least 1"));
             }
         }
+        if let Some(url) = &self.public_url {
+            check_public_url(url)?;
+        }
         Ok(())
     }
+}
+
+/// `server.public_url`: an absolute http(s) URL with a host, no userinfo,
+/// query or fragment (a path prefix, for a proxy, is allowed).
+fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+    if host.is_none_or(|h| h.is_empty() || h.contains('@')) || url.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "server.public_url is `{url}`; it must be an http:// or https:// URL with a host and no query, e.g. https://caxton.example.com"
+        ));
+    }
+    Ok(())
 }
 
 /// The port `/metrics` gets on its own when `monitoring.metrics_port` is not
@@ -122,5 +146,31 @@ impl Default for MonitoringConfig {
             health_check_interval: None,
             trace_spans: crate::trace::DEFAULT_SPANS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_must_be_an_absolute_http_url() {
+        for good in ["https://caxton.example.com", "http://10.0.0.5:8080/caxton/"] {
+            assert!(check_public_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "caxton.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/?a",
+            "https://u@x",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+        let config = ServerConfig {
+            public_url: Some("nope".into()),
+            ..ServerConfig::default()
+        };
+        assert!(config.validate().is_err());
     }
 }
