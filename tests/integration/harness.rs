@@ -426,6 +426,32 @@ impl Server {
         decode(response).await
     }
 
+    /// Creates an API token; answers its secret.
+    pub async fn token(&self, name: &str, scope: &str) -> String {
+        let (status, created) = self
+            .post(
+                "/api/v1/tokens",
+                &serde_json::json!({ "name": name, "scope": scope }),
+            )
+            .await;
+        assert_eq!(status, 201, "creating token {name}: {created}");
+        created["token"].as_str().expect("token").to_string()
+    }
+
+    /// POSTs `body` with a bearer token; answers the status and the
+    /// response as JSON.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
     /// Deploys a component file as `name` with optional limits; asserts 201.
     pub async fn deploy(&self, name: &str, wasm: &Path, limits: Value) -> Value {
         let (status, body) = self

@@ -23,10 +23,29 @@ pub(crate) fn interop_python() -> PathBuf {
     python
 }
 
+/// The Python of the A2A virtualenv (the official `a2a-sdk`, kept apart
+/// from the MCP and OpenAI clients' dependencies); fails loudly when it is
+/// missing.
+pub(crate) fn a2a_python() -> PathBuf {
+    let python = repo_root().join("target/a2a-venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: scripts/test creates it (python3 -m venv target/a2a-venv && \
+         target/a2a-venv/bin/pip install 'a2a-sdk[http-server]==1.3.0' uvicorn==0.55.0)",
+        python.display()
+    );
+    python
+}
+
 /// Runs an interop script; panics with its output unless it succeeds;
 /// returns the JSON line it printed.
 pub(crate) fn run_script(script: &str, args: &[&str]) -> Value {
-    let output = Command::new(interop_python())
+    run_script_with(&interop_python(), script, args)
+}
+
+/// [`run_script`] with another Python.
+pub(crate) fn run_script_with(python: &Path, script: &str, args: &[&str]) -> Value {
+    let output = Command::new(python)
         .arg(repo_root().join("tests/interop").join(script))
         .args(args)
         .output()
@@ -47,14 +66,6 @@ fn admin_token(data: &Path) -> String {
         .expect("admin token")
         .trim()
         .to_string()
-}
-
-async fn create_token(server: &Server, name: &str, scope: &str) -> String {
-    let (status, body) = server
-        .post("/api/v1/tokens", &json!({ "name": name, "scope": scope }))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().expect("token").to_string()
 }
 
 /// A server with the scripted LLM and one config agent, `helper`.
@@ -92,7 +103,7 @@ async fn the_openai_client_talks_to_wasm_and_config_agents() {
     server
         .deploy("echo", &rust_example("echo"), json!({}))
         .await;
-    let token = create_token(&server, "openai-user", "message").await;
+    let token = server.token("openai-user", "message").await;
     let seen = run_script(
         "openai_client.py",
         &[
@@ -184,7 +195,7 @@ async fn the_openai_client_talks_to_wasm_and_config_agents() {
     );
 
     // A read-only token may list models but not talk to agents.
-    let reader = create_token(&server, "reader", "read").await;
+    let reader = server.token("reader", "read").await;
     let client = reqwest::Client::new();
     let refused = client
         .post(server.url("/v1/chat/completions"))
@@ -251,7 +262,7 @@ async fn the_mcp_sdk_uses_every_tool_over_http_and_stdio() {
     }
 
     // A token's scope limits MCP tools as it limits REST.
-    let reader = create_token(&server, "mcp-reader", "read").await;
+    let reader = server.token("mcp-reader", "read").await;
     let read = server
         .mcp_tool(Some(&reader), "read_graph", json!({}))
         .await;

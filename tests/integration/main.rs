@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod a2a;
 mod config_agents;
 mod hostile_uploads;
 mod interop;

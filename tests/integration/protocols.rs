@@ -21,14 +21,6 @@ async fn contractor(server: &Server, name: &str, config: Value) {
     assert_eq!(status, 201, "deploying {name}: {answer}");
 }
 
-async fn token(server: &Server, name: &str, scope: &str) -> String {
-    let (status, created) = server
-        .post("/api/v1/tokens", &json!({"name": name, "scope": scope}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["token"].as_str().expect("token").to_string()
-}
-
 fn ids(page: &Value) -> Vec<String> {
     page["conversations"]
         .as_array()
@@ -55,9 +47,9 @@ async fn conversations_are_kept_shown_only_to_their_initiator_and_cancellable() 
         .deploy("echo", &rust_example("echo"), json!({}))
         .await;
     contractor(&server, "slow", json!({"name": "slow", "stall_ms": 20000})).await;
-    let alice = token(&server, "alice", "message").await;
-    let bob = token(&server, "bob", "read").await;
-    let carol = token(&server, "carol", "message").await;
+    let alice = server.token("alice", "message").await;
+    let bob = server.token("bob", "read").await;
+    let carol = server.token("carol", "message").await;
 
     let (status, body) = post_with(
         &server,

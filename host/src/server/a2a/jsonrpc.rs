@@ -11,7 +11,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -45,7 +45,7 @@ pub fn response(id: &Value, result: Result<Value, A2aError>) -> Value {
     request_body(content = Object, description = "A JSON-RPC 2.0 request"),
     responses(
         (status = 200, description = "A JSON-RPC 2.0 response (`result` or `error`), or for the streaming methods server-sent events of them", content((Object = "application/json"), ("text/event-stream"))),
-        (status = 400, description = "The body could not be read", body = ErrorBody),
+        (status = 400, description = "The body is not one JSON object (a JSON-RPC error, -32700 or -32600)", body = Object),
         (status = 404, description = "Unknown agent", body = ErrorBody),
         (status = 413, description = "Body larger than server.max_request_bytes", body = ErrorBody),
     ))]
@@ -60,11 +60,28 @@ pub(super) async fn endpoint(
 ) -> Result<Response, ApiError> {
     let bytes = crate::server::agents::read_body(bytes)?;
     agent(&state, &name)?;
-    let body: Value = match serde_json::from_slice(&bytes) {
-        Ok(body) => body,
+    // Not a request at all: refused at the HTTP level too (400), with the
+    // JSON-RPC parse error as the body.
+    let body: Value = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(body) if body.is_object() => body,
+        Ok(_) => {
+            let e = A2aError::new(
+                ops::INVALID_REQUEST,
+                "the body must be one JSON-RPC request object (batches are not served)",
+            );
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(response(&Value::Null, Err(e))),
+            )
+                .into_response());
+        }
         Err(e) => {
             let e = A2aError::new(ops::PARSE_ERROR, format!("the body is not JSON: {e}"));
-            return Ok(Json(response(&Value::Null, Err(e))).into_response());
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(response(&Value::Null, Err(e))),
+            )
+                .into_response());
         }
     };
     let id = body.get("id").cloned().unwrap_or(Value::Null);
