@@ -266,6 +266,15 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
     }
     let (loaded, failed) = config_agents.load_all().await;
     tracing::info!(loaded, failed, dir = %config_agents.dir().display(), "config agents loaded");
+    let remote = crate::agents::remote::start_all(
+        &config.a2a_agents,
+        manager.registry(),
+        config.runtime.mailbox_capacity,
+        config.runtime.failure_threshold,
+    );
+    if !config.a2a_agents.is_empty() {
+        tracing::info!(registered = remote, "remote A2A agents registered");
+    }
     // Kept alive until the server stops.
     let _watcher = if config.agents.hot_reload {
         match config_agents::watch(config_agents.clone()) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, rust_example, temp_data_dir};
-use crate::interop::{a2a_python, run_script_with};
+use crate::harness::{Server, repo_root, rust_example, temp_data_dir};
+use crate::interop::{a2a_python, free_port, run_script_with};
 
 /// One JSON-RPC call to an agent's A2A endpoint; answers the response.
 async fn rpc(server: &Server, token: &str, agent: &str, method: &str, params: Value) -> Value {
@@ -243,4 +243,130 @@ async fn a2a_tasks_follow_fipa_replies_and_can_be_cancelled_and_followed() {
     assert_eq!(missing["error"]["details"][0]["reason"], "TASK_NOT_FOUND");
     let (status, _) = server.get("/a2a/nobody/.well-known/agent-card.json").await;
     assert_eq!(status, 404);
+}
+
+/// The SDK's own A2A server (`tests/interop/a2a_echo_server.py`): answers
+/// `echo: TEXT`. Killed when dropped.
+struct SdkAgent {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SdkAgent {
+    fn start() -> SdkAgent {
+        use std::io::BufRead as _;
+        let port = free_port();
+        let mut child = std::process::Command::new(a2a_python())
+            .arg(repo_root().join("tests/interop/a2a_echo_server.py"))
+            .arg(port.to_string())
+            .arg("echo")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the a2a-sdk server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+        assert_eq!(first.trim(), "ready", "the a2a-sdk server did not start");
+        SdkAgent { child, port }
+    }
+}
+
+impl Drop for SdkAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const RELAY: &str = "---\nname: relay\nversion: \"1.0.0\"\ncapabilities: [relaying]\ntools: [ask_agent]\nsystem_prompt: You ask the far agent.\n---\nAsks a remote agent.\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caxton_agents_call_an_a2a_server_built_with_the_sdk() {
+    let remote = SdkAgent::start();
+    let (guard, data) = temp_data_dir();
+    let root = guard.path();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(agents.join("relay.md"), RELAY).expect("relay");
+    std::fs::write(
+        root.join("script.yaml"),
+        "- when: \"forecast please\"\n  tool_calls: [{name: ask_agent, arguments: {agent: far-echo, message: forecast}}]\n- when: \"echo: forecast\"\n  content: \"The far agent said: echo: forecast\"\n",
+    )
+    .expect("script");
+    let closed = free_port();
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {agents}\nllm:\n  scripted:\n    script: {script}\na2a_agents:\n  far-echo:\n    url: http://127.0.0.1:{port}/a2a/echo\n    timeout_secs: 20\n  gone:\n    url: http://127.0.0.1:{closed}/a2a/gone\n    timeout_secs: 2\n    retries: 1\n    capabilities: [nothing-here]\n",
+            agents = agents.display(),
+            script = root.join("script.yaml").display(),
+            port = remote.port,
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+
+    // The card is read: the remote agent's skills are its capabilities.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, agent) = server.get("/api/v1/agents/far-echo").await;
+        assert_eq!(status, 200, "{agent}");
+        if agent["capabilities"] == json!(["echo"]) {
+            assert_eq!(agent["type"], "a2a", "{agent}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the card was never read: {agent}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // By name over REST, by capability, and from a WASM agent.
+    assert_eq!(server.ask("far-echo", "hi").await, "echo: hi");
+    let (status, routed) = server
+        .post(
+            "/api/v1/messages",
+            &json!({"capability": "echo", "message": "by skill"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{routed}");
+    assert_eq!(routed["reply"]["content"], "echo: by skill", "{routed}");
+    assert_eq!(routed["agent"]["name"], "far-echo");
+    server
+        .deploy("asker", &rust_example("asker"), json!({}))
+        .await;
+    let asked = server.ask("asker", "ask far-echo from wasm").await;
+    assert!(asked.contains("echo: from wasm"), "{asked}");
+
+    // In a broadcast to its capability.
+    let (status, gathered) = server
+        .post(
+            "/api/v1/broadcast",
+            &json!({"capability": "echo", "content": "all", "timeout_ms": 10000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{gathered}");
+    assert_eq!(gathered["answers"][0]["agent"], "far-echo", "{gathered}");
+    assert_eq!(gathered["answers"][0]["status"], "replied", "{gathered}");
+    assert_eq!(gathered["answers"][0]["content"], "echo: all", "{gathered}");
+
+    // A config agent uses it as a tool.
+    let relayed = server.ask("relay", "forecast please").await;
+    assert_eq!(relayed, "The far agent said: echo: forecast");
+
+    // One that cannot be reached fails clearly, after its retries.
+    let (status, failed) = server.message("gone", "anyone?").await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(failed["error"]["code"], "remote_agent_failed", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot connect")),
+        "{failed}"
+    );
+    // It is defined by the configuration, not removable over the API.
+    let (status, _) = server.delete("/api/v1/agents/far-echo").await;
+    assert_eq!(status, 409);
 }

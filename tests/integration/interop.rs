@@ -503,7 +503,7 @@ async fn wasm_agents_call_the_tools_they_were_granted() {
 }
 
 /// A free port on loopback (closed again before it is used).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

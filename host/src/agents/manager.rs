@@ -41,7 +41,7 @@ pub enum ManageError {
     #[error("storage error: {0}")]
     Storage(String),
     #[error(
-        "agent `{name}` is a config agent defined by {source_file}; delete or move that file to remove it"
+        "agent `{name}` is defined by {source_file}, not deployed; remove it there (delete or move a config agent's file, or its entry under a2a_agents)"
     )]
     DefinedByFile { name: String, source_file: String },
 }
@@ -484,7 +484,7 @@ impl AgentManager {
             .get(name_or_id)
             .ok_or_else(|| ManageError::NotFound(name_or_id.to_string()))?;
         let record = handle.record();
-        if record.kind == AgentKind::Config {
+        if record.kind != AgentKind::Wasm {
             return Err(ManageError::DefinedByFile {
                 name: record.name,
                 source_file: record.source.unwrap_or_default(),

@@ -10,6 +10,7 @@ mod exchange;
 pub mod manager;
 pub mod record;
 pub mod registry;
+pub mod remote;
 pub mod stats;
 pub mod store;
 

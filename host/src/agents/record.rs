@@ -53,6 +53,9 @@ pub enum AgentKind {
     Wasm,
     /// A markdown/TOML definition run by the built-in interpreter component.
     Config,
+    /// An agent on another server, spoken to over A2A (`a2a_agents:` in
+    /// `caxton.yaml`); nothing of it runs here.
+    A2a,
 }
 
 impl AgentKind {
@@ -60,6 +63,7 @@ impl AgentKind {
         match self {
             AgentKind::Wasm => "wasm",
             AgentKind::Config => "config",
+            AgentKind::A2a => "a2a",
         }
     }
 }

@@ -53,6 +53,7 @@ impl AgentStats {
             ExecutionFailure::Trap(_)
             | ExecutionFailure::Instantiate(_)
             | ExecutionFailure::Init(_) => self.traps += 1,
+            ExecutionFailure::Remote(_) => {}
         }
         self.last_error = Some(failure.to_string());
         self.last_error_code = Some(failure.code().to_string());

@@ -27,6 +27,10 @@ pub enum ExecutionFailure {
     Instantiate(String),
     #[error("init failed: {0}")]
     Init(String),
+    /// A remote (A2A) agent could not be reached, or answered with an
+    /// error rather than a task.
+    #[error("the remote agent did not answer: {0}")]
+    Remote(String),
 }
 
 impl ExecutionFailure {
@@ -47,6 +51,7 @@ impl ExecutionFailure {
             ExecutionFailure::Trap(_) => "agent_trapped",
             ExecutionFailure::Instantiate(_) => "agent_instantiation_failed",
             ExecutionFailure::Init(_) => "agent_init_failed",
+            ExecutionFailure::Remote(_) => "remote_agent_failed",
         }
     }
 }
