@@ -28,6 +28,7 @@ server:
   header_read_timeout_secs: 30   # to send a request's headers; also ends idle keep-alive
   body_read_timeout_secs: 60     # to send a request's body (408 after)
   # tls: { cert: /etc/caxton/cert.pem, key: /etc/caxton/key.pem }
+  # public_url: https://caxton.example.com   # what A2A agent cards name; unset: cards only for loopback clients
 
 auth:
   required: false                # true: tokens even on a loopback bind
@@ -85,6 +86,14 @@ mcp_servers: {}                  # MCP servers whose tools agents may list as NA
   #   env: { MEMORY_FILE_PATH: /var/lib/caxton/mcp-memory.jsonl }
   #   timeout_secs: 30
   #   max_result_bytes: 262144
+
+a2a_agents: {}                   # agents on other servers, spoken to over A2A, messaged by these names
+  # weather:
+  #   url: https://weather.example.com/a2a/weather   # its card: URL/.well-known/agent-card.json
+  #   bearer_token_env: WEATHER_A2A_TOKEN
+  #   timeout_secs: 60
+  #   retries: 2                 # only when the message cannot have arrived
+  #   capabilities: []           # empty: the card's skill ids
 
 logging: {}
   # level: info
