@@ -275,6 +275,11 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
     if !config.a2a_agents.is_empty() {
         tracing::info!(registered = remote, "remote A2A agents registered");
     }
+    // Every agent is registered: delivery of fire-and-forget messages
+    // (those left from before a restart first) may begin.
+    let outbox = crate::outbox::Outbox::open(storage.clone(), config.outbox.clone())
+        .context("cannot open the outbox of fire-and-forget messages")?;
+    manager.registry().use_outbox(outbox);
     // Kept alive until the server stops.
     let _watcher = if config.agents.hot_reload {
         match config_agents::watch(config_agents.clone()) {

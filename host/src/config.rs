@@ -36,6 +36,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// MCP servers whose tools agents may use, as `NAME/TOOL`.
     pub mcp_servers: std::collections::BTreeMap<String, crate::tools::settings::McpServerConfig>,
+    /// How fire-and-forget messages are kept, retried and given up on.
+    pub outbox: crate::outbox::OutboxConfig,
     /// Agents on other servers spoken to over A2A, messaged by these names.
     pub a2a_agents: std::collections::BTreeMap<String, crate::agents::remote::RemoteAgentConfig>,
     /// Accepted from the operator runbook's production file; see
@@ -159,6 +161,7 @@ impl Config {
         for (name, server) in &self.mcp_servers {
             server.validate(name).map_err(ConfigError::Invalid)?;
         }
+        self.outbox.validate().map_err(ConfigError::Invalid)?;
         for (name, agent) in &self.a2a_agents {
             agent.validate(name).map_err(ConfigError::Invalid)?;
         }

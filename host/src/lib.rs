@@ -24,6 +24,7 @@ pub mod logging;
 pub mod memory;
 pub mod messaging;
 pub mod observe;
+pub mod outbox;
 pub mod protocols;
 pub mod redact;
 pub mod runtime;

@@ -389,3 +389,156 @@ async fn a_contract_net_awards_the_best_bid_and_falls_back_when_the_winner_fails
     assert!(ok, "{err}");
     assert!(out.contains("Winner: mid: mid did: mow the lawn"), "{out}");
 }
+
+/// Waits until `agent` answers `question` with `expected`; panics with the
+/// last answer after `limit`.
+async fn await_answer(
+    server: &Server,
+    agent: &str,
+    question: &str,
+    expected: &str,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let answer = server.ask(agent, question).await;
+        if answer == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{agent} still answers {answer}, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_and_forget_messages_survive_kill_9_and_arrive_once() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    server
+        .deploy("tally", &rust_example("counter"), json!({}))
+        .await;
+    let batch: Vec<Value> = (0..500)
+        .map(|_| json!({"receiver": "tally", "message": "record"}))
+        .collect();
+    let (status, queued) = server
+        .post("/api/v1/send", &json!({ "messages": batch }))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["queued"], 500);
+    // Acknowledged means on disk: killed at once, nothing is lost.
+    server.kill();
+    let mut server = Server::start(&data);
+    await_answer(&server, "tally", "recorded", "500", Duration::from_secs(60)).await;
+    let (status, outbox) = server.get("/api/v1/dead-letters").await;
+    assert_eq!(status, 200, "{outbox}");
+    assert_eq!(outbox["dead"], 0, "{outbox}");
+    // Settled: none is delivered again later.
+    let started = Instant::now();
+    loop {
+        let (_, outbox) = server.get("/api/v1/dead-letters").await;
+        if outbox["waiting"] == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{outbox}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.ask("tally", "recorded").await, "500");
+
+    // A WASM agent's `send` is durable too.
+    server
+        .deploy("teller", &rust_example("asker"), json!({}))
+        .await;
+    assert_eq!(
+        server.ask("teller", "tell tally record").await,
+        "told tally"
+    );
+    await_answer(&server, "tally", "recorded", "501", Duration::from_secs(20)).await;
+    // A wrong address is reported at once, and queues nothing.
+    let (status, refused) = server
+        .post(
+            "/api/v1/send",
+            &json!({"messages": [{"receiver": "tally", "message": "record"}, {"receiver": "nobody", "message": "x"}]}),
+        )
+        .await;
+    assert_eq!(status, 404, "{refused}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.ask("tally", "recorded").await, "501");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_fire_and_forget_messages_become_dead_letters_to_replay() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(
+        &config,
+        "outbox:\n  max_attempts: 2\n  retry_initial_ms: 100\n  retry_max_ms: 200\n",
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    server
+        .deploy("trapper", &rust_example("misbehave"), json!({}))
+        .await;
+    let (status, queued) = server
+        .post(
+            "/api/v1/send",
+            &json!({"receiver": "trapper", "message": "trap"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let message_id = queued["messages"][0]["id"].clone();
+    let letter = first_dead_letter(&server).await;
+    assert_eq!(letter["message"]["id"], message_id, "{letter}");
+    assert_eq!(letter["attempts"], 2, "tried max_attempts times: {letter}");
+    assert!(
+        letter["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("trapped")),
+        "{letter}"
+    );
+    // Replayed: tried again from zero, and dead again.
+    let id = letter["id"].as_u64().expect("id");
+    let (status, replayed) = server
+        .post(&format!("/api/v1/dead-letters/{id}/replay"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{replayed}");
+    let again = first_dead_letter(&server).await;
+    assert_eq!(again["message"]["id"], message_id, "{again}");
+    assert_ne!(again["id"], letter["id"], "a new dead letter: {again}");
+    // Discarded: gone.
+    let again_id = again["id"].as_u64().expect("id");
+    let (status, _) = server
+        .delete(&format!("/api/v1/dead-letters/{again_id}"))
+        .await;
+    assert_eq!(status, 200);
+    let (_, page) = server.get("/api/v1/dead-letters").await;
+    assert_eq!(page["dead_letters"], json!([]), "{page}");
+    let (status, _) = server
+        .delete(&format!("/api/v1/dead-letters/{again_id}"))
+        .await;
+    assert_eq!(status, 404);
+    // Other principals' messages: an admin's to read.
+    let reader = server.token("reader", "read").await;
+    let (status, _) = get_with(&server, "/api/v1/dead-letters", &reader).await;
+    assert_eq!(status, 403);
+}
+
+/// The first dead letter, once there is one (20 s at most).
+async fn first_dead_letter(server: &Server) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, page) = server.get("/api/v1/dead-letters").await;
+        assert_eq!(status, 200, "{page}");
+        if let Some(letter) = page["dead_letters"].get(0) {
+            return letter.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no dead letter: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -14,6 +14,7 @@ use super::record::AgentRecord;
 use super::stats::AgentStats;
 use crate::conversations::ConversationStore;
 use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus};
+use crate::outbox::{Outbox, Queued, Target};
 use crate::runtime::guest_log::AgentLog;
 
 /// What an operator sees of an agent's state.
@@ -155,6 +156,9 @@ pub struct Registry {
     agents: RwLock<BTreeMap<String, Arc<AgentHandle>>>,
     /// Every delivery is recorded in its conversation.
     conversations: Arc<ConversationStore>,
+    /// Where fire-and-forget messages wait; without one they are sent
+    /// from memory (tests of routing alone).
+    outbox: std::sync::OnceLock<Arc<Outbox>>,
 }
 
 impl Registry {
@@ -167,7 +171,58 @@ impl Registry {
         Registry {
             agents: RwLock::default(),
             conversations: Arc::new(ConversationStore::new(settings)),
+            outbox: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes fire-and-forget messages durable through `outbox`, and starts
+    /// its delivery through this registry. Once only.
+    pub fn use_outbox(self: &Arc<Self>, outbox: Arc<Outbox>) {
+        if self.outbox.set(outbox.clone()).is_ok() {
+            let bus: Arc<dyn MessageBus> = self.clone();
+            outbox.start(Arc::downgrade(&bus));
+        }
+    }
+
+    /// The outbox, once [`Registry::use_outbox`] set it.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.outbox.get()
+    }
+
+    /// Queues messages for delivery without waiting for replies: each
+    /// address is checked now, then all are written at once (or none).
+    pub async fn post_all(
+        &self,
+        from_agent: Option<&str>,
+        messages: Vec<(Address, AclMessage)>,
+    ) -> Result<usize, DeliveryError> {
+        for (to, _) in &messages {
+            self.resolve(to)?;
+        }
+        let count = messages.len();
+        let Some(outbox) = self.outbox.get() else {
+            return Err(DeliveryError::NotQueued(
+                "this registry has no outbox to keep fire-and-forget messages in".into(),
+            ));
+        };
+        let now = crate::conversations::now_ms();
+        let items = messages
+            .into_iter()
+            .map(|(to, message)| Queued {
+                message,
+                to: Target::of(&to),
+                from_agent: from_agent.map(str::to_string),
+                attempts: 0,
+                next_attempt_ms: now,
+                last_error: None,
+                queued_at_ms: now,
+            })
+            .collect();
+        outbox
+            .enqueue(items)
+            .await
+            .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
+        Ok(count)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<AgentHandle>>> {
@@ -407,5 +462,16 @@ impl MessageBus for Registry {
         timeout: Duration,
     ) -> Result<Delivered, DeliveryError> {
         self.deliver(from_agent, to, message, timeout, None).await
+    }
+
+    async fn post(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+    ) -> Result<(), DeliveryError> {
+        self.post_all(from_agent, vec![(to, message)])
+            .await
+            .map(|_| ())
     }
 }

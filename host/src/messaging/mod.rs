@@ -54,6 +54,8 @@ pub enum DeliveryError {
         "conversation `{0}` was cancelled; `caxton conversations show {0}` shows what happened before"
     )]
     Cancelled(String),
+    #[error("the message was not queued: {0}")]
+    NotQueued(String),
     #[error("agent `{agent}` failed: {failure}")]
     AgentFailed {
         agent: String,
@@ -99,4 +101,14 @@ pub trait MessageBus: Send + Sync {
         message: AclMessage,
         timeout: Duration,
     ) -> Result<Delivered, DeliveryError>;
+
+    /// Queues `message` for `to` without waiting for a reply: durable
+    /// (written before this returns) when the server has an outbox. A
+    /// wrong address is reported now.
+    async fn post(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+    ) -> Result<(), DeliveryError>;
 }

@@ -39,7 +39,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resume))
         .routes(routes!(logs))
         .routes(routes!(route_message))
+        .routes(routes!(send_and_forget))
 }
+
+/// Most messages one `POST /api/v1/send` may queue.
+const MAX_SEND_BATCH: usize = 1000;
 
 /// The fields of [`agent_view`], for the API document (the view is built
 /// with `json!`, so there is no type to derive a schema from).
@@ -683,6 +687,96 @@ async fn route_message(
     };
     message.trace_parent = Some(request.delivering(&addressed, conversation(&message)));
     send(&state, to, message, timeout).await
+}
+
+/// Queue messages without waiting for replies (durable fire-and-forget).
+///
+/// Each message (addressed by `receiver` or `capability`; `inform` unless
+/// `performative` says otherwise) is written to the database before the
+/// answer: it is delivered after a restart too, retried with backoff when
+/// the receiver fails, and after `outbox.max_attempts` failures kept as a
+/// dead letter (`GET /api/v1/dead-letters`). Addresses are checked first:
+/// one wrong address queues none of the batch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/send",
+    tag = "messages",
+    operation_id = "messages_send_and_forget",
+    request_body(content = Object, description = "One message (the fields of MessageRequest with `receiver` or `capability`), or `{\"messages\": [...]}` with up to 1000 of them"),
+    responses(
+        (status = 202, description = "Queued: `queued` (count) and `messages` [{id, conversation_id}]", body = Object),
+        (status = 400, description = "Invalid message or batch", body = ErrorBody),
+        (status = 403, description = "`sender` is not who the caller authenticated as", body = ErrorBody),
+        (status = 404, description = "No agent of that name, or none declaring the capability", body = ErrorBody),
+        (status = 413, description = "Body larger than server.max_request_bytes", body = ErrorBody),
+        (status = 503, description = "The outbox is full (outbox.max_queued) or the server is stopping", body = ErrorBody),
+    )
+)]
+async fn send_and_forget(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(request): Extension<RequestContext>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: Value = parse_json(&read_body(bytes)?)?;
+    let bodies: Vec<MessageBody> = match body.get("messages") {
+        Some(batch) if body.as_object().is_some_and(|o| o.len() == 1) => {
+            let bodies: Vec<MessageBody> = serde_json::from_value(batch.clone()).map_err(|e| {
+                ApiError::bad_request("invalid_message", format!("`messages`: {e}"))
+            })?;
+            if bodies.is_empty() || bodies.len() > MAX_SEND_BATCH {
+                return Err(ApiError::bad_request(
+                    "invalid_message",
+                    format!(
+                        "`messages` holds {} messages; send 1 to {MAX_SEND_BATCH}",
+                        bodies.len()
+                    ),
+                ));
+            }
+            bodies
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_message",
+                "a batch is `{\"messages\": [...]}` and nothing else",
+            ));
+        }
+        None => vec![serde_json::from_value(body).map_err(|e| {
+            ApiError::bad_request("invalid_message", format!("invalid message: {e}"))
+        })?],
+    };
+    let mut messages = Vec::with_capacity(bodies.len());
+    for mut body in bodies {
+        let to = match (body.receiver.take(), body.capability.take()) {
+            (Some(r), None) => Address::Agent(r),
+            (None, Some(c)) => Address::Capability(c),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_message",
+                    "address each message with exactly one of `receiver` (agent name or id) or `capability`",
+                ));
+            }
+        };
+        if body.performative.is_none() {
+            body.performative = Some(Performative::Inform);
+        }
+        let (mut message, _) = body.into_message(&principal)?;
+        let addressed = match &to {
+            Address::Agent(name) => name.clone(),
+            Address::Capability(c) => format!("capability {c}"),
+        };
+        message.trace_parent = Some(request.delivering(&addressed, conversation(&message)));
+        messages.push((to, message));
+    }
+    let queued: Vec<Value> = messages
+        .iter()
+        .map(|(_, m)| json!({ "id": m.id, "conversation_id": m.conversation_id }))
+        .collect();
+    let count = state.manager.registry().post_all(None, messages).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "queued": count, "messages": queued })),
+    ))
 }
 
 /// The conversation a REST message is in (`into_message` always sets one).

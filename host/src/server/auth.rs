@@ -101,6 +101,7 @@ fn is_upload(method: &Method, path: &str) -> bool {
 /// `message`, everything that changes the server is `admin`.
 pub fn needed_scope(method: &Method, path: &str) -> Scope {
     if path.starts_with("/api/v1/tokens")
+        || path.starts_with("/api/v1/dead-letters")
         || path == "/api/v1/backup"
         || path == "/api/v1/debug/state"
     {
@@ -117,6 +118,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     match path {
         p if is_query(p) => Scope::Read,
         "/api/v1/messages"
+        | "/api/v1/send"
         | "/api/v1/broadcast"
         | "/api/v1/contract-net"
         | "/v1/chat/completions" => Scope::Message,

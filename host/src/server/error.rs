@@ -152,6 +152,9 @@ impl From<DeliveryError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "reply_timeout", message)
                     .with_details(json!({ "agent": agent, "timeout_ms": timeout_ms }))
             }
+            DeliveryError::NotQueued(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_queued", message)
+            }
             DeliveryError::Stopped(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_stopped", message)
             }

@@ -6,6 +6,7 @@ pub mod auth;
 mod backup;
 mod config_agents;
 mod conversations;
+mod dead_letters;
 pub mod debug;
 mod docs;
 pub mod error;
@@ -125,6 +126,7 @@ pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
         .merge(debug::routes())
         .merge(openai::routes())
         .merge(a2a::routes())
+        .merge(dead_letters::routes())
         .split_for_parts();
     let document = openapi::ServedDocument::finish(document);
     let app = api

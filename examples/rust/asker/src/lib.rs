@@ -2,9 +2,12 @@
 //!
 //! `ask AGENT TEXT` asks the agent named AGENT; `cap CAPABILITY TEXT` asks
 //! whichever agent declares CAPABILITY; `self` tries to ask itself (the
-//! host refuses, because the agent would wait on its own mailbox).
+//! host refuses, because the agent would wait on its own mailbox); `tell
+//! AGENT TEXT` sends without waiting (durable fire-and-forget).
 
-use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent, messaging};
+use caxton_guest_sdk::{
+    Agent, AgentInfo, Error, Message, Performative, Reply, export_agent, messaging,
+};
 
 struct Asker {
     name: String,
@@ -25,7 +28,7 @@ impl Agent for Asker {
 
     fn describe() -> AgentInfo {
         AgentInfo::new(
-            "Asks other agents: `ask AGENT TEXT` or `cap CAPABILITY TEXT`",
+            "Asks other agents: `ask AGENT TEXT`, `cap CAPABILITY TEXT`, or tells one without waiting: `tell AGENT TEXT`",
             &["asking"],
         )
     }
@@ -43,10 +46,20 @@ impl Agent for Asker {
                 let (capability, text) = split_first(rest).unwrap_or((rest, ""));
                 messaging::ask_capability(capability, text)
             }
+            // Fire-and-forget: the host queues it durably before `send`
+            // returns; no answer comes back here.
+            Some(("tell", rest)) => {
+                let (agent, text) = split_first(rest).unwrap_or((rest, ""));
+                let outgoing = messaging::to_agent(agent, Performative::Inform, text);
+                return Ok(Some(match messaging::send(&outgoing) {
+                    Ok(()) => Reply::inform(format!("told {agent}")),
+                    Err(e) => Reply::failure(format!("telling failed: {e}")),
+                }));
+            }
             _ if msg.content.trim() == "self" => messaging::ask(&self.name, "hello me"),
             _ => {
                 return Ok(Some(Reply::not_understood(
-                    "expected `ask AGENT TEXT`, `cap CAPABILITY TEXT` or `self`",
+                    "expected `ask AGENT TEXT`, `cap CAPABILITY TEXT`, `tell AGENT TEXT` or `self`",
                 )));
             }
         };

@@ -1,7 +1,10 @@
 //! Counter: keeps a durable count in the host's key-value store, so the
 //! count survives instance restarts, traps and server restarts.
 //!
-//! Messages: `increment` (or `inc N`), `get`, `reset`.
+//! Messages: `increment` (or `inc N`), `get`, `reset`; and `record`, which
+//! notes the message's id (`recorded` answers how many ids were noted):
+//! an idempotent receiver, since a message delivered again (durable
+//! fire-and-forget is at least once) carries the same id.
 
 use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent, kv, log};
 
@@ -29,7 +32,7 @@ impl Agent for Counter {
 
     fn describe() -> AgentInfo {
         AgentInfo::new(
-            "A durable counter: increment, inc N, get, reset",
+            "A durable counter: increment, inc N, get, reset, record (notes the message id), recorded",
             &["counting"],
         )
     }
@@ -45,10 +48,19 @@ impl Agent for Counter {
                 read()? + n
             }
             ["get"] => return Ok(Some(Reply::inform(read()?.to_string()))),
+            // One key per message id, written once: the count is how many
+            // there are, so no crash between two writes can skew it.
+            ["record"] => {
+                kv::set(&format!("seen:{}", msg.id), "1")?;
+                return Ok(Some(Reply::inform(kv::list_keys("seen:")?.len().to_string())));
+            }
+            ["recorded"] => {
+                return Ok(Some(Reply::inform(kv::list_keys("seen:")?.len().to_string())));
+            }
             ["reset"] => 0,
             _ => {
                 return Ok(Some(Reply::not_understood(format!(
-                    "unknown command `{command}`; try increment, inc N, get or reset"
+                    "unknown command `{command}`; try increment, inc N, get, reset, record or recorded"
                 ))));
             }
         };

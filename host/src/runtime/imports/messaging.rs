@@ -14,24 +14,13 @@ const MAX_REQUEST_TIMEOUT_MS: u32 = 300_000;
 
 impl messaging::Host for HostState {
     async fn send(&mut self, msg: Outgoing) -> Result<(), Error> {
+        // Durable: on disk before `send` returns (see `crate::outbox`).
         let (to, message) = self.outgoing(msg)?;
-        let bus = self.agent.bus.clone();
-        bus.check(&to).map_err(|e| delivery_error(&e))?;
-        let from = self.agent.id.clone();
-        tokio::spawn(async move {
-            let result = bus
-                .request(
-                    Some(&from),
-                    to,
-                    message,
-                    Duration::from_millis(u64::from(MAX_REQUEST_TIMEOUT_MS)),
-                )
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(from, "fire-and-forget message not handled: {e}");
-            }
-        });
-        Ok(())
+        self.agent
+            .bus
+            .post(Some(&self.agent.id), to, message)
+            .await
+            .map_err(|e| delivery_error(&e))
     }
 
     async fn request(&mut self, msg: Outgoing, timeout_ms: u32) -> Result<wit::Message, Error> {
@@ -117,7 +106,8 @@ fn delivery_error(e: &DeliveryError) -> Error {
         DeliveryError::Suspended(_)
         | DeliveryError::MailboxFull { .. }
         | DeliveryError::Stopped(_)
-        | DeliveryError::Cancelled(_) => Error::Unavailable(text),
+        | DeliveryError::Cancelled(_)
+        | DeliveryError::NotQueued(_) => Error::Unavailable(text),
         DeliveryError::AgentFailed { .. } => Error::Internal(text),
     }
 }
