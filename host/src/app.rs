@@ -251,6 +251,10 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
     );
     let started = Instant::now();
     let count = manager.start_stored().await?;
+    manager
+        .load_subscriptions()
+        .await
+        .context("cannot read the topic subscriptions")?;
     tracing::info!(
         agents = count,
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -542,3 +542,92 @@ async fn first_dead_letter(server: &Server) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_gets_each_publication_once_across_restarts() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    for name in ["t1", "t2"] {
+        server
+            .deploy(name, &rust_example("counter"), json!({}))
+            .await;
+    }
+    server
+        .deploy("loner", &rust_example("echo"), json!({}))
+        .await;
+    let client = reqwest::Client::new();
+    for name in ["t1", "t2"] {
+        let answer = client
+            .post(server.url(&format!("/api/v1/topics/news/subscribers/{name}")))
+            .send()
+            .await
+            .expect("subscribe");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    let (status, published) = server
+        .post("/api/v1/topics/news/publish", &json!({"content": "record"}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert_eq!(published["subscribers"], json!(["t1", "t2"]), "{published}");
+    for name in ["t1", "t2"] {
+        await_answer(&server, name, "recorded", "1", Duration::from_secs(20)).await;
+    }
+    let conversation = published["conversation_id"].as_str().expect("id");
+    let (_, shown) = server
+        .get(&format!("/api/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(shown["protocol"], "publish", "{shown}");
+    let (_, topics) = server.get("/api/v1/topics").await;
+    assert_eq!(
+        topics["topics"],
+        json!([{"topic": "news", "subscribers": ["t1", "t2"]}])
+    );
+
+    // Subscriptions are kept: after a restart both still get the news.
+    server.stop();
+    let server = Server::start(&data);
+    let (status, published) = server
+        .post("/api/v1/topics/news/publish", &json!({"content": "record"}))
+        .await;
+    assert_eq!(status, 202, "{published}");
+    for name in ["t1", "t2"] {
+        await_answer(&server, name, "recorded", "2", Duration::from_secs(20)).await;
+    }
+    // Unsubscribed: no more.
+    let answer = client
+        .delete(server.url("/api/v1/topics/news/subscribers/t2"))
+        .send()
+        .await
+        .expect("unsubscribe");
+    assert_eq!(answer.status().as_u16(), 200);
+    let (_, published) = server
+        .post("/api/v1/topics/news/publish", &json!({"content": "record"}))
+        .await;
+    assert_eq!(published["subscribers"], json!(["t1"]), "{published}");
+    await_answer(&server, "t1", "recorded", "3", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.ask("t2", "recorded").await, "2");
+
+    // Scopes: publishing is talking (message), subscribing is admin.
+    let reader = server.token("news-reader", "read").await;
+    let (status, _) = post_with(
+        &server,
+        "/api/v1/topics/news/publish",
+        &reader,
+        &json!({"content": "x"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let talker = server.token("news-talker", "message").await;
+    let refused = client
+        .post(server.url("/api/v1/topics/news/subscribers/loner"))
+        .bearer_auth(&talker)
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(refused.status().as_u16(), 403);
+    let (status, bad) = server
+        .post("/api/v1/topics/a%20b/publish", &json!({"content": "x"}))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+}

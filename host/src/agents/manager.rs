@@ -44,6 +44,9 @@ pub enum ManageError {
         "agent `{name}` is defined by {source_file}, not deployed; remove it there (delete or move a config agent's file, or its entry under a2a_agents)"
     )]
     DefinedByFile { name: String, source_file: String },
+    /// The request itself is wrong; the text says how.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub struct AgentManager {
@@ -497,6 +500,19 @@ impl AgentManager {
             .map_err(|e| ManageError::Storage(e.to_string()))?
             .map_err(|e| ManageError::Storage(e.to_string()))?;
         self.registry.remove(&handle.name);
+        let topics = self.registry.topics().of_agent(&handle.name);
+        if !topics.is_empty() {
+            let storage = self.storage.clone();
+            let name = handle.name.clone();
+            let forgotten = tokio::task::spawn_blocking(move || {
+                super::topics::forget(&storage, &name, &topics)
+            })
+            .await;
+            if !matches!(forgotten, Ok(Ok(()))) {
+                tracing::error!(agent = %handle.name, "cannot delete the agent's topic subscriptions");
+            }
+            self.registry.topics().forget_agent(&handle.name);
+        }
         let memory = self.memory.clone();
         let scope = crate::memory::model::ScopeKey::agent(&handle.id);
         match tokio::task::spawn_blocking(move || memory.delete_scope(&scope)).await {
@@ -543,6 +559,60 @@ impl AgentManager {
             .log
             .push("host", if suspended { "suspended" } else { "resumed" });
         Ok(handle)
+    }
+
+    /// Loads the stored topic subscriptions (at start).
+    pub async fn load_subscriptions(&self) -> Result<usize, ManageError> {
+        let storage = self.storage.clone();
+        let registry = self.registry.clone();
+        tokio::task::spawn_blocking(move || registry.topics().load(&storage))
+            .await
+            .map_err(|e| ManageError::Storage(e.to_string()))?
+            .map_err(|e| ManageError::Storage(e.to_string()))
+    }
+
+    /// Subscribes an agent to a topic, or ends its subscription; stored,
+    /// so it outlives reloads and restarts. Answers the agent's topics.
+    pub async fn subscribe(
+        &self,
+        name_or_id: &str,
+        topic: &str,
+        subscribed: bool,
+    ) -> Result<Vec<String>, ManageError> {
+        super::topics::check_topic(topic).map_err(ManageError::Invalid)?;
+        let _guard = self.lifecycle.lock().await;
+        let handle = self
+            .registry
+            .get(name_or_id)
+            .ok_or_else(|| ManageError::NotFound(name_or_id.to_string()))?;
+        let topics = self.registry.topics();
+        let current = topics.of_agent(&handle.name);
+        if subscribed
+            && !current.iter().any(|t| t == topic)
+            && current.len() >= super::topics::MAX_PER_AGENT
+        {
+            return Err(ManageError::Invalid(format!(
+                "agent `{}` already subscribes to {} topics, the most one may",
+                handle.name,
+                super::topics::MAX_PER_AGENT
+            )));
+        }
+        let storage = self.storage.clone();
+        let (t, name) = (topic.to_string(), handle.name.clone());
+        tokio::task::spawn_blocking(move || super::topics::store(&storage, &t, &name, subscribed))
+            .await
+            .map_err(|e| ManageError::Storage(e.to_string()))?
+            .map_err(|e| ManageError::Storage(e.to_string()))?;
+        topics.set(topic, &handle.name, subscribed);
+        handle.log.push(
+            "host",
+            &if subscribed {
+                format!("subscribed to topic {topic}")
+            } else {
+                format!("unsubscribed from topic {topic}")
+            },
+        );
+        Ok(topics.of_agent(&handle.name))
     }
 
     /// Round trip through the agent's mailbox, making sure it can be

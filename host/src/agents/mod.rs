@@ -13,6 +13,7 @@ pub mod registry;
 pub mod remote;
 pub mod stats;
 pub mod store;
+pub mod topics;
 
 pub use manager::AgentManager;
 pub use registry::{AgentHandle, Registry};

@@ -159,6 +159,8 @@ pub struct Registry {
     /// Where fire-and-forget messages wait; without one they are sent
     /// from memory (tests of routing alone).
     outbox: std::sync::OnceLock<Arc<Outbox>>,
+    /// Who subscribes to which topic (kept in the database by the manager).
+    topics: super::topics::Topics,
 }
 
 impl Registry {
@@ -172,7 +174,13 @@ impl Registry {
             agents: RwLock::default(),
             conversations: Arc::new(ConversationStore::new(settings)),
             outbox: std::sync::OnceLock::new(),
+            topics: super::topics::Topics::default(),
         }
+    }
+
+    /// Topic subscriptions, by agent name.
+    pub fn topics(&self) -> &super::topics::Topics {
+        &self.topics
     }
 
     /// Makes fire-and-forget messages durable through `outbox`, and starts
@@ -191,7 +199,7 @@ impl Registry {
 
     /// Queues messages for delivery without waiting for replies: each
     /// address is checked now, then all are written at once (or none).
-    pub async fn post_all(
+    async fn queue(
         &self,
         from_agent: Option<&str>,
         messages: Vec<(Address, AclMessage)>,
@@ -464,14 +472,24 @@ impl MessageBus for Registry {
         self.deliver(from_agent, to, message, timeout, None).await
     }
 
-    async fn post(
+    async fn post_all(
         &self,
         from_agent: Option<&str>,
-        to: Address,
-        message: AclMessage,
-    ) -> Result<(), DeliveryError> {
-        self.post_all(from_agent, vec![(to, message)])
-            .await
-            .map(|_| ())
+        messages: Vec<(Address, AclMessage)>,
+    ) -> Result<usize, DeliveryError> {
+        self.queue(from_agent, messages).await
+    }
+
+    fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String> {
+        let agents = self.read();
+        self.topics
+            .subscribers(topic)
+            .into_iter()
+            .filter(|name| {
+                agents.get(name).is_some_and(|h| {
+                    excluding.is_none_or(|id| h.id != id) && h.status() != AgentStatus::Suspended
+                })
+            })
+            .collect()
     }
 }

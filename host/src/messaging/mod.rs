@@ -102,13 +102,28 @@ pub trait MessageBus: Send + Sync {
         timeout: Duration,
     ) -> Result<Delivered, DeliveryError>;
 
-    /// Queues `message` for `to` without waiting for a reply: durable
-    /// (written before this returns) when the server has an outbox. A
-    /// wrong address is reported now.
+    /// Queues messages without waiting for replies: durable (written
+    /// before this returns, all or none). A wrong address is reported now
+    /// and queues nothing.
+    async fn post_all(
+        &self,
+        from_agent: Option<&str>,
+        messages: Vec<(Address, AclMessage)>,
+    ) -> Result<usize, DeliveryError>;
+
+    /// [`MessageBus::post_all`] for one message.
     async fn post(
         &self,
         from_agent: Option<&str>,
         to: Address,
         message: AclMessage,
-    ) -> Result<(), DeliveryError>;
+    ) -> Result<(), DeliveryError> {
+        self.post_all(from_agent, vec![(to, message)])
+            .await
+            .map(|_| ())
+    }
+
+    /// The names of the running, not suspended agents subscribed to
+    /// `topic`, in name order, without the agent whose id is `excluding`.
+    fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String>;
 }

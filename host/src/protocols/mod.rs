@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod contract_net;
+pub mod publish;
 
 use std::time::{Duration, Instant};
 

@@ -117,6 +117,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
     }
     match path {
         p if is_query(p) => Scope::Read,
+        p if is_publish(p) => Scope::Message,
         "/api/v1/messages"
         | "/api/v1/send"
         | "/api/v1/broadcast"
@@ -152,6 +153,13 @@ fn is_a2a_action(path: &str) -> bool {
             !task.contains('/') && (task.ends_with(":cancel") || task.ends_with(":subscribe"))
         }),
     }
+}
+
+/// `/api/v1/topics/{topic}/publish`, exactly one topic segment.
+fn is_publish(path: &str) -> bool {
+    path.strip_prefix("/api/v1/topics/")
+        .and_then(|rest| rest.strip_suffix("/publish"))
+        .is_some_and(|topic| !topic.is_empty() && !topic.contains('/'))
 }
 
 /// `/api/v1/conversations/{id}/cancel`, exactly one id segment.
@@ -635,6 +643,26 @@ mod tests {
             assert_eq!(needed_scope(&Method::POST, path), Scope::Admin, "{path}");
         }
         assert_eq!(needed_scope(&Method::DELETE, "/a2a/echo"), Scope::Admin);
+    }
+
+    #[test]
+    fn publishing_is_talking_and_subscribing_agents_is_admin() {
+        let publish = "/api/v1/topics/news/publish";
+        assert_eq!(needed_scope(&Method::POST, publish), Scope::Message);
+        assert_eq!(needed_scope(&Method::POST, "/api/v1/send"), Scope::Message);
+        let subscription = "/api/v1/topics/news/subscribers/echo";
+        assert_eq!(needed_scope(&Method::POST, subscription), Scope::Admin);
+        assert_eq!(needed_scope(&Method::DELETE, subscription), Scope::Admin);
+        assert_eq!(needed_scope(&Method::GET, "/api/v1/topics"), Scope::Read);
+        assert_eq!(
+            needed_scope(&Method::GET, "/api/v1/dead-letters"),
+            Scope::Admin,
+            "dead letters hold other principals' messages"
+        );
+        assert_eq!(
+            needed_scope(&Method::POST, "/api/v1/topics/a/b/publish"),
+            Scope::Admin
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl From<ManageError> for ApiError {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "ping_timeout", e.to_string())
             }
             ManageError::Storage(_) => ApiError::internal(e.to_string()),
+            ManageError::Invalid(why) => ApiError::bad_request("invalid_request", why.clone()),
             ManageError::DefinedByFile { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "defined_by_file", e.to_string())
             }

@@ -27,6 +27,7 @@ pub mod storage;
 pub mod tls;
 mod tokens;
 mod tools;
+mod topics;
 mod traces;
 
 use std::net::SocketAddr;
@@ -127,6 +128,7 @@ pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
         .merge(openai::routes())
         .merge(a2a::routes())
         .merge(dead_letters::routes())
+        .merge(topics::routes())
         .split_for_parts();
     let document = openapi::ServedDocument::finish(document);
     let app = api

@@ -27,6 +27,7 @@ pub fn all(http: &super::settings::ToolsConfig) -> Vec<Arc<dyn Tool>> {
         Arc::new(AskAgent),
         Arc::new(Broadcast),
         Arc::new(ContractNet),
+        Arc::new(Publish),
     ]
 }
 
@@ -622,6 +623,41 @@ impl Tool for Broadcast {
         .await
         .map_err(|e| ToolError::Failed(e.to_string()))?;
         serde_json::to_value(gathered).map_err(|e| ToolError::Failed(e.to_string()))
+    }
+}
+
+struct Publish;
+
+#[async_trait::async_trait]
+impl Tool for Publish {
+    fn name(&self) -> &str {
+        "publish"
+    }
+    fn description(&self) -> &str {
+        "Publish a message to every agent subscribed to a topic; each gets it once, durably, without anyone waiting for replies."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["topic", "message"], "properties": {
+            "topic": {"type": "string"},
+            "message": {"type": "string"}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        let topic = string_arg(&args, "topic", "publish")?.to_string();
+        crate::protocols::publish::check_topic(&topic).map_err(ToolError::InvalidInput)?;
+        let content = string_arg(&args, "message", "publish")?.to_string();
+        let published = crate::protocols::publish::run(
+            caller.bus.as_ref(),
+            &initiator(caller),
+            crate::protocols::publish::Publication {
+                topic,
+                content,
+                content_type: acl::TEXT_PLAIN.to_string(),
+                conversation_id: None,
+            },
+        )
+        .await
+        .map_err(|e| ToolError::Failed(e.to_string()))?;
+        serde_json::to_value(published).map_err(|e| ToolError::Failed(e.to_string()))
     }
 }
 
