@@ -87,6 +87,15 @@ mcp_servers: {}                  # MCP servers whose tools agents may list as NA
   #   timeout_secs: 30
   #   max_result_bytes: 262144
 
+outbox:                          # fire-and-forget messages: on disk before the sender hears back
+  max_attempts: 5                # failed deliveries before a message is a dead letter
+  retry_initial_ms: 500          # doubled per retry
+  retry_max_ms: 60000
+  max_queued: 100000             # beyond it a send is refused (503) until some are delivered
+  max_dead_letters: 10000        # the oldest go first
+  concurrency: 64                # deliveries in flight at once
+  delivery_timeout_ms: 300000    # one delivery's wait for the receiver
+
 a2a_agents: {}                   # agents on other servers, spoken to over A2A, messaged by these names
   # weather:
   #   url: https://weather.example.com/a2a/weather   # its card: URL/.well-known/agent-card.json
