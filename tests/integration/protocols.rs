@@ -499,12 +499,12 @@ async fn failing_fire_and_forget_messages_become_dead_letters_to_replay() {
             .is_some_and(|e| e.contains("trapped")),
         "{letter}"
     );
+    let (ok, out, err) = server.cli(&["dead-letters", "list"]);
+    assert!(ok && out.contains("trapped"), "{out}{err}");
     // Replayed: tried again from zero, and dead again.
     let id = letter["id"].as_u64().expect("id");
-    let (status, replayed) = server
-        .post(&format!("/api/v1/dead-letters/{id}/replay"), &json!({}))
-        .await;
-    assert_eq!(status, 202, "{replayed}");
+    let (ok, out, err) = server.cli(&["dead-letters", "replay", &id.to_string()]);
+    assert!(ok && out.contains("queued again"), "{out}{err}");
     let again = first_dead_letter(&server).await;
     assert_eq!(again["message"]["id"], message_id, "{again}");
     assert_ne!(again["id"], letter["id"], "a new dead letter: {again}");
@@ -607,6 +607,16 @@ async fn every_subscriber_gets_each_publication_once_across_restarts() {
     await_answer(&server, "t1", "recorded", "3", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.ask("t2", "recorded").await, "2");
+
+    // The same from the CLI.
+    let (ok, out, err) = server.cli(&["topics", "list"]);
+    assert!(ok && out.contains("news") && out.contains("t1"), "{out}{err}");
+    let (ok, out, err) = server.cli(&["topics", "publish", "news", "record"]);
+    assert!(ok && out.contains("1 subscribers"), "{out}{err}");
+    let (ok, out, err) = server.cli(&["send", "t2", "record"]);
+    assert!(ok && out.contains("Queued"), "{out}{err}");
+    await_answer(&server, "t1", "recorded", "4", Duration::from_secs(20)).await;
+    await_answer(&server, "t2", "recorded", "3", Duration::from_secs(20)).await;
 
     // Scopes: publishing is talking (message), subscribing is admin.
     let reader = server.token("news-reader", "read").await;

@@ -13,6 +13,7 @@ mod init;
 mod llm;
 mod mcp;
 mod memory;
+mod outbox;
 mod output;
 mod storage;
 mod tokens;
@@ -201,6 +202,15 @@ enum Command {
     /// capability, award the best bid, print its result (exit code 1 when
     /// none came).
     ContractNet(conversations::ContractNetArgs),
+    /// Queue a message without waiting for a reply (durable: delivered
+    /// even if the server restarts).
+    Send(outbox::SendArgs),
+    /// Messages that failed every try: list, replay, discard (admin).
+    #[command(subcommand)]
+    DeadLetters(outbox::DeadLettersCommand),
+    /// Topics: list, publish, subscribe and unsubscribe agents.
+    #[command(subcommand)]
+    Topics(outbox::TopicsCommand),
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -459,6 +469,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conversations(command) => conversations::run(&target.client()?, command).await,
         Command::Broadcast(args) => conversations::broadcast(&target.client()?, args).await,
         Command::ContractNet(args) => conversations::contract_net(&target.client()?, args).await,
+        Command::Send(args) => outbox::send(&target.client()?, args).await,
+        Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
+        Command::Topics(command) => outbox::topics(&target.client()?, command).await,
         Command::Reload {
             agent,
             all_config,
