@@ -610,7 +610,10 @@ async fn every_subscriber_gets_each_publication_once_across_restarts() {
 
     // The same from the CLI.
     let (ok, out, err) = server.cli(&["topics", "list"]);
-    assert!(ok && out.contains("news") && out.contains("t1"), "{out}{err}");
+    assert!(
+        ok && out.contains("news") && out.contains("t1"),
+        "{out}{err}"
+    );
     let (ok, out, err) = server.cli(&["topics", "publish", "news", "record"]);
     assert!(ok && out.contains("1 subscribers"), "{out}{err}");
     let (ok, out, err) = server.cli(&["send", "t2", "record"]);

@@ -148,6 +148,8 @@ enum Target {
     RestSearchNodes,
     /// An MCP `ping`: the MCP transport alone, no tool.
     McpPing,
+    /// A2A `SendMessage` (JSON-RPC) to the echo agent.
+    A2aEcho,
 }
 
 /// A JSON-RPC `tools/call` of the stateless MCP endpoint.
@@ -212,6 +214,18 @@ async fn send(client: &reqwest::Client, base: &str, target: Target) -> anyhow::R
         }
         Target::McpSearchNodes => mcp("search_nodes", json!({"query": query})).send().await,
         Target::RestSearchNodes => rest_search_nodes(client, base, query).await,
+        Target::A2aEcho => {
+            client
+                .post(format!("{base}/a2a/echo"))
+                .header("a2a-version", "1.0")
+                .json(
+                    &json!({"jsonrpc": "2.0", "id": "1", "method": "SendMessage",
+                    "params": {"message": {"messageId": "bench", "role": "ROLE_USER",
+                        "parts": [{"text": "benchmark payload of a typical short request"}]}}}),
+                )
+                .send()
+                .await
+        }
         Target::McpPing => {
             client
                 .post(format!("{base}/mcp"))
@@ -400,9 +414,13 @@ async fn run() -> anyhow::Result<()> {
     let echo = example("echo")?;
     let misbehave = example("misbehave")?;
     let temp = tempfile::tempdir()?;
-    // `caxton-bench interop`: only the OpenAI API and MCP rows.
+    // `caxton-bench interop`: only the OpenAI API, MCP and A2A rows;
+    // `caxton-bench protocols`: only broadcast, contract net, send.
     if std::env::args().nth(1).as_deref() == Some("interop") {
         return interop(temp.path(), &echo).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("protocols") {
+        return protocols(temp.path(), &echo).await;
     }
     let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
@@ -498,6 +516,7 @@ async fn run() -> anyhow::Result<()> {
     drop(server);
 
     interop(temp.path(), &echo).await?;
+    protocols(temp.path(), &echo).await?;
     auth_cost(temp.path(), &echo).await?;
     config_agents(temp.path()).await?;
     in_process(&echo, &temp.path().join("inproc")).await
@@ -545,6 +564,12 @@ async fn interop(root: &Path, echo: &Path) -> anyhow::Result<()> {
             TARGET,
         ),
         (
+            ("message to echo (REST)", Target::Echo),
+            ("A2A SendMessage to echo", Target::A2aEcho),
+            "  p50 A2A SendMessage / REST",
+            TARGET,
+        ),
+        (
             ("memory search (REST)", Target::RestSearch),
             ("memory search (MCP `search`)", Target::McpSearch),
             "  p50 MCP search / REST",
@@ -571,6 +596,182 @@ async fn interop(root: &Path, echo: &Path) -> anyhow::Result<()> {
         println!(
             "{ratio_label:<34} {:>12.2}{target}",
             other_m.p50.as_secs_f64() / rest_m.p50.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// POSTs `body` and fails unless the answer is a success.
+async fn post_ok(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = client.post(url).json(body).send().await?;
+    let ok = response.status().is_success();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !ok {
+        bail!("{url}: {answer}");
+    }
+    Ok(answer)
+}
+
+/// Broadcast to 10 and 100 echo agents, a contract net with 10 bidders,
+/// and durable fire-and-forget throughput.
+async fn protocols(root: &Path, echo: &Path) -> anyhow::Result<()> {
+    let server = start_server(&root.join("protocols"), None)?;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "protocols, 1 client", "rounds/s", "p50", "p99"
+    );
+    let mut deployed = 0;
+    for agents in [10usize, 100] {
+        while deployed < agents {
+            deploy(
+                &client,
+                None,
+                &base,
+                &format!("echo{deployed:03}"),
+                echo,
+                json!({}),
+            )
+            .await?;
+            deployed += 1;
+        }
+        let rounds = if agents == 10 { 200 } else { 40 };
+        let mut latencies = Vec::with_capacity(rounds);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let sent = Instant::now();
+            let gathered = post_ok(
+                &client,
+                &format!("{base}/api/v1/broadcast"),
+                &json!({"capability": "echo", "content": "ping", "timeout_ms": 10000}),
+            )
+            .await?;
+            if gathered["answered"].as_u64() != Some(agents as u64) {
+                bail!("a broadcast to {agents} got {}", gathered["answered"]);
+            }
+            latencies.push(sent.elapsed());
+        }
+        let m = measured(latencies, started.elapsed());
+        println!(
+            "{:<34} {:>12.0} {:>12} {:>12}",
+            format!("broadcast to {agents} echo agents"),
+            m.per_second,
+            ms(m.p50),
+            ms(m.p99)
+        );
+    }
+    let contractor = example("contractor")?;
+    for i in 0..10 {
+        let name = format!("bidder{i}");
+        let body = json!({
+            "name": name,
+            "wasm_module": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&contractor)?),
+            "config": {"name": name, "bid": 10.0 + f64::from(i)},
+        });
+        post_ok(&client, &format!("{base}/api/v1/agents"), &body).await?;
+    }
+    let rounds = 100;
+    let mut latencies = Vec::with_capacity(rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let sent = Instant::now();
+        let outcome = post_ok(
+            &client,
+            &format!("{base}/api/v1/contract-net"),
+            &json!({"capability": "quote", "task": "paint the fence", "timeout_ms": 10000}),
+        )
+        .await?;
+        if outcome["winner"] != "bidder0" {
+            bail!("the contract net awarded {}", outcome["winner"]);
+        }
+        latencies.push(sent.elapsed());
+    }
+    let m = measured(latencies, started.elapsed());
+    println!(
+        "{:<34} {:>12.0} {:>12} {:>12}",
+        "contract net, 10 bidders",
+        m.per_second,
+        ms(m.p50),
+        ms(m.p99)
+    );
+    println!(
+        "  (a local agent-to-agent call in Golem's own benchmark: ~100 ms median; \
+         one message to echo here is the `message to echo` row above)"
+    );
+
+    // Durable fire-and-forget: messages acknowledged (on disk) per second,
+    // batches of 100 from 4 clients and single messages from 16; then how
+    // fast the outbox drains (delivered to echo).
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "durable send", "msgs/s", "p50", "p99"
+    );
+    for (clients, batch, requests) in [(4usize, 100usize, 50usize), (16, 1, 300)] {
+        let messages: Vec<Value> = (0..batch)
+            .map(|_| json!({"receiver": "echo000", "message": "fire and forget"}))
+            .collect();
+        let body = if batch == 1 {
+            messages[0].clone()
+        } else {
+            json!({ "messages": messages })
+        };
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (client, base, body) = (client.clone(), base.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for _ in 0..requests {
+                    let sent = Instant::now();
+                    let response = client
+                        .post(format!("{base}/api/v1/send"))
+                        .json(&body)
+                        .send()
+                        .await?;
+                    if response.status().as_u16() != 202 {
+                        bail!("send: {}", response.text().await?);
+                    }
+                    latencies.push(sent.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let acknowledged = started.elapsed();
+        let m = measured(latencies, acknowledged);
+        let total = clients * batch * requests;
+        println!(
+            "{:<34} {:>12.0} {:>12} {:>12}   (target >= 5000)",
+            format!("acknowledged, {clients}x{batch} per request"),
+            m.per_second * batch as f64,
+            ms(m.p50),
+            ms(m.p99)
+        );
+        loop {
+            let page: Value = client
+                .get(format!("{base}/api/v1/dead-letters?limit=1"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if page["waiting"] == 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                bail!("the outbox did not drain: {page}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "{:<34} {:>12.0}",
+            format!("  delivered, {total} messages"),
+            total as f64 / started.elapsed().as_secs_f64()
         );
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! persisted: a restart forgets them (the agents' replies themselves are in
 //! the conversation they were sent in).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -150,14 +150,27 @@ struct Stored {
     task: Value,
     bytes: usize,
     changed: Instant,
+    /// Its key in [`Inner::order`].
+    seq: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     tasks: HashMap<String, Stored>,
-    /// Ids oldest first (by insertion); may hold ids already removed.
-    order: VecDeque<String>,
+    /// Ids by last change, oldest first: eviction and expiry take from the
+    /// front, listing reads from the back, both without a scan.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
     bytes: usize,
+}
+
+impl Inner {
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.tasks.remove(id) {
+            self.bytes -= old.bytes;
+            self.order.remove(&old.seq);
+        }
+    }
 }
 
 /// The bounded in-memory task store.
@@ -225,24 +238,21 @@ impl TaskStore {
         };
         let bytes = task.to_string().len();
         let mut inner = self.lock();
-        if let Some(old) = inner.tasks.remove(&id) {
-            inner.bytes -= old.bytes;
-        }
+        inner.remove(&id);
         if bytes > self.max_bytes {
             return;
         }
         self.expire(&mut inner);
         while inner.tasks.len() >= self.max_tasks || inner.bytes + bytes > self.max_bytes {
-            let Some(oldest) = inner.order.pop_front() else {
+            let Some((_, oldest)) = inner.order.pop_first() else {
                 break;
             };
-            if let Some(old) = inner.tasks.remove(&oldest) {
-                inner.bytes -= old.bytes;
-            }
+            inner.remove(&oldest);
         }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
         inner.bytes += bytes;
-        inner.order.retain(|o| *o != id);
-        inner.order.push_back(id.clone());
+        inner.order.insert(seq, id.clone());
         inner.tasks.insert(
             id,
             Stored {
@@ -250,27 +260,26 @@ impl TaskStore {
                 task,
                 bytes,
                 changed: Instant::now(),
+                seq,
             },
         );
     }
 
+    /// Drops the tasks unchanged for the time to live: the oldest are at
+    /// the front of the order, so this stops at the first one still fresh.
     fn expire(&self, inner: &mut Inner) {
-        let ttl = self.ttl;
-        let expired: Vec<String> = inner
-            .tasks
-            .iter()
-            .filter(|(_, s)| s.changed.elapsed() >= ttl)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            if let Some(old) = inner.tasks.remove(&id) {
-                inner.bytes -= old.bytes;
+        while let Some((_, id)) = inner.order.first_key_value() {
+            let fresh = inner
+                .tasks
+                .get(id)
+                .is_some_and(|s| s.changed.elapsed() < self.ttl);
+            if fresh {
+                break;
             }
+            let id = id.clone();
+            inner.order.pop_first();
+            inner.remove(&id);
         }
-        let tasks = &inner.tasks;
-        let mut order = std::mem::take(&mut inner.order);
-        order.retain(|id| tasks.contains_key(id));
-        inner.order = order;
     }
 
     /// The task, if it exists, has not expired and is `owner`'s.
@@ -288,7 +297,7 @@ impl TaskStore {
         let inner = self.lock();
         inner
             .order
-            .iter()
+            .values()
             .rev()
             .filter_map(|id| inner.tasks.get(id))
             .filter(|s| s.owner == *owner && s.changed.elapsed() < self.ttl)
