@@ -52,10 +52,14 @@ impl Agent for Counter {
             // there are, so no crash between two writes can skew it.
             ["record"] => {
                 kv::set(&format!("seen:{}", msg.id), "1")?;
-                return Ok(Some(Reply::inform(kv::list_keys("seen:")?.len().to_string())));
+                return Ok(Some(Reply::inform(
+                    kv::list_keys("seen:")?.len().to_string(),
+                )));
             }
             ["recorded"] => {
-                return Ok(Some(Reply::inform(kv::list_keys("seen:")?.len().to_string())));
+                return Ok(Some(Reply::inform(
+                    kv::list_keys("seen:")?.len().to_string(),
+                )));
             }
             ["reset"] => 0,
             _ => {

@@ -148,8 +148,9 @@ async fn agent_card(
     Ok(Json(card::card(&handle, &base)))
 }
 
-/// Runs a sent message's task to its end, even if the caller goes away,
-/// and answers it (or, with `returnImmediately`, answers it as it is now).
+/// Runs a sent message's task to its end on a task of its own (it ends
+/// even if the caller goes away) and answers it; with
+/// `returnImmediately`, answers it as it is now.
 async fn finish_send(
     a2a: &A2a,
     caller: &ops::Caller,

@@ -242,6 +242,14 @@ pub fn send(
     let principal = caller.principal.clone();
     let done = async move {
         let conversations = registry.conversations().clone();
+        let mut guard = Abandoned {
+            a2a: a2a.clone(),
+            conversations: conversations.clone(),
+            owner: owner.clone(),
+            task_id: task_id.clone(),
+            context_id: context_id.clone(),
+            armed: true,
+        };
         conversations.begin(
             Started {
                 conversation_id: &context_id,
@@ -266,6 +274,7 @@ pub fn send(
                 a2a.tasks.get(&owner, &task_id).unwrap_or(Value::Null)
             }
         };
+        guard.armed = false;
         a2a.finished(&task_id);
         let state = task["status"]["state"]
             .as_str()
@@ -283,6 +292,43 @@ pub fn send(
         task: submitted,
         done: Box::pin(done),
     })
+}
+
+/// Ends a task whose work was dropped half-way (a caller that waited
+/// inline went away): it is cancelled, saying why, rather than left
+/// working for ever.
+struct Abandoned {
+    a2a: Arc<A2a>,
+    conversations: Arc<crate::conversations::ConversationStore>,
+    owner: Owner,
+    task_id: String,
+    context_id: String,
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.a2a.finished(&self.task_id);
+        if let Some(mut task) = self.a2a.tasks.get(&self.owner, &self.task_id)
+            && !tasks::is_terminal(task["status"]["state"].as_str().unwrap_or_default())
+        {
+            task["status"] = json!({
+                "state": tasks::CANCELED,
+                "timestamp": tasks::now_rfc3339(),
+                "message": {
+                    "messageId": acl::new_message_id(),
+                    "role": "ROLE_AGENT",
+                    "parts": [{ "text": "the caller went away before the agent answered" }],
+                },
+            });
+            self.a2a.tasks.put(self.owner.clone(), task);
+        }
+        self.conversations
+            .end(&self.context_id, tasks::CANCELED, true, now_ms());
+    }
 }
 
 /// Keeps the last `historyLength` messages of the history, if given.
