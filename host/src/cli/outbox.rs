@@ -132,14 +132,25 @@ pub enum TopicsCommand {
     List,
     /// Publish a message to every subscriber of a topic.
     Publish {
+        /// The topic, e.g. `orders.created`.
         topic: String,
         /// The message's text.
         text: String,
     },
     /// Subscribe an agent to a topic (kept across restarts).
-    Subscribe { topic: String, agent: String },
+    Subscribe {
+        /// The topic, e.g. `orders.created`.
+        topic: String,
+        /// The agent (name or id).
+        agent: String,
+    },
     /// End an agent's subscription.
-    Unsubscribe { topic: String, agent: String },
+    Unsubscribe {
+        /// The topic.
+        topic: String,
+        /// The agent (name or id).
+        agent: String,
+    },
 }
 
 fn subscription_path(topic: &str, agent: &str) -> String {
