@@ -90,13 +90,20 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "`dead_letters` [{id, message, to, attempts, last_error, queued_at, failed_at}], `next` (the id to pass as `after`, or null), `waiting` (messages still queued)", body = Object),
-        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 400, description = "Bad limit or `after`", body = ErrorBody),
     )
 )]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    // Ids are documented as int64: beyond it is not one this server gave.
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "`after` is larger than any dead letter id (they are int64)",
+        ));
+    }
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(
