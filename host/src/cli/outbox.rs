@@ -153,6 +153,15 @@ pub enum TopicsCommand {
     },
 }
 
+/// The strings of a JSON array (nothing for anything else).
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn subscription_path(topic: &str, agent: &str) -> String {
     format!(
         "/api/v1/topics/{}/subscribers/{}",
@@ -175,12 +184,7 @@ pub async fn topics(client: &Client, command: TopicsCommand) -> anyhow::Result<E
             }
             let mut table = Table::new(&["TOPIC", "SUBSCRIBERS"]);
             for topic in &topics {
-                let names: Vec<&str> = topic["subscribers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let names = strings(&topic["subscribers"]);
                 table.row(vec![cell(&topic["topic"]), names.join(",")]);
             }
             table.print();
@@ -194,12 +198,7 @@ pub async fn topics(client: &Client, command: TopicsCommand) -> anyhow::Result<E
                 )
                 .await?;
             if !output::emit_json(&answer) {
-                let names: Vec<&str> = answer["subscribers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let names = strings(&answer["subscribers"]);
                 println!(
                     "Published to {topic}: queued for {} subscribers ({})",
                     names.len(),
@@ -218,12 +217,7 @@ pub async fn topics(client: &Client, command: TopicsCommand) -> anyhow::Result<E
         }
     };
     if !output::emit_json(&answer) {
-        let topics: Vec<&str> = answer["topics"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let topics = strings(&answer["topics"]);
         println!(
             "{} now subscribes to: {}",
             cell(&answer["agent"]),
