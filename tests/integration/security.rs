@@ -83,6 +83,10 @@ async fn beyond_loopback_every_route_but_health_needs_a_token() {
         (Method::GET, "/api/v1/memory/export"),
         (Method::POST, "/api/v1/shutdown"),
         (Method::DELETE, "/api/v1/agents/x"),
+        // Methods no route serves are refused before routing too, so a
+        // route added with one is never open.
+        (Method::PUT, "/api/v1/topics/news/subscribers/x"),
+        (Method::PATCH, "/api/v1/agents/x"),
     ] {
         let (status, body) = call(&server, method.clone(), path, &[], None).await;
         assert_eq!(status, 401, "{method} {path}: {body}");

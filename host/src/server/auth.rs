@@ -347,12 +347,13 @@ pub async fn gate(
     ) {
         return next.run(request).await;
     }
-    // Methods no route serves are 405 before any question of tokens. The
-    // routes register only GET, POST and DELETE, so the router answers any
-    // other method 405 (with `Allow`) without reaching a handler. The
-    // metrics routes take only GET, and the MCP service (stateless: no
+    // The metrics routes take only GET, and the MCP service (stateless: no
     // SSE stream to GET, no session to DELETE) only POST; it would take
-    // every method itself, so those are answered here.
+    // every method itself, so other methods there are answered 405 here.
+    // Any other method no route serves (PUT, PATCH, …) still goes through
+    // authentication below (it needs `admin`) before the router answers
+    // 405: a route added later with such a method is never reachable
+    // without a token.
     let metrics_path = path == "/metrics" || path == "/api/v1/metrics";
     let mcp_path = path == "/mcp" || path.starts_with("/mcp/");
     let unserved = !matches!(
@@ -370,19 +371,18 @@ pub async fn gate(
         } else {
             None
         };
-        let Some(allow) = allow else {
-            return next.run(request).await;
-        };
-        let mut response = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} {path} is not served; this path takes {allow}"),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
-        return response;
+        if let Some(allow) = allow {
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} {path} is not served; this path takes {allow}"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            return response;
+        }
     }
     let headers = request.headers();
     let needed = needed_scope(&method, &path);
