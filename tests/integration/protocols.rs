@@ -501,6 +501,16 @@ async fn failing_fire_and_forget_messages_become_dead_letters_to_replay() {
     );
     let (ok, out, err) = server.cli(&["dead-letters", "list"]);
     assert!(ok && out.contains("trapped"), "{out}{err}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("\ncaxton_outbox_dead_letters 1\n"),
+        "{metrics}"
+    );
     // Replayed: tried again from zero, and dead again.
     let id = letter["id"].as_u64().expect("id");
     let (ok, out, err) = server.cli(&["dead-letters", "replay", &id.to_string()]);

@@ -187,10 +187,12 @@ pub async fn metrics_under_api(State(state): State<AppState>) -> impl IntoRespon
 
 async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
     let agents = state.manager.registry().all();
-    let config_count = agents
-        .iter()
-        .filter(|a| a.record().kind == AgentKind::Config)
-        .count();
+    let of_kind = |kind: AgentKind| agents.iter().filter(|a| a.record().kind == kind).count();
+    let (config_count, wasm_count, a2a_count) = (
+        of_kind(AgentKind::Config),
+        of_kind(AgentKind::Wasm),
+        of_kind(AgentKind::A2a),
+    );
     let mut handled = 0u64;
     let mut failed = 0u64;
     let mut slowest_avg_ms = 0f64;
@@ -228,7 +230,7 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
         0 => 0.0,
         n => recent_us[((n - 1) as f64 * 0.99).round() as usize] as f64 / 1e6,
     };
-    let metrics = [
+    let mut metrics = vec![
         counter(
             "caxton_server_restarts_total",
             "Times a server started on this data directory after the first.",
@@ -304,7 +306,12 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
         gauge(
             "caxton_agent_wasm_count",
             "WASM component agents running.",
-            (agents.len() - config_count) as f64,
+            wasm_count as f64,
+        ),
+        gauge(
+            "caxton_agent_a2a_count",
+            "Agents on other servers, spoken to over A2A (`a2a_agents:`).",
+            a2a_count as f64,
         ),
         counter(
             "caxton_agent_reload_success_total",
@@ -343,6 +350,21 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
             samples: per_agent,
         },
     ];
+    if let Some(outbox) = state.manager.registry().outbox().cloned() {
+        let counts = tokio::task::spawn_blocking(move || outbox.counts()).await;
+        if let Ok(Ok((waiting, dead))) = counts {
+            metrics.push(gauge(
+                "caxton_outbox_waiting",
+                "Fire-and-forget messages queued for delivery (on disk).",
+                waiting as f64,
+            ));
+            metrics.push(gauge(
+                "caxton_outbox_dead_letters",
+                "Fire-and-forget messages that failed every try, kept for `caxton dead-letters`.",
+                dead as f64,
+            ));
+        }
+    }
     let mut text = render(&metrics);
     text.push_str(&render(&[http_requests()]));
     text.push_str(&histograms());
