@@ -197,42 +197,6 @@ impl Registry {
         self.outbox.get()
     }
 
-    /// Queues messages for delivery without waiting for replies: each
-    /// address is checked now, then all are written at once (or none).
-    async fn queue(
-        &self,
-        from_agent: Option<&str>,
-        messages: Vec<(Address, AclMessage)>,
-    ) -> Result<usize, DeliveryError> {
-        for (to, _) in &messages {
-            self.resolve(to)?;
-        }
-        let count = messages.len();
-        let Some(outbox) = self.outbox.get() else {
-            return Err(DeliveryError::NotQueued(
-                "this registry has no outbox to keep fire-and-forget messages in".into(),
-            ));
-        };
-        let now = crate::conversations::now_ms();
-        let items = messages
-            .into_iter()
-            .map(|(to, message)| Queued {
-                message,
-                to: Target::of(&to),
-                from_agent: from_agent.map(str::to_string),
-                attempts: 0,
-                next_attempt_ms: now,
-                last_error: None,
-                queued_at_ms: now,
-            })
-            .collect();
-        outbox
-            .enqueue(items)
-            .await
-            .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
-        Ok(count)
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<AgentHandle>>> {
         self.agents.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -442,6 +406,12 @@ impl Registry {
     }
 }
 
+/// Whether a protocol may address `handle`: not suspended, and not the
+/// sending agent itself (`excluding`, its id).
+fn reachable(handle: &AgentHandle, excluding: Option<&str>) -> bool {
+    excluding.is_none_or(|id| handle.id != id) && handle.status() != AgentStatus::Suspended
+}
+
 #[async_trait::async_trait]
 impl MessageBus for Registry {
     fn check(&self, to: &Address) -> Result<(), DeliveryError> {
@@ -451,8 +421,7 @@ impl MessageBus for Registry {
     fn recipients(&self, capability: &str, excluding: Option<&str>) -> Vec<String> {
         self.read()
             .values()
-            .filter(|h| excluding.is_none_or(|id| h.id != id))
-            .filter(|h| h.status() != AgentStatus::Suspended)
+            .filter(|h| reachable(h, excluding))
             .filter(|h| h.capabilities().iter().any(|c| c == capability))
             .map(|h| h.name.clone())
             .collect()
@@ -472,12 +441,40 @@ impl MessageBus for Registry {
         self.deliver(from_agent, to, message, timeout, None).await
     }
 
+    /// Each address is checked now, then all are written at once (or
+    /// none) to the outbox.
     async fn post_all(
         &self,
         from_agent: Option<&str>,
         messages: Vec<(Address, AclMessage)>,
     ) -> Result<usize, DeliveryError> {
-        self.queue(from_agent, messages).await
+        for (to, _) in &messages {
+            self.resolve(to)?;
+        }
+        let count = messages.len();
+        let Some(outbox) = self.outbox.get() else {
+            return Err(DeliveryError::NotQueued(
+                "this registry has no outbox to keep fire-and-forget messages in".into(),
+            ));
+        };
+        let now = crate::conversations::now_ms();
+        let items = messages
+            .into_iter()
+            .map(|(to, message)| Queued {
+                message,
+                to: Target::of(&to),
+                from_agent: from_agent.map(str::to_string),
+                attempts: 0,
+                next_attempt_ms: now,
+                last_error: None,
+                queued_at_ms: now,
+            })
+            .collect();
+        outbox
+            .enqueue(items)
+            .await
+            .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
+        Ok(count)
     }
 
     fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String> {
@@ -485,11 +482,7 @@ impl MessageBus for Registry {
         self.topics
             .subscribers(topic)
             .into_iter()
-            .filter(|name| {
-                agents.get(name).is_some_and(|h| {
-                    excluding.is_none_or(|id| h.id != id) && h.status() != AgentStatus::Suspended
-                })
-            })
+            .filter(|name| agents.get(name).is_some_and(|h| reachable(h, excluding)))
             .collect()
     }
 }

@@ -38,7 +38,7 @@ pub enum OutboxError {
 
 /// The outbox: the writer thread's queue, and what the dispatcher takes.
 pub struct Outbox {
-    ops: Mutex<std::sync::mpsc::Sender<Op>>,
+    ops: std::sync::mpsc::Sender<Op>,
     storage: Arc<Storage>,
     settings: OutboxConfig,
     /// Committed messages for the dispatcher; taken when it starts.
@@ -75,7 +75,7 @@ impl Outbox {
                 ))
             })?;
         Ok(Arc::new(Outbox {
-            ops: Mutex::new(ops_tx),
+            ops: ops_tx,
             storage,
             settings,
             ready: Mutex::new(Some(ready_rx)),
@@ -87,11 +87,7 @@ impl Outbox {
     }
 
     fn op(&self, op: Op) -> Result<(), OutboxError> {
-        self.ops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(op)
-            .map_err(|_| OutboxError::Stopped)
+        self.ops.send(op).map_err(|_| OutboxError::Stopped)
     }
 
     /// Queues messages; answers their sequence numbers once they are on

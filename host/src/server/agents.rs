@@ -400,6 +400,18 @@ struct MessageBody {
 }
 
 impl MessageBody {
+    /// Where the message goes: exactly one of `receiver` and `capability`.
+    fn address(&self) -> Result<Address, ApiError> {
+        match (&self.receiver, &self.capability) {
+            (Some(r), None) => Ok(Address::Agent(r.clone())),
+            (None, Some(c)) => Ok(Address::Capability(c.clone())),
+            _ => Err(ApiError::bad_request(
+                "invalid_message",
+                "address the message with exactly one of `receiver` (agent name or id) or `capability`",
+            )),
+        }
+    }
+
     /// The message as `principal` sends it: the sender is who the caller
     /// authenticated as, never what the body claims.
     fn into_message(self, principal: &Principal) -> Result<(AclMessage, Duration), ApiError> {
@@ -670,22 +682,9 @@ async fn route_message(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<DeliveredBody>, ApiError> {
     let body: MessageBody = parse_json(&read_body(bytes)?)?;
-    let to = match (&body.receiver, &body.capability) {
-        (Some(r), None) => Address::Agent(r.clone()),
-        (None, Some(c)) => Address::Capability(c.clone()),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_message",
-                "address the message with exactly one of `receiver` (agent name or id) or `capability`",
-            ));
-        }
-    };
+    let to = body.address()?;
     let (mut message, timeout) = body.into_message(&principal)?;
-    let addressed = match &to {
-        Address::Agent(name) => name.clone(),
-        Address::Capability(c) => format!("capability {c}"),
-    };
-    message.trace_parent = Some(request.delivering(&addressed, conversation(&message)));
+    message.trace_parent = Some(request.delivering(&label(&to), conversation(&message)));
     send(&state, to, message, timeout).await
 }
 
@@ -747,25 +746,12 @@ async fn send_and_forget(
     };
     let mut messages = Vec::with_capacity(bodies.len());
     for mut body in bodies {
-        let to = match (body.receiver.take(), body.capability.take()) {
-            (Some(r), None) => Address::Agent(r),
-            (None, Some(c)) => Address::Capability(c),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_message",
-                    "address each message with exactly one of `receiver` (agent name or id) or `capability`",
-                ));
-            }
-        };
+        let to = body.address()?;
         if body.performative.is_none() {
             body.performative = Some(Performative::Inform);
         }
         let (mut message, _) = body.into_message(&principal)?;
-        let addressed = match &to {
-            Address::Agent(name) => name.clone(),
-            Address::Capability(c) => format!("capability {c}"),
-        };
-        message.trace_parent = Some(request.delivering(&addressed, conversation(&message)));
+        message.trace_parent = Some(request.delivering(&label(&to), conversation(&message)));
         messages.push((to, message));
     }
     let queued: Vec<Value> = messages
@@ -777,6 +763,14 @@ async fn send_and_forget(
         StatusCode::ACCEPTED,
         Json(json!({ "queued": count, "messages": queued })),
     ))
+}
+
+/// How a request's span names where its message went.
+fn label(to: &Address) -> String {
+    match to {
+        Address::Agent(name) => name.clone(),
+        Address::Capability(c) => format!("capability {c}"),
+    }
 }
 
 /// The conversation a REST message is in (`into_message` always sets one).

@@ -34,7 +34,7 @@ fn invalid(message: String) -> ApiError {
 }
 
 /// The caller's conversation id (checked), or a new one.
-fn conversation_id(id: Option<String>) -> Result<String, ApiError> {
+pub(super) fn conversation_id(id: Option<String>) -> Result<String, ApiError> {
     match id {
         Some(id) => {
             crate::conversations::model::check_id(&id).map_err(invalid)?;

@@ -91,13 +91,7 @@ async fn publish_to(
 ) -> Result<(StatusCode, Json<Published>), ApiError> {
     check_topic(&topic).map_err(invalid_topic)?;
     let body: PublishBody = parse_json(&read_body(bytes)?)?;
-    if let Some(id) = &body.conversation_id {
-        crate::conversations::model::check_id(id)
-            .map_err(|why| ApiError::bad_request("invalid_message", why))?;
-    }
-    let conversation_id = body
-        .conversation_id
-        .unwrap_or_else(crate::messaging::acl::new_message_id);
+    let conversation_id = super::protocols::conversation_id(body.conversation_id)?;
     let (content, content_type) = content_of(body.content, body.content_type);
     let initiator = Initiator {
         name: principal.name.clone(),
@@ -135,9 +129,7 @@ async fn subscribe(
     State(state): State<AppState>,
     Path((topic, agent)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    check_topic(&topic).map_err(invalid_topic)?;
-    let topics = state.manager.subscribe(&agent, &topic, true).await?;
-    Ok(Json(json!({ "agent": agent, "topics": topics })))
+    set_subscription(&state, &topic, &agent, true).await
 }
 
 /// End an agent's subscription to a topic.
@@ -157,7 +149,16 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Path((topic, agent)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    check_topic(&topic).map_err(invalid_topic)?;
-    let topics = state.manager.subscribe(&agent, &topic, false).await?;
+    set_subscription(&state, &topic, &agent, false).await
+}
+
+async fn set_subscription(
+    state: &AppState,
+    topic: &str,
+    agent: &str,
+    subscribed: bool,
+) -> Result<Json<Value>, ApiError> {
+    check_topic(topic).map_err(invalid_topic)?;
+    let topics = state.manager.subscribe(agent, topic, subscribed).await?;
     Ok(Json(json!({ "agent": agent, "topics": topics })))
 }
