@@ -314,6 +314,14 @@ async fn caxton_agents_call_an_a2a_server_built_with_the_sdk() {
         assert_eq!(status, 200, "{agent}");
         if agent["capabilities"] == json!(["echo"]) {
             assert_eq!(agent["type"], "a2a", "{agent}");
+            let (_, remote) = server.get("/api/v1/agents?type=a2a").await;
+            let names: Vec<&str> = remote["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["name"].as_str())
+                .collect();
+            assert_eq!(names, ["far-echo", "gone"], "{remote}");
             break;
         }
         assert!(

@@ -19,7 +19,7 @@ pub enum AgentsCommand {
     /// List agents.
     List {
         /// Only agents of this type.
-        #[arg(long = "type", value_parser = ["wasm", "config"])]
+        #[arg(long = "type", value_parser = ["wasm", "config", "a2a"])]
         kind: Option<String>,
         /// Print only how many there are.
         #[arg(long)]

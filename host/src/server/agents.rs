@@ -47,7 +47,7 @@ const MAX_SEND_BATCH: usize = 1000;
 
 /// The fields of [`agent_view`], for the API document (the view is built
 /// with `json!`, so there is no type to derive a schema from).
-pub(super) const AGENT_VIEW: &str = "The agent: `id`, `name`, `type` (`wasm` or `config`), \
+pub(super) const AGENT_VIEW: &str = "The agent: `id`, `name`, `type` (`wasm`, `config` or `a2a`), \
      `status` (`running`, `failed` or `suspended`), `capabilities`, `description`, \
      `resource_limits` {max_memory_bytes, max_fuel, max_execution_time_ms}, `created_at` \
      (RFC 3339), `component_sha256`, `memory_grants`, `llm`, `tools`, `queued_messages`, \
@@ -106,9 +106,9 @@ pub(super) fn read_body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, A
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only agents of this type: `wasm` or `config`.
+    /// Only agents of this type: `wasm`, `config` or `a2a`.
     #[serde(rename = "type")]
-    #[param(pattern = "^(wasm|config)$")]
+    #[param(pattern = "^(wasm|config|a2a)$")]
     kind: Option<String>,
 }
 
@@ -132,10 +132,11 @@ async fn list(
         None => None,
         Some("wasm") => Some(AgentKind::Wasm),
         Some("config") => Some(AgentKind::Config),
+        Some("a2a") => Some(AgentKind::A2a),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("unknown agent type `{other}`; use `wasm` or `config`"),
+                format!("unknown agent type `{other}`; use `wasm`, `config` or `a2a`"),
             ));
         }
     };
