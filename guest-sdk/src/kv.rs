@@ -2,7 +2,7 @@
 //! to the host's database before the call returns, so it survives restarts.
 
 use crate::Error;
-use crate::bindings::caxton::agent::keyvalue;
+use crate::bindings::caxton::agent0_1_0::keyvalue;
 
 /// Reads a value; `Ok(None)` when the key was never set.
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, Error> {

@@ -3,7 +3,7 @@
 //! Write a Caxton agent in Rust: implement [`Agent`] for a struct, call
 //! [`export_agent!`] once, and build with `cargo build --target wasm32-wasip2`.
 //! The result is a WebAssembly component that targets the `agent` world of
-//! the `caxton:agent@0.1.0` WIT package (the contract in the repository's
+//! the `caxton:agent@0.2.0` WIT package (the contract in the repository's
 //! `wit/` folder) and can be deployed with `caxton agents deploy`.
 //!
 //! ```ignore
@@ -45,6 +45,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_agent_world",
         default_bindings_module: "caxton_guest_sdk::bindings",
+        generate_all,
     });
 }
 
@@ -57,6 +58,7 @@ pub mod tool_bindings {
         pub_export_macro: true,
         export_macro_name: "__export_tool_world",
         default_bindings_module: "caxton_guest_sdk::tool_bindings",
+        generate_all,
     });
 }
 
@@ -65,14 +67,15 @@ pub mod llm;
 pub mod log;
 pub mod memory;
 pub mod messaging;
+pub mod protocols;
 pub mod tool;
 pub mod tools;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use bindings::caxton::agent::types::{Error, Message, Performative, Reply};
-pub use bindings::exports::caxton::agent::agent_handler::AgentInfo;
+pub use bindings::caxton::agent0_1_0::types::{Error, Message, Performative, Reply};
+pub use bindings::exports::caxton::agent0_2_0::agent_handler::AgentInfo;
 
 /// An agent: one value of this type handles the messages sent to one
 /// deployed agent, one at a time, in order.
@@ -96,7 +99,16 @@ impl AgentInfo {
         AgentInfo {
             description: description.to_string(),
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+            subscriptions: Vec::new(),
         }
+    }
+
+    /// Names the topics the agent is subscribed to when it is deployed
+    /// (see [`protocols::publish`]); more can be added at run time with
+    /// [`protocols::subscribe`].
+    pub fn with_subscriptions(mut self, topics: &[&str]) -> Self {
+        self.subscriptions = topics.iter().map(|t| t.to_string()).collect();
+        self
     }
 }
 
@@ -132,15 +144,12 @@ impl Reply {
     }
 
     /// A `propose` reply to a call for proposals (`cfp`): the bid the host
-    /// ranks proposals by, and a text for whoever reads them. The content
-    /// is `{"bid": …, "text": …}` as JSON; a bid that is not a finite
-    /// number cannot be ranked, so the host reads that proposal as invalid.
+    /// ranks proposals by, and a text for whoever reads them, in the form
+    /// the host reads (it makes the reply: `protocols.propose`). A bid that
+    /// is not a finite number cannot be ranked, so the host reads that
+    /// proposal as invalid.
     pub fn propose(bid: f64, text: &str) -> Self {
-        Self::new(
-            Performative::Propose,
-            format!("{{\"bid\":{bid},\"text\":{}}}", json_string(text)),
-        )
-        .with_content_type("application/json")
+        protocols::propose(bid, text)
     }
 
     /// Sets the MIME type of the content (for example `application/json`).
@@ -148,22 +157,6 @@ impl Reply {
         self.content_type = Some(content_type.into());
         self
     }
-}
-
-/// `text` as a JSON string literal, quotes included.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 impl Error {
@@ -186,7 +179,7 @@ macro_rules! export_agent {
         #[doc(hidden)]
         struct __CaxtonAgentExport;
 
-        impl $crate::bindings::exports::caxton::agent::agent_handler::Guest for __CaxtonAgentExport {
+        impl $crate::bindings::exports::caxton::agent0_2_0::agent_handler::Guest for __CaxtonAgentExport {
             fn init(config_json: ::std::string::String) -> ::core::result::Result<(), $crate::Error> {
                 $crate::__private::init::<$agent>(&config_json)
             }

@@ -1,6 +1,6 @@
 //! Chat completion through the host's configured LLM provider.
 
-pub use crate::bindings::caxton::agent::llm::{
+pub use crate::bindings::caxton::agent0_1_0::llm::{
     ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, ToolDefinition, Usage,
     chat,
 };

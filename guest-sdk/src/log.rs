@@ -1,6 +1,6 @@
 //! Logging into the agent's own log (`caxton agents logs NAME`).
 
-use crate::bindings::caxton::agent::logging::{self, Level};
+use crate::bindings::caxton::agent0_1_0::logging::{self, Level};
 
 /// Logs at debug level.
 pub fn debug(message: &str) {

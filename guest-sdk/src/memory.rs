@@ -3,7 +3,7 @@
 //! The types are the WIT records, re-exported; see `wit/caxton.wit` for the
 //! meaning of each field.
 
-pub use crate::bindings::caxton::agent::memory::{
+pub use crate::bindings::caxton::agent0_1_0::memory::{
     Direction, Entity, Relation, Scope, SearchHit, Subgraph, TraverseOptions, add_observations,
     create_entities, create_relations, delete_entities, delete_observations, delete_relations,
     open_nodes, search, traverse,

@@ -1,6 +1,6 @@
 //! Messages to other agents, addressed by name or by capability.
 
-use crate::bindings::caxton::agent::messaging::{self, Outgoing};
+use crate::bindings::caxton::agent0_1_0::messaging::{self, Outgoing};
 use crate::{Error, Message, Performative};
 
 /// Default time [`ask`] and [`ask_capability`] wait for a reply.

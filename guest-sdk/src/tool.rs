@@ -31,8 +31,8 @@
 //! ```
 //! For calling tools from an agent, see [`crate::tools`].
 
-pub use crate::tool_bindings::caxton::agent::types::Error;
-pub use crate::tool_bindings::exports::caxton::agent::tool_handler::ToolDescription;
+pub use crate::tool_bindings::caxton::agent0_1_0::types::Error;
+pub use crate::tool_bindings::exports::caxton::agent0_1_0::tool_handler::ToolDescription;
 
 /// A tool: a pure function from a JSON arguments object to a JSON answer.
 pub trait Tool: 'static {
@@ -61,7 +61,7 @@ impl ToolDescription {
 
 /// Logs into the calling agent's log (`caxton agents logs NAME`), at info level.
 pub fn log(message: &str) {
-    use crate::tool_bindings::caxton::agent::logging::{Level, log};
+    use crate::tool_bindings::caxton::agent0_1_0::logging::{Level, log};
     log(Level::Info, message);
 }
 
@@ -73,7 +73,7 @@ macro_rules! export_tool {
         #[doc(hidden)]
         struct __CaxtonToolExport;
 
-        impl $crate::tool_bindings::exports::caxton::agent::tool_handler::Guest
+        impl $crate::tool_bindings::exports::caxton::agent0_1_0::tool_handler::Guest
             for __CaxtonToolExport
         {
             fn describe() -> $crate::tool::ToolDescription {

@@ -1,3 +1,3 @@
 //! Tools the agent is allowed to call.
 
-pub use crate::bindings::caxton::agent::tools::{ToolInfo, invoke, list_tools};
+pub use crate::bindings::caxton::agent0_1_0::tools::{ToolInfo, invoke, list_tools};

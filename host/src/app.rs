@@ -235,7 +235,9 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
             "stored tool components loaded"
         );
     }
-    let registry = Arc::new(Registry::with_conversations(config.conversations.clone()));
+    let registry = Arc::new(
+        Registry::with_conversations(config.conversations.clone()).with_storage(storage.clone()),
+    );
     let trace = Arc::new(crate::trace::TraceStore::new(config.monitoring.trace_spans));
     let manager = Arc::new(
         AgentManager::new(

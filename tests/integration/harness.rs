@@ -2,10 +2,11 @@
 //! `caxton` binary on an ephemeral port with a temporary data directory,
 //! and talks HTTP to it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,50 +52,56 @@ pub fn rust_example(name: &str) -> PathBuf {
     path
 }
 
-/// Builds the Python example with componentize-py (once per run; reused
-/// while its sources are older than the output). Fails loudly when the
-/// tool is missing: `.ci/run` installs it.
-pub fn python_example() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = repo_root();
-            let source = root.join("examples/python/py-echo");
-            let out_dir = source.join("build");
-            let out = out_dir.join("py-echo.wasm");
-            let newest_input = [source.join("app.py"), root.join("wit/caxton.wit")]
-                .iter()
-                .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
-                .max();
-            let fresh = match (out.metadata().and_then(|m| m.modified()), newest_input) {
-                (Ok(built), Some(input)) => built > input,
-                _ => false,
-            };
-            if fresh {
-                return Ok(out);
-            }
-            std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-            let output = Command::new("componentize-py")
-                .current_dir(&root)
-                .args(["-d", "wit", "-w", "agent", "componentize", "-p", "examples/python/py-echo", "app", "-o"])
-                .arg(&out)
-                .output()
-                .map_err(|e| {
-                    format!(
-                        "cannot run componentize-py ({e}); install it with `pip install componentize-py==0.25.1` (.ci/run does)"
-                    )
-                })?;
-            if !output.status.success() {
-                return Err(format!(
-                    "componentize-py failed:\n{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                ));
-            }
-            Ok(out)
-        })
+/// Builds a Python example (`examples/python/NAME`) with componentize-py
+/// (once per run and example; reused while its sources are older than the
+/// output). Fails loudly when the tool is missing: `.ci/run` installs it.
+pub fn python_example(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    built
+        .entry(name.to_string())
+        .or_insert_with(|| build_python(name))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_python(name: &str) -> Result<PathBuf, String> {
+    let root = repo_root();
+    let source = root.join("examples/python").join(name);
+    let out_dir = source.join("build");
+    let out = out_dir.join(format!("{name}.wasm"));
+    let newest_input = [source.join("app.py"), root.join("wit/caxton.wit")]
+        .iter()
+        .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .max();
+    let fresh = match (out.metadata().and_then(|m| m.modified()), newest_input) {
+        (Ok(built), Some(input)) => built > input,
+        _ => false,
+    };
+    if fresh {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let output = Command::new("componentize-py")
+        .current_dir(&root)
+        .args(["-d", "wit", "-w", "agent", "componentize", "-p"])
+        .arg(source.strip_prefix(&root).unwrap_or(&source))
+        .args(["app", "-o"])
+        .arg(&out)
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run componentize-py ({e}); install it with `pip install componentize-py==0.25.1` (.ci/run does)"
+            )
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "componentize-py failed for {name}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(out)
 }
 
 /// Builds the JavaScript example with componentize-js, pinned in
@@ -115,7 +122,15 @@ pub fn js_example(wasi_http: bool) -> PathBuf {
             let mut command = Command::new(js.join("node_modules/.bin/componentize-js"));
             command
                 .current_dir(&js)
-                .args(["js-echo/app.js", "--wit", "../../wit/caxton.wit", "--world-name", "agent"]);
+                // Built against the frozen 0.1.0 contract, as before 0.2.0
+                // existed: what a component built then must keep doing.
+                .args([
+                    "js-echo/app.js",
+                    "--wit",
+                    "../../wit/deps/caxton-agent-0.1.0/caxton.wit",
+                    "--world-name",
+                    "agent",
+                ]);
             if !wasi_http {
                 command.args(["--disable", "http", "--disable", "fetch-event"]);
             }

@@ -1,6 +1,8 @@
 //! Components written in Python (componentize-py) and JavaScript
-//! (componentize-js, the engine of `jco componentize`), built against the
-//! same `wit/`, deployed and answering — host imports included.
+//! (componentize-js, the engine of `jco componentize`), deployed and
+//! answering — host imports included. The Python one is built against the
+//! current contract (0.2.0), the JavaScript one against the frozen 0.1.0:
+//! both versions run side by side.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use crate::harness::{Server, js_example, python_example, temp_data_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_agent_round_trip() {
-    let wasm = python_example();
+    let wasm = python_example("py-echo");
     let (_guard, data) = temp_data_dir();
     let server = Server::start(&data);
     let agent = server.deploy("py-echo", &wasm, json!({})).await;
@@ -58,6 +60,17 @@ async fn javascript_agent_round_trip_and_wasi_http_refused_before_compiling() {
     // loaded one).
     assert!(took < Duration::from_secs(5), "refused in {took:?}");
 
+    // The JavaScript example is built against the frozen 0.1.0 contract:
+    // such a component keeps working next to the 0.2.0 ones.
+    let bytes = std::fs::read(&wasm).expect("the built component");
+    let names = |version: &str| {
+        let needle = format!("caxton:agent/agent-handler@{version}");
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    };
+    assert!(
+        names("0.1.0") && !names("0.2.0"),
+        "js-echo should export the 0.1.0 handler"
+    );
     let agent = server.deploy("js-echo", &wasm, json!({})).await;
     assert_eq!(agent["capabilities"], json!(["shouting"]));
     for (text, seen) in [("caxton", 1), ("again", 2)] {

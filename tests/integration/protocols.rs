@@ -654,3 +654,242 @@ async fn every_subscriber_gets_each_publication_once_across_restarts() {
         .await;
     assert_eq!(status, 400, "{bad}");
 }
+
+/// Deploys the coordinator example and asks it `command`; its answer is JSON.
+async fn coordinate(server: &Server, command: &str) -> Value {
+    let answer = server.ask("coordinator", command).await;
+    serde_json::from_str(&answer).unwrap_or_else(|_| panic!("`{command}` answered {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_agents_run_the_protocols_through_the_0_2_contract() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    server
+        .deploy(
+            "coordinator",
+            &rust_example("coordinator"),
+            json!({"max_execution_time_ms": 60000}),
+        )
+        .await;
+    contractor(&server, "dear", json!({"name": "dear", "bid": 5})).await;
+    contractor(&server, "cheap", json!({"name": "cheap", "bid": 2})).await;
+
+    // Subscribed from its `describe`, at deploy.
+    let (_, topics) = server.get("/api/v1/topics").await;
+    assert_eq!(
+        topics["topics"],
+        json!([{"topic": "news", "subscribers": ["coordinator"]}]),
+        "{topics}"
+    );
+
+    // A contract net run by the agent: the host gathers, ranks, awards.
+    let outcome = coordinate(&server, "cfp quote fix the roof").await;
+    assert_eq!(outcome["completed"], true, "{outcome}");
+    assert_eq!(outcome["winner"], "cheap", "{outcome}");
+    assert_eq!(outcome["result"], "cheap did: fix the roof");
+    assert_eq!(outcome["rejected"], json!(["dear"]));
+    assert_eq!(
+        outcome["proposals"],
+        json!([{"agent": "cheap", "status": "proposed", "bid": 2.0},
+               {"agent": "dear", "status": "proposed", "bid": 5.0}])
+    );
+    let id = outcome["conversation_id"].as_str().expect("id");
+    let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(c["protocol"], "contract-net", "{c}");
+    assert_eq!(c["initiator"], "coordinator", "{c}");
+    let outcome = coordinate(&server, "cfp-high quote fix the roof").await;
+    assert_eq!(outcome["winner"], "dear", "{outcome}");
+
+    let gathered = coordinate(&server, "broadcast quote how much?").await;
+    assert_eq!(gathered["asked"], 2, "{gathered}");
+    assert_eq!(gathered["answered"], 2, "{gathered}");
+    assert_eq!(gathered["answers"][0]["content"], "cheap quotes 2");
+
+    // What the host knows of the conversation being handled.
+    let conversation = coordinate(&server, "conversation").await;
+    assert_eq!(conversation["protocol"], "request", "{conversation}");
+    assert_eq!(conversation["state"], "active", "{conversation}");
+    assert!(
+        conversation["participants"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|n| n == "coordinator")),
+        "{conversation}"
+    );
+
+    // Topics: a publication reaches the declared subscription; the agent
+    // subscribes and unsubscribes at run time; its own publication goes to
+    // the others only.
+    let (status, published) = server
+        .post(
+            "/api/v1/topics/news/publish",
+            &json!({"content": "rain at noon"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{published}");
+    await_answer(
+        &server,
+        "coordinator",
+        "news",
+        r#"{"news":"rain at noon"}"#,
+        Duration::from_secs(20),
+    )
+    .await;
+    let topics = coordinate(&server, "subscribe weather").await;
+    assert_eq!(topics["topics"], json!(["news", "weather"]));
+    let topics = coordinate(&server, "unsubscribe news").await;
+    assert_eq!(
+        topics,
+        json!({"was_subscribed": true, "topics": ["weather"]})
+    );
+    let topics = coordinate(&server, "unsubscribe news").await;
+    assert_eq!(topics["was_subscribed"], false);
+    let published = coordinate(&server, "publish weather sunny").await;
+    assert_eq!(published["subscribers"], json!([]), "not to itself");
+    let answer = server.ask("coordinator", "subscribe a b").await;
+    assert!(answer.contains("InvalidInput"), "{answer}");
+
+    // Bad arguments are the guest's error, not a trap.
+    let answer = server.ask("coordinator", "cfp nobody-does-this task").await;
+    assert!(answer.contains("NotFound"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_net_across_rust_python_and_config_bidders_run_by_a_config_manager() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    // The shipped examples, as written; the scripted model plays their part.
+    for file in ["manager.md", "bidder.md"] {
+        std::fs::copy(
+            crate::harness::repo_root()
+                .join("examples/config")
+                .join(file),
+            agents.join(file),
+        )
+        .expect("copy example");
+    }
+    let script = r#"
+- when: "asked for a proposal"
+  content: "Here you are: {\"bid\": 4, \"text\": \"Bidder paints it for 4\"}"
+- when: "\"winner\""
+  content: "The fence went to the lowest bidder that delivered."
+- when: "The fence, please"
+  tool_calls: [{name: contract_net, arguments: {capability: quote, task: "paint the fence", timeout_seconds: 3, result_timeout_seconds: 10}}]
+- when: "paint the fence"
+  content: "Bidder painted the fence"
+"#;
+    std::fs::write(root.join("script.yaml"), script).expect("script");
+    let config = root.join("caxton.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
+            agents.display(),
+            root.join("script.yaml").display()
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    let started = Instant::now();
+    while server.get("/api/v1/agents/Bidder").await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "Bidder never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Rust and Python contractors; the Python one bids lowest but fails,
+    // a Rust one bids lower still but never answers in time.
+    contractor(&server, "rusty", json!({"name": "rusty", "bid": 5})).await;
+    contractor(
+        &server,
+        "sleepy",
+        json!({"name": "sleepy", "bid": 1, "stall_ms": 8000}),
+    )
+    .await;
+    let mut body = deploy_body(
+        "pyco",
+        &crate::harness::python_example("py-contractor"),
+        json!({"max_execution_time_ms": 60000}),
+    );
+    body["config"] = json!({"name": "pyco", "bid": 3, "fail": true});
+    let (status, answer) = server.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "{answer}");
+
+    let (status, outcome) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "paint the fence",
+                    "timeout_ms": 3000, "result_timeout_ms": 10000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    let bids: Vec<(String, String, Value)> = outcome["proposals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["agent"].as_str().unwrap_or("").to_string(),
+                p["status"].as_str().unwrap_or("").to_string(),
+                p["bid"].clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, Value)> = [
+        ("Bidder", "proposed", json!(4.0)),
+        ("pyco", "proposed", json!(3.0)),
+        ("rusty", "proposed", json!(5.0)),
+        ("sleepy", "timeout", Value::Null),
+    ]
+    .into_iter()
+    .map(|(a, s, b)| (a.to_string(), s.to_string(), b))
+    .collect();
+    assert_eq!(bids, expected, "{outcome}");
+    let tried: Vec<&str> = outcome["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["agent"].as_str())
+        .collect();
+    assert_eq!(
+        tried,
+        ["pyco", "Bidder"],
+        "the failed winner, then the next bid"
+    );
+    assert_eq!(outcome["winner"], "Bidder", "{outcome}");
+    assert_eq!(outcome["result"], "Bidder painted the fence");
+    assert_eq!(outcome["rejected"], json!(["rusty"]));
+    await_answer(&server, "pyco", "rejections", "0", Duration::from_secs(5)).await;
+    await_answer(&server, "rusty", "rejections", "1", Duration::from_secs(10)).await;
+
+    // The manager config agent runs the same contract net from its model's
+    // tool call, and reports what came back.
+    let (status, answer) = server.message("Manager", "The fence, please").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["reply"]["content"],
+        "The fence went to the lowest bidder that delivered."
+    );
+    let (_, page) = server
+        .get("/api/v1/conversations?protocol=contract-net")
+        .await;
+    let by_manager: Vec<&Value> = page["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["initiator"] == "Manager")
+        .collect();
+    assert_eq!(by_manager.len(), 1, "{page}");
+    assert_eq!(by_manager[0]["state"], "completed", "{page}");
+    assert!(
+        by_manager[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("Bidder")),
+        "{page}"
+    );
+    await_answer(&server, "rusty", "rejections", "2", Duration::from_secs(10)).await;
+}

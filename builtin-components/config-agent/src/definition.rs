@@ -13,6 +13,9 @@ pub struct Definition {
     pub description: Option<String>,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Topics the agent listens to from its start (`subscriptions:`).
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub system_prompt: String,

@@ -14,9 +14,14 @@
 //!    tools, then (or at the first repeated identical call) one without;
 //! 4. answers `inform` with the model's text, or `failure` saying why not.
 //!
+//! In a contract net ([`bidding`]) a `cfp` asks the model for a bid and is
+//! answered `propose` or `refuse`; the `accept-proposal` that may follow is
+//! handled like any request, a `reject-proposal` is not answered.
+//!
 //! Everything durable goes through the host: the conversation in the
 //! agent's key-value store (bounded, see [`history`]), facts in its memory.
 
+mod bidding;
 mod definition;
 mod history;
 mod prompt;
@@ -25,7 +30,9 @@ use std::sync::OnceLock;
 
 use caxton_guest_sdk::llm::{self, ChatMessage, ChatRequest, FinishReason, Role, ToolDefinition};
 use caxton_guest_sdk::memory::{self, Entity, Scope};
-use caxton_guest_sdk::{Agent, AgentInfo, Error, Message, Reply, export_agent, log, tools};
+use caxton_guest_sdk::{
+    Agent, AgentInfo, Error, Message, Performative, Reply, export_agent, log, tools,
+};
 use serde::Deserialize;
 
 use definition::Definition;
@@ -365,12 +372,24 @@ impl Agent for ConfigAgent {
                     .clone()
                     .unwrap_or_else(|| format!("Config agent {}", def.name)),
                 capabilities: def.capabilities.clone(),
+                subscriptions: def.subscriptions.clone(),
             },
             None => AgentInfo::new("Config agent (not initialised)", &[]),
         }
     }
 
     fn handle(&mut self, msg: Message) -> Result<Option<Reply>, Error> {
+        match msg.performative {
+            Performative::Cfp => {
+                let messages = self.messages(&bidding::prompt(&msg.content), &[], "");
+                return Ok(Some(match self.run(messages) {
+                    Ok(answer) => bidding::reply_from(&answer),
+                    Err(reason) => Reply::failure(reason),
+                }));
+            }
+            Performative::RejectProposal => return Ok(None),
+            _ => {}
+        }
         if msg.content.trim().is_empty() {
             return Ok(Some(Reply::not_understood(
                 "the message is empty; send the request as text",

@@ -1,5 +1,7 @@
 // A Caxton agent written in JavaScript, built with jco (componentize-js)
-// against the same `wit/` contract as the Rust and Python agents.
+// against the frozen 0.1.0 contract (wit/deps/caxton-agent-0.1.0): a
+// component built before caxton:agent@0.2.0 existed, which the host still
+// runs unchanged (the tests deploy it).
 //
 // It answers every request with the text in capitals and a running count
 // of the messages it has seen. The count lives in the host's durable
@@ -8,7 +10,7 @@
 //
 // Build (from the repository root), with the versions pinned in
 // examples/js/package.json:
-//   npx jco componentize examples/js/js-echo/app.js --wit wit/caxton.wit \
+//   npx jco componentize examples/js/js-echo/app.js --wit wit/deps/caxton-agent-0.1.0/caxton.wit \
 //     --world-name agent --disable http --disable fetch-event -o js-echo.wasm
 
 import { get, set } from "caxton:agent/keyvalue@0.1.0";

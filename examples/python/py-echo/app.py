@@ -27,6 +27,7 @@ class AgentHandler(exports.AgentHandler):
         return agent_handler.AgentInfo(
             capabilities=["reversing"],
             description="Python agent: reverses text and counts messages",
+            subscriptions=[],
         )
 
     def handle_message(self, msg: types.Message):

@@ -64,6 +64,27 @@ pub fn check_described(description: &str, capabilities: &[String]) -> Result<(),
     Ok(())
 }
 
+/// Checks the topics an agent's `describe` subscribes it to, as the REST
+/// route would: each a valid topic name, at most the per-agent cap.
+pub fn check_subscriptions(topics: &[String]) -> Result<(), DeployError> {
+    let refuse = |what: String| {
+        DeployError::InvalidDescription(format!(
+            "{what}; fix the `subscriptions` of the agent's `describe` and rebuild it"
+        ))
+    };
+    if topics.len() > super::topics::MAX_PER_AGENT {
+        return Err(refuse(format!(
+            "it subscribes to {} topics, more than the {} allowed",
+            topics.len(),
+            super::topics::MAX_PER_AGENT
+        )));
+    }
+    for topic in topics {
+        super::topics::check_topic(topic).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 /// Checks every granted tool exists (`known`), once each.
 pub fn check_tools(tools: &[String], known: impl Fn(&str) -> bool) -> Result<(), DeployError> {
     if tools.len() > MAX_TOOLS {

@@ -16,6 +16,7 @@ use super::record::{AgentKind, AgentRecord};
 use super::registry::{AgentHandle, Registry, lock};
 use crate::llm::LlmService;
 use crate::memory::MemoryService;
+use crate::messaging::SubscribeError;
 use crate::runtime::component_cache::ComponentCache;
 use crate::runtime::guest_log::AgentLog;
 use crate::runtime::limits::ResourceLimits;
@@ -89,6 +90,8 @@ pub struct ConfigAgentSpec {
     pub name: String,
     pub capabilities: Vec<String>,
     pub description: String,
+    /// Topics it subscribes to at start (`subscriptions:`), checked.
+    pub subscriptions: Vec<String>,
     /// The definition, for the interpreter's `init`.
     pub config_json: String,
     pub tools: Vec<String>,
@@ -314,6 +317,7 @@ impl AgentManager {
             .await
             .map_err(DeployError::StartFailed)?;
         super::deploy::check_described(&info.description, &info.capabilities)?;
+        super::deploy::check_subscriptions(&info.subscriptions)?;
         let record = AgentRecord {
             capabilities: info.capabilities,
             description: info.description,
@@ -335,7 +339,24 @@ impl AgentManager {
         log.push("host", "deployed");
         tracing::info!(agent = %record.name, id = %record.id, "agent deployed");
         let _guard = self.lifecycle.lock().await;
-        Ok(self.start(record, Arc::new(program), log, Some(instance), None))
+        let handle = self.start(record, Arc::new(program), log, Some(instance), None);
+        self.subscribe_declared(&handle, &info.subscriptions).await;
+        Ok(handle)
+    }
+
+    /// Subscribes a just-started agent to the topics it declares (its
+    /// `describe`, or a config agent's `subscriptions:`), already checked.
+    /// A subscription that cannot be stored is logged, not fatal: the
+    /// agent runs, and the operator can subscribe it by hand.
+    async fn subscribe_declared(&self, handle: &AgentHandle, topics: &[String]) {
+        for topic in topics {
+            if let Err(e) = self.registry.subscribe(&handle.id, topic, true).await {
+                handle
+                    .log
+                    .push("host", &format!("cannot subscribe to topic {topic}: {e}"));
+                tracing::warn!(agent = %handle.name, topic, error = %e, "declared subscription not stored");
+            }
+        }
     }
 
     /// Claims `names` for a deployment in its trial run; `replacing` is
@@ -443,7 +464,9 @@ impl AgentManager {
             },
         );
         // The old version handles what is already queued for it.
-        Ok(self.start(record, program, log, Some(instance), previous.as_ref()))
+        let handle = self.start(record, program, log, Some(instance), previous.as_ref());
+        self.subscribe_declared(&handle, &spec.subscriptions).await;
+        Ok(handle)
     }
 
     /// Stops a config agent whose definition file is gone.
@@ -579,40 +602,16 @@ impl AgentManager {
         topic: &str,
         subscribed: bool,
     ) -> Result<Vec<String>, ManageError> {
-        super::topics::check_topic(topic).map_err(ManageError::Invalid)?;
+        // Under the lifecycle lock: not while the agent is being removed.
         let _guard = self.lifecycle.lock().await;
-        let handle = self
-            .registry
-            .get(name_or_id)
-            .ok_or_else(|| ManageError::NotFound(name_or_id.to_string()))?;
-        let topics = self.registry.topics();
-        let current = topics.of_agent(&handle.name);
-        if subscribed
-            && !current.iter().any(|t| t == topic)
-            && current.len() >= super::topics::MAX_PER_AGENT
-        {
-            return Err(ManageError::Invalid(format!(
-                "agent `{}` already subscribes to {} topics, the most one may",
-                handle.name,
-                super::topics::MAX_PER_AGENT
-            )));
-        }
-        let storage = self.storage.clone();
-        let (t, name) = (topic.to_string(), handle.name.clone());
-        tokio::task::spawn_blocking(move || super::topics::store(&storage, &t, &name, subscribed))
+        self.registry
+            .subscribe(name_or_id, topic, subscribed)
             .await
-            .map_err(|e| ManageError::Storage(e.to_string()))?
-            .map_err(|e| ManageError::Storage(e.to_string()))?;
-        topics.set(topic, &handle.name, subscribed);
-        handle.log.push(
-            "host",
-            &if subscribed {
-                format!("subscribed to topic {topic}")
-            } else {
-                format!("unsubscribed from topic {topic}")
-            },
-        );
-        Ok(topics.of_agent(&handle.name))
+            .map_err(|e| match e {
+                SubscribeError::Invalid(why) => ManageError::Invalid(why),
+                SubscribeError::UnknownAgent(name) => ManageError::NotFound(name),
+                SubscribeError::Storage(why) => ManageError::Storage(why),
+            })
     }
 
     /// Round trip through the agent's mailbox, making sure it can be

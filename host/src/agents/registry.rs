@@ -13,7 +13,7 @@ use super::exchange::Exchange;
 use super::record::AgentRecord;
 use super::stats::AgentStats;
 use crate::conversations::ConversationStore;
-use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus};
+use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus, SubscribeError};
 use crate::outbox::{Outbox, Queued, Target};
 use crate::runtime::guest_log::AgentLog;
 
@@ -159,8 +159,11 @@ pub struct Registry {
     /// Where fire-and-forget messages wait; without one they are sent
     /// from memory (tests of routing alone).
     outbox: std::sync::OnceLock<Arc<Outbox>>,
-    /// Who subscribes to which topic (kept in the database by the manager).
+    /// Who subscribes to which topic.
     topics: super::topics::Topics,
+    /// Where subscriptions are kept; without it (tests of routing alone)
+    /// they cannot change.
+    storage: Option<Arc<crate::storage::Storage>>,
 }
 
 impl Registry {
@@ -175,7 +178,57 @@ impl Registry {
             conversations: Arc::new(ConversationStore::new(settings)),
             outbox: std::sync::OnceLock::new(),
             topics: super::topics::Topics::default(),
+            storage: None,
         }
+    }
+
+    /// Keeps topic subscriptions in `storage`.
+    pub fn with_storage(mut self, storage: Arc<crate::storage::Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Subscribes an agent to a topic, or ends its subscription; stored,
+    /// so it outlives reloads and restarts. Answers the agent's topics.
+    pub async fn subscribe(
+        &self,
+        name_or_id: &str,
+        topic: &str,
+        subscribed: bool,
+    ) -> Result<Vec<String>, SubscribeError> {
+        super::topics::check_topic(topic).map_err(SubscribeError::Invalid)?;
+        let handle = self
+            .get(name_or_id)
+            .ok_or_else(|| SubscribeError::UnknownAgent(name_or_id.to_string()))?;
+        let current = self.topics.of_agent(&handle.name);
+        if subscribed
+            && !current.iter().any(|t| t == topic)
+            && current.len() >= super::topics::MAX_PER_AGENT
+        {
+            return Err(SubscribeError::Invalid(format!(
+                "agent `{}` already subscribes to {} topics, the most one may",
+                handle.name,
+                super::topics::MAX_PER_AGENT
+            )));
+        }
+        let storage = self.storage.clone().ok_or_else(|| {
+            SubscribeError::Storage("this registry keeps no subscriptions".into())
+        })?;
+        let (t, name) = (topic.to_string(), handle.name.clone());
+        tokio::task::spawn_blocking(move || super::topics::store(&storage, &t, &name, subscribed))
+            .await
+            .map_err(|e| SubscribeError::Storage(e.to_string()))?
+            .map_err(|e| SubscribeError::Storage(e.to_string()))?;
+        self.topics.set(topic, &handle.name, subscribed);
+        handle.log.push(
+            "host",
+            &if subscribed {
+                format!("subscribed to topic {topic}")
+            } else {
+                format!("unsubscribed from topic {topic}")
+            },
+        );
+        Ok(self.topics.of_agent(&handle.name))
     }
 
     /// Topic subscriptions, by agent name.
@@ -475,6 +528,21 @@ impl MessageBus for Registry {
             .await
             .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
         Ok(count)
+    }
+
+    async fn subscribe(
+        &self,
+        agent_id: &str,
+        topic: &str,
+        subscribed: bool,
+    ) -> Result<Vec<String>, SubscribeError> {
+        Registry::subscribe(self, agent_id, topic, subscribed).await
+    }
+
+    fn subscriptions(&self, agent_id: &str) -> Vec<String> {
+        self.get(agent_id)
+            .map(|h| self.topics.of_agent(&h.name))
+            .unwrap_or_default()
     }
 
     fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String> {

@@ -33,6 +33,9 @@ pub struct AgentDefinition {
     pub version: String,
     pub description: Option<String>,
     pub capabilities: Vec<String>,
+    /// Topics the agent is subscribed to when it starts.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
     pub tools: Vec<String>,
     pub parameters: Map<String, Value>,
     pub system_prompt: String,
@@ -141,6 +144,7 @@ pub(crate) const FIELDS: &[(&str, Kind)] = &[
     ("version", Kind::String),
     ("description", Kind::String),
     ("capabilities", Kind::StringList),
+    ("subscriptions", Kind::StringList),
     ("tools", Kind::StringList),
     ("parameters", Kind::Map),
     ("system_prompt", Kind::String),
@@ -512,6 +516,7 @@ pub fn parse_lenient(
         version: string("version").unwrap_or_default(),
         description: string("description"),
         capabilities: strings("capabilities"),
+        subscriptions: strings("subscriptions"),
         tools: strings("tools"),
         parameters: map
             .get("parameters")

@@ -266,6 +266,7 @@ impl ConfigAgents {
             id: def.id.clone(),
             name: def.name.clone(),
             capabilities: def.capabilities.clone(),
+            subscriptions: def.subscriptions.clone(),
             description: def
                 .description
                 .clone()

@@ -68,6 +68,7 @@ pub fn validate(
     checker.identity();
     checker.readable_names();
     checker.capabilities();
+    checker.subscriptions();
     checker.tools(ctx.known_tools);
     checker.unique_among(ctx.loaded);
     checker.llm();
@@ -253,6 +254,26 @@ impl Checker<'_> {
                     at,
                     format!("capability `{capability}` is empty or contains spaces"),
                     "use names like data-analysis or data_analysis".into(),
+                );
+            }
+        }
+    }
+
+    /// Each topic a valid topic name, no more than an agent may subscribe to.
+    fn subscriptions(&mut self) {
+        let def = self.def;
+        let max = crate::agents::topics::MAX_PER_AGENT;
+        if self.too_long("subscriptions", def.subscriptions.len(), max) {
+            return;
+        }
+        for topic in &def.subscriptions {
+            if let Err(why) = crate::agents::topics::check_topic(topic) {
+                let at = self.at.value("subscriptions", topic);
+                self.report(
+                    "subscriptions",
+                    at,
+                    why,
+                    "use topic names like orders.created or news:weather".into(),
                 );
             }
         }
@@ -595,6 +616,21 @@ mod tests {
         let tools: Vec<String> = (0..MAX_TOOLS).map(|i| format!("nope{i}")).collect();
         let problems = problems_of("lists", &valid(&format!("tools: [{}]\n", tools.join(", "))));
         assert_eq!(problems.len(), MAX_TOOLS, "{problems:#?}");
+    }
+
+    #[test]
+    fn subscriptions_are_topic_names() {
+        assert_eq!(
+            problems_of("subs", &valid("subscriptions: [news, orders.created]\n")),
+            []
+        );
+        let problem = only(problems_of(
+            "subs",
+            &valid("subscriptions: [news, \"a b\"]\n"),
+        ));
+        assert_eq!(problem.field.as_deref(), Some("subscriptions"), "{problem}");
+        assert_eq!(problem.line, Some(6), "{problem}");
+        assert!(problem.message.contains("a b"), "{problem}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ const SWEEP_EVERY_MS: u64 = 1_000;
 pub enum Viewer<'a> {
     Admin,
     Principal(&'a str),
+    /// An agent, by name: the conversations it started or took part in.
+    Participant(&'a str),
 }
 
 /// What a listing keeps.
@@ -140,6 +142,9 @@ impl Record {
             Viewer::Admin => true,
             Viewer::Principal(name) => {
                 self.initiator_kind == InitiatorKind::Principal && self.initiator == name
+            }
+            Viewer::Participant(name) => {
+                self.initiator == name || self.participants.iter().any(|p| p == name)
             }
         }
     }

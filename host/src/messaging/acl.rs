@@ -119,6 +119,8 @@ pub const USER_SENDER: &str = "user";
 
 /// Content type used when none is given.
 pub const TEXT_PLAIN: &str = "text/plain";
+/// The content type of JSON content (a proposal, a structured answer).
+pub const APPLICATION_JSON: &str = "application/json";
 /// A whole chat, `{"messages": [{"role", "content"}, …]}`, the last one the
 /// user's: what the OpenAI-compatible API hands a config agent, which then
 /// answers from it instead of its own stored history.

@@ -126,4 +126,29 @@ pub trait MessageBus: Send + Sync {
     /// The names of the running, not suspended agents subscribed to
     /// `topic`, in name order, without the agent whose id is `excluding`.
     fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String>;
+
+    /// Subscribes the agent named (or with id) `agent` to `topic`, or ends
+    /// that subscription, durably; answers the agent's topics.
+    async fn subscribe(
+        &self,
+        agent: &str,
+        topic: &str,
+        subscribed: bool,
+    ) -> Result<Vec<String>, SubscribeError>;
+
+    /// The topics the agent named (or with id) `agent` subscribes to, in
+    /// name order.
+    fn subscriptions(&self, agent: &str) -> Vec<String>;
+}
+
+/// Why a subscription did not change.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// A bad topic name, or one topic too many; the text says which.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no agent `{0}`")]
+    UnknownAgent(String),
+    #[error("cannot store the subscription: {0}")]
+    Storage(String),
 }

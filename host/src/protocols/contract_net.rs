@@ -119,6 +119,13 @@ pub struct Outcome {
     pub elapsed_ms: u64,
 }
 
+/// A `propose`'s content as the host writes it (and [`parse_bid`] reads
+/// it): `{"bid": …, "text": …}`. A bid that is not a finite number is
+/// written as `null`, which no ranking accepts.
+pub fn proposal_content(bid: f64, text: &str) -> String {
+    serde_json::json!({"bid": bid, "text": text}).to_string()
+}
+
 /// Reads the bid out of a `propose`'s content.
 pub fn parse_bid(content: &str) -> Option<f64> {
     #[derive(Deserialize)]

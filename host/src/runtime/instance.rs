@@ -12,8 +12,9 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::exports::caxton::agent::agent_handler::AgentInfo;
-use super::bindings::{Agent, AgentPre, caxton::agent::types as wit};
+use super::bindings::exports::caxton::agent0_2_0::agent_handler::AgentInfo;
+use super::bindings::{Agent, AgentPre, caxton::agent0_1_0::types as wit};
+use super::bindings_v0_1::{Agent as AgentV0_1, AgentPre as AgentPreV0_1};
 use super::engine::FUEL_YIELD_INTERVAL;
 use super::limits::{MemoryLimiter, ResourceLimits};
 use super::wit_convert::describe_wit_error;
@@ -27,7 +28,21 @@ const MAX_STDERR_IN_ERROR: usize = 600;
 /// cheaply (imports resolved once, through `InstancePre`).
 pub struct AgentProgram {
     engine: Engine,
-    pre: AgentPre<HostState>,
+    pre: Contract,
+}
+
+/// The version of the contract a component was built against, told by the
+/// `agent-handler` it exports. Both versions import the same host
+/// functions; only the export differs.
+enum Contract {
+    V0_2(AgentPre<HostState>),
+    V0_1(AgentPreV0_1<HostState>),
+}
+
+/// A live instance's exports, of the version its component exports.
+enum Exports {
+    V0_2(Agent),
+    V0_1(AgentV0_1),
 }
 
 impl AgentProgram {
@@ -41,15 +56,19 @@ impl AgentProgram {
         let instance_pre = linker.instantiate_pre(component).map_err(|e| {
             format!(
                 "the component imports something this host does not provide \
-                 (it must target the `agent` world of caxton:agent@0.1.0 plus WASI 0.2): {e}"
+                 (it must target the `agent` world of caxton:agent@0.2.0 or 0.1.0, plus \
+                 WASI 0.2): {e}"
             )
         })?;
-        let pre = AgentPre::new(instance_pre).map_err(|e| {
-            format!(
-                "the component does not export `caxton:agent/agent-handler@0.1.0` \
-                 (build it against the `agent` world in wit/): {e}"
-            )
-        })?;
+        let pre = match AgentPre::new(instance_pre.clone()) {
+            Ok(pre) => Contract::V0_2(pre),
+            Err(current) => Contract::V0_1(AgentPreV0_1::new(instance_pre).map_err(|_| {
+                format!(
+                    "the component does not export `caxton:agent/agent-handler@0.2.0` \
+                     (or the 0.1.0 one): build it against the `agent` world in wit/: {current}"
+                )
+            })?),
+        };
         Ok(AgentProgram {
             engine: engine.clone(),
             pre,
@@ -71,8 +90,13 @@ impl AgentProgram {
         )?;
         let bookmark = log.bookmark();
         let time_limit = Duration::from_millis(limits.max_execution_time_ms);
-        let instantiated =
-            tokio::time::timeout(time_limit, self.pre.instantiate_async(&mut store)).await;
+        let instantiated = tokio::time::timeout(time_limit, async {
+            Ok(match &self.pre {
+                Contract::V0_2(pre) => Exports::V0_2(pre.instantiate_async(&mut store).await?),
+                Contract::V0_1(pre) => Exports::V0_1(pre.instantiate_async(&mut store).await?),
+            })
+        })
+        .await;
         let bindings = settle(&mut store, &limits, instantiated, bookmark)
             .map_err(ExecutionFailure::at_instantiation)?;
         let mut instance = AgentInstance {
@@ -81,13 +105,21 @@ impl AgentProgram {
             limits,
         };
         let (time_limit, bookmark) = instance.begin()?;
-        let outcome = tokio::time::timeout(
-            time_limit,
-            instance
-                .bindings
-                .caxton_agent_agent_handler()
-                .call_init(&mut instance.store, config_json),
-        )
+        let store = &mut instance.store;
+        let outcome = tokio::time::timeout(time_limit, async {
+            match &instance.bindings {
+                Exports::V0_2(b) => {
+                    b.caxton_agent0_2_0_agent_handler()
+                        .call_init(store, config_json)
+                        .await
+                }
+                Exports::V0_1(b) => {
+                    b.caxton_agent0_1_0_agent_handler()
+                        .call_init(store, config_json)
+                        .await
+                }
+            }
+        })
         .await;
         instance.finish(outcome, bookmark)?.map_err(|e| {
             // The guest's own text, shown in the deploy error and logs.
@@ -101,7 +133,7 @@ impl AgentProgram {
 /// A live instance: its store (memory, fuel, host state) and its exports.
 pub struct AgentInstance {
     store: Store<HostState>,
-    bindings: Agent,
+    bindings: Exports,
     limits: ResourceLimits,
 }
 
@@ -113,12 +145,27 @@ impl AgentInstance {
 
     pub async fn describe(&mut self) -> Result<AgentInfo, ExecutionFailure> {
         let (time_limit, bookmark) = self.begin()?;
-        let outcome = tokio::time::timeout(
-            time_limit,
-            self.bindings
-                .caxton_agent_agent_handler()
-                .call_describe(&mut self.store),
-        )
+        let store = &mut self.store;
+        let outcome = tokio::time::timeout(time_limit, async {
+            match &self.bindings {
+                Exports::V0_2(b) => {
+                    b.caxton_agent0_2_0_agent_handler()
+                        .call_describe(store)
+                        .await
+                }
+                Exports::V0_1(b) => {
+                    let info = b
+                        .caxton_agent0_1_0_agent_handler()
+                        .call_describe(store)
+                        .await?;
+                    Ok(AgentInfo {
+                        capabilities: info.capabilities,
+                        description: info.description,
+                        subscriptions: Vec::new(),
+                    })
+                }
+            }
+        })
         .await;
         self.finish(outcome, bookmark)
     }
@@ -135,12 +182,21 @@ impl AgentInstance {
         let (time_limit, bookmark) = self.begin()?;
         self.store.data_mut().stream = stream;
         self.store.data_mut().span = span;
-        let outcome = tokio::time::timeout(
-            time_limit,
-            self.bindings
-                .caxton_agent_agent_handler()
-                .call_handle_message(&mut self.store, &msg),
-        )
+        let store = &mut self.store;
+        let outcome = tokio::time::timeout(time_limit, async {
+            match &self.bindings {
+                Exports::V0_2(b) => {
+                    b.caxton_agent0_2_0_agent_handler()
+                        .call_handle_message(store, &msg)
+                        .await
+                }
+                Exports::V0_1(b) => {
+                    b.caxton_agent0_1_0_agent_handler()
+                        .call_handle_message(store, &msg)
+                        .await
+                }
+            }
+        })
         .await;
         self.store.data_mut().stream = None;
         self.store.data_mut().span = None;

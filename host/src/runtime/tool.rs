@@ -28,13 +28,13 @@ pub mod bindings {
         imports: { default: async },
         exports: { default: async },
         with: {
-            "caxton:agent/types": crate::runtime::bindings::caxton::agent::types,
-            "caxton:agent/logging": crate::runtime::bindings::caxton::agent::logging,
+            "caxton:agent/types@0.1.0": crate::runtime::bindings::caxton::agent0_1_0::types,
+            "caxton:agent/logging@0.1.0": crate::runtime::bindings::caxton::agent0_1_0::logging,
         },
     });
 }
 
-use bindings::exports::caxton::agent::tool_handler::ToolDescription;
+use bindings::exports::caxton::agent0_1_0::tool_handler::ToolDescription;
 use bindings::{Tool, ToolPre};
 
 /// What a running tool can reach: a log (the caller's), its memory
@@ -93,7 +93,7 @@ pub struct ToolProgram {
 }
 
 /// What one call of a tool produced: its answer, or the error it returned.
-pub type ToolOutcome = Result<String, super::bindings::caxton::agent::types::Error>;
+pub type ToolOutcome = Result<String, super::bindings::caxton::agent0_1_0::types::Error>;
 
 impl ToolProgram {
     /// Fails with a sentence saying what the component lacks when it does
@@ -129,7 +129,11 @@ impl ToolProgram {
         limits: ResourceLimits,
     ) -> Result<ToolDescription, ExecutionFailure> {
         self.run(log, "", limits, |tool, store| {
-            Box::pin(async move { tool.caxton_agent_tool_handler().call_describe(store).await })
+            Box::pin(async move {
+                tool.caxton_agent0_1_0_tool_handler()
+                    .call_describe(store)
+                    .await
+            })
         })
         .await
     }
@@ -144,7 +148,7 @@ impl ToolProgram {
     ) -> Result<ToolOutcome, ExecutionFailure> {
         self.run(log, tool_name, limits, move |tool, store| {
             Box::pin(async move {
-                tool.caxton_agent_tool_handler()
+                tool.caxton_agent0_1_0_tool_handler()
                     .call_invoke(store, &arguments_json)
                     .await
             })

@@ -3,7 +3,7 @@
 //! messaging import and the instance.
 
 use crate::messaging::{AclMessage, Performative};
-use crate::runtime::bindings::caxton::agent::types::{self as wit, Error};
+use crate::runtime::bindings::caxton::agent0_1_0::types::{self as wit, Error};
 
 pub fn to_wit_message(m: AclMessage) -> wit::Message {
     wit::Message {

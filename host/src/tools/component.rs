@@ -17,7 +17,7 @@ use wasmtime::component::Linker;
 
 use super::store::{self, ToolRecord};
 use super::{Tool, ToolError};
-use crate::runtime::bindings::caxton::agent::types::Error as WitError;
+use crate::runtime::bindings::caxton::agent0_1_0::types::Error as WitError;
 use crate::runtime::component_cache::ComponentCache;
 use crate::runtime::guest_log::AgentLog;
 use crate::runtime::limits::RequestedLimits;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, TableDefinition, WriteTransaction};
 
-use crate::runtime::bindings::caxton::agent::{keyvalue, types::Error};
+use crate::runtime::bindings::caxton::agent0_1_0::{keyvalue, types::Error};
 use crate::runtime::{AgentContext, HostState};
 use crate::storage::{Storage, db_err};
 

@@ -3,10 +3,10 @@
 
 use crate::llm::{self as host, LlmError};
 use crate::runtime::HostState;
-use crate::runtime::bindings::caxton::agent::llm::{
+use crate::runtime::bindings::caxton::agent0_1_0::llm::{
     self, ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall, Usage,
 };
-use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::runtime::bindings::caxton::agent0_1_0::types::Error;
 use crate::trace::SpanKind;
 
 fn role(r: Role) -> host::Role {

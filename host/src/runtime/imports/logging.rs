@@ -3,7 +3,7 @@
 //! tracing output at debug level.
 
 use crate::runtime::HostState;
-use crate::runtime::bindings::caxton::agent::logging::{self, Level};
+use crate::runtime::bindings::caxton::agent0_1_0::logging::{self, Level};
 use crate::runtime::guest_log::{MAX_LINE_BYTES, truncated};
 use crate::runtime::tool::ToolState;
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use crate::memory::MemoryService;
 use crate::memory::model::{self as m, MemoryError, ScopeKey};
-use crate::runtime::bindings::caxton::agent::memory::{
+use crate::runtime::bindings::caxton::agent0_1_0::memory::{
     self, Direction, Entity, Relation, Scope, SearchHit, Subgraph, TraverseOptions,
 };
-use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::runtime::bindings::caxton::agent0_1_0::types::Error;
 use crate::runtime::{AgentContext, HostState};
 use crate::trace::SpanKind;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::messaging::{AclMessage, Address, DeliveryError, acl};
 use crate::runtime::HostState;
-use crate::runtime::bindings::caxton::agent::messaging::{self, Outgoing};
-use crate::runtime::bindings::caxton::agent::types::{self as wit, Error};
+use crate::runtime::bindings::caxton::agent0_1_0::messaging::{self, Outgoing};
+use crate::runtime::bindings::caxton::agent0_1_0::types::{self as wit, Error};
 use crate::runtime::wit_convert::{from_wit_performative, to_wit_message};
 
 /// Longest a `request` may wait, whatever the agent asks for.
@@ -95,7 +95,7 @@ impl HostState {
     }
 }
 
-fn delivery_error(e: &DeliveryError) -> Error {
+pub(super) fn delivery_error(e: &DeliveryError) -> Error {
     let text = e.to_string();
     match e {
         DeliveryError::UnknownAgent(_) | DeliveryError::UnknownCapability(_) => {

@@ -6,12 +6,13 @@ mod llm;
 mod logging;
 mod memory;
 pub(crate) mod messaging;
+mod protocols;
 mod tools;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::HostState;
-use super::bindings::{Agent, caxton::agent::types};
+use super::bindings::{Agent, caxton::agent0_1_0::types};
 
 impl types::Host for HostState {}
 impl types::Host for super::tool::ToolState {}

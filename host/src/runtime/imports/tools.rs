@@ -4,8 +4,8 @@
 
 use crate::runtime::HostState;
 use crate::runtime::ToolError;
-use crate::runtime::bindings::caxton::agent::tools::{self, ToolInfo};
-use crate::runtime::bindings::caxton::agent::types::Error;
+use crate::runtime::bindings::caxton::agent0_1_0::tools::{self, ToolInfo};
+use crate::runtime::bindings::caxton::agent0_1_0::types::Error;
 use crate::trace::SpanKind;
 
 impl tools::Host for HostState {
