@@ -65,6 +65,23 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+thread_local! {
+    /// The last use stamp given (see [`use_stamp`]).
+    static LAST_USE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// When a conversation is used, for the use index: the wall clock in
+/// milliseconds, but strictly increasing, so two uses within one
+/// millisecond keep their order (the index would otherwise order them by
+/// message id, at random, and the sweep could forget the newer one).
+fn use_stamp(now_ms: u64) -> u64 {
+    LAST_USE.with(|last| {
+        let stamp = now_ms.max(last.get().saturating_add(1));
+        last.set(stamp);
+        stamp
+    })
+}
+
 /// Whether something last used at `used_ms` is past the time to live.
 fn expired(limits: &HistoryLimits, used_ms: u64, now_ms: u64) -> bool {
     now_ms.saturating_sub(used_ms) > limits.ttl_secs.saturating_mul(1000)
@@ -131,10 +148,11 @@ impl Conversation {
     /// `message_id`), cut to `max_bytes`, then forgets what is past the
     /// limits.
     pub fn save(mut self, limits: &HistoryLimits, now_ms: u64, message_id: &str) {
-        let index = format!("{USE_INDEX}{now_ms:020}/{message_id}");
+        let used_ms = use_stamp(now_ms);
+        let index = format!("{USE_INDEX}{used_ms:020}/{message_id}");
         let text = loop {
             let stored = StoredRef {
-                used_ms: now_ms,
+                used_ms,
                 index: &index,
                 turns: &self.turns,
             };
