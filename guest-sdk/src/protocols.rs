@@ -24,6 +24,8 @@ use crate::{Error, Performative, Reply};
 pub const DEFAULT_DEADLINE_MS: u32 = 10_000;
 /// Default time the winner of a contract net has for its result.
 pub const DEFAULT_RESULT_DEADLINE_MS: u32 = 60_000;
+/// Default time an initiator has to choose ([`Award::Initiator`]).
+pub const DEFAULT_AWARD_DEADLINE_MS: u32 = 60_000;
 
 impl BroadcastRequest {
     /// A `request` to every agent of `capability`, answers gathered for
@@ -67,6 +69,7 @@ impl CallForProposals {
             bid_deadline_ms: DEFAULT_DEADLINE_MS,
             result_deadline_ms: DEFAULT_RESULT_DEADLINE_MS,
             fallback: true,
+            award_deadline_ms: DEFAULT_AWARD_DEADLINE_MS,
             conversation_id: None,
         }
     }
@@ -80,6 +83,13 @@ impl CallForProposals {
     /// Gives an accepted proposer at most `deadline_ms` for its result.
     pub fn result_deadline_ms(mut self, deadline_ms: u32) -> Self {
         self.result_deadline_ms = deadline_ms;
+        self
+    }
+
+    /// With [`Award::Initiator`]: gives this agent at most `deadline_ms`
+    /// to call [`award`] before every proposal is rejected.
+    pub fn award_deadline_ms(mut self, deadline_ms: u32) -> Self {
+        self.award_deadline_ms = deadline_ms;
         self
     }
 
@@ -99,9 +109,18 @@ pub fn broadcast(request: &BroadcastRequest) -> Result<Gathered, Error> {
 
 /// Runs a contract net to its end: call for proposals, award by bid,
 /// the winner's result (or the next one's, on failure), rejections.
-/// Fails only when no agent declares the capability.
+/// With [`Award::Initiator`] it returns once the proposals are in
+/// (`awaiting_award`): choose with [`award`]. Fails only when no agent
+/// declares the capability.
 pub fn contract_net(request: &CallForProposals) -> Result<ContractOutcome, Error> {
     raw::run_contract_net(request)
+}
+
+/// Awards this agent's contract net that awaits its choice: `choice`
+/// names proposers, best first (the next is accepted if one fails, when
+/// fallback is on); the others are rejected.
+pub fn award(conversation_id: &str, choice: &[String]) -> Result<ContractOutcome, Error> {
+    raw::award_contract(conversation_id, choice)
 }
 
 /// The answer to a `cfp`: a `propose` reply carrying the bid. Same as

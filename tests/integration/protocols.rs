@@ -700,6 +700,20 @@ async fn wasm_agents_run_the_protocols_through_the_0_2_contract() {
     assert_eq!(c["initiator"], "coordinator", "{c}");
     let outcome = coordinate(&server, "cfp-high quote fix the roof").await;
     assert_eq!(outcome["winner"], "dear", "{outcome}");
+    // The agent sees the proposals and chooses itself.
+    let picked = coordinate(&server, "cfp-pick quote dear fix the roof").await;
+    assert_eq!(
+        picked,
+        json!({"offered": ["cheap", "dear"], "winner": "dear",
+               "result": "dear did: fix the roof", "rejected": ["cheap"]})
+    );
+    let answer = server
+        .ask("coordinator", "cfp-pick quote nobody fix it")
+        .await;
+    assert!(
+        answer.contains("InvalidInput") && answer.contains("made no proposal"),
+        "{answer}"
+    );
 
     let gathered = coordinate(&server, "broadcast quote how much?").await;
     assert_eq!(gathered["asked"], 2, "{gathered}");
@@ -892,4 +906,97 @@ async fn a_contract_net_across_rust_python_and_config_bidders_run_by_a_config_ma
         "{page}"
     );
     await_answer(&server, "rusty", "rejections", "2", Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initiator_may_choose_the_winner_itself_in_time() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    contractor(&server, "dear", json!({"name": "dear", "bid": 5})).await;
+    contractor(&server, "cheap", json!({"name": "cheap", "bid": 2})).await;
+    contractor(&server, "never", json!({"name": "never", "refuse": true})).await;
+
+    let (status, waiting) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "paint", "award": "initiator",
+                    "timeout_ms": 2000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{waiting}");
+    assert_eq!(waiting["state"], "awaiting-award", "{waiting}");
+    assert_eq!(waiting["award_within_ms"], 60000);
+    assert_eq!(waiting["attempts"], json!([]));
+    let id = waiting["conversation_id"].as_str().expect("id").to_string();
+    let award = format!("/api/v1/contract-net/{id}/award");
+    let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(c["state"], "active", "waiting for the award: {c}");
+
+    // Only its initiator may award it, only to a proposer.
+    let other = server.token("other-manager", "message").await;
+    let (status, body) = post_with(&server, &award, &other, &json!({"agents": ["dear"]})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.post(&award, &json!({"agents": ["never"]})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("made no proposal"), "{body}");
+    let (status, body) = server.post(&award, &json!({"agents": []})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The dearer one, chosen: accepted, the other rejected.
+    let (status, outcome) = server
+        .post(&award, &json!({"agents": ["dear", "cheap"]}))
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["winner"], "dear", "{outcome}");
+    assert_eq!(outcome["result"], "dear did: paint");
+    assert_eq!(outcome["rejected"], json!(["cheap"]));
+    assert_eq!(outcome["award"], "initiator");
+    await_answer(&server, "cheap", "rejections", "1", Duration::from_secs(10)).await;
+    let (status, _) = server.post(&award, &json!({"agents": ["dear"]})).await;
+    assert_eq!(status, 404, "awarded once only");
+    let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(c["state"], "completed", "{c}");
+
+    // Nobody chooses in time: every proposer is rejected, the
+    // conversation fails saying why.
+    let (_, waiting) = server
+        .post(
+            "/api/v1/contract-net",
+            &json!({"capability": "quote", "task": "paint", "award": "initiator",
+                    "timeout_ms": 2000, "award_timeout_ms": 300}),
+        )
+        .await;
+    let id = waiting["conversation_id"].as_str().expect("id").to_string();
+    await_answer(&server, "cheap", "rejections", "2", Duration::from_secs(10)).await;
+    await_answer(&server, "dear", "rejections", "1", Duration::from_secs(10)).await;
+    let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    assert_eq!(c["state"], "failed", "{c}");
+    assert!(
+        c["outcome"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not choose"),
+        "{c}"
+    );
+
+    // The same from the CLI.
+    let (ok, out, err) = server.cli(&[
+        "contract-net",
+        "quote",
+        "mow",
+        "--award",
+        "initiator",
+        "--timeout",
+        "2",
+    ]);
+    assert!(ok && out.contains("Awaiting your award"), "{out}{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("(conversation "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("the conversation id")
+        .to_string();
+    let (ok, out, err) = server.cli(&["award", &id, "cheap"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Winner: cheap: cheap did: mow"), "{out}");
 }

@@ -45,7 +45,7 @@ const SLOW_POSTS: &[&str] = &[
     "/api/v1/contract-net",
 ];
 /// Path endings of slow POSTs to one agent or tool.
-const SLOW_POST_SUFFIXES: &[&str] = &["/invoke", "/reload"];
+const SLOW_POST_SUFFIXES: &[&str] = &["/invoke", "/reload", "/award"];
 
 pub struct Client {
     base: String,

@@ -268,9 +268,14 @@ pub struct ContractNetArgs {
     capability: String,
     /// The task: the call for proposals' content.
     task: String,
-    /// Which bid wins: lowest or highest (ties: the name that sorts first).
-    #[arg(long, default_value = "lowest", value_parser = ["lowest", "highest"])]
+    /// Which bid wins: lowest or highest (ties: the name that sorts
+    /// first); initiator: print the proposals and let you choose with
+    /// `caxton award`.
+    #[arg(long, default_value = "lowest", value_parser = ["lowest", "highest", "initiator"])]
     award: String,
+    /// With --award initiator: seconds you have to choose (default 60, at most 600).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    award_timeout: Option<u64>,
     /// Seconds proposals are gathered (default 10, at most 600).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
     timeout: Option<u64>,
@@ -296,8 +301,39 @@ pub async fn contract_net(client: &Client, args: ContractNetArgs) -> anyhow::Res
     if let Some(seconds) = args.result_timeout {
         body["result_timeout_ms"] = json!(seconds * 1000);
     }
+    if let Some(seconds) = args.award_timeout {
+        body["award_timeout_ms"] = json!(seconds * 1000);
+    }
     let outcome = client.post_json("/api/v1/contract-net", &body).await?;
-    let code = if outcome["state"] == "completed" {
+    print_outcome(&outcome)
+}
+
+#[derive(Args)]
+pub struct AwardArgs {
+    /// The contract net's conversation id (printed by `caxton contract-net
+    /// --award initiator`).
+    conversation_id: String,
+    /// The proposers to accept, best first: the next is accepted if one fails.
+    #[arg(required = true)]
+    agents: Vec<String>,
+}
+
+/// `caxton award`: exit code 1 when no result came.
+pub async fn award(client: &Client, args: AwardArgs) -> anyhow::Result<ExitCode> {
+    let path = format!(
+        "/api/v1/contract-net/{}/award",
+        percent_encode(&args.conversation_id)
+    );
+    let outcome = client
+        .post_json(&path, &json!({"agents": args.agents}))
+        .await?;
+    print_outcome(&outcome)
+}
+
+/// Prints a contract net's outcome: exit code 0 when a result came, or
+/// when the proposals wait for the caller's award.
+fn print_outcome(outcome: &Value) -> anyhow::Result<ExitCode> {
+    let code = if outcome["state"] == "completed" || outcome["state"] == "awaiting-award" {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -328,6 +364,11 @@ pub async fn contract_net(client: &Client, args: ContractNetArgs) -> anyhow::Res
         Some(winner) => println!(
             "Winner: {winner}: {}",
             outcome["result"].as_str().unwrap_or_default()
+        ),
+        None if outcome["state"] == "awaiting-award" => println!(
+            "Awaiting your award within {} s: caxton award {} AGENT [AGENT...]",
+            outcome["award_within_ms"].as_u64().unwrap_or(0) / 1000,
+            cell(&outcome["conversation_id"])
         ),
         None => println!("No result: {}", cell(&outcome["reason"])),
     }

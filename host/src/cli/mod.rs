@@ -202,6 +202,10 @@ enum Command {
     /// capability, award the best bid, print its result (exit code 1 when
     /// none came).
     ContractNet(conversations::ContractNetArgs),
+    /// Choose the winner of your contract net run with `--award
+    /// initiator`: the first agent named is accepted (the next if it
+    /// fails), the others rejected; prints its result.
+    Award(conversations::AwardArgs),
     /// Queue a message without waiting for a reply (durable: delivered
     /// even if the server restarts).
     Send(outbox::SendArgs),
@@ -469,6 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Conversations(command) => conversations::run(&target.client()?, command).await,
         Command::Broadcast(args) => conversations::broadcast(&target.client()?, args).await,
         Command::ContractNet(args) => conversations::contract_net(&target.client()?, args).await,
+        Command::Award(args) => conversations::award(&target.client()?, args).await,
         Command::Send(args) => outbox::send(&target.client()?, args).await,
         Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
         Command::Topics(command) => outbox::topics(&target.client()?, command).await,

@@ -116,6 +116,9 @@ struct Record {
     /// Set to `true` by [`ConversationStore::cancel`]; every request of
     /// the conversation still waiting watches it.
     cancel: tokio::sync::watch::Sender<bool>,
+    /// What a protocol left here while it waits for its initiator (a
+    /// contract net's proposals, until the award); dropped with the record.
+    parked: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Record {
@@ -317,6 +320,45 @@ impl ConversationStore {
             record.answered(cut(outcome, OUTCOME_BYTES), failed);
             record.updated_ms = now;
         }
+    }
+
+    /// Leaves `state` in conversation `id` (which must exist) until a
+    /// [`ConversationStore::unpark`] takes it: how a protocol waits for
+    /// its initiator between two calls. Hands `state` back when there is
+    /// no such conversation (it was evicted), or something is parked there
+    /// already.
+    pub fn park<T: std::any::Any + Send>(&self, id: &str, state: T) -> Result<(), T> {
+        let mut inner = self.lock();
+        match inner.by_id.get_mut(id) {
+            Some(record) if record.parked.is_none() => {
+                record.parked = Some(Box::new(state));
+                Ok(())
+            }
+            _ => Err(state),
+        }
+    }
+
+    /// Takes what is parked in conversation `id`, if it is a `T` and
+    /// `accept` agrees (it sees the state and may refuse with a reason,
+    /// leaving it parked). `Ok(None)`: nothing of that kind is parked there.
+    pub fn unpark<T: std::any::Any + Send, E>(
+        &self,
+        id: &str,
+        accept: impl FnOnce(&T) -> Result<(), E>,
+    ) -> Result<Option<T>, E> {
+        let mut inner = self.lock();
+        let Some(record) = inner.by_id.get_mut(id) else {
+            return Ok(None);
+        };
+        match record.parked.as_ref().and_then(|p| p.downcast_ref::<T>()) {
+            Some(state) => accept(state)?,
+            None => return Ok(None),
+        }
+        Ok(record
+            .parked
+            .take()
+            .and_then(|p| p.downcast::<T>().ok())
+            .map(|b| *b))
     }
 
     /// Records the answer to a request: the reply, or why none came. When
@@ -521,6 +563,7 @@ fn create<'a>(
             },
             participants: Vec::new(),
             state: ConversationState::Active,
+            parked: None,
             created_ms: now,
             updated_ms: now,
             deadline_ms: None,

@@ -2,7 +2,10 @@
 //! agent of a capability; each answers `propose` with a bid or `refuse`;
 //! at the deadline the best bid wins by the initiator's rule, ties going
 //! to the agent whose name sorts first (a stated, deterministic rule: not
-//! arrival order, which depends on scheduling). The winner gets
+//! arrival order, which depends on scheduling) — or, with
+//! [`Award::Initiator`], the initiator sees the proposals and chooses
+//! ([`award`]), within its award deadline; the proposals wait for it
+//! parked in the conversation. The winner gets
 //! `accept-proposal` and answers `inform` (the result) or `failure`; on a
 //! failure the next-best proposal is accepted when `fallback` is on. Once
 //! a result is in (or every try failed), the proposals not accepted get
@@ -11,6 +14,7 @@
 //! A proposal's content is JSON, `{"bid": 12.5, "text": "…"}`, or text
 //! that starts with the bid (`12.5 by Friday`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{Answer, Initiator, Outgoing, Status, millis};
 use crate::conversations::{Cancelled, Protocol, Started, now_ms};
 use crate::messaging::{DeliveryError, MessageBus, Performative};
+use thiserror::Error;
 
 /// Longest the host waits for rejected proposers to take their
 /// `reject-proposal` (they are told, not asked).
@@ -33,6 +38,8 @@ pub enum Award {
     Lowest,
     /// The highest bid (a score, a confidence).
     Highest,
+    /// The initiator chooses, having seen the proposals ([`award`]).
+    Initiator,
 }
 
 /// A contract net as its initiator asks for it.
@@ -49,8 +56,23 @@ pub struct ContractNet {
     pub result_deadline: Duration,
     /// On a winner's failure, accept the next-best proposal.
     pub fallback: bool,
+    /// With [`Award::Initiator`]: how long the initiator has to choose
+    /// before every proposal is rejected.
+    pub award_deadline: Duration,
     /// The conversation to run in; a new one when `None`.
     pub conversation_id: Option<String>,
+}
+
+/// Why an award was not taken.
+#[derive(Debug, Error)]
+pub enum AwardError {
+    #[error(
+        "no contract net `{0}` waits for your award (it never existed, was awarded already, \
+         ran out of time, or another initiator started it)"
+    )]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A participant's answer to the call for proposals.
@@ -102,7 +124,8 @@ pub struct Outcome {
     pub conversation_id: String,
     pub capability: String,
     pub award: Award,
-    /// `completed` (a result came) or `failed`.
+    /// `completed` (a result came), `failed`, or `awaiting-award` (the
+    /// initiator chooses: `award_within_ms`).
     pub state: String,
     /// The agent whose result came, if one did.
     pub winner: Option<String>,
@@ -116,6 +139,9 @@ pub struct Outcome {
     pub attempts: Vec<Attempt>,
     /// Agents sent `reject-proposal`.
     pub rejected: Vec<String>,
+    /// While `awaiting-award`: how long the initiator has to choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub award_within_ms: Option<u64>,
     pub elapsed_ms: u64,
 }
 
@@ -154,7 +180,7 @@ pub fn ranking(proposals: &[Bid], award: Award) -> Vec<(f64, String)> {
         .collect();
     ranked.sort_by(|(a, an), (b, bn)| {
         let by_bid = match award {
-            Award::Lowest => a.total_cmp(b),
+            Award::Lowest | Award::Initiator => a.total_cmp(b),
             Award::Highest => b.total_cmp(a),
         };
         by_bid.then_with(|| an.cmp(bn))
@@ -183,10 +209,25 @@ fn bid_of(answer: Answer) -> Bid {
     }
 }
 
-/// Runs `net` from `initiator` over `bus`. Fails only when no agent
+/// A contract net whose proposals are in: what the award needs.
+struct Called {
+    initiator: Initiator,
+    net: ContractNet,
+    conversation_id: String,
+    started: Instant,
+    /// Agents asked.
+    asked: usize,
+    /// One per agent asked, in name order.
+    proposals: Vec<Bid>,
+    cancelled: Cancelled,
+}
+
+/// Runs `net` from `initiator` over `bus`: to its end, or, with
+/// [`Award::Initiator`], until the proposals are in (the outcome is then
+/// `awaiting-award`; [`award`] goes on). Fails only when no agent
 /// declares the capability; everything else is in the outcome.
 pub async fn run(
-    bus: &dyn MessageBus,
+    bus: &Arc<dyn MessageBus>,
     initiator: &Initiator,
     net: ContractNet,
 ) -> Result<Outcome, DeliveryError> {
@@ -201,7 +242,13 @@ pub async fn run(
         .unwrap_or_else(crate::messaging::acl::new_message_id);
     let store = bus.conversations().clone();
     let fallback_rounds = if net.fallback { recipients.len() } else { 1 };
+    let choosing = if net.award == Award::Initiator {
+        net.award_deadline
+    } else {
+        Duration::ZERO
+    };
     let whole = net.bid_deadline
+        + choosing
         + net
             .result_deadline
             .saturating_mul(u32::try_from(fallback_rounds).unwrap_or(u32::MAX))
@@ -216,7 +263,7 @@ pub async fn run(
         },
         now_ms(),
     );
-    let mut outgoing = Outgoing {
+    let outgoing = Outgoing {
         initiator,
         conversation_id: &conversation_id,
         performative: Performative::Cfp,
@@ -227,7 +274,7 @@ pub async fn run(
 
     // Proposals, until the deadline.
     let answers = gather(
-        bus,
+        bus.as_ref(),
         &outgoing,
         &recipients,
         net.bid_deadline,
@@ -243,14 +290,149 @@ pub async fn run(
             }))
         })
         .collect();
+    let called = Called {
+        initiator: initiator.clone(),
+        net,
+        conversation_id,
+        started,
+        asked: recipients.len(),
+        proposals,
+        cancelled,
+    };
+    if called.net.award == Award::Initiator && !called.cancelled.is_cancelled() {
+        return Ok(park(bus, called).await);
+    }
+    let ranked = ranking(&called.proposals, called.net.award);
+    Ok(conclude(bus.as_ref(), called, ranked, None).await)
+}
 
-    // The award, down the ranking while results fail.
-    outgoing.performative = Performative::AcceptProposal;
-    let ranked = ranking(&proposals, net.award);
+/// Leaves the proposals in the conversation for the initiator to choose
+/// from; when it has not within its award deadline, every proposer is
+/// rejected and the conversation fails.
+async fn park(bus: &Arc<dyn MessageBus>, called: Called) -> Outcome {
+    let within = called.net.award_deadline;
+    let waiting = Outcome {
+        conversation_id: called.conversation_id.clone(),
+        capability: called.net.capability.clone(),
+        award: Award::Initiator,
+        state: "awaiting-award".to_string(),
+        winner: None,
+        result: None,
+        reason: Some(format!(
+            "the initiator chooses among the proposals within {} ms",
+            millis(within)
+        )),
+        proposals: called.proposals.clone(),
+        attempts: Vec::new(),
+        rejected: Vec::new(),
+        award_within_ms: Some(millis(within)),
+        elapsed_ms: millis(called.started.elapsed()),
+    };
+    let id = called.conversation_id.clone();
+    if let Err(called) = bus.conversations().park(&id, called) {
+        // The conversation is gone (evicted under the caps): nothing to
+        // wait in, so nothing is awarded.
+        let reason = "the conversation was evicted before the award";
+        return conclude(bus.as_ref(), called, Vec::new(), Some(reason)).await;
+    }
+    let bus = Arc::clone(bus);
+    tokio::spawn(async move {
+        tokio::time::sleep(within).await;
+        let parked = bus
+            .conversations()
+            .unpark::<Called, std::convert::Infallible>(&id, |_| Ok(()));
+        if let Ok(Some(called)) = parked {
+            let reason = "the initiator did not choose a proposal in time";
+            conclude(bus.as_ref(), called, Vec::new(), Some(reason)).await;
+        }
+    });
+    waiting
+}
+
+/// Awards a contract net that waits for its initiator (`by`, the name it
+/// was started under): `choice` lists proposers, best first; the first is
+/// accepted, and on its failure the next (when the call asked for
+/// fallback). Every other proposer is rejected.
+pub async fn award(
+    bus: &Arc<dyn MessageBus>,
+    by: &str,
+    conversation_id: &str,
+    choice: Vec<String>,
+) -> Result<Outcome, AwardError> {
+    let called = bus
+        .conversations()
+        .unpark::<Called, AwardError>(conversation_id, |called| {
+            if called.initiator.name != by {
+                return Err(AwardError::NotFound(conversation_id.to_string()));
+            }
+            check_choice(&called.proposals, &choice)
+        })?
+        .ok_or_else(|| AwardError::NotFound(conversation_id.to_string()))?;
+    let ranked = choice
+        .into_iter()
+        .filter_map(|agent| {
+            let bid = called
+                .proposals
+                .iter()
+                .find(|p| p.answer.agent == agent)
+                .and_then(|p| p.bid)?;
+            Some((bid, agent))
+        })
+        .collect();
+    Ok(conclude(bus.as_ref(), called, ranked, None).await)
+}
+
+/// A choice names proposers that proposed, each once, at least one.
+fn check_choice(proposals: &[Bid], choice: &[String]) -> Result<(), AwardError> {
+    let proposed: Vec<&str> = proposals
+        .iter()
+        .filter(|p| p.bid.is_some())
+        .map(|p| p.answer.agent.as_str())
+        .collect();
+    if choice.is_empty() {
+        return Err(AwardError::Invalid(format!(
+            "name at least one proposer to accept; these proposed: {}",
+            proposed.join(", ")
+        )));
+    }
+    for (i, agent) in choice.iter().enumerate() {
+        if !proposed.contains(&agent.as_str()) {
+            return Err(AwardError::Invalid(format!(
+                "`{}` made no proposal in this contract net; these did: {}",
+                crate::conversations::model::cut(agent, 64),
+                proposed.join(", ")
+            )));
+        }
+        if choice[..i].contains(agent) {
+            return Err(AwardError::Invalid(format!("`{agent}` is named twice")));
+        }
+    }
+    Ok(())
+}
+
+/// The award, down `ranked` while results fail; then the rejections, the
+/// conversation's end and the outcome. `no_award` says why nothing is
+/// ranked, when that is not for lack of proposals.
+async fn conclude(
+    bus: &dyn MessageBus,
+    mut called: Called,
+    ranked: Vec<(f64, String)>,
+    no_award: Option<&str>,
+) -> Outcome {
+    let net = &called.net;
+    let mut outgoing = Outgoing {
+        initiator: &called.initiator,
+        conversation_id: &called.conversation_id,
+        performative: Performative::AcceptProposal,
+        content: net.task.clone(),
+        content_type: net.content_type.clone(),
+        capability: Some(net.capability.clone()),
+    };
+    let fallback_rounds = if net.fallback { ranked.len() } else { 1 };
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut winner = None;
     for (bid, agent) in ranked.iter().take(fallback_rounds) {
-        if cancelled.is_cancelled() {
+        if called.cancelled.is_cancelled() {
             break;
         }
         let answer = outgoing.ask(bus, agent, net.result_deadline).await;
@@ -266,33 +448,49 @@ pub async fn run(
         }
     }
 
-    // Everyone who proposed and was not tried is told.
-    let rejected: Vec<String> = ranked
+    // Everyone who proposed and was not tried is told: in the order of
+    // the ranking, then the proposers it left out, by name.
+    let tried = |agent: &str| attempts.iter().any(|a| a.answer.agent == agent);
+    let mut rejected: Vec<String> = ranked
         .iter()
         .map(|(_, agent)| agent.clone())
-        .filter(|agent| !attempts.iter().any(|a| &a.answer.agent == agent))
+        .filter(|agent| !tried(agent))
         .collect();
-    if !rejected.is_empty() && !cancelled.is_cancelled() {
+    for p in called.proposals.iter().filter(|p| p.bid.is_some()) {
+        if !tried(&p.answer.agent) && !rejected.contains(&p.answer.agent) {
+            rejected.push(p.answer.agent.clone());
+        }
+    }
+    if !rejected.is_empty() && !called.cancelled.is_cancelled() {
         outgoing.performative = Performative::RejectProposal;
         outgoing.content = match &winner {
             Some(w) => format!("another proposal was accepted (from `{w}`)"),
             None => "no proposal is accepted".to_string(),
         };
-        gather(bus, &outgoing, &rejected, REJECTION_WAIT, &mut cancelled).await;
+        gather(
+            bus,
+            &outgoing,
+            &rejected,
+            REJECTION_WAIT,
+            &mut called.cancelled,
+        )
+        .await;
     }
 
     let result = attempts
         .iter()
         .find(|a| a.completed)
         .and_then(|a| a.answer.content.clone());
-    let reason = if cancelled.is_cancelled() {
+    let reason = if called.cancelled.is_cancelled() {
         Some("the conversation was cancelled".to_string())
     } else if winner.is_some() {
         None
+    } else if let Some(why) = no_award {
+        Some(why.to_string())
     } else if ranked.is_empty() {
         Some(format!(
             "no proposal came ({} agent(s) asked)",
-            recipients.len()
+            called.asked
         ))
     } else {
         Some(format!(
@@ -305,11 +503,16 @@ pub async fn run(
         (None, Some(why)) => why.clone(),
         (None, None) => String::new(),
     };
-    store.end(&conversation_id, &outcome_text, winner.is_none(), now_ms());
-    Ok(Outcome {
-        conversation_id,
-        capability: net.capability,
-        award: net.award,
+    bus.conversations().end(
+        &called.conversation_id,
+        &outcome_text,
+        winner.is_none(),
+        now_ms(),
+    );
+    Outcome {
+        conversation_id: called.conversation_id,
+        capability: called.net.capability,
+        award: called.net.award,
         state: if winner.is_some() {
             "completed"
         } else {
@@ -319,11 +522,12 @@ pub async fn run(
         winner,
         result,
         reason,
-        proposals,
+        proposals: called.proposals,
         attempts,
         rejected,
-        elapsed_ms: millis(started.elapsed()),
-    })
+        award_within_ms: None,
+        elapsed_ms: millis(called.started.elapsed()),
+    }
 }
 
 /// Sends `outgoing` to every agent of `to` at once and waits for all

@@ -123,8 +123,9 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
         | "/api/v1/broadcast"
         | "/api/v1/contract-net"
         | "/v1/chat/completions" => Scope::Message,
-        // Its handler lets only the conversation's initiator or an admin.
-        p if is_conversation_cancel(p) => Scope::Message,
+        // Their handlers let only the conversation's initiator (or, to
+        // cancel, an admin).
+        p if is_conversation_cancel(p) || is_contract_award(p) => Scope::Message,
         p if is_agent_action(p) || is_a2a_action(p) => Scope::Message,
         _ => Scope::Admin,
     }
@@ -153,6 +154,13 @@ fn is_a2a_action(path: &str) -> bool {
             !task.contains('/') && (task.ends_with(":cancel") || task.ends_with(":subscribe"))
         }),
     }
+}
+
+/// `/api/v1/contract-net/{conversation}/award`: the initiator's choice.
+fn is_contract_award(path: &str) -> bool {
+    path.strip_prefix("/api/v1/contract-net/")
+        .and_then(|rest| rest.strip_suffix("/award"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// `/api/v1/topics/{topic}/publish`, exactly one topic segment.

@@ -1,10 +1,11 @@
-//! `POST /api/v1/broadcast` and `POST /api/v1/contract-net`: the host's
-//! protocols (`crate::protocols`) started over REST, in the caller's name.
+//! `POST /api/v1/broadcast`, `POST /api/v1/contract-net` and its
+//! `/{conversation}/award`: the host's protocols (`crate::protocols`)
+//! started over REST, in the caller's name.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Path, State};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,11 +23,13 @@ use crate::protocols::{Initiator, check_deadline};
 
 const DEFAULT_DEADLINE_MS: u64 = 10_000;
 const DEFAULT_RESULT_DEADLINE_MS: u64 = 60_000;
+const DEFAULT_AWARD_DEADLINE_MS: u64 = 60_000;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(broadcast))
         .routes(routes!(contract_net))
+        .routes(routes!(award_contract))
 }
 
 fn invalid(message: String) -> ApiError {
@@ -139,8 +142,14 @@ struct ContractNetBody {
     task: Value,
     content_type: Option<String>,
     /// `lowest` (the default) or `highest` bid wins; equal bids go to the
-    /// agent whose name sorts first.
+    /// agent whose name sorts first. `initiator`: the answer comes once
+    /// the proposals are in (`state: awaiting-award`), and the caller
+    /// chooses with `POST /api/v1/contract-net/{conversation_id}/award`.
     award: Option<Award>,
+    /// With `award: initiator`, how long the caller has to choose before
+    /// every proposal is rejected (default 60 s).
+    #[schema(minimum = 1, maximum = 600000)]
+    award_timeout_ms: Option<u64>,
     /// How long proposals are gathered (default 10 s).
     #[schema(minimum = 1, maximum = 600000)]
     timeout_ms: Option<u64>,
@@ -186,11 +195,17 @@ async fn contract_net(
         body.result_timeout_ms.unwrap_or(DEFAULT_RESULT_DEADLINE_MS),
     )
     .map_err(invalid)?;
+    let award_deadline = check_deadline(
+        "award_timeout_ms",
+        body.award_timeout_ms.unwrap_or(DEFAULT_AWARD_DEADLINE_MS),
+    )
+    .map_err(invalid)?;
     let (task, content_type) = content_of(body.task, body.content_type);
     let id = conversation_id(body.conversation_id)?;
     let initiator = initiator(&principal, &request, &body.capability, &id);
+    let bus: std::sync::Arc<dyn crate::messaging::MessageBus> = state.manager.registry().clone();
     let outcome = contract_net::run(
-        state.manager.registry().as_ref(),
+        &bus,
         &initiator,
         ContractNet {
             capability: body.capability,
@@ -200,9 +215,56 @@ async fn contract_net(
             bid_deadline,
             result_deadline,
             fallback: body.fallback.unwrap_or(true),
+            award_deadline,
             conversation_id: Some(id),
         },
     )
     .await?;
     Ok(Json(outcome))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AwardBody {
+    /// Proposers, best first: the first is accepted, and if it fails the
+    /// next (when the contract net has fallback on). Every other proposer
+    /// is rejected.
+    agents: Vec<String>,
+}
+
+/// Award a contract net that waits for its initiator's choice.
+///
+/// For a contract net started with `award: initiator` whose `state` is
+/// `awaiting-award`; only its initiator (the same token's name) may award
+/// it, before its `award_within_ms` runs out.
+#[utoipa::path(
+    post,
+    path = "/api/v1/contract-net/{conversation_id}/award",
+    tag = "messages",
+    operation_id = "award_contract",
+    params(("conversation_id" = String, Path, description = "The contract net's conversation id")),
+    request_body = AwardBody,
+    responses(
+        (status = 200, description = "The attempts, the winner and its result", body = Outcome),
+        (status = 400, description = "Invalid body, or an agent that made no proposal", body = ErrorBody),
+        (status = 404, description = "No contract net of the caller's awaits an award under that id", body = ErrorBody),
+    )
+)]
+async fn award_contract(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(conversation): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Outcome>, ApiError> {
+    let body: AwardBody = parse_json(&read_body(bytes)?)?;
+    let bus: std::sync::Arc<dyn crate::messaging::MessageBus> = state.manager.registry().clone();
+    contract_net::award(&bus, &principal.name, &conversation, body.agents)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            contract_net::AwardError::NotFound(_) => {
+                ApiError::not_found("award_not_found", e.to_string())
+            }
+            contract_net::AwardError::Invalid(why) => invalid(why),
+        })
 }

@@ -27,6 +27,7 @@ pub fn all(http: &super::settings::ToolsConfig) -> Vec<Arc<dyn Tool>> {
         Arc::new(AskAgent),
         Arc::new(Broadcast),
         Arc::new(ContractNet),
+        Arc::new(AwardContract),
         Arc::new(Publish),
     ]
 }
@@ -669,15 +670,16 @@ impl Tool for ContractNet {
         "contract_net"
     }
     fn description(&self) -> &str {
-        "Ask every agent declaring a capability to bid on a task; the best bid (lowest by default) is accepted and its result returned, falling back to the next bid if the winner fails."
+        "Ask every agent declaring a capability to bid on a task; the best bid (lowest by default) is accepted and its result returned, falling back to the next bid if the winner fails. With award `initiator` you get the proposals (state awaiting-award) and choose with the tool award_contract."
     }
     fn schema(&self) -> Value {
         json!({"type": "object", "required": ["capability", "task"], "properties": {
             "capability": {"type": "string"},
             "task": {"type": "string"},
-            "award": {"type": "string", "enum": ["lowest", "highest"]},
+            "award": {"type": "string", "enum": ["lowest", "highest", "initiator"]},
             "timeout_seconds": {"type": "integer", "description": "how long bids are gathered (default 10)"},
-            "result_timeout_seconds": {"type": "integer", "description": "how long the winner has (default 60)"}}})
+            "result_timeout_seconds": {"type": "integer", "description": "how long the winner has (default 60)"},
+            "award_timeout_seconds": {"type": "integer", "description": "with award `initiator`: how long you have to choose (default 60)"}}})
     }
     async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
         use crate::protocols::contract_net::{self, Award};
@@ -686,14 +688,15 @@ impl Tool for ContractNet {
         let award = match args["award"].as_str() {
             None | Some("lowest") => Award::Lowest,
             Some("highest") => Award::Highest,
+            Some("initiator") => Award::Initiator,
             Some(other) => {
                 return Err(ToolError::InvalidInput(format!(
-                    "`award` is `{other}`; use `lowest` or `highest`"
+                    "`award` is `{other}`; use `lowest`, `highest` or `initiator`"
                 )));
             }
         };
         let outcome = contract_net::run(
-            caller.bus.as_ref(),
+            &caller.bus,
             &initiator(caller),
             contract_net::ContractNet {
                 capability,
@@ -703,11 +706,54 @@ impl Tool for ContractNet {
                 bid_deadline: seconds_arg(&args, "timeout_seconds", 10)?,
                 result_deadline: seconds_arg(&args, "result_timeout_seconds", 60)?,
                 fallback: true,
+                award_deadline: seconds_arg(&args, "award_timeout_seconds", 60)?,
                 conversation_id: None,
             },
         )
         .await
         .map_err(|e| ToolError::Failed(e.to_string()))?;
+        serde_json::to_value(outcome).map_err(|e| ToolError::Failed(e.to_string()))
+    }
+}
+
+struct AwardContract;
+
+#[async_trait::async_trait]
+impl Tool for AwardContract {
+    fn name(&self) -> &str {
+        "award_contract"
+    }
+    fn description(&self) -> &str {
+        "Choose the winner of your contract net that awaits your award (started with award `initiator`): name proposers best first; the first is accepted, the next if it fails, the rest are rejected. Returns the winner's result."
+    }
+    fn schema(&self) -> Value {
+        json!({"type": "object", "required": ["conversation_id", "agents"], "properties": {
+            "conversation_id": {"type": "string", "description": "from the contract_net answer"},
+            "agents": {"type": "array", "items": {"type": "string"}, "description": "proposers, best first"}}})
+    }
+    async fn invoke(&self, args: Value, caller: &Arc<AgentContext>) -> Result<Value, ToolError> {
+        use crate::protocols::contract_net::{self, AwardError};
+        let id = string_arg(&args, "conversation_id", "award_contract")?;
+        let agents: Vec<String> = match args["agents"].as_array() {
+            Some(list) => list
+                .iter()
+                .map(|a| a.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ToolError::InvalidInput("`agents` must be a list of agent names".into())
+                })?,
+            None => {
+                return Err(ToolError::InvalidInput(
+                    "give `agents`, the proposers to accept, best first".into(),
+                ));
+            }
+        };
+        let outcome = contract_net::award(&caller.bus, &caller.name, id, agents)
+            .await
+            .map_err(|e| match e {
+                AwardError::NotFound(_) => ToolError::NotFound(e.to_string()),
+                AwardError::Invalid(why) => ToolError::InvalidInput(why),
+            })?;
         serde_json::to_value(outcome).map_err(|e| ToolError::Failed(e.to_string()))
     }
 }

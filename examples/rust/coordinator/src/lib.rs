@@ -6,6 +6,8 @@
 //!   gathered for 2 s;
 //! - `cfp CAPABILITY TASK`: a contract net, lowest bid wins (`cfp-high`:
 //!   highest), bids gathered for 2 s, the winner given 5 s;
+//! - `cfp-pick CAPABILITY AGENT TASK`: a contract net the coordinator
+//!   awards itself, to AGENT, once it has seen the proposals;
 //! - `publish TOPIC TEXT`, `subscribe TOPIC`, `unsubscribe TOPIC`, `topics`;
 //! - `conversation`: what the host knows of this message's conversation;
 //! - `news`: the last message that came on the `news` topic, which the
@@ -102,6 +104,32 @@ impl Coordinator {
                         "bid": p.bid,
                     })).collect::<Vec<_>>(),
                     "attempts": outcome.attempts.iter().map(|a| a.answer.agent.clone()).collect::<Vec<_>>(),
+                    "rejected": outcome.rejected,
+                })
+            }
+            "cfp-pick" => {
+                let (capability, rest) = split_first(rest);
+                let (pick, task) = split_first(rest);
+                let waiting = protocols::contract_net(
+                    &CallForProposals::new(capability, task, Award::Initiator)
+                        .bid_deadline_ms(2_000)
+                        .result_deadline_ms(5_000)
+                        .award_deadline_ms(10_000),
+                )?;
+                if !waiting.awaiting_award {
+                    return Err(Error::internal("the proposals did not wait for the award"));
+                }
+                let offered: Vec<String> = waiting
+                    .proposals
+                    .iter()
+                    .filter(|p| p.bid.is_some())
+                    .map(|p| p.answer.agent.clone())
+                    .collect();
+                let outcome = protocols::award(&waiting.conversation_id, &[pick.to_string()])?;
+                json!({
+                    "offered": offered,
+                    "winner": outcome.winner,
+                    "result": outcome.result,
                     "rejected": outcome.rejected,
                 })
             }

@@ -63,9 +63,16 @@ impl wit::Host for HostState {
         let result_deadline =
             host::check_deadline("result-deadline-ms", u64::from(request.result_deadline_ms))
                 .map_err(Error::InvalidInput)?;
+        let award_deadline = match request.award {
+            wit::Award::Initiator => {
+                host::check_deadline("award-deadline-ms", u64::from(request.award_deadline_ms))
+                    .map_err(Error::InvalidInput)?
+            }
+            _ => std::time::Duration::ZERO,
+        };
         check_conversation_id(request.conversation_id.as_deref())?;
         let outcome = contract_net::run(
-            self.agent.bus.as_ref(),
+            &self.agent.bus,
             &self.initiator(),
             contract_net::ContractNet {
                 capability: request.capability,
@@ -74,42 +81,33 @@ impl wit::Host for HostState {
                 award: match request.award {
                     wit::Award::Lowest => contract_net::Award::Lowest,
                     wit::Award::Highest => contract_net::Award::Highest,
+                    wit::Award::Initiator => contract_net::Award::Initiator,
                 },
                 bid_deadline,
                 result_deadline,
                 fallback: request.fallback,
+                award_deadline,
                 conversation_id: request.conversation_id,
             },
         )
         .await
         .map_err(|e| delivery_error(&e))?;
-        Ok(wit::ContractOutcome {
-            conversation_id: outcome.conversation_id,
-            completed: outcome.winner.is_some(),
-            winner: outcome.winner,
-            result: outcome.result,
-            reason: outcome.reason,
-            proposals: outcome
-                .proposals
-                .into_iter()
-                .map(|p| wit::Proposal {
-                    status: bid_status(&p.status),
-                    bid: p.bid,
-                    answer: to_wit_answer(p.answer),
-                })
-                .collect(),
-            attempts: outcome
-                .attempts
-                .into_iter()
-                .map(|a| wit::Attempt {
-                    bid: a.bid,
-                    completed: a.completed,
-                    answer: to_wit_answer(a.answer),
-                })
-                .collect(),
-            rejected: outcome.rejected,
-            elapsed_ms: outcome.elapsed_ms,
-        })
+        Ok(to_wit_outcome(outcome))
+    }
+
+    async fn award_contract(
+        &mut self,
+        conversation_id: String,
+        choice: Vec<String>,
+    ) -> Result<wit::ContractOutcome, Error> {
+        check_conversation_id(Some(&conversation_id))?;
+        contract_net::award(&self.agent.bus, &self.agent.name, &conversation_id, choice)
+            .await
+            .map(to_wit_outcome)
+            .map_err(|e| match e {
+                contract_net::AwardError::NotFound(_) => Error::NotFound(e.to_string()),
+                contract_net::AwardError::Invalid(why) => Error::InvalidInput(why),
+            })
     }
 
     async fn propose(&mut self, bid: f64, text: String) -> Reply {
@@ -255,6 +253,37 @@ fn kebab<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+fn to_wit_outcome(outcome: contract_net::Outcome) -> wit::ContractOutcome {
+    wit::ContractOutcome {
+        conversation_id: outcome.conversation_id,
+        completed: outcome.winner.is_some(),
+        awaiting_award: outcome.award_within_ms.is_some(),
+        winner: outcome.winner,
+        result: outcome.result,
+        reason: outcome.reason,
+        proposals: outcome
+            .proposals
+            .into_iter()
+            .map(|p| wit::Proposal {
+                status: bid_status(&p.status),
+                bid: p.bid,
+                answer: to_wit_answer(p.answer),
+            })
+            .collect(),
+        attempts: outcome
+            .attempts
+            .into_iter()
+            .map(|a| wit::Attempt {
+                bid: a.bid,
+                completed: a.completed,
+                answer: to_wit_answer(a.answer),
+            })
+            .collect(),
+        rejected: outcome.rejected,
+        elapsed_ms: outcome.elapsed_ms,
+    }
 }
 
 fn to_wit_answer(a: Answer) -> wit::Answer {
