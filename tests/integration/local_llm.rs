@@ -352,3 +352,79 @@ fn the_chat_model_comes_from_its_official_home_first() {
     );
     assert!(caxton_models::llm_model_status(cache.path()).verified);
 }
+
+/// The shipped contract-net example, on the local model: the manager
+/// config agent hands the task out with `contract_net`; the bidder config
+/// agent bids from its model; a Rust contractor bids too. The model's
+/// words and bid vary, so this asserts the protocol: a contract net the
+/// manager started, a `cfp` to both bidders, an award, an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_manager_runs_a_contract_net_on_the_local_model() {
+    let example = |file: &str| {
+        std::fs::read_to_string(
+            crate::harness::repo_root()
+                .join("examples/config")
+                .join(file),
+        )
+        .expect("the example")
+    };
+    let (manager, bidder) = (example("manager.md"), example("bidder.md"));
+    let (_guard, server) = start(&[("manager.md", &manager), ("bidder.md", &bidder)]);
+    let mut body = crate::harness::deploy_body(
+        "rusty",
+        &crate::harness::rust_example("contractor"),
+        serde_json::json!({}),
+    );
+    body["config"] = serde_json::json!({"name": "rusty", "bid": 5});
+    let (status, answer) = server.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "{answer}");
+
+    let started = std::time::Instant::now();
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/Manager/message",
+            &serde_json::json!({
+                "message": "Paint the fence",
+                "timeout_ms": TOOL_ANSWER_LIMIT.as_millis() as u64,
+            }),
+        )
+        .await;
+    eprintln!("the manager answered in {:?}", started.elapsed());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["performative"], "inform", "{body}");
+
+    let (_, page) = server
+        .get("/api/v1/conversations?protocol=contract-net")
+        .await;
+    let id = page["conversations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["initiator"] == "Manager")
+        .and_then(|c| c["id"].as_str())
+        .unwrap_or_else(|| panic!("the manager ran no contract net: {page}; reply {body}"))
+        .to_string();
+    let (_, net) = server.get(&format!("/api/v1/conversations/{id}")).await;
+    let history: Vec<(String, String)> = net["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["performative"].as_str().unwrap_or("").to_string(),
+                e["receiver"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for bidder in ["Bidder", "rusty"] {
+        assert!(
+            history.iter().any(|(p, to)| p == "cfp" && to == bidder),
+            "no cfp to {bidder}: {net}"
+        );
+    }
+    assert!(
+        history.iter().any(|(p, _)| p == "accept-proposal"),
+        "nothing was awarded: {net}"
+    );
+    assert_ne!(net["state"], "active", "{net}");
+}
