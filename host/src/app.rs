@@ -279,7 +279,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         config.runtime.failure_threshold,
     );
     if !config.a2a_agents.is_empty() {
-        tracing::info!(registered = remote, "remote A2A agents registered");
+        tracing::info!(registered = remote.len(), "remote A2A agents registered");
     }
     // Every agent is registered: delivery of fire-and-forget messages
     // (those left from before a restart first) may begin.
@@ -342,6 +342,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         config_path,
         starts,
         trace,
+        a2a_agents: Arc::new(remote),
         config_snapshot: Arc::new({
             let mut snapshot = serde_json::to_value(config).unwrap_or_default();
             server::debug::redact(&mut snapshot);

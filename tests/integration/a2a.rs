@@ -374,6 +374,17 @@ async fn caxton_agents_call_an_a2a_server_built_with_the_sdk() {
             .is_some_and(|m| m.contains("cannot connect")),
         "{failed}"
     );
+    // Health tells which remote agents are reachable, like MCP servers.
+    let (_, health) = server.get("/api/v1/health").await;
+    assert_eq!(health["a2a_agents"]["far-echo"]["state"], "up", "{health}");
+    assert_eq!(health["a2a_agents"]["gone"]["state"], "down", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("A2A agents unreachable: gone")),
+        "{health}"
+    );
     // It is defined by the configuration, not removable over the API.
     let (status, _) = server.delete("/api/v1/agents/far-echo").await;
     assert_eq!(status, 409);

@@ -111,6 +111,42 @@ fn origin_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
+/// Whether a remote agent can be reached, as `/api/v1/health` shows it
+/// (the shape of an MCP server's health).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RemoteHealth {
+    /// Its card has not been read yet, and nothing was sent.
+    Starting,
+    /// The last card read or call reached it.
+    Up,
+    /// The last card read or call could not reach it (no connection,
+    /// HTTP 502–504, a timeout, a card that is not one); `reason` says.
+    Down { reason: String },
+}
+
+/// The remote agents started by [`start_all`], for their health.
+#[derive(Default)]
+pub struct RemoteAgents(Vec<Arc<RemoteActor>>);
+
+impl RemoteAgents {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each remote agent's health, by name.
+    pub fn health(&self) -> std::collections::BTreeMap<String, RemoteHealth> {
+        self.0
+            .iter()
+            .map(|a| (a.handle.name.clone(), lock(&a.health).clone()))
+            .collect()
+    }
+}
+
 /// Registers every configured remote agent and starts its actor. A name
 /// already taken (by a deployed or config agent) is reported and skipped.
 pub fn start_all(
@@ -118,8 +154,8 @@ pub fn start_all(
     registry: &Arc<Registry>,
     mailbox_capacity: usize,
     failure_threshold: u32,
-) -> usize {
-    let mut started = 0;
+) -> RemoteAgents {
+    let mut started = Vec::new();
     for (name, config) in configs {
         let record = AgentRecord {
             id: format!("a2a:{name}"),
@@ -168,6 +204,7 @@ pub fn start_all(
             config: config.clone(),
             endpoint: std::sync::Mutex::new(config.url.trim_end_matches('/').to_string()),
             token,
+            health: std::sync::Mutex::new(RemoteHealth::Starting),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none())
@@ -175,10 +212,10 @@ pub fn start_all(
                 .unwrap_or_default(),
         });
         tokio::spawn(actor.clone().learn_card());
-        tokio::spawn(actor.run(rx));
-        started += 1;
+        tokio::spawn(actor.clone().run(rx));
+        started.push(actor);
     }
-    started
+    RemoteAgents(started)
 }
 
 /// Reads a remote agent's mailbox and speaks A2A for it.
@@ -188,6 +225,7 @@ pub struct RemoteActor {
     /// The JSON-RPC endpoint: the configured URL, or the card's.
     endpoint: std::sync::Mutex<String>,
     token: Option<String>,
+    health: std::sync::Mutex<RemoteHealth>,
     http: reqwest::Client,
 }
 
@@ -262,6 +300,17 @@ impl RemoteActor {
         }
     }
 
+    /// Notes whether the remote side was reached: `Err` only for failures
+    /// of reaching it, not for answers it gave.
+    fn reached(&self, outcome: Result<(), &ExecutionFailure>) {
+        *lock(&self.health) = match outcome {
+            Ok(()) => RemoteHealth::Up,
+            Err(failure) => RemoteHealth::Down {
+                reason: failure.to_string(),
+            },
+        };
+    }
+
     fn card_url(&self) -> String {
         format!(
             "{}/.well-known/agent-card.json",
@@ -276,10 +325,12 @@ impl RemoteActor {
         loop {
             match self.fetch_card().await {
                 Ok(card) => {
+                    self.reached(Ok(()));
                     self.take_card(&card);
                     return;
                 }
                 Err(e) => {
+                    self.reached(Err(&e));
                     tracing::warn!(agent = %self.handle.name, url = %crate::redact::url(&self.card_url()),
                         "cannot read the A2A agent card; retrying in {} s: {e}", wait.as_secs());
                 }
@@ -382,6 +433,7 @@ impl RemoteActor {
                     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
                         ExecutionFailure::Remote(format!("the answer is not JSON: {e}"))
                     })?;
+                    self.reached(Ok(()));
                     if let Some(error) = answer.get("error") {
                         return Err(ExecutionFailure::Remote(format!(
                             "A2A error {}: {}",
@@ -401,9 +453,14 @@ impl RemoteActor {
                 }
                 // Not connected: the message never left.
                 Err(e) if e.is_connect() => remote_error(e),
-                Err(e) => return Err(remote_error(e)),
+                Err(e) => {
+                    let failure = remote_error(e);
+                    self.reached(Err(&failure));
+                    return Err(failure);
+                }
             };
             if attempt >= self.config.retries {
+                self.reached(Err(&retryable));
                 return Err(retryable);
             }
             attempt += 1;

@@ -70,6 +70,8 @@ impl std::ops::Deref for AppState {
 /// The server's parts, as the handlers see them.
 pub struct Services {
     pub manager: Arc<AgentManager>,
+    /// Agents on other servers (`a2a_agents:`), for their health.
+    pub a2a_agents: Arc<crate::agents::remote::RemoteAgents>,
     pub memory: Arc<crate::memory::MemoryService>,
     /// The database, for size reports and compaction requests.
     pub storage: Arc<crate::storage::Storage>,
@@ -151,9 +153,10 @@ pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
 /// Server health.
 ///
 /// The runbook's shape; `safe_mode: true` is added only while it is on,
-/// `reason` only when degraded, `mcp_servers` only when configured.
+/// `reason` only when degraded, `mcp_servers` and `a2a_agents` only when
+/// configured.
 #[utoipa::path(get, path = "/api/v1/health", tag = "operations", operation_id = "health",
-    responses((status = 200, description = "`{status: healthy|degraded, memory_backend, agents, reason?, mcp_servers?, safe_mode?}`", body = Object)))]
+    responses((status = 200, description = "`{status: healthy|degraded, memory_backend, agents, reason?, mcp_servers?, a2a_agents?, safe_mode?}`", body = Object)))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let agents = state.manager.registry().len();
     let max_agents = state.manager.config().max_agents;
@@ -187,6 +190,22 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
                 .map(|n| n.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    let remote = state.a2a_agents.health();
+    let unreachable: Vec<&str> = remote
+        .iter()
+        .filter(|(_, h)| matches!(h, crate::agents::remote::RemoteHealth::Down { .. }))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !remote.is_empty() {
+        body["a2a_agents"] = json!(remote);
+    }
+    if !unreachable.is_empty() && body["status"] == "healthy" {
+        body["status"] = json!("degraded");
+        body["reason"] = json!(format!(
+            "A2A agents unreachable: {}; messages to them fail until they are back",
+            unreachable.join(", ")
         ));
     }
     if state
