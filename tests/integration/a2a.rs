@@ -218,6 +218,50 @@ async fn a2a_tasks_follow_fipa_replies_and_can_be_cancelled_and_followed() {
     let again = rpc(&server, &token, "spinner", "CancelTask", json!({"id": id})).await;
     assert_eq!(again["error"]["code"], -32002, "{again}");
 
+    // A task is the server's, not the connection's: a caller that stops
+    // waiting for a blocking SendMessage finds the task completed later.
+    let mut body = crate::harness::deploy_body(
+        "slow",
+        &rust_example("contractor"),
+        json!({"max_execution_time_ms": 10000}),
+    );
+    body["config"] = json!({"name": "slow", "bid": 1, "stall_ms": 1500});
+    let (status, answer) = server.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    let gave_up = reqwest::Client::new()
+        .post(server.url("/a2a/slow"))
+        .bearer_auth(&token)
+        .header("a2a-version", "1.0")
+        .timeout(Duration::from_millis(300))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": "1", "method": "SendMessage",
+                      "params": {"message": user_message("a quote, please")}}),
+        )
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the caller should have stopped waiting");
+    let listed = rpc(&server, &token, "slow", "ListTasks", json!({})).await;
+    let id = listed["result"]["tasks"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the task is kept: {listed}"))
+        .to_string();
+    let waited = std::time::Instant::now();
+    loop {
+        let got = rpc(&server, &token, "slow", "GetTask", json!({"id": id})).await;
+        if got["result"]["status"]["state"] == "TASK_STATE_COMPLETED" {
+            assert_eq!(
+                got["result"]["artifacts"][0]["parts"][0]["text"], "slow quotes 1",
+                "{got}"
+            );
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the task did not finish without its caller: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Bad requests get the protocol's errors, and say what was wrong.
     let (status, parse) = server
         .post_raw("/a2a/spinner", "application/json", b"{nope".to_vec())

@@ -131,8 +131,11 @@ impl Caller {
 /// (to be awaited, or spawned when the caller does not wait).
 pub struct Submitted {
     pub task: Value,
-    pub done: Pin<Box<dyn Future<Output = Value> + Send>>,
+    pub done: Work,
 }
+
+/// A task's work: delivery, the agent's answer, the task's end.
+pub type Work = Pin<Box<dyn Future<Output = Value> + Send>>;
 
 impl Submitted {
     /// Whether the client asked not to wait (`returnImmediately`).
