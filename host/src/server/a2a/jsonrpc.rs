@@ -129,9 +129,10 @@ async fn dispatch(call: Call<'_>, body: &Value) -> Answer {
     let Some(method) = body.get("method").and_then(Value::as_str) else {
         return invalid("the request has no `method` string");
     };
+    let none = json!({});
     let params = match body.get("params") {
-        None | Some(Value::Null) => json!({}),
-        Some(params) if params.is_object() => params.clone(),
+        None | Some(Value::Null) => &none,
+        Some(params) if params.is_object() => params,
         Some(_) => {
             return Answer::One(Err(A2aError::new(
                 ops::INVALID_PARAMS,
@@ -139,7 +140,7 @@ async fn dispatch(call: Call<'_>, body: &Value) -> Answer {
             )));
         }
     };
-    call_method(call, method, &params).await
+    call_method(call, method, params).await
 }
 
 /// Runs one method; the HTTP+JSON binding calls this too.
@@ -151,13 +152,15 @@ pub(super) async fn call_method(call: Call<'_>, method: &str, params: &Value) ->
         request,
     } = call;
     match method {
-        "SendMessage" => Answer::One(match ops::send(state, a2a, caller, params, request) {
-            Ok(submitted) => finish_send(a2a, caller, submitted, params)
-                .await
-                .map(|task| json!({ "task": task })),
-            Err(e) => Err(e),
-        }),
-        "SendStreamingMessage" => match ops::send(state, a2a, caller, params, request) {
+        "SendMessage" => Answer::One(
+            match ops::send(state, a2a, caller, params, request, false) {
+                Ok(submitted) => finish_send(a2a, caller, submitted, params)
+                    .await
+                    .map(|task| json!({ "task": task })),
+                Err(e) => Err(e),
+            },
+        ),
+        "SendStreamingMessage" => match ops::send(state, a2a, caller, params, request, true) {
             Ok(submitted) => Answer::Stream(ops::stream_of_send(submitted)),
             Err(e) => Answer::One(Err(e)),
         },

@@ -148,19 +148,16 @@ async fn agent_card(
     Ok(Json(card::card(&handle, &base)))
 }
 
-/// Runs a sent message's task to its end on a task of its own (it ends
-/// even if the caller goes away) and answers it; with
-/// `returnImmediately`, answers it as it is now.
+/// Runs a sent message's task to its end (it ends even if the caller goes
+/// away) and answers it; with `returnImmediately`, spawns it and answers
+/// it as it is now.
 async fn finish_send(
     a2a: &A2a,
     caller: &ops::Caller,
     submitted: ops::Submitted,
     params: &Value,
 ) -> Result<Value, ops::A2aError> {
-    let id = submitted.task["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = submitted.id.clone();
     if ops::Submitted::return_immediately(params) {
         tokio::spawn(submitted.done);
         return ops::get(a2a, caller, &serde_json::json!({ "id": id }));

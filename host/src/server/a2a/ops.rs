@@ -130,7 +130,10 @@ impl Caller {
 /// A sent message: its task as first stored, and the work that ends it
 /// (to be awaited, or spawned when the caller does not wait).
 pub struct Submitted {
-    pub task: Value,
+    pub id: String,
+    /// The task as submitted, when a stream asked for it
+    /// (`send(…, stream: true)`).
+    pub task: Option<Value>,
     pub done: Work,
 }
 
@@ -188,6 +191,7 @@ pub fn send(
     caller: &Caller,
     params: &Value,
     request: &RequestContext,
+    stream: bool,
 ) -> Result<Submitted, A2aError> {
     let message = params
         .get("message")
@@ -215,14 +219,19 @@ pub fn send(
     let mut user = message.clone();
     user["contextId"] = json!(context_id);
     user["taskId"] = json!(task_id);
-    let submitted = json!({
+    let now = tasks::now_rfc3339();
+    let working = json!({
         "id": task_id,
         "contextId": context_id,
-        "status": { "state": tasks::SUBMITTED, "timestamp": tasks::now_rfc3339() },
+        "status": { "state": tasks::WORKING, "timestamp": now },
         "history": [user.clone()],
     });
-    let mut working = submitted.clone();
-    working["status"] = json!({ "state": tasks::WORKING, "timestamp": tasks::now_rfc3339() });
+    // The task as first submitted, only for a stream's first event.
+    let submitted = stream.then(|| {
+        let mut task = working.clone();
+        task["status"] = json!({ "state": tasks::SUBMITTED, "timestamp": now });
+        task
+    });
     let owner = caller.owner();
     a2a.tasks.put(owner.clone(), working);
     let cancel = a2a.running(&task_id);
@@ -242,6 +251,7 @@ pub fn send(
     let registry = state.manager.registry().clone();
     let a2a = a2a.clone();
     let agent = caller.agent.clone();
+    let task_id_out = task_id.clone();
     let principal = caller.principal.clone();
     let done = async move {
         let conversations = registry.conversations().clone();
@@ -292,6 +302,7 @@ pub fn send(
         }
     };
     Ok(Submitted {
+        id: task_id_out,
         task: submitted,
         done: Box::pin(done),
     })
@@ -469,7 +480,8 @@ pub fn final_events(task: &Value) -> Vec<Value> {
 /// status, then [`final_events`] once `done` ends it.
 pub fn stream_of_send(submitted: Submitted) -> tokio::sync::mpsc::Receiver<Value> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let Submitted { task, done } = submitted;
+    let Submitted { task, done, .. } = submitted;
+    let task = task.unwrap_or(Value::Null);
     tokio::spawn(async move {
         let working = json!({ "statusUpdate": {
             "taskId": task["id"], "contextId": task["contextId"],
