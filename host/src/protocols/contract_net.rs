@@ -349,20 +349,21 @@ async fn park(bus: &Arc<dyn MessageBus>, called: Called) -> Outcome {
     waiting
 }
 
-/// Awards a contract net that waits for its initiator (`by`, the name it
-/// was started under): `choice` lists proposers, best first; the first is
+/// Awards a contract net that waits for its initiator (`by`: the same
+/// name, and the same agent or none — a principal named like an agent is
+/// not that agent): `choice` lists proposers, best first; the first is
 /// accepted, and on its failure the next (when the call asked for
 /// fallback). Every other proposer is rejected.
 pub async fn award(
     bus: &Arc<dyn MessageBus>,
-    by: &str,
+    by: &Initiator,
     conversation_id: &str,
     choice: Vec<String>,
 ) -> Result<Outcome, AwardError> {
     let called = bus
         .conversations()
         .unpark::<Called, AwardError>(conversation_id, |called| {
-            if called.initiator.name != by {
+            if called.initiator.name != by.name || called.initiator.agent_id != by.agent_id {
                 return Err(AwardError::NotFound(conversation_id.to_string()));
             }
             check_choice(&called.proposals, &choice)

@@ -258,7 +258,12 @@ async fn award_contract(
 ) -> Result<Json<Outcome>, ApiError> {
     let body: AwardBody = parse_json(&read_body(bytes)?)?;
     let bus: std::sync::Arc<dyn crate::messaging::MessageBus> = state.manager.registry().clone();
-    contract_net::award(&bus, &principal.name, &conversation, body.agents)
+    let by = Initiator {
+        name: principal.name.clone(),
+        agent_id: None,
+        trace_parent: None,
+    };
+    contract_net::award(&bus, &by, &conversation, body.agents)
         .await
         .map(Json)
         .map_err(|e| match e {

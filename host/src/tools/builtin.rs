@@ -748,7 +748,7 @@ impl Tool for AwardContract {
                 ));
             }
         };
-        let outcome = contract_net::award(&caller.bus, &caller.name, id, agents)
+        let outcome = contract_net::award(&caller.bus, &initiator(caller), id, agents)
             .await
             .map_err(|e| match e {
                 AwardError::NotFound(_) => ToolError::NotFound(e.to_string()),

@@ -101,7 +101,7 @@ impl wit::Host for HostState {
         choice: Vec<String>,
     ) -> Result<wit::ContractOutcome, Error> {
         check_conversation_id(Some(&conversation_id))?;
-        contract_net::award(&self.agent.bus, &self.agent.name, &conversation_id, choice)
+        contract_net::award(&self.agent.bus, &self.initiator(), &conversation_id, choice)
             .await
             .map(to_wit_outcome)
             .map_err(|e| match e {
