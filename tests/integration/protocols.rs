@@ -956,6 +956,17 @@ async fn the_initiator_may_choose_the_winner_itself_in_time() {
     assert_eq!(status, 404, "awarded once only");
     let (_, c) = server.get(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(c["state"], "completed", "{c}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .contains("\ncaxton_conversations{protocol=\"contract-net\",state=\"completed\"} 1\n"),
+        "{metrics}"
+    );
 
     // Nobody chooses in time: every proposer is rejected, the
     // conversation fails saying why.

@@ -31,7 +31,9 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// How the conversation's messages flow: `request` (a message and its
 /// reply, agents asking agents included), `broadcast` and `contract-net`
 /// (run by the host); `publish` and `a2a` are reserved for topics and A2A.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     Request,
@@ -42,6 +44,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Its name, as in JSON (`contract-net`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Request => "request",
+            Protocol::Broadcast => "broadcast",
+            Protocol::ContractNet => "contract-net",
+            Protocol::Publish => "publish",
+            Protocol::A2a => "a2a",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Protocol, String> {
         match text {
             "request" => Ok(Protocol::Request),
@@ -57,7 +70,9 @@ impl Protocol {
 }
 
 /// Where a conversation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationState {
     /// A message is waiting for its reply.
@@ -73,6 +88,17 @@ pub enum ConversationState {
 }
 
 impl ConversationState {
+    /// Its name, as in JSON (`completed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Active => "active",
+            ConversationState::Completed => "completed",
+            ConversationState::Failed => "failed",
+            ConversationState::Cancelled => "cancelled",
+            ConversationState::Expired => "expired",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<ConversationState, String> {
         match text {
             "active" => Ok(ConversationState::Active),

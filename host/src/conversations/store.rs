@@ -265,6 +265,17 @@ impl ConversationStore {
         (inner.by_id.len(), inner.total_bytes)
     }
 
+    /// How many conversations are kept, by protocol and state (for
+    /// `/metrics`), in a stable order.
+    pub fn tally(&self) -> BTreeMap<(Protocol, ConversationState), usize> {
+        let inner = self.lock();
+        let mut counts = BTreeMap::new();
+        for record in inner.by_id.values() {
+            *counts.entry((record.protocol, record.state)).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Records a request sent (`recorded.request` set): opens the
     /// conversation, or reopens a finished one (a cancelled one stays
     /// cancelled). Returns what the request's sender watches to learn the

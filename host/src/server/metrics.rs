@@ -350,6 +350,33 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
             samples: per_agent,
         },
     ];
+    let conversations =
+        crate::messaging::MessageBus::conversations(state.manager.registry().as_ref()).clone();
+    let tally: Vec<(String, f64)> = conversations
+        .tally()
+        .into_iter()
+        .map(|((protocol, state), n)| {
+            (
+                format!(
+                    "{{protocol=\"{}\",state=\"{}\"}}",
+                    protocol.as_str(),
+                    state.as_str()
+                ),
+                n as f64,
+            )
+        })
+        .collect();
+    metrics.push(Metric {
+        name: "caxton_conversations",
+        help: "Conversations kept (`caxton conversations list`), by protocol and state.",
+        kind: "gauge",
+        samples: tally,
+    });
+    metrics.push(gauge(
+        "caxton_conversation_history_bytes",
+        "Bytes of conversation history kept (capped by conversations.max_bytes).",
+        conversations.usage().1 as f64,
+    ));
     if let Some(outbox) = state.manager.registry().outbox().cloned() {
         let counts = tokio::task::spawn_blocking(move || outbox.counts()).await;
         if let Ok(Ok((waiting, dead))) = counts {

@@ -202,10 +202,10 @@ impl wit::Host for HostState {
         })?;
         Ok(wit::ConversationInfo {
             id: c.id,
-            protocol: kebab(&c.protocol),
+            protocol: c.protocol.as_str().to_string(),
             initiator: c.initiator,
             participants: c.participants,
-            state: kebab(&c.state),
+            state: c.state.as_str().to_string(),
             deadline: c.deadline,
             messages: c.messages,
             outcome: c.outcome,
@@ -245,14 +245,6 @@ fn content_type(given: Option<String>) -> String {
 
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// A unit enum's serde name (`contract-net`, `completed`).
-fn kebab<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn to_wit_outcome(outcome: contract_net::Outcome) -> wit::ContractOutcome {
