@@ -201,10 +201,13 @@ impl Registry {
             .get(name_or_id)
             .ok_or_else(|| SubscribeError::UnknownAgent(name_or_id.to_string()))?;
         let current = self.topics.of_agent(&handle.name);
-        if subscribed
-            && !current.iter().any(|t| t == topic)
-            && current.len() >= super::topics::MAX_PER_AGENT
-        {
+        let already = current.iter().any(|t| t == topic);
+        if already == subscribed {
+            // Nothing changes (a config agent's declared topics at every
+            // reload, say): no write.
+            return Ok(current);
+        }
+        if subscribed && current.len() >= super::topics::MAX_PER_AGENT {
             return Err(SubscribeError::Invalid(format!(
                 "agent `{}` already subscribes to {} topics, the most one may",
                 handle.name,

@@ -75,15 +75,40 @@ pub enum AwardError {
     Invalid(String),
 }
 
+/// How a participant answered the call for proposals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BidStatus {
+    /// `propose` with a readable bid.
+    Proposed,
+    Refused,
+    Failed,
+    Timeout,
+    Unanswered,
+    /// A `propose` without a readable bid, or another performative.
+    Invalid,
+}
+
+impl BidStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BidStatus::Proposed => "proposed",
+            BidStatus::Refused => "refused",
+            BidStatus::Failed => "failed",
+            BidStatus::Timeout => "timeout",
+            BidStatus::Unanswered => "unanswered",
+            BidStatus::Invalid => "invalid",
+        }
+    }
+}
+
 /// A participant's answer to the call for proposals.
 ///
 /// Serialised as the answer's fields with `status` replaced by the
 /// bid's own (`proposed` says more than the answer's `replied`).
 #[derive(Debug, Clone, utoipa::ToSchema)]
 pub struct Bid {
-    /// `proposed` (with `bid`), `refused`, `failed`, `timeout`,
-    /// `unanswered`, or `invalid` (a `propose` without a readable bid).
-    pub status: String,
+    pub status: BidStatus,
     pub bid: Option<f64>,
     pub answer: Answer,
 }
@@ -96,7 +121,7 @@ impl Serialize for Bid {
         else {
             return Err(S::Error::custom("an answer serialises as an object"));
         };
-        fields.insert("status".into(), self.status.clone().into());
+        fields.insert("status".into(), self.status.as_str().into());
         if let Some(bid) = self.bid {
             fields.insert("bid".into(), bid.into());
         }
@@ -192,18 +217,18 @@ fn bid_of(answer: Answer) -> Bid {
     let (status, bid) = match (answer.status, answer.performative) {
         (Status::Replied, Some(Performative::Propose)) => {
             match answer.content.as_deref().and_then(parse_bid) {
-                Some(bid) => ("proposed", Some(bid)),
-                None => ("invalid", None),
+                Some(bid) => (BidStatus::Proposed, Some(bid)),
+                None => (BidStatus::Invalid, None),
             }
         }
-        (Status::Replied, _) => ("invalid", None),
-        (Status::Refused, _) => ("refused", None),
-        (Status::Failed, _) => ("failed", None),
-        (Status::Timeout, _) => ("timeout", None),
-        (Status::Unanswered, _) => ("unanswered", None),
+        (Status::Replied, _) => (BidStatus::Invalid, None),
+        (Status::Refused, _) => (BidStatus::Refused, None),
+        (Status::Failed, _) => (BidStatus::Failed, None),
+        (Status::Timeout, _) => (BidStatus::Timeout, None),
+        (Status::Unanswered, _) => (BidStatus::Unanswered, None),
     };
     Bid {
-        status: status.to_string(),
+        status,
         bid,
         answer,
     }
@@ -564,7 +589,7 @@ mod tests {
 
     fn proposal(agent: &str, bid: Option<f64>) -> Bid {
         Bid {
-            status: "proposed".into(),
+            status: BidStatus::Proposed,
             bid,
             answer: Answer::unanswered(agent, Instant::now(), ""),
         }

@@ -42,6 +42,21 @@ pub struct AgentContext {
     pub trace: Arc<crate::trace::TraceStore>,
 }
 
+impl AgentContext {
+    /// This agent as the initiator of a protocol: its messages go out in
+    /// its name, under `trace_parent` when a message is being handled.
+    pub fn initiator(
+        &self,
+        trace_parent: Option<crate::trace::TraceParent>,
+    ) -> crate::protocols::Initiator {
+        crate::protocols::Initiator {
+            name: self.name.clone(),
+            agent_id: Some(self.id.clone()),
+            trace_parent,
+        }
+    }
+}
+
 pub struct HostState {
     pub agent: Arc<AgentContext>,
     pub limiter: MemoryLimiter,

@@ -32,6 +32,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(award_contract))
 }
 
+/// The registry, as the bus the protocols run over.
+fn bus(state: &AppState) -> std::sync::Arc<dyn crate::messaging::MessageBus> {
+    state.manager.registry().clone()
+}
+
 fn invalid(message: String) -> ApiError {
     ApiError::bad_request("invalid_protocol", message)
 }
@@ -203,7 +208,7 @@ async fn contract_net(
     let (task, content_type) = content_of(body.task, body.content_type);
     let id = conversation_id(body.conversation_id)?;
     let initiator = initiator(&principal, &request, &body.capability, &id);
-    let bus: std::sync::Arc<dyn crate::messaging::MessageBus> = state.manager.registry().clone();
+    let bus = bus(&state);
     let outcome = contract_net::run(
         &bus,
         &initiator,
@@ -257,7 +262,7 @@ async fn award_contract(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Outcome>, ApiError> {
     let body: AwardBody = parse_json(&read_body(bytes)?)?;
-    let bus: std::sync::Arc<dyn crate::messaging::MessageBus> = state.manager.registry().clone();
+    let bus = bus(&state);
     let by = Initiator {
         name: principal.name.clone(),
         agent_id: None,

@@ -555,15 +555,6 @@ impl Tool for AskAgent {
     }
 }
 
-/// A protocol run by an agent: its messages are sent in its name.
-fn initiator(caller: &AgentContext) -> crate::protocols::Initiator {
-    crate::protocols::Initiator {
-        name: caller.name.clone(),
-        agent_id: Some(caller.id.clone()),
-        trace_parent: None,
-    }
-}
-
 /// `seconds` from the arguments, as a protocol deadline.
 fn seconds_arg(args: &Value, key: &str, default: u64) -> Result<Duration, ToolError> {
     let seconds = match &args[key] {
@@ -610,7 +601,7 @@ impl Tool for Broadcast {
         };
         let gathered = crate::protocols::broadcast::run(
             caller.bus.as_ref(),
-            &initiator(caller),
+            &caller.initiator(None),
             crate::protocols::broadcast::Broadcast {
                 capability,
                 performative: Performative::Request,
@@ -648,7 +639,7 @@ impl Tool for Publish {
         let content = string_arg(&args, "message", "publish")?.to_string();
         let published = crate::protocols::publish::run(
             caller.bus.as_ref(),
-            &initiator(caller),
+            &caller.initiator(None),
             crate::protocols::publish::Publication {
                 topic,
                 content,
@@ -697,7 +688,7 @@ impl Tool for ContractNet {
         };
         let outcome = contract_net::run(
             &caller.bus,
-            &initiator(caller),
+            &caller.initiator(None),
             contract_net::ContractNet {
                 capability,
                 task,
@@ -748,7 +739,7 @@ impl Tool for AwardContract {
                 ));
             }
         };
-        let outcome = contract_net::award(&caller.bus, &initiator(caller), id, agents)
+        let outcome = contract_net::award(&caller.bus, &caller.initiator(None), id, agents)
             .await
             .map_err(|e| match e {
                 AwardError::NotFound(_) => ToolError::NotFound(e.to_string()),

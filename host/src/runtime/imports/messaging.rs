@@ -45,13 +45,7 @@ impl messaging::Host for HostState {
 impl HostState {
     /// Validates an outgoing message and turns it into an address and a full message.
     fn outgoing(&self, msg: Outgoing) -> Result<(Address, AclMessage), Error> {
-        if let Some(why) = crate::runtime::instance::oversized(
-            "the message",
-            &msg.content,
-            msg.content_type.as_deref(),
-        ) {
-            return Err(Error::InvalidInput(why));
-        }
+        self.check_content(&msg.content, msg.content_type.as_deref())?;
         let to = match (msg.receiver, msg.capability) {
             (Some(r), None) if !r.is_empty() => Address::Agent(r),
             (None, Some(c)) if !c.is_empty() => Address::Capability(c),

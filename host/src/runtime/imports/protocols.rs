@@ -217,14 +217,16 @@ impl HostState {
     /// The calling agent, as a protocol's initiator: its messages go out
     /// in its name, under the span of the message it is handling.
     fn initiator(&self) -> Initiator {
-        Initiator {
-            name: self.agent.name.clone(),
-            agent_id: Some(self.agent.id.clone()),
-            trace_parent: self.span.as_ref().map(crate::trace::SpanContext::as_parent),
-        }
+        let parent = self.span.as_ref().map(crate::trace::SpanContext::as_parent);
+        self.agent.initiator(parent)
     }
 
-    fn check_content(&self, content: &str, content_type: Option<&str>) -> Result<(), Error> {
+    /// Refuses content over the caps on what a guest may send.
+    pub(super) fn check_content(
+        &self,
+        content: &str,
+        content_type: Option<&str>,
+    ) -> Result<(), Error> {
         match crate::runtime::instance::oversized("the message", content, content_type) {
             Some(why) => Err(Error::InvalidInput(why)),
             None => Ok(()),
@@ -259,7 +261,7 @@ fn to_wit_outcome(outcome: contract_net::Outcome) -> wit::ContractOutcome {
             .proposals
             .into_iter()
             .map(|p| wit::Proposal {
-                status: bid_status(&p.status),
+                status: bid_status(p.status),
                 bid: p.bid,
                 answer: to_wit_answer(p.answer),
             })
@@ -295,14 +297,15 @@ fn to_wit_answer(a: Answer) -> wit::Answer {
     }
 }
 
-fn bid_status(status: &str) -> wit::BidStatus {
+fn bid_status(status: contract_net::BidStatus) -> wit::BidStatus {
+    use contract_net::BidStatus as Host;
     match status {
-        "proposed" => wit::BidStatus::Proposed,
-        "refused" => wit::BidStatus::Refused,
-        "failed" => wit::BidStatus::Failed,
-        "timeout" => wit::BidStatus::Timeout,
-        "unanswered" => wit::BidStatus::Unanswered,
-        _ => wit::BidStatus::Invalid,
+        Host::Proposed => wit::BidStatus::Proposed,
+        Host::Refused => wit::BidStatus::Refused,
+        Host::Failed => wit::BidStatus::Failed,
+        Host::Timeout => wit::BidStatus::Timeout,
+        Host::Unanswered => wit::BidStatus::Unanswered,
+        Host::Invalid => wit::BidStatus::Invalid,
     }
 }
 
