@@ -172,66 +172,115 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// One request of a target, built once before the run: what is measured
+/// is the server's answer, not the client building JSON for each request
+/// (the benchmark is compiled with Caxton's own code, unoptimised in the
+/// dev profile, where that would count for the larger bodies).
+#[derive(Clone)]
+struct Prepared {
+    target: Target,
+    url: reqwest::Url,
+    /// `None`: a GET.
+    body: Option<axum::body::Bytes>,
+    /// Extra headers (MCP's `accept`, A2A's version).
+    headers: reqwest::header::HeaderMap,
+}
+
+const QUERY: &str = "benchmark entity about distributed systems";
+
+fn prepare(base: &str, target: Target) -> anyhow::Result<Prepared> {
+    let mcp_headers = || {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        h.insert(
+            "mcp-protocol-version",
+            reqwest::header::HeaderValue::from_static("2025-06-18"),
+        );
+        h
+    };
+    let (path, body, headers) = match target {
+        Target::Health => ("/api/v1/health", None, reqwest::header::HeaderMap::new()),
+        Target::Echo => (
+            "/api/v1/agents/echo/message",
+            Some(json!({"message": "benchmark payload of a typical short request"})),
+            reqwest::header::HeaderMap::new(),
+        ),
+        Target::ChatEcho => (
+            "/v1/chat/completions",
+            Some(json!({"model": "echo", "messages": [{"role": "user",
+                "content": "benchmark payload of a typical short request"}]})),
+            reqwest::header::HeaderMap::new(),
+        ),
+        Target::RestSearch | Target::RestSearchNodes => (
+            "/api/v1/memory/search",
+            Some(json!({"query": QUERY, "limit": 10})),
+            reqwest::header::HeaderMap::new(),
+        ),
+        Target::McpSearch => (
+            "/mcp",
+            Some(mcp_call("search", json!({"query": QUERY, "limit": 10}))),
+            mcp_headers(),
+        ),
+        Target::McpSearchNodes => (
+            "/mcp",
+            Some(mcp_call("search_nodes", json!({"query": QUERY}))),
+            mcp_headers(),
+        ),
+        Target::McpPing => (
+            "/mcp",
+            Some(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})),
+            mcp_headers(),
+        ),
+        Target::A2aEcho => {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(
+                "a2a-version",
+                reqwest::header::HeaderValue::from_static("1.0"),
+            );
+            (
+                "/a2a/echo",
+                Some(json!({"jsonrpc": "2.0", "id": "1", "method": "SendMessage",
+                    "params": {"message": {"messageId": "bench", "role": "ROLE_USER",
+                        "parts": [{"text": "benchmark payload of a typical short request"}]}}})),
+                h,
+            )
+        }
+    };
+    let mut headers = headers;
+    if body.is_some() {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(Prepared {
+        target,
+        url: reqwest::Url::parse(&format!("{base}{path}"))?,
+        body: body.map(|b| axum::body::Bytes::from(b.to_string())),
+        headers,
+    })
+}
+
 /// One request of `target`; an error unless it succeeded and its whole
 /// answer arrived.
-async fn send(client: &reqwest::Client, base: &str, target: Target) -> anyhow::Result<()> {
-    let mcp = |tool: &str, arguments: Value| {
-        client
-            .post(format!("{base}/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&mcp_call(tool, arguments))
-    };
-    let query = "benchmark entity about distributed systems";
-    let response = match target {
-        Target::Health => client.get(format!("{base}/api/v1/health")).send().await,
-        Target::Echo => {
+async fn send(client: &reqwest::Client, base: &str, prepared: &Prepared) -> anyhow::Result<()> {
+    let response = match (prepared.target, &prepared.body) {
+        (Target::RestSearchNodes, _) => rest_search_nodes(client, base, QUERY).await,
+        (_, None) => {
             client
-                .post(format!("{base}/api/v1/agents/echo/message"))
-                .json(&json!({"message": "benchmark payload of a typical short request"}))
+                .get(prepared.url.clone())
+                .headers(prepared.headers.clone())
                 .send()
                 .await
         }
-        Target::ChatEcho => {
+        (_, Some(body)) => {
             client
-                .post(format!("{base}/v1/chat/completions"))
-                .json(&json!({"model": "echo", "messages": [{"role": "user",
-                    "content": "benchmark payload of a typical short request"}]}))
-                .send()
-                .await
-        }
-        Target::RestSearch => {
-            client
-                .post(format!("{base}/api/v1/memory/search"))
-                .json(&json!({"query": query, "limit": 10}))
-                .send()
-                .await
-        }
-        Target::McpSearch => {
-            mcp("search", json!({"query": query, "limit": 10}))
-                .send()
-                .await
-        }
-        Target::McpSearchNodes => mcp("search_nodes", json!({"query": query})).send().await,
-        Target::RestSearchNodes => rest_search_nodes(client, base, query).await,
-        Target::A2aEcho => {
-            client
-                .post(format!("{base}/a2a/echo"))
-                .header("a2a-version", "1.0")
-                .json(
-                    &json!({"jsonrpc": "2.0", "id": "1", "method": "SendMessage",
-                    "params": {"message": {"messageId": "bench", "role": "ROLE_USER",
-                        "parts": [{"text": "benchmark payload of a typical short request"}]}}}),
-                )
-                .send()
-                .await
-        }
-        Target::McpPing => {
-            client
-                .post(format!("{base}/mcp"))
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-06-18")
-                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+                .post(prepared.url.clone())
+                .headers(prepared.headers.clone())
+                .body(body.clone())
                 .send()
                 .await
         }
@@ -274,6 +323,7 @@ async fn load_for(
     clients: usize,
     measure: Duration,
 ) -> anyhow::Result<Measured> {
+    let prepared = prepare(base, target)?;
     let base = Arc::new(base.to_string());
     let token = token.map(str::to_string);
     let start = Instant::now();
@@ -281,6 +331,7 @@ async fn load_for(
     for _ in 0..clients {
         let base = base.clone();
         let token = token.clone();
+        let prepared = prepared.clone();
         tasks.push(tokio::spawn(async move {
             let mut headers = reqwest::header::HeaderMap::new();
             if let Some(token) = &token {
@@ -299,7 +350,7 @@ async fn load_for(
                 if elapsed > WARMUP + measure {
                     break;
                 }
-                send(&client, &base, target).await?;
+                send(&client, &base, &prepared).await?;
                 if elapsed >= WARMUP {
                     latencies.push(now.elapsed());
                 }
@@ -378,6 +429,7 @@ fn median(mut runs: Vec<Measured>) -> Measured {
 /// side's rate is per second of its own share of the run.
 async fn paired(base: &str, a: Target, b: Target) -> anyhow::Result<(Measured, Measured)> {
     let client = reqwest::Client::new();
+    let (a, b) = (prepare(base, a)?, prepare(base, b)?);
     let start = Instant::now();
     let (mut first, mut second) = (Vec::new(), Vec::new());
     loop {
@@ -385,7 +437,7 @@ async fn paired(base: &str, a: Target, b: Target) -> anyhow::Result<(Measured, M
         if elapsed > WARMUP + 2 * MEASURE {
             break;
         }
-        for (target, latencies) in [(a, &mut first), (b, &mut second)] {
+        for (target, latencies) in [(&a, &mut first), (&b, &mut second)] {
             let now = Instant::now();
             send(&client, base, target).await?;
             if elapsed >= WARMUP {

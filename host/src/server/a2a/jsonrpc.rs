@@ -11,16 +11,25 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::ops::{self, A2aError, Caller};
-use super::{A2a, agent, finish_send, sse, version};
+use super::ops::{self, A2aError, Caller, Out};
+use super::{A2a, AskedVersion, agent, finish_send, sse};
 use crate::auth::Principal;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::request_context::RequestContext;
+
+/// A successful JSON-RPC response, written straight from its result.
+#[derive(serde::Serialize)]
+struct Answered<'a, T> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    result: T,
+}
 
 /// The JSON-RPC response to `id`.
 pub fn response(id: &Value, result: Result<Value, A2aError>) -> Value {
@@ -55,28 +64,30 @@ pub(super) async fn endpoint(
     Extension(principal): Extension<Principal>,
     Extension(request): Extension<RequestContext>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    AskedVersion(asked): AskedVersion,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let bytes = crate::server::agents::read_body(bytes)?;
     agent(&state, &name)?;
     // Not a request at all: refused at the HTTP level too (400), with the
     // JSON-RPC parse error as the body.
-    let body: Value = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(body) if body.is_object() => body,
-        Ok(_) => {
-            let e = A2aError::new(
-                ops::INVALID_REQUEST,
-                "the body must be one JSON-RPC request object (batches are not served)",
-            );
-            return Ok((
-                StatusCode::BAD_REQUEST,
-                Json(response(&Value::Null, Err(e))),
-            )
-                .into_response());
-        }
+    // (A struct would also be read from an array: only an object is one.)
+    let parsed = match bytes.trim_ascii_start().first() {
+        Some(b'{') => serde_json::from_slice::<Envelope<'_>>(&bytes),
+        _ => serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+            .and_then(|_| Err(serde::de::Error::custom("not an object"))),
+    };
+    let body = match parsed {
+        Ok(body) => body,
         Err(e) => {
-            let e = A2aError::new(ops::PARSE_ERROR, format!("the body is not JSON: {e}"));
+            let e = if e.classify() == serde_json::error::Category::Data {
+                A2aError::new(
+                    ops::INVALID_REQUEST,
+                    "the body must be one JSON-RPC request object (batches are not served)",
+                )
+            } else {
+                A2aError::new(ops::PARSE_ERROR, format!("the body is not JSON: {e}"))
+            };
             return Ok((
                 StatusCode::BAD_REQUEST,
                 Json(response(&Value::Null, Err(e))),
@@ -84,7 +95,7 @@ pub(super) async fn endpoint(
                 .into_response());
         }
     };
-    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let id = body.id.clone().unwrap_or(Value::Null);
     let caller = Caller {
         principal: principal.name.clone(),
         agent: name,
@@ -95,19 +106,66 @@ pub(super) async fn endpoint(
         caller: &caller,
         request: &request,
     };
-    let answer = match ops::check_version(version(&headers)) {
+    let answer = match ops::check_version(asked.as_deref()) {
         Ok(()) => dispatch(call, &body).await,
         Err(e) => Answer::One(Err(e)),
     };
     Ok(match answer {
-        Answer::One(result) => Json(response(&id, result)).into_response(),
+        Answer::One(Ok(result)) => Json(Answered {
+            jsonrpc: "2.0",
+            id: &id,
+            result,
+        })
+        .into_response(),
+        Answer::One(Err(e)) => Json(response(&id, Err(e))).into_response(),
         Answer::Stream(items) => sse(items, move |item| response(&id, Ok(item)).to_string()),
     })
 }
 
+/// A JSON-RPC request as sent: the members are checked by [`dispatch`]
+/// (so that a wrong one gets the protocol's error, not a parse error), and
+/// `params` stays JSON text until the method reads it into what it needs.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    jsonrpc: Option<Value>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<Value>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+}
+
+/// A method's parameters: the JSON text a client sent (an object), or
+/// built from a URL (the HTTP+JSON binding's paths and queries).
+pub(super) enum Params<'a> {
+    Text(&'a str),
+    Json(Value),
+}
+
+impl Params<'_> {
+    /// The parameters of a send.
+    fn send_request(&self) -> Result<ops::SendRequest, A2aError> {
+        match self {
+            Params::Text(text) => ops::SendRequest::parse(text),
+            Params::Json(value) => ops::SendRequest::parse(&value.to_string()),
+        }
+    }
+
+    /// The parameters as JSON, for the methods that read a few members.
+    fn into_json(self) -> Result<Value, A2aError> {
+        match self {
+            Params::Json(value) => Ok(value),
+            Params::Text(text) => serde_json::from_str(text)
+                .map_err(|e| A2aError::new(ops::INVALID_PARAMS, format!("`params`: {e}"))),
+        }
+    }
+}
+
 /// What a method answers: one result, or a stream of them.
 pub(super) enum Answer {
-    One(Result<Value, A2aError>),
+    One(Result<Out, A2aError>),
     Stream(tokio::sync::mpsc::Receiver<Value>),
 }
 
@@ -119,20 +177,19 @@ pub(super) struct Call<'a> {
     pub request: &'a RequestContext,
 }
 
-async fn dispatch(call: Call<'_>, body: &Value) -> Answer {
+async fn dispatch(call: Call<'_>, body: &Envelope<'_>) -> Answer {
     let invalid = |message: &str| Answer::One(Err(A2aError::new(ops::INVALID_REQUEST, message)));
-    if body.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if body.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         return invalid(
             "not a JSON-RPC 2.0 request: {\"jsonrpc\": \"2.0\", \"id\": …, \"method\": \"SendMessage\", \"params\": {…}}",
         );
     }
-    let Some(method) = body.get("method").and_then(Value::as_str) else {
+    let Some(method) = body.method.as_ref().and_then(Value::as_str) else {
         return invalid("the request has no `method` string");
     };
-    let none = json!({});
-    let params = match body.get("params") {
-        None | Some(Value::Null) => &none,
-        Some(params) if params.is_object() => params,
+    let params = match body.params {
+        None => Params::Text("{}"),
+        Some(params) if params.get().starts_with('{') => Params::Text(params.get()),
         Some(_) => {
             return Answer::One(Err(A2aError::new(
                 ops::INVALID_PARAMS,
@@ -144,29 +201,44 @@ async fn dispatch(call: Call<'_>, body: &Value) -> Answer {
 }
 
 /// Runs one method; the HTTP+JSON binding calls this too.
-pub(super) async fn call_method(call: Call<'_>, method: &str, params: &Value) -> Answer {
+pub(super) async fn call_method(call: Call<'_>, method: &str, params: Params<'_>) -> Answer {
     let Call {
         state,
         a2a,
         caller,
         request,
     } = call;
-    match method {
-        "SendMessage" => Answer::One(
-            match ops::send(state, a2a, caller, params, request, false) {
-                Ok(submitted) => finish_send(a2a, caller, submitted, params)
+    let sending = matches!(method, "SendMessage" | "SendStreamingMessage");
+    if sending {
+        let sent = params.send_request().and_then(|params| {
+            let immediately = params.return_immediately();
+            let stream = method == "SendStreamingMessage";
+            Ok((
+                ops::send(state, a2a, caller, params, request, stream)?,
+                immediately,
+            ))
+        });
+        return match sent {
+            Ok((submitted, _)) if method == "SendStreamingMessage" => {
+                Answer::Stream(ops::stream_of_send(submitted))
+            }
+            Ok((submitted, immediately)) => Answer::One(
+                finish_send(a2a, caller, submitted, immediately)
                     .await
-                    .map(|task| json!({ "task": task })),
-                Err(e) => Err(e),
-            },
-        ),
-        "SendStreamingMessage" => match ops::send(state, a2a, caller, params, request, true) {
-            Ok(submitted) => Answer::Stream(ops::stream_of_send(submitted)),
+                    .map(|task| Out::Sent { task }),
+            ),
             Err(e) => Answer::One(Err(e)),
-        },
-        "GetTask" => Answer::One(ops::get(a2a, caller, params)),
-        "ListTasks" => Answer::One(ops::list(a2a, caller, params)),
-        "CancelTask" => Answer::One(ops::cancel(a2a, caller, params)),
+        };
+    }
+    let params = match params.into_json() {
+        Ok(params) => params,
+        Err(e) => return Answer::One(Err(e)),
+    };
+    let params = &params;
+    match method {
+        "GetTask" => Answer::One(ops::get(a2a, caller, params).map(Out::Task)),
+        "ListTasks" => Answer::One(ops::list(a2a, caller, params).map(Out::Json)),
+        "CancelTask" => Answer::One(ops::cancel(a2a, caller, params).map(Out::Task)),
         "SubscribeToTask" => match ops::subscribe(a2a, caller, params) {
             Ok(items) => Answer::Stream(items),
             Err(e) => Answer::One(Err(e)),

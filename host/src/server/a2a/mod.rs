@@ -121,9 +121,24 @@ fn agent(state: &AppState, name: &str) -> Result<Arc<AgentHandle>, ApiError> {
         .ok_or_else(|| ApiError::unknown_agent(name))
 }
 
-/// The `A2A-Version` header, if sent.
-fn version(headers: &HeaderMap) -> Option<&str> {
-    headers.get("a2a-version").and_then(|v| v.to_str().ok())
+/// The `A2A-Version` header, if sent: read alone, without copying the
+/// request's other headers.
+pub(super) struct AskedVersion(pub(super) Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AskedVersion {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let asked = parts
+            .headers
+            .get("a2a-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(AskedVersion(asked))
+    }
 }
 
 /// An agent's A2A card.
@@ -155,10 +170,10 @@ async fn finish_send(
     a2a: &A2a,
     caller: &ops::Caller,
     submitted: ops::Submitted,
-    params: &Value,
-) -> Result<Value, ops::A2aError> {
+    return_immediately: bool,
+) -> Result<Arc<tasks::Task>, ops::A2aError> {
     let id = submitted.id.clone();
-    if ops::Submitted::return_immediately(params) {
+    if return_immediately {
         tokio::spawn(submitted.done);
         return ops::get(a2a, caller, &serde_json::json!({ "id": id }));
     }
@@ -167,7 +182,9 @@ async fn finish_send(
     // server's, not the connection's: if the caller goes away first, the
     // rest of the work is spawned and finishes all the same.
     let mut work = FinishOnDrop(Some(submitted.done));
-    Ok(work.run().await)
+    work.run().await.ok_or_else(|| {
+        ops::A2aError::new(ops::INTERNAL_ERROR, format!("task `{id}` was run twice"))
+    })
 }
 
 /// A task's work, run where it is awaited; dropped unfinished, it goes on
@@ -175,13 +192,12 @@ async fn finish_send(
 struct FinishOnDrop(Option<ops::Work>);
 
 impl FinishOnDrop {
-    async fn run(&mut self) -> Value {
-        let Some(work) = self.0.as_mut() else {
-            return Value::Null;
-        };
+    /// The task as the work left it; `None` when it was run already.
+    async fn run(&mut self) -> Option<Arc<tasks::Task>> {
+        let work = self.0.as_mut()?;
         let task = work.await;
         self.0 = None;
-        task
+        Some(task)
     }
 }
 

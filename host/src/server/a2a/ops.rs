@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use serde::{Deserialize, Serialize};
+
 use super::A2a;
-use super::tasks::{self, Owner};
+use super::tasks::{Message, Owner, Part, Task, TaskState, TaskStatus};
 use crate::conversations::{Protocol, Started, now_ms};
 use crate::messaging::acl::{self, AclMessage, Performative};
 use crate::messaging::{Address, MessageBus};
@@ -127,24 +129,68 @@ impl Caller {
     }
 }
 
+/// What a method answers, written by the binding that carried it.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub enum Out {
+    /// `{"task": …}`: what `SendMessage` answers.
+    Sent { task: Arc<Task> },
+    /// One task, as stored (or trimmed for the reader).
+    Task(Arc<Task>),
+    /// Anything else (a list page).
+    Json(Value),
+}
+
 /// A sent message: its task as first stored, and the work that ends it
 /// (to be awaited, or spawned when the caller does not wait).
 pub struct Submitted {
     pub id: String,
     /// The task as submitted, when a stream asked for it
     /// (`send(…, stream: true)`).
-    pub task: Option<Value>,
+    pub task: Option<Task>,
     pub done: Work,
 }
 
 /// A task's work: delivery, the agent's answer, the task's end.
-pub type Work = Pin<Box<dyn Future<Output = Value> + Send>>;
+pub type Work = Pin<Box<dyn Future<Output = Arc<Task>> + Send>>;
 
-impl Submitted {
+/// `SendMessage`'s parameters, read straight from the request's JSON
+/// (no JSON tree on the way: this is every message's path). Fields this
+/// server does not use (`metadata`, push configurations, …) are ignored.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SendRequest {
+    #[serde(default)]
+    pub message: Option<Message>,
+    #[serde(default)]
+    pub configuration: Option<SendConfiguration>,
+}
+
+/// The part of `SendMessageConfiguration` this server reads.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SendConfiguration {
+    /// `true`: answer the task as it is at once, not when it ends.
+    #[serde(default)]
+    pub return_immediately: Option<Value>,
+}
+
+impl SendRequest {
+    /// Reads the parameters of a send from JSON text.
+    pub fn parse(json: &str) -> Result<SendRequest, A2aError> {
+        serde_json::from_str(json).map_err(|e| {
+            A2aError::invalid(format!(
+                "the parameters are not a SendMessageRequest: {e}; e.g. {{\"message\": {{\"messageId\": \"m1\", \"role\": \"ROLE_USER\", \"parts\": [{{\"text\": \"hello\"}}]}}}}"
+            ))
+        })
+    }
+
     /// Whether the client asked not to wait (`returnImmediately`).
-    pub fn return_immediately(params: &Value) -> bool {
-        params["configuration"]["returnImmediately"]
-            .as_bool()
+    pub fn return_immediately(&self) -> bool {
+        self.configuration
+            .as_ref()
+            .and_then(|c| c.return_immediately.as_ref())
+            .and_then(Value::as_bool)
             .unwrap_or(false)
     }
 }
@@ -158,21 +204,29 @@ fn non_empty_str<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
 
 /// The caller's message as content and content type: text parts joined by
 /// newlines, or a single data part as JSON.
-fn content_of(message: &Value) -> Result<(String, String), A2aError> {
-    let parts = message["parts"]
-        .as_array()
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| A2aError::invalid("`message.parts` must be a non-empty list"))?;
-    if let [part] = parts.as_slice()
-        && let Some(data) = part.get("data")
-    {
-        return Ok((data.to_string(), "application/json".into()));
+fn content_of(message: &Message) -> Result<(String, String), A2aError> {
+    let parts = &message.parts;
+    if parts.is_empty() {
+        return Err(A2aError::invalid(
+            "`message.parts` must be a non-empty list",
+        ));
+    }
+    let plain = |part: &Part| part.data.is_none() && part.url.is_none() && part.raw.is_none();
+    if let [part] = parts.as_slice() {
+        if let Some(data) = &part.data {
+            return Ok((data.to_string(), acl::APPLICATION_JSON.into()));
+        }
+        if let Some(text) = &part.text
+            && plain(part)
+        {
+            return Ok((text.clone(), acl::TEXT_PLAIN.into()));
+        }
     }
     let mut texts = Vec::with_capacity(parts.len());
     for part in parts {
-        match part.get("text").and_then(Value::as_str) {
-            Some(text) => texts.push(text),
-            None => {
+        match &part.text {
+            Some(text) if plain(part) => texts.push(text.as_str()),
+            _ => {
                 return Err(A2aError::invalid(
                     "only text parts, or one data part, are accepted (no files or URLs): e.g. {\"parts\": [{\"text\": \"hello\"}]}",
                 ));
@@ -189,15 +243,12 @@ pub fn send(
     state: &AppState,
     a2a: &Arc<A2a>,
     caller: &Caller,
-    params: &Value,
+    params: SendRequest,
     request: &RequestContext,
     stream: bool,
 ) -> Result<Submitted, A2aError> {
-    let message = params
-        .get("message")
-        .filter(|m| m.is_object())
-        .ok_or_else(|| A2aError::invalid("`message` is required: {\"message\": {\"messageId\": \"…\", \"role\": \"ROLE_USER\", \"parts\": [{\"text\": \"hello\"}]}}"))?;
-    if let Some(task_id) = non_empty_str(message, "taskId") {
+    let mut user = params.message.ok_or_else(|| A2aError::invalid("`message` is required: {\"message\": {\"messageId\": \"…\", \"role\": \"ROLE_USER\", \"parts\": [{\"text\": \"hello\"}]}}"))?;
+    if let Some(task_id) = user.task_id.as_deref().filter(|id| !id.is_empty()) {
         return Err(match a2a.tasks.get(&caller.owner(), task_id) {
             None => A2aError::not_found(task_id),
             Some(_) => A2aError::new(
@@ -206,8 +257,8 @@ pub fn send(
             ),
         });
     }
-    let (content, content_type) = content_of(message)?;
-    let context_id = match non_empty_str(message, "contextId") {
+    let (content, content_type) = content_of(&user)?;
+    let context_id = match user.context_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => {
             crate::conversations::model::check_id(id)
                 .map_err(|why| A2aError::invalid(format!("`contextId`: {why}")))?;
@@ -216,24 +267,18 @@ pub fn send(
         None => acl::new_message_id(),
     };
     let task_id = uuid::Uuid::new_v4().to_string();
-    let mut user = message.clone();
-    user["contextId"] = json!(context_id);
-    user["taskId"] = json!(task_id);
-    let now = tasks::now_rfc3339();
-    let working = json!({
-        "id": task_id,
-        "contextId": context_id,
-        "status": { "state": tasks::WORKING, "timestamp": now },
-        "history": [user.clone()],
-    });
+    user.context_id = Some(context_id.clone());
+    user.task_id = Some(task_id.clone());
+    let working = Task::working(task_id.clone(), context_id.clone(), user);
     // The task as first submitted, only for a stream's first event.
     let submitted = stream.then(|| {
         let mut task = working.clone();
-        task["status"] = json!({ "state": tasks::SUBMITTED, "timestamp": now });
+        task.status.state = TaskState::Submitted;
         task
     });
     let owner = caller.owner();
-    a2a.tasks.put(owner.clone(), working);
+    let working = Arc::new(working);
+    a2a.tasks.put(owner.clone(), working.clone());
     let cancel = a2a.running(&task_id);
     let acl_message = AclMessage {
         id: acl::new_message_id(),
@@ -251,7 +296,6 @@ pub fn send(
     let registry = state.manager.registry().clone();
     let a2a = a2a.clone();
     let agent = caller.agent.clone();
-    let task_id_out = task_id.clone();
     let principal = caller.principal.clone();
     let done = async move {
         let conversations = registry.conversations().clone();
@@ -259,13 +303,13 @@ pub fn send(
             a2a: a2a.clone(),
             conversations: conversations.clone(),
             owner: owner.clone(),
-            task_id: task_id.clone(),
-            context_id: context_id.clone(),
+            task_id: working.id.clone(),
+            context_id: working.context_id.clone(),
             armed: true,
         };
         conversations.begin(
             Started {
-                conversation_id: &context_id,
+                conversation_id: &working.context_id,
                 protocol: Protocol::A2a,
                 initiator: &principal,
                 from_agent: false,
@@ -275,34 +319,34 @@ pub fn send(
         );
         let delivery = registry.request(None, Address::Agent(agent), acl_message, REPLY_TIMEOUT);
         let task = tokio::select! {
-            delivered = delivery => match delivered {
-                Ok(delivered) => tasks::task_from_reply(&task_id, &context_id, user, delivered.reply.as_ref()),
-                Err(e) => {
-                    let e = crate::server::error::ApiError::from(e);
-                    tasks::failed_task(&task_id, &context_id, user, &e.message)
+            delivered = delivery => {
+                let task = Task::clone(&working);
+                match delivered {
+                    Ok(delivered) => task.answered(delivered.reply),
+                    Err(e) => task.failed(&crate::server::error::ApiError::from(e).message),
                 }
-            },
+            }
             () = cancel.notified() => {
                 // CancelTask stored the cancelled task already.
-                a2a.tasks.get(&owner, &task_id).unwrap_or(Value::Null)
+                guard.armed = false;
+                a2a.finished(&working.id);
+                conversations.end(&working.context_id, TaskState::Canceled.as_str(), true, now_ms());
+                return a2a.tasks.get(&owner, &working.id).unwrap_or(working);
             }
         };
         guard.armed = false;
-        a2a.finished(&task_id);
-        let state = task["status"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let failed = state != tasks::COMPLETED;
-        conversations.end(&context_id, &state, failed, now_ms());
-        if a2a.tasks.finish(owner.clone(), task.clone()) {
-            task
-        } else {
-            a2a.tasks.get(&owner, &task_id).unwrap_or(task)
-        }
+        a2a.finished(&task.id);
+        let state = task.status.state;
+        conversations.end(
+            &task.context_id,
+            state.as_str(),
+            state != TaskState::Completed,
+            now_ms(),
+        );
+        a2a.tasks.finish(owner, Arc::new(task))
     };
     Ok(Submitted {
-        id: task_id_out,
+        id: task_id,
         task: submitted,
         done: Box::pin(done),
     })
@@ -326,76 +370,80 @@ impl Drop for Abandoned {
             return;
         }
         self.a2a.finished(&self.task_id);
-        if let Some(mut task) = self.a2a.tasks.get(&self.owner, &self.task_id)
-            && !tasks::is_terminal(task["status"]["state"].as_str().unwrap_or_default())
+        if let Some(task) = self.a2a.tasks.get(&self.owner, &self.task_id)
+            && !task.status.state.is_terminal()
         {
-            task["status"] = json!({
-                "state": tasks::CANCELED,
-                "timestamp": tasks::now_rfc3339(),
-                "message": {
-                    "messageId": acl::new_message_id(),
-                    "role": "ROLE_AGENT",
-                    "parts": [{ "text": "the caller went away before the agent answered" }],
-                },
-            });
-            self.a2a.tasks.put(self.owner.clone(), task);
+            let canceled =
+                Task::clone(&task).canceled(Some("the caller went away before the agent answered"));
+            self.a2a.tasks.put(self.owner.clone(), Arc::new(canceled));
         }
-        self.conversations
-            .end(&self.context_id, tasks::CANCELED, true, now_ms());
+        self.conversations.end(
+            &self.context_id,
+            TaskState::Canceled.as_str(),
+            true,
+            now_ms(),
+        );
     }
 }
 
-/// Keeps the last `historyLength` messages of the history, if given.
-fn trim_history(mut task: Value, params: &Value) -> Result<Value, A2aError> {
+/// How many messages of history to keep, if `historyLength` is given.
+fn history_length(params: &Value) -> Result<Option<usize>, A2aError> {
     let Some(length) = params.get("historyLength").filter(|v| !v.is_null()) else {
-        return Ok(task);
+        return Ok(None);
     };
-    let n = length
-        .as_u64()
-        .or_else(|| length.as_str().and_then(|s| s.parse().ok()))
+    let n = parse_u64(length)
         .ok_or_else(|| A2aError::invalid("`historyLength` must be a non-negative integer"))?;
-    if let Some(history) = task["history"].as_array_mut() {
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let skip = history.len().saturating_sub(n);
-        history.drain(..skip);
+    Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
+/// Keeps the last `historyLength` messages of the history, if given (a
+/// copy only when something is cut).
+fn trim_history(task: Arc<Task>, keep: Option<usize>) -> Arc<Task> {
+    match keep {
+        Some(n) if n < task.history.len() => {
+            let mut trimmed = Task::clone(&task);
+            trimmed.keep_history(n);
+            Arc::new(trimmed)
+        }
+        _ => task,
     }
-    Ok(task)
 }
 
 fn task_id(params: &Value) -> Result<&str, A2aError> {
     non_empty_str(params, "id").ok_or_else(|| A2aError::invalid("`id` (the task id) is required"))
 }
 
-pub fn get(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Value, A2aError> {
+pub fn get(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Arc<Task>, A2aError> {
     let id = task_id(params)?;
+    let keep = history_length(params)?;
     let task = a2a
         .tasks
         .get(&caller.owner(), id)
         .ok_or_else(|| A2aError::not_found(id))?;
-    trim_history(task, params)
+    Ok(trim_history(task, keep))
 }
 
-pub fn cancel(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Value, A2aError> {
+pub fn cancel(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Arc<Task>, A2aError> {
     let id = task_id(params)?;
     let owner = caller.owner();
-    let mut task = a2a
+    let task = a2a
         .tasks
         .get(&owner, id)
         .ok_or_else(|| A2aError::not_found(id))?;
-    let state = task["status"]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if tasks::is_terminal(&state) {
+    let state = task.status.state;
+    if state.is_terminal() {
         return Err(A2aError::new(
             TASK_NOT_CANCELABLE,
-            format!("task `{id}` cannot be canceled: it is already {state}"),
+            format!(
+                "task `{id}` cannot be canceled: it is already {}",
+                state.as_str()
+            ),
         ));
     }
-    task["status"] = json!({ "state": tasks::CANCELED, "timestamp": tasks::now_rfc3339() });
-    a2a.tasks.put(owner, task.clone());
+    let canceled = Arc::new(Task::clone(&task).canceled(None));
+    a2a.tasks.put(owner, canceled.clone());
     a2a.cancel(id);
-    Ok(task)
+    Ok(canceled)
 }
 
 fn parse_u64(value: &Value) -> Option<u64> {
@@ -429,11 +477,12 @@ pub fn list(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Value, A2aErro
         Value::String(s) => s == "true",
         _ => false,
     };
-    let all: Vec<Value> = a2a
+    let keep = history_length(params)?;
+    let all: Vec<Arc<Task>> = a2a
         .tasks
         .list(&caller.owner(), context)
         .into_iter()
-        .filter(|t| status.is_none_or(|s| t["status"]["state"] == s))
+        .filter(|t| status.is_none_or(|s| t.status.state.as_str() == s))
         .collect();
     let total = all.len();
     let mut page = Vec::new();
@@ -442,9 +491,9 @@ pub fn list(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Value, A2aErro
         .skip(offset)
         .take(usize::try_from(page_size).unwrap_or(50))
     {
-        let mut task = trim_history(task, params)?;
-        if !include_artifacts && let Some(map) = task.as_object_mut() {
-            map.remove("artifacts");
+        let mut task = trim_history(task, keep);
+        if !include_artifacts && task.artifacts.is_some() {
+            Arc::make_mut(&mut task).artifacts = None;
         }
         page.push(task);
     }
@@ -458,11 +507,11 @@ pub fn list(a2a: &A2a, caller: &Caller, params: &Value) -> Result<Value, A2aErro
 }
 
 /// The stream items that end a task: its artifacts, then its last status.
-pub fn final_events(task: &Value) -> Vec<Value> {
-    let (id, context) = (&task["id"], &task["contextId"]);
-    let mut events: Vec<Value> = task["artifacts"]
-        .as_array()
-        .into_iter()
+pub fn final_events(task: &Task) -> Vec<Value> {
+    let (id, context) = (&task.id, &task.context_id);
+    let mut events: Vec<Value> = task
+        .artifacts
+        .iter()
         .flatten()
         .map(|artifact| {
             json!({ "artifactUpdate": {
@@ -471,7 +520,7 @@ pub fn final_events(task: &Value) -> Vec<Value> {
         })
         .collect();
     events.push(json!({ "statusUpdate": {
-        "taskId": id, "contextId": context, "status": task["status"],
+        "taskId": id, "contextId": context, "status": task.status,
     }}));
     events
 }
@@ -481,11 +530,14 @@ pub fn final_events(task: &Value) -> Vec<Value> {
 pub fn stream_of_send(submitted: Submitted) -> tokio::sync::mpsc::Receiver<Value> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let Submitted { task, done, .. } = submitted;
-    let task = task.unwrap_or(Value::Null);
     tokio::spawn(async move {
+        let (id, context) = task
+            .as_ref()
+            .map(|t| (t.id.clone(), t.context_id.clone()))
+            .unwrap_or_default();
         let working = json!({ "statusUpdate": {
-            "taskId": task["id"], "contextId": task["contextId"],
-            "status": { "state": tasks::WORKING, "timestamp": tasks::now_rfc3339() },
+            "taskId": id, "contextId": context,
+            "status": TaskStatus::now(TaskState::Working),
         }});
         let _ = tx.send(json!({ "task": task })).await;
         let _ = tx.send(working).await;
@@ -514,11 +566,14 @@ pub fn subscribe(
         .tasks
         .get(&owner, &id)
         .ok_or_else(|| A2aError::not_found(&id))?;
-    let state = current["status"]["state"].as_str().unwrap_or_default();
-    if tasks::is_terminal(state) {
+    let state = current.status.state;
+    if state.is_terminal() {
         return Err(A2aError::new(
             UNSUPPORTED_OPERATION,
-            format!("task `{id}` is in terminal state {state}: GetTask reads it"),
+            format!(
+                "task `{id}` is in terminal state {}: GetTask reads it",
+                state.as_str()
+            ),
         ));
     }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -534,13 +589,7 @@ pub fn subscribe(
                 }
                 match a2a.tasks.get(&owner, &id) {
                     None => return None,
-                    Some(task)
-                        if tasks::is_terminal(
-                            task["status"]["state"].as_str().unwrap_or_default(),
-                        ) =>
-                    {
-                        return Some(task);
-                    }
+                    Some(task) if task.status.state.is_terminal() => return Some(task),
                     Some(_) => {}
                 }
             }
@@ -560,30 +609,73 @@ pub fn subscribe(
 mod tests {
     use super::*;
 
+    fn message_of(params: &Value) -> Result<Message, A2aError> {
+        SendRequest::parse(&params.to_string())?
+            .message
+            .ok_or_else(|| A2aError::invalid("`message` is required"))
+    }
+
+    fn message(parts: Value) -> Result<Message, A2aError> {
+        message_of(&json!({ "message": { "messageId": "m", "parts": parts } }))
+    }
+
     #[test]
     fn text_parts_join_and_one_data_part_is_json() {
-        let text = json!({"parts": [{"text": "a"}, {"text": "b"}]});
+        let text = message(json!([{"text": "a"}, {"text": "b"}])).and_then(|m| content_of(&m));
+        assert_eq!(text.ok(), Some(("a\nb".into(), "text/plain".into())));
+        let data = message(json!([{"data": {"x": 1}}])).and_then(|m| content_of(&m));
         assert_eq!(
-            content_of(&text).ok(),
-            Some(("a\nb".into(), "text/plain".into()))
-        );
-        let data = json!({"parts": [{"data": {"x": 1}}]});
-        assert_eq!(
-            content_of(&data).ok(),
+            data.ok(),
             Some(("{\"x\":1}".into(), "application/json".into()))
         );
-        assert!(content_of(&json!({"parts": []})).is_err());
-        assert!(content_of(&json!({"parts": [{"url": "http://x"}]})).is_err());
+        assert!(message(json!([])).and_then(|m| content_of(&m)).is_err());
+        let url = message(json!([{"url": "http://x"}])).and_then(|m| content_of(&m));
+        assert!(url.is_err_and(|e| e.message.contains("no files or URLs")));
+        let wrong = message(json!([{"text": 5}]));
+        assert!(
+            wrong.is_err_and(
+                |e| e.code == INVALID_PARAMS && e.message.contains("SendMessageRequest")
+            )
+        );
+        let later = SendRequest::parse(
+            r#"{"message": null, "configuration": {"returnImmediately": true}}"#,
+        );
+        assert!(later.is_ok_and(|r| r.message.is_none() && r.return_immediately()));
+        let missing = message_of(&json!({}));
+        assert!(missing.is_err_and(|e| e.message.contains("`message` is required")));
+    }
+
+    #[test]
+    fn a_message_keeps_what_the_caller_sent() {
+        let sent = json!({"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}],
+            "metadata": {"k": "v"}, "extensions": ["e"], "referenceTaskIds": ["t0"]});
+        let read = message_of(&json!({ "message": sent.clone() }));
+        let written = read
+            .ok()
+            .map(|m| serde_json::to_value(m).unwrap_or_default());
+        assert_eq!(written, Some(sent));
     }
 
     #[test]
     fn history_is_trimmed_to_the_last_n() {
-        let task = json!({"history": [1, 2, 3]});
-        let trimmed = trim_history(task.clone(), &json!({"historyLength": 1})).ok();
-        assert_eq!(trimmed.map(|t| t["history"].clone()), Some(json!([3])));
-        let whole = trim_history(task.clone(), &json!({})).ok();
-        assert_eq!(whole.map(|t| t["history"].clone()), Some(json!([1, 2, 3])));
-        assert!(trim_history(task, &json!({"historyLength": -1})).is_err());
+        let user = Message {
+            parts: vec![Part::default()],
+            ..Message::default()
+        };
+        let mut task = Task::working("t".into(), "c".into(), user.clone());
+        task.history
+            .extend([Arc::new(user.clone()), Arc::new(user)]);
+        let task = Arc::new(task);
+        let keep = history_length(&json!({"historyLength": 1})).ok().flatten();
+        assert_eq!(trim_history(task.clone(), keep).history.len(), 1);
+        assert_eq!(task.history.len(), 3, "the stored task is not cut");
+        let keep = history_length(&json!({})).ok().flatten();
+        assert_eq!(trim_history(task, keep).history.len(), 3);
+        assert!(history_length(&json!({"historyLength": -1})).is_err());
+        assert_eq!(
+            history_length(&json!({"historyLength": "2"})).ok(),
+            Some(Some(2))
+        );
     }
 
     #[test]
@@ -597,14 +689,39 @@ mod tests {
 
     #[test]
     fn a_task_ends_with_its_artifacts_then_its_status() {
-        let task = json!({"id": "t", "contextId": "c", "status": {"state": tasks::COMPLETED},
-            "artifacts": [{"artifactId": "a", "parts": [{"text": "hi"}]}]});
+        let reply = AclMessage {
+            id: "r".into(),
+            performative: Performative::Inform,
+            sender: "echo".into(),
+            receiver: None,
+            capability: None,
+            content: "hi".into(),
+            content_type: "text/plain".into(),
+            conversation_id: None,
+            reply_with: None,
+            in_reply_to: None,
+            trace_parent: None,
+        };
+        let task = Task::working("t".into(), "c".into(), Message::default()).answered(Some(reply));
         let events = final_events(&task);
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0]["artifactUpdate"]["artifact"]["artifactId"], "a");
+        assert_eq!(
+            events[0]["artifactUpdate"]["artifact"]["artifactId"],
+            "t-reply"
+        );
+        assert_eq!(events[0]["artifactUpdate"]["taskId"], "t");
         assert_eq!(
             events[1]["statusUpdate"]["status"]["state"],
-            tasks::COMPLETED
+            "TASK_STATE_COMPLETED"
         );
+    }
+
+    #[test]
+    fn send_answers_are_written_as_a2a_wants_them() {
+        let task = Arc::new(Task::working("t".into(), "c".into(), Message::default()));
+        let sent = serde_json::to_value(Out::Sent { task: task.clone() }).unwrap_or_default();
+        assert_eq!(sent["task"]["id"], "t");
+        let one = serde_json::to_value(Out::Task(task)).unwrap_or_default();
+        assert_eq!(one["contextId"], "c");
     }
 }

@@ -15,13 +15,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::jsonrpc::{Answer, Call, call_method};
+use super::jsonrpc::{Answer, Call, Params, call_method};
 use super::ops::{self, A2aError, Caller};
-use super::{A2a, agent, sse, version};
+use super::{A2a, AskedVersion, agent, sse};
 use crate::auth::Principal;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ErrorBody};
@@ -64,10 +65,10 @@ fn caller(
     state: &AppState,
     principal: &Principal,
     name: String,
-    headers: &HeaderMap,
+    asked: &AskedVersion,
 ) -> Result<Result<Caller, Response>, ApiError> {
     agent(state, &name)?;
-    if let Err(e) = ops::check_version(version(headers)) {
+    if let Err(e) = ops::check_version(asked.0.as_deref()) {
         return Ok(Err(error_response(e)));
     }
     Ok(Ok(Caller {
@@ -76,23 +77,23 @@ fn caller(
     }))
 }
 
-/// The body as JSON parameters (an empty body is `{}`).
-fn params_of(bytes: Result<Bytes, BytesRejection>) -> Result<Result<Value, Response>, ApiError> {
-    let bytes = crate::server::agents::read_body(bytes)?;
+/// The body as the method's parameters, JSON text of one object (an
+/// empty body is `{}`).
+fn params_of(bytes: &[u8]) -> Result<Params<'_>, A2aError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Ok(json!({})));
+        return Ok(Params::Text("{}"));
     }
-    Ok(match serde_json::from_slice::<Value>(&bytes) {
-        Ok(params) if params.is_object() => Ok(params),
-        Ok(_) => Err(error_response(A2aError::new(
+    match serde_json::from_slice::<&RawValue>(bytes) {
+        Ok(params) if params.get().starts_with('{') => Ok(Params::Text(params.get())),
+        Ok(_) => Err(A2aError::new(
             ops::INVALID_REQUEST,
             "the body must be a JSON object",
-        ))),
-        Err(e) => Err(error_response(A2aError::new(
+        )),
+        Err(e) => Err(A2aError::new(
             ops::PARSE_ERROR,
             format!("the body is not JSON: {e}"),
-        ))),
-    })
+        )),
+    }
 }
 
 /// Query parameters as the JSON parameters they stand for.
@@ -124,7 +125,7 @@ pub(super) async fn send(
     Extension(principal): Extension<Principal>,
     Extension(request): Extension<RequestContext>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    asked: AskedVersion,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     method(
@@ -133,7 +134,7 @@ pub(super) async fn send(
         &principal,
         &request,
         name,
-        &headers,
+        &asked,
         bytes,
         "SendMessage",
     )
@@ -159,7 +160,7 @@ pub(super) async fn stream(
     Extension(principal): Extension<Principal>,
     Extension(request): Extension<RequestContext>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    asked: AskedVersion,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     method(
@@ -168,7 +169,7 @@ pub(super) async fn stream(
         &principal,
         &request,
         name,
-        &headers,
+        &asked,
         bytes,
         "SendStreamingMessage",
     )
@@ -182,17 +183,18 @@ async fn method(
     principal: &Principal,
     request: &RequestContext,
     name: String,
-    headers: &HeaderMap,
+    asked: &AskedVersion,
     bytes: Result<Bytes, BytesRejection>,
     method: &str,
 ) -> Result<Response, ApiError> {
-    let caller = match caller(state, principal, name, headers)? {
+    let caller = match caller(state, principal, name, asked)? {
         Ok(caller) => caller,
         Err(refused) => return Ok(refused),
     };
-    let params = match params_of(bytes)? {
+    let bytes = crate::server::agents::read_body(bytes)?;
+    let params = match params_of(&bytes) {
         Ok(params) => params,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(error_response(refused)),
     };
     let call = Call {
         state,
@@ -200,7 +202,7 @@ async fn method(
         caller: &caller,
         request,
     };
-    Ok(answer(call_method(call, method, &params).await))
+    Ok(answer(call_method(call, method, params).await))
 }
 
 /// A2A `ListTasks` over HTTP+JSON: the caller's tasks at this agent.
@@ -226,9 +228,9 @@ pub(super) async fn list(
     Extension(request): Extension<RequestContext>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    asked: AskedVersion,
 ) -> Result<Response, ApiError> {
-    let caller = match caller(&state, &principal, name, &headers)? {
+    let caller = match caller(&state, &principal, name, &asked)? {
         Ok(caller) => caller,
         Err(refused) => return Ok(refused),
     };
@@ -239,7 +241,7 @@ pub(super) async fn list(
         request: &request,
     };
     Ok(answer(
-        call_method(call, "ListTasks", &query_params(query)).await,
+        call_method(call, "ListTasks", Params::Json(query_params(query))).await,
     ))
 }
 
@@ -271,7 +273,7 @@ pub(super) async fn task_get(
     Extension(request): Extension<RequestContext>,
     Path((name, task)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    asked: AskedVersion,
 ) -> Result<Response, ApiError> {
     let (id, verb) = split_verb(&task);
     let method = match verb {
@@ -279,7 +281,7 @@ pub(super) async fn task_get(
         Some("subscribe") => "SubscribeToTask",
         Some(other) => return Ok(unknown_verb(other, "GET")),
     };
-    let caller = match caller(&state, &principal, name, &headers)? {
+    let caller = match caller(&state, &principal, name, &asked)? {
         Ok(caller) => caller,
         Err(refused) => return Ok(refused),
     };
@@ -291,7 +293,9 @@ pub(super) async fn task_get(
         caller: &caller,
         request: &request,
     };
-    Ok(answer(call_method(call, method, &params).await))
+    Ok(answer(
+        call_method(call, method, Params::Json(params)).await,
+    ))
 }
 
 /// A2A `CancelTask` (`/tasks/{id}:cancel`) or `SubscribeToTask`
@@ -312,7 +316,7 @@ pub(super) async fn task_action(
     Extension(principal): Extension<Principal>,
     Extension(request): Extension<RequestContext>,
     Path((name, task)): Path<(String, String)>,
-    headers: HeaderMap,
+    asked: AskedVersion,
 ) -> Result<Response, ApiError> {
     let (id, verb) = split_verb(&task);
     let method = match verb {
@@ -320,7 +324,7 @@ pub(super) async fn task_action(
         Some("subscribe") => "SubscribeToTask",
         other => return Ok(unknown_verb(other.unwrap_or(""), "POST")),
     };
-    let caller = match caller(&state, &principal, name, &headers)? {
+    let caller = match caller(&state, &principal, name, &asked)? {
         Ok(caller) => caller,
         Err(refused) => return Ok(refused),
     };
@@ -331,7 +335,7 @@ pub(super) async fn task_action(
         request: &request,
     };
     Ok(answer(
-        call_method(call, method, &json!({ "id": id })).await,
+        call_method(call, method, Params::Json(json!({ "id": id }))).await,
     ))
 }
 
