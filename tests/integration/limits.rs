@@ -215,6 +215,70 @@ async fn huge_lists_in_a_definition_are_capped_and_do_not_stall_the_server() {
     }
 }
 
+/// A request that finds its agent idle runs the message on its own task;
+/// one that goes away half-way through (here the client gives up) must not
+/// take the WASM call with it: the call runs on to its end (its time
+/// limit), is counted, and holds the agent until then. Meanwhile requests
+/// wait their turn, and beyond the mailbox's capacity are refused (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_goes_away_does_not_cut_a_wasm_call_short() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, "runtime:\n  mailbox_capacity: 2\n").expect("write config");
+    let server = Server::start_with_config(&data, Some(&config));
+    server
+        .deploy(
+            "spinner",
+            &rust_example("misbehave"),
+            json!({"max_fuel": 100_000_000_000u64, "max_execution_time_ms": 2000}),
+        )
+        .await;
+
+    let started = Instant::now();
+    let gone = reqwest::Client::new()
+        .post(server.url("/api/v1/agents/spinner/message"))
+        .json(&json!({"message": "loop"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up first: {gone:?}");
+
+    // The call goes on: two requests wait their turn behind it, a third
+    // finds the line full.
+    let waiting: Vec<_> = (0..2)
+        .map(|i| server.message("spinner", if i == 0 { "hello" } else { "again" }))
+        .collect();
+    let (waited, overflow) = tokio::join!(futures_util::future::join_all(waiting), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.message("spinner", "one too many").await
+    });
+    assert_eq!(overflow.0, 503, "{}", overflow.1);
+    assert_eq!(overflow.1["error"]["code"], "agent_busy", "{}", overflow.1);
+    for (status, body) in &waited {
+        assert_eq!(*status, 200, "{body}");
+        assert!(
+            body["reply"]["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("still here")),
+            "{body}"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "the waiting requests were answered only after the abandoned call's 2 s: {:?}",
+        started.elapsed()
+    );
+
+    let (_, agent) = server.get("/api/v1/agents/spinner").await;
+    assert_eq!(agent["stats"]["timeouts"], 1, "{agent}");
+    assert_eq!(
+        agent["stats"]["last_error_code"], "agent_timeout",
+        "{agent}"
+    );
+    assert_eq!(agent["stats"]["messages_failed"], 1, "{agent}");
+    assert_eq!(agent["stats"]["messages_handled"], 2, "{agent}");
+}
+
 /// When an agent's time limit stops it while it waits on a host call (here
 /// asking a busy agent), the host call is dropped with it: the request it
 /// queued is never handled, because nobody waits for its answer.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use super::actor::{Actor, Envelope};
+use super::actor::{Actor, Envelope, Runner};
 use super::deploy::{self, DeployError, DeployRequest};
 use super::record::{AgentKind, AgentRecord};
 use super::registry::{AgentHandle, Registry, lock};
@@ -227,21 +227,27 @@ impl AgentManager {
             Some(instance) => instance.context(),
             None => self.context(&record, log.clone()),
         };
-        let handle = Arc::new(AgentHandle::new(
-            record,
-            log,
-            tx,
-            capacity,
-            self.config.failure_threshold,
-        ));
-        if live.is_some() {
+        let created = live.is_some();
+        let runner = Arc::new(tokio::sync::Mutex::new(Runner {
+            program,
+            context,
+            live,
+            stopped: false,
+        }));
+        // Only WASM agents' messages are run inline by their requests: a
+        // config agent's run is abandoned when its sender goes, which the
+        // actor watches for.
+        let inline = (record.kind == super::record::AgentKind::Wasm).then(|| runner.clone());
+        let handle = Arc::new(
+            AgentHandle::new(record, log, tx, capacity, self.config.failure_threshold)
+                .with_runner(inline),
+        );
+        if created {
             lock(&handle.stats).instances_created += 1;
         }
         let actor = Actor {
             handle: handle.clone(),
-            program,
-            context,
-            live,
+            runner,
         };
         // Every caller checked the name under the lifecycle lock; a refusal
         // here would be a bug, and the newcomer (not the running agent) pays.

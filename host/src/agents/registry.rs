@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::actor::Envelope;
+use super::actor::{Envelope, SharedRunner};
 use super::exchange::Exchange;
 use super::record::AgentRecord;
+use super::run_to_end::{RunToEnd, Work};
 use super::stats::AgentStats;
 use crate::conversations::ConversationStore;
 use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus, SubscribeError};
@@ -39,6 +40,16 @@ pub struct AgentHandle {
     pub log: Arc<AgentLog>,
     mailbox: mpsc::Sender<Envelope>,
     mailbox_capacity: usize,
+    /// A WASM agent's runner, for requests that find it idle to run their
+    /// message themselves (see [`Registry::deliver_to`]); `None` for the
+    /// agents whose messages always go through the actor.
+    runner: Option<SharedRunner>,
+    /// Set by `stop` and `retire`: no request runs a message inline any
+    /// more, they go to the mailbox, which tells them what happened.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Requests waiting for the runner (they count against the mailbox's
+    /// capacity, see `run_here`).
+    waiting: std::sync::atomic::AtomicUsize,
     failure_threshold: u32,
     /// Tells the actor to stop: it finishes the message in hand, answers
     /// the queued ones with an error (or, when retiring, handles them),
@@ -64,16 +75,38 @@ impl AgentHandle {
             log,
             mailbox,
             mailbox_capacity,
+            runner: None,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             failure_threshold,
             stop: tokio::sync::Notify::new(),
             retiring: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
+    /// The runner requests may run this agent's messages on.
+    pub fn with_runner(mut self, runner: Option<SharedRunner>) -> Self {
+        self.runner = runner;
+        self
+    }
+
+    /// The runner, unless this agent's messages go through its actor (not
+    /// a WASM agent, stopping, or retiring).
+    fn inline_runner(&self) -> Option<&SharedRunner> {
+        self.runner.as_ref().filter(|_| !self.is_stopping())
+    }
+
+    /// Whether `stop` or `retire` was called.
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Asks the actor to stop once it has handled every message already
     /// queued for it (a reload: the new version takes the new messages,
     /// none of the old ones is failed).
     pub fn retire(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         self.retiring
             .store(true, std::sync::atomic::Ordering::Release);
         self.stop.notify_one();
@@ -86,6 +119,8 @@ impl AgentHandle {
 
     /// Asks the actor to stop (removal, reload, shutdown).
     pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         // `notify_one` keeps the permit if the actor is busy with a message.
         self.stop.notify_one();
     }
@@ -117,8 +152,12 @@ impl AgentHandle {
         lock(&self.record).capabilities.clone()
     }
 
-    /// Messages waiting in the mailbox right now.
+    /// Messages waiting right now: in the mailbox, or for the runner.
     pub fn queued(&self) -> usize {
+        self.queued_in_mailbox() + self.waiting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn queued_in_mailbox(&self) -> usize {
         self.mailbox_capacity - self.mailbox.capacity()
     }
 
@@ -424,6 +463,13 @@ impl Registry {
         if handle.status() == AgentStatus::Suspended {
             return Err(DeliveryError::Suspended(handle.name.clone()));
         }
+        if from_agent.is_none()
+            && handle.queued_in_mailbox() == 0
+            && let Some(runner) = handle.inline_runner()
+        {
+            let runner = runner.clone();
+            return run_here(handle, runner, message, timeout, stream).await;
+        }
         let (reply_tx, reply_rx) = oneshot::channel();
         let mut envelope = Envelope::Deliver {
             message: Box::new(message),
@@ -459,6 +505,83 @@ impl Registry {
             Ok(Err(_)) => Err(DeliveryError::Stopped(handle.name.clone())),
             Ok(Ok(result)) => result,
         }
+    }
+}
+
+/// Runs a message to a WASM agent on the request's own task: no hop to
+/// the actor's task and back (two wake-ups, most of a short message's
+/// cost). The runner's lock is fair, so requests that find the agent busy
+/// wait their turn in order, as in the mailbox, and as many as the
+/// mailbox holds: one more is refused (`MailboxFull`). The wait ends at
+/// `timeout` with nothing run; once the call started it is never left
+/// half-way — if the request goes (timeout, disconnect), the rest runs
+/// spawned and holds the lock until it ends.
+async fn run_here(
+    handle: Arc<AgentHandle>,
+    runner: SharedRunner,
+    message: AclMessage,
+    timeout: Duration,
+    stream: Option<crate::llm::TextSink>,
+) -> Result<Delivered, DeliveryError> {
+    let enqueued = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || DeliveryError::Timeout {
+        agent: handle.name.clone(),
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let ticket = Waiting::take(&handle)?;
+    let Ok(mut runner) = tokio::time::timeout_at(deadline, runner.lock_owned()).await else {
+        return Err(timed_out());
+    };
+    drop(ticket);
+    // Removed while this waited (a retiring version still handles what
+    // was waiting for it, as its actor does with its mailbox).
+    if runner.stopped || (handle.is_stopping() && !handle.is_retiring()) {
+        return Err(DeliveryError::Stopped(handle.name.clone()));
+    }
+    let agent = handle.clone();
+    let work: Work<_> = Box::pin(async move {
+        runner
+            .run_message(
+                &agent,
+                message,
+                enqueued.elapsed(),
+                stream,
+                std::future::pending(),
+            )
+            .await
+    });
+    let mut work = RunToEnd::new(work);
+    match tokio::time::timeout_at(deadline, work.run()).await {
+        Err(_) => Err(timed_out()),
+        Ok(Some(Some(result))) => result,
+        Ok(_) => Err(DeliveryError::Stopped(handle.name.clone())),
+    }
+}
+
+/// One request waiting for an agent's runner, counted while it waits.
+struct Waiting<'a>(&'a AgentHandle);
+
+impl<'a> Waiting<'a> {
+    fn take(handle: &'a AgentHandle) -> Result<Waiting<'a>, DeliveryError> {
+        use std::sync::atomic::Ordering;
+        let before = handle.waiting.fetch_add(1, Ordering::AcqRel);
+        let ticket = Waiting(handle);
+        if before + handle.queued_in_mailbox() >= handle.mailbox_capacity {
+            return Err(DeliveryError::MailboxFull {
+                agent: handle.name.clone(),
+                capacity: handle.mailbox_capacity,
+            });
+        }
+        Ok(ticket)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -35,6 +35,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::agents::AgentHandle;
+use crate::agents::run_to_end::RunToEnd;
 
 /// What the A2A routes share: the task store, the tasks still running
 /// (to cancel them), and where the server is reached from outside.
@@ -181,34 +182,10 @@ async fn finish_send(
     // (a quarter of an A2A request's time went there). A task is the
     // server's, not the connection's: if the caller goes away first, the
     // rest of the work is spawned and finishes all the same.
-    let mut work = FinishOnDrop(Some(submitted.done));
+    let mut work = RunToEnd::new(submitted.done);
     work.run().await.ok_or_else(|| {
         ops::A2aError::new(ops::INTERNAL_ERROR, format!("task `{id}` was run twice"))
     })
-}
-
-/// A task's work, run where it is awaited; dropped unfinished, it goes on
-/// spawned.
-struct FinishOnDrop(Option<ops::Work>);
-
-impl FinishOnDrop {
-    /// The task as the work left it; `None` when it was run already.
-    async fn run(&mut self) -> Option<Arc<tasks::Task>> {
-        let work = self.0.as_mut()?;
-        let task = work.await;
-        self.0 = None;
-        Some(task)
-    }
-}
-
-impl Drop for FinishOnDrop {
-    fn drop(&mut self) {
-        if let Some(rest) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(rest);
-        }
-    }
 }
 
 /// Server-sent events, one per stream item, each written by `data`; the

@@ -3,8 +3,6 @@
 //! [`super::jsonrpc`] and [`super::rest`] only unwrap requests and wrap
 //! answers; everything a caller can get wrong is checked here.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,7 +150,7 @@ pub struct Submitted {
 }
 
 /// A task's work: delivery, the agent's answer, the task's end.
-pub type Work = Pin<Box<dyn Future<Output = Arc<Task>> + Send>>;
+pub type Work = crate::agents::run_to_end::Work<Arc<Task>>;
 
 /// `SendMessage`'s parameters, read straight from the request's JSON
 /// (no JSON tree on the way: this is every message's path). Fields this
