@@ -464,6 +464,7 @@ impl Registry {
             return Err(DeliveryError::Suspended(handle.name.clone()));
         }
         if from_agent.is_none()
+            && !crate::messaging::fan_out::in_fan_out()
             && handle.queued_in_mailbox() == 0
             && let Some(runner) = handle.inline_runner()
         {

@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod failure;
+pub mod fan_out;
 pub mod names;
 
 use std::time::Duration;

@@ -81,7 +81,7 @@ pub async fn run(
     let mut answers: Vec<Option<Answer>> = vec![None; recipients.len()];
     let mut answered = 0;
     let mut stopped_why = "enough agents answered";
-    {
+    crate::messaging::fan_out::fan_out(async {
         let mut pending: FuturesUnordered<_> = recipients
             .iter()
             .enumerate()
@@ -106,7 +106,8 @@ pub async fn run(
         }
         // Dropping the rest stops waiting for them; each is recorded in
         // the conversation as unanswered.
-    }
+    })
+    .await;
     let answers: Vec<Answer> = answers
         .into_iter()
         .zip(&recipients)

@@ -566,21 +566,24 @@ async fn gather(
     timeout: Duration,
     cancelled: &mut Cancelled,
 ) -> Vec<Option<Answer>> {
-    let mut answers: Vec<Option<Answer>> = vec![None; to.len()];
-    let mut pending: FuturesUnordered<_> = to
-        .iter()
-        .enumerate()
-        .map(|(i, agent)| async move { (i, outgoing.ask(bus, agent, timeout).await) })
-        .collect();
-    loop {
-        let next = tokio::select! {
-            next = pending.next() => next,
-            () = cancelled.wait() => break,
-        };
-        let Some((i, answer)) = next else { break };
-        answers[i] = Some(answer);
-    }
-    answers
+    crate::messaging::fan_out::fan_out(async {
+        let mut answers: Vec<Option<Answer>> = vec![None; to.len()];
+        let mut pending: FuturesUnordered<_> = to
+            .iter()
+            .enumerate()
+            .map(|(i, agent)| async move { (i, outgoing.ask(bus, agent, timeout).await) })
+            .collect();
+        loop {
+            let next = tokio::select! {
+                next = pending.next() => next,
+                () = cancelled.wait() => break,
+            };
+            let Some((i, answer)) = next else { break };
+            answers[i] = Some(answer);
+        }
+        answers
+    })
+    .await
 }
 
 #[cfg(test)]
