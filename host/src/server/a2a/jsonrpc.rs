@@ -149,7 +149,7 @@ impl Params<'_> {
     fn send_request(&self) -> Result<ops::SendRequest, A2aError> {
         match self {
             Params::Text(text) => ops::SendRequest::parse(text),
-            Params::Json(value) => ops::SendRequest::parse(&value.to_string()),
+            Params::Json(value) => ops::SendRequest::from_json(value),
         }
     }
 

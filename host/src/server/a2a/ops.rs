@@ -176,11 +176,18 @@ pub struct SendConfiguration {
 impl SendRequest {
     /// Reads the parameters of a send from JSON text.
     pub fn parse(json: &str) -> Result<SendRequest, A2aError> {
-        serde_json::from_str(json).map_err(|e| {
-            A2aError::invalid(format!(
-                "the parameters are not a SendMessageRequest: {e}; e.g. {{\"message\": {{\"messageId\": \"m1\", \"role\": \"ROLE_USER\", \"parts\": [{{\"text\": \"hello\"}}]}}}}"
-            ))
-        })
+        serde_json::from_str(json).map_err(Self::invalid)
+    }
+
+    /// Reads the parameters of a send from JSON already parsed.
+    pub fn from_json(json: &Value) -> Result<SendRequest, A2aError> {
+        SendRequest::deserialize(json).map_err(Self::invalid)
+    }
+
+    fn invalid(e: serde_json::Error) -> A2aError {
+        A2aError::invalid(format!(
+            "the parameters are not a SendMessageRequest: {e}; e.g. {{\"message\": {{\"messageId\": \"m1\", \"role\": \"ROLE_USER\", \"parts\": [{{\"text\": \"hello\"}}]}}}}"
+        ))
     }
 
     /// Whether the client asked not to wait (`returnImmediately`).

@@ -262,24 +262,20 @@ impl Task {
 
     /// A task that failed before the agent answered (it trapped, timed
     /// out, its mailbox was full): the reason is the status message.
-    pub fn failed(mut self, reason: &str) -> Task {
-        let message = Message::of_agent(
-            acl::new_message_id(),
-            &self.id,
-            &self.context_id,
-            Part::text(reason),
-        );
-        self.status = TaskStatus {
-            state: TaskState::Failed,
-            timestamp: now_rfc3339(),
-            message: Some(message),
-        };
-        self.artifacts = Some(Vec::new());
-        self
+    pub fn failed(self, reason: &str) -> Task {
+        let mut task = self.now(TaskState::Failed, Some(reason));
+        task.artifacts = Some(Vec::new());
+        task
     }
 
     /// The task cancelled now, saying why when there is a reason.
-    pub fn canceled(mut self, reason: Option<&str>) -> Task {
+    pub fn canceled(self, reason: Option<&str>) -> Task {
+        self.now(TaskState::Canceled, reason)
+    }
+
+    /// The task in `state` as of now, the reason (if any) as the agent's
+    /// status message.
+    fn now(mut self, state: TaskState, reason: Option<&str>) -> Task {
         let message = reason.map(|why| {
             Message::of_agent(
                 acl::new_message_id(),
@@ -289,9 +285,8 @@ impl Task {
             )
         });
         self.status = TaskStatus {
-            state: TaskState::Canceled,
-            timestamp: now_rfc3339(),
             message,
+            ..TaskStatus::now(state)
         };
         self
     }
