@@ -417,13 +417,11 @@ fn open_memory(
         memory_budget_bytes: settings.memory_budget_bytes,
         ..MemoryOptions::in_data_dir(data_dir)
     };
-    let memory = Arc::new(
-        MemoryService::open(storage, embedder, options)
-            .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?,
-    );
+    let memory = MemoryService::open(storage, embedder, options)
+        .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?;
     let have_model = memory.embedder().get().is_some();
     if have_model {
-        memory.clone().backfill_in_background();
+        memory.embed_backlog();
     } else if settings.semantic_search && settings.auto_pull {
         let memory = memory.clone();
         std::thread::Builder::new()
@@ -432,7 +430,7 @@ fn open_memory(
                 move || match embedding::pull_and_load(&cache_dir, memory.embedder()) {
                     Ok(model) => {
                         memory.embedder().set(model);
-                        memory.backfill_in_background();
+                        memory.embed_backlog();
                     }
                     Err(reason) => {
                         tracing::warn!(%reason, "embedding model unavailable");

@@ -506,6 +506,82 @@ async fn finds_facts_by_meaning_and_keeps_the_index_across_restarts_and_kill_9()
     assert!(!names(&found).contains(&"Dana".to_string()), "{found}");
 }
 
+/// Polls `/api/v1/health/memory` until no text waits for its embedding.
+async fn wait_for_embeddings(server: &Server) {
+    for _ in 0..1200 {
+        let (_, health) = server.get("/api/v1/health/memory").await;
+        if health["embedding_backlog"] == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the embedding backlog did not drain in 2 minutes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_write_is_acknowledged_before_embedding_and_the_backlog_survives_kill_9() {
+    let (_guard, data) = temp_data_dir();
+    let mut server = Server::start(&data);
+    // 120 documents of ~1,000 characters: seconds of embedding, far more
+    // than a write embeds before it answers.
+    let topics = [
+        "the lighthouse keeper logs the weather and the passing ships",
+        "a gardener prunes the roses and waters the tomatoes at dawn",
+        "the orchestra rehearses a symphony before the winter concert",
+        "a glacier moves slowly down the valley and carves the rock",
+        "the baker kneads dough and bakes bread in a wood oven",
+    ];
+    let mut entities: Vec<Value> = (0..119)
+        .map(|i| {
+            let text: Vec<String> = (0..16)
+                .map(|k| format!("Entry {i}.{k}: {}.", topics[(i + k) % topics.len()]))
+                .collect();
+            json!({"name": format!("journal {i}"), "entity_type": "note", "observations": [text.join(" ")]})
+        })
+        .collect();
+    entities.push(json!({"name": "Kestrel", "entity_type": "service",
+        "observations": ["Kestrel handles payment refunds for customers of the Zorblax shop"]}));
+    let (status, body) = server
+        .post("/api/v1/memory/entities", &json!({"entities": entities}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["created"], 120);
+
+    // Acknowledged with the embedding still to do; keyword search already
+    // finds the new text.
+    let (_, health) = server.get("/api/v1/health/memory").await;
+    let waiting = health["embedding_backlog"].as_u64().unwrap_or(0);
+    assert!(waiting > 0, "the write waited for its embeddings: {health}");
+    let found = search(&server, "Zorblax").await;
+    assert_eq!(top(&found), "Kestrel", "{found}");
+
+    // kill -9 with the backlog: nothing is lost, the next start resumes it.
+    server.kill();
+    let server = Server::start(&data);
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(stats["counts"]["entities"], 120, "{stats}");
+    wait_for_embeddings(&server).await;
+    let (_, stats) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(
+        stats["counts"]["embeddings"], stats["counts"]["documents"],
+        "{stats}"
+    );
+    assert_eq!(
+        stats["indexed_vectors"], stats["counts"]["embeddings"],
+        "{stats}"
+    );
+    // No word of the query is in the fact: found by meaning.
+    let found = search(&server, "giving clients their money back").await;
+    assert_eq!(top(&found), "Kestrel", "{found}");
+    assert!(
+        found["results"][0]["semantic_score"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.25,
+        "{found}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() {
     let (_guard, data) = temp_data_dir();

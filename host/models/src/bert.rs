@@ -396,27 +396,66 @@ impl Bert {
         }
         texts.into_par_iter().for_each(|(start, len, out)| {
             let text = &qkv[start * stride..][..len * stride];
-            let mut weights = vec![0f32; len];
+            let mut scores = vec![0f32; len * len];
             for head in 0..self.heads {
                 let (q_at, k_at, v_at) = (head * d, h + head * d, 2 * h + head * d);
-                for i in 0..len {
-                    let q = &text[i * stride + q_at..][..d];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, w) in weights.iter_mut().enumerate() {
-                        *w = dot(q, &text[j * stride + k_at..][..d]) * scale;
-                        max = max.max(*w);
-                    }
-                    let mut sum = 0.0;
-                    for w in weights.iter_mut() {
-                        *w = (*w - max).exp();
-                        sum += *w;
-                    }
-                    let o = &mut out[i * h + head * d..][..d];
-                    for (j, w) in weights.iter().enumerate() {
-                        let p = w / sum;
-                        let v = &text[j * stride + v_at..][..d];
-                        o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
-                    }
+                // SAFETY: `text` holds `len` rows of `stride` values; the
+                // query, key and value of this head are `d` columns at
+                // `q_at`, `k_at`, `v_at` (each + d <= stride) of every row,
+                // so every (row, column) the strides reach is inside it.
+                // `scores` is len × len, row-major, fresh for this task.
+                // scores = scale · Q · Kᵀ (Kᵀ read column-wise from K's rows).
+                unsafe {
+                    gemm(
+                        len,
+                        len,
+                        d,
+                        scores.as_mut_ptr(),
+                        1,
+                        len as isize,
+                        false,
+                        text.as_ptr().add(q_at),
+                        1,
+                        stride as isize,
+                        text.as_ptr().add(k_at),
+                        stride as isize,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                for row in scores.chunks_exact_mut(len) {
+                    softmax_in_place(row);
+                }
+                // SAFETY: `out` is this text's len × h rows of the context;
+                // the head's d columns start at head * d (+ d <= h). P is
+                // `scores` (len × len), V as above. out = P · V.
+                unsafe {
+                    gemm(
+                        len,
+                        d,
+                        len,
+                        out.as_mut_ptr().add(head * d),
+                        1,
+                        h as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        len as isize,
+                        text.as_ptr().add(v_at),
+                        1,
+                        stride as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
                 }
             }
         });
@@ -448,19 +487,17 @@ pub fn mean_pool(hidden: &[f32], width: usize, lengths: &[usize]) -> Vec<Vec<f32
         .collect()
 }
 
-/// Dot product with eight independent sums, so it vectorises (a single
-/// running sum would force one addition after another).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() - a.len() % 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for k in 0..8 {
-            lanes[k] += x[k] * y[k];
-        }
+/// `row = softmax(row)`: exponentials of the differences to the largest
+/// value (so none overflows), divided by their sum.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for w in row.iter_mut() {
+        *w = (*w - max).exp();
+        sum += *w;
     }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
+    let inverse = 1.0 / sum;
+    row.iter_mut().for_each(|w| *w *= inverse);
 }
 
 fn flat(t: candle_core::Tensor) -> Result<Vec<f32>> {
@@ -506,13 +543,61 @@ mod tests {
         }
     }
 
+    /// Attention through gemm against the definition written out: per
+    /// text, per head, softmax(q·k / sqrt(d)) weighting the values.
     #[test]
-    fn dot_handles_any_length() {
-        for n in [0, 1, 7, 8, 9, 32, 33] {
-            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
-            let b: Vec<f32> = (0..n).map(|i| 1.0 + i as f32).collect();
-            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert_eq!(dot(&a, &b), want, "length {n}");
+    fn attention_matches_the_definition() {
+        let (heads, h) = (2, 8);
+        let d = h / heads;
+        let bert = Bert {
+            words: Vec::new(),
+            positions: Vec::new(),
+            token_type: Vec::new(),
+            embedding_norm: LayerNorm {
+                gamma: Vec::new(),
+                beta: Vec::new(),
+                eps: 0.0,
+            },
+            layers: Vec::new(),
+            heads,
+            hidden: h,
+            vocab: 0,
+            max_positions: 0,
+        };
+        let lengths = [3, 1, 5];
+        let rows: usize = lengths.iter().sum();
+        let stride = 3 * h;
+        let qkv: Vec<f32> = (0..rows * stride)
+            .map(|i| ((i * 7 % 17) as f32 - 8.0) / 9.0)
+            .collect();
+        let got = bert.attention(&qkv, &lengths);
+        let mut start = 0;
+        for &len in &lengths {
+            for head in 0..heads {
+                for i in 0..len {
+                    let at = |row: usize, part: usize, c: usize| {
+                        qkv[(start + row) * stride + part * h + head * d + c]
+                    };
+                    let logits: Vec<f32> = (0..len)
+                        .map(|j| {
+                            (0..d).map(|c| at(i, 0, c) * at(j, 1, c)).sum::<f32>()
+                                / (d as f32).sqrt()
+                        })
+                        .collect();
+                    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+                    let sum: f32 = exps.iter().sum();
+                    for c in 0..d {
+                        let want: f32 = (0..len).map(|j| exps[j] / sum * at(j, 2, c)).sum();
+                        let got = got[(start + i) * h + head * d + c];
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "text at {start}, head {head}, [{i},{c}]: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+            start += len;
         }
     }
 

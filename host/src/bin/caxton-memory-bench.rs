@@ -255,7 +255,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 fn open(
     dir: &Path,
     embedder: Arc<dyn TextEmbedder>,
-) -> anyhow::Result<(Arc<Storage>, MemoryService)> {
+) -> anyhow::Result<(Arc<Storage>, Arc<MemoryService>)> {
     // CAXTON_BENCH_CACHE_MB plays `memory.database_cache_mb`.
     let cache_mb = std::env::var("CAXTON_BENCH_CACHE_MB")
         .ok()
@@ -333,9 +333,16 @@ fn main() -> anyhow::Result<()> {
                 .create_entities(&ScopeKey::global(), &batch)
                 .map_err(|e| anyhow!("{e}"))?;
         }
-        let rate = sample as f64 / started.elapsed().as_secs_f64();
+        let acknowledged = sample as f64 / started.elapsed().as_secs_f64();
+        // Batches this large are embedded in the background: wait until
+        // every text is searchable by meaning.
+        while memory.health().embedding_backlog > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let embedded = sample as f64 / started.elapsed().as_secs_f64();
         println!(
-            "ingest with real embeddings: {rate:.0} entities/s (2 texts each; batches of 100)"
+            "ingest with real embeddings: {acknowledged:.0} entities/s acknowledged, \
+             {embedded:.0} entities/s embedded (2 texts each; batches of 100)"
         );
     }
 

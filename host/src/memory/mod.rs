@@ -13,6 +13,7 @@
 //! commits and enters the vector index right after, before the API answers;
 //! so any search that starts after an acknowledged write sees it.
 
+mod backlog;
 pub mod embedding;
 pub mod graph;
 pub mod model;
@@ -52,8 +53,6 @@ pub const DIMENSIONS: usize = caxton_models::DIMENSIONS;
 pub const INDEX_DIR: &str = "memory-index";
 /// Queries whose embeddings are kept.
 const QUERY_CACHE_ENTRIES: usize = 4096;
-/// Docs embedded per model call during a backfill.
-const BACKFILL_BATCH: usize = 64;
 
 /// Tunables, from `caxton.yaml`'s `memory:` section.
 #[derive(Debug, Clone)]
@@ -109,6 +108,9 @@ pub struct MemoryService {
     origin: Mutex<IndexOrigin>,
     query_cache: QueryCache,
     telemetry: Telemetry,
+    backlog: backlog::Backlog,
+    /// The service itself, for the background embedder's thread.
+    me: std::sync::Weak<MemoryService>,
 }
 
 /// Health of the memory system, in the runbook's shape.
@@ -124,6 +126,10 @@ pub struct MemoryHealth {
     /// Why the embedding model is unavailable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Stored texts not yet searchable by meaning (keyword search finds
+    /// them already): large writes are embedded in the background, and
+    /// everything written while no model is loaded waits here.
+    pub embedding_backlog: u64,
 }
 
 /// Everything `memory stats` shows.
@@ -194,12 +200,13 @@ impl MemoryService {
         storage: Arc<Storage>,
         embedder: EmbedderState,
         options: MemoryOptions,
-    ) -> Result<Self> {
+    ) -> Result<Arc<Self>> {
         let store = MemoryStore::open(storage)?;
-        let service = MemoryService {
+        let index = VectorIndex::new(DIMENSIONS).map_err(index_err)?;
+        let service = Arc::new_cyclic(|me| MemoryService {
             store,
             embedder,
-            index: RwLock::new(VectorIndex::new(DIMENSIONS).map_err(index_err)?),
+            index: RwLock::new(index),
             telemetry: Telemetry::new(options.slow_query),
             options,
             writes: Mutex::new(()),
@@ -212,7 +219,9 @@ impl MemoryService {
                 note: None,
             }),
             query_cache: QueryCache::new(QUERY_CACHE_ENTRIES),
-        };
+            backlog: backlog::Backlog::default(),
+            me: me.clone(),
+        });
         service.open_index()?;
         Ok(service)
     }
@@ -312,42 +321,6 @@ impl MemoryService {
         Ok(true)
     }
 
-    /// Embeds docs written while no model was loaded. Answers how many.
-    pub fn backfill_embeddings(&self) -> Result<usize> {
-        let Some(embedder) = self.embedder.get() else {
-            return Ok(0);
-        };
-        let mut total = 0;
-        let mut after = 0;
-        loop {
-            let pending = self.store.read()?.unembedded_docs(after, BACKFILL_BATCH)?;
-            let Some(last) = pending.last() else {
-                return Ok(total);
-            };
-            after = last.0;
-            let texts: Vec<&str> = pending.iter().map(|(_, _, t)| t.as_str()).collect();
-            let vectors = embedder.embed(&texts).map_err(MemoryError::Storage)?;
-            let pairs: Vec<(u64, Vec<f32>)> =
-                pending.iter().map(|(d, _, _)| *d).zip(vectors).collect();
-            let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-            let stored = store::store_embeddings(&self.store, &pairs)?;
-            let items = pairs
-                .into_iter()
-                .zip(&pending)
-                .filter(|((doc, _), _)| stored.contains(doc))
-                .map(|((doc, vector), (_, scope, _))| (doc, scope.clone(), vector))
-                .collect::<Vec<_>>();
-            self.unsaved
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
-            self.index
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert_many(items)
-                .map_err(index_err)?;
-            total += pending.len();
-        }
-    }
-
     pub fn model_state(&self) -> ModelState {
         self.embedder.state()
     }
@@ -358,9 +331,9 @@ impl MemoryService {
     }
 
     pub fn health(&self) -> MemoryHealth {
-        let sqlite_status = match self.store.read().and_then(|r| r.counts()) {
-            Ok(_) => "ok",
-            Err(_) => "error",
+        let (sqlite_status, embedding_backlog) = match self.store.read().and_then(|r| r.counts()) {
+            Ok(counts) => ("ok", counts.documents.saturating_sub(counts.embeddings)),
+            Err(_) => ("error", 0),
         };
         let (embedding_model, reason) = match self.embedder.state() {
             ModelState::Loaded { .. } => ("loaded", None),
@@ -378,6 +351,7 @@ impl MemoryService {
             sqlite_status: sqlite_status.into(),
             embedding_model: embedding_model.into(),
             reason,
+            embedding_backlog,
         }
     }
 
@@ -505,7 +479,10 @@ impl MemoryService {
         self.index.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Embeds every text before the write transaction (each distinct text once).
+    /// Embeds every text before the write transaction (each distinct text
+    /// once), or none of them when that would take longer than a write
+    /// should wait: then the texts are stored without vectors and the
+    /// background embedder picks them up (see `backlog`).
     fn embed_all(&self, texts: Vec<String>) -> Result<HashMap<String, Vec<f32>>> {
         let Some(embedder) = self.embedder.get() else {
             return Ok(HashMap::new());
@@ -513,14 +490,11 @@ impl MemoryService {
         let mut unique: Vec<String> = texts;
         unique.sort();
         unique.dedup();
-        // In slices, so an import of a whole graph holds one slice's
-        // tokenizer state at a time, not every text's.
-        const SLICE: usize = 1024;
-        let mut vectors = Vec::with_capacity(unique.len());
-        for slice in unique.chunks(SLICE) {
-            let refs: Vec<&str> = slice.iter().map(String::as_str).collect();
-            vectors.extend(embedder.embed(&refs).map_err(MemoryError::Storage)?);
+        if unique.iter().map(String::len).sum::<usize>() > backlog::INLINE_EMBED_BYTES {
+            return Ok(HashMap::new());
         }
+        let refs: Vec<&str> = unique.iter().map(String::as_str).collect();
+        let vectors = embedder.embed(&refs).map_err(MemoryError::Storage)?;
         Ok(unique.into_iter().zip(vectors).collect())
     }
 
@@ -533,7 +507,12 @@ impl MemoryService {
     ) -> Result<T> {
         let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         let (out, delta) = self.store.write(embeddings, f)?;
+        let unembedded = delta.unembedded;
         self.apply(delta)?;
+        drop(_writes);
+        if unembedded > 0 {
+            self.embed_backlog();
+        }
         Ok(out)
     }
 
@@ -839,23 +818,6 @@ impl MemoryService {
         match reader.entity_id(scope, name)? {
             Some(id) => reader.entity(id),
             None => Ok(None),
-        }
-    }
-}
-
-impl MemoryService {
-    /// Embeds what was written while no model was loaded.
-    pub fn backfill_in_background(self: Arc<Self>) {
-        let memory = self;
-        let spawned = std::thread::Builder::new()
-            .name("caxton-backfill".into())
-            .spawn(move || match memory.backfill_embeddings() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(docs = n, "embedded documents written without a model"),
-                Err(e) => tracing::warn!(error = %e, "embedding backfill stopped"),
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the embedding backfill");
         }
     }
 }

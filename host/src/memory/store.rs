@@ -126,9 +126,13 @@ impl StoredEntity {
 pub struct IndexDelta {
     pub added: Vec<(u64, ScopeKey, Vec<f32>)>,
     pub removed: Vec<u64>,
-    /// Docs written without an embedding (no model loaded).
+    /// Docs written without an embedding (no model loaded, or left to the
+    /// background embedder).
     pub unembedded: u32,
 }
+
+/// A doc waiting for its embedding: id, scope, text.
+pub type PendingDoc = (u64, ScopeKey, String);
 
 /// Counts for `stats` and health.
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -1181,19 +1185,18 @@ impl GraphReader {
         )))
     }
 
-    /// Docs after `after` that have no embedding yet (written while no model
-    /// was loaded), with their scope and text. Paging by doc id keeps a
-    /// backfill linear rather than rescanning from the start each batch.
-    pub fn unembedded_docs(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, ScopeKey, String)>> {
+    /// Up to `limit` docs from id `from` on that have no embedding yet,
+    /// with their scope and text, and the id to continue from (doc ids only
+    /// grow, so a backlog is read linearly rather than rescanned from the
+    /// start each batch).
+    pub fn unembedded_docs(&self, from: u64, limit: usize) -> Result<(Vec<PendingDoc>, u64)> {
         let docs = &self.t.docs;
         let embeddings = &self.t.embeddings;
         let mut out = Vec::new();
-        for entry in docs.range(after.saturating_add(1)..)? {
+        let mut next = from;
+        for entry in docs.range(from..)? {
             let (doc, value) = entry?;
+            next = doc.value().saturating_add(1);
             if embeddings.get(doc.value())?.is_none() {
                 let (_, _, scope, text) = value.value();
                 out.push((doc.value(), ScopeKey::from_stored(scope), text.to_string()));
@@ -1202,7 +1205,7 @@ impl GraphReader {
                 }
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// Entities with no relation in either direction, last updated before

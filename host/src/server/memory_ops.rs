@@ -311,7 +311,7 @@ async fn load_model(State(state): State<AppState>) -> Result<Json<ModelLoaded>, 
             )
         })?;
     state.memory.embedder().set(model);
-    state.memory.clone().backfill_in_background();
+    state.memory.embed_backlog();
     Ok(Json(ModelLoaded {
         embedding_model: "loaded".into(),
         changed: true,

@@ -1,7 +1,8 @@
 //! `caxton-bench`: message dispatch and instantiation benchmarks.
 //!
 //! Run with `scripts/bench` (builds release binaries, then runs this);
-//! `scripts/bench interop` runs only the OpenAI API and MCP rows.
+//! `scripts/bench interop` runs only the OpenAI API and MCP rows,
+//! `scripts/bench text` only long documents (ingest, search quality).
 //! Starts the real `caxton` binary (next to this one) on an ephemeral
 //! port, deploys the echo example, and measures over loopback HTTP:
 //! - `GET /api/v1/health` and a message round trip to the echo agent, with
@@ -24,6 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
+
+mod man_pages;
+mod text;
 
 const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);
@@ -473,6 +477,10 @@ async fn run() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("protocols") {
         return protocols(temp.path(), &echo).await;
+    }
+    // `caxton-bench text`: long real documents, ingest and search quality.
+    if std::env::args().nth(1).as_deref() == Some("text") {
+        return text::run(temp.path()).await;
     }
     let server = start_server(&temp.path().join("server"), None)?;
     let client = reqwest::Client::new();
@@ -1040,14 +1048,12 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(data_dir)?;
     let storage = Arc::new(Storage::open(data_dir)?);
-    let memory = Arc::new(
-        caxton::memory::MemoryService::open(
-            storage.clone(),
-            caxton::memory::embedding::EmbedderState::unavailable("not needed by this benchmark"),
-            caxton::memory::MemoryOptions::in_data_dir(data_dir),
-        )
-        .map_err(|e| anyhow!("{e}"))?,
-    );
+    let memory = caxton::memory::MemoryService::open(
+        storage.clone(),
+        caxton::memory::embedding::EmbedderState::unavailable("not needed by this benchmark"),
+        caxton::memory::MemoryOptions::in_data_dir(data_dir),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     let cache = caxton::runtime::component_cache(
         data_dir,
         &storage,
