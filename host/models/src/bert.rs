@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::gelu::gelu_in_place;
+use crate::softmax::softmax_in_place;
 
 /// Token rows at or below which a linear layer uses the query-shaped
 /// product. Measured on 2 cores: at 16 rows `(W · xᵀ)ᵀ` takes 40–60 % of
@@ -485,19 +486,6 @@ pub fn mean_pool(hidden: &[f32], width: usize, lengths: &[usize]) -> Vec<Vec<f32
             mean
         })
         .collect()
-}
-
-/// `row = softmax(row)`: exponentials of the differences to the largest
-/// value (so none overflows), divided by their sum.
-fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for w in row.iter_mut() {
-        *w = (*w - max).exp();
-        sum += *w;
-    }
-    let inverse = 1.0 / sum;
-    row.iter_mut().for_each(|w| *w *= inverse);
 }
 
 fn flat(t: candle_core::Tensor) -> Result<Vec<f32>> {

@@ -58,7 +58,7 @@ fn gelu<const FUSED: bool>(x: f32) -> f32 {
 
 /// `a * b + c`, rounded once when `FUSED`.
 #[inline(always)]
-fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FUSED { a.mul_add(b, c) } else { a * b + c }
 }
 

@@ -27,6 +27,7 @@ mod bert;
 pub mod cpu;
 mod embedder;
 mod gelu;
+mod softmax;
 mod threads;
 pub use threads::fix_thread_count;
 mod fetch;
