@@ -31,7 +31,7 @@ use crate::softmax::softmax_in_place;
 /// Token rows at or below which a linear layer uses the query-shaped
 /// product. Measured on 2 cores: at 16 rows `(W · xᵀ)ᵀ` takes 40–60 % of
 /// the time of `x · Wᵀ`; at 1,280 rows it takes up to 2.5× as long.
-pub const SMALL_ROWS: usize = 64;
+const SMALL_ROWS: usize = 64;
 
 /// The fields of `config.json` this encoder uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -131,40 +131,53 @@ impl Linear {
         y
     }
 
-    /// The product for a handful of rows, taken as `(W · xᵀ)ᵀ` on the
-    /// calling thread: written as `W · xᵀ` into a column-major result,
-    /// gemm streams the weight as it is stored and packs only `x`, instead
-    /// of repacking the whole weight matrix for a query of fifteen tokens.
+    /// The product for a handful of rows, taken as `(W · xᵀ)ᵀ`: written
+    /// as `W · xᵀ` into a column-major result, gemm streams the weight as
+    /// it is stored and packs only `x`, instead of repacking the whole
+    /// weight matrix for a query of fifteen tokens. Reading the weights is
+    /// the cost, so each thread of the pool streams its own share of the
+    /// output rows (one block on a single-thread pool).
     fn forward_few(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut transposed = vec![0f32; rows * self.outputs];
         let ins = self.inputs as isize;
-        // SAFETY: as in `forward`, with transposed (outputs × rows,
-        // row-major) = W (outputs × inputs, row-major) · xᵀ (x is rows ×
-        // inputs, row-major); `transposed` is fresh and fully in bounds.
-        // Without `read_dst` its zeros are ignored.
-        unsafe {
-            gemm(
-                self.outputs,
-                rows,
-                self.inputs,
-                transposed.as_mut_ptr(),
-                1,
-                rows as isize,
-                false,
-                self.weight.as_ptr(),
-                1,
-                ins,
-                x.as_ptr(),
-                ins,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
+        let block = self.outputs.div_ceil(rayon::current_num_threads().max(1));
+        transposed
+            .par_chunks_mut(block * rows)
+            .enumerate()
+            .for_each(|(b, out)| {
+                let first = b * block;
+                let outputs = out.len() / rows;
+                // SAFETY: as in `forward`, with out (outputs × rows,
+                // row-major) = W[first..first + outputs] (row-major, `ins`
+                // wide) · xᵀ (x is rows × inputs, row-major). `out` is
+                // this block's part of `transposed`, and the weight rows
+                // first..first + outputs exist (out.len() = outputs × rows
+                // is at most what is left of outputs × rows). Without
+                // `read_dst` its zeros are ignored.
+                unsafe {
+                    gemm(
+                        outputs,
+                        rows,
+                        self.inputs,
+                        out.as_mut_ptr(),
+                        1,
+                        rows as isize,
+                        false,
+                        self.weight.as_ptr().add(first * self.inputs),
+                        1,
+                        ins,
+                        x.as_ptr(),
+                        ins,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            });
         let mut y = Vec::with_capacity(rows * self.outputs);
         for r in 0..rows {
             y.extend(
