@@ -42,7 +42,7 @@ pub fn hybrid(
             if similarity < MIN_SIMILARITY {
                 break;
             }
-            let Some((entity, _)) = reader.doc(doc)? else {
+            let Some(entity) = reader.doc_entity(doc)? else {
                 continue;
             };
             let candidate = candidates.entry(entity).or_default();

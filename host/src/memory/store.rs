@@ -993,6 +993,11 @@ impl GraphReader {
         Ok(docs.into_iter().map(|(_, text)| text).collect())
     }
 
+    /// The entity a document belongs to (without copying its text).
+    pub fn doc_entity(&self, doc: u64) -> Result<Option<u64>> {
+        Ok(self.t.docs.get(doc)?.map(|v| v.value().0))
+    }
+
     /// A document's entity and text.
     pub fn doc(&self, doc: u64) -> Result<Option<(u64, String)>> {
         let docs = &self.t.docs;
