@@ -1029,7 +1029,7 @@ async fn a_connection_flood_from_another_account_leaves_the_operator_served() {
     // token, so the server waits for the bodies), held for 30 s.
     let script = format!(
         "for fd in 3 4 5; do eval \"exec $fd<>/dev/tcp/127.0.0.1/{port}\"; \
-         printf 'POST /api/v1/memory/search HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer {token}\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n{{' >&$fd; done; sleep 30",
+         printf 'POST /api/v1/memory/search HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer {token}\\r\\nContent-Type: application/json\\r\\nContent-Length: 100\\r\\n\\r\\n{{' >&$fd; done; echo held; sleep 30",
         token = token.trim()
     );
     let _ = curl_as_nobody(&[&server.url("/api/v1/health")]); // fails loudly unless root
@@ -1042,8 +1042,19 @@ async fn a_connection_flood_from_another_account_leaves_the_operator_served() {
             "-c",
             &script,
         ])
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("setpriv bash");
+    // Probe only once the three requests are sent, and give the server a
+    // moment to read their headers: a probe that arrives while one of them
+    // is still an idle connection makes the server close that one to make
+    // room (as it should), and the flood is then one connection short.
+    let mut held = String::new();
+    let stdout = flood.stdout.take().expect("the flood's stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut held)
+        .expect("the flood says when its requests are sent");
+    assert_eq!(held.trim(), "held", "the flood script failed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Once the three are held, a fourth connection of nobody's is refused.
     let started = Instant::now();
     loop {
