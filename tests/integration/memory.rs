@@ -462,10 +462,12 @@ async fn finds_facts_by_meaning_and_keeps_the_index_across_restarts_and_kill_9()
     // Exact names still win over meaning.
     assert_eq!(top(&search(&server, "Kepler-7").await), "Kepler-7");
 
-    // A graceful restart loads the saved index instead of rebuilding it.
+    // A graceful restart loads the saved index instead of rebuilding it,
+    // and trusts it as it is: it holds the database's vectors version.
     let mut server = server.restart();
     let (_, stats) = server.get("/api/v1/memory/stats").await;
     assert_eq!(stats["index"]["source"], "snapshot", "{stats}");
+    assert_eq!(stats["index"]["reconciled"], false, "{stats}");
     assert_eq!(stats["index"]["caught_up"], 0, "{stats}");
     assert_eq!(stats["indexed_vectors"], stats["counts"]["embeddings"]);
     assert_eq!(
@@ -493,6 +495,7 @@ async fn finds_facts_by_meaning_and_keeps_the_index_across_restarts_and_kill_9()
     let server = Server::start(&data);
     let (_, stats) = server.get("/api/v1/memory/stats").await;
     assert_eq!(stats["index"]["source"], "snapshot", "{stats}");
+    assert_eq!(stats["index"]["reconciled"], true, "{stats}");
     assert_eq!(
         stats["index"]["caught_up"], 2,
         "Yuki's name and observation: {stats}"

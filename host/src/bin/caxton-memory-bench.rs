@@ -252,6 +252,35 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// Where the bytes on disk go, per entity: each memory table (stored
+/// bytes, plus its B-tree pages and fragmentation), the file's free pages,
+/// and the vector index snapshot beside the database.
+fn print_disk_breakdown(storage: &Storage, dir: &Path, entities: usize) -> anyhow::Result<()> {
+    let analysis = storage.analyze().map_err(|e| anyhow!("{e}"))?;
+    let per = |bytes: u64| bytes as f64 / entities as f64;
+    let mut tables = analysis.tables;
+    tables
+        .sort_by_key(|t| std::cmp::Reverse(t.stored_bytes + t.metadata_bytes + t.fragmented_bytes));
+    let mut line = String::from("  on disk per entity:");
+    for t in tables.iter().filter(|t| t.stored_bytes > 0) {
+        let total = t.stored_bytes + t.metadata_bytes + t.fragmented_bytes;
+        line.push_str(&format!(
+            " {} {:.0} B ({:.0} stored);",
+            t.name,
+            per(total),
+            per(t.stored_bytes)
+        ));
+    }
+    let index = dir_bytes(&MemoryOptions::in_data_dir(dir).index_dir);
+    line.push_str(&format!(
+        " free pages {:.0} B; vector index snapshot {:.0} B",
+        per(analysis.free_bytes),
+        per(index)
+    ));
+    println!("{line}");
+    Ok(())
+}
+
 fn open(
     dir: &Path,
     embedder: Arc<dyn TextEmbedder>,
@@ -507,6 +536,7 @@ fn run_size(
         mb(disk),
         disk as f64 / n as f64
     );
+    print_disk_breakdown(&storage, tmp.path(), n)?;
     let counts = memory.counts().map_err(err)?;
     drop(memory);
     drop(storage);

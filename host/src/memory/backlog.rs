@@ -107,7 +107,7 @@ impl MemoryService {
             let pairs: Vec<(u64, Vec<f32>)> =
                 pending.iter().map(|(d, _, _)| *d).zip(vectors).collect();
             let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-            let stored = store::store_embeddings(&self.store, &pairs)?;
+            let (stored, version) = store::store_embeddings(&self.store, &pairs)?;
             let items = pairs
                 .into_iter()
                 .zip(&pending)
@@ -116,11 +116,13 @@ impl MemoryService {
                 .collect::<Vec<_>>();
             self.unsaved
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
-            self.index
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert_many(items)
-                .map_err(index_err)?;
+            if version.is_some() {
+                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+                // Unknown until the insert is whole (see `apply`).
+                index.set_version(None);
+                index.insert_many(items).map_err(index_err)?;
+                index.set_version(version);
+            }
             self.backlog.from.fetch_max(next, Ordering::Relaxed);
             total += pending.len();
         }

@@ -82,8 +82,12 @@ impl MemoryOptions {
 /// How the vector index came to be at start.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexOrigin {
-    /// `snapshot` (loaded from disk, then reconciled) or `rebuilt` (from redb).
+    /// `snapshot` (loaded from disk) or `rebuilt` (from redb).
     pub source: Cow<'static, str>,
+    /// Whether a snapshot was compared with every embedding in redb: it
+    /// is when it does not name the database's vectors version (a crash
+    /// after writes it did not see, an older snapshot).
+    pub reconciled: bool,
     /// Vectors added to / removed from the snapshot to match redb.
     pub caught_up: usize,
     pub removed: usize,
@@ -213,6 +217,7 @@ impl MemoryService {
             unsaved: AtomicU64::new(0),
             origin: Mutex::new(IndexOrigin {
                 source: "rebuilt".into(),
+                reconciled: false,
                 caught_up: 0,
                 removed: 0,
                 elapsed_ms: 0,
@@ -226,8 +231,9 @@ impl MemoryService {
         Ok(service)
     }
 
-    /// Loads the saved index and reconciles it with redb, or rebuilds it
-    /// when there is no usable snapshot.
+    /// Loads the saved index — as it is when it holds the database's
+    /// vectors version, reconciled with redb when not — or rebuilds it when
+    /// there is no usable snapshot.
     fn open_index(&self) -> Result<()> {
         let started = Instant::now();
         let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,6 +255,42 @@ impl MemoryService {
             );
             return Ok(());
         };
+        // Under the write lock: nothing changes the embeddings between
+        // reading their version and reconciling.
+        let version = self.store.ensure_vectors_version()?;
+        let reconciled = index.version() != Some(version);
+        let (mut caught_up, mut removed) = (0, 0);
+        if reconciled {
+            (caught_up, removed) = self.reconcile(&mut index)?;
+            index.set_version(Some(version));
+            // Saved again with the version, even when nothing changed.
+            self.unsaved
+                .fetch_add((caught_up + removed) as u64 + 1, Ordering::Relaxed);
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            vectors = index.len(),
+            reconciled,
+            caught_up,
+            removed,
+            elapsed_ms,
+            "vector index loaded from snapshot"
+        );
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = IndexOrigin {
+            source: "snapshot".into(),
+            reconciled,
+            caught_up,
+            removed,
+            elapsed_ms,
+            note: None,
+        };
+        Ok(())
+    }
+
+    /// Brings a snapshot to the set of embeddings in redb: drops what was
+    /// deleted since, adds what it missed. Answers (added, removed).
+    fn reconcile(&self, index: &mut VectorIndex) -> Result<(usize, usize)> {
         let reader = self.store.read()?;
         let in_db: HashSet<u64> = reader.embedded_docs()?.into_iter().collect();
         let stale: Vec<u64> = index.docs().filter(|d| !in_db.contains(d)).collect();
@@ -263,27 +305,7 @@ impl MemoryService {
         }
         let caught_up = missing.len();
         index.insert_many(missing).map_err(index_err)?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(
-            vectors = index.len(),
-            caught_up,
-            removed = stale.len(),
-            elapsed_ms,
-            "vector index loaded from snapshot"
-        );
-        if caught_up + stale.len() > 0 {
-            self.unsaved
-                .fetch_add((caught_up + stale.len()) as u64, Ordering::Relaxed);
-        }
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
-        *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = IndexOrigin {
-            source: "snapshot".into(),
-            caught_up,
-            removed: stale.len(),
-            elapsed_ms,
-            note: None,
-        };
-        Ok(())
+        Ok((caught_up, stale.len()))
     }
 
     /// Rebuilds the vector index from the embeddings in redb. Answers how
@@ -296,6 +318,7 @@ impl MemoryService {
         reader.all_embeddings(|doc, scope, vector| items.push((doc, scope, vector)))?;
         let mut index = VectorIndex::new(DIMENSIONS).map_err(index_err)?;
         index.insert_many(items).map_err(index_err)?;
+        index.set_version(reader.vectors_version()?);
         let count = index.len();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         self.unsaved.fetch_add(count as u64 + 1, Ordering::Relaxed);
@@ -522,6 +545,9 @@ impl MemoryService {
         }
         let changes = (delta.added.len() + delta.removed.len()) as u64;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        // Until the change is whole, the index holds no known version: a
+        // snapshot saved after a failure here is reconciled when loaded.
+        index.set_version(None);
         for doc in delta.removed {
             index.remove(doc).map_err(index_err)?;
         }
@@ -532,6 +558,7 @@ impl MemoryService {
                 index.insert(doc, &scope, &vector).map_err(index_err)?;
             }
         }
+        index.set_version(delta.version);
         self.unsaved.fetch_add(changes, Ordering::Relaxed);
         Ok(())
     }

@@ -32,10 +32,21 @@ const TERM_DF: TableDefinition<(&str, &str), u64> = TableDefinition::new("mem_te
 const REL_OUT: TableDefinition<(u64, &str, u64), (f32, f32)> = TableDefinition::new("mem_rel_out");
 /// (to, relation type, from): the reverse adjacency, for incoming traversal.
 const REL_IN: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("mem_rel_in");
-/// doc id → embedding, little-endian f32s.
+/// doc id → embedding: [`F16_VECTOR`] then little-endian f16s, or (older
+/// rows) little-endian f32s.
 const EMBEDDINGS: TableDefinition<u64, &[u8]> = TableDefinition::new("mem_embeddings");
-/// Counters: `next_entity`, `next_doc`, `docs:<scope>`, `terms:<scope>`.
+/// Counters: `next_entity`, `next_doc`, `docs:<scope>`, `terms:<scope>`;
+/// and [`VECTORS_VERSION`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("mem_meta");
+/// A random stamp that changes with every transaction that changes
+/// `mem_embeddings`: a saved vector index that names it holds exactly
+/// these vectors (random rather than a counter, so a restored backup
+/// cannot reach a number an index of another history carries).
+const VECTORS_VERSION: &str = "vectors_version";
+
+/// First byte of an f16 embedding row. Old f32 rows have a length that is
+/// a multiple of 4; an f16 row with this byte has an odd length.
+const F16_VECTOR: u8 = 0x16;
 
 /// An entity's record in `mem_entity_data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +140,9 @@ pub struct IndexDelta {
     /// Docs written without an embedding (no model loaded, or left to the
     /// background embedder).
     pub unembedded: u32,
+    /// The vectors version the transaction wrote, when it changed any
+    /// embedding.
+    pub version: Option<u64>,
 }
 
 /// A doc waiting for its embedding: id, scope, text.
@@ -156,15 +170,37 @@ pub struct MemoryStore {
     storage: Arc<Storage>,
 }
 
+/// An embedding as stored: f16, half the bytes of f32. The vector index
+/// holds f16 too, so nothing it can answer is lost.
 fn encode(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+    let mut out = Vec::with_capacity(1 + vector.len() * 2);
+    out.push(F16_VECTOR);
+    for x in vector {
+        out.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes());
+    }
+    out
 }
 
+/// An embedding row back as f32s, whichever format wrote it.
 pub fn decode(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    match bytes.split_first() {
+        Some((&F16_VECTOR, halves)) if bytes.len() % 2 == 1 => halves
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+/// Gives the embeddings a new [`VECTORS_VERSION`].
+fn stamp_vectors(meta: &mut redb::Table<&str, u64>) -> Result<u64> {
+    let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+    let version = (hi ^ lo).max(1);
+    meta.insert(VECTORS_VERSION, version)?;
+    Ok(version)
 }
 
 fn json_err(e: serde_json::Error) -> MemoryError {
@@ -206,9 +242,25 @@ impl MemoryStore {
             now: crate::clock::now_rfc3339(),
         };
         let value = f(&mut writer)?;
-        let delta = writer.delta;
+        let mut delta = writer.delta;
+        if !delta.added.is_empty() || !delta.removed.is_empty() {
+            delta.version = Some(stamp_vectors(&mut txn.open_table(META)?)?);
+        }
         txn.commit()?;
         Ok((value, delta))
+    }
+
+    /// The embeddings' version, given one first if they have none (a
+    /// database written before versions existed), so that the index saved
+    /// from now on can be trusted as it is at the next start.
+    pub fn ensure_vectors_version(&self) -> Result<u64> {
+        if let Some(version) = self.read()?.vectors_version()? {
+            return Ok(version);
+        }
+        let txn = self.storage.database().begin_write()?;
+        let version = stamp_vectors(&mut txn.open_table(META)?)?;
+        txn.commit()?;
+        Ok(version)
     }
 
     pub fn read(&self) -> Result<GraphReader> {
@@ -836,6 +888,9 @@ impl MemoryStore {
                 for key in dead_observations {
                     observations.remove(key)?;
                 }
+                if !dead_embeddings.is_empty() {
+                    stamp_vectors(&mut meta)?;
+                }
                 for doc in dead_embeddings {
                     embeddings.remove(doc)?;
                 }
@@ -1166,8 +1221,14 @@ impl GraphReader {
         Ok(())
     }
 
-    /// Ids of every doc that has an embedding (keys only: cheap even at
-    /// millions), for reconciling a saved vector index with redb.
+    /// The embeddings' current version (see [`VECTORS_VERSION`]); `None`
+    /// in a database written before versions existed.
+    pub fn vectors_version(&self) -> Result<Option<u64>> {
+        Ok(self.t.meta.get(VECTORS_VERSION)?.map(|v| v.value()))
+    }
+
+    /// Ids of every doc that has an embedding, for reconciling a saved
+    /// vector index with redb (it reads every row: seconds at millions).
     pub fn embedded_docs(&self) -> Result<Vec<u64>> {
         let table = &self.t.embeddings;
         let mut out = Vec::with_capacity(redb::ReadableTableMetadata::len(table)? as usize);
@@ -1265,13 +1326,15 @@ impl GraphReader {
 }
 
 /// Stores embeddings computed later for docs written without them.
-/// Answers the docs that got one (a doc may have been deleted meanwhile).
+/// Answers the docs that got one (a doc may have been deleted meanwhile)
+/// and the vectors version written, if any did.
 pub fn store_embeddings(
     store: &MemoryStore,
     vectors: &[(u64, Vec<f32>)],
-) -> Result<std::collections::HashSet<u64>> {
+) -> Result<(std::collections::HashSet<u64>, Option<u64>)> {
     let mut stored = std::collections::HashSet::new();
     let txn = store.storage.database().begin_write()?;
+    let mut version = None;
     {
         let docs = txn.open_table(DOCS)?;
         let mut table = txn.open_table(EMBEDDINGS)?;
@@ -1282,9 +1345,12 @@ pub fn store_embeddings(
                 stored.insert(*doc);
             }
         }
+        if !stored.is_empty() {
+            version = Some(stamp_vectors(&mut txn.open_table(META)?)?);
+        }
     }
     txn.commit()?;
-    Ok(stored)
+    Ok((stored, version))
 }
 
 #[cfg(test)]
@@ -1311,6 +1377,72 @@ mod tests {
             entity.observations,
             reader.observation_texts(id).expect("docs"),
         )
+    }
+
+    /// Embeddings are stored as f16 and read back within f16's precision;
+    /// rows written as f32 by older versions still read exactly.
+    #[test]
+    fn embeddings_are_stored_as_f16_and_old_f32_rows_still_read() {
+        let vector: Vec<f32> = (0..384).map(|i| ((i as f32) * 0.37).sin() / 8.0).collect();
+        let stored = encode(&vector);
+        assert_eq!(stored.len(), 1 + 384 * 2);
+        let back = decode(&stored);
+        assert_eq!(back.len(), 384);
+        for (a, b) in vector.iter().zip(&back) {
+            assert!((a - b).abs() <= a.abs() / 1024.0 + 1e-7, "{a} became {b}");
+        }
+        let old: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(decode(&old), vector);
+    }
+
+    /// Every transaction that changes embeddings gives them a new version;
+    /// one that changes none keeps it.
+    #[test]
+    fn the_vectors_version_changes_with_the_embeddings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MemoryStore::open(Arc::new(Storage::open(dir.path()).expect("storage")))
+            .expect("store");
+        let scope = ScopeKey::global();
+        let version = || store.read().expect("read").vectors_version().expect("meta");
+        assert_eq!(version(), None);
+        let first = store.ensure_vectors_version().expect("stamp");
+        assert_eq!(version(), Some(first));
+        assert_eq!(store.ensure_vectors_version().expect("again"), first);
+
+        let none = HashMap::new();
+        let ((), delta) = store
+            .write(&none, |w| {
+                w.upsert_entity(&scope, &input("a", &["one"])).map(drop)
+            })
+            .expect("write");
+        assert_eq!(delta.version, None, "no embedding was written");
+        assert_eq!(version(), Some(first));
+
+        let vectors = HashMap::from([("two".to_string(), vec![0.5f32; 384])]);
+        let ((), delta) = store
+            .write(&vectors, |w| {
+                w.add_observations(&scope, "a", &["two".into()]).map(drop)
+            })
+            .expect("write");
+        let second = delta.version.expect("an embedding was written");
+        assert_ne!(second, first);
+        assert_eq!(version(), Some(second));
+
+        let pending = store
+            .read()
+            .expect("read")
+            .unembedded_docs(0, 10)
+            .expect("docs")
+            .0;
+        assert_eq!(pending.len(), 2, "the name and `one`");
+        let pairs: Vec<(u64, Vec<f32>)> = pending
+            .iter()
+            .map(|(d, _, _)| (*d, vec![0.25; 384]))
+            .collect();
+        let (stored, third) = store_embeddings(&store, &pairs).expect("store");
+        assert_eq!(stored.len(), 2);
+        assert!(third.is_some_and(|v| v != second));
+        assert_eq!(version(), third);
     }
 
     /// The record's copy of the observations follows every change, in the

@@ -7,10 +7,14 @@
 //! - Each doc remembers its scope, so a search only returns the scopes the
 //!   caller may see (a filter inside the HNSW walk, not a post-filter that
 //!   could leave fewer than `k` results).
-//! - redb stays the source of truth. A saved index is a snapshot: [`load`]
-//!   reconciles it with the set of embedded docs in redb (adds what the
-//!   snapshot missed, drops what was deleted since), so a crash between two
-//!   saves costs a short catch-up, never a wrong answer.
+//! - redb stays the source of truth. Every transaction that changes the
+//!   embeddings stamps them with a new random *vectors version*; the index
+//!   knows the version it reflects and a snapshot records it. A snapshot
+//!   whose version is the database's is used as it is (a restart at a
+//!   million entities reads no embedding); any other is reconciled with
+//!   the set of embedded docs in redb (adds what the snapshot missed, drops
+//!   what was deleted since), so a crash between two saves costs a
+//!   catch-up, never a wrong answer.
 //!
 //! [`load`]: VectorIndex::load
 
@@ -43,6 +47,9 @@ fn expansion_for(size: usize) -> usize {
 }
 /// Name of the file saying which snapshot in the index directory is current.
 const CURRENT: &str = "CURRENT";
+/// Extension of a snapshot's vectors-version file (16 hex digits); older
+/// snapshots have none.
+const VERSION_EXT: &str = "version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -72,6 +79,10 @@ pub struct VectorIndex {
     scopes: Vec<ScopeKey>,
     scope_ids: HashMap<ScopeKey, u32>,
     doc_scopes: HashMap<u64, u32>,
+    /// The database's vectors version this index holds exactly; `None`
+    /// when unknown (a change failed half-way, an older snapshot), which
+    /// makes the next load reconcile.
+    version: Option<u64>,
 }
 
 impl VectorIndex {
@@ -92,7 +103,19 @@ impl VectorIndex {
             scopes: Vec::new(),
             scope_ids: HashMap::new(),
             doc_scopes: HashMap::new(),
+            version: None,
         })
+    }
+
+    /// The database's vectors version this index reflects, if known.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// Records which vectors version the index now reflects (`None`: not
+    /// known to reflect any).
+    pub fn set_version(&mut self, version: Option<u64>) {
+        self.version = version;
     }
 
     pub fn dimensions(&self) -> usize {
@@ -286,6 +309,10 @@ impl VectorIndex {
             .and_then(|f| f.sync_all())
             .map_err(io_at(&graph))?;
         write_synced(&docs, &self.encode_docs())?;
+        if let Some(version) = self.version {
+            let path = dir.join(format!("{token}.{VERSION_EXT}"));
+            write_synced(&path, format!("{version:016x}").as_bytes())?;
+        }
         let tmp = dir.join(format!("{CURRENT}.tmp"));
         write_synced(&tmp, token.as_bytes())?;
         fs::rename(&tmp, dir.join(CURRENT)).map_err(io_at(dir))?;
@@ -294,8 +321,10 @@ impl VectorIndex {
         if let Ok(entries) = fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
-                let stale = (name.ends_with(".usearch") || name.ends_with(".docs"))
-                    && !name.starts_with(&token);
+                let snapshot_file = [".usearch", ".docs", ".version"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext));
+                let stale = snapshot_file && !name.starts_with(&token);
                 if stale {
                     let _ = fs::remove_file(entry.path());
                 }
@@ -354,6 +383,10 @@ impl VectorIndex {
         }
         let size = index.ann.size();
         index.ann.change_expansion_search(expansion_for(size));
+        // A missing or unreadable version only costs a reconcile.
+        index.version = fs::read_to_string(dir.join(format!("{token}.{VERSION_EXT}")))
+            .ok()
+            .and_then(|text| u64::from_str_radix(text.trim(), 16).ok());
         Ok(Some(index))
     }
 
@@ -468,11 +501,19 @@ mod tests {
             .collect();
         index.insert_many(items).unwrap();
         index.save(dir.path()).unwrap();
+        assert_eq!(
+            VectorIndex::load(dir.path(), 3).unwrap().unwrap().version(),
+            None,
+            "an index of unknown version is saved as such"
+        );
+        index.set_version(Some(0xfeed));
+        index.save(dir.path()).unwrap();
         index.save(dir.path()).unwrap();
         let files = fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(files, 3, "one snapshot (graph, docs) plus CURRENT");
+        assert_eq!(files, 4, "one snapshot (graph, docs, version) plus CURRENT");
         let loaded = VectorIndex::load(dir.path(), 3).unwrap().unwrap();
         assert_eq!(loaded.len(), 500);
+        assert_eq!(loaded.version(), Some(0xfeed));
         let q = unit(&[3.0, 3.0, 3.0]);
         assert_eq!(
             loaded
