@@ -530,9 +530,11 @@ fn run_size(
     memory.save_index().map_err(err)?;
     let rss = resident_memory_bytes().unwrap_or(0);
     let disk = dir_bytes(tmp.path());
+    let index_bytes = memory.stats().map_err(err)?.index_memory_bytes;
     println!(
-        "resident memory: {} (process, model included); on disk: {} ({:.0} bytes/entity)",
+        "resident memory: {} (process, model included; the vector index reserves {}); on disk: {} ({:.0} bytes/entity)",
         mb(rss),
+        mb(index_bytes as u64),
         mb(disk),
         disk as f64 / n as f64
     );

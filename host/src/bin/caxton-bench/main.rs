@@ -536,8 +536,11 @@ async fn run() -> anyhow::Result<()> {
             ms(agent.p50),
             ms(agent.p99)
         );
+        // Issue 27's targets: a message within 10 % of a health check with
+        // one client, 20 % with sixteen.
+        let target = if clients == 1 { 0.90 } else { 0.80 };
         println!(
-            "{:<34} {:>12.2}   (target >= 0.75)",
+            "{:<34} {:>12.2}   (target >= {target:.2})",
             format!("  ratio echo/health, {clients} clients"),
             agent.per_second / health.per_second
         );
@@ -634,8 +637,8 @@ async fn interop(root: &Path, echo: &Path) -> anyhow::Result<()> {
             ("memory search (MCP `search`)", Target::McpSearch),
             "  p50 MCP search / REST",
             // MCP sends a tool's JSON twice, as text and as structured
-            // content; the issue's target is on `search_nodes`.
-            "   (no target: the answer goes out twice)",
+            // content, which REST does not.
+            TARGET,
         ),
         (
             ("search + nodes (REST, 2 requests)", Target::RestSearchNodes),

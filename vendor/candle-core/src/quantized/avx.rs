@@ -119,6 +119,75 @@ pub(crate) fn vec_dot_q5_0_q8_0(n: usize, xs: &[BlockQ5_0], ys: &[BlockQ8_0]) ->
     }
 }
 
+/// Caxton patch (see `vendor/README.md`): an f16 as f32 with F16C, inline
+/// (`half`'s conversion is an out-of-line call per block behind a run-time
+/// check).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16c_to_f32(x: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(x.to_bits()))))
+}
+
+/// Caxton patch (see `vendor/README.md`): one Q5_0 block against a Q8_0
+/// block's values `qy` and scale `dy`, added to `acc`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q5_0_block(acc: __m256, x: &BlockQ5_0, qy: __m256i, dy: f32, high_mask: __m256i) -> __m256 {
+    unsafe {
+        let d = _mm256_set1_ps(f16c_to_f32(x.d) * dy);
+        let qx = bytes_from_nibbles_32(x.qs.as_ptr());
+        let high = bytes_from_bits_32(x.qh.as_ptr());
+        let qx = _mm256_or_si256(qx, _mm256_andnot_si256(high, high_mask));
+        _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qx, qy), acc)
+    }
+}
+
+/// Caxton patch (see `vendor/README.md`): four Q5_0 rows against one Q8_0
+/// vector, the matmul's decode step (one token, column quads): each Q8_0
+/// block and its scale are loaded once for the four rows, the four sums
+/// are independent chains, and the f16 scales convert inline.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn vec_dot_q5_0_q8_0_4(
+    n: usize,
+    xs: [&[BlockQ5_0]; 4],
+    ys: &[BlockQ8_0],
+) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_0),
+        "vec_dot_q5_0_q8_0_4: {n} is not divisible by {QK8_0}"
+    );
+    let blocks = n / QK8_0;
+    debug_assert!(xs.iter().all(|x| x.len() >= blocks) && ys.len() >= blocks);
+    let [x0, x1, x2, x3] = xs;
+    let (x0, x1, x2, x3) = (&x0[..blocks], &x1[..blocks], &x2[..blocks], &x3[..blocks]);
+    let ys = &ys[..blocks];
+    unsafe {
+        let high_mask = _mm256_set1_epi8(0xF0u8 as i8);
+        let step = |acc, x, qy, dy| q5_0_block(acc, x, qy, dy, high_mask);
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        for i in 0..blocks {
+            let y = &ys[i];
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let dy = f16c_to_f32(y.d);
+            a0 = step(a0, &x0[i], qy, dy);
+            a1 = step(a1, &x1[i], qy, dy);
+            a2 = step(a2, &x2[i], qy, dy);
+            a3 = step(a3, &x3[i], qy, dy);
+        }
+        [
+            hsum_float_8(a0),
+            hsum_float_8(a1),
+            hsum_float_8(a2),
+            hsum_float_8(a3),
+        ]
+    }
+}
+
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn vec_dot_q8_0_q8_0(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0]) -> f32 {
     debug_assert!(
