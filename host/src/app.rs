@@ -78,6 +78,13 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot record the server's address in the data directory; the CLI will not send the admin token by itself");
     }
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
+    if config.cluster.enabled() {
+        let node = config.cluster.node_name(local.port());
+        let cluster =
+            crate::cluster::Cluster::start(&config.cluster, node, format!("{scheme}://{local}"))
+                .await?;
+        let _ = state.cluster.set(cluster);
+    }
 
     match (&state.gate.admin_token_file, state.gate.loopback_bind) {
         (Some(path), true) => tracing::info!(
@@ -132,6 +139,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         tracing::info!(url = %exporter.shown_url(), "exporting spans over OTLP");
         exporter.spawn(&trace)
     });
+    let state_cluster = state.cluster.clone();
     match tls {
         Some(acceptor) => {
             let listener = server::tls::TlsListener::new(listener, acceptor)?;
@@ -140,6 +148,9 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         None => server::serve(listener, state, &config.server).await,
     }
     saver.abort();
+    if let Some(cluster) = state_cluster.get() {
+        cluster.leave().await;
+    }
     // The address is no longer ours: whoever listens there next must not
     // be sent this data directory's admin token.
     let _ = std::fs::remove_file(data_dir.join(crate::auth::tokens::SERVER_ADDRESS_FILE));
@@ -343,6 +354,7 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         starts,
         trace,
         a2a_agents: Arc::new(remote),
+        cluster: Arc::new(std::sync::OnceLock::new()),
         config_snapshot: Arc::new({
             let mut snapshot = serde_json::to_value(config).unwrap_or_default();
             server::debug::redact(&mut snapshot);

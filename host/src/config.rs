@@ -50,6 +50,8 @@ pub struct Config {
     pub backup: BackupSettings,
     /// How many conversations are kept, how much of each, for how long.
     pub conversations: crate::conversations::ConversationsConfig,
+    /// Several nodes as one system over NATS (unset: this node alone).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 #[derive(Debug, Error)]
@@ -162,6 +164,7 @@ impl Config {
             server.validate(name).map_err(ConfigError::Invalid)?;
         }
         self.outbox.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         for (name, agent) in &self.a2a_agents {
             agent.validate(name).map_err(ConfigError::Invalid)?;
         }

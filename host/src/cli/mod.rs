@@ -5,6 +5,7 @@
 mod agents;
 mod backup;
 mod client;
+mod cluster;
 mod config_agents;
 mod conversations;
 mod debug;
@@ -215,6 +216,9 @@ enum Command {
     /// Topics: list, publish, subscribe and unsubscribe agents.
     #[command(subcommand)]
     Topics(outbox::TopicsCommand),
+    /// Several nodes as one system: `cluster status`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -477,6 +481,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => outbox::send(&target.client()?, args).await,
         Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
         Command::Topics(command) => outbox::topics(&target.client()?, command).await,
+        Command::Cluster(command) => cluster::run(&target.client()?, command).await,
         Command::Reload {
             agent,
             all_config,

@@ -4,6 +4,7 @@ pub mod a2a;
 mod agents;
 pub mod auth;
 mod backup;
+mod cluster;
 mod config_agents;
 mod conversations;
 mod dead_letters;
@@ -94,6 +95,10 @@ pub struct Services {
     pub trace: Arc<crate::trace::TraceStore>,
     /// The effective configuration, secrets redacted (`debug dump`).
     pub config_snapshot: Arc<serde_json::Value>,
+    /// This node's part in a cluster, once it has joined (set after the
+    /// API listens: the node announces its address); empty when
+    /// `cluster.nats_url` is not set.
+    pub cluster: Arc<std::sync::OnceLock<Arc<crate::cluster::Cluster>>>,
 }
 
 /// The whole HTTP surface: REST, OpenAI, MCP and A2A (`a2a` holds the
@@ -130,6 +135,7 @@ pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
         .merge(openai::routes())
         .merge(a2a::routes())
         .merge(dead_letters::routes())
+        .merge(cluster::routes())
         .merge(topics::routes())
         .split_for_parts();
     let document = openapi::ServedDocument::finish(document);
@@ -191,6 +197,12 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if let Some(reason) = state.cluster.get().and_then(|c| c.degraded_reason())
+        && body["status"] == "healthy"
+    {
+        body["status"] = json!("degraded");
+        body["reason"] = json!(reason);
     }
     let remote = state.a2a_agents.health();
     let unreachable: Vec<&str> = remote

@@ -1,0 +1,50 @@
+//! `caxton cluster status`: the cluster as the server's node sees it.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+
+use super::client::Client;
+use super::output::{self, Table, cell};
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// This node, its NATS connection and the live nodes.
+    Status,
+}
+
+pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClusterCommand::Status => {
+            let status = client.get("/api/v1/cluster").await?;
+            if output::emit_json(&status) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "cluster {}, node {}, NATS {}",
+                cell(&status["cluster"]),
+                cell(&status["node"]),
+                cell(&status["nats"])
+            );
+            if let Some(problem) = status["problem"].as_str() {
+                println!("warning: {problem}");
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut table = Table::new(&["NODE", "API", "VERSION", "LAST HEARTBEAT"]);
+            for node in status["nodes"].as_array().into_iter().flatten() {
+                let beat = node["heartbeat_unix_ms"].as_u64().unwrap_or(0);
+                table.row(vec![
+                    cell(&node["node"]),
+                    cell(&node["api_url"]),
+                    cell(&node["version"]),
+                    format!("{:.1} s ago", now.saturating_sub(beat) as f64 / 1000.0),
+                ]);
+            }
+            table.print();
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

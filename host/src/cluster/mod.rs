@@ -1,0 +1,238 @@
+//! Several Caxton nodes as one system, through NATS JetStream
+//! (`docs/CLUSTER.md`). Configured by `cluster.nats_url`; without it none
+//! of this runs and a node is on its own, as always.
+//!
+//! So far: membership. Each node announces itself in a KV bucket whose
+//! entries expire, reads the bucket to learn who else is alive, and logs
+//! joins and departures; `GET /api/v1/cluster` and `caxton cluster status`
+//! show the view.
+
+mod kv;
+mod membership;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use membership::{NodeRecord, NodeView};
+
+/// The `cluster:` section of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server (`nats://host:4222`); unset: no cluster. Credentials
+    /// come from the environment: `CAXTON_NATS_TOKEN`, or
+    /// `CAXTON_NATS_USER` and `CAXTON_NATS_PASSWORD`.
+    pub nats_url: Option<String>,
+    /// The cluster's name: every subject and bucket carries it, so two
+    /// clusters can share a NATS server.
+    pub name: String,
+    /// This node's name, unique in the cluster (default: the host name and
+    /// the API port).
+    pub node: Option<String>,
+    /// How often this node says it is alive.
+    pub heartbeat_ms: u64,
+    /// A node not heard from for this long is gone.
+    pub dead_after_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: None,
+            name: "caxton".into(),
+            node: None,
+            heartbeat_ms: 2_000,
+            dead_after_ms: 6_000,
+        }
+    }
+}
+
+/// What NATS allows in a KV key and a subject token, kept short.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.nats_url.is_some()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let fix = "letters, digits, `-` and `_`, at most 64";
+        if !valid_name(&self.name) {
+            return Err(format!("cluster.name `{}` must be {fix}", self.name));
+        }
+        if let Some(node) = &self.node
+            && !valid_name(node)
+        {
+            return Err(format!("cluster.node `{node}` must be {fix}"));
+        }
+        if let Some(url) = &self.nats_url
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            return Err(format!(
+                "cluster.nats_url `{url}` must start with nats:// or tls:// (e.g. nats://127.0.0.1:4222)"
+            ));
+        }
+        if self.heartbeat_ms < 100 {
+            return Err("cluster.heartbeat_ms must be at least 100".into());
+        }
+        if self.dead_after_ms < 2 * self.heartbeat_ms {
+            return Err(format!(
+                "cluster.dead_after_ms ({}) must be at least twice cluster.heartbeat_ms ({}): one late heartbeat must not look like a death",
+                self.dead_after_ms, self.heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// This node's name: the configured one, or the host name and port.
+    pub fn node_name(&self, port: u16) -> String {
+        if let Some(node) = &self.node {
+            return node.clone();
+        }
+        let host: String = std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(48)
+            .collect();
+        let host = if host.is_empty() { "node".into() } else { host };
+        format!("{host}-{port}")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+}
+
+/// This node's part in the cluster.
+pub struct Cluster {
+    name: String,
+    node: String,
+    url: String,
+    client: async_nats::Client,
+    view: Arc<Mutex<NodeView>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The cluster as this node sees it (`GET /api/v1/cluster`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub node: String,
+    /// `connected`, `disconnected` or `pending` (never connected yet).
+    pub nats: String,
+    /// Live nodes, this one included once its first heartbeat is stored.
+    pub nodes: Vec<NodeRecord>,
+    /// Why the view may be stale, when it may.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Cluster {
+    /// Connects (in the background when NATS is not up yet: the node
+    /// serves its own work meanwhile) and starts announcing this node.
+    pub async fn start(
+        config: &ClusterConfig,
+        node: String,
+        api_url: String,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let Some(url) = config.nats_url.clone() else {
+            return Err(ClusterError::Connect {
+                url: String::new(),
+                reason: "cluster.nats_url is not set".into(),
+            });
+        };
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("caxton {node}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None);
+        if let Ok(token) = std::env::var("CAXTON_NATS_TOKEN") {
+            options = options.token(token);
+        } else if let (Ok(user), Ok(password)) = (
+            std::env::var("CAXTON_NATS_USER"),
+            std::env::var("CAXTON_NATS_PASSWORD"),
+        ) {
+            options = options.user_and_password(user, password);
+        }
+        let client = options
+            .connect(url.as_str())
+            .await
+            .map_err(|e| ClusterError::Connect {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let view = Arc::new(Mutex::new(NodeView::default()));
+        let record = NodeRecord::new(&node, &api_url);
+        let task = tokio::spawn(membership::run(
+            client.clone(),
+            config.name.clone(),
+            record,
+            Duration::from_millis(config.heartbeat_ms),
+            Duration::from_millis(config.dead_after_ms),
+            view.clone(),
+        ));
+        tracing::info!(cluster = %config.name, node = %node, nats = %url, "joining the cluster");
+        Ok(Arc::new(Cluster {
+            name: config.name.clone(),
+            node,
+            url,
+            client,
+            view,
+            task,
+        }))
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        ClusterStatus {
+            cluster: self.name.clone(),
+            node: self.node.clone(),
+            nats: self.nats_state().into(),
+            nodes: view.nodes.values().cloned().collect(),
+            problem: view.problem.clone(),
+        }
+    }
+
+    /// Why the node is degraded, when NATS is out of reach.
+    pub fn degraded_reason(&self) -> Option<String> {
+        match self.nats_state() {
+            "connected" => None,
+            _ => Some(format!(
+                "not connected to NATS at {}: this node serves its own agents and memory; the cluster's view is stale until it reconnects",
+                self.url
+            )),
+        }
+    }
+
+    fn nats_state(&self) -> &'static str {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => "connected",
+            async_nats::connection::State::Disconnected => "disconnected",
+            async_nats::connection::State::Pending => "pending",
+        }
+    }
+
+    /// Leaves: stops announcing and removes this node's entry, so the
+    /// others see it go at once instead of after `dead_after_ms`.
+    pub async fn leave(&self) {
+        self.task.abort();
+        let leave = membership::leave(&self.client, &self.name, &self.node);
+        if tokio::time::timeout(Duration::from_secs(2), leave)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not tell the cluster this node is leaving within 2 s");
+        }
+    }
+}
