@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Server, temp_data_dir};
+use crate::harness::{Server, rust_example, temp_data_dir};
 
 /// A `nats-server` with JetStream on a free loopback port, stopped on drop.
 struct Nats {
@@ -98,8 +98,24 @@ async fn nodes_see_each_other_join_leave_and_die() {
     let a = node(guard.path(), "node-a", &nats.url);
     let mut b = node(guard.path(), "node-b", &nats.url);
 
-    // Each sees both, with the other's API address.
-    let view = wait_for_nodes(&a, &["node-a", "node-b"], Duration::from_secs(10)).await;
+    // Each sees both, with the other's API address and agents.
+    b.deploy("echo", &rust_example("echo"), serde_json::json!({}))
+        .await;
+    wait_for_nodes(&a, &["node-a", "node-b"], Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let (_, view) = a.get("/api/v1/cluster").await;
+        if view["nodes"][1]["agents"] == serde_json::json!(["echo"]) {
+            break view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-b's echo never showed: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["nodes"][1]["agent_count"], 1, "{view}");
+    assert_eq!(view["nodes"][0]["agent_count"], 0, "{view}");
     assert_eq!(view["cluster"], "caxton");
     assert_eq!(view["node"], "node-a");
     assert_eq!(view["nats"], "connected");

@@ -8,6 +8,26 @@ use clap::Subcommand;
 use super::client::Client;
 use super::output::{self, Table, cell};
 
+/// "3: echo, memo, x" (the count, then the names the record lists).
+fn agents(node: &serde_json::Value) -> String {
+    let names: Vec<&str> = node["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .collect();
+    let count = node["agent_count"].as_u64().unwrap_or(names.len() as u64);
+    if names.is_empty() {
+        return count.to_string();
+    }
+    let more = if (names.len() as u64) < count {
+        ", …"
+    } else {
+        ""
+    };
+    format!("{count}: {}{more}", names.join(", "))
+}
+
 #[derive(Subcommand)]
 pub enum ClusterCommand {
     /// This node, its NATS connection and the live nodes.
@@ -33,7 +53,7 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<Exi
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            let mut table = Table::new(&["NODE", "API", "VERSION", "LAST HEARTBEAT"]);
+            let mut table = Table::new(&["NODE", "API", "VERSION", "LAST HEARTBEAT", "AGENTS"]);
             for node in status["nodes"].as_array().into_iter().flatten() {
                 let beat = node["heartbeat_unix_ms"].as_u64().unwrap_or(0);
                 table.row(vec![
@@ -41,6 +61,7 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<Exi
                     cell(&node["api_url"]),
                     cell(&node["version"]),
                     format!("{:.1} s ago", now.saturating_sub(beat) as f64 / 1000.0),
+                    agents(node),
                 ]);
             }
             table.print();

@@ -16,7 +16,12 @@ use serde::{Deserialize, Serialize};
 /// not grow this node's memory without bound.
 const MAX_NODES: usize = 1_000;
 /// Largest node record read.
-const MAX_RECORD_BYTES: usize = 4_096;
+const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Most agent names a record lists (`agent_count` has them all).
+const MAX_LISTED_AGENTS: usize = 256;
+
+/// What this node runs, asked at every heartbeat.
+pub type AgentLister = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// One node as it announces itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -29,6 +34,11 @@ pub struct NodeRecord {
     /// When it started and when it last said it was alive, Unix ms.
     pub started_unix_ms: u64,
     pub heartbeat_unix_ms: u64,
+    /// The agents it runs (the first 256 names, sorted) and how many.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    #[serde(default)]
+    pub agent_count: usize,
 }
 
 impl NodeRecord {
@@ -40,6 +50,8 @@ impl NodeRecord {
             version: env!("CARGO_PKG_VERSION").into(),
             started_unix_ms: now,
             heartbeat_unix_ms: now,
+            agents: Vec::new(),
+            agent_count: 0,
         }
     }
 }
@@ -68,6 +80,7 @@ pub async fn run(
     heartbeat: Duration,
     dead_after: Duration,
     view: Arc<Mutex<NodeView>>,
+    agents: AgentLister,
 ) {
     let js = jetstream::new(client);
     let mut bucket: Option<kv::Store> = None;
@@ -75,6 +88,11 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let mut names = agents();
+        names.sort_unstable();
+        record.agent_count = names.len();
+        names.truncate(MAX_LISTED_AGENTS);
+        record.agents = names;
         let outcome = match &bucket {
             Some(store) => beat(store, &mut record).await,
             None => match super::kv::bucket(&js, &bucket_name(&cluster), 1, dead_after).await {

@@ -2,9 +2,9 @@
 //! (`docs/CLUSTER.md`). Configured by `cluster.nats_url`; without it none
 //! of this runs and a node is on its own, as always.
 //!
-//! So far: membership. Each node announces itself in a KV bucket whose
-//! entries expire, reads the bucket to learn who else is alive, and logs
-//! joins and departures; `GET /api/v1/cluster` and `caxton cluster status`
+//! So far: membership. Each node announces itself and the agents it runs
+//! in a KV bucket whose entries expire, reads the bucket to learn who else
+//! is alive, and logs joins and departures; `GET /api/v1/cluster` and `caxton cluster status`
 //! show the view.
 
 mod kv;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use membership::{NodeRecord, NodeView};
+pub use membership::{AgentLister, NodeRecord, NodeView};
 
 /// The `cluster:` section of the configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +146,7 @@ impl Cluster {
         config: &ClusterConfig,
         node: String,
         api_url: String,
+        agents: AgentLister,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let Some(url) = config.nats_url.clone() else {
             return Err(ClusterError::Connect {
@@ -181,6 +182,7 @@ impl Cluster {
             Duration::from_millis(config.heartbeat_ms),
             Duration::from_millis(config.dead_after_ms),
             view.clone(),
+            agents,
         ));
         tracing::info!(cluster = %config.name, node = %node, nats = %url, "joining the cluster");
         Ok(Arc::new(Cluster {
