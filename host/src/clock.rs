@@ -31,6 +31,14 @@ pub fn rfc3339_days_ago(days: u64) -> String {
         .unwrap_or_else(|_| then.unix_timestamp().to_string())
 }
 
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Milliseconds since the Unix epoch as RFC 3339 text.
 pub fn rfc3339_from_millis(millis: u64) -> String {
     let nanos = i128::from(millis) * 1_000_000;

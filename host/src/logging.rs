@@ -49,9 +49,11 @@ impl LoggingConfig {
 }
 
 /// Crates whose `info` lines are chatter, not server events: the compiler's,
-/// and rmcp's, which writes three lines (one with the whole client
-/// description) for every MCP request over HTTP.
-const QUIET: &str = "wasmtime=warn,cranelift=warn,rmcp=warn";
+/// rmcp's, which writes three lines (one with the whole client
+/// description) for every MCP request over HTTP, and async-nats's, which
+/// writes a line per reconnect attempt while NATS is away (the health
+/// reason and the cluster's own warnings say it once).
+const QUIET: &str = "wasmtime=warn,cranelift=warn,rmcp=warn,async_nats=warn";
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 

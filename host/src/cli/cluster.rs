@@ -1,7 +1,6 @@
 //! `caxton cluster status`: the cluster as the server's node sees it.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 
@@ -50,9 +49,7 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<Exi
             if let Some(problem) = status["problem"].as_str() {
                 println!("warning: {problem}");
             }
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let now = crate::clock::now_unix_ms();
             let mut table = Table::new(&["NODE", "API", "VERSION", "LAST HEARTBEAT", "AGENTS"]);
             for node in status["nodes"].as_array().into_iter().flatten() {
                 let beat = node["heartbeat_unix_ms"].as_u64().unwrap_or(0);

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt as _;
@@ -43,7 +43,7 @@ pub struct NodeRecord {
 
 impl NodeRecord {
     pub fn new(node: &str, api_url: &str) -> Self {
-        let now = now_ms();
+        let now = crate::clock::now_unix_ms();
         NodeRecord {
             node: node.into(),
             api_url: api_url.into(),
@@ -61,12 +61,6 @@ impl NodeRecord {
 pub struct NodeView {
     pub nodes: BTreeMap<String, NodeRecord>,
     pub problem: Option<String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn bucket_name(cluster: &str) -> String {
@@ -133,7 +127,7 @@ async fn beat(
     store: &kv::Store,
     record: &mut NodeRecord,
 ) -> Result<BTreeMap<String, NodeRecord>, String> {
-    record.heartbeat_unix_ms = now_ms();
+    record.heartbeat_unix_ms = crate::clock::now_unix_ms();
     let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
     store
         .put(&record.node, bytes.into())

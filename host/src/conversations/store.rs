@@ -216,12 +216,7 @@ impl Default for ConversationStore {
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::now_unix_ms as now_ms;
 
 /// A history entry for a message.
 pub fn entry(

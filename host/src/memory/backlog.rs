@@ -117,11 +117,11 @@ impl MemoryService {
             self.unsaved
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
             if version.is_some() {
-                let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-                // Unknown until the insert is whole (see `apply`).
-                index.set_version(None);
-                index.insert_many(items).map_err(index_err)?;
-                index.set_version(version);
+                self.index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply_versioned(version, |index| index.insert_many(items))
+                    .map_err(index_err)?;
             }
             self.backlog.from.fetch_max(next, Ordering::Relaxed);
             total += pending.len();

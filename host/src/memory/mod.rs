@@ -545,20 +545,21 @@ impl MemoryService {
         }
         let changes = (delta.added.len() + delta.removed.len()) as u64;
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        // Until the change is whole, the index holds no known version: a
-        // snapshot saved after a failure here is reconciled when loaded.
-        index.set_version(None);
-        for doc in delta.removed {
-            index.remove(doc).map_err(index_err)?;
-        }
-        if delta.added.len() > 16 {
-            index.insert_many(delta.added).map_err(index_err)?;
-        } else {
-            for (doc, scope, vector) in delta.added {
-                index.insert(doc, &scope, &vector).map_err(index_err)?;
-            }
-        }
-        index.set_version(delta.version);
+        let (added, removed) = (delta.added, delta.removed);
+        index
+            .apply_versioned(delta.version, |index| {
+                for doc in removed {
+                    index.remove(doc)?;
+                }
+                if added.len() > 16 {
+                    index.insert_many(added)
+                } else {
+                    added
+                        .into_iter()
+                        .try_for_each(|(doc, scope, vector)| index.insert(doc, &scope, &vector))
+                }
+            })
+            .map_err(index_err)?;
         self.unsaved.fetch_add(changes, Ordering::Relaxed);
         Ok(())
     }

@@ -197,8 +197,7 @@ pub fn decode(bytes: &[u8]) -> Vec<f32> {
 
 /// Gives the embeddings a new [`VECTORS_VERSION`].
 fn stamp_vectors(meta: &mut redb::Table<&str, u64>) -> Result<u64> {
-    let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
-    let version = (hi ^ lo).max(1);
+    let version = super::vectors::rand_token().max(1);
     meta.insert(VECTORS_VERSION, version)?;
     Ok(version)
 }

@@ -118,6 +118,21 @@ impl VectorIndex {
         self.version = version;
     }
 
+    /// Applies a committed change of the embeddings (`change`) and takes
+    /// on its `version` — only if the change is whole: until then, and
+    /// after a failure, the index holds no known version, so a snapshot
+    /// saved meanwhile is reconciled when loaded.
+    pub fn apply_versioned(
+        &mut self,
+        version: Option<u64>,
+        change: impl FnOnce(&mut Self) -> Result<(), IndexError>,
+    ) -> Result<(), IndexError> {
+        self.version = None;
+        change(self)?;
+        self.version = version;
+        Ok(())
+    }
+
     pub fn dimensions(&self) -> usize {
         self.dimensions
     }
@@ -443,7 +458,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
     file.sync_all().map_err(io_at(path))
 }
 
-fn rand_token() -> u64 {
+/// A random u64 (snapshot names, the vectors version).
+pub(super) fn rand_token() -> u64 {
     let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
     hi ^ lo
 }
