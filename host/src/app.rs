@@ -80,14 +80,11 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %data_dir.display(), "caxton server ready");
     if config.cluster.enabled() {
         let node = config.cluster.node_name(local.port());
-        let registry = state.manager.registry().clone();
-        let agents: crate::cluster::AgentLister =
-            Arc::new(move || registry.all().iter().map(|a| a.name.clone()).collect());
         let cluster = crate::cluster::Cluster::start(
             &config.cluster,
             node,
             format!("{scheme}://{local}"),
-            agents,
+            state.manager.registry().clone(),
         )
         .await?;
         let _ = state.cluster.set(cluster);

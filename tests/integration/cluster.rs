@@ -198,3 +198,138 @@ async fn a_node_outside_a_cluster_says_so_and_bad_cluster_settings_are_refused()
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cluster.dead_after_ms"), "{stderr}");
 }
+
+/// Deploys the contractor example on `server` as `name`, bidding `bid`
+/// for capability `quote`.
+async fn bidder(server: &Server, name: &str, bid: u32) {
+    let mut body = crate::harness::deploy_body(
+        name,
+        &rust_example("contractor"),
+        serde_json::json!({"max_execution_time_ms": 60000}),
+    );
+    body["config"] = serde_json::json!({"name": name, "bid": bid});
+    let (status, answer) = server.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "deploying {name}: {answer}");
+}
+
+/// Sends `text` to `agent` through `server` until the other nodes' agents
+/// are known there (a fraction of a heartbeat), then answers the reply.
+async fn ask_through(server: &Server, agent: &str, text: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server.message(agent, text).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            status == 404 && Instant::now() < deadline,
+            "{agent} through {}: {status} {body}",
+            server.base
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_three_nodes_answer_each_other() {
+    let (guard, _) = temp_data_dir();
+    let nats = Nats::start(&guard.path().join("jetstream"));
+    let mut a = node(guard.path(), "node-a", &nats.url);
+    let b = node(guard.path(), "node-b", &nats.url);
+    let c = node(guard.path(), "node-c", &nats.url);
+    a.deploy("echo", &rust_example("echo"), serde_json::json!({}))
+        .await;
+    bidder(&a, "bid-a", 7).await;
+    bidder(&b, "bid-b", 3).await;
+    bidder(&c, "bid-c", 5).await;
+
+    // Deployed on A, asked through C: A's echo answers, its conversation
+    // id and the agent's name come back as they would locally.
+    let body = ask_through(&c, "echo", "over the wire").await;
+    assert_eq!(body["reply"]["content"], "over the wire", "{body}");
+    assert_eq!(body["agent"]["name"], "echo", "{body}");
+    let (status, body) = c
+        .post(
+            "/api/v1/messages",
+            &serde_json::json!({"capability": "echo", "content": "by capability"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["content"], "by capability", "{body}");
+    // An agent nobody runs is still unknown, not sent anywhere.
+    let (status, body) = c.message("nobody", "hello").await;
+    assert_eq!(status, 404, "{body}");
+
+    // A broadcast from B gathers every node's bidder.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gathered = loop {
+        let (status, gathered) = b
+            .post(
+                "/api/v1/broadcast",
+                &serde_json::json!({"capability": "quote", "content": "price?", "timeout_ms": 5000}),
+            )
+            .await;
+        assert_eq!(status, 200, "{gathered}");
+        if gathered["asked"] == 3 || Instant::now() > deadline {
+            break gathered;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(gathered["asked"], 3, "{gathered}");
+    assert_eq!(gathered["answered"], 3, "{gathered}");
+    let contents: Vec<&str> = gathered["answers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["content"].as_str())
+        .collect();
+    assert_eq!(
+        contents,
+        ["bid-a quotes 7", "bid-b quotes 3", "bid-c quotes 5"],
+        "{gathered}"
+    );
+
+    // A contract net run from C awards B's bidder (the lowest bid); the
+    // rejections reach A's and C's bidders as fire-and-forget messages.
+    let (status, outcome) = c
+        .post(
+            "/api/v1/contract-net",
+            &serde_json::json!({"capability": "quote", "task": "paint the fence",
+                    "timeout_ms": 5000, "result_timeout_ms": 5000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["winner"], "bid-b", "{outcome}");
+    assert_eq!(outcome["result"], "bid-b did: paint the fence", "{outcome}");
+    assert_eq!(
+        outcome["rejected"],
+        serde_json::json!(["bid-c", "bid-a"]),
+        "{outcome}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.ask("bid-a", "rejections").await != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the rejection from node-c never reached bid-a on node-a"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Node A killed: a request for its echo fails at once with a clear,
+    // retryable error (NATS knows A's subscriptions went with its
+    // connection), then, once A's entry expired, echo is unknown.
+    a.kill();
+    let asked = Instant::now();
+    let (status, body) = c.message("echo", "anyone?").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "agent_unreachable", "{body}");
+    assert_eq!(body["error"]["details"]["retryable"], true, "{body}");
+    wait_for_nodes(&c, &["node-b", "node-c"], Duration::from_secs(10)).await;
+    let (status, body) = c.message("echo", "anyone?").await;
+    assert_eq!(status, 404, "{body}");
+}

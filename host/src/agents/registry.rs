@@ -14,7 +14,9 @@ use super::record::AgentRecord;
 use super::run_to_end::{RunToEnd, Work};
 use super::stats::AgentStats;
 use crate::conversations::ConversationStore;
-use crate::messaging::{AclMessage, Address, Delivered, DeliveryError, MessageBus, SubscribeError};
+use crate::messaging::{
+    AclMessage, Address, Delivered, DeliveryError, Elsewhere, MessageBus, SubscribeError,
+};
 use crate::outbox::{Outbox, Queued, Target};
 use crate::runtime::guest_log::AgentLog;
 
@@ -203,6 +205,14 @@ pub struct Registry {
     /// Where subscriptions are kept; without it (tests of routing alone)
     /// they cannot change.
     storage: Option<Arc<crate::storage::Storage>>,
+    /// The agents of the other nodes, when this node is in a cluster.
+    elsewhere: std::sync::OnceLock<Arc<dyn Elsewhere>>,
+}
+
+/// Where a message goes: an agent of this node, or another node.
+enum Route {
+    Here(Arc<AgentHandle>),
+    Elsewhere(Arc<dyn Elsewhere>),
 }
 
 impl Registry {
@@ -218,6 +228,27 @@ impl Registry {
             outbox: std::sync::OnceLock::new(),
             topics: super::topics::Topics::default(),
             storage: None,
+            elsewhere: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Routes what no agent of this node takes to the other nodes of its
+    /// cluster. Once only.
+    pub fn reach_elsewhere(&self, elsewhere: Arc<dyn Elsewhere>) {
+        let _ = self.elsewhere.set(elsewhere);
+    }
+
+    /// Where a message to `to` goes: a local agent first, then another
+    /// node that says it runs one (unless `here_only`).
+    fn route(&self, to: &Address, here_only: bool) -> Result<Route, DeliveryError> {
+        match self.resolve(to) {
+            Ok(handle) => Ok(Route::Here(handle)),
+            Err(error) => match self.elsewhere.get() {
+                Some(elsewhere) if !here_only && elsewhere.knows(to) => {
+                    Ok(Route::Elsewhere(elsewhere.clone()))
+                }
+                _ => Err(error),
+            },
         }
     }
 
@@ -418,7 +449,28 @@ impl Registry {
         timeout: Duration,
         stream: crate::llm::TextSink,
     ) -> Result<Delivered, DeliveryError> {
-        self.deliver(None, to, message, timeout, Some(stream)).await
+        self.deliver(None, to, message, timeout, Some(stream), false)
+            .await
+    }
+
+    /// [`MessageBus::request`] to this node's agents only: what another
+    /// node of the cluster asks for (it already chose this node, and a
+    /// message must never bounce between nodes).
+    pub async fn request_here(
+        &self,
+        from_agent: Option<&str>,
+        to: Address,
+        message: AclMessage,
+        timeout: Duration,
+    ) -> Result<Delivered, DeliveryError> {
+        self.deliver(from_agent, to, message, timeout, None, true)
+            .await
+    }
+
+    /// Whether a message to `to` would find a receiver, here or on
+    /// another node.
+    pub fn check_route(&self, to: &Address) -> Result<(), DeliveryError> {
+        self.route(to, false).map(|_| ())
     }
 
     async fn deliver(
@@ -428,20 +480,39 @@ impl Registry {
         message: AclMessage,
         timeout: Duration,
         stream: Option<crate::llm::TextSink>,
+        here_only: bool,
     ) -> Result<Delivered, DeliveryError> {
-        let handle = self.resolve(&to)?;
+        let route = self.route(&to, here_only)?;
+        let receiver = match (&route, &to) {
+            (Route::Here(handle), _) => handle.name.clone(),
+            (Route::Elsewhere(_), Address::Agent(name)) => name.clone(),
+            (Route::Elsewhere(_), Address::Capability(capability)) => capability.clone(),
+        };
         // Recorded once routed (a message to nobody is in no
         // conversation); dropped unfinished when the sender stops waiting.
         let mut exchange = Exchange::begin(
             &self.conversations,
             &message,
             from_agent.is_some(),
-            &handle.name,
+            &receiver,
             timeout,
         );
         let conversation_id = exchange.conversation_id().to_string();
+        let delivery = async {
+            match route {
+                Route::Here(handle) => {
+                    self.deliver_to(handle, from_agent, to, message, timeout, stream)
+                        .await
+                }
+                // Another node's answer comes whole: its model's tokens
+                // are not streamed across nodes.
+                Route::Elsewhere(elsewhere) => {
+                    elsewhere.request(from_agent, &to, message, timeout).await
+                }
+            }
+        };
         let result = tokio::select! {
-            result = self.deliver_to(handle, from_agent, to, message, timeout, stream) => result,
+            result = delivery => result,
             () = exchange.cancelled() => Err(DeliveryError::Cancelled(conversation_id)),
         };
         exchange.finish(&result);
@@ -586,6 +657,16 @@ impl Drop for Waiting<'_> {
     }
 }
 
+impl Registry {
+    /// `here` and then the names of `elsewhere` no local agent has, in
+    /// name order.
+    fn with_elsewhere(&self, here: Vec<String>, elsewhere: Vec<String>) -> Vec<String> {
+        let mut all: std::collections::BTreeSet<String> = here.into_iter().collect();
+        all.extend(elsewhere.into_iter().filter(|name| self.get(name).is_none()));
+        all.into_iter().collect()
+    }
+}
+
 /// Whether a protocol may address `handle`: not suspended, and not the
 /// sending agent itself (`excluding`, its id).
 fn reachable(handle: &AgentHandle, excluding: Option<&str>) -> bool {
@@ -595,16 +676,23 @@ fn reachable(handle: &AgentHandle, excluding: Option<&str>) -> bool {
 #[async_trait::async_trait]
 impl MessageBus for Registry {
     fn check(&self, to: &Address) -> Result<(), DeliveryError> {
-        self.resolve(to).map(|_| ())
+        self.check_route(to)
     }
 
+    /// This node's agents, then the other nodes' (a name both here and
+    /// elsewhere is the local agent).
     fn recipients(&self, capability: &str, excluding: Option<&str>) -> Vec<String> {
-        self.read()
+        let here: Vec<String> = self
+            .read()
             .values()
             .filter(|h| reachable(h, excluding))
             .filter(|h| h.capabilities().iter().any(|c| c == capability))
             .map(|h| h.name.clone())
-            .collect()
+            .collect();
+        match self.elsewhere.get() {
+            Some(elsewhere) => self.with_elsewhere(here, elsewhere.recipients(capability)),
+            None => here,
+        }
     }
 
     fn conversations(&self) -> &Arc<ConversationStore> {
@@ -618,7 +706,8 @@ impl MessageBus for Registry {
         message: AclMessage,
         timeout: Duration,
     ) -> Result<Delivered, DeliveryError> {
-        self.deliver(from_agent, to, message, timeout, None).await
+        self.deliver(from_agent, to, message, timeout, None, false)
+            .await
     }
 
     /// Each address is checked now, then all are written at once (or
@@ -629,7 +718,7 @@ impl MessageBus for Registry {
         messages: Vec<(Address, AclMessage)>,
     ) -> Result<usize, DeliveryError> {
         for (to, _) in &messages {
-            self.resolve(to)?;
+            self.check_route(to)?;
         }
         let count = messages.len();
         let Some(outbox) = self.outbox.get() else {
@@ -673,11 +762,17 @@ impl MessageBus for Registry {
     }
 
     fn subscribers(&self, topic: &str, excluding: Option<&str>) -> Vec<String> {
-        let agents = self.read();
-        self.topics
-            .subscribers(topic)
-            .into_iter()
-            .filter(|name| agents.get(name).is_some_and(|h| reachable(h, excluding)))
-            .collect()
+        let here: Vec<String> = {
+            let agents = self.read();
+            self.topics
+                .subscribers(topic)
+                .into_iter()
+                .filter(|name| agents.get(name).is_some_and(|h| reachable(h, excluding)))
+                .collect()
+        };
+        match self.elsewhere.get() {
+            Some(elsewhere) => self.with_elsewhere(here, elsewhere.subscribers(topic)),
+            None => here,
+        }
     }
 }

@@ -1,7 +1,10 @@
-//! Who is in the cluster: every node puts its record under its name in the
-//! bucket `<cluster>_nodes` each heartbeat; entries expire after
-//! `dead_after`, so a node that stops (killed, cut off) drops out without
-//! anyone deciding it. Each node reads the bucket after its own heartbeat
+//! Who is in the cluster and what each node runs: every node puts its
+//! record (its agents, and which of them take which capability and topic)
+//! under its name in the bucket `<cluster>_nodes` each heartbeat, and at
+//! once when its agents change; entries expire after `dead_after`, so a
+//! node that stops (killed, cut off) drops out without anyone deciding it.
+//! Each node reads the bucket several times per heartbeat (so a newly
+//! deployed agent is reachable from everywhere within a fraction of one)
 //! and logs who joined and who left.
 
 use std::collections::BTreeMap;
@@ -15,13 +18,24 @@ use serde::{Deserialize, Serialize};
 /// Most nodes a view holds: a bucket flooded by a misbehaving client must
 /// not grow this node's memory without bound.
 const MAX_NODES: usize = 1_000;
+/// Most agent names a record lists (`agent_count` has them all): past
+/// it, another node tries NATS for a name it does not see listed.
+const MAX_LISTED_AGENTS: usize = 1_024;
 /// Largest node record read.
-const MAX_RECORD_BYTES: usize = 64 * 1024;
-/// Most agent names a record lists (`agent_count` has them all).
-const MAX_LISTED_AGENTS: usize = 256;
+const MAX_RECORD_BYTES: usize = 512 * 1024;
 
-/// What this node runs, asked at every heartbeat.
-pub type AgentLister = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// One agent this node runs, as the others need to know it to route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAgent {
+    pub name: String,
+    /// Empty while the agent is suspended: it takes no capability's or
+    /// topic's messages then.
+    pub capabilities: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+/// What this node runs, asked several times per heartbeat.
+pub type AgentLister = Arc<dyn Fn() -> Vec<LocalAgent> + Send + Sync>;
 
 /// One node as it announces itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -34,11 +48,17 @@ pub struct NodeRecord {
     /// When it started and when it last said it was alive, Unix ms.
     pub started_unix_ms: u64,
     pub heartbeat_unix_ms: u64,
-    /// The agents it runs (the first 256 names, sorted) and how many.
+    /// The agents it runs (the first 1,024 names, sorted) and how many.
     #[serde(default)]
     pub agents: Vec<String>,
     #[serde(default)]
     pub agent_count: usize,
+    /// Capability → the listed agents taking it, in name order.
+    #[serde(default)]
+    pub capabilities: BTreeMap<String, Vec<String>>,
+    /// Topic → the listed agents subscribed to it, in name order.
+    #[serde(default)]
+    pub topics: BTreeMap<String, Vec<String>>,
 }
 
 impl NodeRecord {
@@ -52,7 +72,47 @@ impl NodeRecord {
             heartbeat_unix_ms: now,
             agents: Vec::new(),
             agent_count: 0,
+            capabilities: BTreeMap::new(),
+            topics: BTreeMap::new(),
         }
+    }
+
+    /// Sets what the record says this node runs; whether that changed.
+    fn offer(&mut self, mut agents: Vec<LocalAgent>) -> bool {
+        agents.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let count = agents.len();
+        agents.truncate(MAX_LISTED_AGENTS);
+        let mut capabilities: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut topics: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for agent in &agents {
+            for capability in &agent.capabilities {
+                capabilities
+                    .entry(capability.clone())
+                    .or_default()
+                    .push(agent.name.clone());
+            }
+            for topic in &agent.topics {
+                topics
+                    .entry(topic.clone())
+                    .or_default()
+                    .push(agent.name.clone());
+            }
+        }
+        let names: Vec<String> = agents.into_iter().map(|a| a.name).collect();
+        let changed = names != self.agents
+            || count != self.agent_count
+            || capabilities != self.capabilities
+            || topics != self.topics;
+        self.agents = names;
+        self.agent_count = count;
+        self.capabilities = capabilities;
+        self.topics = topics;
+        changed
+    }
+
+    /// Whether the record lists every agent of its node.
+    pub fn complete(&self) -> bool {
+        self.agents.len() >= self.agent_count
     }
 }
 
@@ -78,25 +138,39 @@ pub async fn run(
 ) {
     let js = jetstream::new(client);
     let mut bucket: Option<kv::Store> = None;
-    let mut tick = tokio::time::interval(heartbeat);
+    // Read four times per heartbeat (at most every 500 ms), write once per
+    // heartbeat or as soon as this node's agents change.
+    let read_every = (heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let mut tick = tokio::time::interval(read_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_put: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        let mut names = agents();
-        names.sort_unstable();
-        record.agent_count = names.len();
-        names.truncate(MAX_LISTED_AGENTS);
-        record.agents = names;
-        let outcome = match &bucket {
-            Some(store) => beat(store, &mut record).await,
-            None => match super::kv::bucket(&js, &bucket_name(&cluster), 1, dead_after).await {
-                Ok(store) => {
-                    let outcome = beat(&store, &mut record).await;
-                    bucket = Some(store);
-                    outcome
+        let changed = record.offer(agents());
+        let due = changed || last_put.is_none_or(|at| at.elapsed() + read_every / 2 >= heartbeat);
+        let store = match &bucket {
+            Some(store) => Ok(store.clone()),
+            None => super::kv::bucket(&js, &bucket_name(&cluster), 1, dead_after).await,
+        };
+        let outcome = match store {
+            Ok(store) => {
+                bucket = Some(store.clone());
+                let put = if due {
+                    announce(&store, &mut record).await
+                } else {
+                    Ok(())
+                };
+                match put {
+                    Ok(()) => {
+                        if due {
+                            last_put = Some(tokio::time::Instant::now());
+                        }
+                        read_nodes(&store).await
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
+            Err(e) => Err(e),
         };
         let mut view = view.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
@@ -122,17 +196,19 @@ pub async fn run(
     }
 }
 
-/// Announces this node, then reads every live node's record.
-async fn beat(
-    store: &kv::Store,
-    record: &mut NodeRecord,
-) -> Result<BTreeMap<String, NodeRecord>, String> {
+/// Says this node is alive and what it runs.
+async fn announce(store: &kv::Store, record: &mut NodeRecord) -> Result<(), String> {
     record.heartbeat_unix_ms = crate::clock::now_unix_ms();
     let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
     store
         .put(&record.node, bytes.into())
         .await
         .map_err(|e| format!("cannot announce this node: {e}"))?;
+    Ok(())
+}
+
+/// Every live node's record.
+async fn read_nodes(store: &kv::Store) -> Result<BTreeMap<String, NodeRecord>, String> {
     let mut keys = store
         .keys()
         .await

@@ -2,20 +2,23 @@
 //! (`docs/CLUSTER.md`). Configured by `cluster.nats_url`; without it none
 //! of this runs and a node is on its own, as always.
 //!
-//! So far: membership. Each node announces itself and the agents it runs
-//! in a KV bucket whose entries expire, reads the bucket to learn who else
-//! is alive, and logs joins and departures; `GET /api/v1/cluster` and `caxton cluster status`
-//! show the view.
+//! So far: membership ([`membership`]: each node announces itself and the
+//! agents it runs in a KV bucket whose entries expire, reads the bucket to
+//! learn who else is alive and what they run, and logs joins and
+//! departures; `GET /api/v1/cluster` and `caxton cluster status` show the
+//! view) and messages across nodes ([`routing`]: what no local agent takes
+//! goes over NATS to a node that runs one).
 
 mod kv;
 mod membership;
+mod routing;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use membership::{AgentLister, NodeRecord, NodeView};
+pub use membership::{AgentLister, LocalAgent, NodeRecord, NodeView};
 
 /// The `cluster:` section of the configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -122,7 +125,31 @@ pub struct Cluster {
     url: String,
     client: async_nats::Client,
     view: Arc<Mutex<NodeView>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What `registry` runs, as the other nodes need to know it.
+fn local_agents(registry: &crate::agents::Registry) -> Vec<LocalAgent> {
+    registry
+        .all()
+        .iter()
+        .map(|handle| {
+            let live = handle.status() != crate::agents::registry::AgentStatus::Suspended;
+            LocalAgent {
+                name: handle.name.clone(),
+                capabilities: if live {
+                    handle.capabilities()
+                } else {
+                    Vec::new()
+                },
+                topics: if live {
+                    registry.topics().of_agent(&handle.name)
+                } else {
+                    Vec::new()
+                },
+            }
+        })
+        .collect()
 }
 
 /// The cluster as this node sees it (`GET /api/v1/cluster`).
@@ -141,12 +168,14 @@ pub struct ClusterStatus {
 
 impl Cluster {
     /// Connects (in the background when NATS is not up yet: the node
-    /// serves its own work meanwhile) and starts announcing this node.
+    /// serves its own work meanwhile), starts announcing this node and
+    /// what `registry` runs, answers other nodes' messages to those
+    /// agents, and sends `registry` what no local agent takes.
     pub async fn start(
         config: &ClusterConfig,
         node: String,
         api_url: String,
-        agents: AgentLister,
+        registry: Arc<crate::agents::Registry>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let Some(url) = config.nats_url.clone() else {
             return Err(ClusterError::Connect {
@@ -175,15 +204,31 @@ impl Cluster {
             })?;
         let view = Arc::new(Mutex::new(NodeView::default()));
         let record = NodeRecord::new(&node, &api_url);
-        let task = tokio::spawn(membership::run(
+        let agents: AgentLister = {
+            let registry = registry.clone();
+            Arc::new(move || local_agents(&registry))
+        };
+        let membership = tokio::spawn(membership::run(
             client.clone(),
             config.name.clone(),
             record,
             Duration::from_millis(config.heartbeat_ms),
             Duration::from_millis(config.dead_after_ms),
             view.clone(),
+            agents.clone(),
+        ));
+        let serving = tokio::spawn(routing::serve(
+            client.clone(),
+            config.name.clone(),
+            registry.clone(),
             agents,
         ));
+        registry.reach_elsewhere(Arc::new(routing::Routes::new(
+            client.clone(),
+            config.name.clone(),
+            node.clone(),
+            view.clone(),
+        )));
         tracing::info!(cluster = %config.name, node = %node, nats = %url, "joining the cluster");
         Ok(Arc::new(Cluster {
             name: config.name.clone(),
@@ -191,7 +236,7 @@ impl Cluster {
             url,
             client,
             view,
-            task,
+            tasks: vec![membership, serving],
         }))
     }
 
@@ -228,7 +273,9 @@ impl Cluster {
     /// Leaves: stops announcing and removes this node's entry, so the
     /// others see it go at once instead of after `dead_after_ms`.
     pub async fn leave(&self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         let leave = membership::leave(&self.client, &self.name, &self.node);
         if tokio::time::timeout(Duration::from_secs(2), leave)
             .await

@@ -6,7 +6,8 @@ use thiserror::Error;
 
 /// Why one message did not produce an answer from the agent. Each variant
 /// discards the instance; the next message gets a fresh one.
-#[derive(Debug, Clone, Error)]
+#[derive(Debug, Clone, Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum ExecutionFailure {
     #[error(
         "ran out of fuel (max_fuel = {max_fuel}); raise resource_limits.max_fuel or make the agent do less per message"

@@ -3,6 +3,7 @@
 //! routes by name, id or capability).
 
 pub mod acl;
+pub mod elsewhere;
 pub mod failure;
 pub mod fan_out;
 pub mod names;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use acl::{AclMessage, Performative};
+pub use elsewhere::Elsewhere;
 pub use failure::ExecutionFailure;
 
 /// Who a message is for.
@@ -32,8 +34,10 @@ impl std::fmt::Display for Address {
     }
 }
 
-/// Why a message did not get an answer.
-#[derive(Debug, Clone, Error)]
+/// Why a message did not get an answer. Serialisable: in a cluster the
+/// node that ran the agent sends it back to the node that asked.
+#[derive(Debug, Clone, Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum DeliveryError {
     #[error("no agent named `{0}`; list agents with `caxton agents list`")]
     UnknownAgent(String),
@@ -62,6 +66,13 @@ pub enum DeliveryError {
         agent: String,
         failure: ExecutionFailure,
     },
+    /// The agent runs on another node of the cluster, which did not take
+    /// or did not answer the message: worth retrying (the agent may be
+    /// moving to a surviving node).
+    #[error(
+        "agent `{agent}` runs on another node of the cluster, which could not be reached: {reason}; retry in a few seconds (`caxton cluster status` shows the nodes)"
+    )]
+    Unreachable { agent: String, reason: String },
 }
 
 /// The reply to a delivered message, with where the time went.

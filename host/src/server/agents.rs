@@ -561,7 +561,7 @@ async fn send_streaming(
     use axum::response::sse::{Event, KeepAlive, Sse};
 
     let registry = state.manager.registry().clone();
-    registry.resolve(&to)?;
+    registry.check_route(&to)?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     tokio::spawn(async move {
         let started = Instant::now();

@@ -166,6 +166,10 @@ impl From<DeliveryError> for ApiError {
             DeliveryError::AgentFailed { agent, failure } => {
                 failure_error(failure, message).with_details(json!({ "agent": agent }))
             }
+            DeliveryError::Unreachable { agent, .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_unreachable", message)
+                    .with_details(json!({ "agent": agent, "retryable": true }))
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use crate::trace::{SpanKind, TraceParent, TraceStore};
 
 pub const REQUEST_ID: &str = "x-request-id";
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: &str = crate::trace::TRACEPARENT_HEADER;
 
 /// Longest request id taken from a caller.
 const MAX_ID_LEN: usize = 128;

@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub use context::TraceParent;
 
+/// The W3C header a [`TraceParent`] travels in (HTTP, NATS).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// Spans kept when the configuration does not say.
 pub const DEFAULT_SPANS: usize = 10_000;
 

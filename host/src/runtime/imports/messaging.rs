@@ -101,7 +101,8 @@ pub(super) fn delivery_error(e: &DeliveryError) -> Error {
         | DeliveryError::MailboxFull { .. }
         | DeliveryError::Stopped(_)
         | DeliveryError::Cancelled(_)
-        | DeliveryError::NotQueued(_) => Error::Unavailable(text),
+        | DeliveryError::NotQueued(_)
+        | DeliveryError::Unreachable { .. } => Error::Unavailable(text),
         DeliveryError::AgentFailed { .. } => Error::Internal(text),
     }
 }
