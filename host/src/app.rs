@@ -84,7 +84,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
             &config.cluster,
             node,
             format!("{scheme}://{local}"),
-            state.manager.registry().clone(),
+            state.manager.clone(),
         )
         .await?;
         let _ = state.cluster.set(cluster);

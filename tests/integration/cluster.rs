@@ -317,19 +317,98 @@ async fn agents_on_three_nodes_answer_each_other() {
 
     // Node A killed: a request for its echo fails at once with a clear,
     // retryable error (NATS knows A's subscriptions went with its
-    // connection), then, once A's entry expired, echo is unknown.
+    // connection); once A's entry expired (1.5 s here), a survivor claims
+    // echo's slot, starts it from the cluster's object store, and it
+    // answers again.
     a.kill();
-    let asked = Instant::now();
+    let killed = Instant::now();
     let (status, body) = c.message("echo", "anyone?").await;
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        killed.elapsed() < Duration::from_secs(1),
         "took {:?}",
-        asked.elapsed()
+        killed.elapsed()
     );
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "agent_unreachable", "{body}");
     assert_eq!(body["error"]["details"]["retryable"], true, "{body}");
-    wait_for_nodes(&c, &["node-b", "node-c"], Duration::from_secs(10)).await;
-    let (status, body) = c.message("echo", "anyone?").await;
+    let body = loop {
+        let (status, body) = c.message("echo", "back?").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            [503, 404].contains(&status) && killed.elapsed() < Duration::from_secs(5),
+            "echo not back within 5 s of node-a's death: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["reply"]["content"], "back?", "{body}");
+    eprintln!("failover after kill -9: {:?}", killed.elapsed());
+    let view = wait_for_nodes(&c, &["node-b", "node-c"], Duration::from_secs(10)).await;
+    let runs_echo: Vec<&Value> = view["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            n["agents"]
+                .as_array()
+                .is_some_and(|a| a.contains(&"echo".into()))
+        })
+        .collect();
+    assert_eq!(runs_echo.len(), 1, "one replica, on one survivor: {view}");
+
+    // Two replicas of a new agent, deployed on B: on two nodes.
+    let mut body =
+        crate::harness::deploy_body("twice", &rust_example("echo"), serde_json::json!({}));
+    body["replicas"] = 2.into();
+    let (status, answer) = b.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["cluster"]["published"], true, "{answer}");
+    // The name is the cluster's now: no other node may deploy it.
+    let (status, answer) = c
+        .post(
+            "/api/v1/agents",
+            &crate::harness::deploy_body("twice", &rust_example("echo"), serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    let on_nodes = |view: &Value, agent: &str| -> usize {
+        view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["agents"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&agent.into()))
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = c.get("/api/v1/cluster").await;
+        if on_nodes(&view, "twice") == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "twice never ran on two nodes: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Removed through C: gone from every node.
+    let (status, answer) = c.delete("/api/v1/agents/twice").await;
+    assert_eq!(status, 200, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = b.get("/api/v1/cluster").await;
+        if on_nodes(&view, "twice") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "twice still runs: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = c.message("twice", "hello").await;
     assert_eq!(status, 404, "{body}");
 }

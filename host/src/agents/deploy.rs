@@ -9,6 +9,9 @@ pub use crate::runtime::upload::DeployError;
 #[derive(Debug)]
 pub struct DeployRequest {
     pub name: String,
+    /// The agent's id; a new one when `None`. Given when a cluster node
+    /// starts an agent deployed elsewhere, so it is the same agent.
+    pub id: Option<String>,
     pub component: Vec<u8>,
     pub limits: RequestedLimits,
     /// JSON object passed to the agent's `init`; `None` means `{}`.

@@ -290,8 +290,18 @@ impl AgentManager {
         let program = AgentProgram::new(&self.engine, &self.linker, &component)
             .map_err(DeployError::WrongWorld)?;
 
+        let id = match request.id {
+            Some(id) if uuid::Uuid::parse_str(&id).is_ok() => id,
+            Some(id) => {
+                return Err(DeployError::InvalidName {
+                    name: id,
+                    reason: "an agent id is a UUID".into(),
+                });
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let record = AgentRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             name: request.name,
             component_sha256: sha256,
             limits,

@@ -662,7 +662,11 @@ impl Registry {
     /// name order.
     fn with_elsewhere(&self, here: Vec<String>, elsewhere: Vec<String>) -> Vec<String> {
         let mut all: std::collections::BTreeSet<String> = here.into_iter().collect();
-        all.extend(elsewhere.into_iter().filter(|name| self.get(name).is_none()));
+        all.extend(
+            elsewhere
+                .into_iter()
+                .filter(|name| self.get(name).is_none()),
+        );
         all.into_iter().collect()
     }
 }

@@ -11,6 +11,7 @@
 
 mod kv;
 mod membership;
+mod placement;
 mod routing;
 
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use membership::{AgentLister, LocalAgent, NodeRecord, NodeView};
+pub use placement::{AgentEntry, MAX_REPLICAS};
 
 /// The `cluster:` section of the configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,8 +48,8 @@ impl Default for ClusterConfig {
             nats_url: None,
             name: "caxton".into(),
             node: None,
-            heartbeat_ms: 2_000,
-            dead_after_ms: 6_000,
+            heartbeat_ms: 1_000,
+            dead_after_ms: 3_000,
         }
     }
 }
@@ -126,6 +128,18 @@ pub struct Cluster {
     client: async_nats::Client,
     view: Arc<Mutex<NodeView>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The registry, placement and component buckets, once opened.
+    buckets: Arc<tokio::sync::OnceCell<placement::Buckets>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(
+        "agent `{name}` is already deployed in the cluster (on {node}); remove it first (`caxton agents remove {name}` on any node) or choose another name"
+    )]
+    Taken { name: String, node: String },
+    #[error("the cluster's registry cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 /// What `registry` runs, as the other nodes need to know it.
@@ -175,8 +189,9 @@ impl Cluster {
         config: &ClusterConfig,
         node: String,
         api_url: String,
-        registry: Arc<crate::agents::Registry>,
+        manager: Arc<crate::agents::AgentManager>,
     ) -> Result<Arc<Cluster>, ClusterError> {
+        let registry = manager.registry().clone();
         let Some(url) = config.nats_url.clone() else {
             return Err(ClusterError::Connect {
                 url: String::new(),
@@ -217,6 +232,18 @@ impl Cluster {
             view.clone(),
             agents.clone(),
         ));
+        let buckets = Arc::new(tokio::sync::OnceCell::new());
+        let heartbeat = Duration::from_millis(config.heartbeat_ms);
+        let placing = tokio::spawn(placement::run(placement::Placer {
+            buckets: buckets.clone(),
+            client: client.clone(),
+            cluster: config.name.clone(),
+            node: node.clone(),
+            manager,
+            view: view.clone(),
+            every: (heartbeat / 2).max(Duration::from_millis(100)),
+            patience: Duration::from_millis(config.dead_after_ms),
+        }));
         let serving = tokio::spawn(routing::serve(
             client.clone(),
             config.name.clone(),
@@ -236,8 +263,81 @@ impl Cluster {
             url,
             client,
             view,
-            tasks: vec![membership, serving],
+            tasks: vec![membership, placing, serving],
+            buckets,
         }))
+    }
+
+    async fn buckets(&self) -> Result<&placement::Buckets, PublishError> {
+        if self.nats_state() != "connected" {
+            return Err(PublishError::Unavailable(format!(
+                "not connected to NATS at {}",
+                self.url
+            )));
+        }
+        let open = placement::Buckets::open(&self.client, &self.name);
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            self.buckets.get_or_try_init(|| open),
+        )
+        .await
+        {
+            Ok(Ok(buckets)) => Ok(buckets),
+            Ok(Err(e)) => Err(PublishError::Unavailable(e)),
+            Err(_) => Err(PublishError::Unavailable(
+                "no answer from NATS within 5 s".into(),
+            )),
+        }
+    }
+
+    /// The cluster's entry for agent `name`, if it has one.
+    pub async fn entry(&self, name: &str) -> Result<Option<AgentEntry>, PublishError> {
+        self.buckets()
+            .await?
+            .entry(name)
+            .await
+            .map_err(PublishError::Unavailable)
+    }
+
+    /// Refuses a name the cluster already runs (under another id).
+    pub async fn check_free(&self, name: &str) -> Result<(), PublishError> {
+        match self.entry(name).await? {
+            Some(entry) => Err(PublishError::Taken {
+                name: name.into(),
+                node: entry.deployed_on,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes an agent deployed on this node, so every node knows it
+    /// and the survivors take it over if this node dies.
+    pub async fn publish(
+        &self,
+        mut entry: AgentEntry,
+        component: &[u8],
+    ) -> Result<(), PublishError> {
+        entry.deployed_on = self.node.clone();
+        entry.replicas = entry.replicas.clamp(1, MAX_REPLICAS);
+        let buckets = self.buckets().await?;
+        buckets
+            .publish(&entry, component)
+            .await
+            .map_err(PublishError::Unavailable)
+    }
+
+    /// Removes an agent from the cluster (every node running it stops it).
+    pub async fn unpublish(&self, entry: &AgentEntry) -> Result<(), PublishError> {
+        self.buckets()
+            .await?
+            .unpublish(entry)
+            .await
+            .map_err(PublishError::Unavailable)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub fn status(&self) -> ClusterStatus {

@@ -54,7 +54,7 @@ enum WireReply {
     Delivered {
         agent_id: String,
         agent_name: String,
-        reply: Option<AclMessage>,
+        reply: Option<Box<AclMessage>>,
         queued_us: u64,
         executed_us: u64,
     },
@@ -71,7 +71,7 @@ impl From<Result<Delivered, DeliveryError>> for WireReply {
             Ok(d) => WireReply::Delivered {
                 agent_id: d.agent_id,
                 agent_name: d.agent_name,
-                reply: d.reply,
+                reply: d.reply.map(Box::new),
                 queued_us: micros(d.queued),
                 executed_us: micros(d.executed),
             },
@@ -92,7 +92,7 @@ impl From<WireReply> for Result<Delivered, DeliveryError> {
             } => Ok(Delivered {
                 agent_id,
                 agent_name,
-                reply,
+                reply: reply.map(|r| *r),
                 queued: Duration::from_micros(queued_us),
                 executed: Duration::from_micros(executed_us),
             }),
@@ -104,7 +104,7 @@ impl From<WireReply> for Result<Delivered, DeliveryError> {
 /// A name as one subject token: as it is when NATS allows it and a reader
 /// would recognise it (letters, digits, `-`, `_`), otherwise `%` and its
 /// bytes in hex (`%` is in no name, so the two never collide).
-fn token(name: &str) -> String {
+pub(super) fn token(name: &str) -> String {
     if !name.is_empty()
         && name
             .bytes()
@@ -421,8 +421,9 @@ mod tests {
             failure: crate::messaging::ExecutionFailure::OutOfFuel { max_fuel: 7 },
         });
         let bytes = serde_json::to_vec(&WireReply::from(failed)).expect("encode");
-        let back: Result<Delivered, DeliveryError> =
-            serde_json::from_slice::<WireReply>(&bytes).expect("decode").into();
+        let back: Result<Delivered, DeliveryError> = serde_json::from_slice::<WireReply>(&bytes)
+            .expect("decode")
+            .into();
         let Err(DeliveryError::AgentFailed { agent, failure }) = back else {
             panic!("not the same error: {back:?}");
         };

@@ -195,10 +195,44 @@ async fn remove(
     State(state): State<AppState>,
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = state.manager.remove(&agent).await?;
-    Ok(Json(
-        json!({ "id": record.id, "name": record.name, "status": "removed" }),
-    ))
+    let Some(cluster) = state.cluster.get() else {
+        let record = state.manager.remove(&agent).await?;
+        return Ok(Json(
+            json!({ "id": record.id, "name": record.name, "status": "removed" }),
+        ));
+    };
+    // In a cluster: removed everywhere (each node running it stops it at
+    // its next look), and here at once.
+    let name = state
+        .manager
+        .registry()
+        .get(&agent)
+        .map_or_else(|| agent.clone(), |h| h.name.clone());
+    let entry = cluster.entry(&name).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            e.to_string(),
+        )
+    })?;
+    if let Some(entry) = &entry {
+        cluster.unpublish(entry).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                e.to_string(),
+            )
+        })?;
+    }
+    match (state.manager.remove(&agent).await, entry) {
+        (Ok(record), _) => Ok(Json(
+            json!({ "id": record.id, "name": record.name, "status": "removed" }),
+        )),
+        (Err(crate::agents::manager::ManageError::NotFound(_)), Some(entry)) => Ok(Json(
+            json!({ "id": entry.id, "name": entry.name, "status": "removed" }),
+        )),
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 /// A WASM agent deployed as JSON, its component base64-encoded.
@@ -235,6 +269,11 @@ struct DeployBody {
     #[serde(default)]
     #[schema(max_items = 64)]
     tools: Vec<String>,
+    /// In a cluster: on how many nodes the agent runs (default 1); the
+    /// cluster places them and moves them when a node dies.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 16)]
+    replicas: Option<u32>,
 }
 
 /// Query of a raw `application/wasm` upload (ignored for a JSON body).
@@ -261,6 +300,9 @@ struct RawDeployQuery {
     tools: Option<String>,
     /// Comma-separated shared memory scopes.
     memory_grants: Option<String>,
+    /// In a cluster: on how many nodes the agent runs (default 1).
+    #[param(minimum = 1, maximum = 16)]
+    replicas: Option<u32>,
 }
 
 /// `a,b` → `["a", "b"]`; empty items dropped.
@@ -332,7 +374,7 @@ async fn deploy(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(bytes)?;
-    let request = if is_raw_component(&headers) {
+    let (request, replicas) = if is_raw_component(&headers) {
         let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         let name = q.name.ok_or_else(|| {
             ApiError::bad_request(
@@ -340,8 +382,9 @@ async fn deploy(
                 "a raw component upload needs the agent name in the query: POST /api/v1/agents?name=NAME",
             )
         })?;
-        DeployRequest {
+        let request = DeployRequest {
             name,
+            id: None,
             component: bytes.to_vec(),
             limits: RequestedLimits {
                 max_memory_bytes: q.max_memory_bytes,
@@ -352,22 +395,104 @@ async fn deploy(
             memory_grants: comma_list(q.memory_grants.as_deref()),
             llm: q.llm.unwrap_or(false),
             tools: comma_list(q.tools.as_deref()),
-        }
+        };
+        (request, q.replicas)
     } else {
         let body: DeployBody = parse_json(&bytes)?;
-        DeployRequest {
+        let request = DeployRequest {
             name: body.name,
+            id: None,
             component: decode_base64(&body.wasm_module)?,
             limits: body.resource_limits,
             config: body.config,
             memory_grants: body.memory_grants,
             llm: body.llm,
             tools: body.tools,
+        };
+        (request, body.replicas)
+    };
+    if let Some(n) = replicas
+        && !(1..=crate::cluster::MAX_REPLICAS).contains(&n)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_replicas",
+            format!(
+                "replicas must be between 1 and {}",
+                crate::cluster::MAX_REPLICAS
+            ),
+        ));
+    }
+    super::tokens::refuse_token_name_for_agent(&state, &request.name)?;
+    let Some(cluster) = state.cluster.get() else {
+        let handle = state.manager.deploy(request).await?;
+        return Ok((StatusCode::CREATED, Json(agent_view(&handle))));
+    };
+    deploy_in_cluster(&state, cluster, request, replicas.unwrap_or(1)).await
+}
+
+/// Deploys here, then publishes the agent so every node knows it and
+/// the others take it over when this node dies. A name the cluster
+/// already runs is refused first; when NATS cannot be reached the agent
+/// runs here only, and the answer says so.
+async fn deploy_in_cluster(
+    state: &AppState,
+    cluster: &crate::cluster::Cluster,
+    request: DeployRequest,
+    replicas: u32,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::cluster::PublishError;
+    let unpublished = match cluster.check_free(&request.name).await {
+        Ok(()) => None,
+        Err(e @ PublishError::Taken { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "name_conflict",
+                e.to_string(),
+            ));
+        }
+        Err(e @ PublishError::Unavailable(_)) => Some(e.to_string()),
+    };
+    let component = request.component.clone();
+    let (memory_grants, llm, tools, config) = (
+        request.memory_grants.clone(),
+        request.llm,
+        request.tools.clone(),
+        request.config.clone(),
+    );
+    let handle = state.manager.deploy(request).await?;
+    let record = handle.record();
+    let unpublished = match unpublished {
+        Some(reason) => Some(reason),
+        None => {
+            let entry = crate::cluster::AgentEntry {
+                name: record.name.clone(),
+                id: record.id.clone(),
+                component_sha256: record.component_sha256.clone(),
+                limits: record.limits,
+                config,
+                memory_grants,
+                llm,
+                tools,
+                replicas,
+                deployed_on: cluster.node().to_string(),
+                deployed_unix_ms: crate::clock::now_unix_ms(),
+            };
+            cluster
+                .publish(entry, &component)
+                .await
+                .err()
+                .map(|e| e.to_string())
         }
     };
-    super::tokens::refuse_token_name_for_agent(&state, &request.name)?;
-    let handle = state.manager.deploy(request).await?;
-    Ok((StatusCode::CREATED, Json(agent_view(&handle))))
+    let mut view = agent_view(&handle);
+    view["cluster"] = match unpublished {
+        None => json!({"published": true, "replicas": replicas, "node": cluster.node()}),
+        Some(reason) => {
+            tracing::warn!(agent = %record.name, %reason, "agent runs on this node only: not published in the cluster");
+            json!({"published": false, "node": cluster.node(), "reason": reason})
+        }
+    };
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// A message from the API: either the runbook's `{"message": "..."}` or a

@@ -166,10 +166,12 @@ impl From<DeliveryError> for ApiError {
             DeliveryError::AgentFailed { agent, failure } => {
                 failure_error(failure, message).with_details(json!({ "agent": agent }))
             }
-            DeliveryError::Unreachable { agent, .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "agent_unreachable", message)
-                    .with_details(json!({ "agent": agent, "retryable": true }))
-            }
+            DeliveryError::Unreachable { agent, .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "agent_unreachable",
+                message,
+            )
+            .with_details(json!({ "agent": agent, "retryable": true })),
         }
     }
 }

@@ -1077,6 +1077,7 @@ async fn in_process(echo: &Path, data_dir: &Path) -> anyhow::Result<()> {
     manager
         .deploy(DeployRequest {
             name: "echo".into(),
+            id: None,
             component: std::fs::read(echo)?,
             limits: RequestedLimits::default(),
             config: None,
