@@ -412,3 +412,144 @@ async fn agents_on_three_nodes_answer_each_other() {
     let (status, body) = c.message("twice", "hello").await;
     assert_eq!(status, 404, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_acknowledged_update_or_message() {
+    let (guard, _) = temp_data_dir();
+    let nats = Nats::start(&guard.path().join("jetstream"));
+    let mut a = node(guard.path(), "node-a", &nats.url);
+    let _b = node(guard.path(), "node-b", &nats.url);
+    let c = node(guard.path(), "node-c", &nats.url);
+    a.deploy("tally", &rust_example("counter"), serde_json::json!({}))
+        .await;
+    let mut body = crate::harness::deploy_body(
+        "sleeper",
+        &rust_example("contractor"),
+        serde_json::json!({"max_execution_time_ms": 60000}),
+    );
+    body["config"] = serde_json::json!({"name": "sleeper", "stall_ms": 30000});
+    let (status, answer) = a.post("/api/v1/agents", &body).await;
+    assert_eq!(status, 201, "{answer}");
+    ask_through(&c, "tally", "get").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = c.get("/api/v1/cluster").await;
+        if view.to_string().contains("\"sleeper\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sleeper never showed: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A request that node A is handling when it dies.
+    let in_flight = {
+        let url = c.url("/api/v1/messages");
+        tokio::spawn(async move {
+            let asked = Instant::now();
+            let answer = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({"receiver": "sleeper", "content": "quote?", "timeout_ms": 60000}))
+                .send()
+                .await
+                .expect("an answer");
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            (status, body, asked.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A burst through C: increments (request/reply, acknowledged by the
+    // reply) and durable fire-and-forget `record`s (acknowledged by 202),
+    // with node A, which runs the counter, killed in the middle.
+    let (mut acked, mut attempted, mut sent) = (0u32, 0u32, 0u32);
+    let mut slowest = Duration::ZERO;
+    let mut killed: Option<Instant> = None;
+    while acked < 80 {
+        attempted += 1;
+        let asked = Instant::now();
+        let (status, body) = c
+            .post(
+                "/api/v1/agents/tally/message",
+                &serde_json::json!({"message": "increment", "timeout_ms": 20000}),
+            )
+            .await;
+        slowest = slowest.max(asked.elapsed());
+        match status {
+            200 => acked += 1,
+            // Unreachable while it moves, or unknown for a moment between
+            // A's expiry and the survivor's start: retryable, not acked.
+            503 | 404 => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("increment: {other} {body}"),
+        }
+        if attempted % 2 == 0 {
+            let (status, body) = c
+                .post(
+                    "/api/v1/send",
+                    &serde_json::json!({"receiver": "tally", "content": "record"}),
+                )
+                .await;
+            if status == 202 {
+                sent += 1;
+            } else {
+                assert!([503, 404].contains(&status), "send: {status} {body}");
+            }
+        }
+        if acked == 30 && killed.is_none() {
+            a.kill();
+            killed = Some(Instant::now());
+        }
+    }
+    let killed = killed.expect("node-a was killed");
+    let (status, body, waited) = in_flight.await.expect("the in-flight request");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "agent_unreachable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("node-a"),
+        "{body}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "the request to the dead node waited {waited:?} of its 60 s"
+    );
+    eprintln!(
+        "in-flight request failed after {waited:?}: {}",
+        body["error"]["message"]
+    );
+    eprintln!(
+        "acked {acked} of {attempted} increments, {sent} sends; back {:?} after the kill; slowest request {slowest:?}",
+        killed.elapsed()
+    );
+    // No request hung until its 20 s deadline: the one in flight at the
+    // kill failed when node A left the membership.
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a request took {slowest:?}"
+    );
+
+    // Every acknowledged increment is in the count the survivor reads
+    // from the cluster's state (a request lost with A may have counted).
+    let count: u32 = c.ask("tally", "get").await.parse().expect("a number");
+    assert!(
+        acked <= count && count <= attempted,
+        "count {count}: acked {acked}, attempted {attempted}"
+    );
+    // Every accepted fire-and-forget message arrives, once (`record`
+    // keys by message id).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recorded: u32 = c.ask("tally", "recorded").await.parse().expect("a number");
+        if recorded == sent {
+            break;
+        }
+        if recorded > sent || Instant::now() > deadline {
+            let (_, dead) = c.get("/api/v1/dead-letters").await;
+            panic!("recorded {recorded} of {sent} sends; dead letters: {dead}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, dead) = c.get("/api/v1/dead-letters").await;
+    assert_eq!(dead["dead_letters"], serde_json::json!([]), "{dead}");
+}

@@ -70,6 +70,8 @@ pub struct AgentManager {
     reserved: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The config-agent interpreter, compiled on first use.
     interpreter: tokio::sync::OnceCell<Arc<AgentProgram>>,
+    /// Where agents' key-value state goes beyond this node, once set.
+    shared_state: Arc<std::sync::OnceLock<Arc<dyn crate::runtime::state::SharedState>>>,
 }
 
 /// The built-in config-agent interpreter (`builtin-components/config-agent`),
@@ -129,6 +131,7 @@ impl AgentManager {
             lifecycle: tokio::sync::Mutex::new(()),
             reserved: Default::default(),
             interpreter: tokio::sync::OnceCell::new(),
+            shared_state: Arc::default(),
         })
     }
 
@@ -208,7 +211,15 @@ impl AgentManager {
             llm_provider: record.llm_provider.clone(),
             llm_granted: record.llm_granted || record.kind == AgentKind::Config,
             trace: self.trace.clone(),
+            shared_state: self.shared_state.clone(),
         })
+    }
+
+    /// Keeps agents' key-value state in `state` from now on (a cluster's,
+    /// so agents can move between nodes); agents already running switch
+    /// too. Once only.
+    pub fn share_state(&self, state: Arc<dyn crate::runtime::state::SharedState>) {
+        let _ = self.shared_state.set(state);
     }
 
     fn start(

@@ -13,6 +13,7 @@ mod kv;
 mod membership;
 mod placement;
 mod routing;
+mod state;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +131,8 @@ pub struct Cluster {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The registry, placement and component buckets, once opened.
     buckets: Arc<tokio::sync::OnceCell<placement::Buckets>>,
+    /// Agents' key-value state.
+    state: Arc<state::ClusterState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +226,18 @@ impl Cluster {
             let registry = registry.clone();
             Arc::new(move || local_agents(&registry))
         };
+        // Announced: the agents other nodes can already reach.
+        let subscribed = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let reachable: AgentLister = {
+            let (agents, subscribed) = (agents.clone(), subscribed.clone());
+            Arc::new(move || {
+                let subscribed = subscribed.lock().unwrap_or_else(|p| p.into_inner());
+                agents()
+                    .into_iter()
+                    .filter(|a| subscribed.contains(&a.name))
+                    .collect()
+            })
+        };
         let membership = tokio::spawn(membership::run(
             client.clone(),
             config.name.clone(),
@@ -230,8 +245,10 @@ impl Cluster {
             Duration::from_millis(config.heartbeat_ms),
             Duration::from_millis(config.dead_after_ms),
             view.clone(),
-            agents.clone(),
+            reachable,
         ));
+        let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
+        manager.share_state(shared_state.clone());
         let buckets = Arc::new(tokio::sync::OnceCell::new());
         let heartbeat = Duration::from_millis(config.heartbeat_ms);
         let placing = tokio::spawn(placement::run(placement::Placer {
@@ -247,8 +264,10 @@ impl Cluster {
         let serving = tokio::spawn(routing::serve(
             client.clone(),
             config.name.clone(),
+            node.clone(),
             registry.clone(),
             agents,
+            subscribed,
         ));
         registry.reach_elsewhere(Arc::new(routing::Routes::new(
             client.clone(),
@@ -265,6 +284,7 @@ impl Cluster {
             view,
             tasks: vec![membership, placing, serving],
             buckets,
+            state: shared_state,
         }))
     }
 
@@ -326,11 +346,16 @@ impl Cluster {
             .map_err(PublishError::Unavailable)
     }
 
-    /// Removes an agent from the cluster (every node running it stops it).
+    /// Removes an agent from the cluster (every node running it stops it)
+    /// with its key-value state.
     pub async fn unpublish(&self, entry: &AgentEntry) -> Result<(), PublishError> {
         self.buckets()
             .await?
             .unpublish(entry)
+            .await
+            .map_err(PublishError::Unavailable)?;
+        self.state
+            .forget(&entry.id)
             .await
             .map_err(PublishError::Unavailable)
     }

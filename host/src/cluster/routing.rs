@@ -5,8 +5,12 @@
 //! run the agent a message is for sends it as a NATS request there: the
 //! body is the ACL message, the `traceparent` and the conversation travel
 //! as headers, and the reply is the same result the local path returns,
-//! errors included. NATS's "no responders" and a request that outlives its
-//! deadline both become [`DeliveryError::Unreachable`], which says to
+//! errors included. The answering node first says it took the message
+//! (an empty message with its name in a header), so the asking node
+//! knows whom to watch: if that node drops out of the membership before
+//! answering, the request fails then, not at its deadline. NATS's "no
+//! responders", a node that died mid-request and a request that outlives
+//! its deadline all become [`DeliveryError::Unreachable`], which says to
 //! retry.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +29,14 @@ const QUEUE_GROUP: &str = "caxton";
 /// Header carrying the message's conversation (for `nats sub` readers and
 /// logs; the body has it too).
 const CONVERSATION_HEADER: &str = "Caxton-Conversation";
+/// Header of the first answer: the node that took the message.
+const ACCEPTED_HEADER: &str = "Caxton-Accepted-By";
+/// How often a waiting request checks that its node is still alive.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// How long a node has to say it took a message (it says so before doing
+/// anything else): past it, the node that got it is taken to have died
+/// with it.
+const ACCEPT_WITHIN: Duration = Duration::from_secs(3);
 /// Longest wait the wire allows, as for local requests.
 const MAX_TIMEOUT_MS: u64 = 600_000;
 /// How much longer than the request's own timeout the asking node waits:
@@ -223,47 +235,122 @@ impl Elsewhere for Routes {
         };
         let body = serde_json::to_vec(&body)
             .map_err(|e| DeliveryError::NotQueued(format!("cannot encode the message: {e}")))?;
-        let request = async_nats::Request::new()
-            .payload(body.into())
-            .headers(headers)
-            .timeout(Some(timeout + GRACE));
-        use async_nats::RequestErrorKind as Kind;
-        let answer = match self.client.send_request(subject, request).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                return Err(match e.kind() {
-                    Kind::NoResponders => unreachable(
-                        "no node takes its messages now (it is moving, or its node just stopped)"
-                            .into(),
-                    ),
-                    Kind::TimedOut => unreachable(format!(
+        self.exchange(subject, headers, body, timeout + GRACE)
+            .await
+            .map_err(|reason| match reason {
+                Failure::TooLarge => DeliveryError::NotQueued(
+                    "the message is larger than the NATS server's max_payload".into(),
+                ),
+                Failure::Unreachable(reason) => unreachable(reason),
+            })?
+    }
+}
+
+/// Why a request to another node got no answer.
+enum Failure {
+    TooLarge,
+    Unreachable(String),
+}
+
+impl Routes {
+    fn alive(&self, node: &str) -> bool {
+        let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.problem.is_some() || view.nodes.contains_key(node)
+    }
+
+    /// Sends `body` to `subject` and waits for the answer: first who took
+    /// it, then the result, watching that the node which took it stays
+    /// alive meanwhile.
+    async fn exchange(
+        &self,
+        subject: String,
+        headers: async_nats::HeaderMap,
+        body: Vec<u8>,
+        wait: Duration,
+    ) -> Result<Result<Delivered, DeliveryError>, Failure> {
+        let other = |e: &dyn std::fmt::Display| Failure::Unreachable(e.to_string());
+        let inbox = self.client.new_inbox();
+        let mut answers = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| other(&e))?;
+        self.client
+            .publish_with_reply_and_headers(subject, inbox, headers, body.into())
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded => Failure::TooLarge,
+                _ => other(&e),
+            })?;
+        let sent = tokio::time::Instant::now();
+        let deadline = sent + wait;
+        let mut taken_by: Option<String> = None;
+        let mut watch = tokio::time::interval(WATCH_EVERY);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            tokio::select! {
+                answer = answers.next() => {
+                    let Some(answer) = answer else {
+                        break Err(Failure::Unreachable("the connection to NATS closed".into()));
+                    };
+                    if answer.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                        break Err(Failure::Unreachable(
+                            "no node takes its messages now (it is moving, or its node just stopped)".into(),
+                        ));
+                    }
+                    if let Some(node) = answer.headers.as_ref().and_then(|h| h.get(ACCEPTED_HEADER)) {
+                        taken_by = Some(node.to_string());
+                        continue;
+                    }
+                    break match serde_json::from_slice::<WireReply>(&answer.payload) {
+                        Ok(reply) => Ok(reply.into()),
+                        Err(e) => Err(Failure::Unreachable(format!(
+                            "the other node's answer could not be read ({e}); do all nodes run the same Caxton version?"
+                        ))),
+                    };
+                }
+                _ = watch.tick() => {
+                    match &taken_by {
+                        Some(node) if !self.alive(node) => {
+                            break Err(Failure::Unreachable(format!(
+                                "node {node} took the message and left the cluster before answering"
+                            )));
+                        }
+                        None if sent.elapsed() >= ACCEPT_WITHIN => {
+                            break Err(Failure::Unreachable(format!(
+                                "no node said it took the message within {} ms (the one that got it may have stopped)",
+                                ACCEPT_WITHIN.as_millis()
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    break Err(Failure::Unreachable(format!(
                         "no answer within {} ms (its node may have stopped)",
-                        (timeout + GRACE).as_millis()
-                    )),
-                    Kind::MaxPayloadExceeded => DeliveryError::NotQueued(
-                        "the message is larger than the NATS server's max_payload".into(),
-                    ),
-                    _ => unreachable(e.to_string()),
-                });
+                        wait.as_millis()
+                    )));
+                }
             }
         };
-        match serde_json::from_slice::<WireReply>(&answer.payload) {
-            Ok(reply) => reply.into(),
-            Err(e) => Err(unreachable(format!(
-                "the other node's answer could not be read ({e}); do all nodes run the same Caxton version?"
-            ))),
-        }
+        let _ = answers.unsubscribe().await;
+        outcome
     }
 }
 
 /// Keeps this node's subscriptions in step with the agents it runs, and
 /// hands what arrives on them to the registry. Runs until aborted;
 /// aborting drops every subscription (NATS forgets them at once).
+/// `subscribed` is kept to the names of the agents whose subject this
+/// node listens on: membership announces only those, so no node is told
+/// of an agent before a message to it can be taken.
 pub async fn serve(
     client: async_nats::Client,
     cluster: String,
+    node: String,
     registry: Arc<Registry>,
     agents: super::AgentLister,
+    subscribed: Arc<Mutex<BTreeSet<String>>>,
 ) {
     let mut subscriptions: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
@@ -271,7 +358,12 @@ pub async fn serve(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let wanted = wanted_subjects(&cluster, &agents());
+        let local = agents();
+        let wanted = wanted_subjects(&cluster, &local);
+        let wanted_names: Vec<(String, String)> = local
+            .iter()
+            .map(|a| (agent_subject(&cluster, &a.name), a.name.clone()))
+            .collect();
         subscriptions.retain(|subject, task| {
             let keep = wanted.contains_key(subject) && !task.is_finished();
             if !keep {
@@ -290,6 +382,7 @@ pub async fn serve(
                 Ok(subscriber) => {
                     let task = tokio::spawn(answer_all(
                         subscriber,
+                        node.clone(),
                         to,
                         registry.clone(),
                         client.clone(),
@@ -302,6 +395,12 @@ pub async fn serve(
                 }
             }
         }
+        let names: BTreeSet<String> = wanted_names
+            .into_iter()
+            .filter(|(subject, _)| subscriptions.contains_key(subject))
+            .map(|(_, name)| name)
+            .collect();
+        *subscribed.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 }
 
@@ -325,6 +424,7 @@ fn wanted_subjects(cluster: &str, agents: &[LocalAgent]) -> BTreeMap<String, Add
 
 async fn answer_all(
     mut subscriber: async_nats::Subscriber,
+    node: String,
     to: Address,
     registry: Arc<Registry>,
     client: async_nats::Client,
@@ -336,6 +436,11 @@ async fn answer_all(
         };
         let answer = match in_flight.clone().try_acquire_owned() {
             Ok(permit) => {
+                let mut accepted = async_nats::HeaderMap::new();
+                accepted.insert(ACCEPTED_HEADER, node.as_str());
+                let _ = client
+                    .publish_with_headers(reply_to.clone(), accepted, Vec::new().into())
+                    .await;
                 let (to, registry, client) = (to.clone(), registry.clone(), client.clone());
                 tokio::spawn(async move {
                     let reply = answer(&registry, to, &request).await;

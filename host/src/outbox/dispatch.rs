@@ -39,9 +39,13 @@ pub fn outcome(result: &Result<(), DeliveryError>) -> Outcome {
     match result {
         Ok(()) => Outcome::Done,
         Err(DeliveryError::Cancelled(_)) => Outcome::Done,
-        Err(DeliveryError::MailboxFull { .. } | DeliveryError::Stopped(_)) => {
-            Outcome::Later(BUSY_WAIT_MS)
-        }
+        // An agent on a node that died is being moved: not its fault, and
+        // not an attempt spent.
+        Err(
+            DeliveryError::MailboxFull { .. }
+            | DeliveryError::Stopped(_)
+            | DeliveryError::Unreachable { .. },
+        ) => Outcome::Later(BUSY_WAIT_MS),
         Err(DeliveryError::Suspended(_)) => Outcome::Later(SUSPENDED_WAIT_MS),
         Err(e @ DeliveryError::SelfRequest(_)) => Outcome::Hopeless(e.to_string()),
         Err(e) => Outcome::Failed(e.to_string()),

@@ -40,6 +40,23 @@ pub struct AgentContext {
     pub llm_granted: bool,
     /// Where message hops, LLM calls and tool calls are recorded.
     pub trace: Arc<crate::trace::TraceStore>,
+    /// Where the agent's key-value state lives when not (only) in this
+    /// node's database: a cluster's, so the agent can move. Set once, by
+    /// the cluster, possibly after the agent started.
+    pub shared_state: Arc<std::sync::OnceLock<Arc<dyn SharedState>>>,
+}
+
+/// Agents' key-value state kept beyond this node (a cluster's JetStream
+/// KV), keyed by agent id, which is the same on every node. Errors are
+/// text for the agent: it sees them as `internal` failures.
+#[async_trait::async_trait]
+pub trait SharedState: Send + Sync {
+    async fn get(&self, agent_id: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
+    async fn set(&self, agent_id: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
+    /// Whether the key was there.
+    async fn delete(&self, agent_id: &str, key: &str) -> Result<bool, String>;
+    /// The agent's keys starting with `prefix`, in order.
+    async fn keys(&self, agent_id: &str, prefix: &str) -> Result<Vec<String>, String>;
 }
 
 impl AgentContext {

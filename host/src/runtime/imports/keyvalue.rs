@@ -112,9 +112,25 @@ async fn with_storage<T: Send + 'static>(
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// The cluster's store, when this node is in one. Values written before
+/// the node joined stay in its database and are read from there until
+/// the agent writes or deletes them (then they move or go): a lazy
+/// migration, so joining a cluster loses no state.
+fn shared(agent: &AgentContext) -> Option<Arc<dyn crate::runtime::state::SharedState>> {
+    agent.shared_state.get().cloned()
+}
+
 impl keyvalue::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         check_key(&key)?;
+        if let Some(shared) = shared(&self.agent)
+            && let Some(value) = shared
+                .get(&self.agent.id, &key)
+                .await
+                .map_err(Error::Internal)?
+        {
+            return Ok(Some(value));
+        }
         with_storage(&self.agent, move |s, id| get(s, id, &key)).await
     }
 
@@ -126,15 +142,44 @@ impl keyvalue::Host for HostState {
                 value.len()
             )));
         }
-        with_storage(&self.agent, move |s, id| set(s, id, &key, &value)).await
+        let Some(shared) = shared(&self.agent) else {
+            return with_storage(&self.agent, move |s, id| set(s, id, &key, &value)).await;
+        };
+        shared
+            .set(&self.agent.id, &key, value)
+            .await
+            .map_err(Error::Internal)?;
+        with_storage(&self.agent, move |s, id| delete(s, id, &key).map(|_| ())).await
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, Error> {
         check_key(&key)?;
-        with_storage(&self.agent, move |s, id| delete(s, id, &key)).await
+        let was_shared = match shared(&self.agent) {
+            Some(shared) => shared
+                .delete(&self.agent.id, &key)
+                .await
+                .map_err(Error::Internal)?,
+            None => false,
+        };
+        let was_local = with_storage(&self.agent, move |s, id| delete(s, id, &key)).await?;
+        Ok(was_shared || was_local)
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
-        with_storage(&self.agent, move |s, id| keys(s, id, &prefix)).await
+        let local = {
+            let prefix = prefix.clone();
+            with_storage(&self.agent, move |s, id| keys(s, id, &prefix)).await?
+        };
+        let Some(shared) = shared(&self.agent) else {
+            return Ok(local);
+        };
+        let mut all: std::collections::BTreeSet<String> = shared
+            .keys(&self.agent.id, &prefix)
+            .await
+            .map_err(Error::Internal)?
+            .into_iter()
+            .collect();
+        all.extend(local);
+        Ok(all.into_iter().collect())
     }
 }
