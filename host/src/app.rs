@@ -85,6 +85,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
             node,
             format!("{scheme}://{local}"),
             state.manager.clone(),
+            state.memory.clone(),
         )
         .await?;
         let _ = state.cluster.set(cluster);

@@ -553,3 +553,126 @@ async fn a_killed_node_loses_no_acknowledged_update_or_message() {
     let (_, dead) = c.get("/api/v1/dead-letters").await;
     assert_eq!(dead["dead_letters"], serde_json::json!([]), "{dead}");
 }
+
+async fn export(server: &Server) -> String {
+    reqwest::get(server.url("/api/v1/memory/export"))
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("export body")
+}
+
+async fn remember(server: &Server, i: usize) {
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/entities",
+            &serde_json::json!({"scope": "global", "entities": [
+                {"name": format!("item-{i}"), "entity_type": "thing",
+                 "observations": [format!("widget note number {i}")]}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 201, "writing item-{i} on {}: {body}", server.base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_written_on_any_node_is_on_every_node() {
+    let (guard, _) = temp_data_dir();
+    let nats = Nats::start(&guard.path().join("jetstream"));
+    let a = node(guard.path(), "node-a", &nats.url);
+    let mut b = node(guard.path(), "node-b", &nats.url);
+    let c = node(guard.path(), "node-c", &nats.url);
+
+    // Written anywhere; the writer reads its own write at once.
+    for i in 0..30 {
+        let writer = [&a, &b, &c][i % 3];
+        remember(writer, i).await;
+        let (status, hits) = writer
+            .post(
+                "/api/v1/memory/search",
+                &serde_json::json!({"query": format!("item-{i}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{hits}");
+        assert!(
+            hits.to_string().contains(&format!("\"item-{i}\"")),
+            "item-{i} not found right after its write on {}: {hits}",
+            writer.base
+        );
+    }
+    let (status, body) = b
+        .post(
+            "/api/v1/memory/relations",
+            &serde_json::json!({"scope": "global", "relations": [
+                {"from": "item-0", "to": "item-1", "relation_type": "next_to"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = c
+        .post(
+            "/api/v1/memory/observations",
+            &serde_json::json!({"scope": "global", "entity": "item-2", "observations": ["painted blue"]}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    // Node B killed mid-burst; the writes through A and C go on.
+    for i in 30..60 {
+        if i == 40 {
+            b.kill();
+        }
+        remember([&a, &c][i % 2], i).await;
+    }
+    // B comes back on its data, and a new node D joins: both catch up.
+    let b = node(guard.path(), "node-b", &nats.url);
+    let d = node(guard.path(), "node-d", &nats.url);
+    let reference = export(&a).await;
+    assert_eq!(
+        reference.lines().count(),
+        61,
+        "60 entities and one relation: {reference}"
+    );
+    assert!(reference.contains("painted blue"), "{reference}");
+    for other in [&b, &c, &d] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let theirs = export(other).await;
+            if theirs == reference {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} differs from node-a:\n{theirs}\n---\n{reference}",
+                other.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // And answers searches the same way.
+    let (_, on_a) = a
+        .post(
+            "/api/v1/memory/search",
+            &serde_json::json!({"query": "widget note"}),
+        )
+        .await;
+    let (_, on_d) = d
+        .post(
+            "/api/v1/memory/search",
+            &serde_json::json!({"query": "widget note"}),
+        )
+        .await;
+    assert!(
+        on_a["results"].as_array().is_some_and(|r| r.len() >= 5),
+        "{on_a}"
+    );
+    assert_eq!(on_a["results"], on_d["results"], "{on_a}\n{on_d}");
+    let (_, status) = d.get("/api/v1/cluster").await;
+    let applied: Vec<u64> = status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["memory_applied"].as_u64())
+        .collect();
+    assert_eq!(applied.len(), 4, "{status}");
+}

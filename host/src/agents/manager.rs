@@ -531,6 +531,20 @@ impl AgentManager {
     /// Stops and deletes an agent with its state. Messages already queued
     /// are still handled; new ones are refused.
     pub async fn remove(&self, name_or_id: &str) -> Result<AgentRecord, ManageError> {
+        self.remove_with(name_or_id, true).await
+    }
+
+    /// Stops and deletes this node's copy of an agent that lives on
+    /// elsewhere in the cluster: its memory (the cluster's) is kept.
+    pub async fn remove_here(&self, name_or_id: &str) -> Result<AgentRecord, ManageError> {
+        self.remove_with(name_or_id, false).await
+    }
+
+    async fn remove_with(
+        &self,
+        name_or_id: &str,
+        forget_memory: bool,
+    ) -> Result<AgentRecord, ManageError> {
         let _guard = self.lifecycle.lock().await;
         let handle = self
             .registry
@@ -563,20 +577,25 @@ impl AgentManager {
             }
             self.registry.topics().forget_agent(&handle.name);
         }
-        let memory = self.memory.clone();
-        let scope = crate::memory::model::ScopeKey::agent(&handle.id);
-        match tokio::task::spawn_blocking(move || memory.delete_scope(&scope)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(agent = %handle.name, "cannot delete the agent's memory: {e}")
-            }
-            Err(e) => tracing::error!(agent = %handle.name, "memory cleanup task failed: {e}"),
+        if forget_memory {
+            self.forget_memory(&handle.name, &handle.id).await;
         }
         if let Some(sha) = removed.orphaned_component {
             self.cache.forget(&sha);
         }
         tracing::info!(agent = %handle.name, "agent removed");
         Ok(handle.record())
+    }
+
+    /// Deletes the private memory of the agent `id` (named `name`).
+    pub async fn forget_memory(&self, name: &str, id: &str) {
+        let memory = self.memory.clone();
+        let scope = crate::memory::model::ScopeKey::agent(id);
+        match tokio::task::spawn_blocking(move || memory.delete_scope(&scope)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(agent = %name, "cannot delete the agent's memory: {e}"),
+            Err(e) => tracing::error!(agent = %name, "memory cleanup task failed: {e}"),
+        }
     }
 
     /// Suspends (messages refused) or resumes an agent; the flag is stored.

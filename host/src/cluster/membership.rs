@@ -36,6 +36,8 @@ pub struct LocalAgent {
 
 /// What this node runs, asked several times per heartbeat.
 pub type AgentLister = Arc<dyn Fn() -> Vec<LocalAgent> + Send + Sync>;
+/// How far this node applied the memory stream, asked at every heartbeat.
+pub type Progress = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// One node as it announces itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -59,6 +61,9 @@ pub struct NodeRecord {
     /// Topic → the listed agents subscribed to it, in name order.
     #[serde(default)]
     pub topics: BTreeMap<String, Vec<String>>,
+    /// The last position of the cluster's memory stream this node applied.
+    #[serde(default)]
+    pub memory_applied: u64,
 }
 
 impl NodeRecord {
@@ -74,6 +79,7 @@ impl NodeRecord {
             agent_count: 0,
             capabilities: BTreeMap::new(),
             topics: BTreeMap::new(),
+            memory_applied: 0,
         }
     }
 
@@ -127,15 +133,23 @@ fn bucket_name(cluster: &str) -> String {
     format!("{cluster}_nodes")
 }
 
+/// What this node announces, asked at every look.
+pub struct Announced {
+    pub agents: AgentLister,
+    pub progress: Progress,
+}
+
+/// Announces `record` every `heartbeat` (entries live `dead_after`) and
+/// keeps `view` to the live nodes.
 pub async fn run(
     client: async_nats::Client,
     cluster: String,
     mut record: NodeRecord,
-    heartbeat: Duration,
-    dead_after: Duration,
+    (heartbeat, dead_after): (Duration, Duration),
     view: Arc<Mutex<NodeView>>,
-    agents: AgentLister,
+    announced: Announced,
 ) {
+    let Announced { agents, progress } = announced;
     let js = jetstream::new(client);
     let mut bucket: Option<kv::Store> = None;
     // Read four times per heartbeat (at most every 500 ms), write once per
@@ -147,6 +161,7 @@ pub async fn run(
     loop {
         tick.tick().await;
         let changed = record.offer(agents());
+        record.memory_applied = progress();
         let due = changed || last_put.is_none_or(|at| at.elapsed() + read_every / 2 >= heartbeat);
         let store = match &bucket {
             Some(store) => Ok(store.clone()),

@@ -11,6 +11,7 @@
 
 mod kv;
 mod membership;
+mod memory;
 mod placement;
 mod routing;
 mod state;
@@ -193,6 +194,7 @@ impl Cluster {
         node: String,
         api_url: String,
         manager: Arc<crate::agents::AgentManager>,
+        memory: Arc<crate::memory::MemoryService>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let registry = manager.registry().clone();
         let Some(url) = config.nats_url.clone() else {
@@ -238,14 +240,26 @@ impl Cluster {
                     .collect()
             })
         };
+        let memory_stream = Arc::new(memory::MemoryStream::new(client.clone(), &config.name));
+        memory.replicate_through(memory_stream.clone());
+        let applying = tokio::spawn(memory::apply(memory_stream.clone(), memory));
+        let progress: membership::Progress = {
+            let stream = memory_stream.clone();
+            Arc::new(move || stream.applied.load(std::sync::atomic::Ordering::Relaxed))
+        };
         let membership = tokio::spawn(membership::run(
             client.clone(),
             config.name.clone(),
             record,
-            Duration::from_millis(config.heartbeat_ms),
-            Duration::from_millis(config.dead_after_ms),
+            (
+                Duration::from_millis(config.heartbeat_ms),
+                Duration::from_millis(config.dead_after_ms),
+            ),
             view.clone(),
-            reachable,
+            membership::Announced {
+                agents: reachable,
+                progress,
+            },
         ));
         let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
         manager.share_state(shared_state.clone());
@@ -282,7 +296,7 @@ impl Cluster {
             url,
             client,
             view,
-            tasks: vec![membership, placing, serving],
+            tasks: vec![membership, placing, serving, applying],
             buckets,
             state: shared_state,
         }))

@@ -443,7 +443,7 @@ async fn follow(
         if let Some(other) = registry.get(name) {
             // An older deployment under the same name: the registry's is
             // the one that runs.
-            let _ = manager.remove(&other.id).await;
+            let _ = manager.remove_here(&other.id).await;
         }
         match start(manager, buckets, entry).await {
             Ok(()) => tracing::info!(agent = %name, "started here by the cluster's placement"),
@@ -458,7 +458,7 @@ async fn follow(
             .is_some_and(|e| e.id == handle.id && !mine.contains(&handle.name));
         let removed = !entries.contains_key(&handle.name) && known.contains(&handle.name);
         if placed_elsewhere || removed {
-            match manager.remove(&handle.id).await {
+            match manager.remove_here(&handle.id).await {
                 Ok(_) if removed => {
                     tracing::info!(agent = %handle.name, "stopped: removed from the cluster")
                 }

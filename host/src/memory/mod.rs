@@ -17,6 +17,7 @@ mod backlog;
 pub mod embedding;
 pub mod graph;
 pub mod model;
+pub mod replication;
 pub mod report;
 pub mod search;
 pub mod settings;
@@ -115,6 +116,8 @@ pub struct MemoryService {
     backlog: backlog::Backlog,
     /// The service itself, for the background embedder's thread.
     me: std::sync::Weak<MemoryService>,
+    /// Carries writes to every node when this node is in a cluster.
+    replicator: std::sync::OnceLock<Arc<dyn replication::Replicator>>,
 }
 
 /// Health of the memory system, in the runbook's shape.
@@ -226,6 +229,7 @@ impl MemoryService {
             query_cache: QueryCache::new(QUERY_CACHE_ENTRIES),
             backlog: backlog::Backlog::default(),
             me: me.clone(),
+            replicator: std::sync::OnceLock::new(),
         });
         service.open_index()?;
         Ok(service)
@@ -528,8 +532,20 @@ impl MemoryService {
         embeddings: &HashMap<String, Vec<f32>>,
         f: impl FnOnce(&mut store::GraphWriter<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.write_at(embeddings, None, None, f)
+    }
+
+    /// [`MemoryService::write`] recorded at `now`, marking position
+    /// `replicated` of the cluster's memory stream applied.
+    fn write_at<T>(
+        &self,
+        embeddings: &HashMap<String, Vec<f32>>,
+        now: Option<&str>,
+        replicated: Option<u64>,
+        f: impl FnOnce(&mut store::GraphWriter<'_>) -> Result<T>,
+    ) -> Result<T> {
         let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let (out, delta) = self.store.write(embeddings, f)?;
+        let (out, delta) = self.store.write_at(embeddings, now, replicated, f)?;
         let unembedded = delta.unembedded;
         self.apply(delta)?;
         drop(_writes);
@@ -564,6 +580,136 @@ impl MemoryService {
         Ok(())
     }
 
+    /// Sends this node's writes through `replicator` from now on (this
+    /// node joined a cluster). Once only.
+    pub fn replicate_through(&self, replicator: Arc<dyn replication::Replicator>) {
+        let _ = self.replicator.set(replicator);
+    }
+
+    /// The last position of the cluster's memory stream this node applied.
+    pub fn replicated_seq(&self) -> Result<u64> {
+        self.store.read()?.replicated_seq()
+    }
+
+    /// Applies position `seq` of the cluster's memory stream: a write
+    /// checked and embedded by the node that took it.
+    pub fn apply_replicated(
+        &self,
+        write: &replication::ReplicatedWrite,
+        seq: u64,
+    ) -> Result<replication::WriteResult> {
+        let applied = self.apply_op(
+            &write.scope(),
+            &write.op,
+            &write.embeddings(),
+            Some(&write.now),
+            Some(seq),
+        );
+        // A write refused here is refused on every node (same state, same
+        // order): its position is passed. A storage failure is this node's
+        // own, and the position is applied again after it.
+        if let Err(e) = &applied
+            && !matches!(e, MemoryError::Storage(_))
+        {
+            self.store.mark_replicated(seq)?;
+        }
+        applied
+    }
+
+    /// Passes position `seq` of the cluster's memory stream without
+    /// applying anything (a message this version cannot read).
+    pub fn store_replicated_position(&self, seq: u64) -> Result<()> {
+        self.store.mark_replicated(seq)
+    }
+
+    /// Performs a checked, embedded write: here at once, or through the
+    /// cluster (every node applies it, this one before answering).
+    fn perform(
+        &self,
+        scope: &ScopeKey,
+        op: replication::WriteOp,
+        embeddings: HashMap<String, Vec<f32>>,
+    ) -> Result<replication::WriteResult> {
+        let Some(replicator) = self.replicator.get() else {
+            return self.apply_op(scope, &op, &embeddings, None, None);
+        };
+        replicator.submit(replication::ReplicatedWrite {
+            id: uuid::Uuid::new_v4().to_string(),
+            now: crate::clock::now_rfc3339(),
+            scope: scope.as_str().to_string(),
+            op,
+            embeddings: replication::carried(&embeddings),
+        })
+    }
+
+    /// The one place a write's operation turns into store changes, for
+    /// this node's writes and the cluster's alike.
+    fn apply_op(
+        &self,
+        scope: &ScopeKey,
+        op: &replication::WriteOp,
+        embeddings: &HashMap<String, Vec<f32>>,
+        now: Option<&str>,
+        replicated: Option<u64>,
+    ) -> Result<replication::WriteResult> {
+        use replication::{WriteOp, WriteResult};
+        let tally = |outcomes: &mut WriteSummary, outcome: Outcome| match outcome {
+            Outcome::Created => outcomes.created += 1,
+            Outcome::Updated => outcomes.updated += 1,
+            Outcome::Unchanged => outcomes.unchanged += 1,
+        };
+        self.write_at(embeddings, now, replicated, |w| match op {
+            WriteOp::CreateEntities(entities) => {
+                let mut summary = WriteSummary::default();
+                for entity in entities {
+                    tally(&mut summary, w.upsert_entity(scope, entity)?);
+                }
+                Ok(WriteResult::Summary(summary))
+            }
+            WriteOp::AddObservations {
+                entity,
+                observations,
+            } => Ok(WriteResult::Count(w.add_observations(
+                scope,
+                entity,
+                observations,
+            )?)),
+            WriteOp::CreateRelations(relations) => {
+                let mut summary = WriteSummary::default();
+                for relation in relations {
+                    tally(&mut summary, w.put_relation(scope, relation)?);
+                }
+                Ok(WriteResult::Summary(summary))
+            }
+            WriteOp::DeleteEntities(names) => {
+                let mut deleted = 0;
+                for name in names {
+                    if w.delete_entity(scope, name)? {
+                        deleted += 1;
+                    }
+                }
+                Ok(WriteResult::Count(deleted))
+            }
+            WriteOp::DeleteObservations {
+                entity,
+                observations,
+            } => Ok(WriteResult::Count(w.delete_observations(
+                scope,
+                entity,
+                observations,
+            )?)),
+            WriteOp::DeleteRelations(relations) => {
+                let mut deleted = 0;
+                for r in relations {
+                    if w.delete_relation(scope, &r.from, &r.to, &r.relation_type)? {
+                        deleted += 1;
+                    }
+                }
+                Ok(WriteResult::Count(deleted))
+            }
+        })
+    }
+
     pub fn create_entities(
         &self,
         scope: &ScopeKey,
@@ -579,18 +725,8 @@ impl MemoryService {
             texts.extend(e.observations.iter().cloned());
         }
         let embeddings = self.embed_all(texts)?;
-        let summary = self.write(&embeddings, |w| {
-            let mut summary = WriteSummary::default();
-            for entity in entities {
-                match w.upsert_entity(scope, entity)? {
-                    Outcome::Created => summary.created += 1,
-                    Outcome::Updated => summary.updated += 1,
-                    Outcome::Unchanged => summary.unchanged += 1,
-                }
-            }
-            Ok(summary)
-        })?;
-        Ok(summary)
+        let op = replication::WriteOp::CreateEntities(entities.to_vec());
+        Ok(self.perform(scope, op, embeddings)?.summary())
     }
 
     pub fn add_observations(
@@ -605,10 +741,11 @@ impl MemoryService {
             model::check_observation(entity, o)?;
         }
         let embeddings = self.embed_all(observations.to_vec())?;
-        let added = self.write(&embeddings, |w| {
-            w.add_observations(scope, entity, observations)
-        })?;
-        Ok(added)
+        let op = replication::WriteOp::AddObservations {
+            entity: entity.to_string(),
+            observations: observations.to_vec(),
+        };
+        Ok(self.perform(scope, op, embeddings)?.count())
     }
 
     pub fn create_relations(
@@ -620,32 +757,14 @@ impl MemoryService {
         for r in relations {
             r.validate()?;
         }
-        let summary = self.write(&HashMap::new(), |w| {
-            let mut summary = WriteSummary::default();
-            for relation in relations {
-                match w.put_relation(scope, relation)? {
-                    Outcome::Created => summary.created += 1,
-                    Outcome::Updated => summary.updated += 1,
-                    Outcome::Unchanged => summary.unchanged += 1,
-                }
-            }
-            Ok(summary)
-        })?;
-        Ok(summary)
+        let op = replication::WriteOp::CreateRelations(relations.to_vec());
+        Ok(self.perform(scope, op, HashMap::new())?.summary())
     }
 
     pub fn delete_entities(&self, scope: &ScopeKey, names: &[String]) -> Result<u32> {
         model::check_batch("names", names.len())?;
-        let deleted = self.write(&HashMap::new(), |w| {
-            let mut deleted = 0;
-            for name in names {
-                if w.delete_entity(scope, name)? {
-                    deleted += 1;
-                }
-            }
-            Ok(deleted)
-        })?;
-        Ok(deleted)
+        let op = replication::WriteOp::DeleteEntities(names.to_vec());
+        Ok(self.perform(scope, op, HashMap::new())?.count())
     }
 
     pub fn delete_observations(
@@ -658,24 +777,17 @@ impl MemoryService {
         for observation in observations {
             model::check_observation(entity, observation)?;
         }
-        let deleted = self.write(&HashMap::new(), |w| {
-            w.delete_observations(scope, entity, observations)
-        })?;
-        Ok(deleted)
+        let op = replication::WriteOp::DeleteObservations {
+            entity: entity.to_string(),
+            observations: observations.to_vec(),
+        };
+        Ok(self.perform(scope, op, HashMap::new())?.count())
     }
 
     pub fn delete_relations(&self, scope: &ScopeKey, relations: &[RelationKey]) -> Result<u32> {
         model::check_batch("relations", relations.len())?;
-        let deleted = self.write(&HashMap::new(), |w| {
-            let mut deleted = 0;
-            for r in relations {
-                if w.delete_relation(scope, &r.from, &r.to, &r.relation_type)? {
-                    deleted += 1;
-                }
-            }
-            Ok(deleted)
-        })?;
-        Ok(deleted)
+        let op = replication::WriteOp::DeleteRelations(relations.to_vec());
+        Ok(self.perform(scope, op, HashMap::new())?.count())
     }
 
     /// Deletes every entity of a scope (an agent's private memory when the

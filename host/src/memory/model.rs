@@ -257,14 +257,17 @@ pub struct GraphPage {
 }
 
 /// What a write changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WriteSummary {
     pub created: u32,
     pub updated: u32,
     pub unchanged: u32,
 }
 
-#[derive(Debug, Error)]
+/// Serialisable: in a cluster, the node that applied a write sends the
+/// error to the node that took it.
+#[derive(Debug, Clone, Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum MemoryError {
     #[error("{0}")]
     Invalid(String),
@@ -274,6 +277,9 @@ pub enum MemoryError {
     Denied(String),
     #[error("memory storage error: {0}")]
     Storage(String),
+    /// The cluster could not take the write now; retrying may work.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<redb::Error> for MemoryError {

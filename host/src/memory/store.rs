@@ -43,6 +43,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("mem_meta");
 /// these vectors (random rather than a counter, so a restored backup
 /// cannot reach a number an index of another history carries).
 const VECTORS_VERSION: &str = "vectors_version";
+/// In `mem_meta`: the last position of the cluster's memory stream this
+/// database applied (0: none), written in the same transaction as the
+/// write it applied.
+const REPLICATED_SEQ: &str = "replicated_seq";
 
 /// First byte of an f16 embedding row. Old f32 rows have a length that is
 /// a multiple of 4; an f16 row with this byte has an odd length.
@@ -172,7 +176,7 @@ pub struct MemoryStore {
 
 /// An embedding as stored: f16, half the bytes of f32. The vector index
 /// holds f16 too, so nothing it can answer is lost.
-fn encode(vector: &[f32]) -> Vec<u8> {
+pub fn encode(vector: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + vector.len() * 2);
     out.push(F16_VECTOR);
     for x in vector {
@@ -233,20 +237,45 @@ impl MemoryStore {
         embeddings: &HashMap<String, Vec<f32>>,
         f: impl FnOnce(&mut GraphWriter<'_>) -> Result<T>,
     ) -> Result<(T, IndexDelta)> {
+        self.write_at(embeddings, None, None, f)
+    }
+
+    /// [`MemoryStore::write`] recorded at `now` (default: this clock's
+    /// now) and, when `replicated` is given, marking that position of the
+    /// cluster's memory stream applied in the same transaction.
+    pub fn write_at<T>(
+        &self,
+        embeddings: &HashMap<String, Vec<f32>>,
+        now: Option<&str>,
+        replicated: Option<u64>,
+        f: impl FnOnce(&mut GraphWriter<'_>) -> Result<T>,
+    ) -> Result<(T, IndexDelta)> {
         let txn = self.storage.database().begin_write()?;
         let mut writer = GraphWriter {
             txn: &txn,
             embeddings,
             delta: IndexDelta::default(),
-            now: crate::clock::now_rfc3339(),
+            now: now.map_or_else(crate::clock::now_rfc3339, str::to_string),
         };
         let value = f(&mut writer)?;
         let mut delta = writer.delta;
         if !delta.added.is_empty() || !delta.removed.is_empty() {
             delta.version = Some(stamp_vectors(&mut txn.open_table(META)?)?);
         }
+        if let Some(seq) = replicated {
+            txn.open_table(META)?.insert(REPLICATED_SEQ, seq)?;
+        }
         txn.commit()?;
         Ok((value, delta))
+    }
+
+    /// Marks position `seq` of the cluster's memory stream applied, for a
+    /// write whose apply failed (it fails the same way on every node).
+    pub fn mark_replicated(&self, seq: u64) -> Result<()> {
+        let txn = self.storage.database().begin_write()?;
+        txn.open_table(META)?.insert(REPLICATED_SEQ, seq)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// The embeddings' version, given one first if they have none (a
@@ -1224,6 +1253,11 @@ impl GraphReader {
     /// in a database written before versions existed.
     pub fn vectors_version(&self) -> Result<Option<u64>> {
         Ok(self.t.meta.get(VECTORS_VERSION)?.map(|v| v.value()))
+    }
+
+    /// The last position of the cluster's memory stream applied (0: none).
+    pub fn replicated_seq(&self) -> Result<u64> {
+        Ok(self.t.meta.get(REPLICATED_SEQ)?.map_or(0, |v| v.value()))
     }
 
     /// Ids of every doc that has an embedding, for reconciling a saved

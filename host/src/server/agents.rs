@@ -228,9 +228,13 @@ async fn remove(
         (Ok(record), _) => Ok(Json(
             json!({ "id": record.id, "name": record.name, "status": "removed" }),
         )),
-        (Err(crate::agents::manager::ManageError::NotFound(_)), Some(entry)) => Ok(Json(
-            json!({ "id": entry.id, "name": entry.name, "status": "removed" }),
-        )),
+        (Err(crate::agents::manager::ManageError::NotFound(_)), Some(entry)) => {
+            // Its node stops it; its memory is the cluster's, deleted here.
+            state.manager.forget_memory(&entry.name, &entry.id).await;
+            Ok(Json(
+                json!({ "id": entry.id, "name": entry.name, "status": "removed" }),
+            ))
+        }
         (Err(e), _) => Err(e.into()),
     }
 }

@@ -51,6 +51,9 @@ impl From<MemoryError> for ApiError {
             MemoryError::NotFound(m) => ApiError::not_found("memory_not_found", m),
             MemoryError::Denied(m) => ApiError::new(StatusCode::FORBIDDEN, "memory_denied", m),
             MemoryError::Storage(m) => ApiError::internal(m),
+            MemoryError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "memory_unavailable", m)
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ fn to_wit_error(e: MemoryError) -> Error {
         MemoryError::NotFound(t) => Error::NotFound(t),
         MemoryError::Denied(t) => Error::Denied(t),
         MemoryError::Storage(t) => Error::Internal(t),
+        MemoryError::Unavailable(t) => Error::Unavailable(t),
     }
 }
 
