@@ -26,6 +26,7 @@ use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+mod cluster;
 mod man_pages;
 mod text;
 
@@ -477,6 +478,10 @@ async fn run() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("protocols") {
         return protocols(temp.path(), &echo).await;
+    }
+    // `caxton-bench cluster`: three nodes on a real nats-server.
+    if std::env::args().nth(1).as_deref() == Some("cluster") {
+        return cluster::run(temp.path()).await;
     }
     // `caxton-bench text`: long real documents, ingest and search quality.
     if std::env::args().nth(1).as_deref() == Some("text") {
