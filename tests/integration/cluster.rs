@@ -22,6 +22,11 @@ impl Nats {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Nats::start_on(store, port)
+    }
+
+    /// On `port` (a restart where the nodes expect it).
+    fn start_on(store: &Path, port: u16) -> Nats {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store)
@@ -675,4 +680,138 @@ async fn memory_written_on_any_node_is_on_every_node() {
         .filter_map(|n| n["memory_applied"].as_u64())
         .collect();
     assert_eq!(applied.len(), 4, "{status}");
+}
+
+async fn health(server: &Server) -> String {
+    let (_, health) = server.get("/api/v1/health").await;
+    health["status"].as_str().unwrap_or("").to_string()
+}
+
+async fn until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_over_and_nodes_ride_out_a_nats_restart() {
+    let (guard, _) = temp_data_dir();
+    let store = guard.path().join("jetstream");
+    let nats = Nats::start(&store);
+    let port: u16 = nats
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let a = node(guard.path(), "node-a", &nats.url);
+    let b = node(guard.path(), "node-b", &nats.url);
+    a.deploy("echo", &rust_example("echo"), serde_json::json!({}))
+        .await;
+    ask_through(&b, "echo", "hello").await;
+
+    // Drained: echo moves to B, and still answers through A.
+    let (ok, out, err) = b.cli(&["cluster", "drain", "node-a", "--wait", "20"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("node-a runs no agent now"), "{out}");
+    let body = ask_through(&a, "echo", "moved?").await;
+    assert_eq!(body["reply"]["content"], "moved?", "{body}");
+    until(
+        "node-a shown draining",
+        Duration::from_secs(5),
+        async || {
+            let (_, view) = a.get("/api/v1/cluster").await;
+            view["draining"] == serde_json::json!(["node-a"])
+        },
+    )
+    .await;
+    let (ok, out, err) = a.cli(&["cluster", "status"]);
+    assert!(ok && out.contains("node-a (draining)"), "{out}{err}");
+    let (status, body) = a
+        .post(
+            "/api/v1/cluster/drain",
+            &serde_json::json!({"node": "node-z"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (ok, out, err) = a.cli(&["cluster", "resume", "node-a"]);
+    assert!(ok, "{out}{err}");
+    until("the drain ended", Duration::from_secs(5), async || {
+        let (_, view) = a.get("/api/v1/cluster").await;
+        view["draining"] == serde_json::json!([])
+    })
+    .await;
+
+    // Each node's metrics say which node they are from.
+    let metrics = reqwest::get(a.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("caxton_cluster_nodes{node=\"node-a\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("caxton_memory_replication_behind{node=\"node-a\"}"),
+        "{metrics}"
+    );
+
+    // NATS gone: local work goes on, cluster work fails fast and says
+    // why, health is degraded; NATS back: all of it recovers.
+    drop(nats);
+    until("node-b degraded", Duration::from_secs(10), async || {
+        health(&b).await == "degraded"
+    })
+    .await;
+    assert_eq!(b.ask("echo", "still here").await, "still here");
+    let asked = Instant::now();
+    let (status, body) = b
+        .post(
+            "/api/v1/memory/entities",
+            &serde_json::json!({"entities": [{"name": "offline", "entity_type": "t", "observations": ["x"]}]}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "memory_unavailable", "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let _nats = Nats::start_on(&store, port);
+    until("both healthy again", Duration::from_secs(20), async || {
+        health(&a).await == "healthy" && health(&b).await == "healthy"
+    })
+    .await;
+    until(
+        "echo through node-a again",
+        Duration::from_secs(20),
+        async || a.message("echo", "back").await.0 == 200,
+    )
+    .await;
+    let (status, body) = a
+        .post(
+            "/api/v1/memory/entities",
+            &serde_json::json!({"entities": [{"name": "online", "entity_type": "t", "observations": ["y"]}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    until(
+        "node-b has the write",
+        Duration::from_secs(10),
+        async || {
+            let (_, found) = b
+                .post(
+                    "/api/v1/memory/nodes",
+                    &serde_json::json!({"names": ["online"]}),
+                )
+                .await;
+            found["entities"].as_array().is_some_and(|e| e.len() == 1)
+        },
+    )
+    .await;
 }

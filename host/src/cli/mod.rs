@@ -216,7 +216,7 @@ enum Command {
     /// Topics: list, publish, subscribe and unsubscribe agents.
     #[command(subcommand)]
     Topics(outbox::TopicsCommand),
-    /// Several nodes as one system: `cluster status`.
+    /// Several nodes as one system: `cluster status`, `drain`, `resume`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     /// Back up the data directory (a consistent snapshot while the server

@@ -127,6 +127,9 @@ impl NodeRecord {
 pub struct NodeView {
     pub nodes: BTreeMap<String, NodeRecord>,
     pub problem: Option<String>,
+    /// Nodes being drained (`caxton cluster drain`), as placement last
+    /// read them.
+    pub draining: std::collections::BTreeSet<String>,
 }
 
 fn bucket_name(cluster: &str) -> String {

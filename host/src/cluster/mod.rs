@@ -134,6 +134,8 @@ pub struct Cluster {
     buckets: Arc<tokio::sync::OnceCell<placement::Buckets>>,
     /// Agents' key-value state.
     state: Arc<state::ClusterState>,
+    /// Memory writes, and how far this node applied them.
+    memory: Arc<memory::MemoryStream>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +181,8 @@ pub struct ClusterStatus {
     pub nats: String,
     /// Live nodes, this one included once its first heartbeat is stored.
     pub nodes: Vec<NodeRecord>,
+    /// Nodes being drained: no agent is placed on them.
+    pub draining: Vec<String>,
     /// Why the view may be stale, when it may.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -299,6 +303,7 @@ impl Cluster {
             tasks: vec![membership, placing, serving, applying],
             buckets,
             state: shared_state,
+            memory: memory_stream,
         }))
     }
 
@@ -379,6 +384,23 @@ impl Cluster {
         &self.node
     }
 
+    /// The last position of the memory stream this node applied.
+    pub fn memory_applied(&self) -> u64 {
+        self.memory
+            .applied
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drains `node` (its agents move to the other nodes; none is placed
+    /// on it) or, with `draining` false, ends the drain.
+    pub async fn drain(&self, node: &str, draining: bool) -> Result<(), PublishError> {
+        self.buckets()
+            .await?
+            .set_draining(node, draining)
+            .await
+            .map_err(PublishError::Unavailable)
+    }
+
     pub fn status(&self) -> ClusterStatus {
         let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         ClusterStatus {
@@ -386,6 +408,7 @@ impl Cluster {
             node: self.node.clone(),
             nats: self.nats_state().into(),
             nodes: view.nodes.values().cloned().collect(),
+            draining: view.draining.iter().cloned().collect(),
             problem: view.problem.clone(),
         }
     }

@@ -74,6 +74,8 @@ pub struct Buckets {
     agents: kv::Store,
     placement: kv::Store,
     components: object_store::ObjectStore,
+    /// Node → anything: the nodes being drained.
+    drain: kv::Store,
 }
 
 fn agents_bucket(cluster: &str) -> String {
@@ -106,6 +108,7 @@ impl Buckets {
         let agents = super::kv::bucket(&js, &agents_bucket(cluster), 1, Duration::ZERO).await?;
         let placement =
             super::kv::bucket(&js, &placement_bucket(cluster), 1, Duration::ZERO).await?;
+        let drain = super::kv::bucket(&js, &format!("{cluster}_drain"), 1, Duration::ZERO).await?;
         let name = components_bucket(cluster);
         let components = match js.get_object_store(&name).await {
             Ok(store) => store,
@@ -122,7 +125,32 @@ impl Buckets {
             agents,
             placement,
             components,
+            drain,
         })
+    }
+
+    /// Marks `node` as draining (its agents move to the other nodes and
+    /// none is placed on it), or ends that.
+    pub async fn set_draining(&self, node: &str, draining: bool) -> Result<(), String> {
+        let done: Result<(), String> = if draining {
+            let since = crate::clock::now_unix_ms().to_string();
+            self.drain
+                .put(node, since.into_bytes().into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            self.drain.delete(node).await.map_err(|e| e.to_string())
+        };
+        done.map_err(|e| format!("cannot record the drain: {e}"))
+    }
+
+    async fn draining(&self) -> Result<BTreeSet<String>, String> {
+        Ok(read_all(&self.drain)
+            .await?
+            .into_iter()
+            .map(|(node, _, _)| node)
+            .collect())
     }
 
     /// The registry entry of `name`, if the cluster has one.
@@ -349,12 +377,21 @@ pub async fn run(placer: Placer) {
             }
             view.nodes.keys().cloned().collect()
         };
-        let (entries, claims) = match tokio::try_join!(buckets.entries(), buckets.claims()) {
+        let read = tokio::try_join!(buckets.entries(), buckets.claims(), buckets.draining());
+        let (entries, claims, draining) = match read {
             Ok(read) => read,
             Err(e) => {
                 report(&mut problem, e);
                 continue;
             }
+        };
+        view.lock().unwrap_or_else(|p| p.into_inner()).draining = draining.clone();
+        // Where agents may go: live nodes not being drained. A draining
+        // node claims nothing, and its claims are taken like a dead
+        // node's (it stops its copy once another node holds the slot).
+        let open: BTreeSet<String> = live.difference(&draining).cloned().collect();
+        let keeps = |holder: &String| {
+            open.contains(holder) || (live.contains(holder) && !open.contains(&node))
         };
         if problem.take().is_some() {
             tracing::info!("the cluster's registry is readable again");
@@ -365,7 +402,7 @@ pub async fn run(placer: Placer) {
             let holders: BTreeSet<String> = (0..replicas)
                 .filter_map(|s| claims.get(&claim_key(&entry.name, s)))
                 .map(|(c, _)| c.node.clone())
-                .filter(|n| live.contains(n))
+                .filter(|n| keeps(n))
                 .collect();
             for slot in 0..replicas {
                 let key = claim_key(&entry.name, slot);
@@ -375,20 +412,20 @@ pub async fn run(placer: Placer) {
                         free_since.remove(&key);
                         continue;
                     }
-                    Some((claim, _)) if live.contains(&claim.node) => {
+                    Some((claim, _)) if keeps(&claim.node) => {
                         free_since.remove(&key);
                         continue;
                     }
                     Some((_, revision)) => Some(*revision),
                     None => None,
                 };
-                if holders.contains(&node) || mine.contains(&entry.name) {
+                if holders.contains(&node) || mine.contains(&entry.name) || !open.contains(&node) {
                     continue;
                 }
                 let candidates = ranked(
                     &entry.name,
                     slot,
-                    live.iter().filter(|n| !holders.contains(*n)),
+                    open.iter().filter(|n| !holders.contains(*n)),
                 );
                 let first = candidates.first().is_some_and(|n| **n == node);
                 let waited = free_since.entry(key.clone()).or_insert_with(Instant::now);

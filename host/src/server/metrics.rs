@@ -392,11 +392,78 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
             ));
         }
     }
+    if let Some(cluster) = state.cluster.get() {
+        let status = cluster.status();
+        let newest = status
+            .nodes
+            .iter()
+            .map(|n| n.memory_applied)
+            .max()
+            .unwrap_or(0);
+        let applied = cluster.memory_applied();
+        metrics.push(gauge(
+            "caxton_cluster_nodes",
+            "Live nodes of the cluster as this node sees it.",
+            status.nodes.len() as f64,
+        ));
+        metrics.push(gauge(
+            "caxton_cluster_nats_connected",
+            "1 while this node is connected to NATS.",
+            f64::from(u8::from(status.nats == "connected")),
+        ));
+        metrics.push(gauge(
+            "caxton_memory_replication_applied",
+            "The last position of the cluster's memory stream this node applied.",
+            applied as f64,
+        ));
+        metrics.push(gauge(
+            "caxton_memory_replication_behind",
+            "Memory writes the most advanced node applied that this node has not yet.",
+            newest.saturating_sub(applied) as f64,
+        ));
+    }
     let mut text = render(&metrics);
     text.push_str(&render(&[http_requests()]));
     text.push_str(&histograms());
     text.push_str(&render(&process_metrics()));
+    if let Some(cluster) = state.cluster.get() {
+        text = with_label(&text, "node", cluster.node());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Every sample of `text` with `name="value"` as its first label: in a
+/// cluster each node's series say which node they are from.
+fn with_label(text: &str, name: &str, value: &str) -> String {
+    let value = escape_label(value);
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some(brace) = line.find('{').filter(|b| !line[..*b].contains(' ')) {
+            let (series, rest) = line.split_at(brace + 1);
+            let comma = if rest.starts_with('}') { "" } else { "," };
+            out.push_str(&format!("{series}{name}=\"{value}\"{comma}{rest}"));
+        } else if let Some((series, sample)) = line.split_once(' ') {
+            out.push_str(&format!("{series}{{{name}=\"{value}\"}} {sample}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod node_label_tests {
+    #[test]
+    fn every_sample_gets_the_label_and_comments_stay() {
+        let text = "# HELP a x\n# TYPE a gauge\na 1\nb{le=\"0.5\"} 2\nc{} 3\n";
+        assert_eq!(
+            super::with_label(text, "node", "n-1"),
+            "# HELP a x\n# TYPE a gauge\na{node=\"n-1\"} 1\nb{node=\"n-1\",le=\"0.5\"} 2\nc{node=\"n-1\"} 3\n"
+        );
+    }
 }
 
 #[cfg(test)]
