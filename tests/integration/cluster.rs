@@ -629,15 +629,30 @@ async fn memory_written_on_any_node_is_on_every_node() {
         }
         remember([&a, &c][i % 2], i).await;
     }
+    // An import through C reaches every node too.
+    let lines = [
+        r#"{"type":"entity","scope":"global","name":"imported-1","entity_type":"thing","observations":["came from a file"]}"#,
+        r#"{"type":"entity","scope":"global","name":"imported-2","entity_type":"thing","observations":["also from the file"]}"#,
+        r#"{"type":"relation","scope":"global","from":"imported-1","to":"imported-2","relation_type":"next_to"}"#,
+    ];
+    let (status, body) = c
+        .post_raw(
+            "/api/v1/memory/import",
+            "application/x-ndjson",
+            lines.join("\n").into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // B comes back on its data, and a new node D joins: both catch up.
     let b = node(guard.path(), "node-b", &nats.url);
     let d = node(guard.path(), "node-d", &nats.url);
     let reference = export(&a).await;
     assert_eq!(
         reference.lines().count(),
-        61,
-        "60 entities and one relation: {reference}"
+        64,
+        "62 entities and two relations: {reference}"
     );
+    assert!(reference.contains("came from a file"), "{reference}");
     assert!(reference.contains("painted blue"), "{reference}");
     for other in [&b, &c, &d] {
         let deadline = Instant::now() + Duration::from_secs(20);

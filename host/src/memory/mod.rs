@@ -28,7 +28,7 @@ pub mod vectors;
 
 mod keyword;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -934,6 +934,9 @@ impl MemoryService {
                 }
             }
         }
+        if self.replicator.get().is_some() {
+            return self.import_replicated(entities, relations);
+        }
         let mut texts = Vec::new();
         for (_, e) in &entities {
             texts.push(store::name_text(&e.name, &e.entity_type));
@@ -950,6 +953,39 @@ impl MemoryService {
             Ok(())
         })?;
         Ok((entities.len() as u32, relations.len() as u32))
+    }
+
+    /// An import in a cluster: checked whole (above), then written in
+    /// batches through the cluster's stream, entities before relations. A
+    /// failure part-way leaves the batches before it written (each batch
+    /// is all or nothing, and importing again is harmless: writes are
+    /// upserts).
+    fn import_replicated(
+        &self,
+        entities: Vec<(ScopeKey, EntityInput)>,
+        relations: Vec<(ScopeKey, Relation)>,
+    ) -> Result<(u32, u32)> {
+        const BATCH: usize = 100;
+        let (entity_count, relation_count) = (entities.len() as u32, relations.len() as u32);
+        let mut by_scope: BTreeMap<ScopeKey, Vec<EntityInput>> = BTreeMap::new();
+        for (scope, entity) in entities {
+            by_scope.entry(scope).or_default().push(entity);
+        }
+        for (scope, entities) in &by_scope {
+            for batch in entities.chunks(BATCH) {
+                self.create_entities(scope, batch)?;
+            }
+        }
+        let mut by_scope: BTreeMap<ScopeKey, Vec<Relation>> = BTreeMap::new();
+        for (scope, relation) in relations {
+            by_scope.entry(scope).or_default().push(relation);
+        }
+        for (scope, relations) in &by_scope {
+            for batch in relations.chunks(BATCH) {
+                self.create_relations(scope, batch)?;
+            }
+        }
+        Ok((entity_count, relation_count))
     }
 
     /// Entity in a scope, by name.
