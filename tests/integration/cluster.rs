@@ -830,3 +830,102 @@ async fn a_drained_node_hands_over_and_nodes_ride_out_a_nats_restart() {
     )
     .await;
 }
+
+/// A node whose agents directory is `agents` and whose model is the
+/// scripted provider.
+fn config_node(dir: &Path, name: &str, nats: &str, agents: &Path, script: &Path) -> Server {
+    std::fs::create_dir_all(agents).expect("agents dir");
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "memory:\n  semantic_search: false\nagents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\ncluster:\n  nats_url: {nats}\n  node: {name}\n  heartbeat_ms: 200\n  dead_after_ms: 1500\n",
+            agents.display(),
+            script.display()
+        ),
+    )
+    .expect("write config");
+    Server::start_with_config(&dir.join(name), Some(&config))
+}
+
+async fn runs_on(server: &Server, agent: &str) -> Vec<String> {
+    let (_, view) = server.get("/api/v1/cluster").await;
+    view["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            n["agents"]
+                .as_array()
+                .is_some_and(|a| a.contains(&agent.into()))
+        })
+        .filter_map(|n| n["node"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_agent_moves_when_its_home_node_dies_and_returns_home() {
+    let (guard, _) = temp_data_dir();
+    let dir = guard.path();
+    let nats = Nats::start(&dir.join("jetstream"));
+    let script = dir.join("script.yaml");
+    std::fs::write(
+        &script,
+        "- when: \"hello\"\n  content: \"hi from the model\"\n",
+    )
+    .expect("script");
+    let home_agents = dir.join("agents-a");
+    std::fs::create_dir_all(&home_agents).expect("dir");
+    std::fs::write(
+        home_agents.join("greeter.md"),
+        "---\nname: greeter\nversion: \"1.0.0\"\ncapabilities: [greeting]\nsystem_prompt: You greet.\n---\nGreets.\n",
+    )
+    .expect("definition");
+    let mut a = config_node(dir, "node-a", &nats.url, &home_agents, &script);
+    let b = config_node(dir, "node-b", &nats.url, &dir.join("agents-b"), &script);
+    let body = ask_through(&b, "greeter", "hello").await;
+    assert_eq!(body["reply"]["content"], "hi from the model", "{body}");
+    assert_eq!(runs_on(&b, "greeter").await, ["node-a"]);
+
+    // Its home node dies: node B runs the published definition.
+    a.kill();
+    let killed = Instant::now();
+    let body = loop {
+        let (status, body) = b.message("greeter", "hello").await;
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            [503, 404].contains(&status) && killed.elapsed() < Duration::from_secs(10),
+            "greeter not back: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["reply"]["content"], "hi from the model", "{body}");
+    until(
+        "greeter runs on node-b",
+        Duration::from_secs(5),
+        async || runs_on(&b, "greeter").await == ["node-b"],
+    )
+    .await;
+
+    // Home again: node A runs it from its file, node B stops its copy.
+    let _a = config_node(dir, "node-a", &nats.url, &home_agents, &script);
+    until(
+        "greeter back on node-a only",
+        Duration::from_secs(10),
+        async || runs_on(&b, "greeter").await == ["node-a"],
+    )
+    .await;
+
+    // Its file deleted on the home node: it leaves the cluster.
+    std::fs::remove_file(home_agents.join("greeter.md")).expect("remove");
+    until(
+        "greeter gone everywhere",
+        Duration::from_secs(10),
+        async || {
+            runs_on(&b, "greeter").await.is_empty() && b.message("greeter", "hello").await.0 == 404
+        },
+    )
+    .await;
+}

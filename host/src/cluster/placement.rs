@@ -59,6 +59,41 @@ pub struct AgentEntry {
     /// The node it was deployed on, and when (Unix ms).
     pub deployed_on: String,
     pub deployed_unix_ms: u64,
+    /// A config agent's definition (its file is on `deployed_on`, which
+    /// runs it while alive); `None` for a WASM agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<ConfigDefinition>,
+}
+
+/// A config agent as its home node runs it: what another node needs to
+/// run the same definition when the home node is gone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigDefinition {
+    pub capabilities: Vec<String>,
+    pub description: String,
+    pub subscriptions: Vec<String>,
+    /// The parsed definition, as the interpreter's `init` takes it.
+    pub config_json: String,
+    pub tools: Vec<String>,
+    pub llm_provider: Option<String>,
+    pub memory_grants: Vec<String>,
+    /// The file on the home node.
+    pub source: String,
+}
+
+/// How a config agent started by placement (not from a file of this
+/// node) records where its definition came from.
+const FROM_CLUSTER: &str = "cluster:";
+
+fn from_cluster(handle: &crate::agents::AgentHandle) -> bool {
+    handle
+        .record()
+        .source
+        .is_some_and(|s| s.starts_with(FROM_CLUSTER))
+}
+
+fn is_config(handle: &crate::agents::AgentHandle) -> bool {
+    handle.record().kind == crate::agents::record::AgentKind::Config
 }
 
 /// Who holds a slot.
@@ -170,7 +205,7 @@ impl Buckets {
     /// its entry, so no other node sees the entry with slot 0 free.
     pub async fn publish(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
         let object = entry.component_sha256.as_str();
-        if self.components.info(object).await.is_err() {
+        if entry.definition.is_none() && self.components.info(object).await.is_err() {
             let mut reader = component;
             self.components
                 .put(object, &mut reader)
@@ -386,6 +421,11 @@ pub async fn run(placer: Placer) {
             }
         };
         view.lock().unwrap_or_else(|p| p.into_inner()).draining = draining.clone();
+        let (entries, claims) =
+            match publish_config_agents(&buckets, &node, &manager, &live, entries, claims).await {
+                Some(read) => read,
+                None => continue,
+            };
         // Where agents may go: live nodes not being drained. A draining
         // node claims nothing, and its claims are taken like a dead
         // node's (it stops its copy once another node holds the slot).
@@ -452,6 +492,93 @@ pub async fn run(placer: Placer) {
     }
 }
 
+/// Publishes the config agents this node runs from its own files, so
+/// another node runs them when this one dies, and takes each back (its
+/// first slot) while this node is alive; unpublishes those whose file is
+/// gone. Answers the registry and claims as they are after that, or
+/// `None` when they could not be read again.
+async fn publish_config_agents(
+    buckets: &Buckets,
+    node: &str,
+    manager: &AgentManager,
+    live: &BTreeSet<String>,
+    entries: BTreeMap<String, AgentEntry>,
+    claims: BTreeMap<String, (Claim, u64)>,
+) -> Option<(BTreeMap<String, AgentEntry>, BTreeMap<String, (Claim, u64)>)> {
+    let registry = manager.registry();
+    let mine: Vec<_> = registry
+        .all()
+        .into_iter()
+        .filter(|h| is_config(h) && !from_cluster(h))
+        .collect();
+    let mut changed = false;
+    for handle in &mine {
+        let record = handle.record();
+        let definition = ConfigDefinition {
+            capabilities: record.capabilities.clone(),
+            description: record.description.clone(),
+            subscriptions: registry.topics().of_agent(&record.name),
+            config_json: record.config_json.clone(),
+            tools: record.tools.clone(),
+            llm_provider: record.llm_provider.clone(),
+            memory_grants: record.memory_grants.clone(),
+            source: record.source.clone().unwrap_or_default(),
+        };
+        let home = node.to_string();
+        let slot_held = claims
+            .get(&claim_key(&record.name, 0))
+            .is_some_and(|(c, _)| c.node == home);
+        let publish = match entries.get(&record.name) {
+            None => true,
+            // Another node's WASM agent, or another node's file of the
+            // same name while that node lives: theirs.
+            Some(e) if e.definition.is_none() => false,
+            Some(e) if e.deployed_on != home && live.contains(&e.deployed_on) => false,
+            Some(e) => {
+                e.id != record.id
+                    || e.definition.as_ref() != Some(&definition)
+                    || e.deployed_on != home
+                    || !slot_held
+            }
+        };
+        if publish {
+            let entry = AgentEntry {
+                name: record.name.clone(),
+                id: record.id.clone(),
+                component_sha256: String::new(),
+                limits: record.limits,
+                config: None,
+                memory_grants: record.memory_grants.clone(),
+                llm: true,
+                tools: record.tools.clone(),
+                replicas: 1,
+                deployed_on: home,
+                deployed_unix_ms: crate::clock::now_unix_ms(),
+                definition: Some(definition),
+            };
+            match buckets.publish(&entry, &[]).await {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    tracing::warn!(agent = %record.name, error = %e, "cannot publish the config agent in the cluster")
+                }
+            }
+        }
+    }
+    // This node's files that are gone: their agents leave the cluster.
+    for entry in entries.values() {
+        let gone = entry.definition.is_some()
+            && entry.deployed_on == node
+            && !mine.iter().any(|h| h.name == entry.name);
+        if gone && buckets.unpublish(entry).await.is_ok() {
+            changed = true;
+        }
+    }
+    if !changed {
+        return Some((entries, claims));
+    }
+    tokio::try_join!(buckets.entries(), buckets.claims()).ok()
+}
+
 fn report(problem: &mut Option<String>, now: String) {
     if problem.as_deref() != Some(now.as_str()) {
         tracing::warn!(problem = %now, "cannot follow the cluster's registry; agents stay where they are");
@@ -490,10 +617,20 @@ async fn follow(
         }
     }
     for handle in registry.all() {
+        // A config agent from this node's own files runs here whatever
+        // the placement says (it is published from here, see above).
+        if is_config(&handle) && !from_cluster(&handle) {
+            continue;
+        }
         let placed_elsewhere = entries
             .get(&handle.name)
             .is_some_and(|e| e.id == handle.id && !mine.contains(&handle.name));
         let removed = !entries.contains_key(&handle.name) && known.contains(&handle.name);
+        if (placed_elsewhere || removed) && is_config(&handle) {
+            manager.unload_config(&handle.id).await;
+            tracing::info!(agent = %handle.name, "stopped here: its home node runs it again, or it was removed");
+            continue;
+        }
         if placed_elsewhere || removed {
             match manager.remove_here(&handle.id).await {
                 Ok(_) if removed => {
@@ -513,6 +650,25 @@ async fn start(
     buckets: &Buckets,
     entry: &AgentEntry,
 ) -> Result<(), String> {
+    if let Some(definition) = &entry.definition {
+        let spec = crate::agents::manager::ConfigAgentSpec {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            capabilities: definition.capabilities.clone(),
+            description: definition.description.clone(),
+            subscriptions: definition.subscriptions.clone(),
+            config_json: definition.config_json.clone(),
+            tools: definition.tools.clone(),
+            llm_provider: definition.llm_provider.clone(),
+            memory_grants: definition.memory_grants.clone(),
+            source: format!("{FROM_CLUSTER}{}:{}", entry.deployed_on, definition.source),
+        };
+        return manager
+            .deploy_config(spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
     let component = buckets.component(&entry.component_sha256).await?;
     manager
         .deploy(DeployRequest {

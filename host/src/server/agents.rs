@@ -480,6 +480,7 @@ async fn deploy_in_cluster(
                 replicas,
                 deployed_on: cluster.node().to_string(),
                 deployed_unix_ms: crate::clock::now_unix_ms(),
+                definition: None,
             };
             cluster
                 .publish(entry, &component)
