@@ -43,7 +43,10 @@ pub enum ClusterCommand {
         wait: Option<u64>,
     },
     /// Ends a drain: agents may be placed on the node again.
-    Resume { node: String },
+    Resume {
+        /// The node being drained.
+        node: String,
+    },
 }
 
 pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> {
