@@ -510,6 +510,15 @@ impl AgentManager {
         }
     }
 
+    /// Compiles the config-agent interpreter now rather than at the first
+    /// config agent (a cluster node may have to start one at any moment,
+    /// when another node dies).
+    pub async fn warm_interpreter(&self) {
+        if let Err(e) = self.interpreter().await {
+            tracing::warn!(error = %e, "cannot prepare the config-agent interpreter");
+        }
+    }
+
     /// The interpreter component, compiled once (and cached on disk).
     async fn interpreter(&self) -> Result<Arc<AgentProgram>, DeployError> {
         self.interpreter

@@ -268,6 +268,11 @@ impl Cluster {
         let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
         manager.share_state(shared_state.clone());
         let buckets = Arc::new(tokio::sync::OnceCell::new());
+        // Ready to take over another node's config agents at once.
+        let warming = {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.warm_interpreter().await })
+        };
         let heartbeat = Duration::from_millis(config.heartbeat_ms);
         let placing = tokio::spawn(placement::run(placement::Placer {
             buckets: buckets.clone(),
@@ -300,7 +305,7 @@ impl Cluster {
             url,
             client,
             view,
-            tasks: vec![membership, placing, serving, applying],
+            tasks: vec![membership, placing, serving, applying, warming],
             buckets,
             state: shared_state,
             memory: memory_stream,
