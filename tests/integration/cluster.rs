@@ -255,6 +255,10 @@ async fn agents_on_three_nodes_answer_each_other() {
     let body = ask_through(&c, "echo", "over the wire").await;
     assert_eq!(body["reply"]["content"], "over the wire", "{body}");
     assert_eq!(body["agent"]["name"], "echo", "{body}");
+    // By id too.
+    let id = body["agent"]["id"].as_str().expect("id").to_string();
+    let body = ask_through(&c, &id, "by id").await;
+    assert_eq!(body["reply"]["content"], "by id", "{body}");
     let (status, body) = c
         .post(
             "/api/v1/messages",

@@ -28,6 +28,7 @@ const MAX_RECORD_BYTES: usize = 512 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAgent {
     pub name: String,
+    pub id: String,
     /// Empty while the agent is suspended: it takes no capability's or
     /// topic's messages then.
     pub capabilities: Vec<String>,
@@ -61,6 +62,9 @@ pub struct NodeRecord {
     /// Topic → the listed agents subscribed to it, in name order.
     #[serde(default)]
     pub topics: BTreeMap<String, Vec<String>>,
+    /// Id → name of the listed agents: a message may name an agent by id.
+    #[serde(default)]
+    pub ids: BTreeMap<String, String>,
     /// The last position of the cluster's memory stream this node applied.
     #[serde(default)]
     pub memory_applied: u64,
@@ -79,6 +83,7 @@ impl NodeRecord {
             agent_count: 0,
             capabilities: BTreeMap::new(),
             topics: BTreeMap::new(),
+            ids: BTreeMap::new(),
             memory_applied: 0,
         }
     }
@@ -104,15 +109,21 @@ impl NodeRecord {
                     .push(agent.name.clone());
             }
         }
+        let ids: BTreeMap<String, String> = agents
+            .iter()
+            .map(|a| (a.id.clone(), a.name.clone()))
+            .collect();
         let names: Vec<String> = agents.into_iter().map(|a| a.name).collect();
         let changed = names != self.agents
             || count != self.agent_count
             || capabilities != self.capabilities
-            || topics != self.topics;
+            || topics != self.topics
+            || ids != self.ids;
         self.agents = names;
         self.agent_count = count;
         self.capabilities = capabilities;
         self.topics = topics;
+        self.ids = ids;
         changed
     }
 

@@ -157,6 +157,7 @@ fn local_agents(registry: &crate::agents::Registry) -> Vec<LocalAgent> {
             let live = handle.status() != crate::agents::registry::AgentStatus::Suspended;
             LocalAgent {
                 name: handle.name.clone(),
+                id: handle.id.clone(),
                 capabilities: if live {
                     handle.capabilities()
                 } else {

@@ -163,6 +163,16 @@ impl Routes {
         }
     }
 
+    /// The agent's name when `name_or_id` is an id another node listed.
+    fn name_of(&self, name_or_id: &str) -> String {
+        let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.nodes
+            .values()
+            .find_map(|n| n.ids.get(name_or_id))
+            .cloned()
+            .unwrap_or_else(|| name_or_id.to_string())
+    }
+
     /// Names from the other nodes' records, `pick`ed from each, in name
     /// order, once each.
     fn gather(&self, pick: impl Fn(&super::NodeRecord) -> Option<&Vec<String>>) -> Vec<String> {
@@ -187,7 +197,9 @@ impl Elsewhere for Routes {
         match to {
             // A record that lists only some of its node's agents may hold
             // this one: NATS will say whether anyone takes it.
-            Address::Agent(name) => others.any(|n| !n.complete() || n.agents.contains(name)),
+            Address::Agent(name) => {
+                others.any(|n| !n.complete() || n.agents.contains(name) || n.ids.contains_key(name))
+            }
             Address::Capability(c) => others.any(|n| n.capabilities.contains_key(c)),
         }
     }
@@ -208,7 +220,10 @@ impl Elsewhere for Routes {
         timeout: Duration,
     ) -> Result<Delivered, DeliveryError> {
         let (subject, agent) = match to {
-            Address::Agent(name) => (agent_subject(&self.cluster, name), name.clone()),
+            Address::Agent(name_or_id) => {
+                let name = self.name_of(name_or_id);
+                (agent_subject(&self.cluster, &name), name)
+            }
             Address::Capability(c) => (
                 capability_subject(&self.cluster, c),
                 format!("with capability {c}"),
