@@ -429,7 +429,7 @@ async fn a_killed_node_loses_no_acknowledged_update_or_message() {
     let (guard, _) = temp_data_dir();
     let nats = Nats::start(&guard.path().join("jetstream"));
     let mut a = node(guard.path(), "node-a", &nats.url);
-    let _b = node(guard.path(), "node-b", &nats.url);
+    let b = node(guard.path(), "node-b", &nats.url);
     let c = node(guard.path(), "node-c", &nats.url);
     a.deploy("tally", &rust_example("counter"), serde_json::json!({}))
         .await;
@@ -563,6 +563,39 @@ async fn a_killed_node_loses_no_acknowledged_update_or_message() {
     }
     let (_, dead) = c.get("/api/v1/dead-letters").await;
     assert_eq!(dead["dead_letters"], serde_json::json!([]), "{dead}");
+
+    // The sending node dies with its messages undelivered (the receiver
+    // is suspended): they wait in the cluster's outbox, and another node
+    // delivers them once the receiver is back.
+    // Where tally runs, by each node's own list (one replica: one node).
+    let on_b = b.get("/api/v1/agents/tally").await.0 == 200;
+    let on_c = c.get("/api/v1/agents/tally").await.0 == 200;
+    assert!(on_b != on_c, "tally on node-b: {on_b}, on node-c: {on_c}");
+    let (mut sender, runner) = if on_c { (b, c) } else { (c, b) };
+    let (status, body) = runner
+        .post("/api/v1/agents/tally/suspend", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..20 {
+        let (status, body) = sender
+            .post(
+                "/api/v1/send",
+                &serde_json::json!({"receiver": "tally", "content": "record"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    sender.kill();
+    let (status, body) = runner
+        .post("/api/v1/agents/tally/resume", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        "the dead sender's 20 messages delivered",
+        Duration::from_secs(60),
+        async || runner.ask("tally", "recorded").await == (sent + 20).to_string(),
+    )
+    .await;
 }
 
 async fn export(server: &Server) -> String {

@@ -207,6 +207,8 @@ pub struct Registry {
     storage: Option<Arc<crate::storage::Storage>>,
     /// The agents of the other nodes, when this node is in a cluster.
     elsewhere: std::sync::OnceLock<Arc<dyn Elsewhere>>,
+    /// The cluster's outbox, when this node is in one.
+    shared_outbox: std::sync::OnceLock<Arc<dyn crate::outbox::SharedOutbox>>,
 }
 
 /// Where a message goes: an agent of this node, or another node.
@@ -229,7 +231,14 @@ impl Registry {
             topics: super::topics::Topics::default(),
             storage: None,
             elsewhere: std::sync::OnceLock::new(),
+            shared_outbox: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keeps fire-and-forget messages in the cluster's outbox from now on
+    /// (while it is reachable), so any live node delivers them. Once only.
+    pub fn share_outbox(&self, outbox: Arc<dyn crate::outbox::SharedOutbox>) {
+        let _ = self.shared_outbox.set(outbox);
     }
 
     /// Routes what no agent of this node takes to the other nodes of its
@@ -725,11 +734,7 @@ impl MessageBus for Registry {
             self.check_route(to)?;
         }
         let count = messages.len();
-        let Some(outbox) = self.outbox.get() else {
-            return Err(DeliveryError::NotQueued(
-                "this registry has no outbox to keep fire-and-forget messages in".into(),
-            ));
-        };
+        let shared = self.shared_outbox.get().filter(|o| o.available());
         let now = crate::conversations::now_ms();
         let items = messages
             .into_iter()
@@ -743,10 +748,23 @@ impl MessageBus for Registry {
                 queued_at_ms: now,
             })
             .collect();
-        outbox
-            .enqueue(items)
-            .await
-            .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
+        match (shared, self.outbox.get()) {
+            (Some(shared), _) => shared
+                .enqueue(items)
+                .await
+                .map_err(DeliveryError::NotQueued)?,
+            (None, Some(outbox)) => {
+                outbox
+                    .enqueue(items)
+                    .await
+                    .map_err(|e| DeliveryError::NotQueued(e.to_string()))?;
+            }
+            (None, None) => {
+                return Err(DeliveryError::NotQueued(
+                    "this registry has no outbox to keep fire-and-forget messages in".into(),
+                ));
+            }
+        }
         Ok(count)
     }
 

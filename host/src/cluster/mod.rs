@@ -12,6 +12,7 @@
 mod kv;
 mod membership;
 mod memory;
+mod outbox;
 mod placement;
 mod routing;
 mod state;
@@ -268,6 +269,22 @@ impl Cluster {
         ));
         let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
         manager.share_state(shared_state.clone());
+        let shared_outbox = Arc::new(outbox::ClusterOutbox::new(client.clone(), &config.name));
+        registry.share_outbox(shared_outbox.clone());
+        let delivering = {
+            let local = registry.outbox().cloned();
+            let settings = local
+                .as_ref()
+                .map(|o| o.settings().clone())
+                .unwrap_or_default();
+            let bus: Arc<dyn crate::messaging::MessageBus> = registry.clone();
+            tokio::spawn(outbox::deliver(
+                shared_outbox,
+                Arc::downgrade(&bus),
+                local,
+                settings,
+            ))
+        };
         let buckets = Arc::new(tokio::sync::OnceCell::new());
         // Ready to take over another node's config agents at once.
         let warming = {
@@ -306,7 +323,7 @@ impl Cluster {
             url,
             client,
             view,
-            tasks: vec![membership, placing, serving, applying, warming],
+            tasks: vec![membership, placing, serving, applying, warming, delivering],
             buckets,
             state: shared_state,
             memory: memory_stream,

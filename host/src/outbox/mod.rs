@@ -19,6 +19,17 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 pub use settings::OutboxConfig;
+
+/// Where fire-and-forget messages wait when they must outlive this node
+/// (a cluster's JetStream stream, delivered by whichever node is alive).
+#[async_trait::async_trait]
+pub trait SharedOutbox: Send + Sync {
+    /// Whether it can take messages now (else the node's own outbox does).
+    fn available(&self) -> bool;
+    /// Stores every message before answering; an error means none or only
+    /// some were stored (retrying stores each once: the ids deduplicate).
+    async fn enqueue(&self, items: Vec<Queued>) -> Result<(), String>;
+}
 pub use store::{DeadLetter, Queued, Target};
 
 use crate::messaging::MessageBus;
@@ -99,6 +110,12 @@ impl Outbox {
             .await
             .map_err(|_| OutboxError::Stopped)?
             .map_err(OutboxError::NotQueued)
+    }
+
+    /// Keeps a message that failed its last try elsewhere as a dead
+    /// letter of this node (`caxton dead-letters` lists and replays it).
+    pub fn bury(&self, queued: Queued) -> Result<(), OutboxError> {
+        self.op(Op::Bury(Box::new(queued)))
     }
 
     /// Puts a dead letter back in the outbox with its tries reset.

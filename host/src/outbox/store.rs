@@ -83,6 +83,9 @@ pub enum Op {
     Retry(u64, Box<Queued>),
     /// Failed its last try.
     Dead(u64, Box<Queued>),
+    /// Failed its last try somewhere else (a cluster's shared outbox): a
+    /// dead letter here, under a new sequence number.
+    Bury(Box<Queued>),
     /// A dead letter back in the outbox, with its tries reset; answers
     /// its new sequence number.
     Replay {
@@ -336,6 +339,18 @@ impl Writer {
                 if outbox.remove(seq).map_err(db_err)?.is_some() {
                     self.waiting = self.waiting.saturating_sub(1);
                 }
+                let dead = DeadLetter {
+                    queued: *queued,
+                    failed_at_ms: crate::conversations::now_ms(),
+                };
+                let bytes = encode(&dead, "dead letter")?;
+                let mut dead_letters = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+                dead_letters.insert(seq, bytes.as_slice()).map_err(db_err)?;
+                self.dead += 1;
+            }
+            Op::Bury(queued) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 let dead = DeadLetter {
                     queued: *queued,
                     failed_at_ms: crate::conversations::now_ms(),
