@@ -141,6 +141,9 @@ pub struct NodeView {
     /// Nodes being drained (`caxton cluster drain`), as placement last
     /// read them.
     pub draining: std::collections::BTreeSet<String>,
+    /// The agents the cluster's registry holds (placement moves them when
+    /// their node dies), as placement last read them.
+    pub published: std::collections::BTreeSet<String>,
 }
 
 fn bucket_name(cluster: &str) -> String {

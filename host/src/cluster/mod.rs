@@ -185,6 +185,10 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeRecord>,
     /// Nodes being drained: no agent is placed on them.
     pub draining: Vec<String>,
+    /// The agents in the cluster's registry, which move to a surviving
+    /// node when theirs dies (an agent deployed while NATS was away runs
+    /// on its node only and is not among them).
+    pub published: Vec<String>,
     /// Why the view may be stale, when it may.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -432,6 +436,7 @@ impl Cluster {
             nats: self.nats_state().into(),
             nodes: view.nodes.values().cloned().collect(),
             draining: view.draining.iter().cloned().collect(),
+            published: view.published.iter().cloned().collect(),
             problem: view.problem.clone(),
         }
     }

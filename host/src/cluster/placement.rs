@@ -487,6 +487,8 @@ pub async fn run(placer: Placer) {
                 let _ = buckets.placement.delete(key).await;
             }
         }
+        view.lock().unwrap_or_else(|p| p.into_inner()).published =
+            entries.keys().cloned().collect();
         follow(&manager, &buckets, &entries, &mine, &known).await;
         known = entries.keys().cloned().collect();
     }
