@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 /// Most nodes a view holds: a bucket flooded by a misbehaving client must
@@ -241,25 +240,9 @@ async fn announce(store: &kv::Store, record: &mut NodeRecord) -> Result<(), Stri
 
 /// Every live node's record.
 async fn read_nodes(store: &kv::Store) -> Result<BTreeMap<String, NodeRecord>, String> {
-    let mut keys = store
-        .keys()
-        .await
-        .map_err(|e| format!("cannot list the nodes: {e}"))?;
     let mut nodes = BTreeMap::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| format!("cannot list the nodes: {e}"))?;
-        if nodes.len() >= MAX_NODES {
-            break;
-        }
-        let value = store
-            .get(&key)
-            .await
-            .map_err(|e| format!("cannot read node {key}: {e}"))?;
-        // An entry that expired between the listing and the read, or one
-        // that is not a node record, is not a live node.
-        let Some(value) = value.filter(|v| v.len() <= MAX_RECORD_BYTES) else {
-            continue;
-        };
+    for (key, value, _) in super::kv::read_all(store, MAX_NODES, MAX_RECORD_BYTES).await? {
+        // An entry that is not a node record is not a live node.
         if let Ok(node) = serde_json::from_slice::<NodeRecord>(&value)
             && node.node == key
         {

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, object_store};
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 
@@ -125,14 +124,13 @@ fn components_bucket(cluster: &str) -> String {
     format!("{cluster}_components")
 }
 
-/// A KV key for an agent name: `.` splits keys into tokens, so names are
-/// the same subject tokens as in routing.
+/// A KV key for an agent name (names may hold `.`, which splits keys).
 fn entry_key(name: &str) -> String {
-    super::routing::token(name)
+    super::kv::key_token(name)
 }
 
 fn claim_key(name: &str, slot: u32) -> String {
-    format!("{}.{slot}", super::routing::token(name))
+    format!("{}.{slot}", super::kv::key_token(name))
 }
 
 impl Buckets {
@@ -181,11 +179,13 @@ impl Buckets {
     }
 
     async fn draining(&self) -> Result<BTreeSet<String>, String> {
-        Ok(read_all(&self.drain)
-            .await?
-            .into_iter()
-            .map(|(node, _, _)| node)
-            .collect())
+        Ok(
+            super::kv::read_all(&self.drain, MAX_ENTRIES, MAX_ENTRY_BYTES)
+                .await?
+                .into_iter()
+                .map(|(node, _, _)| node)
+                .collect(),
+        )
     }
 
     /// The registry entry of `name`, if the cluster has one.
@@ -248,7 +248,8 @@ impl Buckets {
     /// Every entry, or why they could not all be read.
     async fn entries(&self) -> Result<BTreeMap<String, AgentEntry>, String> {
         let mut out = BTreeMap::new();
-        for (_, value, _) in read_all(&self.agents).await? {
+        for (_, value, _) in super::kv::read_all(&self.agents, MAX_ENTRIES, MAX_ENTRY_BYTES).await?
+        {
             if let Ok(entry) = serde_json::from_slice::<AgentEntry>(&value) {
                 out.insert(entry.name.clone(), entry);
             }
@@ -259,7 +260,9 @@ impl Buckets {
     /// Every claim with its revision.
     async fn claims(&self) -> Result<BTreeMap<String, (Claim, u64)>, String> {
         let mut out = BTreeMap::new();
-        for (key, value, revision) in read_all(&self.placement).await? {
+        for (key, value, revision) in
+            super::kv::read_all(&self.placement, MAX_ENTRIES, MAX_ENTRY_BYTES).await?
+        {
             if let Ok(claim) = serde_json::from_slice::<Claim>(&value) {
                 out.insert(key, (claim, revision));
             }
@@ -309,31 +312,6 @@ impl Buckets {
             .map_err(|e| format!("cannot fetch component {sha256}: {e}"))?;
         Ok(bytes)
     }
-}
-
-/// Every live key of `store` with its value and revision.
-async fn read_all(store: &kv::Store) -> Result<Vec<(String, Vec<u8>, u64)>, String> {
-    let mut keys = store
-        .keys()
-        .await
-        .map_err(|e| format!("cannot list the bucket: {e}"))?;
-    let mut out = Vec::new();
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| format!("cannot list the bucket: {e}"))?;
-        if out.len() >= MAX_ENTRIES {
-            break;
-        }
-        let entry = store
-            .entry(&key)
-            .await
-            .map_err(|e| format!("cannot read {key}: {e}"))?;
-        if let Some(entry) =
-            entry.filter(|e| e.operation == kv::Operation::Put && e.value.len() <= MAX_ENTRY_BYTES)
-        {
-            out.push((key, entry.value.to_vec(), entry.revision));
-        }
-    }
-    Ok(out)
 }
 
 /// Rendezvous (highest random weight) order of `nodes` for one slot: the

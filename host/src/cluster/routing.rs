@@ -116,7 +116,7 @@ impl From<WireReply> for Result<Delivered, DeliveryError> {
 /// A name as one subject token: as it is when NATS allows it and a reader
 /// would recognise it (letters, digits, `-`, `_`), otherwise `%` and its
 /// bytes in hex (`%` is in no name, so the two never collide).
-pub(super) fn token(name: &str) -> String {
+fn token(name: &str) -> String {
     if !name.is_empty()
         && name
             .bytes()

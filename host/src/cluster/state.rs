@@ -2,8 +2,8 @@
 //! that moves to another node (its node died, or was drained) carries on
 //! from its last acknowledged write: a `set` returns once JetStream has
 //! stored it. Keys are `<agent id>.<key>` (ids are the same on every
-//! node); a key NATS would not take as a KV token is written `=` and its
-//! bytes in hex (`=` is in no plain token, so the forms never collide).
+//! node); a key NATS would not take as a KV token is written as
+//! `kv::key_token` says.
 
 use std::collections::BTreeSet;
 
@@ -14,32 +14,6 @@ use crate::runtime::state::SharedState;
 
 /// Most keys one listing reads.
 const MAX_LISTED: usize = 100_000;
-
-fn encode(key: &str) -> String {
-    if key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return key.to_string();
-    }
-    let mut out = String::with_capacity(1 + 2 * key.len());
-    out.push('=');
-    for b in key.bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-fn decode(token: &str) -> Option<String> {
-    let Some(hex) = token.strip_prefix('=') else {
-        return Some(token.to_string());
-    };
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
-}
 
 pub struct ClusterState {
     js: jetstream::Context,
@@ -65,7 +39,7 @@ impl ClusterState {
     }
 
     fn key(agent_id: &str, key: &str) -> String {
-        format!("{agent_id}.{}", encode(key))
+        format!("{agent_id}.{}", super::kv::key_token(key))
     }
 
     /// Every key the agent `agent_id` ever wrote and has not deleted.
@@ -100,7 +74,7 @@ impl ClusterState {
                 .await
                 .map_err(|e| format!("cannot read the agent's state: {e}"))?
                 .is_some();
-            if present && let Some(key) = decode(&token) {
+            if present && let Some(key) = super::kv::from_key_token(&token) {
                 keys.push(key);
             }
         }
@@ -166,20 +140,5 @@ impl SharedState for ClusterState {
         let mut keys = self.all_keys(agent_id).await?;
         keys.retain(|k| k.starts_with(prefix));
         Ok(keys)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip_and_never_collide() {
-        for key in ["count", "seen:1f2e", "a.b", "=41", "ünï", "x y"] {
-            assert_eq!(decode(&encode(key)).as_deref(), Some(key), "{key}");
-        }
-        assert_eq!(encode("count"), "count");
-        assert_ne!(encode("=41"), encode("A"));
-        assert!(encode("a.b").bytes().all(|b| b != b'.'));
     }
 }

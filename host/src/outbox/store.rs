@@ -339,25 +339,13 @@ impl Writer {
                 if outbox.remove(seq).map_err(db_err)?.is_some() {
                     self.waiting = self.waiting.saturating_sub(1);
                 }
-                let dead = DeadLetter {
-                    queued: *queued,
-                    failed_at_ms: crate::conversations::now_ms(),
-                };
-                let bytes = encode(&dead, "dead letter")?;
-                let mut dead_letters = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
-                dead_letters.insert(seq, bytes.as_slice()).map_err(db_err)?;
+                insert_dead_letter(txn, seq, *queued)?;
                 self.dead += 1;
             }
             Op::Bury(queued) => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let dead = DeadLetter {
-                    queued: *queued,
-                    failed_at_ms: crate::conversations::now_ms(),
-                };
-                let bytes = encode(&dead, "dead letter")?;
-                let mut dead_letters = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
-                dead_letters.insert(seq, bytes.as_slice()).map_err(db_err)?;
+                insert_dead_letter(txn, seq, *queued)?;
                 self.dead += 1;
             }
             Op::Replay { dead, done } => {
@@ -417,4 +405,16 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Keeps `queued` as dead letter `seq`, failed now.
+fn insert_dead_letter(txn: &WriteTransaction, seq: u64, queued: Queued) -> Result<()> {
+    let dead = DeadLetter {
+        queued,
+        failed_at_ms: crate::conversations::now_ms(),
+    };
+    let bytes = encode(&dead, "dead letter")?;
+    let mut dead_letters = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+    dead_letters.insert(seq, bytes.as_slice()).map_err(db_err)?;
+    Ok(())
 }
