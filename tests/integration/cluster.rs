@@ -62,7 +62,7 @@ fn node(dir: &Path, name: &str, nats: &str) -> Server {
     std::fs::write(
         &config,
         format!(
-            "memory:\n  semantic_search: false\ncluster:\n  nats_url: {nats}\n  node: {name}\n  heartbeat_ms: 500\n  dead_after_ms: 3000\n"
+            "memory:\n  semantic_search: false\ncluster:\n  nats_url: {nats}\n  node: {name}\n  heartbeat_ms: 500\n  dead_after_ms: 3000\n  memory_snapshot_every: 20\n"
         ),
     )
     .expect("write config");
@@ -683,14 +683,30 @@ async fn memory_written_on_any_node_is_on_every_node() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    // B comes back on its data, and a new node D joins: both catch up.
+    // Once B is out of the view, the stream is trimmed below a snapshot
+    // past B's last position: B cannot replay what it missed.
+    wait_for_nodes(&a, &["node-a", "node-c"], Duration::from_secs(10)).await;
+    for i in 60..80 {
+        remember([&a, &c][i % 2], i).await;
+    }
+    until(
+        "a snapshot past node-b's last position",
+        Duration::from_secs(20),
+        async || {
+            let (_, status) = a.get("/api/v1/cluster").await;
+            status["memory_snapshot"]["taken"].as_u64().unwrap_or(0) >= 70
+        },
+    )
+    .await;
+    // B comes back on its data, and a new node D joins: both catch up
+    // from the snapshot and the stream after it.
     let b = node(guard.path(), "node-b", &nats.url);
     let d = node(guard.path(), "node-d", &nats.url);
     let reference = export(&a).await;
     assert_eq!(
         reference.lines().count(),
-        64,
-        "62 entities and two relations: {reference}"
+        84,
+        "82 entities and two relations: {reference}"
     );
     assert!(reference.contains("came from a file"), "{reference}");
     assert!(reference.contains("painted blue"), "{reference}");
@@ -735,6 +751,14 @@ async fn memory_written_on_any_node_is_on_every_node() {
         .filter_map(|n| n["memory_applied"].as_u64())
         .collect();
     assert_eq!(applied.len(), 4, "{status}");
+    for caught_up in [&b, &d] {
+        let (_, status) = caught_up.get("/api/v1/cluster").await;
+        assert!(
+            status["memory_snapshot"]["loaded"].as_u64().is_some(),
+            "{} caught up without the snapshot: {status}",
+            caught_up.base
+        );
+    }
 }
 
 async fn health(server: &Server) -> String {

@@ -3,8 +3,9 @@
 //! `crate::memory::replication`), and every node applies it in stream
 //! order to its own database and vector index. The position applied is
 //! stored in the same transaction as the write, so a node that crashes
-//! and restarts resumes exactly after its last apply; a new node starts
-//! from the stream's beginning. A write is acknowledged to its caller once
+//! and restarts resumes exactly after its last apply; a new node, or one
+//! away while the stream was trimmed past it, starts from the newest
+//! snapshot (`super::snapshots`). A write is acknowledged to its caller once
 //! the stream stored it and the caller's node applied it.
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt as _;
 
+use super::snapshots::Snapshots;
 use crate::memory::MemoryService;
 use crate::memory::model::{MemoryError, Result};
 use crate::memory::replication::{self, ReplicatedWrite, Replicator, WriteResult};
@@ -70,6 +72,11 @@ impl MemoryStream {
             })
             .await
             .map_err(|e| format!("cannot open the memory stream {}: {e}", self.stream))
+    }
+
+    /// The stream's name (`<cluster>_memory`).
+    pub fn stream_name(&self) -> String {
+        self.stream.clone()
     }
 
     fn waiter(&self, id: &str) -> Option<Waiter> {
@@ -143,10 +150,14 @@ impl Replicator for MemoryStream {
 /// Applies the memory stream to this node's memory, for as long as the
 /// node runs; after a failure (NATS away) it resumes from the last
 /// position applied.
-pub async fn apply(stream: Arc<MemoryStream>, memory: Arc<MemoryService>) {
+pub async fn apply(
+    stream: Arc<MemoryStream>,
+    memory: Arc<MemoryService>,
+    snapshots: Arc<Snapshots>,
+) {
     let mut problem: Option<String> = None;
     loop {
-        let outcome = follow(&stream, &memory).await;
+        let outcome = follow(&stream, &memory, &snapshots).await;
         let now = outcome.err().unwrap_or_else(|| "the stream ended".into());
         if problem.as_deref() != Some(now.as_str()) {
             tracing::warn!(problem = %now, "cannot follow the cluster's memory stream; retrying");
@@ -159,15 +170,16 @@ pub async fn apply(stream: Arc<MemoryStream>, memory: Arc<MemoryService>) {
 async fn follow(
     stream: &MemoryStream,
     memory: &Arc<MemoryService>,
+    snapshots: &Snapshots,
 ) -> std::result::Result<(), String> {
-    let js_stream = stream.open().await?;
-    let from = {
-        let memory = memory.clone();
-        tokio::task::spawn_blocking(move || memory.replicated_seq())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-    };
+    let mut js_stream = stream.open().await?;
+    let held = js_stream
+        .info()
+        .await
+        .map_err(|e| format!("cannot read the memory stream's state: {e}"))?
+        .state
+        .clone();
+    let from = catch_up(memory, snapshots, held.first_sequence, held.last_sequence).await?;
     stream.applied.store(from, Ordering::Relaxed);
     let consumer = js_stream
         .create_consumer(consumer::pull::OrderedConfig {
@@ -189,8 +201,16 @@ async fn follow(
             Ok(info) => (info.stream_sequence, info.pending),
             Err(e) => return Err(format!("a memory stream message without its position: {e}")),
         };
-        if seq <= stream.applied.load(Ordering::Relaxed) {
+        let applied = stream.applied.load(Ordering::Relaxed);
+        if seq <= applied {
             continue;
+        }
+        if seq != applied + 1 {
+            // Trimmed below a newer snapshot since this node looked: the
+            // next try loads that snapshot.
+            return Err(format!(
+                "the memory stream went from position {applied} to {seq}; catching up from a snapshot"
+            ));
         }
         let memory = memory.clone();
         let payload = message.payload.clone();
@@ -234,4 +254,71 @@ async fn follow(
         }
     }
     Ok(())
+}
+
+/// Where this node starts following the stream, which holds positions
+/// `first..=last`: after its own last apply, or after a snapshot when the
+/// stream no longer holds what comes next (trimmed while the node was
+/// away) or the node is new (a copy is faster than a replay).
+async fn catch_up(
+    memory: &Arc<MemoryService>,
+    snapshots: &Snapshots,
+    first: u64,
+    last: u64,
+) -> std::result::Result<u64, String> {
+    let (from, empty) = {
+        let memory = memory.clone();
+        tokio::task::spawn_blocking(move || {
+            let from = memory.replicated_seq()?;
+            let empty = memory.counts()?.entities == 0;
+            Ok::<_, MemoryError>((from, empty))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
+    };
+    if from > last {
+        // The stream is younger than this node's memory: NATS lost its
+        // store (or the stream was deleted). This node's memory stays as
+        // it is; positions count from the new stream.
+        tracing::warn!(
+            applied = from,
+            stream_last = last,
+            "the memory stream is behind this node's memory (NATS lost it?); keeping this node's memory and following the new stream"
+        );
+        let memory = memory.clone();
+        tokio::task::spawn_blocking(move || memory.store_replicated_position(last))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        return Ok(last);
+    }
+    let gap = first > 0 && from + 1 < first;
+    if !(gap || from == 0 && empty) {
+        return Ok(from);
+    }
+    if from == 0 && !empty {
+        // Memory written before this node joined would be lost with a
+        // snapshot: it stays, and the cluster's follows on top of it.
+        tracing::warn!(
+            "this node holds memory written before it joined the cluster; it is kept but not shared (import it through the API to share it), and the cluster's memory is replayed from the stream's position {first}"
+        );
+        return Ok(0);
+    }
+    match snapshots.latest().await? {
+        Some(seq) if seq > from && seq + 1 >= first => {
+            let started = std::time::Instant::now();
+            let loaded = snapshots.load(seq, memory).await?;
+            tracing::info!(
+                position = loaded,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "memory loaded from the cluster's snapshot"
+            );
+            Ok(loaded)
+        }
+        _ if gap => Err(format!(
+            "this node applied the memory stream up to {from}, the stream now starts at {first}, and no snapshot covers the positions between"
+        )),
+        _ => Ok(from),
+    }
 }

@@ -15,6 +15,7 @@ mod memory;
 mod outbox;
 mod placement;
 mod routing;
+mod snapshots;
 mod state;
 
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,10 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A node not heard from for this long is gone.
     pub dead_after_ms: u64,
+    /// Memory writes between two snapshots of memory in the object store
+    /// (a new node loads the newest, and the memory stream is trimmed
+    /// below it); 0: no snapshots, the stream keeps every write.
+    pub memory_snapshot_every: u64,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +58,7 @@ impl Default for ClusterConfig {
             node: None,
             heartbeat_ms: 1_000,
             dead_after_ms: 3_000,
+            memory_snapshot_every: 10_000,
         }
     }
 }
@@ -137,6 +143,8 @@ pub struct Cluster {
     state: Arc<state::ClusterState>,
     /// Memory writes, and how far this node applied them.
     memory: Arc<memory::MemoryStream>,
+    /// Memory snapshots this node took or loaded.
+    snapshots: Arc<snapshots::Snapshots>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +197,9 @@ pub struct ClusterStatus {
     /// node when theirs dies (an agent deployed while NATS was away runs
     /// on its node only and is not among them).
     pub published: Vec<String>,
+    /// Memory snapshots this node took or loaded.
+    #[serde(default)]
+    pub memory_snapshot: snapshots::SnapshotMarks,
     /// Why the view may be stale, when it may.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -252,7 +263,25 @@ impl Cluster {
         };
         let memory_stream = Arc::new(memory::MemoryStream::new(client.clone(), &config.name));
         memory.replicate_through(memory_stream.clone());
-        let applying = tokio::spawn(memory::apply(memory_stream.clone(), memory));
+        let snapshots = Arc::new(snapshots::Snapshots::new(
+            client.clone(),
+            &config.name,
+            &memory_stream.stream_name(),
+            config.memory_snapshot_every,
+        ));
+        let applying = tokio::spawn(memory::apply(
+            memory_stream.clone(),
+            memory.clone(),
+            snapshots.clone(),
+        ));
+        let snapshotting = tokio::spawn(snapshots::run(
+            snapshots.clone(),
+            memory,
+            view.clone(),
+            node.clone(),
+            Duration::from_millis(config.heartbeat_ms * 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        ));
         let progress: membership::Progress = {
             let stream = memory_stream.clone();
             Arc::new(move || stream.applied.load(std::sync::atomic::Ordering::Relaxed))
@@ -327,7 +356,16 @@ impl Cluster {
             url,
             client,
             view,
-            tasks: vec![membership, placing, serving, applying, warming, delivering],
+            tasks: vec![
+                membership,
+                placing,
+                serving,
+                applying,
+                snapshotting,
+                warming,
+                delivering,
+            ],
+            snapshots,
             buckets,
             state: shared_state,
             memory: memory_stream,
@@ -437,6 +475,11 @@ impl Cluster {
             nodes: view.nodes.values().cloned().collect(),
             draining: view.draining.iter().cloned().collect(),
             published: view.published.iter().cloned().collect(),
+            memory_snapshot: *self
+                .snapshots
+                .marks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
             problem: view.problem.clone(),
         }
     }

@@ -37,6 +37,14 @@ pub(super) struct Backlog {
     from: AtomicU64,
 }
 
+impl Backlog {
+    /// Forgets how far the embedder got: the docs table was replaced
+    /// (a memory snapshot was loaded), so its ids say nothing any more.
+    pub(super) fn rescan(&self) {
+        self.from.store(0, Ordering::SeqCst);
+    }
+}
+
 impl MemoryService {
     /// Starts embedding whatever waits for a vector, in the background.
     /// Cheap when nothing waits or the embedder already runs.

@@ -27,6 +27,7 @@ pub mod transfer;
 pub mod vectors;
 
 mod keyword;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -315,8 +316,13 @@ impl MemoryService {
     /// Rebuilds the vector index from the embeddings in redb. Answers how
     /// many vectors it holds.
     pub fn rebuild_index(&self) -> Result<usize> {
-        let started = Instant::now();
         let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        self.rebuild_index_locked()
+    }
+
+    /// [`MemoryService::rebuild_index`], with the write lock held.
+    fn rebuild_index_locked(&self) -> Result<usize> {
+        let started = Instant::now();
         let reader = self.store.read()?;
         let mut items = Vec::new();
         reader.all_embeddings(|doc, scope, vector| items.push((doc, scope, vector)))?;
@@ -614,6 +620,34 @@ impl MemoryService {
             self.store.mark_replicated(seq)?;
         }
         applied
+    }
+
+    /// Writes this node's memory, as it is at one moment, to a new
+    /// database file at `path`; answers the memory-stream position the
+    /// copy holds. Reads and writes go on meanwhile.
+    pub fn write_snapshot(&self, path: &Path) -> Result<u64> {
+        self.store.snapshot_into(path)
+    }
+
+    /// Replaces this node's memory with the snapshot at `path` (taken by
+    /// [`MemoryService::write_snapshot`], here or on another node) and
+    /// rebuilds the vector index from it; answers the memory-stream
+    /// position it holds. Writes wait meanwhile.
+    pub fn load_snapshot(&self, path: &Path) -> Result<u64> {
+        let _writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.store.replace_from(path)?;
+        self.rebuild_index_locked()?;
+        self.query_cache.clear();
+        self.backlog.rescan();
+        drop(_writes);
+        self.embed_backlog();
+        Ok(seq)
+    }
+
+    /// Where this node keeps its data (scratch files go there, on the
+    /// same disk as the database they become part of).
+    pub fn data_dir(&self) -> &Path {
+        self.store.data_dir()
     }
 
     /// Passes position `seq` of the cluster's memory stream without

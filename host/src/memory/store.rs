@@ -199,6 +199,22 @@ pub fn decode(bytes: &[u8]) -> Vec<f32> {
     }
 }
 
+/// Copies every memory table from `from` into `to`.
+fn copy_all(from: &redb::ReadTransaction, to: &WriteTransaction) -> Result<()> {
+    use super::snapshot::copy_table;
+    copy_table(from, to, ENTITIES)?;
+    copy_table(from, to, ENTITY_DATA)?;
+    copy_table(from, to, OBSERVATIONS)?;
+    copy_table(from, to, NAME_DOCS)?;
+    copy_table(from, to, DOCS)?;
+    copy_table(from, to, TERMS)?;
+    copy_table(from, to, TERM_DF)?;
+    copy_table(from, to, REL_OUT)?;
+    copy_table(from, to, REL_IN)?;
+    copy_table(from, to, EMBEDDINGS)?;
+    copy_table(from, to, META)
+}
+
 /// Gives the embeddings a new [`VECTORS_VERSION`].
 fn stamp_vectors(meta: &mut redb::Table<&str, u64>) -> Result<u64> {
     let version = super::vectors::rand_token().max(1);
@@ -267,6 +283,63 @@ impl MemoryStore {
         }
         txn.commit()?;
         Ok((value, delta))
+    }
+
+    /// The data directory of the database.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.storage.dir()
+    }
+
+    /// Copies every memory table, as one read transaction sees them, into
+    /// a new database file at `path`; answers the memory-stream position
+    /// that copy holds (see `super::snapshot`).
+    pub fn snapshot_into(&self, path: &std::path::Path) -> Result<u64> {
+        let from = self.storage.database().begin_read()?;
+        let seq = match from.open_table(META)?.get(REPLICATED_SEQ)? {
+            Some(seq) => seq.value(),
+            None => 0,
+        };
+        let target = super::snapshot::create(path)?;
+        let to = target.begin_write()?;
+        copy_all(&from, &to)?;
+        to.commit()?;
+        Ok(seq)
+    }
+
+    /// Replaces every memory table with the snapshot at `path`, in one
+    /// transaction; answers the memory-stream position it holds. The
+    /// vector index must be rebuilt afterwards.
+    pub fn replace_from(&self, path: &std::path::Path) -> Result<u64> {
+        let source = super::snapshot::open(path)?;
+        let from = super::snapshot::read(&source)?;
+        let seq = match from.open_table(META) {
+            Ok(meta) => meta.get(REPLICATED_SEQ)?.map_or(0, |v| v.value()),
+            Err(e) => {
+                return Err(MemoryError::Storage(format!(
+                    "{} is not a memory snapshot: {e}",
+                    path.display()
+                )));
+            }
+        };
+        let to = self.storage.database().begin_write()?;
+        use super::snapshot::drop_table;
+        drop_table(&to, ENTITIES)?;
+        drop_table(&to, ENTITY_DATA)?;
+        drop_table(&to, OBSERVATIONS)?;
+        drop_table(&to, NAME_DOCS)?;
+        drop_table(&to, DOCS)?;
+        drop_table(&to, TERMS)?;
+        drop_table(&to, TERM_DF)?;
+        drop_table(&to, REL_OUT)?;
+        drop_table(&to, REL_IN)?;
+        drop_table(&to, EMBEDDINGS)?;
+        drop_table(&to, META)?;
+        copy_all(&from, &to)?;
+        // The index rebuilt from these embeddings carries a version of
+        // its own, so no saved index of another history is trusted.
+        stamp_vectors(&mut to.open_table(META)?)?;
+        to.commit()?;
+        Ok(seq)
     }
 
     /// Marks position `seq` of the cluster's memory stream applied, for a
