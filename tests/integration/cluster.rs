@@ -1001,3 +1001,75 @@ async fn a_config_agent_moves_when_its_home_node_dies_and_returns_home() {
     )
     .await;
 }
+
+/// A cluster whose NATS store is lost comes back from one node's backup:
+/// the registry, components, agents' state and memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_comes_back_from_one_nodes_backup() {
+    let (guard, _) = temp_data_dir();
+    let root = guard.path();
+    let nats = Nats::start(&root.join("jetstream"));
+    let a = node(root, "node-a", &nats.url);
+    let b = node(root, "node-b", &nats.url);
+    a.deploy("tally", &rust_example("counter"), serde_json::json!({}))
+        .await;
+    for _ in 0..3 {
+        ask_through(&b, "tally", "increment").await;
+    }
+    for i in 0..10 {
+        remember(&a, i).await;
+    }
+    let count = ask_through(&b, "tally", "get").await["reply"]["content"].clone();
+    assert_eq!(count, "3", "three increments");
+    let before = export(&b).await;
+
+    // Taken on B, which never ran the agent.
+    let archive = root.join("cluster.tar.gz");
+    let data_b = root.join("node-b");
+    let (ok, out, err) = b.cli_with_env(
+        &["backup", "--output", archive.to_str().expect("utf-8")],
+        &[("CAXTON_DATA_DIR", data_b.to_str().expect("utf-8"))],
+    );
+    assert!(ok, "{out}{err}");
+    drop((a, b, nats));
+
+    // A new NATS with nothing in it; one node restored from the backup.
+    let target = root.join("restored");
+    let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+        .args(["restore", archive.to_str().expect("utf-8"), "--target"])
+        .arg(&target)
+        .env_remove("CAXTON_DATA_DIR")
+        .output()
+        .expect("caxton restore");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        target.join("data/cluster-restore/registry.json").is_file(),
+        "the restore kept the cluster's registry"
+    );
+    let nats = Nats::start(&root.join("jetstream-new"));
+    std::fs::rename(target.join("data"), root.join("node-x")).expect("move the restored data");
+    let x = node(root, "node-x", &nats.url);
+    // Agents' state carried on from the backup.
+    let answer = ask_through(&x, "tally", "get").await;
+    assert_eq!(answer["reply"]["content"], count, "{answer}");
+    assert_eq!(export(&x).await, before);
+    // A node joining the new cluster gets the memory the stream never
+    // carried, from the snapshot the restored node takes.
+    let y = node(root, "node-y", &nats.url);
+    until(
+        "node-y's memory equals the backup's",
+        Duration::from_secs(20),
+        async || export(&y).await == before,
+    )
+    .await;
+    let (_, status) = y.get("/api/v1/cluster").await;
+    assert!(
+        status["memory_snapshot"]["loaded"].as_u64().is_some(),
+        "{status}"
+    );
+    let data_x = root.join("node-x");
+    assert!(
+        !data_x.join("cluster-restore").exists(),
+        "the restore was applied once and set aside"
+    );
+}

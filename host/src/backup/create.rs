@@ -19,6 +19,9 @@ pub struct Sources {
     pub agents_dir: Option<PathBuf>,
     /// The configuration file, when there is one.
     pub config: Option<PathBuf>,
+    /// A cluster's registry, components and agent state, written there by
+    /// `crate::cluster::backup::export`, when the node is in a cluster.
+    pub cluster_dir: Option<PathBuf>,
 }
 
 /// A reader that hashes what passes through it.
@@ -137,6 +140,24 @@ pub fn create(storage: &Storage, sources: &Sources, out: &Path) -> Result<Manife
         for path in definitions(dir) {
             if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
                 writer.file(&format!("agents/{name}"), &path)?;
+            }
+        }
+    }
+    if let Some(dir) = &sources.cluster_dir {
+        let registry = dir.join(super::CLUSTER_REGISTRY);
+        if registry.is_file() {
+            writer.file(&format!("cluster/{}", super::CLUSTER_REGISTRY), &registry)?;
+        }
+        let mut components: Vec<PathBuf> = std::fs::read_dir(dir.join("components"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        components.sort();
+        for path in components {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                writer.file(&format!("cluster/components/{name}"), &path)?;
             }
         }
     }

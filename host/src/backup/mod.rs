@@ -31,6 +31,24 @@ pub const MANIFEST: &str = "manifest.json";
 /// Where the database sits inside the archive.
 pub const DATABASE_ENTRY: &str = "data/caxton.redb";
 
+/// A cluster's registry and agent state in a backup (under `cluster/`)
+/// and, after a restore, in [`CLUSTER_RESTORE_DIR`].
+pub const CLUSTER_REGISTRY: &str = "registry.json";
+/// Where a restore puts a backup's cluster files, in the data directory;
+/// the node publishes them when it joins its cluster.
+pub const CLUSTER_RESTORE_DIR: &str = "cluster-restore";
+
+/// Whether `name` is a component file a backup holds under
+/// `cluster/components/`: `<64 lowercase hex>.wasm`.
+pub fn is_component_file(name: &str) -> bool {
+    name.strip_suffix(".wasm").is_some_and(|sha| {
+        sha.len() == 64
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// How much reading a backup may expand to, so a small hostile archive
 /// (gzip expands zeros about 1000:1) cannot fill the disk or the memory
 /// before its checksums are ever compared.
@@ -53,6 +71,9 @@ impl Limits {
     /// definitions, `caxton.yaml`, the manifest) is text a person wrote or
     /// a listing of the others: 16 MiB is far beyond any real one.
     pub const MAX_SMALL_FILE: u64 = 16 * 1024 * 1024;
+    /// A cluster's agent component (`cluster/components/…`): as large as
+    /// a node accepts one.
+    pub const MAX_COMPONENT_FILE: u64 = 256 * 1024 * 1024;
     /// A GNU long-name entry holds a path; no file system takes a longer one.
     pub const MAX_NAME: u64 = 4096;
 }
@@ -112,7 +133,8 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileEntry {
-    /// Path inside the archive: `data/…`, `agents/…` or `caxton.yaml`.
+    /// Path inside the archive: `data/…`, `agents/…`, `cluster/…` or
+    /// `caxton.yaml`.
     pub path: String,
     pub bytes: u64,
     pub sha256: String,

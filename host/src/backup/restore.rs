@@ -100,7 +100,7 @@ fn stage_and_swap(
         if destination(archive, name, targets)?.is_none() {
             return Ok(None);
         }
-        // `destination` accepted the name: two plain components at most.
+        // `destination` accepted the name: three plain components at most.
         let staged = unpacked.join(name);
         if let Some(parent) = staged.parent() {
             create_private_dirs(parent, &mut Vec::new())
@@ -207,11 +207,26 @@ fn destination(
         {
             Ok(Some(targets.agents_dir.join(rest)))
         }
+        Some(("cluster", super::CLUSTER_REGISTRY)) => Ok(Some(
+            targets
+                .data_dir
+                .join(super::CLUSTER_RESTORE_DIR)
+                .join(super::CLUSTER_REGISTRY),
+        )),
+        Some(("cluster", rest))
+            if rest
+                .strip_prefix("components/")
+                .is_some_and(super::is_component_file) =>
+        {
+            Ok(Some(
+                targets.data_dir.join(super::CLUSTER_RESTORE_DIR).join(rest),
+            ))
+        }
         None if name == "caxton.yaml" => Ok(targets.config.clone()),
         _ => Err(invalid(
             archive,
             format!(
-                "unexpected entry `{name}` (a backup holds {DATABASE_ENTRY}, data/{ADMIN_TOKEN_FILE}, agents/NAME.md or .toml, and caxton.yaml)"
+                "unexpected entry `{name}` (a backup holds {DATABASE_ENTRY}, data/{ADMIN_TOKEN_FILE}, agents/NAME.md or .toml, cluster/registry.json, cluster/components/SHA256.wasm, and caxton.yaml)"
             ),
         )),
     }
@@ -446,6 +461,7 @@ mod tests {
             data_dir: root.join("data"),
             agents_dir: Some(root.join("agents")),
             config: Some(root.join("caxton.yaml")),
+            cluster_dir: None,
         };
         create(&storage, &sources, &out).expect("backup");
         out
@@ -691,6 +707,10 @@ mod tests {
             "agents/run.sh",
             "/etc/caxton.yaml",
             "other.txt",
+            "cluster/state.json",
+            "cluster/components/../../caxton.redb",
+            "cluster/components/run.sh",
+            "cluster/components/ABCDEF.wasm",
         ] {
             let mut all = entries(&archive);
             all.insert(1, (name.to_string(), b"x".to_vec()));

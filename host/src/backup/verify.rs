@@ -111,10 +111,15 @@ pub(crate) fn scan(
         // The database may use what is left of the whole; every other file
         // is small.
         let remaining = limits.max_bytes.saturating_sub(total);
+        let file_cap = if path.starts_with("cluster/components/") {
+            Limits::MAX_COMPONENT_FILE
+        } else {
+            Limits::MAX_SMALL_FILE
+        };
         let cap = if path == DATABASE_ENTRY {
             remaining
         } else {
-            remaining.min(Limits::MAX_SMALL_FILE)
+            remaining.min(file_cap)
         };
         if declared > cap {
             let why = if cap == remaining {
@@ -127,10 +132,7 @@ pub(crate) fn scan(
                     size(limits.max_bytes)
                 )
             } else {
-                format!(
-                    "which is over the cap of {} on any file but the database",
-                    size(Limits::MAX_SMALL_FILE)
-                )
+                format!("which is over the cap of {} on such a file", size(file_cap))
             };
             return Err(invalid(
                 archive,

@@ -139,6 +139,8 @@ pub async fn backup(client: &Client, args: BackupArgs) -> anyhow::Result<ExitCod
                 data_dir: data_dir.clone(),
                 agents_dir: Some(config.agents.dir.clone()),
                 config: config_path,
+                // The registry lives in NATS, which only a running node reads.
+                cluster_dir: None,
             };
             let out = output.clone();
             let manifest = tokio::task::spawn_blocking(move || {

@@ -286,11 +286,16 @@ async fn catch_up(
             stream_last = last,
             "the memory stream is behind this node's memory (NATS lost it?); keeping this node's memory and following the new stream"
         );
-        let memory = memory.clone();
-        tokio::task::spawn_blocking(move || memory.store_replicated_position(last))
+        let ours = memory.clone();
+        tokio::task::spawn_blocking(move || ours.store_replicated_position(last))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        // The stream cannot give this memory to a node that joins: a
+        // snapshot can, taken now rather than at the next round.
+        if let Err(e) = snapshots.take(memory).await {
+            tracing::warn!(error = %e, "cannot store this node's memory as the cluster's snapshot");
+        }
         return Ok(last);
     }
     let gap = first > 0 && from + 1 < first;
@@ -306,7 +311,7 @@ async fn catch_up(
         return Ok(0);
     }
     match snapshots.latest().await? {
-        Some(seq) if seq > from && seq + 1 >= first => {
+        Some(seq) if (seq > from || from == 0 && empty) && seq + 1 >= first => {
             let started = std::time::Instant::now();
             let loaded = snapshots.load(seq, memory).await?;
             tracing::info!(

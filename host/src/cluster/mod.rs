@@ -9,6 +9,7 @@
 //! view) and messages across nodes ([`routing`]: what no local agent takes
 //! goes over NATS to a node that runs one).
 
+pub mod backup;
 mod kv;
 mod membership;
 mod memory;
@@ -157,6 +158,47 @@ pub enum PublishError {
     Unavailable(String),
 }
 
+/// Publishes what a restored backup left in `data_dir` (see
+/// [`backup::republish`]) once the cluster can be reached.
+async fn republish_restored(
+    client: async_nats::Client,
+    cluster: String,
+    state: Arc<state::ClusterState>,
+    data_dir: std::path::PathBuf,
+) {
+    if !data_dir.join(backup::RESTORE_DIR).exists() {
+        return;
+    }
+    let mut problem: Option<String> = None;
+    loop {
+        let outcome = async {
+            let buckets = placement::Buckets::open(&client, &cluster).await?;
+            backup::republish(&buckets, &state, &data_dir).await
+        }
+        .await;
+        match outcome {
+            Ok(Some(done)) => {
+                tracing::info!(
+                    agents = done.agents,
+                    agents_already_there = done.agents_present,
+                    state_keys = done.state_keys,
+                    state_keys_already_there = done.state_present,
+                    "published the cluster's registry and state from the restored backup"
+                );
+                return;
+            }
+            Ok(None) => return,
+            Err(now) => {
+                if problem.as_deref() != Some(now.as_str()) {
+                    tracing::warn!(problem = %now, "cannot publish the restored backup's registry yet; retrying");
+                }
+                problem = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// What `registry` runs, as the other nodes need to know it.
 fn local_agents(registry: &crate::agents::Registry) -> Vec<LocalAgent> {
     registry
@@ -261,6 +303,8 @@ impl Cluster {
                     .collect()
             })
         };
+        let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
+        let shared_state_for_restore = shared_state.clone();
         let memory_stream = Arc::new(memory::MemoryStream::new(client.clone(), &config.name));
         memory.replicate_through(memory_stream.clone());
         let snapshots = Arc::new(snapshots::Snapshots::new(
@@ -273,6 +317,12 @@ impl Cluster {
             memory_stream.clone(),
             memory.clone(),
             snapshots.clone(),
+        ));
+        let republishing = tokio::spawn(republish_restored(
+            client.clone(),
+            config.name.clone(),
+            shared_state_for_restore.clone(),
+            memory.data_dir().to_path_buf(),
         ));
         let snapshotting = tokio::spawn(snapshots::run(
             snapshots.clone(),
@@ -300,7 +350,6 @@ impl Cluster {
                 progress,
             },
         ));
-        let shared_state = Arc::new(state::ClusterState::new(client.clone(), &config.name));
         manager.share_state(shared_state.clone());
         let shared_outbox = Arc::new(outbox::ClusterOutbox::new(client.clone(), &config.name));
         registry.share_outbox(shared_outbox.clone());
@@ -362,6 +411,7 @@ impl Cluster {
                 serving,
                 applying,
                 snapshotting,
+                republishing,
                 warming,
                 delivering,
             ],
@@ -440,6 +490,19 @@ impl Cluster {
             .map_err(PublishError::Unavailable)?;
         self.state
             .forget(&entry.id)
+            .await
+            .map_err(PublishError::Unavailable)
+    }
+
+    /// Writes what a backup of the cluster holds beyond this node's files
+    /// (registry, components, agents' state) into `dir`; answers how many
+    /// agents and state keys.
+    pub async fn export_registry(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<(usize, usize), PublishError> {
+        let buckets = self.buckets().await?;
+        backup::export(buckets, &self.state, &self.name, &self.node, dir)
             .await
             .map_err(PublishError::Unavailable)
     }

@@ -246,7 +246,7 @@ impl Buckets {
     }
 
     /// Every entry, or why they could not all be read.
-    async fn entries(&self) -> Result<BTreeMap<String, AgentEntry>, String> {
+    pub(super) async fn entries(&self) -> Result<BTreeMap<String, AgentEntry>, String> {
         let mut out = BTreeMap::new();
         for (_, value, _) in super::kv::read_all(&self.agents, MAX_ENTRIES, MAX_ENTRY_BYTES).await?
         {
@@ -255,6 +255,30 @@ impl Buckets {
             }
         }
         Ok(out)
+    }
+
+    /// Publishes an agent from a restored backup: its component, then its
+    /// entry, only if the cluster has no agent of that name; its slots
+    /// are free, so placement starts it on the live nodes.
+    pub(super) async fn restore(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
+        let object = entry.component_sha256.as_str();
+        if entry.definition.is_none() && self.components.info(object).await.is_err() {
+            let mut reader = component;
+            self.components
+                .put(object, &mut reader)
+                .await
+                .map_err(|e| format!("cannot store the component in the cluster: {e}"))?;
+        }
+        let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+        match self
+            .agents
+            .create(entry_key(&entry.name), bytes.into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(format!("cannot publish {}: {e}", entry.name)),
+        }
     }
 
     /// Every claim with its revision.
@@ -292,7 +316,7 @@ impl Buckets {
     }
 
     /// The component `sha256` from the object store.
-    async fn component(&self, sha256: &str) -> Result<Vec<u8>, String> {
+    pub(super) async fn component(&self, sha256: &str) -> Result<Vec<u8>, String> {
         let mut object = self
             .components
             .get(sha256)

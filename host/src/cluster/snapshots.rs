@@ -163,7 +163,7 @@ impl Snapshots {
 
     /// Copies `memory` into a new snapshot, keeps the newest [`KEEP`];
     /// answers the position it holds.
-    async fn take(&self, memory: &Arc<MemoryService>) -> Result<u64, String> {
+    pub async fn take(&self, memory: &Arc<MemoryService>) -> Result<u64, String> {
         let store = self.store().await?;
         let file = scratch_file(memory)?;
         let (file, seq) = {
@@ -255,19 +255,27 @@ pub async fn run(
             continue;
         }
         let outcome = async {
-            let applied = {
+            let (applied, empty) = {
                 let memory = memory.clone();
-                tokio::task::spawn_blocking(move || memory.replicated_seq())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(move || {
+                    Ok::<_, crate::memory::model::MemoryError>((
+                        memory.replicated_seq()?,
+                        memory.counts()?.entities == 0,
+                    ))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
             };
             if newest.is_none() {
                 newest = snapshots.latest().await?;
             }
+            // Without any snapshot, memory the stream does not hold (a
+            // cluster restored from a backup onto a new NATS) is copied
+            // at once, so the next node to join gets it.
             let due = match newest {
                 Some(seq) => applied >= seq.saturating_add(snapshots.every),
-                None => applied > 0,
+                None => applied > 0 || !empty,
             };
             if !due {
                 return Ok(());

@@ -42,6 +42,32 @@ impl ClusterState {
         format!("{agent_id}.{}", super::kv::key_token(key))
     }
 
+    /// Every agent's state (at most `max_keys` keys; values over
+    /// `max_value` bytes left out), for a backup: NATS key and value.
+    pub async fn everything(
+        &self,
+        max_keys: usize,
+        max_value: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let store = self.store().await?;
+        Ok(super::kv::read_all(store, max_keys, max_value)
+            .await?
+            .into_iter()
+            .map(|(key, value, _)| (key, value))
+            .collect())
+    }
+
+    /// Sets NATS key `key` from a restored backup unless it is set;
+    /// answers whether it was written.
+    pub async fn restore(&self, key: &str, value: Vec<u8>) -> Result<bool, String> {
+        let store = self.store().await?;
+        match store.create(key, value.into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(format!("cannot restore state key {key}: {e}")),
+        }
+    }
+
     /// Every key the agent `agent_id` ever wrote and has not deleted.
     async fn all_keys(&self, agent_id: &str) -> Result<Vec<String>, String> {
         let store = self.store().await?;

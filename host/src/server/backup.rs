@@ -22,7 +22,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 ///
 /// The archive holds the database, the admin token, the agent
 /// definitions, the configuration file (when the server was started with
-/// one) and a manifest.
+/// one) and a manifest; on a node of a cluster, also the cluster's agent
+/// registry, components and agents' key-value state.
 #[utoipa::path(
     get,
     path = "/api/v1/backup",
@@ -36,14 +37,42 @@ pub fn routes() -> OpenApiRouter<AppState> {
             headers(("content-disposition" = String, description = "`attachment; filename=\"caxton-backup.tar.gz\"`")),
         ),
         (status = 500, description = "The backup could not be written or read", body = ErrorBody),
+        (status = 503, description = "In a cluster: the cluster's registry could not be read", body = ErrorBody),
     )
 )]
 async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
     let storage = state.storage.clone();
+    // In a cluster, the registry, components and agents' state (they
+    // live in NATS) go in too: any node's backup restores the cluster.
+    let cluster_dir = match state.cluster.get() {
+        Some(cluster) => {
+            let dir = tempfile::Builder::new()
+                .prefix(".caxton-backup-cluster-")
+                .tempdir_in(storage.dir())
+                .map_err(|e| ApiError::internal(format!("cannot create the backup file: {e}")))?;
+            let (agents, keys) = cluster.export_registry(dir.path()).await.map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "cluster_unavailable",
+                    format!(
+                    "this node is in a cluster and {e}; a backup without the cluster's registry would not restore it, so none was taken"
+                    ),
+                )
+            })?;
+            tracing::info!(
+                agents,
+                state_keys = keys,
+                "cluster registry added to the backup"
+            );
+            Some(dir)
+        }
+        None => None,
+    };
     let sources = Sources {
         data_dir: storage.dir().to_path_buf(),
         agents_dir: Some(state.config_agents.dir().to_path_buf()),
         config: state.config_path.clone(),
+        cluster_dir: cluster_dir.as_ref().map(|d| d.path().to_path_buf()),
     };
     let temp = tempfile::Builder::new()
         .prefix(".caxton-backup-")
@@ -56,6 +85,7 @@ async fn download(State(state): State<AppState>) -> Result<Response, ApiError> {
         .await
         .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    drop(cluster_dir);
     let file = tokio::fs::File::open(&temp)
         .await
         .map_err(|e| ApiError::internal(format!("cannot read the backup: {e}")))?;
