@@ -267,6 +267,10 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         )?
         .with_trace(trace.clone()),
     );
+    manager.use_budgets(Arc::new(
+        crate::budgets::Budgets::open(storage.clone(), config.budgets.clone())
+            .context("cannot open the LLM budgets")?,
+    ));
     let started = Instant::now();
     let count = manager.start_stored().await?;
     manager

@@ -52,6 +52,9 @@ pub struct Config {
     pub conversations: crate::conversations::ConversationsConfig,
     /// Several nodes as one system over NATS (unset: this node alone).
     pub cluster: crate::cluster::ClusterConfig,
+    /// What agents, principals and the server may spend on models, and
+    /// what models cost.
+    pub budgets: crate::budgets::BudgetSettings,
 }
 
 #[derive(Debug, Error)]
@@ -165,6 +168,7 @@ impl Config {
         }
         self.outbox.validate().map_err(ConfigError::Invalid)?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
+        self.budgets.validate().map_err(ConfigError::Invalid)?;
         for (name, agent) in &self.a2a_agents {
             agent.validate(name).map_err(ConfigError::Invalid)?;
         }

@@ -14,6 +14,7 @@ pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod budgets;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

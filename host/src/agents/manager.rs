@@ -72,6 +72,8 @@ pub struct AgentManager {
     interpreter: tokio::sync::OnceCell<Arc<AgentProgram>>,
     /// Where agents' key-value state goes beyond this node, once set.
     shared_state: Arc<std::sync::OnceLock<Arc<dyn crate::runtime::state::SharedState>>>,
+    /// LLM budgets, once set (every agent's context shares the cell).
+    budgets: Arc<std::sync::OnceLock<Arc<crate::budgets::Budgets>>>,
 }
 
 /// The built-in config-agent interpreter (`builtin-components/config-agent`),
@@ -81,6 +83,17 @@ pub const CONFIG_AGENT_COMPONENT: &[u8] =
 
 fn interpreter_sha256() -> String {
     hex::encode(Sha256::digest(CONFIG_AGENT_COMPONENT))
+}
+
+/// The `budget:` a config agent's definition declares (its parsed
+/// definition is the interpreter's configuration); none when absent or
+/// unreadable (the definition was checked when it was parsed).
+fn declared_budget(config_json: &str) -> Vec<crate::budgets::Limit> {
+    serde_json::from_str::<serde_json::Value>(config_json)
+        .ok()
+        .and_then(|v| v.get("budget").cloned())
+        .and_then(|b| serde_json::from_value::<Vec<crate::budgets::Limit>>(b).ok())
+        .unwrap_or_default()
 }
 
 /// What [`AgentManager::deploy_config`] needs to know about a config agent.
@@ -132,6 +145,7 @@ impl AgentManager {
             reserved: Default::default(),
             interpreter: tokio::sync::OnceCell::new(),
             shared_state: Arc::default(),
+            budgets: Arc::default(),
         })
     }
 
@@ -212,7 +226,18 @@ impl AgentManager {
             llm_granted: record.llm_granted || record.kind == AgentKind::Config,
             trace: self.trace.clone(),
             shared_state: self.shared_state.clone(),
+            budgets: self.budgets.clone(),
         })
+    }
+
+    /// Enforces `budgets` on every agent's model calls from now on. Once.
+    pub fn use_budgets(&self, budgets: Arc<crate::budgets::Budgets>) {
+        let _ = self.budgets.set(budgets);
+    }
+
+    /// The LLM budgets, once set.
+    pub fn budgets(&self) -> Option<&Arc<crate::budgets::Budgets>> {
+        self.budgets.get()
     }
 
     /// Keeps agents' key-value state in `state` from now on (a cluster's,
@@ -491,6 +516,9 @@ impl AgentManager {
             },
         );
         // The old version handles what is already queued for it.
+        if let Some(budgets) = self.budgets.get() {
+            budgets.declare(&record.name, declared_budget(&record.config_json));
+        }
         let handle = self.start(record, program, log, Some(instance), previous.as_ref());
         self.subscribe_declared(&handle, &spec.subscriptions).await;
         Ok(handle)
@@ -505,7 +533,12 @@ impl AgentManager {
             .filter(|h| h.record().kind == AgentKind::Config)
         {
             // Its queued messages still finish.
-            Some(handle) => self.registry.retire(&handle.name).is_some(),
+            Some(handle) => {
+                if let Some(budgets) = self.budgets.get() {
+                    budgets.declare(&handle.name, Vec::new());
+                }
+                self.registry.retire(&handle.name).is_some()
+            }
             None => false,
         }
     }
@@ -540,7 +573,15 @@ impl AgentManager {
     /// Stops and deletes an agent with its state. Messages already queued
     /// are still handled; new ones are refused.
     pub async fn remove(&self, name_or_id: &str) -> Result<AgentRecord, ManageError> {
-        self.remove_with(name_or_id, true).await
+        let record = self.remove_with(name_or_id, true).await?;
+        // Its budget goes with it; a new agent of the name starts afresh.
+        if let Some(budgets) = self.budgets.get() {
+            let subject = crate::budgets::Subject::Agent(record.name.clone());
+            if let Err(e) = budgets.set(&subject, None) {
+                tracing::warn!(agent = %record.name, error = %e, "could not remove the agent's budget");
+            }
+        }
+        Ok(record)
     }
 
     /// Stops and deletes this node's copy of an agent that lives on

@@ -180,6 +180,13 @@ impl Client {
         self.finish(response).await
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .send(self.request(Method::PUT, path, Some(body)).json(body))
+            .await;
+        self.finish(response).await
+    }
+
     /// GET, decoded into the type the server serialises.
     pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         decode(path, self.get(path).await?)

@@ -4,6 +4,7 @@
 
 mod agents;
 mod backup;
+mod budgets;
 mod client;
 mod cluster;
 mod config_agents;
@@ -219,6 +220,10 @@ enum Command {
     /// Several nodes as one system: `cluster status`, `drain`, `resume`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// LLM budgets: `budgets list`, `show SUBJECT`, `set SUBJECT`,
+    /// `reset SUBJECT`.
+    #[command(subcommand)]
+    Budgets(budgets::BudgetsCommand),
     /// Back up the data directory (a consistent snapshot while the server
     /// serves), or `backup verify FILE`.
     Backup(backup::BackupArgs),
@@ -482,6 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
         Command::Topics(command) => outbox::topics(&target.client()?, command).await,
         Command::Cluster(command) => cluster::run(&target.client()?, command).await,
+        Command::Budgets(command) => budgets::run(&target.client()?, command).await,
         Command::Reload {
             agent,
             all_config,

@@ -49,6 +49,10 @@ pub struct AgentDefinition {
     /// The markdown body (or TOML `documentation`), shown by `agents show`.
     pub documentation: String,
     pub format: SourceFormat,
+    /// What the agent may spend on models (`budget:`: one limit or a
+    /// list), enforced by the host (`crate::budgets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget: Vec<crate::budgets::Limit>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +115,8 @@ pub(crate) enum Kind {
     Count,
     Number,
     Bool,
+    /// A mapping or a list of mappings.
+    Limits,
 }
 
 impl Kind {
@@ -122,6 +128,9 @@ impl Kind {
             Kind::Count => v.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)),
             Kind::Number => v.is_number(),
             Kind::Bool => v.is_boolean(),
+            Kind::Limits => {
+                v.is_object() || v.as_array().is_some_and(|a| a.iter().all(Value::is_object))
+            }
         }
     }
 
@@ -133,6 +142,7 @@ impl Kind {
             Kind::Count => "a whole number (0 or more)",
             Kind::Number => "a number",
             Kind::Bool => "true or false",
+            Kind::Limits => "a limit such as {per: hour, tokens: 1000}, or a list of them",
         }
     }
 }
@@ -153,6 +163,7 @@ pub(crate) const FIELDS: &[(&str, Kind)] = &[
     ("memory", Kind::Map),
     ("conversation", Kind::Map),
     ("max_tool_steps", Kind::Count),
+    ("budget", Kind::Limits),
     ("documentation", Kind::String),
 ];
 
@@ -510,6 +521,29 @@ pub fn parse_lenient(
             })
             .unwrap_or_default()
     };
+    let budget = match map.get("budget").filter(|v| Kind::Limits.accepts(v)) {
+        None => Vec::new(),
+        Some(value) => {
+            let parsed = serde_json::from_value::<crate::budgets::LimitsSpec>(value.clone())
+                .map_err(|e| e.to_string())
+                .map(crate::budgets::LimitsSpec::into_limits)
+                .and_then(|limits| crate::budgets::model::validate(&limits).map(|()| limits));
+            match parsed {
+                Ok(limits) => limits,
+                Err(e) => {
+                    let (line, column) = at.key_at("budget");
+                    problems.push(problem(
+                        line,
+                        column,
+                        Some("budget"),
+                        format!("budget: {e}"),
+                        "write `budget: {per: hour, tokens: 1000}` (per: hour, day, month or a duration such as 10m; limits: tokens, tokens_in, tokens_out, cost)".into(),
+                    ));
+                    Vec::new()
+                }
+            }
+        }
+    };
     let def = AgentDefinition {
         id: id.to_string(),
         name: string("name").unwrap_or_default(),
@@ -542,6 +576,7 @@ pub fn parse_lenient(
             part.body.trim().to_string()
         },
         format,
+        budget,
     };
     Ok((def, problems))
 }

@@ -182,6 +182,7 @@ impl AgentInstance {
         let (time_limit, bookmark) = self.begin()?;
         self.store.data_mut().stream = stream;
         self.store.data_mut().span = span;
+        self.store.data_mut().sender = Some(msg.sender.clone());
         let store = &mut self.store;
         let outcome = tokio::time::timeout(time_limit, async {
             match &self.bindings {
@@ -200,6 +201,7 @@ impl AgentInstance {
         .await;
         self.store.data_mut().stream = None;
         self.store.data_mut().span = None;
+        self.store.data_mut().sender = None;
         let reply = match self.finish(outcome, bookmark)? {
             Ok(reply) => reply,
             Err(e) => Some(failure(describe_wit_error(&e))),

@@ -44,6 +44,9 @@ pub struct AgentContext {
     /// node's database: a cluster's, so the agent can move. Set once, by
     /// the cluster, possibly after the agent started.
     pub shared_state: Arc<std::sync::OnceLock<Arc<dyn SharedState>>>,
+    /// What the agent, its callers and the server may spend on models,
+    /// once the server set it up.
+    pub budgets: Arc<std::sync::OnceLock<Arc<crate::budgets::Budgets>>>,
 }
 
 /// Agents' key-value state kept beyond this node (a cluster's JetStream
@@ -84,6 +87,9 @@ pub struct HostState {
     /// The span of the message being handled, parent of the LLM calls,
     /// tool calls and messages the call makes; handed in with the call.
     pub span: Option<crate::trace::SpanContext>,
+    /// Who sent the message being handled (a principal, or an agent):
+    /// the principal whose budget the call's model use counts against.
+    pub sender: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -98,6 +104,7 @@ impl HostState {
             limiter: MemoryLimiter::new(max_memory_bytes),
             stream: None,
             span: None,
+            sender: None,
             table: ResourceTable::new(),
         }
     }

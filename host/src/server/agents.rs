@@ -278,6 +278,12 @@ struct DeployBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 16)]
     replicas: Option<u32>,
+    /// What the agent may spend on models: one limit
+    /// (`{"per": "hour", "tokens": 10000}`) or a list; see
+    /// `/api/v1/budgets`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::budgets::Limit>>)]
+    budget: Option<crate::budgets::LimitsSpec>,
 }
 
 /// Query of a raw `application/wasm` upload (ignored for a JSON body).
@@ -378,7 +384,7 @@ async fn deploy(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let bytes = read_body(bytes)?;
-    let (request, replicas) = if is_raw_component(&headers) {
+    let (request, replicas, budget) = if is_raw_component(&headers) {
         let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         let name = q.name.ok_or_else(|| {
             ApiError::bad_request(
@@ -400,7 +406,7 @@ async fn deploy(
             llm: q.llm.unwrap_or(false),
             tools: comma_list(q.tools.as_deref()),
         };
-        (request, q.replicas)
+        (request, q.replicas, None)
     } else {
         let body: DeployBody = parse_json(&bytes)?;
         let request = DeployRequest {
@@ -413,7 +419,22 @@ async fn deploy(
             llm: body.llm,
             tools: body.tools,
         };
-        (request, body.replicas)
+        let budget = body.budget.map(crate::budgets::LimitsSpec::into_limits);
+        (request, body.replicas, budget)
+    };
+    if let Some(limits) = &budget {
+        crate::budgets::model::validate(limits)
+            .map_err(|e| ApiError::bad_request("invalid_budget", e))?;
+    }
+    let budgets = state.manager.budgets().cloned();
+    let subject = crate::budgets::Subject::Agent(request.name.clone());
+    let set_budget = move || -> Result<(), ApiError> {
+        if let (Some(budgets), Some(limits)) = (budgets, budget) {
+            budgets
+                .set(&subject, Some(limits))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        Ok(())
     };
     if let Some(n) = replicas
         && !(1..=crate::cluster::MAX_REPLICAS).contains(&n)
@@ -429,9 +450,12 @@ async fn deploy(
     super::tokens::refuse_token_name_for_agent(&state, &request.name)?;
     let Some(cluster) = state.cluster.get() else {
         let handle = state.manager.deploy(request).await?;
+        set_budget()?;
         return Ok((StatusCode::CREATED, Json(agent_view(&handle))));
     };
-    deploy_in_cluster(&state, cluster, request, replicas.unwrap_or(1)).await
+    let deployed = deploy_in_cluster(&state, cluster, request, replicas.unwrap_or(1)).await?;
+    set_budget()?;
+    Ok(deployed)
 }
 
 /// Deploys here, then publishes the agent so every node knows it and

@@ -377,6 +377,53 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
         "Bytes of conversation history kept (capped by conversations.max_bytes).",
         conversations.usage().1 as f64,
     ));
+    if let Some(budgets) = state.manager.budgets() {
+        let mut tokens = Vec::new();
+        let mut cost = Vec::new();
+        for ((agent, model), spend) in budgets.counters() {
+            let labels = format!(
+                "agent=\"{}\",model=\"{}\"",
+                escape_label(&agent),
+                escape_label(&model)
+            );
+            tokens.push((
+                format!("{{{labels},direction=\"in\"}}"),
+                spend.tokens_in as f64,
+            ));
+            tokens.push((
+                format!("{{{labels},direction=\"out\"}}"),
+                spend.tokens_out as f64,
+            ));
+            cost.push((format!("{{{labels}}}"), spend.cost_micros as f64 / 1e6));
+        }
+        metrics.push(Metric {
+            name: "caxton_llm_tokens_total",
+            help: "Model tokens spent since start, by agent, model and direction (in: prompt, out: completion).",
+            kind: "counter",
+            samples: tokens,
+        });
+        metrics.push(Metric {
+            name: "caxton_llm_cost_total",
+            help: "Model cost since start (budgets.prices currency), by agent and model.",
+            kind: "counter",
+            samples: cost,
+        });
+        metrics.push(Metric {
+            name: "caxton_budget_refusals_total",
+            help: "Model calls refused by a budget since start, by budget.",
+            kind: "counter",
+            samples: budgets
+                .refusals()
+                .into_iter()
+                .map(|(subject, n)| {
+                    (
+                        format!("{{budget=\"{}\"}}", escape_label(&subject)),
+                        n as f64,
+                    )
+                })
+                .collect(),
+        });
+    }
     if let Some(outbox) = state.manager.registry().outbox().cloned() {
         let counts = tokio::task::spawn_blocking(move || outbox.counts()).await;
         if let Ok(Ok((waiting, dead))) = counts {

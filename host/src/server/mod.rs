@@ -4,6 +4,7 @@ pub mod a2a;
 mod agents;
 pub mod auth;
 mod backup;
+mod budgets;
 mod cluster;
 mod config_agents;
 mod conversations;
@@ -136,6 +137,7 @@ pub fn router(state: AppState, max_body_bytes: usize, a2a: a2a::A2a) -> Router {
         .merge(a2a::routes())
         .merge(dead_letters::routes())
         .merge(cluster::routes())
+        .merge(budgets::routes())
         .merge(topics::routes())
         .split_for_parts();
     let document = openapi::ServedDocument::finish(document);

@@ -34,6 +34,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "tokens", description = "Bearer tokens and their scopes"),
         (name = "operations", description = "Health, metrics, safe mode, shutdown, this document"),
         (name = "backup", description = "Backups of the running server"),
+        (name = "budgets", description = "What agents, principals and the server may spend on models, and what they spent"),
         (name = "storage", description = "Verify, analyze, repair and compact the database"),
         (name = "traces", description = "Conversations' spans"),
         (name = "debug", description = "The server's state for a bug report"),

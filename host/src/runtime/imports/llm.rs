@@ -56,7 +56,7 @@ impl llm::Host for HostState {
                 self.agent.name
             )));
         }
-        let request = host::ChatRequest {
+        let mut request = host::ChatRequest {
             model: request.model,
             messages: request.messages.into_iter().map(message).collect(),
             tools: request
@@ -76,11 +76,57 @@ impl llm::Host for HostState {
         let (provider, model) = agent
             .llm
             .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
+        let budgets = agent.budgets.get().cloned();
+        let estimated_in = crate::budgets::estimate_tokens(
+            request
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .chain(request.tools.iter().map(|t| t.parameters_schema.as_str())),
+        );
+        let call = crate::budgets::Call {
+            agent: &agent.name,
+            principal: self.sender.as_deref(),
+            model: &model,
+            estimated_in,
+        };
+        if let Some(budgets) = &budgets {
+            match budgets.check(&call) {
+                Ok(None) => {}
+                Ok(Some(room)) => {
+                    let room = u32::try_from(room).unwrap_or(u32::MAX);
+                    request.max_tokens = Some(request.max_tokens.map_or(room, |m| m.min(room)));
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    agent.log.push("host", &text);
+                    tracing::warn!(agent = %agent.name, "{text}");
+                    return Err(Error::Denied(text));
+                }
+            }
+        }
         let span = self.child_span();
         let result = agent
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)
             .await;
+        if let (Some(budgets), Ok(response)) = (&budgets, &result) {
+            match budgets.record(
+                &call,
+                u64::from(response.prompt_tokens),
+                u64::from(response.completion_tokens),
+            ) {
+                Ok(warnings) => {
+                    for warning in warnings {
+                        agent.log.push("host", &warning);
+                        tracing::warn!(agent = %agent.name, "{warning}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(agent = %agent.name, error = %e, "could not record LLM spend")
+                }
+            }
+        }
         if let Some(span) = span {
             let (prompt_tokens, completion_tokens) = result
                 .as_ref()
