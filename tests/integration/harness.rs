@@ -385,6 +385,17 @@ impl Server {
         decode(response).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT");
+        decode(response).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
             .http

@@ -5,6 +5,7 @@
 mod harness;
 
 mod a2a;
+mod budgets;
 mod cluster;
 mod config_agents;
 mod hostile_uploads;

@@ -186,6 +186,25 @@ impl LimitsSpec {
     }
 }
 
+/// A budget from JSON: one limit or a list; the error names the limit
+/// and what is wrong with it (serde's untagged enums say neither).
+pub fn limits_from_json(value: &serde_json::Value) -> Result<Vec<Limit>, String> {
+    let one = |v: &serde_json::Value| serde_json::from_value::<Limit>(v.clone());
+    let limits = match value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| one(v).map_err(|e| format!("limit {}: {e}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?,
+        serde_json::Value::Object(_) => vec![one(value).map_err(|e| e.to_string())?],
+        _ => {
+            return Err("a budget is a limit ({per: hour, tokens: 1000}) or a list of them".into());
+        }
+    };
+    validate(&limits)?;
+    Ok(limits)
+}
+
 /// Checks `limits`; at most 16, each setting something.
 pub fn validate(limits: &[Limit]) -> Result<(), String> {
     if limits.len() > 16 {

@@ -524,10 +524,7 @@ pub fn parse_lenient(
     let budget = match map.get("budget").filter(|v| Kind::Limits.accepts(v)) {
         None => Vec::new(),
         Some(value) => {
-            let parsed = serde_json::from_value::<crate::budgets::LimitsSpec>(value.clone())
-                .map_err(|e| e.to_string())
-                .map(crate::budgets::LimitsSpec::into_limits)
-                .and_then(|limits| crate::budgets::model::validate(&limits).map(|()| limits));
+            let parsed = crate::budgets::model::limits_from_json(value);
             match parsed {
                 Ok(limits) => limits,
                 Err(e) => {

@@ -283,7 +283,7 @@ struct DeployBody {
     /// `/api/v1/budgets`.
     #[serde(default)]
     #[schema(value_type = Option<Vec<crate::budgets::Limit>>)]
-    budget: Option<crate::budgets::LimitsSpec>,
+    budget: Option<Value>,
 }
 
 /// Query of a raw `application/wasm` upload (ignored for a JSON body).
@@ -419,13 +419,14 @@ async fn deploy(
             llm: body.llm,
             tools: body.tools,
         };
-        let budget = body.budget.map(crate::budgets::LimitsSpec::into_limits);
+        let budget = body
+            .budget
+            .as_ref()
+            .map(crate::budgets::model::limits_from_json)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_budget", format!("budget: {e}")))?;
         (request, body.replicas, budget)
     };
-    if let Some(limits) = &budget {
-        crate::budgets::model::validate(limits)
-            .map_err(|e| ApiError::bad_request("invalid_budget", e))?;
-    }
     let budgets = state.manager.budgets().cloned();
     let subject = crate::budgets::Subject::Agent(request.name.clone());
     let set_budget = move || -> Result<(), ApiError> {

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::budgets::{BudgetError, BudgetStatus, Budgets, Limit, LimitsSpec, Subject};
+use crate::budgets::{BudgetError, BudgetStatus, Budgets, Limit, Subject};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -81,14 +81,9 @@ async fn show(
 
 /// A budget to set: `{"limits": [...]}`, or one limit.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-enum SetBody {
-    Limits {
-        #[schema(value_type = Vec<Limit>)]
-        limits: LimitsSpec,
-    },
-    #[schema(value_type = Limit)]
-    One(LimitsSpec),
+#[allow(dead_code)] // The body's shape, for the API document.
+struct SetBody {
+    limits: Vec<Limit>,
 }
 
 /// Sets a budget at run time (kept across restarts; it comes before the
@@ -105,10 +100,9 @@ async fn set(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BudgetStatus>, ApiError> {
     let subject = subject(&text)?;
-    let body: SetBody = super::error::parse_json(&super::agents::read_body(bytes)?)?;
-    let limits = match body {
-        SetBody::Limits { limits } | SetBody::One(limits) => limits.into_limits(),
-    };
+    let body: serde_json::Value = super::error::parse_json(&super::agents::read_body(bytes)?)?;
+    let limits = crate::budgets::model::limits_from_json(body.get("limits").unwrap_or(&body))
+        .map_err(|e| ApiError::bad_request("invalid_budget", e))?;
     if limits.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_budget",
