@@ -24,6 +24,7 @@ system_prompt = "You use {{parameters.tone}}."
 user_prompt_template = "{{request}} {{memory_context}} {{conversation_history}}"
 max_tool_steps = 7
 documentation = "Docs."
+budget = [{ per = "hour", tokens = 5000 }, { per = "month", cost = 20.0 }]
 
 [parameters]
 tone = "calm"
