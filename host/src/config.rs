@@ -55,6 +55,8 @@ pub struct Config {
     /// What agents, principals and the server may spend on models, and
     /// what models cost.
     pub budgets: crate::budgets::BudgetSettings,
+    /// Which conversations are recorded, for how long, in how many bytes.
+    pub recordings: crate::recordings::RecordingSettings,
 }
 
 #[derive(Debug, Error)]
@@ -169,6 +171,7 @@ impl Config {
         self.outbox.validate().map_err(ConfigError::Invalid)?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.budgets.validate().map_err(ConfigError::Invalid)?;
+        self.recordings.validate().map_err(ConfigError::Invalid)?;
         for (name, agent) in &self.a2a_agents {
             agent.validate(name).map_err(ConfigError::Invalid)?;
         }

@@ -28,6 +28,7 @@ pub mod messaging;
 pub mod observe;
 pub mod outbox;
 pub mod protocols;
+pub mod recordings;
 pub mod redact;
 pub mod runtime;
 pub mod server;

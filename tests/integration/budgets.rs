@@ -202,3 +202,95 @@ async fn a_budget_refuses_before_the_provider_resets_and_survives_a_crash() {
         "{out}{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_is_recorded_whole_and_without_secrets() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("helper.md"),
+        "---\nname: Helper\nversion: \"1.0.0\"\ncapabilities: [helping]\ntools: [json_processor]\nsystem_prompt: You help.\n---\n",
+    )
+    .expect("definition");
+    std::fs::write(
+        root.join("script.yaml"),
+        "- when: \"tally this\"\n  tool_calls: [{name: json_processor, arguments: {json: \"{\\\"a\\\": 1}\", operation: validate}}]\n- content: \"all tallied\"\n",
+    )
+    .expect("script");
+    std::fs::write(
+        root.join("caxton.yaml"),
+        format!(
+            "agents:\n  dir: {}\nllm:\n  provider: scripted\n  scripted:\n    script: {}\n    record: {}\n  openai:\n    api_key_env: RECORDING_TEST_KEY\n",
+            agents.display(),
+            root.join("script.yaml").display(),
+            root.join("requests.jsonl").display()
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with_env(
+        &data,
+        Some(&root.join("caxton.yaml")),
+        &[("RECORDING_TEST_KEY", "sk-provider-secret-4242")],
+    );
+    let token = server.token("recorder-test", "message").await;
+    let answer = reqwest::Client::new()
+        .post(server.url("/api/v1/agents/Helper/message"))
+        .bearer_auth(&token)
+        .json(&json!({"message": "tally this from https://alice:hunter2@example.com/data", "conversation_id": "conv-recorded-1"}))
+        .send()
+        .await
+        .expect("message");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["reply"]["content"], "all tallied", "{body}");
+
+    let out = root.join("recording.json");
+    let (ok, stdout, stderr) = server.cli_with_env(
+        &[
+            "conversations",
+            "export",
+            "conv-recorded-1",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let text = std::fs::read_to_string(&out).expect("export");
+    let recording: Value = serde_json::from_str(&text).expect("one JSON document");
+    let kinds: Vec<&str> = recording["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    // In, two model rounds around one tool call, out.
+    assert_eq!(kinds, ["inbound", "llm", "tool", "llm", "reply"], "{text}");
+    let events = recording["events"].as_array().expect("events");
+    assert_eq!(events[2]["tool"], "json_processor", "{text}");
+    assert!(
+        events[1]["response"]["tool_calls"][0]["name"] == "json_processor",
+        "{text}"
+    );
+    assert_eq!(events[3]["response"]["content"], "all tallied", "{text}");
+    assert_eq!(events[4]["content"], "all tallied", "{text}");
+    assert!(events[1]["elapsed_ms"].as_f64().is_some(), "{text}");
+    for secret in ["sk-provider-secret-4242", token.as_str(), "hunter2"] {
+        assert!(
+            !text.contains(secret),
+            "the recording holds `{secret}`: {text}"
+        );
+    }
+    // Recordings are the admin's: a message token may not read them.
+    let denied = reqwest::Client::new()
+        .get(server.url("/api/v1/conversations/conv-recorded-1/recording"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(denied.status(), 403);
+    let (status, _) = server.get("/api/v1/conversations/no-such/recording").await;
+    assert_eq!(status, 404);
+}

@@ -74,6 +74,8 @@ pub struct AgentManager {
     shared_state: Arc<std::sync::OnceLock<Arc<dyn crate::runtime::state::SharedState>>>,
     /// LLM budgets, once set (every agent's context shares the cell).
     budgets: Arc<std::sync::OnceLock<Arc<crate::budgets::Budgets>>>,
+    /// Conversation recordings, once set.
+    recorder: Arc<std::sync::OnceLock<Arc<crate::recordings::Recorder>>>,
 }
 
 /// The built-in config-agent interpreter (`builtin-components/config-agent`),
@@ -146,6 +148,7 @@ impl AgentManager {
             interpreter: tokio::sync::OnceCell::new(),
             shared_state: Arc::default(),
             budgets: Arc::default(),
+            recorder: Arc::default(),
         })
     }
 
@@ -227,7 +230,19 @@ impl AgentManager {
             trace: self.trace.clone(),
             shared_state: self.shared_state.clone(),
             budgets: self.budgets.clone(),
+            recorder: self.recorder.clone(),
+            config_agent: record.kind == AgentKind::Config,
         })
+    }
+
+    /// Records agents' conversations in `recorder` from now on. Once.
+    pub fn use_recorder(&self, recorder: Arc<crate::recordings::Recorder>) {
+        let _ = self.recorder.set(recorder);
+    }
+
+    /// The conversation recorder, once set.
+    pub fn recorder(&self) -> Option<&Arc<crate::recordings::Recorder>> {
+        self.recorder.get()
     }
 
     /// Enforces `budgets` on every agent's model calls from now on. Once.

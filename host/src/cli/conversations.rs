@@ -32,6 +32,15 @@ pub enum ConversationsCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Write a conversation's recording (messages, model calls, tool
+    /// calls, replies, timings) as one JSON document.
+    Export {
+        /// The conversation's id.
+        id: String,
+        /// Where to write it (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Show a conversation and its messages.
     Show {
         /// The conversation's id.
@@ -109,6 +118,26 @@ pub async fn run(client: &Client, command: ConversationsCommand) -> anyhow::Resu
             table.print();
             if let Some(next) = page["next_cursor"].as_str() {
                 println!("More: caxton conversations list --cursor {next}");
+            }
+        }
+        ConversationsCommand::Export { id, output } => {
+            let recording = client
+                .get(&format!(
+                    "/api/v1/conversations/{}/recording",
+                    percent_encode(&id)
+                ))
+                .await?;
+            let text = serde_json::to_string_pretty(&recording)?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n")?;
+                    eprintln!(
+                        "{} events written to {}",
+                        recording["events"].as_array().map_or(0, Vec::len),
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
             }
         }
         ConversationsCommand::Show { id } => {

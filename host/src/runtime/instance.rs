@@ -183,6 +183,18 @@ impl AgentInstance {
         self.store.data_mut().stream = stream;
         self.store.data_mut().span = span;
         self.store.data_mut().sender = Some(msg.sender.clone());
+        let started = std::time::Instant::now();
+        {
+            let agent = self.store.data().agent.name.clone();
+            self.store
+                .data()
+                .record(|| crate::recordings::Event::Inbound {
+                    agent,
+                    sender: msg.sender.clone(),
+                    performative: format!("{:?}", msg.performative).to_lowercase(),
+                    content: msg.content.clone(),
+                });
+        }
         let store = &mut self.store;
         let outcome = tokio::time::timeout(time_limit, async {
             match &self.bindings {
@@ -200,12 +212,25 @@ impl AgentInstance {
         })
         .await;
         self.store.data_mut().stream = None;
-        self.store.data_mut().span = None;
         self.store.data_mut().sender = None;
-        let reply = match self.finish(outcome, bookmark)? {
-            Ok(reply) => reply,
-            Err(e) => Some(failure(describe_wit_error(&e))),
+        let reply = match self.finish(outcome, bookmark) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => Some(failure(describe_wit_error(&e))),
+            Err(failed) => {
+                self.record_reply("failure", &failed.to_string(), started);
+                self.store.data_mut().span = None;
+                return Err(failed);
+            }
         };
+        match &reply {
+            Some(r) => self.record_reply(
+                &format!("{:?}", r.performative).to_lowercase(),
+                &r.content,
+                started,
+            ),
+            None => self.record_reply("none", "", started),
+        }
+        self.store.data_mut().span = None;
         // What the guest hands back is held, traced and sent on: a reply
         // over the cap becomes a failure saying so.
         Ok(reply.map(|reply| {
@@ -277,6 +302,22 @@ pub fn oversized(what: &str, content: &str, content_type: Option<&str>) -> Optio
 }
 
 /// A `failure` reply saying `why`.
+impl AgentInstance {
+    /// Records what the agent answered, when its conversations are
+    /// recorded.
+    fn record_reply(&self, performative: &str, content: &str, started: std::time::Instant) {
+        let agent = self.store.data().agent.name.clone();
+        self.store
+            .data()
+            .record(|| crate::recordings::Event::Reply {
+                agent,
+                performative: performative.to_string(),
+                content: content.to_string(),
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+    }
+}
+
 fn failure(why: String) -> wit::Reply {
     wit::Reply {
         performative: wit::Performative::Failure,

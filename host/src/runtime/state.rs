@@ -47,6 +47,10 @@ pub struct AgentContext {
     /// What the agent, its callers and the server may spend on models,
     /// once the server set it up.
     pub budgets: Arc<std::sync::OnceLock<Arc<crate::budgets::Budgets>>>,
+    /// Where its conversations are recorded, once the server set it up.
+    pub recorder: Arc<std::sync::OnceLock<Arc<crate::recordings::Recorder>>>,
+    /// A config agent (recorded by default).
+    pub config_agent: bool,
 }
 
 /// Agents' key-value state kept beyond this node (a cluster's JetStream
@@ -106,6 +110,17 @@ impl HostState {
             span: None,
             sender: None,
             table: ResourceTable::new(),
+        }
+    }
+
+    /// Records `event` in the conversation being handled, when this
+    /// agent's conversations are recorded.
+    pub fn record(&self, event: impl FnOnce() -> crate::recordings::Event) {
+        let (Some(recorder), Some(span)) = (self.agent.recorder.get(), &self.span) else {
+            return;
+        };
+        if recorder.records(self.agent.config_agent) {
+            recorder.record(&span.conversation_id, event());
         }
     }
 

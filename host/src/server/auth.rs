@@ -104,6 +104,7 @@ pub fn needed_scope(method: &Method, path: &str) -> Scope {
         || path.starts_with("/api/v1/dead-letters")
         || path == "/api/v1/backup"
         || path == "/api/v1/debug/state"
+        || (path.starts_with("/api/v1/conversations/") && path.ends_with("/recording"))
     {
         return Scope::Admin;
     }

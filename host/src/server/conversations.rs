@@ -25,6 +25,43 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(show))
         .routes(routes!(cancel))
+        .routes(routes!(recording))
+}
+
+/// The recording of a conversation (admin): every inbound message, model
+/// call (request and response), tool call and reply, with timings, as one
+/// JSON document (`caxton conversations export ID`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/recording",
+    tag = "conversations",
+    operation_id = "conversations_recording",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses(
+        (status = 200, description = "The recording, events in order", body = crate::recordings::Recording),
+        (status = 404, description = "Nothing was recorded for this conversation", body = ErrorBody),
+    )
+)]
+async fn recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::recordings::Recording>, ApiError> {
+    let recorder = state.manager.recorder().cloned().ok_or_else(|| {
+        ApiError::not_found("no_recording", "recordings are not set up yet; try again")
+    })?;
+    let wanted = id.clone();
+    let found = tokio::task::spawn_blocking(move || recorder.export(&wanted))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            "no_recording",
+            format!(
+                "nothing was recorded for conversation `{id}` (recordings.record in caxton.yaml says whose conversations are: config agents' by default; kept recordings.retention_hours)"
+            ),
+        )
+    })
 }
 
 fn viewer(principal: &Principal) -> Viewer<'_> {

@@ -106,10 +106,24 @@ impl llm::Host for HostState {
             }
         }
         let span = self.child_span();
+        let recorded_request = serde_json::to_value(&request).unwrap_or_default();
+        let started = std::time::Instant::now();
         let result = agent
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)
             .await;
+        self.record(|| crate::recordings::Event::Llm {
+            agent: agent.name.clone(),
+            provider: provider.clone(),
+            model: model.clone(),
+            request: recorded_request,
+            response: result
+                .as_ref()
+                .ok()
+                .and_then(|r| serde_json::to_value(r).ok()),
+            error: result.as_ref().err().map(ToString::to_string),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
         if let (Some(budgets), Ok(response)) = (&budgets, &result) {
             match budgets.record(
                 &call,

@@ -27,7 +27,16 @@ impl tools::Host for HostState {
         let agent = self.agent.clone();
         self.agent.log.push("tool", &format!("call {name}"));
         let span = self.child_span();
+        let started = std::time::Instant::now();
         let result = agent.tool_host.invoke(&agent, &name, &arguments_json).await;
+        self.record(|| crate::recordings::Event::Tool {
+            agent: agent.name.clone(),
+            tool: name.clone(),
+            arguments: arguments_json.clone(),
+            result: result.as_ref().ok().map(ToString::to_string),
+            error: result.as_ref().err().map(ToString::to_string),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
         if let Some(span) = span {
             let error = result.as_ref().err().map(ToString::to_string);
             let kind = SpanKind::Tool { tool: name.clone() };

@@ -1,0 +1,134 @@
+//! Recorded events in redb. Written without an fsync of their own
+//! (`Durability::None`): they become durable with the next durable
+//! commit of anything, so a crash may lose the last few events of a
+//! recording but never costs a model call the time of a disk flush.
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::settings::RecordingSettings;
+use super::{Event, Recorded, Recording};
+use crate::storage::{Result, Storage, StorageError, db_err};
+
+/// (conversation, seq) → JSON [`Recorded`].
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recording_events");
+/// conversation → (first event ms, last event ms, bytes, events, truncated).
+const INDEX: TableDefinition<&str, (u64, u64, u64, u64, u64)> =
+    TableDefinition::new("recording_index");
+
+fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> StorageError + '_ {
+    move |source| StorageError::CorruptRecord {
+        what: what.to_string(),
+        source,
+    }
+}
+
+pub fn append(
+    storage: &Storage,
+    conversation: &str,
+    event: &Event,
+    now_ms: u64,
+    settings: &RecordingSettings,
+) -> Result<()> {
+    let mut txn = storage.database().begin_write().map_err(db_err)?;
+    txn.set_durability(redb::Durability::None).map_err(db_err)?;
+    {
+        let mut index = txn.open_table(INDEX).map_err(db_err)?;
+        let (first, _, bytes, events, truncated) = index
+            .get(conversation)
+            .map_err(db_err)?
+            .map_or((now_ms, now_ms, 0, 0, 0), |v| v.value());
+        let recorded = Recorded {
+            seq: events,
+            at: crate::clock::rfc3339_from_millis(now_ms),
+            event: event.clone(),
+        };
+        let json = serde_json::to_vec(&recorded).map_err(json_err("a recorded event"))?;
+        let size = json.len() as u64;
+        if bytes + size > settings.max_conversation_bytes {
+            index
+                .insert(conversation, (first, now_ms, bytes, events, truncated + 1))
+                .map_err(db_err)?;
+        } else {
+            txn.open_table(EVENTS)
+                .map_err(db_err)?
+                .insert((conversation, events), json.as_slice())
+                .map_err(db_err)?;
+            index
+                .insert(
+                    conversation,
+                    (first, now_ms, bytes + size, events + 1, truncated),
+                )
+                .map_err(db_err)?;
+        }
+    }
+    txn.commit().map_err(db_err)
+}
+
+/// Deletes recordings past their retention, then the oldest until all
+/// fit in `max_bytes`.
+pub fn prune(storage: &Storage, settings: &RecordingSettings, now_ms: u64) -> Result<usize> {
+    let oldest_kept = now_ms.saturating_sub(settings.retention_hours * 3_600_000);
+    storage.write(|txn| {
+        let mut index = txn.open_table(INDEX).map_err(db_err)?;
+        let mut all: Vec<(u64, String, u64)> =
+            Vec::with_capacity(index.len().map_err(db_err)? as usize);
+        for row in index.iter().map_err(db_err)? {
+            let (key, value) = row.map_err(db_err)?;
+            let (_, last, bytes, _, _) = value.value();
+            all.push((last, key.value().to_string(), bytes));
+        }
+        all.sort_unstable();
+        let mut total: u64 = all.iter().map(|(_, _, b)| b).sum();
+        let mut events = txn.open_table(EVENTS).map_err(db_err)?;
+        let mut removed = 0;
+        for (last, conversation, bytes) in all {
+            if last >= oldest_kept && total <= settings.max_bytes {
+                break;
+            }
+            index.remove(conversation.as_str()).map_err(db_err)?;
+            events
+                .retain_in(
+                    (conversation.as_str(), 0)..=(conversation.as_str(), u64::MAX),
+                    |_, _| false,
+                )
+                .map_err(db_err)?;
+            total = total.saturating_sub(bytes);
+            removed += 1;
+        }
+        Ok(removed)
+    })
+}
+
+pub fn read(storage: &Storage, conversation: &str) -> Result<Option<Recording>> {
+    storage.read(|txn| {
+        let index = match txn.open_table(INDEX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        let Some((_, _, bytes, _, truncated)) =
+            index.get(conversation).map_err(db_err)?.map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let table = txn.open_table(EVENTS).map_err(db_err)?;
+        let mut events = Vec::new();
+        for row in table
+            .range((conversation, 0)..=(conversation, u64::MAX))
+            .map_err(db_err)?
+        {
+            let (_, value) = row.map_err(db_err)?;
+            events.push(
+                serde_json::from_slice::<Recorded>(value.value())
+                    .map_err(json_err("a recorded event"))?,
+            );
+        }
+        Ok(Some(Recording {
+            conversation_id: conversation.to_string(),
+            caxton_version: env!("CARGO_PKG_VERSION").to_string(),
+            events,
+            bytes,
+            truncated,
+        }))
+    })
+}
