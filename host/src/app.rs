@@ -271,10 +271,10 @@ pub async fn assemble(config: &Config, config_path: Option<PathBuf>) -> anyhow::
         crate::budgets::Budgets::open(storage.clone(), config.budgets.clone())
             .context("cannot open the LLM budgets")?,
     ));
-    manager.use_recorder(Arc::new(crate::recordings::Recorder::new(
-        storage.clone(),
-        config.recordings.clone(),
-    )));
+    manager.use_recorder(Arc::new(
+        crate::recordings::Recorder::open(storage.dir(), config.recordings.clone())
+            .context("cannot open the conversation recordings")?,
+    ));
     let started = Instant::now();
     let count = manager.start_stored().await?;
     manager

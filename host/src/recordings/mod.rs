@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::{RecordWhich, RecordingSettings};
 
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 
 /// One thing that happened in a recorded conversation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -89,20 +89,71 @@ pub struct Recording {
     pub truncated: u64,
 }
 
-/// Records conversations.
-pub struct Recorder {
-    storage: Arc<Storage>,
-    settings: RecordingSettings,
-    writes: AtomicU64,
+/// What the writer thread is handed.
+enum Work {
+    Event {
+        conversation: String,
+        event: Event,
+        at_ms: u64,
+    },
+    /// Answered once everything sent before it is written.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
+/// How long the writer gathers events before a commit (an export asks
+/// for everything at once).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Events waiting for the writer; past it new ones are dropped (and
+/// counted) rather than hold up the agents being recorded.
+const MAX_QUEUED: u64 = 100_000;
+
+/// Records conversations. Recording is off the agent's path: an event is
+/// handed to one writer thread, which writes whatever has queued in one
+/// transaction, so a model call pays a channel send, not a commit. The
+/// recordings have a database file of their own (`recordings.redb` in the
+/// data directory): its writer never waits for, nor holds up, the main
+/// database's (agents' state, budgets, memory).
+pub struct Recorder {
+    settings: RecordingSettings,
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<Work>>,
+    queued: Arc<AtomicU64>,
+    dropped: AtomicU64,
+    db: Arc<redb::Database>,
+}
+
+/// The recordings' database file, in the data directory.
+pub const DATABASE_FILE: &str = "recordings.redb";
+
 impl Recorder {
-    pub fn new(storage: Arc<Storage>, settings: RecordingSettings) -> Recorder {
-        Recorder {
-            storage,
-            settings,
-            writes: AtomicU64::new(0),
+    pub fn open(
+        data_dir: &std::path::Path,
+        settings: RecordingSettings,
+    ) -> Result<Recorder, StorageError> {
+        let db = Arc::new(
+            redb::Database::create(data_dir.join(DATABASE_FILE)).map_err(crate::storage::db_err)?,
+        );
+        let (send, receive) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            db: db.clone(),
+            settings: settings.clone(),
+            queued: queued.clone(),
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("caxton-recorder".into())
+            .spawn(move || writer.run(receive))
+        {
+            tracing::error!(error = %e, "cannot start the conversation recorder; nothing will be recorded");
         }
+        Ok(Recorder {
+            settings,
+            queue: std::sync::Mutex::new(send),
+            queued,
+            dropped: AtomicU64::new(0),
+            db,
+        })
     }
 
     /// Whether an agent's conversations are recorded: `config` agents by
@@ -115,31 +166,122 @@ impl Recorder {
         }
     }
 
-    /// Appends `event` to `conversation`. A failure is logged, never the
-    /// caller's: a recording must not break the run it records.
+    /// Appends `event` to `conversation`, in the background. Never the
+    /// caller's failure: a recording must not break the run it records.
     pub fn record(&self, conversation: &str, event: Event) {
-        let event = redact_event(event);
-        let result = store::append(
-            &self.storage,
-            conversation,
-            &event,
-            crate::clock::now_unix_ms(),
-            &self.settings,
-        );
-        if let Err(e) = result {
-            tracing::warn!(conversation, error = %e, "could not record a conversation event");
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    "the conversation recorder is behind; events are dropped until it catches up"
+                );
+            }
+            return;
         }
-        // Retention and the total cap, now and then rather than per event.
-        if self.writes.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
-            && let Err(e) = store::prune(&self.storage, &self.settings, crate::clock::now_unix_ms())
-        {
-            tracing::warn!(error = %e, "could not prune recorded conversations");
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let work = Work::Event {
+            conversation: conversation.to_string(),
+            event,
+            at_ms: crate::clock::now_unix_ms(),
+        };
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(work);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// The recording of `conversation`, if there is one.
+    /// The recording of `conversation`, if there is one, with every event
+    /// recorded before the call written first.
     pub fn export(&self, conversation: &str) -> Result<Option<Recording>, StorageError> {
-        store::read(&self.storage, conversation)
+        let (done, wait) = std::sync::mpsc::channel();
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Work::Flush(done));
+        if sent.is_ok() {
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
+        }
+        store::read(&self.db, conversation)
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (Linux: threads have
+/// their own nice value), so writing recordings takes the time agents
+/// leave idle rather than theirs.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their arguments; a
+        // failure leaves the priority as it was, which is harmless.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+    }
+}
+
+/// The one thread that writes recordings.
+struct Writer {
+    db: Arc<redb::Database>,
+    settings: RecordingSettings,
+    queued: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(self, receive: std::sync::mpsc::Receiver<Work>) {
+        lower_priority();
+        let mut written: u64 = 0;
+        while let Ok(first) = receive.recv() {
+            // Gathered for a moment: a commit costs far more than an
+            // event, and on two cores its time is the agents' time.
+            let until = std::time::Instant::now() + GATHER;
+            let mut flushing = matches!(first, Work::Flush(_));
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && !flushing {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                match receive.recv_timeout(left) {
+                    Ok(work) => {
+                        flushing = matches!(work, Work::Flush(_));
+                        batch.push(work);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut events = Vec::with_capacity(batch.len());
+            let mut flushes = Vec::new();
+            for work in batch {
+                match work {
+                    Work::Event {
+                        conversation,
+                        event,
+                        at_ms,
+                    } => events.push((conversation, redact_event(event), at_ms)),
+                    Work::Flush(done) => flushes.push(done),
+                }
+            }
+            let count = events.len() as u64;
+            if count > 0
+                && let Err(e) = store::append(&self.db, &events, &self.settings)
+            {
+                tracing::warn!(error = %e, events = count, "could not record conversation events");
+            }
+            self.queued.fetch_sub(count, Ordering::Relaxed);
+            for done in flushes {
+                let _ = done.send(());
+            }
+            // Retention and the total cap, now and then.
+            let before = written;
+            written += count;
+            if before / 1024 != written / 1024
+                && let Err(e) = store::prune(&self.db, &self.settings, crate::clock::now_unix_ms())
+            {
+                tracing::warn!(error = %e, "could not prune recorded conversations");
+            }
+        }
     }
 }
 

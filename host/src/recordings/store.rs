@@ -7,7 +7,9 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::settings::RecordingSettings;
 use super::{Event, Recorded, Recording};
-use crate::storage::{Result, Storage, StorageError, db_err};
+use redb::{Database, ReadableDatabase};
+
+use crate::storage::{Result, StorageError, db_err};
 
 /// (conversation, seq) → JSON [`Recorded`].
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recording_events");
@@ -22,43 +24,57 @@ fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> StorageError + '_ {
     }
 }
 
+/// An event as stored; its position is the key's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    at: String,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// Appends `events` (conversation, event, when) in one transaction,
+/// encoded before it begins: the database has one writer at a time, and
+/// budgets record spend on the agents' path.
 pub fn append(
-    storage: &Storage,
-    conversation: &str,
-    event: &Event,
-    now_ms: u64,
+    db: &Database,
+    events: &[(String, Event, u64)],
     settings: &RecordingSettings,
 ) -> Result<()> {
-    let mut txn = storage.database().begin_write().map_err(db_err)?;
+    let mut encoded = Vec::with_capacity(events.len());
+    for (conversation, event, now_ms) in events {
+        let stored = Stored {
+            at: crate::clock::rfc3339_from_millis(*now_ms),
+            event: event.clone(),
+        };
+        let json = serde_json::to_vec(&stored).map_err(json_err("a recorded event"))?;
+        encoded.push((conversation.as_str(), *now_ms, json));
+    }
+    let mut txn = db.begin_write().map_err(db_err)?;
     txn.set_durability(redb::Durability::None).map_err(db_err)?;
     {
         let mut index = txn.open_table(INDEX).map_err(db_err)?;
-        let (first, _, bytes, events, truncated) = index
-            .get(conversation)
-            .map_err(db_err)?
-            .map_or((now_ms, now_ms, 0, 0, 0), |v| v.value());
-        let recorded = Recorded {
-            seq: events,
-            at: crate::clock::rfc3339_from_millis(now_ms),
-            event: event.clone(),
-        };
-        let json = serde_json::to_vec(&recorded).map_err(json_err("a recorded event"))?;
-        let size = json.len() as u64;
-        if bytes + size > settings.max_conversation_bytes {
-            index
-                .insert(conversation, (first, now_ms, bytes, events, truncated + 1))
-                .map_err(db_err)?;
-        } else {
-            txn.open_table(EVENTS)
+        let mut table = txn.open_table(EVENTS).map_err(db_err)?;
+        for (conversation, now_ms, json) in encoded {
+            let (first, _, bytes, count, truncated) = index
+                .get(conversation)
                 .map_err(db_err)?
-                .insert((conversation, events), json.as_slice())
-                .map_err(db_err)?;
-            index
-                .insert(
-                    conversation,
-                    (first, now_ms, bytes + size, events + 1, truncated),
-                )
-                .map_err(db_err)?;
+                .map_or((now_ms, now_ms, 0, 0, 0), |v| v.value());
+            let size = json.len() as u64;
+            if bytes + size > settings.max_conversation_bytes {
+                index
+                    .insert(conversation, (first, now_ms, bytes, count, truncated + 1))
+                    .map_err(db_err)?;
+            } else {
+                table
+                    .insert((conversation, count), json.as_slice())
+                    .map_err(db_err)?;
+                index
+                    .insert(
+                        conversation,
+                        (first, now_ms, bytes + size, count + 1, truncated),
+                    )
+                    .map_err(db_err)?;
+            }
         }
     }
     txn.commit().map_err(db_err)
@@ -66,9 +82,10 @@ pub fn append(
 
 /// Deletes recordings past their retention, then the oldest until all
 /// fit in `max_bytes`.
-pub fn prune(storage: &Storage, settings: &RecordingSettings, now_ms: u64) -> Result<usize> {
+pub fn prune(db: &Database, settings: &RecordingSettings, now_ms: u64) -> Result<usize> {
     let oldest_kept = now_ms.saturating_sub(settings.retention_hours * 3_600_000);
-    storage.write(|txn| {
+    let txn = db.begin_write().map_err(db_err)?;
+    let removed = {
         let mut index = txn.open_table(INDEX).map_err(db_err)?;
         let mut all: Vec<(u64, String, u64)> =
             Vec::with_capacity(index.len().map_err(db_err)? as usize);
@@ -80,7 +97,7 @@ pub fn prune(storage: &Storage, settings: &RecordingSettings, now_ms: u64) -> Re
         all.sort_unstable();
         let mut total: u64 = all.iter().map(|(_, _, b)| b).sum();
         let mut events = txn.open_table(EVENTS).map_err(db_err)?;
-        let mut removed = 0;
+        let mut removed = 0usize;
         for (last, conversation, bytes) in all {
             if last >= oldest_kept && total <= settings.max_bytes {
                 break;
@@ -95,12 +112,15 @@ pub fn prune(storage: &Storage, settings: &RecordingSettings, now_ms: u64) -> Re
             total = total.saturating_sub(bytes);
             removed += 1;
         }
-        Ok(removed)
-    })
+        removed
+    };
+    txn.commit().map_err(db_err)?;
+    Ok(removed)
 }
 
-pub fn read(storage: &Storage, conversation: &str) -> Result<Option<Recording>> {
-    storage.read(|txn| {
+pub fn read(db: &Database, conversation: &str) -> Result<Option<Recording>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    {
         let index = match txn.open_table(INDEX) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -117,11 +137,14 @@ pub fn read(storage: &Storage, conversation: &str) -> Result<Option<Recording>> 
             .range((conversation, 0)..=(conversation, u64::MAX))
             .map_err(db_err)?
         {
-            let (_, value) = row.map_err(db_err)?;
-            events.push(
-                serde_json::from_slice::<Recorded>(value.value())
-                    .map_err(json_err("a recorded event"))?,
-            );
+            let (key, value) = row.map_err(db_err)?;
+            let stored = serde_json::from_slice::<Stored>(value.value())
+                .map_err(json_err("a recorded event"))?;
+            events.push(Recorded {
+                seq: key.value().1,
+                at: stored.at,
+                event: stored.event,
+            });
         }
         Ok(Some(Recording {
             conversation_id: conversation.to_string(),
@@ -130,5 +153,5 @@ pub fn read(storage: &Storage, conversation: &str) -> Result<Option<Recording>> 
             bytes,
             truncated,
         }))
-    })
+    }
 }

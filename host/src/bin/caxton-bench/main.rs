@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 
 mod cluster;
 mod man_pages;
+mod recording;
 mod text;
 
 const WARMUP: Duration = Duration::from_millis(500);
@@ -482,6 +483,10 @@ async fn run() -> anyhow::Result<()> {
     // `caxton-bench cluster`: three nodes on a real nats-server.
     if std::env::args().nth(1).as_deref() == Some("cluster") {
         return cluster::run(temp.path()).await;
+    }
+    // `caxton-bench recording`: a config agent with recording on and off.
+    if std::env::args().nth(1).as_deref() == Some("recording") {
+        return recording::run(temp.path()).await;
     }
     // `caxton-bench text`: long real documents, ingest and search quality.
     if std::env::args().nth(1).as_deref() == Some("text") {

@@ -1,0 +1,89 @@
+//! `caxton-bench recording`: what recording conversations costs a config
+//! agent (issue 29's target: at most 5 %), measured as the same config
+//! agent with one tool round per message on two servers, one recording
+//! (the default for config agents) and one with `recordings.record: none`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use super::{ms, percentile, start_server};
+
+const AGENT: &str = "---\nname: BenchAgent\nversion: \"1.0.0\"\ncapabilities: [bench]\ntools: [json_processor]\nsystem_prompt: You answer briefly.\n---\n";
+
+/// (p50, p99, messages per second) of `count` sequential messages.
+async fn measure(base: &str, count: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/v1/agents/bench-agent/message");
+    let mut times = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count + 30 {
+        let asked = Instant::now();
+        let reply: Value = client
+            .post(&url)
+            .json(&json!({"message": "use the tool"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if reply["reply"]["content"] != "done" {
+            bail!("unexpected reply: {reply}");
+        }
+        if i >= 30 {
+            times.push(asked.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    times.sort();
+    Ok((
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        (count + 30) as f64 / total.as_secs_f64(),
+    ))
+}
+
+pub async fn run(root: &Path) -> anyhow::Result<()> {
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents)?;
+    std::fs::write(agents.join("bench-agent.md"), AGENT)?;
+    let script = root.join("script.yaml");
+    std::fs::write(
+        &script,
+        "- when: \"use the tool\"\n  tool_calls: [{name: json_processor, arguments: {json: \"{\\\"a\\\": 1}\"}}]\n- content: \"done\"\n",
+    )?;
+    println!(
+        "{:<40} {:>10} {:>10} {:>12}",
+        "config agent, one tool round", "p50", "p99", "messages/s"
+    );
+    let mut rows = Vec::new();
+    for (label, record) in [("recording off", "none"), ("recording on", "config")] {
+        let config = root.join(format!("{record}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\nrecordings:\n  record: {record}\n",
+                agents.display(),
+                script.display()
+            ),
+        )?;
+        let server = start_server(&root.join(format!("server-{record}")), Some(&config))?;
+        let (p50, p99, rate) = measure(&server.base, 1000).await?;
+        println!(
+            "{:<40} {:>10} {:>10} {:>12.0}",
+            label,
+            ms(p50),
+            ms(p99),
+            rate
+        );
+        rows.push((p99, rate));
+    }
+    let (off, on) = (rows[0], rows[1]);
+    println!(
+        "recording costs {:+.1} % at p99 and {:+.1} % in throughput (target: within 5 %)",
+        (on.0.as_secs_f64() / off.0.as_secs_f64() - 1.0) * 100.0,
+        (on.1 / off.1 - 1.0) * 100.0
+    );
+    Ok(())
+}
