@@ -1,7 +1,7 @@
-//! LLM budgets against the real server: a config agent on the scripted
-//! provider (which counts words as tokens and records every request it
-//! gets), refused when its budget is spent, answering again after the
-//! window turns, its spend surviving `kill -9`.
+//! LLM budgets, recorded conversations and their replay against the real
+//! server: config agents on the scripted provider (which counts words as
+//! tokens and records every request it gets, so a test can count the
+//! calls that reached it).
 
 use std::time::{Duration, Instant};
 
@@ -293,4 +293,67 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
     assert_eq!(denied.status(), 403);
     let (status, _) = server.get("/api/v1/conversations/no-such/recording").await;
     assert_eq!(status, 404);
+
+    // Replayed against the agent as it is: identical, and not one call
+    // reaches the provider.
+    let calls = std::fs::read_to_string(root.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_eq!(calls, 2, "two model rounds were recorded");
+    let provider_calls = || {
+        std::fs::read_to_string(root.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let (ok, out, err) = server.cli_with_env(
+        &["replay", "conv-recorded-1"],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    assert!(
+        ok && out.contains("identical")
+            && out.contains("2 model call(s) from the recording, 0 live"),
+        "{out}{err}"
+    );
+    assert_eq!(provider_calls(), 2, "the replay called the provider");
+
+    // The prompt changes: the replay says where the run first differs.
+    std::fs::write(
+        agents.join("helper.md"),
+        "---\nname: Helper\nversion: \"1.0.1\"\ncapabilities: [helping]\ntools: [json_processor]\nsystem_prompt: You help a lot.\n---\n",
+    )
+    .expect("edit the definition");
+    let (ok, out, err) = server.cli(&["agents", "reload", "helper"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = server.cli_with_env(
+        &["replay", "conv-recorded-1"],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    assert!(!ok, "a diverging replay exits 1: {out}{err}");
+    assert!(
+        out.contains("diverges at step 1 (model_request)")
+            && out.contains("- ")
+            && out.contains("You help.")
+            && out.contains("+ ")
+            && out.contains("You help a lot."),
+        "{out}{err}"
+    );
+    assert_eq!(
+        provider_calls(),
+        2,
+        "a replay without --live-llm never calls the provider"
+    );
+    // --live-llm: the model answers from the divergence on.
+    let (_, out, err) = server.cli_with_env(
+        &["replay", "conv-recorded-1", "--live-llm", "--json"],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    let outcome: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(outcome["live_model_calls"], 2, "{outcome}");
+    assert_eq!(
+        outcome["replies"][0]["replayed"], "all tallied",
+        "{outcome}"
+    );
+    assert_eq!(provider_calls(), 4, "{outcome}");
 }

@@ -404,3 +404,55 @@ fn print_outcome(outcome: &Value) -> anyhow::Result<ExitCode> {
     println!("(conversation {})", cell(&outcome["conversation_id"]));
     Ok(code)
 }
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The recorded conversation's id (`caxton conversations list`).
+    conversation_id: String,
+    /// Call the model for real from the first divergence on (spends
+    /// budget); otherwise every model call is served from the recording.
+    #[arg(long)]
+    live_llm: bool,
+}
+
+/// `caxton replay`: exit code 1 when the new run diverged.
+pub async fn replay(client: &Client, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let path = format!(
+        "/api/v1/conversations/{}/replay",
+        percent_encode(&args.conversation_id)
+    );
+    let outcome = client
+        .post_json(&path, &serde_json::json!({ "live_llm": args.live_llm }))
+        .await?;
+    let identical = outcome["identical"].as_bool().unwrap_or(false);
+    if output::emit_json(&outcome) {
+        return Ok(if identical {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    println!(
+        "replayed {} against {} as it is now: {} model call(s) from the recording, {} live",
+        cell(&outcome["conversation_id"]),
+        cell(&outcome["agent"]),
+        cell(&outcome["model_calls_from_recording"]),
+        cell(&outcome["live_model_calls"]),
+    );
+    if identical {
+        println!("identical: same model requests, tool calls and replies");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = &outcome["first_divergence"];
+    println!(
+        "diverges at step {} ({}):\n{}",
+        cell(&first["step"]),
+        cell(&first["kind"]),
+        first["diff"].as_str().unwrap_or_default()
+    );
+    let more = outcome["divergences"].as_array().map_or(0, Vec::len);
+    if more > 1 {
+        println!("({} more divergence(s): --json shows them all)", more - 1);
+    }
+    Ok(ExitCode::FAILURE)
+}

@@ -208,6 +208,9 @@ enum Command {
     /// initiator`: the first agent named is accepted (the next if it
     /// fails), the others rejected; prints its result.
     Award(conversations::AwardArgs),
+    /// Replay a recorded conversation against the agent as it is now,
+    /// model calls answered from the recording; shows where it diverges.
+    Replay(conversations::ReplayArgs),
     /// Queue a message without waiting for a reply (durable: delivered
     /// even if the server restarts).
     Send(outbox::SendArgs),
@@ -483,6 +486,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Broadcast(args) => conversations::broadcast(&target.client()?, args).await,
         Command::ContractNet(args) => conversations::contract_net(&target.client()?, args).await,
         Command::Award(args) => conversations::award(&target.client()?, args).await,
+        Command::Replay(args) => conversations::replay(&target.client()?, args).await,
         Command::Send(args) => outbox::send(&target.client()?, args).await,
         Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
         Command::Topics(command) => outbox::topics(&target.client()?, command).await,

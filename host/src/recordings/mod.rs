@@ -12,6 +12,7 @@
 //! per conversation and in all, and a retention in hours; the oldest
 //! conversations go first.
 
+pub mod replay;
 pub mod settings;
 mod store;
 
@@ -121,6 +122,8 @@ pub struct Recorder {
     queued: Arc<AtomicU64>,
     dropped: AtomicU64,
     db: Arc<redb::Database>,
+    /// Replays in progress, by the conversation id of the new run.
+    replays: std::sync::Mutex<std::collections::HashMap<String, Arc<replay::ReplaySession>>>,
 }
 
 /// The recordings' database file, in the data directory.
@@ -153,6 +156,7 @@ impl Recorder {
             queued,
             dropped: AtomicU64::new(0),
             db,
+            replays: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -191,6 +195,32 @@ impl Recorder {
         if sent.is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Serves the model and tool calls of conversation `conversation`
+    /// from `session` until [`Recorder::end_replay`].
+    pub fn start_replay(&self, conversation: &str, session: Arc<replay::ReplaySession>) {
+        self.replays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conversation.to_string(), session);
+    }
+
+    pub fn end_replay(&self, conversation: &str) {
+        self.replays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(conversation);
+    }
+
+    /// The replay conversation `conversation` belongs to, for `agent`.
+    pub fn replay(&self, conversation: &str, agent: &str) -> Option<Arc<replay::ReplaySession>> {
+        self.replays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(conversation)
+            .filter(|s| s.agent() == agent)
+            .cloned()
     }
 
     /// The recording of `conversation`, if there is one, with every event

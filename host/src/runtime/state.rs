@@ -113,6 +113,12 @@ impl HostState {
         }
     }
 
+    /// The replay the message being handled is part of, if any.
+    pub fn replay(&self) -> Option<std::sync::Arc<crate::recordings::replay::ReplaySession>> {
+        let (recorder, span) = (self.agent.recorder.get()?, self.span.as_ref()?);
+        recorder.replay(&span.conversation_id, &self.agent.name)
+    }
+
     /// Records `event` in the conversation being handled, when this
     /// agent's conversations are recorded.
     pub fn record(&self, event: impl FnOnce() -> crate::recordings::Event) {

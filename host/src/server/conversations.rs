@@ -26,6 +26,140 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
         .routes(routes!(cancel))
         .routes(routes!(recording))
+        .routes(routes!(replay))
+}
+
+/// How to replay.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+struct ReplayBody {
+    /// Call the model for real from the first divergence on (spends
+    /// budget); otherwise every model call is answered from the recording.
+    live_llm: bool,
+    /// How long each replayed message may take (default 60 s).
+    timeout_ms: Option<u64>,
+}
+
+/// Replay a recorded conversation against the agent as it is now (admin).
+///
+/// Its inbound messages are sent again, in a conversation of their own;
+/// the agent's model and tool calls are answered from the recording (no
+/// tokens spent) and compared with it, and so are its replies. Answers
+/// where the new run first diverges, with a readable diff.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/replay",
+    tag = "conversations",
+    operation_id = "conversations_replay",
+    params(("id" = String, Path, description = "The recorded conversation's id")),
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "The replay's outcome: divergences (none: identical), replies, calls served", body = Object),
+        (status = 404, description = "Nothing was recorded for this conversation", body = ErrorBody),
+        (status = 422, description = "The recording holds no message to replay", body = ErrorBody),
+    )
+)]
+async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::messaging::{AclMessage, Address, Performative};
+    use crate::recordings::Event;
+    let raw = super::agents::read_body(bytes)?;
+    let body: ReplayBody = if raw.is_empty() {
+        ReplayBody::default()
+    } else {
+        super::error::parse_json(&raw)?
+    };
+    let recording = recording(State(state.clone()), Path(id.clone())).await?.0;
+    let events: Vec<Event> = recording.events.into_iter().map(|e| e.event).collect();
+    let Some(agent) = events.iter().find_map(|e| match e {
+        Event::Inbound { agent, .. } => Some(agent.clone()),
+        _ => None,
+    }) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing_to_replay",
+            format!("the recording of `{id}` holds no message an agent was given"),
+        ));
+    };
+    let inbound: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Inbound {
+                agent: a,
+                sender,
+                content,
+                ..
+            } if *a == agent => Some((sender.clone(), content.clone())),
+            _ => None,
+        })
+        .collect();
+    let recorded_replies: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reply {
+                agent: a, content, ..
+            } if *a == agent => Some(content.clone()),
+            _ => None,
+        })
+        .collect();
+    let recorder = state
+        .manager
+        .recorder()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("recordings are not set up"))?;
+    let run = format!("replay-{}", uuid::Uuid::new_v4());
+    let session = std::sync::Arc::new(crate::recordings::replay::ReplaySession::new(
+        &agent,
+        &events,
+        body.live_llm,
+    ));
+    recorder.start_replay(&run, session.clone());
+    let timeout =
+        std::time::Duration::from_millis(body.timeout_ms.unwrap_or(60_000).clamp(1, 600_000));
+    let mut replies = Vec::new();
+    for (i, (sender, content)) in inbound.into_iter().enumerate() {
+        let message = AclMessage {
+            id: crate::messaging::acl::new_message_id(),
+            performative: Performative::Request,
+            sender,
+            receiver: Some(agent.clone()),
+            capability: None,
+            content,
+            content_type: crate::messaging::acl::TEXT_PLAIN.into(),
+            conversation_id: Some(run.clone()),
+            reply_with: None,
+            in_reply_to: None,
+            trace_parent: None,
+        };
+        let answered = state
+            .manager
+            .registry()
+            .request(None, Address::Agent(agent.clone()), message, timeout)
+            .await;
+        let text = match answered {
+            Ok(delivered) => delivered.reply.map(|r| r.content).unwrap_or_default(),
+            Err(e) => format!("[no reply: {e}]"),
+        };
+        let recorded = recorded_replies.get(i).cloned().unwrap_or_default();
+        session.reply(&recorded, &text);
+        replies.push(serde_json::json!({"recorded": recorded, "replayed": text}));
+    }
+    recorder.end_replay(&run);
+    let (divergences, served, live) = session.outcome();
+    Ok(Json(serde_json::json!({
+        "conversation_id": id,
+        "replay_conversation_id": run,
+        "agent": agent,
+        "identical": divergences.is_empty(),
+        "first_divergence": divergences.first(),
+        "divergences": divergences,
+        "model_calls_from_recording": served,
+        "live_model_calls": live,
+        "replies": replies,
+    })))
 }
 
 /// The recording of a conversation (admin): every inbound message, model

@@ -72,10 +72,30 @@ impl llm::Host for HostState {
             max_tokens: request.max_tokens,
         };
         let agent = self.agent.clone();
+        let replay = self.replay();
+        if let Some(replay) = &replay {
+            let asked = serde_json::to_value(&request).unwrap_or_default();
+            if let crate::recordings::replay::Served::Recorded(answer) = replay.model_call(&asked) {
+                let response = answer
+                    .and_then(|v| {
+                        serde_json::from_value::<host::ChatResponse>(v).map_err(|e| e.to_string())
+                    })
+                    .map_err(Error::Internal)?;
+                if let (Some(sink), Some(text)) = (&self.stream, &response.content)
+                    && response.tool_calls.is_empty()
+                {
+                    let _ = sink.send(text.clone());
+                }
+                return Ok(to_wit_response(response));
+            }
+        }
         let sink = self.stream.clone();
         let (provider, model) = agent
             .llm
             .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
+        // As the agent asked it (before a budget lowers max_tokens): what
+        // a replay compares with.
+        let recorded_request = serde_json::to_value(&request).unwrap_or_default();
         let budgets = agent.budgets.get().cloned();
         let estimated_in = crate::budgets::estimate_tokens(
             request
@@ -106,7 +126,6 @@ impl llm::Host for HostState {
             }
         }
         let span = self.child_span();
-        let recorded_request = serde_json::to_value(&request).unwrap_or_default();
         let started = std::time::Instant::now();
         let result = agent
             .llm
@@ -155,26 +174,30 @@ impl llm::Host for HostState {
             agent.trace.finish(span, kind, error.as_deref());
         }
         let response = result.map_err(to_wit_error)?;
-        Ok(ChatResponse {
-            content: response.content,
-            tool_calls: response
-                .tool_calls
-                .into_iter()
-                .map(|c| ToolCall {
-                    id: c.id,
-                    name: c.name,
-                    arguments_json: c.arguments_json,
-                })
-                .collect(),
-            finish_reason: match response.finish_reason {
-                host::FinishReason::Stop => FinishReason::Stop,
-                host::FinishReason::Length => FinishReason::Length,
-                host::FinishReason::ToolCalls => FinishReason::ToolCalls,
-            },
-            usage: Usage {
-                prompt_tokens: response.prompt_tokens,
-                completion_tokens: response.completion_tokens,
-            },
-        })
+        Ok(to_wit_response(response))
+    }
+}
+
+fn to_wit_response(response: host::ChatResponse) -> ChatResponse {
+    ChatResponse {
+        content: response.content,
+        tool_calls: response
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments_json: c.arguments_json,
+            })
+            .collect(),
+        finish_reason: match response.finish_reason {
+            host::FinishReason::Stop => FinishReason::Stop,
+            host::FinishReason::Length => FinishReason::Length,
+            host::FinishReason::ToolCalls => FinishReason::ToolCalls,
+        },
+        usage: Usage {
+            prompt_tokens: response.prompt_tokens,
+            completion_tokens: response.completion_tokens,
+        },
     }
 }

@@ -26,6 +26,12 @@ impl tools::Host for HostState {
     async fn invoke(&mut self, name: String, arguments_json: String) -> Result<String, Error> {
         let agent = self.agent.clone();
         self.agent.log.push("tool", &format!("call {name}"));
+        if let Some(answer) = self
+            .replay()
+            .and_then(|replay| replay.tool_call(&name, &arguments_json))
+        {
+            return answer.map_err(Error::Internal);
+        }
         let span = self.child_span();
         let started = std::time::Instant::now();
         let result = agent.tool_host.invoke(&agent, &name, &arguments_json).await;
