@@ -44,6 +44,47 @@ async fn measure(base: &str, count: usize) -> anyhow::Result<(Duration, Duration
     ))
 }
 
+/// A 20-step conversation (ten messages, each a tool round: twenty model
+/// calls) recorded, then replayed end to end over REST, ten times.
+async fn replay_row(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let reply: Value = client
+            .post(format!("{base}/api/v1/agents/bench-agent/message"))
+            .json(&json!({"message": "use the tool", "conversation_id": "bench-replay"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if reply["reply"]["content"] != "done" {
+            bail!("unexpected reply: {reply}");
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let outcome: Value = client
+            .post(format!("{base}/api/v1/conversations/bench-replay/replay"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        times.push(started.elapsed());
+        if outcome["identical"] != true || outcome["model_calls_from_recording"] != 20 {
+            bail!("the replay did not reproduce the run: {outcome}");
+        }
+    }
+    times.sort();
+    println!(
+        "{:<40} {:>10} {:>10}   (target < 50 ms, no network)",
+        "replay of a 20-step conversation",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
+    Ok(())
+}
+
 pub async fn run(root: &Path) -> anyhow::Result<()> {
     let agents = root.join("agents");
     std::fs::create_dir_all(&agents)?;
@@ -78,6 +119,9 @@ pub async fn run(root: &Path) -> anyhow::Result<()> {
             rate
         );
         rows.push((p99, rate));
+        if record == "config" {
+            replay_row(&server.base).await?;
+        }
     }
     let (off, on) = (rows[0], rows[1]);
     println!(
