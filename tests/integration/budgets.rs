@@ -356,4 +356,36 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
         "{outcome}"
     );
     assert_eq!(provider_calls(), 4, "{outcome}");
+
+    // A fork from message 2: message 1 replayed from the recording, the
+    // new message 2 answered live, in a conversation of its own.
+    let (ok, out, err) = server.cli_with_env(
+        &[
+            "fork",
+            "conv-recorded-1",
+            "--at",
+            "2",
+            "tally this once more",
+            "--json",
+        ],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    assert!(ok, "{out}{err}");
+    let forked: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(forked["reply"], "all tallied", "{forked}");
+    assert_eq!(forked["model_calls_from_recording"], 2, "{forked}");
+    assert_eq!(forked["live_model_calls"], 2, "{forked}");
+    assert_eq!(provider_calls(), 6, "{forked}");
+    let asked = std::fs::read_to_string(root.join("requests.jsonl")).unwrap_or_default();
+    assert!(
+        asked.contains("tally this once more"),
+        "the fork's message reached the model live"
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/conversations/conv-recorded-1/fork",
+            &json!({"at": 9, "message": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 }

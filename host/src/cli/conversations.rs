@@ -456,3 +456,38 @@ pub async fn replay(client: &Client, args: ReplayArgs) -> anyhow::Result<ExitCod
     }
     Ok(ExitCode::FAILURE)
 }
+
+#[derive(Args)]
+pub struct ForkArgs {
+    /// The recorded conversation's id.
+    conversation_id: String,
+    /// The message (1-based) to replace: those before it are replayed
+    /// from the recording.
+    #[arg(long)]
+    at: usize,
+    /// What is said instead, answered live.
+    message: String,
+}
+
+/// `caxton fork`: a new conversation from a recorded one's history.
+pub async fn fork(client: &Client, args: ForkArgs) -> anyhow::Result<ExitCode> {
+    let path = format!(
+        "/api/v1/conversations/{}/fork",
+        percent_encode(&args.conversation_id)
+    );
+    let outcome = client
+        .post_json(
+            &path,
+            &serde_json::json!({ "at": args.at, "message": args.message }),
+        )
+        .await?;
+    if !output::emit_json(&outcome) {
+        println!(
+            "new conversation {} (history replayed: {} model call(s) from the recording)",
+            cell(&outcome["fork_conversation_id"]),
+            cell(&outcome["model_calls_from_recording"])
+        );
+        println!("{}", outcome["reply"].as_str().unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -211,6 +211,9 @@ enum Command {
     /// Replay a recorded conversation against the agent as it is now,
     /// model calls answered from the recording; shows where it diverges.
     Replay(conversations::ReplayArgs),
+    /// Start a new conversation from a recorded one's history up to
+    /// message N, with a different message N answered live.
+    Fork(conversations::ForkArgs),
     /// Queue a message without waiting for a reply (durable: delivered
     /// even if the server restarts).
     Send(outbox::SendArgs),
@@ -487,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ContractNet(args) => conversations::contract_net(&target.client()?, args).await,
         Command::Award(args) => conversations::award(&target.client()?, args).await,
         Command::Replay(args) => conversations::replay(&target.client()?, args).await,
+        Command::Fork(args) => conversations::fork(&target.client()?, args).await,
         Command::Send(args) => outbox::send(&target.client()?, args).await,
         Command::DeadLetters(command) => outbox::dead_letters(&target.client()?, command).await,
         Command::Topics(command) => outbox::topics(&target.client()?, command).await,

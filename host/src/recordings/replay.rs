@@ -59,6 +59,8 @@ pub struct ReplaySession {
 
 #[derive(Default)]
 struct State {
+    /// A fork past its recorded history: everything is live.
+    forked: bool,
     step: u32,
     diverged: bool,
     divergences: Vec<Divergence>,
@@ -159,12 +161,18 @@ impl ReplaySession {
         state.diverged = true;
     }
 
+    /// From now on every model and tool call is made for real (a fork:
+    /// the recorded history is behind, the new message ahead).
+    pub fn go_live(&self) {
+        self.state().forked = true;
+    }
+
     /// The agent asks the model `request` (as JSON): the recorded answer,
     /// or a live call once the run diverged and `live_llm` is set.
     pub fn model_call(&self, request: &serde_json::Value) -> Served {
         let mut state = self.state();
         state.step += 1;
-        if state.diverged && self.live_llm {
+        if state.forked || (state.diverged && self.live_llm) {
             state.live += 1;
             return Served::Live;
         }
@@ -203,6 +211,9 @@ impl ReplaySession {
     pub fn tool_call(&self, tool: &str, arguments: &str) -> Option<Result<String, String>> {
         let mut state = self.state();
         state.step += 1;
+        if state.forked {
+            return None;
+        }
         let recorded = self
             .tools
             .lock()

@@ -27,6 +27,189 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel))
         .routes(routes!(recording))
         .routes(routes!(replay))
+        .routes(routes!(fork))
+}
+
+/// A recorded conversation, read for a replay or a fork: its first
+/// agent, the messages that agent was given, and its replies.
+struct Recorded {
+    agent: String,
+    events: Vec<crate::recordings::Event>,
+    inbound: Vec<(String, String)>,
+    replies: Vec<String>,
+}
+
+async fn recorded(state: &AppState, id: &str) -> Result<Recorded, ApiError> {
+    use crate::recordings::Event;
+    let recording = recording(State(state.clone()), Path(id.to_string()))
+        .await?
+        .0;
+    let events: Vec<Event> = recording.events.into_iter().map(|e| e.event).collect();
+    let Some(agent) = events.iter().find_map(|e| match e {
+        Event::Inbound { agent, .. } => Some(agent.clone()),
+        _ => None,
+    }) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing_to_replay",
+            format!("the recording of `{id}` holds no message an agent was given"),
+        ));
+    };
+    let inbound = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Inbound {
+                agent: a,
+                sender,
+                content,
+                ..
+            } if *a == agent => Some((sender.clone(), content.clone())),
+            _ => None,
+        })
+        .collect();
+    let replies = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reply {
+                agent: a, content, ..
+            } if *a == agent => Some(content.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Recorded {
+        agent,
+        events,
+        inbound,
+        replies,
+    })
+}
+
+/// Sends `content` from `sender` to `agent` in conversation `run`;
+/// answers the reply's text (or why there was none).
+async fn send_in(
+    state: &AppState,
+    agent: &str,
+    run: &str,
+    (sender, content): (String, String),
+    timeout: std::time::Duration,
+) -> String {
+    use crate::messaging::{AclMessage, Address, Performative};
+    let message = AclMessage {
+        id: crate::messaging::acl::new_message_id(),
+        performative: Performative::Request,
+        sender,
+        receiver: Some(agent.to_string()),
+        capability: None,
+        content,
+        content_type: crate::messaging::acl::TEXT_PLAIN.into(),
+        conversation_id: Some(run.to_string()),
+        reply_with: None,
+        in_reply_to: None,
+        trace_parent: None,
+    };
+    match state
+        .manager
+        .registry()
+        .request(None, Address::Agent(agent.to_string()), message, timeout)
+        .await
+    {
+        Ok(delivered) => delivered.reply.map(|r| r.content).unwrap_or_default(),
+        Err(e) => format!("[no reply: {e}]"),
+    }
+}
+
+/// Where to fork and what to say instead.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ForkBody {
+    /// The message (1-based) the new conversation replaces: messages
+    /// before it are replayed from the recording, this one is `message`.
+    at: usize,
+    /// What is said instead, answered live.
+    message: String,
+    /// How long each message may take (default 60 s).
+    timeout_ms: Option<u64>,
+}
+
+/// Fork a recorded conversation (admin): a new conversation whose
+/// history is the recorded one up to message `at` (replayed, the model's
+/// answers served from the recording), then `message`, answered live.
+/// The new conversation goes on like any other.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/fork",
+    tag = "conversations",
+    operation_id = "conversations_fork",
+    params(("id" = String, Path, description = "The recorded conversation's id")),
+    request_body = ForkBody,
+    responses(
+        (status = 200, description = "The new conversation's id and its live answer", body = Object),
+        (status = 400, description = "`at` is not a message of the recording", body = ErrorBody),
+        (status = 404, description = "Nothing was recorded for this conversation", body = ErrorBody),
+    )
+)]
+async fn fork(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: ForkBody = super::error::parse_json(&super::agents::read_body(bytes)?)?;
+    let recorded = recorded(&state, &id).await?;
+    if body.at == 0 || body.at > recorded.inbound.len() + 1 {
+        return Err(ApiError::bad_request(
+            "invalid_fork",
+            format!(
+                "`at` must be between 1 and {} (the recording holds {} message(s); {} adds one after them)",
+                recorded.inbound.len() + 1,
+                recorded.inbound.len(),
+                recorded.inbound.len() + 1
+            ),
+        ));
+    }
+    let recorder = state
+        .manager
+        .recorder()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("recordings are not set up"))?;
+    let run = format!("fork-{}", uuid::Uuid::new_v4());
+    let session = std::sync::Arc::new(crate::recordings::replay::ReplaySession::new(
+        &recorded.agent,
+        &recorded.events,
+        false,
+    ));
+    recorder.start_replay(&run, session.clone());
+    let timeout =
+        std::time::Duration::from_millis(body.timeout_ms.unwrap_or(60_000).clamp(1, 600_000));
+    let sender = recorded
+        .inbound
+        .first()
+        .map(|(s, _)| s.clone())
+        .unwrap_or_default();
+    for (i, message) in recorded.inbound.into_iter().take(body.at - 1).enumerate() {
+        let text = send_in(&state, &recorded.agent, &run, message, timeout).await;
+        session.reply(recorded.replies.get(i).map_or("", String::as_str), &text);
+    }
+    session.go_live();
+    let reply = send_in(
+        &state,
+        &recorded.agent,
+        &run,
+        (sender, body.message),
+        timeout,
+    )
+    .await;
+    recorder.end_replay(&run);
+    let (divergences, served, live) = session.outcome();
+    Ok(Json(serde_json::json!({
+        "conversation_id": id,
+        "fork_conversation_id": run,
+        "agent": recorded.agent,
+        "reply": reply,
+        "history_identical": divergences.is_empty(),
+        "divergences": divergences,
+        "model_calls_from_recording": served,
+        "live_model_calls": live,
+    })))
 }
 
 /// How to replay.
@@ -64,47 +247,18 @@ async fn replay(
     Path(id): Path<String>,
     bytes: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    use crate::messaging::{AclMessage, Address, Performative};
-    use crate::recordings::Event;
     let raw = super::agents::read_body(bytes)?;
     let body: ReplayBody = if raw.is_empty() {
         ReplayBody::default()
     } else {
         super::error::parse_json(&raw)?
     };
-    let recording = recording(State(state.clone()), Path(id.clone())).await?.0;
-    let events: Vec<Event> = recording.events.into_iter().map(|e| e.event).collect();
-    let Some(agent) = events.iter().find_map(|e| match e {
-        Event::Inbound { agent, .. } => Some(agent.clone()),
-        _ => None,
-    }) else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "nothing_to_replay",
-            format!("the recording of `{id}` holds no message an agent was given"),
-        ));
-    };
-    let inbound: Vec<(String, String)> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Inbound {
-                agent: a,
-                sender,
-                content,
-                ..
-            } if *a == agent => Some((sender.clone(), content.clone())),
-            _ => None,
-        })
-        .collect();
-    let recorded_replies: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Reply {
-                agent: a, content, ..
-            } if *a == agent => Some(content.clone()),
-            _ => None,
-        })
-        .collect();
+    let Recorded {
+        agent,
+        events,
+        inbound,
+        replies: recorded_replies,
+    } = recorded(&state, &id).await?;
     let recorder = state
         .manager
         .recorder()
@@ -120,29 +274,8 @@ async fn replay(
     let timeout =
         std::time::Duration::from_millis(body.timeout_ms.unwrap_or(60_000).clamp(1, 600_000));
     let mut replies = Vec::new();
-    for (i, (sender, content)) in inbound.into_iter().enumerate() {
-        let message = AclMessage {
-            id: crate::messaging::acl::new_message_id(),
-            performative: Performative::Request,
-            sender,
-            receiver: Some(agent.clone()),
-            capability: None,
-            content,
-            content_type: crate::messaging::acl::TEXT_PLAIN.into(),
-            conversation_id: Some(run.clone()),
-            reply_with: None,
-            in_reply_to: None,
-            trace_parent: None,
-        };
-        let answered = state
-            .manager
-            .registry()
-            .request(None, Address::Agent(agent.clone()), message, timeout)
-            .await;
-        let text = match answered {
-            Ok(delivered) => delivered.reply.map(|r| r.content).unwrap_or_default(),
-            Err(e) => format!("[no reply: {e}]"),
-        };
+    for (i, message) in inbound.into_iter().enumerate() {
+        let text = send_in(&state, &agent, &run, message, timeout).await;
         let recorded = recorded_replies.get(i).cloned().unwrap_or_default();
         session.reply(&recorded, &text);
         replies.push(serde_json::json!({"recorded": recorded, "replayed": text}));
