@@ -389,3 +389,74 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// An agent that asks another passes on at most what it has left: the
+/// asked agent's model calls count against the asker's budget too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asked_agent_spends_from_the_askers_budget() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("boss.md"),
+        "---\nname: Boss\nversion: \"1.0.0\"\ncapabilities: [bossing]\ntools: [ask_agent]\nsystem_prompt: You delegate.\nbudget: {per: hour, tokens: 100000}\n---\n",
+    )
+    .expect("boss");
+    std::fs::write(
+        agents.join("worker.md"),
+        "---\nname: Worker\nversion: \"1.0.0\"\ncapabilities: [working]\nsystem_prompt: You work.\n---\n",
+    )
+    .expect("worker");
+    std::fs::write(
+        root.join("script.yaml"),
+        "- when: \"delegate this\"\n  tool_calls: [{name: ask_agent, arguments: {agent: Worker, message: \"work hard on it\"}}]\n- when: \"work hard on it\"\n  content: \"worked\"\n- content: \"delegated\"\n",
+    )
+    .expect("script");
+    std::fs::write(
+        root.join("caxton.yaml"),
+        format!(
+            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
+            agents.display(),
+            root.join("script.yaml").display()
+        ),
+    )
+    .expect("config");
+    let server = start(&root, &data);
+    let reply = ask_agent(&server, "Boss", "delegate this").await;
+    assert_eq!(reply["content"], "delegated", "{reply}");
+    let tokens = |status: &Value| {
+        let s = &status["spent"]["hour"];
+        s["tokens_in"].as_u64().unwrap_or(0) + s["tokens_out"].as_u64().unwrap_or(0)
+    };
+    let (_, boss) = server.get("/api/v1/budgets/agent:Boss").await;
+    let (_, worker) = server.get("/api/v1/budgets/agent:Worker").await;
+    let (_, all) = server.get("/api/v1/budgets/server").await;
+    assert!(tokens(&worker) > 0, "{worker}");
+    // Every call of this run was the boss's or made for it.
+    assert_eq!(tokens(&boss), tokens(&all), "{boss}\n{all}");
+
+    // With little left, the delegated run is refused (the boss's or the
+    // worker's call, whichever passes the limit first), naming the boss's
+    // budget.
+    let spent = tokens(&boss);
+    let (status, body) = server
+        .put(
+            "/api/v1/budgets/agent:Boss",
+            &json!({"per": "hour", "tokens": spent + 40}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = server.message("Boss", "delegate this").await;
+    assert!(
+        body.to_string()
+            .contains("LLM budget of agent:Boss is spent"),
+        "{body}"
+    );
+}
+
+async fn ask_agent(server: &Server, agent: &str, text: &str) -> Value {
+    let (status, body) = server.message(agent, text).await;
+    assert_eq!(status, 200, "{body}");
+    body["reply"].clone()
+}

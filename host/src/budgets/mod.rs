@@ -69,6 +69,26 @@ pub struct Call<'a> {
     pub model: &'a str,
     /// The prompt's size in tokens, estimated before the call.
     pub estimated_in: u64,
+    /// The conversation the call is made in: an agent asked by another
+    /// spends from the asker's budget too (see [`Budgets::on_behalf_of`]).
+    pub conversation: Option<&'a str>,
+}
+
+/// While it lives, model calls in one conversation by agents other than
+/// the asker count against the asker's budget too.
+pub struct OnBehalf<'a> {
+    budgets: &'a Budgets,
+    conversation: String,
+}
+
+impl Drop for OnBehalf<'_> {
+    fn drop(&mut self) {
+        self.budgets
+            .on_behalf
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.conversation);
+    }
 }
 
 /// Where a subject's budget came from.
@@ -141,6 +161,8 @@ pub struct Budgets {
     warned: Mutex<HashSet<(String, Window, u64)>>,
     counters: Mutex<Counters>,
     refusals: Mutex<BTreeMap<String, u64>>,
+    /// Conversation → the agent that asked in it, while it waits.
+    on_behalf: Mutex<HashMap<String, String>>,
 }
 
 fn now_secs() -> u64 {
@@ -169,6 +191,7 @@ impl Budgets {
             warned: Mutex::new(HashSet::new()),
             counters: Mutex::new(BTreeMap::new()),
             refusals: Mutex::new(BTreeMap::new()),
+            on_behalf: Mutex::new(HashMap::new()),
         })
     }
 
@@ -235,8 +258,35 @@ impl Budgets {
         }
     }
 
-    fn subjects(call: &Call<'_>) -> Vec<Subject> {
+    /// Agent `asker` asks another agent in `conversation`: until the
+    /// guard is dropped (the answer came), the other agents' model calls
+    /// in it count against `asker`'s budget as well as their own, so an
+    /// agent passes on at most what it has left.
+    pub fn on_behalf_of(&self, conversation: &str, asker: &str) -> OnBehalf<'_> {
+        let mut map = self.on_behalf.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a guard always removes its entry, so this only fills
+        // with that many asks waiting at once.
+        if map.len() < 100_000 {
+            map.insert(conversation.to_string(), asker.to_string());
+        }
+        OnBehalf {
+            budgets: self,
+            conversation: conversation.to_string(),
+        }
+    }
+
+    fn subjects(&self, call: &Call<'_>) -> Vec<Subject> {
         let mut out = vec![Subject::Agent(call.agent.to_string())];
+        if let Some(asker) = call.conversation.and_then(|c| {
+            self.on_behalf
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(c)
+                .cloned()
+        }) && asker != call.agent
+        {
+            out.push(Subject::Agent(asker));
+        }
         if let Some(principal) = call.principal {
             out.push(Subject::Principal(principal.to_string()));
         }
@@ -258,7 +308,7 @@ impl Budgets {
         let price = self.price(call.model);
         let mut room: Option<u64> = None;
         let mut narrow = |left: u64| room = Some(room.map_or(left, |r| r.min(left)));
-        for subject in Self::subjects(call) {
+        for subject in self.subjects(call) {
             let (limits, _) = self.limits(&subject);
             for limit in &limits {
                 let (start, end) = limit.per.bounds(now);
@@ -359,7 +409,7 @@ impl Budgets {
                 .price(call.model)
                 .map_or(0, |p| p.micros(tokens_in, tokens_out)),
         };
-        let subjects = Self::subjects(call);
+        let subjects = self.subjects(call);
         let mut rows = Vec::new();
         for subject in &subjects {
             let (limits, _) = self.limits(subject);

@@ -541,6 +541,11 @@ impl Tool for AskAgent {
             in_reply_to: None,
             trace_parent: None,
         };
+        let budgets = caller.budgets.get().cloned();
+        let _on_behalf = match (&budgets, &message.conversation_id) {
+            (Some(b), Some(c)) => Some(b.on_behalf_of(c, &caller.name)),
+            _ => None,
+        };
         let delivered = caller
             .bus
             .request(Some(&caller.id), to, message, Duration::from_secs(120))

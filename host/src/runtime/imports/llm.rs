@@ -109,6 +109,7 @@ impl llm::Host for HostState {
             principal: self.sender.as_deref(),
             model: &model,
             estimated_in,
+            conversation: self.span.as_ref().map(|s| s.conversation_id.as_str()),
         };
         if let Some(budgets) = &budgets {
             match budgets.check(&call) {

@@ -26,6 +26,11 @@ impl messaging::Host for HostState {
     async fn request(&mut self, msg: Outgoing, timeout_ms: u32) -> Result<wit::Message, Error> {
         let (to, message) = self.outgoing(msg)?;
         let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, MAX_REQUEST_TIMEOUT_MS)));
+        let budgets = self.agent.budgets.get().cloned();
+        let _on_behalf = match (&budgets, &message.conversation_id) {
+            (Some(b), Some(c)) => Some(b.on_behalf_of(c, &self.agent.name)),
+            _ => None,
+        };
         let delivered = self
             .agent
             .bus
