@@ -460,3 +460,50 @@ async fn ask_agent(server: &Server, agent: &str, text: &str) -> Value {
     assert_eq!(status, 200, "{body}");
     body["reply"].clone()
 }
+
+/// WASM agents are recorded too when asked (`recordings.record: all`),
+/// their asks of other agents with the answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_agents_conversation_is_recorded_with_its_asks() {
+    let (guard, data) = temp_data_dir();
+    let config = guard.path().join("caxton.yaml");
+    std::fs::write(&config, "recordings:\n  record: all\n").expect("config");
+    let server = Server::start_with_config(&data, Some(&config));
+    server
+        .deploy("asker", &crate::harness::rust_example("asker"), json!({}))
+        .await;
+    server
+        .deploy("echo", &crate::harness::rust_example("echo"), json!({}))
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/asker/message",
+            &json!({"message": "ask echo hello there", "conversation_id": "wasm-recorded"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, recording) = server
+        .get("/api/v1/conversations/wasm-recorded/recording")
+        .await;
+    assert_eq!(status, 200, "{recording}");
+    let events = recording["events"].as_array().cloned().unwrap_or_default();
+    let ask = events
+        .iter()
+        .find(|e| e["kind"] == "ask")
+        .unwrap_or_else(|| panic!("no ask recorded: {recording}"));
+    assert_eq!(ask["agent"], "asker", "{recording}");
+    assert_eq!(ask["to"], "echo", "{recording}");
+    assert!(
+        ask["reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("hello there")),
+        "{recording}"
+    );
+    // The asked agent's handling is in the same conversation.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "inbound" && e["agent"] == "echo"),
+        "{recording}"
+    );
+}

@@ -61,6 +61,18 @@ pub enum Event {
         error: Option<String>,
         elapsed_ms: f64,
     },
+    /// A message the agent sent another agent and waited on, with the
+    /// answer.
+    Ask {
+        agent: String,
+        to: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        elapsed_ms: f64,
+    },
     /// What the agent answered (or why it did not).
     Reply {
         agent: String,
@@ -383,6 +395,21 @@ fn redact_event(event: Event) -> Event {
             tool,
             arguments: redact(arguments),
             result: result.map(redact),
+            error: error.map(redact),
+            elapsed_ms,
+        },
+        Event::Ask {
+            agent,
+            to,
+            content,
+            reply,
+            error,
+            elapsed_ms,
+        } => Event::Ask {
+            agent,
+            to,
+            content: redact(content),
+            reply: reply.map(redact),
             error: error.map(redact),
             elapsed_ms,
         },

@@ -31,12 +31,37 @@ impl messaging::Host for HostState {
             (Some(b), Some(c)) => Some(b.on_behalf_of(c, &self.agent.name)),
             _ => None,
         };
-        let delivered = self
+        let (asked_of, asked) = (
+            message
+                .receiver
+                .clone()
+                .or_else(|| {
+                    message
+                        .capability
+                        .clone()
+                        .map(|c| format!("capability:{c}"))
+                })
+                .unwrap_or_default(),
+            message.content.clone(),
+        );
+        let started = std::time::Instant::now();
+        let answered = self
             .agent
             .bus
             .request(Some(&self.agent.id), to, message, timeout)
-            .await
-            .map_err(|e| delivery_error(&e))?;
+            .await;
+        self.record(|| crate::recordings::Event::Ask {
+            agent: self.agent.name.clone(),
+            to: asked_of,
+            content: asked,
+            reply: answered
+                .as_ref()
+                .ok()
+                .and_then(|d| d.reply.as_ref().map(|r| r.content.clone())),
+            error: answered.as_ref().err().map(ToString::to_string),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
+        let delivered = answered.map_err(|e| delivery_error(&e))?;
         match delivered.reply {
             Some(reply) => Ok(to_wit_message(reply)),
             None => Err(Error::Internal(format!(
