@@ -431,6 +431,11 @@ impl Budgets {
         }
         let mut warnings = Vec::new();
         for subject in &subjects {
+            // Most subjects have no limit: nothing to warn about, and no
+            // spend to read back on the model call's path.
+            if self.limits(subject).0.is_empty() {
+                continue;
+            }
             for status in self.status(subject)?.limits {
                 if status.percent < f64::from(self.settings.warn_percent) {
                     continue;

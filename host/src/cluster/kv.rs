@@ -98,6 +98,14 @@ async fn read_all_now(
 /// so the forms never collide; `.` would split the key, `%` is not a key
 /// character).
 pub fn key_token(name: &str) -> String {
+    escaped_token(name, '=')
+}
+
+/// `name` as it is when it is letters, digits, `-` and `_` (what both KV
+/// keys and subjects take, and a reader recognises), otherwise `escape`
+/// and its bytes in hex: the one encoding of names into NATS tokens, with
+/// the escape each use needs.
+pub fn escaped_token(name: &str, escape: char) -> String {
     if !name.is_empty()
         && name
             .bytes()
@@ -106,7 +114,7 @@ pub fn key_token(name: &str) -> String {
         return name.to_string();
     }
     let mut out = String::with_capacity(1 + 2 * name.len());
-    out.push('=');
+    out.push(escape);
     for b in name.bytes() {
         out.push_str(&format!("{b:02x}"));
     }

@@ -204,14 +204,7 @@ impl Buckets {
     /// then slot 0 claimed for `node` (it runs the agent already), then
     /// its entry, so no other node sees the entry with slot 0 free.
     pub async fn publish(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
-        let object = entry.component_sha256.as_str();
-        if entry.definition.is_none() && self.components.info(object).await.is_err() {
-            let mut reader = component;
-            self.components
-                .put(object, &mut reader)
-                .await
-                .map_err(|e| format!("cannot store the component in the cluster: {e}"))?;
-        }
+        self.store_component(entry, component).await?;
         let claim = Claim {
             node: entry.deployed_on.clone(),
             claimed_unix_ms: crate::clock::now_unix_ms(),
@@ -257,10 +250,9 @@ impl Buckets {
         Ok(out)
     }
 
-    /// Publishes an agent from a restored backup: its component, then its
-    /// entry, only if the cluster has no agent of that name; its slots
-    /// are free, so placement starts it on the live nodes.
-    pub(super) async fn restore(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
+    /// Stores a WASM agent's component in the object store unless it is
+    /// there already (by digest); config agents have none.
+    async fn store_component(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
         let object = entry.component_sha256.as_str();
         if entry.definition.is_none() && self.components.info(object).await.is_err() {
             let mut reader = component;
@@ -269,6 +261,14 @@ impl Buckets {
                 .await
                 .map_err(|e| format!("cannot store the component in the cluster: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// Publishes an agent from a restored backup: its component, then its
+    /// entry, only if the cluster has no agent of that name; its slots
+    /// are free, so placement starts it on the live nodes.
+    pub(super) async fn restore(&self, entry: &AgentEntry, component: &[u8]) -> Result<(), String> {
+        self.store_component(entry, component).await?;
         let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
         match self
             .agents

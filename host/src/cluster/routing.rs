@@ -117,19 +117,7 @@ impl From<WireReply> for Result<Delivered, DeliveryError> {
 /// would recognise it (letters, digits, `-`, `_`), otherwise `%` and its
 /// bytes in hex (`%` is in no name, so the two never collide).
 fn token(name: &str) -> String {
-    if !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return name.to_string();
-    }
-    let mut out = String::with_capacity(1 + 2 * name.len());
-    out.push('%');
-    for b in name.bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    super::kv::escaped_token(name, '%')
 }
 
 fn agent_subject(cluster: &str, name: &str) -> String {

@@ -122,12 +122,22 @@ impl HostState {
     /// Records `event` in the conversation being handled, when this
     /// agent's conversations are recorded.
     pub fn record(&self, event: impl FnOnce() -> crate::recordings::Event) {
-        let (Some(recorder), Some(span)) = (self.agent.recorder.get(), &self.span) else {
-            return;
-        };
-        if recorder.records(self.agent.config_agent) {
+        if let (true, Some(recorder), Some(span)) =
+            (self.recording(), self.agent.recorder.get(), &self.span)
+        {
             recorder.record(&span.conversation_id, event());
         }
+    }
+
+    /// Whether what happens while handling the current message is
+    /// recorded (work done only for a recording is skipped otherwise).
+    pub fn recording(&self) -> bool {
+        self.span.is_some()
+            && self
+                .agent
+                .recorder
+                .get()
+                .is_some_and(|r| r.records(self.agent.config_agent))
     }
 
     /// Starts the span of a host call made while handling the current

@@ -13,24 +13,29 @@ use super::{ms, percentile, start_server};
 
 const AGENT: &str = "---\nname: BenchAgent\nversion: \"1.0.0\"\ncapabilities: [bench]\ntools: [json_processor]\nsystem_prompt: You answer briefly.\n---\n";
 
+/// One message with a tool round to the bench agent, its reply checked.
+async fn use_the_tool(client: &reqwest::Client, base: &str, body: Value) -> anyhow::Result<()> {
+    let reply: Value = client
+        .post(format!("{base}/api/v1/agents/bench-agent/message"))
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    if reply["reply"]["content"] != "done" {
+        bail!("unexpected reply: {reply}");
+    }
+    Ok(())
+}
+
 /// (p50, p99, messages per second) of `count` sequential messages.
 async fn measure(base: &str, count: usize) -> anyhow::Result<(Duration, Duration, f64)> {
     let client = reqwest::Client::new();
-    let url = format!("{base}/api/v1/agents/bench-agent/message");
     let mut times = Vec::with_capacity(count);
     let started = Instant::now();
     for i in 0..count + 30 {
         let asked = Instant::now();
-        let reply: Value = client
-            .post(&url)
-            .json(&json!({"message": "use the tool"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if reply["reply"]["content"] != "done" {
-            bail!("unexpected reply: {reply}");
-        }
+        use_the_tool(&client, base, json!({"message": "use the tool"})).await?;
         if i >= 30 {
             times.push(asked.elapsed());
         }
@@ -49,16 +54,8 @@ async fn measure(base: &str, count: usize) -> anyhow::Result<(Duration, Duration
 async fn replay_row(base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..10 {
-        let reply: Value = client
-            .post(format!("{base}/api/v1/agents/bench-agent/message"))
-            .json(&json!({"message": "use the tool", "conversation_id": "bench-replay"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if reply["reply"]["content"] != "done" {
-            bail!("unexpected reply: {reply}");
-        }
+        let body = json!({"message": "use the tool", "conversation_id": "bench-replay"});
+        use_the_tool(&client, base, body).await?;
     }
     let mut times = Vec::new();
     for _ in 0..10 {

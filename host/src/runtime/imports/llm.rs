@@ -95,7 +95,9 @@ impl llm::Host for HostState {
             .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
         // As the agent asked it (before a budget lowers max_tokens): what
         // a replay compares with.
-        let recorded_request = serde_json::to_value(&request).unwrap_or_default();
+        let recorded_request = self
+            .recording()
+            .then(|| serde_json::to_value(&request).unwrap_or_default());
         let budgets = agent.budgets.get().cloned();
         let estimated_in = crate::budgets::estimate_tokens(
             request
@@ -132,18 +134,20 @@ impl llm::Host for HostState {
             .llm
             .chat_with(agent.llm_provider.as_deref(), request, sink)
             .await;
-        self.record(|| crate::recordings::Event::Llm {
-            agent: agent.name.clone(),
-            provider: provider.clone(),
-            model: model.clone(),
-            request: recorded_request,
-            response: result
-                .as_ref()
-                .ok()
-                .and_then(|r| serde_json::to_value(r).ok()),
-            error: result.as_ref().err().map(ToString::to_string),
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+        if let Some(recorded_request) = recorded_request {
+            self.record(|| crate::recordings::Event::Llm {
+                agent: agent.name.clone(),
+                provider: provider.clone(),
+                model: model.clone(),
+                request: recorded_request,
+                response: result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| serde_json::to_value(r).ok()),
+                error: result.as_ref().err().map(ToString::to_string),
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
         if let (Some(budgets), Ok(response)) = (&budgets, &result) {
             match budgets.record(
                 &call,
