@@ -85,6 +85,33 @@ async fn a_budget_refuses_before_the_provider_resets_and_survives_a_crash() {
         break reply["content"].as_str().unwrap_or_default().to_string();
     };
     assert!(answered >= 1, "refused at once: {refusal}");
+    // The refusal is in the conversation's recording, as a model call that
+    // never went out.
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/Spender/message",
+            &json!({"message": "please say something short", "conversation_id": "refused-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, recording) = server
+        .get("/api/v1/conversations/refused-1/recording")
+        .await;
+    assert_eq!(status, 200, "{recording}");
+    let refused = recording["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "llm")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        refused["refused"] == true
+            && refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("agent:Spender")),
+        "{recording}"
+    );
     assert!(
         refusal.contains("LLM budget of agent:Spender is spent")
             && refusal.contains("per 6s")
@@ -356,6 +383,52 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
         "{outcome}"
     );
     assert_eq!(provider_calls(), 4, "{outcome}");
+    // Against another version (the first one, from a file): identical
+    // again, and the deployed agent is left as it is.
+    let first_version = root.join("helper-1.0.0.md");
+    std::fs::write(
+        &first_version,
+        "---\nname: Helper\nversion: \"1.0.0\"\ncapabilities: [helping]\ntools: [json_processor]\nsystem_prompt: You help.\n---\n",
+    )
+    .expect("old version");
+    let (ok, out, err) = server.cli_with_env(
+        &[
+            "replay",
+            "conv-recorded-1",
+            "--agent-version",
+            first_version.to_str().expect("utf-8"),
+        ],
+        &[("CAXTON_DATA_DIR", data.to_str().expect("utf-8"))],
+    );
+    assert!(
+        ok && out.contains("identical") && out.contains("helper-1.0.0.md"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        provider_calls(),
+        4,
+        "the version's replay called the provider"
+    );
+    let (_, listed) = server.get("/api/v1/agents").await;
+    let names: Vec<String> = listed
+        .as_array()
+        .or_else(|| listed["agents"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "Helper") && !names.iter().any(|n| n.starts_with("replay-")),
+        "the version outlived its replay: {names:?}"
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/conversations/conv-recorded-1/replay",
+            &json!({"agent_version": "---\nname: Helper\nversion: one\n---\n"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_agent_definition", "{body}");
 
     // A fork from message 2: message 1 replayed from the recording, the
     // new message 2 answered live, in a conversation of its own.
@@ -506,4 +579,75 @@ async fn a_wasm_agents_conversation_is_recorded_with_its_asks() {
             .any(|e| e["kind"] == "inbound" && e["agent"] == "echo"),
         "{recording}"
     );
+
+    // Replayed: the ask is answered from the recording, echo is not asked.
+    let (status, outcome) = server
+        .post("/api/v1/conversations/wasm-recorded/replay", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["identical"], true, "{outcome}");
+    let run = outcome["replay_conversation_id"]
+        .as_str()
+        .unwrap_or_default();
+    let (_, replayed) = server
+        .get(&format!("/api/v1/conversations/{run}/recording"))
+        .await;
+    let replayed_events = replayed["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        replayed_events.iter().any(|e| e["agent"] == "asker")
+            && !replayed_events.iter().any(|e| e["agent"] == "echo"),
+        "echo was asked during the replay: {replayed}"
+    );
+
+    // Memory calls are recorded with their answers and, in a replay,
+    // answered from the recording: memory is neither read nor changed.
+    server
+        .deploy("memo", &crate::harness::rust_example("memo"), json!({}))
+        .await;
+    for text in ["remember alice person: likes green tea", "recall green tea"] {
+        let (status, body) = server
+            .post(
+                "/api/v1/agents/memo/message",
+                &json!({"message": text, "conversation_id": "memo-recorded"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, recording) = server
+        .get("/api/v1/conversations/memo-recorded/recording")
+        .await;
+    let memory: Vec<Value> = recording["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "memory")
+        .cloned()
+        .collect();
+    assert_eq!(memory.len(), 2, "{recording}");
+    assert_eq!(memory[0]["function"], "create-entities", "{recording}");
+    assert_eq!(memory[1]["function"], "search", "{recording}");
+    assert_eq!(memory[1]["arguments"]["query"], "green tea", "{recording}");
+    assert_eq!(
+        memory[1]["result"][0]["entity"]["name"], "alice",
+        "{recording}"
+    );
+    // Bob likes green tea too, after the recording: a live search would
+    // find him; the replay answers as recorded, and writes nothing.
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/memo/message",
+            &json!({"message": "remember bob person: likes green tea a lot"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, before) = server.get("/api/v1/memory/stats").await;
+    let (status, outcome) = server
+        .post("/api/v1/conversations/memo-recorded/replay", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["identical"], true, "{outcome}");
+    assert_eq!(outcome["replies"][1]["replayed"], "alice", "{outcome}");
+    let (_, after) = server.get("/api/v1/memory/stats").await;
+    assert_eq!(before["counts"], after["counts"], "the replay wrote memory");
+    assert!(before["counts"].is_object(), "{before}");
 }

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -413,6 +414,11 @@ pub struct ReplayArgs {
     /// budget); otherwise every model call is served from the recording.
     #[arg(long)]
     live_llm: bool,
+    /// Replay against another version of the (config) agent: a definition
+    /// file (`.md` or `.toml`), run beside the deployed one for the replay
+    /// only.
+    #[arg(long, value_name = "FILE")]
+    agent_version: Option<std::path::PathBuf>,
 }
 
 /// `caxton replay`: exit code 1 when the new run diverged.
@@ -421,9 +427,13 @@ pub async fn replay(client: &Client, args: ReplayArgs) -> anyhow::Result<ExitCod
         "/api/v1/conversations/{}/replay",
         percent_encode(&args.conversation_id)
     );
-    let outcome = client
-        .post_json(&path, &serde_json::json!({ "live_llm": args.live_llm }))
-        .await?;
+    let mut body = serde_json::json!({ "live_llm": args.live_llm });
+    if let Some(file) = &args.agent_version {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the agent version {}", file.display()))?;
+        body["agent_version"] = serde_json::Value::String(source);
+    }
+    let outcome = client.post_json(&path, &body).await?;
     let identical = outcome["identical"].as_bool().unwrap_or(false);
     if output::emit_json(&outcome) {
         return Ok(if identical {
@@ -432,8 +442,12 @@ pub async fn replay(client: &Client, args: ReplayArgs) -> anyhow::Result<ExitCod
             ExitCode::FAILURE
         });
     }
+    let against = match &args.agent_version {
+        Some(file) => format!("the version in {}", file.display()),
+        None => "as it is now".into(),
+    };
     println!(
-        "replayed {} against {} as it is now: {} model call(s) from the recording, {} live",
+        "replayed {} against {} {against}: {} model call(s) from the recording, {} live",
         cell(&outcome["conversation_id"]),
         cell(&outcome["agent"]),
         cell(&outcome["model_calls_from_recording"]),

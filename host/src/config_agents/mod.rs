@@ -228,7 +228,7 @@ impl ConfigAgents {
             loaded: &loaded,
         };
         let result = match validate::load_file(path, &ctx) {
-            Ok(def) => self.start(def, &file).await,
+            Ok(def) => self.start(def, &file, None).await,
             Err(problems) => Err(problems),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -236,10 +236,40 @@ impl ConfigAgents {
         result
     }
 
+    /// Starts another version of a config agent from a definition's text,
+    /// for a replay (`caxton replay --agent-version FILE`): as agent
+    /// `as_id` (its id and name), with no capabilities and no topic
+    /// subscriptions, so nothing but the replay's messages reaches it. The
+    /// caller removes it with [`AgentManager::unload_config`].
+    pub async fn start_version(
+        &self,
+        as_id: &str,
+        source: &str,
+    ) -> Result<Arc<AgentHandle>, Vec<Problem>> {
+        let (format, file) = if source.trim_start().starts_with("---") {
+            (definition::SourceFormat::Markdown, "agent-version.md")
+        } else {
+            (definition::SourceFormat::Toml, "agent-version.toml")
+        };
+        let tools = self.tools.names_to_validate();
+        let ctx = ValidationContext {
+            known_tools: &tools,
+            loaded: &[],
+        };
+        let (def, problems) = validate::check(as_id, file, source, format, &ctx)?;
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.start(def, file, Some(as_id)).await
+    }
+
+    /// Starts (or reloads) the agent `def` describes; `replay_as` starts a
+    /// version for a replay instead (see [`ConfigAgents::start_version`]).
     async fn start(
         &self,
         def: AgentDefinition,
         file: &str,
+        replay_as: Option<&str>,
     ) -> Result<Arc<AgentHandle>, Vec<Problem>> {
         // The definition, and beside it the server's limits on history:
         // the interpreter keeps the conversations, so it applies them.
@@ -262,11 +292,19 @@ impl ConfigAgents {
             "workspace" | "global" if def.memory.enabled => vec![def.memory.scope.clone()],
             _ => Vec::new(),
         };
+        let (name, capabilities, subscriptions) = match replay_as {
+            Some(name) => (name.to_string(), Vec::new(), Vec::new()),
+            None => (
+                def.name.clone(),
+                def.capabilities.clone(),
+                def.subscriptions.clone(),
+            ),
+        };
         let spec = ConfigAgentSpec {
             id: def.id.clone(),
-            name: def.name.clone(),
-            capabilities: def.capabilities.clone(),
-            subscriptions: def.subscriptions.clone(),
+            name,
+            capabilities,
+            subscriptions,
             description: def
                 .description
                 .clone()

@@ -211,14 +211,14 @@ impl Default for TraverseOptions {
 }
 
 /// Entities and the relations between them.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subgraph {
     pub entities: Vec<Entity>,
     pub relations: Vec<Relation>,
 }
 
 /// A traversal answer: each reached entity with its distance from the start.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Traversal {
     pub start: String,
     pub nodes: Vec<TraversedNode>,
@@ -226,7 +226,7 @@ pub struct Traversal {
 }
 
 /// An entity reached, `depth` relations from the start.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TraversedNode {
     pub depth: u32,
     pub entity: Entity,

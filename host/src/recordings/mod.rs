@@ -48,6 +48,10 @@ pub enum Event {
         response: Option<serde_json::Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Refused by a budget before it reached the provider (`error`
+        /// says which).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        refused: bool,
         elapsed_ms: f64,
     },
     /// A tool call and its result.
@@ -71,6 +75,21 @@ pub enum Event {
         reply: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        elapsed_ms: f64,
+    },
+    /// A call of the `memory` import (reads and writes alike): the
+    /// function, its arguments and what it answered, as JSON.
+    Memory {
+        agent: String,
+        function: String,
+        #[schema(value_type = Object)]
+        arguments: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        result: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        error: Option<serde_json::Value>,
         elapsed_ms: f64,
     },
     /// What the agent answered (or why it did not).
@@ -353,76 +372,55 @@ fn redact_json(value: serde_json::Value) -> serde_json::Value {
 }
 
 /// Credentials out of every text an event carries.
-fn redact_event(event: Event) -> Event {
-    match event {
-        Event::Inbound {
-            agent,
-            sender,
-            performative,
-            content,
-        } => Event::Inbound {
-            agent,
-            sender,
-            performative,
-            content: redact(content),
-        },
+fn redact_event(mut event: Event) -> Event {
+    fn clean(text: &mut String) {
+        *text = redact(std::mem::take(text));
+    }
+    fn clean_json(value: &mut serde_json::Value) {
+        *value = redact_json(std::mem::take(value));
+    }
+    match &mut event {
+        Event::Inbound { content, .. } | Event::Reply { content, .. } => clean(content),
         Event::Llm {
-            agent,
-            provider,
-            model,
             request,
             response,
             error,
-            elapsed_ms,
-        } => Event::Llm {
-            agent,
-            provider,
-            model,
-            request: redact_json(request),
-            response: response.map(redact_json),
-            error: error.map(redact),
-            elapsed_ms,
-        },
+            ..
+        } => {
+            clean_json(request);
+            response.iter_mut().for_each(clean_json);
+            error.iter_mut().for_each(clean);
+        }
         Event::Tool {
-            agent,
-            tool,
             arguments,
             result,
             error,
-            elapsed_ms,
-        } => Event::Tool {
-            agent,
-            tool,
-            arguments: redact(arguments),
-            result: result.map(redact),
-            error: error.map(redact),
-            elapsed_ms,
-        },
+            ..
+        } => {
+            clean(arguments);
+            result.iter_mut().for_each(clean);
+            error.iter_mut().for_each(clean);
+        }
         Event::Ask {
-            agent,
-            to,
             content,
             reply,
             error,
-            elapsed_ms,
-        } => Event::Ask {
-            agent,
-            to,
-            content: redact(content),
-            reply: reply.map(redact),
-            error: error.map(redact),
-            elapsed_ms,
-        },
-        Event::Reply {
-            agent,
-            performative,
-            content,
-            elapsed_ms,
-        } => Event::Reply {
-            agent,
-            performative,
-            content: redact(content),
-            elapsed_ms,
-        },
+            ..
+        } => {
+            clean(content);
+            reply.iter_mut().for_each(clean);
+            error.iter_mut().for_each(clean);
+        }
+        Event::Memory {
+            arguments,
+            result,
+            error,
+            ..
+        } => {
+            clean_json(arguments);
+            result.iter_mut().for_each(clean_json);
+            error.iter_mut().for_each(clean_json);
+        }
     }
+    event
 }

@@ -1,10 +1,12 @@
 //! Replaying a recorded conversation: its inbound messages are sent again
-//! to the agent as it is now, and while that run lasts (a conversation of
-//! its own) the agent's model calls and tool calls are answered from the
-//! recording, in order, without calling the provider or the tool. Each
-//! call is compared with the recorded one; the first that differs (a
-//! different prompt, a different tool call) is where the new run
-//! diverges. With `live_llm`, the model is called for real from there on.
+//! to the agent as it is now (or to another version of it), and while
+//! that run lasts (a conversation of its own) the agent's model calls,
+//! tool calls, memory calls and asks of other agents are answered from the
+//! recording, in order, without calling the provider, the tool, the memory
+//! or the other agent. Each call is compared with the recorded one; the
+//! first that differs (a different prompt, a different tool call) is
+//! where the new run diverges. With `live_llm`, the model is called for
+//! real from there on.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -16,10 +18,11 @@ use super::Event;
 /// Where the new run differs from the recorded one.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Divergence {
-    /// 1-based, counting model calls, tool calls and replies in order.
+    /// 1-based, counting model, tool and memory calls, asks and replies
+    /// in order.
     pub step: u32,
-    /// `model_request`, `tool_call`, `extra_model_call`, `extra_tool_call`
-    /// or `reply`.
+    /// `model_request`, `tool_call`, `memory_call`, `ask`, `reply`, or
+    /// `extra_` and one of the first four (a call the recording lacks).
     pub kind: String,
     /// A line diff of the recorded (`-`) and new (`+`) value.
     pub diff: String,
@@ -32,12 +35,50 @@ struct Call {
     error: Option<String>,
 }
 
-/// A recorded tool call.
-struct ToolUse {
-    tool: String,
+/// A recorded call of a tool, of the memory, or of another agent: what
+/// was called, with what, and its answer (all as text).
+struct HostCall {
+    name: String,
     arguments: String,
-    result: Option<String>,
-    error: Option<String>,
+    answer: Result<String, String>,
+}
+
+/// The recorded host calls of one kind, in order.
+struct Calls {
+    /// What a divergence of this kind is called (`tool_call`, …).
+    kind: &'static str,
+    queue: Mutex<VecDeque<HostCall>>,
+}
+
+impl Calls {
+    fn new(kind: &'static str) -> Calls {
+        Calls {
+            kind,
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn push(&mut self, call: HostCall) {
+        self.queue
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(call);
+    }
+
+    fn pop(&self) -> Option<HostCall> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
+
+fn answer(result: Option<String>, error: Option<String>) -> Result<String, String> {
+    result.ok_or_else(|| error.unwrap_or_default())
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// What the `llm` import does with a call during a replay.
@@ -50,9 +91,13 @@ pub enum Served {
 
 /// One replay in progress.
 pub struct ReplaySession {
+    /// The agent whose calls are served: the recorded one, or the other
+    /// version of it the replay runs.
     agent: String,
     calls: Mutex<VecDeque<Call>>,
-    tools: Mutex<VecDeque<ToolUse>>,
+    tools: Calls,
+    memory: Calls,
+    asks: Calls,
     live_llm: bool,
     state: Mutex<State>,
 }
@@ -100,11 +145,16 @@ fn pretty(value: &serde_json::Value) -> String {
 }
 
 impl ReplaySession {
-    /// A replay of `agent`'s part of `events`.
-    pub fn new(agent: &str, events: &[Event], live_llm: bool) -> ReplaySession {
+    /// A replay of `agent`'s part of `events`, served to the agent named
+    /// `runs_as` (the same agent, or another version of it).
+    pub fn new(agent: &str, runs_as: &str, events: &[Event], live_llm: bool) -> ReplaySession {
         let mut calls = VecDeque::new();
-        let mut tools = VecDeque::new();
-        for event in events {
+        let (mut tools, mut memory, mut asks) = (
+            Calls::new("tool_call"),
+            Calls::new("memory_call"),
+            Calls::new("ask"),
+        );
+        for event in events.iter().cloned() {
             match event {
                 Event::Llm {
                     agent: a,
@@ -113,9 +163,9 @@ impl ReplaySession {
                     error,
                     ..
                 } if a == agent => calls.push_back(Call {
-                    request: request.clone(),
-                    response: response.clone(),
-                    error: error.clone(),
+                    request,
+                    response,
+                    error,
                 }),
                 Event::Tool {
                     agent: a,
@@ -124,19 +174,47 @@ impl ReplaySession {
                     result,
                     error,
                     ..
-                } if a == agent => tools.push_back(ToolUse {
-                    tool: tool.clone(),
-                    arguments: arguments.clone(),
-                    result: result.clone(),
-                    error: error.clone(),
+                } if a == agent => tools.push(HostCall {
+                    name: tool,
+                    arguments,
+                    answer: answer(result, error),
+                }),
+                Event::Memory {
+                    agent: a,
+                    function,
+                    arguments,
+                    result,
+                    error,
+                    ..
+                } if a == agent => memory.push(HostCall {
+                    name: function,
+                    arguments: json_text(&arguments),
+                    answer: answer(
+                        result.as_ref().map(json_text),
+                        error.as_ref().map(json_text),
+                    ),
+                }),
+                Event::Ask {
+                    agent: a,
+                    to,
+                    content,
+                    reply,
+                    error,
+                    ..
+                } if a == agent => asks.push(HostCall {
+                    name: to,
+                    arguments: content,
+                    answer: answer(reply, error),
                 }),
                 _ => {}
             }
         }
         ReplaySession {
-            agent: agent.to_string(),
+            agent: runs_as.to_string(),
             calls: Mutex::new(calls),
-            tools: Mutex::new(tools),
+            tools,
+            memory,
+            asks,
             live_llm,
             state: Mutex::new(State::default()),
         }
@@ -165,6 +243,11 @@ impl ReplaySession {
     /// the recorded history is behind, the new message ahead).
     pub fn go_live(&self) {
         self.state().forked = true;
+    }
+
+    /// Whether calls are made for real now (a fork past its history).
+    pub fn is_live(&self) -> bool {
+        self.state().forked
     }
 
     /// The agent asks the model `request` (as JSON): the recorded answer,
@@ -209,34 +292,48 @@ impl ReplaySession {
     /// The agent calls `tool`: the recorded result when the call matches
     /// the recorded one, `None` (call it for real) when it does not.
     pub fn tool_call(&self, tool: &str, arguments: &str) -> Option<Result<String, String>> {
+        self.serve(&self.tools, tool, arguments)
+    }
+
+    /// The agent calls the memory's `function` with `arguments` (JSON):
+    /// the recorded answer (JSON text of the result, or of the error) when
+    /// the call matches the recorded one, `None` when it does not.
+    pub fn memory_call(
+        &self,
+        function: &str,
+        arguments: &serde_json::Value,
+    ) -> Option<Result<String, String>> {
+        self.serve(&self.memory, function, &json_text(arguments))
+    }
+
+    /// The agent asks agent `to` with `content`: the recorded reply (or
+    /// error) when the ask matches the recorded one, `None` when it does
+    /// not (ask for real).
+    pub fn ask(&self, to: &str, content: &str) -> Option<Result<String, String>> {
+        self.serve(&self.asks, to, content)
+    }
+
+    /// The next recorded call of `calls`' kind, if it is `name(arguments)`;
+    /// otherwise a divergence, and `None`.
+    fn serve(&self, calls: &Calls, name: &str, arguments: &str) -> Option<Result<String, String>> {
         let mut state = self.state();
         state.step += 1;
         if state.forked {
             return None;
         }
-        let recorded = self
-            .tools
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        match recorded {
-            Some(r) if r.tool == tool && r.arguments == arguments => {
-                Some(r.result.ok_or_else(|| r.error.unwrap_or_default()))
-            }
+        match calls.pop() {
+            Some(r) if r.name == name && r.arguments == arguments => Some(r.answer),
             Some(r) => {
                 let d = diff(
-                    &format!("{} {}", r.tool, r.arguments),
-                    &format!("{tool} {arguments}"),
+                    &format!("{} {}", r.name, r.arguments),
+                    &format!("{name} {arguments}"),
                 );
-                self.diverge(&mut state, "tool_call", d);
+                self.diverge(&mut state, calls.kind, d);
                 None
             }
             None => {
-                self.diverge(
-                    &mut state,
-                    "extra_tool_call",
-                    diff("", &format!("{tool} {arguments}")),
-                );
+                let kind = format!("extra_{}", calls.kind);
+                self.diverge(&mut state, &kind, diff("", &format!("{name} {arguments}")));
                 None
             }
         }

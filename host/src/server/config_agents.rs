@@ -42,7 +42,7 @@ struct SourceBody {
     source: String,
 }
 
-fn problems_error(file: &str, problems: Vec<Problem>) -> ApiError {
+pub(super) fn problems_error(file: &str, problems: Vec<Problem>) -> ApiError {
     ApiError::bad_request(
         "invalid_agent_definition",
         format!(

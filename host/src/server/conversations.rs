@@ -84,6 +84,54 @@ async fn recorded(state: &AppState, id: &str) -> Result<Recorded, ApiError> {
     })
 }
 
+/// A replay or fork in progress; dropped (done, or the client went away),
+/// it ends the replay and removes the agent version started for it.
+struct Running {
+    state: AppState,
+    recorder: std::sync::Arc<crate::recordings::Recorder>,
+    run: String,
+    version: Option<String>,
+}
+
+impl Running {
+    fn start(
+        state: &AppState,
+        recorder: std::sync::Arc<crate::recordings::Recorder>,
+        run: &str,
+        session: std::sync::Arc<crate::recordings::replay::ReplaySession>,
+        version: Option<String>,
+    ) -> Running {
+        recorder.start_replay(run, session);
+        Running {
+            state: state.clone(),
+            recorder,
+            run: run.to_string(),
+            version,
+        }
+    }
+}
+
+impl Running {
+    /// Ends the replay and removes its agent version before answering.
+    async fn finish(mut self) {
+        if let Some(id) = self.version.take() {
+            self.state.manager.unload_config(&id).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.recorder.end_replay(&self.run);
+        if let Some(id) = self.version.take() {
+            let manager = self.state.manager.clone();
+            tokio::spawn(async move {
+                manager.unload_config(&id).await;
+            });
+        }
+    }
+}
+
 /// Sends `content` from `sender` to `agent` in conversation `run`;
 /// answers the reply's text (or why there was none).
 async fn send_in(
@@ -174,10 +222,11 @@ async fn fork(
     let run = format!("fork-{}", uuid::Uuid::new_v4());
     let session = std::sync::Arc::new(crate::recordings::replay::ReplaySession::new(
         &recorded.agent,
+        &recorded.agent,
         &recorded.events,
         false,
     ));
-    recorder.start_replay(&run, session.clone());
+    let running = Running::start(&state, recorder, &run, session.clone(), None);
     let timeout =
         std::time::Duration::from_millis(body.timeout_ms.unwrap_or(60_000).clamp(1, 600_000));
     let sender = recorded
@@ -198,7 +247,7 @@ async fn fork(
         timeout,
     )
     .await;
-    recorder.end_replay(&run);
+    running.finish().await;
     let (divergences, served, live) = session.outcome();
     Ok(Json(serde_json::json!({
         "conversation_id": id,
@@ -221,14 +270,20 @@ struct ReplayBody {
     live_llm: bool,
     /// How long each replayed message may take (default 60 s).
     timeout_ms: Option<u64>,
+    /// Another version of a config agent to replay against: a definition's
+    /// whole text (markdown with frontmatter, or TOML). It runs beside the
+    /// deployed one for the replay only, unreachable by anything else.
+    agent_version: Option<String>,
 }
 
-/// Replay a recorded conversation against the agent as it is now (admin).
+/// Replay a recorded conversation against the agent as it is now, or
+/// against another version of a config agent (admin).
 ///
 /// Its inbound messages are sent again, in a conversation of their own;
-/// the agent's model and tool calls are answered from the recording (no
-/// tokens spent) and compared with it, and so are its replies. Answers
-/// where the new run first diverges, with a readable diff.
+/// the agent's model, tool and memory calls and its asks of other agents
+/// are answered from the recording (no tokens spent, memory unchanged) and
+/// compared with it, and so are its replies. Answers where the new run
+/// first diverges, with a readable diff.
 #[utoipa::path(
     post,
     path = "/api/v1/conversations/{id}/replay",
@@ -265,27 +320,48 @@ async fn replay(
         .cloned()
         .ok_or_else(|| ApiError::internal("recordings are not set up"))?;
     let run = format!("replay-{}", uuid::Uuid::new_v4());
+    // Another version runs as an agent of its own for the replay's length.
+    let version = match &body.agent_version {
+        Some(source) => {
+            let id = format!(
+                "replay-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            state
+                .config_agents
+                .start_version(&id, source)
+                .await
+                .map_err(|problems| {
+                    super::config_agents::problems_error("the agent version", problems)
+                })?;
+            Some(id)
+        }
+        None => None,
+    };
+    let target = version.clone().unwrap_or_else(|| agent.clone());
     let session = std::sync::Arc::new(crate::recordings::replay::ReplaySession::new(
         &agent,
+        &target,
         &events,
         body.live_llm,
     ));
-    recorder.start_replay(&run, session.clone());
+    let running = Running::start(&state, recorder, &run, session.clone(), version.clone());
     let timeout =
         std::time::Duration::from_millis(body.timeout_ms.unwrap_or(60_000).clamp(1, 600_000));
     let mut replies = Vec::new();
     for (i, message) in inbound.into_iter().enumerate() {
-        let text = send_in(&state, &agent, &run, message, timeout).await;
+        let text = send_in(&state, &target, &run, message, timeout).await;
         let recorded = recorded_replies.get(i).cloned().unwrap_or_default();
         session.reply(&recorded, &text);
         replies.push(serde_json::json!({"recorded": recorded, "replayed": text}));
     }
-    recorder.end_replay(&run);
+    running.finish().await;
     let (divergences, served, live) = session.outcome();
     Ok(Json(serde_json::json!({
         "conversation_id": id,
         "replay_conversation_id": run,
         "agent": agent,
+        "agent_version": version.is_some(),
         "identical": divergences.is_empty(),
         "first_divergence": divergences.first(),
         "divergences": divergences,

@@ -124,6 +124,18 @@ impl llm::Host for HostState {
                     let text = e.to_string();
                     agent.log.push("host", &text);
                     tracing::warn!(agent = %agent.name, "{text}");
+                    if let Some(recorded_request) = recorded_request {
+                        self.record(|| crate::recordings::Event::Llm {
+                            agent: agent.name.clone(),
+                            provider,
+                            model,
+                            request: recorded_request,
+                            response: None,
+                            error: Some(text.clone()),
+                            refused: true,
+                            elapsed_ms: 0.0,
+                        });
+                    }
                     return Err(Error::Denied(text));
                 }
             }
@@ -145,6 +157,7 @@ impl llm::Host for HostState {
                     .ok()
                     .and_then(|r| serde_json::to_value(r).ok()),
                 error: result.as_ref().err().map(ToString::to_string),
+                refused: false,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             });
         }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
+
 use crate::memory::MemoryService;
 use crate::memory::model::{self as m, MemoryError, ScopeKey};
 use crate::runtime::bindings::caxton::agent0_1_0::memory::{
@@ -39,30 +41,119 @@ fn scope_key(agent: &AgentContext, scope: Scope) -> Result<ScopeKey, Error> {
     }
 }
 
-/// Runs the memory call `function` on the blocking pool (redb commits
-/// fsync), as a span of the message being handled.
-/// (`HostState` is not `Sync`: the caller starts the span and hands over
-/// what the call needs.)
-async fn run<T: Send + 'static>(
-    agent: &Arc<AgentContext>,
+/// What a memory call takes from the message being handled: its span, the
+/// recording it goes into, the replay that may answer it. (`HostState` is
+/// not `Sync`: this is gathered before the call awaits.)
+struct Call {
+    agent: Arc<AgentContext>,
     span: Option<crate::trace::Started>,
-    function: &str,
-    f: impl FnOnce(&MemoryService) -> m::Result<T> + Send + 'static,
-) -> Result<T, Error> {
-    let memory = agent.clone();
-    let result = tokio::task::spawn_blocking(move || f(&memory.memory))
-        .await
-        .map_err(|e| Error::Internal(format!("memory task failed: {e}")))
-        .and_then(|r| r.map_err(to_wit_error));
-    if let Some(span) = span {
-        let kind = SpanKind::Import {
-            interface: "memory".into(),
-            function: function.into(),
+    recording: Option<(Arc<crate::recordings::Recorder>, String)>,
+    replay: Option<Arc<crate::recordings::replay::ReplaySession>>,
+}
+
+impl HostState {
+    fn memory_call(&self) -> Call {
+        let recording = match (self.recording(), self.agent.recorder.get(), &self.span) {
+            (true, Some(recorder), Some(span)) => {
+                Some((recorder.clone(), span.conversation_id.clone()))
+            }
+            _ => None,
         };
-        let error = result.as_ref().err().map(|e| format!("{e:?}"));
-        agent.trace.finish(span, kind, error.as_deref());
+        Call {
+            agent: self.agent.clone(),
+            span: self.child_span(),
+            recording,
+            replay: self.replay(),
+        }
     }
-    result
+}
+
+/// Whether `function` changes memory (a replay never applies a write the
+/// recording does not answer).
+fn writes(function: &str) -> bool {
+    !matches!(function, "open-nodes" | "search" | "traverse")
+}
+
+impl Call {
+    /// Whether the call's arguments are wanted (to record or to match).
+    fn wants_arguments(&self) -> bool {
+        self.recording.is_some() || self.replay.is_some()
+    }
+
+    /// Runs the memory call `function` on the blocking pool (redb commits
+    /// fsync), as a span of the message being handled; recorded with
+    /// `arguments`, or answered from the recording during a replay.
+    async fn run<T>(
+        self,
+        function: &str,
+        arguments: Option<serde_json::Value>,
+        f: impl FnOnce(&MemoryService) -> m::Result<T> + Send + 'static,
+    ) -> Result<T, Error>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let arguments = arguments.unwrap_or_default();
+        if let Some(replay) = &self.replay {
+            match replay.memory_call(function, &arguments) {
+                Some(answer) => return served(answer),
+                None if writes(function) && !replay.is_live() => {
+                    return Err(Error::Unavailable(format!(
+                        "replay: this `{function}` differs from the recorded one, and a replay does not change memory"
+                    )));
+                }
+                None => {}
+            }
+        }
+        let memory = self.agent.clone();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || f(&memory.memory))
+            .await
+            .unwrap_or_else(|e| Err(MemoryError::Storage(format!("memory task failed: {e}"))));
+        if let Some((recorder, conversation)) = &self.recording {
+            recorder.record(
+                conversation,
+                crate::recordings::Event::Memory {
+                    agent: self.agent.name.clone(),
+                    function: function.into(),
+                    arguments,
+                    result: result
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| serde_json::to_value(r).ok()),
+                    error: result
+                        .as_ref()
+                        .err()
+                        .and_then(|e| serde_json::to_value(e).ok()),
+                    elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                },
+            );
+        }
+        let result = result.map_err(to_wit_error);
+        if let Some(span) = self.span {
+            let kind = SpanKind::Import {
+                interface: "memory".into(),
+                function: function.into(),
+            };
+            let error = result.as_ref().err().map(|e| format!("{e:?}"));
+            self.agent.trace.finish(span, kind, error.as_deref());
+        }
+        result
+    }
+}
+
+/// A recorded answer (JSON text of the result or of the memory error) as
+/// the call's outcome.
+fn served<T: serde::de::DeserializeOwned>(answer: Result<String, String>) -> Result<T, Error> {
+    match answer {
+        Ok(json) => serde_json::from_str(&json).map_err(|e| {
+            Error::Internal(format!(
+                "replay: the recorded memory answer does not fit: {e}"
+            ))
+        }),
+        Err(json) => Err(to_wit_error(
+            serde_json::from_str(&json).unwrap_or(MemoryError::Storage(json)),
+        )),
+    }
 }
 
 fn from_wit_entity(e: Entity) -> Result<m::EntityInput, Error> {
@@ -116,12 +207,13 @@ impl memory::Host for HostState {
             .into_iter()
             .map(from_wit_entity)
             .collect::<Result<Vec<_>, _>>()?;
-        run(
-            &self.agent,
-            self.child_span(),
-            "create-entities",
-            move |mem| mem.create_entities(&scope, &inputs).map(|s| s.created),
-        )
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "entities": inputs}));
+        call.run("create-entities", arguments, move |mem| {
+            mem.create_entities(&scope, &inputs).map(|s| s.created)
+        })
         .await
     }
 
@@ -132,12 +224,13 @@ impl memory::Host for HostState {
         observations: Vec<String>,
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(
-            &self.agent,
-            self.child_span(),
-            "add-observations",
-            move |mem| mem.add_observations(&scope, &entity, &observations),
-        )
+        let call = self.memory_call();
+        let arguments = call.wants_arguments().then(
+            || json!({"scope": scope.as_str(), "entity": entity, "observations": observations}),
+        );
+        call.run("add-observations", arguments, move |mem| {
+            mem.add_observations(&scope, &entity, &observations)
+        })
         .await
     }
 
@@ -148,23 +241,25 @@ impl memory::Host for HostState {
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
         let relations: Vec<m::Relation> = relations.into_iter().map(from_wit_relation).collect();
-        run(
-            &self.agent,
-            self.child_span(),
-            "create-relations",
-            move |mem| mem.create_relations(&scope, &relations).map(|s| s.created),
-        )
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "relations": relations}));
+        call.run("create-relations", arguments, move |mem| {
+            mem.create_relations(&scope, &relations).map(|s| s.created)
+        })
         .await
     }
 
     async fn delete_entities(&mut self, scope: Scope, names: Vec<String>) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(
-            &self.agent,
-            self.child_span(),
-            "delete-entities",
-            move |mem| mem.delete_entities(&scope, &names),
-        )
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "names": names}));
+        call.run("delete-entities", arguments, move |mem| {
+            mem.delete_entities(&scope, &names)
+        })
         .await
     }
 
@@ -175,12 +270,13 @@ impl memory::Host for HostState {
         observations: Vec<String>,
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        run(
-            &self.agent,
-            self.child_span(),
-            "delete-observations",
-            move |mem| mem.delete_observations(&scope, &entity, &observations),
-        )
+        let call = self.memory_call();
+        let arguments = call.wants_arguments().then(
+            || json!({"scope": scope.as_str(), "entity": entity, "observations": observations}),
+        );
+        call.run("delete-observations", arguments, move |mem| {
+            mem.delete_observations(&scope, &entity, &observations)
+        })
         .await
     }
 
@@ -198,21 +294,27 @@ impl memory::Host for HostState {
                 relation_type: r.relation_type,
             })
             .collect();
-        run(
-            &self.agent,
-            self.child_span(),
-            "delete-relations",
-            move |mem| mem.delete_relations(&scope, &keys),
-        )
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "relations": keys}));
+        call.run("delete-relations", arguments, move |mem| {
+            mem.delete_relations(&scope, &keys)
+        })
         .await
     }
 
     async fn open_nodes(&mut self, scope: Scope, names: Vec<String>) -> Result<Vec<Entity>, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        let graph = run(&self.agent, self.child_span(), "open-nodes", move |mem| {
-            mem.open_nodes(&scope, &names)
-        })
-        .await?;
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "names": names}));
+        let graph = call
+            .run("open-nodes", arguments, move |mem| {
+                mem.open_nodes(&scope, &names)
+            })
+            .await?;
         Ok(graph.entities.into_iter().map(to_wit_entity).collect())
     }
 
@@ -223,10 +325,15 @@ impl memory::Host for HostState {
         limit: u32,
     ) -> Result<Vec<SearchHit>, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        let hits = run(&self.agent, self.child_span(), "search", move |mem| {
-            mem.search(&[scope], &query, limit as usize)
-        })
-        .await?;
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "query": query, "limit": limit}));
+        let hits = call
+            .run("search", arguments, move |mem| {
+                mem.search(&[scope], &query, limit as usize)
+            })
+            .await?;
         Ok(hits
             .into_iter()
             .map(|h| SearchHit {
@@ -254,10 +361,15 @@ impl memory::Host for HostState {
             },
             min_strength: options.min_strength,
         };
-        let traversal = run(&self.agent, self.child_span(), "traverse", move |mem| {
-            mem.traverse(&scope, &start, &options)
-        })
-        .await?;
+        let call = self.memory_call();
+        let arguments = call
+            .wants_arguments()
+            .then(|| json!({"scope": scope.as_str(), "start": start, "options": options}));
+        let traversal = call
+            .run("traverse", arguments, move |mem| {
+                mem.traverse(&scope, &start, &options)
+            })
+            .await?;
         Ok(Subgraph {
             entities: traversal
                 .nodes

@@ -44,6 +44,27 @@ impl messaging::Host for HostState {
                 .unwrap_or_default(),
             message.content.clone(),
         );
+        if let Some(served) = self
+            .replay()
+            .and_then(|replay| replay.ask(&asked_of, &asked))
+        {
+            // A replay: the recorded answer, the other agent left alone.
+            return served.map_err(Error::Internal).map(|content| {
+                to_wit_message(AclMessage {
+                    id: acl::new_message_id(),
+                    performative: crate::messaging::Performative::Inform,
+                    sender: asked_of,
+                    receiver: Some(message.sender.clone()),
+                    capability: None,
+                    content,
+                    content_type: acl::TEXT_PLAIN.into(),
+                    conversation_id: message.conversation_id.clone(),
+                    reply_with: None,
+                    in_reply_to: Some(message.id.clone()),
+                    trace_parent: None,
+                })
+            });
+        }
         let started = std::time::Instant::now();
         let answered = self
             .agent
