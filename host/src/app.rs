@@ -444,6 +444,7 @@ fn open_memory(
     };
     let memory = MemoryService::open(storage, embedder, options)
         .map_err(|e| anyhow::anyhow!("opening memory: {e}"))?;
+    memory.set_single_valued(settings.single_valued_relations.iter().cloned());
     let have_model = memory.embedder().get().is_some();
     if have_model {
         memory.embed_backlog();

@@ -47,3 +47,28 @@ pub fn rfc3339_from_millis(millis: u64) -> String {
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| millis.to_string())
 }
+
+/// RFC 3339 text (or a bare `YYYY-MM-DD`, midnight UTC) as milliseconds
+/// since the Unix epoch; `None` if it is neither.
+pub fn parse_millis(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
+        let mut parts = text.splitn(3, '-');
+        let year: i32 = parts.next()?.parse().ok()?;
+        let month: u8 = parts.next()?.parse().ok()?;
+        let day: u8 = parts.next()?.parse().ok()?;
+        let month = time::Month::try_from(month).ok()?;
+        time::Date::from_calendar_date(year, month, day)
+            .ok()
+            .map(|d| d.midnight().assume_utc())
+    })?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Milliseconds since the Unix epoch (before it too) as RFC 3339 text.
+pub fn rfc3339_from_signed_millis(millis: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| millis.to_string())
+}

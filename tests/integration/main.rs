@@ -23,3 +23,4 @@ mod protocols;
 mod remote_llm;
 mod sandbox;
 mod security;
+mod temporal;

@@ -198,6 +198,8 @@ fn entity(i: usize) -> EntityInput {
         entity_type: TYPES[i % TYPES.len()].to_string(),
         observations: vec![format!("{} (entity-{i:07})", base_sentence(base_of(i)))],
         metadata: None,
+        valid_from: None,
+        valid_to: None,
     }
 }
 
@@ -212,6 +214,8 @@ fn relations(i: usize, n: usize) -> Vec<Relation> {
                     .to_string(),
                 strength: 0.5 + (k as f32) / 10.0,
                 confidence: 1.0,
+                valid_from: None,
+                valid_to: None,
             }
         })
         .collect()
@@ -356,6 +360,8 @@ fn main() -> anyhow::Result<()> {
                     entity_type: TYPES[i % 8].into(),
                     observations: vec![format!("{} (note {i})", base_sentence(base_of(i)))],
                     metadata: None,
+                    valid_from: None,
+                    valid_to: None,
                 })
                 .collect();
             memory

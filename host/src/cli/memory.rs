@@ -8,11 +8,12 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::client::Client;
-use super::output;
+use super::output::{self, Table};
 use crate::memory::report::{
     CacheCleared, Diagnosis, Imported, ModelLoaded, Optimized, SearchResults, StatsReport,
 };
 use crate::memory::{Capacity, Cleanup, MemoryHealth, Usage};
+use crate::server::percent_encode;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
@@ -73,11 +74,16 @@ pub enum MemoryCommand {
         #[arg(long)]
         percentage: bool,
     },
-    /// Delete entities that have no relations.
+    /// Delete entities that have no relations, and/or history retired
+    /// before a time.
     Cleanup {
-        /// Required: entities without any relation are removed.
+        /// Entities without any relation are removed.
         #[arg(long)]
         remove_orphaned: bool,
+        /// Drop retired facts (history) retired before this time
+        /// (`2024-05-01` or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        retired_before: Option<String>,
         /// Only those not updated for this long (`30d`, `12h`, `2w`).
         #[arg(long, value_parser = parse_age_days)]
         older_than: Option<u64>,
@@ -142,6 +148,22 @@ pub enum MemoryCommand {
         /// Most results to print.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Search what was true in the world then (`2024-05-01` or RFC
+        /// 3339), retired facts included.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// Search what memory held then.
+        #[arg(long, value_name = "TIME")]
+        known_at: Option<String>,
+    },
+    /// Every version of an entity's facts: when each was true, when it
+    /// was recorded and retired.
+    History {
+        /// The entity's name.
+        entity: String,
+        /// global, workspace or agent:NAME
+        #[arg(long, default_value = "global")]
+        scope: String,
     },
     /// Write the whole graph to a file.
     Export {
@@ -214,7 +236,13 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
             query,
             scope,
             limit,
-        } => search(client, &query, &scope, limit).await?,
+            as_of,
+            known_at,
+        } => {
+            let at = json!({"as_of": as_of, "known_at": known_at});
+            search(client, &query, &scope, limit, at).await?
+        }
+        MemoryCommand::History { entity, scope } => history(client, &entity, &scope).await?,
         MemoryCommand::Export { format, output } => export(client, format, &output).await?,
         MemoryCommand::Import { file } => import(client, &file).await?,
         MemoryCommand::Optimize {
@@ -225,11 +253,20 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
         MemoryCommand::CapacityCheck { percentage } => capacity_check(client, percentage).await?,
         MemoryCommand::Cleanup {
             remove_orphaned,
+            retired_before,
             older_than,
             aggressive,
             force: _,
             dry_run,
-        } => cleanup(client, remove_orphaned, older_than, aggressive, dry_run).await?,
+        } => {
+            let what = CleanupWhat {
+                orphans: remove_orphaned || aggressive,
+                older_than: if aggressive { None } else { older_than },
+                retired_before,
+                dry_run,
+            };
+            cleanup(client, what).await?
+        }
         MemoryCommand::CacheClear { rebuild, all } => cache_clear(client, rebuild || all).await?,
         MemoryCommand::Usage {
             detailed,
@@ -299,6 +336,7 @@ async fn stats(client: &Client, detailed: bool) -> anyhow::Result<()> {
     println!("Entities:       {}", counts.entities);
     println!("Observations:   {}", counts.observations);
     println!("Relations:      {}", counts.relations);
+    println!("Retired facts:  {} (history)", counts.retired_facts);
     println!(
         "Embeddings:     {} ({} indexed)",
         counts.embeddings, stats.indexed_vectors
@@ -367,19 +405,51 @@ async fn model_stats(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn search(client: &Client, query: &str, scope: &str, limit: usize) -> anyhow::Result<()> {
-    let found: SearchResults = client
-        .post_as(
-            "/api/v1/memory/search",
-            &json!({"query": query, "scope": scope, "limit": limit}),
-        )
-        .await?;
+async fn search(
+    client: &Client,
+    query: &str,
+    scope: &str,
+    limit: usize,
+    at: Value,
+) -> anyhow::Result<()> {
+    let mut body = json!({"query": query, "scope": scope, "limit": limit});
+    for key in ["as_of", "known_at"] {
+        if !at[key].is_null() {
+            body[key] = at[key].clone();
+        }
+    }
+    let found: SearchResults = client.post_as("/api/v1/memory/search", &body).await?;
     if output::emit_json(&found) {
         return Ok(());
     }
     for hit in found.results {
         println!("{:.4}  {:<24} {}", hit.score, hit.entity.name, hit.matched);
     }
+    Ok(())
+}
+
+async fn history(client: &Client, entity: &str, scope: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "/api/v1/memory/history?scope={}&name={}",
+        percent_encode(scope),
+        percent_encode(entity)
+    );
+    let found: Value = client.get_as(&path).await?;
+    if output::emit_json(&found) {
+        return Ok(());
+    }
+    let mut table = Table::new(&["FACT", "VALID FROM", "VALID TO", "RECORDED", "RETIRED"]);
+    for v in found["versions"].as_array().into_iter().flatten() {
+        let or_dash = |key: &str| v[key].as_str().unwrap_or("-").to_string();
+        table.row(vec![
+            or_dash("fact"),
+            or_dash("valid_from"),
+            or_dash("valid_to"),
+            or_dash("recorded_at"),
+            or_dash("retired_at"),
+        ]);
+    }
+    table.print();
     Ok(())
 }
 
@@ -497,26 +567,36 @@ async fn capacity_check(client: &Client, percentage: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn cleanup(
-    client: &Client,
-    remove_orphaned: bool,
+/// What `memory cleanup` was asked to remove.
+struct CleanupWhat {
+    orphans: bool,
     older_than: Option<u64>,
-    aggressive: bool,
+    retired_before: Option<String>,
     dry_run: bool,
-) -> anyhow::Result<()> {
-    if !remove_orphaned && !aggressive {
+}
+
+async fn cleanup(client: &Client, what: CleanupWhat) -> anyhow::Result<()> {
+    if !what.orphans && what.retired_before.is_none() {
         return Err(anyhow!(
-            "say what to clean up: --remove-orphaned [--older-than 30d], or --aggressive"
+            "say what to clean up: --remove-orphaned [--older-than 30d], --aggressive, or --retired-before DATE"
         ));
     }
-    let older_than_days = if aggressive { None } else { older_than };
-    let done: Cleanup = client
-        .post_as(
-            "/api/v1/memory/cleanup",
-            &json!({"remove_orphaned": true, "older_than_days": older_than_days, "dry_run": dry_run}),
-        )
-        .await?;
+    let mut body = json!({"remove_orphaned": what.orphans, "dry_run": what.dry_run});
+    if let Some(days) = what.older_than {
+        body["older_than_days"] = json!(days);
+    }
+    if let Some(before) = &what.retired_before {
+        body["retired_before"] = json!(before);
+    }
+    let dry_run = what.dry_run;
+    let done: Cleanup = client.post_as("/api/v1/memory/cleanup", &body).await?;
     if output::emit_json(&done) {
+        return Ok(());
+    }
+    if let Some(dropped) = done.retired_dropped {
+        println!("Dropped {dropped} retired facts from history");
+    }
+    if !what.orphans {
         return Ok(());
     }
     if dry_run {

@@ -40,6 +40,8 @@ fn named_knowing(
             relation_type: edge.kind.clone(),
             strength: edge.strength,
             confidence: edge.confidence,
+            valid_from: None,
+            valid_to: None,
         });
     }
     Ok(out)

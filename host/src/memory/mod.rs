@@ -23,6 +23,7 @@ pub mod search;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod temporal;
 pub mod transfer;
 pub mod vectors;
 
@@ -189,6 +190,9 @@ pub struct Cleanup {
     pub removed: u32,
     /// Up to 20 of them, as `scope/name`.
     pub sample: Vec<String>,
+    /// Retired facts dropped from history (`retired_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_dropped: Option<u32>,
 }
 
 /// Resident set size of this process, from /proc (Linux).
@@ -407,7 +411,8 @@ impl MemoryService {
     }
 
     pub fn stats(&self) -> Result<MemoryStats> {
-        let counts = self.counts()?;
+        let mut counts = self.counts()?;
+        counts.retired_facts = self.store.read_history()?.retired()?;
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         Ok(MemoryStats {
             counts,
@@ -496,6 +501,7 @@ impl MemoryService {
                 .take(20)
                 .map(|(s, n)| format!("{s}/{n}"))
                 .collect(),
+            retired_dropped: None,
         })
     }
 
@@ -703,11 +709,34 @@ impl MemoryService {
             WriteOp::AddObservations {
                 entity,
                 observations,
-            } => Ok(WriteResult::Count(w.add_observations(
-                scope,
-                entity,
+                valid_from,
+                valid_to,
+            } => {
+                let validity =
+                    temporal::Validity::parse(valid_from.as_deref(), valid_to.as_deref())?;
+                Ok(WriteResult::Count(w.add_observations(
+                    scope,
+                    entity,
+                    observations,
+                    &validity,
+                )?))
+            }
+            WriteOp::Supersede {
                 observations,
-            )?)),
+                relations,
+                valid_from,
+            } => {
+                let validity = temporal::Validity::parse(valid_from.as_deref(), None)?;
+                Ok(WriteResult::Count(w.supersede(
+                    scope,
+                    observations,
+                    relations,
+                    &validity,
+                )?))
+            }
+            WriteOp::DropRetired { before } => Ok(WriteResult::Count(
+                u32::try_from(w.drop_retired_before(*before)?).unwrap_or(u32::MAX),
+            )),
             WriteOp::CreateRelations(relations) => {
                 let mut summary = WriteSummary::default();
                 for relation in relations {
@@ -769,17 +798,198 @@ impl MemoryService {
         entity: &str,
         observations: &[String],
     ) -> Result<u32> {
+        self.add_observations_valid(scope, entity, observations, None, None)
+    }
+
+    /// [`MemoryService::add_observations`] true in the world from
+    /// `valid_from` (to `valid_to`), as the writer says.
+    pub fn add_observations_valid(
+        &self,
+        scope: &ScopeKey,
+        entity: &str,
+        observations: &[String],
+        valid_from: Option<&str>,
+        valid_to: Option<&str>,
+    ) -> Result<u32> {
         model::check_name(entity)?;
         model::check_batch("observations", observations.len())?;
         for o in observations {
             model::check_observation(entity, o)?;
         }
+        temporal::Validity::parse(valid_from, valid_to)?;
         let embeddings = self.embed_all(observations.to_vec())?;
         let op = replication::WriteOp::AddObservations {
             entity: entity.to_string(),
             observations: observations.to_vec(),
+            valid_from: valid_from.map(str::to_string),
+            valid_to: valid_to.map(str::to_string),
         };
         Ok(self.perform(scope, op, embeddings)?.count())
+    }
+
+    /// Retires named facts (an explicit `supersede`): they leave the
+    /// current graph and stay in history, valid until `valid_from`
+    /// (default now). Answers how many were current.
+    pub fn supersede(
+        &self,
+        scope: &ScopeKey,
+        observations: &[(String, String)],
+        relations: &[RelationKey],
+        valid_from: Option<&str>,
+    ) -> Result<u32> {
+        model::check_batch("facts", observations.len() + relations.len())?;
+        for (entity, text) in observations {
+            model::check_name(entity)?;
+            model::check_observation(entity, text)?;
+        }
+        temporal::Validity::parse(valid_from, None)?;
+        let op = replication::WriteOp::Supersede {
+            observations: observations.to_vec(),
+            relations: relations.to_vec(),
+            valid_from: valid_from.map(str::to_string),
+        };
+        Ok(self.perform(scope, op, HashMap::new())?.count())
+    }
+
+    /// Drops history retired before `before` (`memory cleanup
+    /// --retired-before`): the only way a retired fact goes. Answers how
+    /// many went.
+    pub fn drop_retired_before(&self, before: &str) -> Result<u32> {
+        let before = crate::clock::parse_millis(before).ok_or_else(|| {
+            MemoryError::Invalid(format!(
+                "`{before}` is not a time; write RFC 3339 (2024-05-01T09:00:00Z) or a date (2024-05-01)"
+            ))
+        })?;
+        let op = replication::WriteOp::DropRetired { before };
+        // Scope-less: the history of every scope.
+        Ok(self
+            .perform(&ScopeKey::global(), op, HashMap::new())?
+            .count())
+    }
+
+    /// Declares the single-valued relation types
+    /// (`memory.single_valued_relations`).
+    pub fn set_single_valued(&self, types: impl IntoIterator<Item = String>) {
+        self.store.set_single_valued(types);
+    }
+
+    /// Every version of an entity's facts, with when each was true and
+    /// when memory recorded and retired it.
+    pub fn history(&self, scope: &ScopeKey, name: &str) -> Result<Vec<temporal::FactVersion>> {
+        model::check_name(name)?;
+        self.store
+            .read_history()?
+            .history(scope, name)?
+            .ok_or_else(|| {
+                MemoryError::NotFound(format!("no entity named `{name}` in scope `{scope}`"))
+            })
+    }
+
+    /// [`MemoryService::open_nodes`] as seen from `at`: the facts that
+    /// held `as_of`, as memory knew them `known_at`, and the relations
+    /// among the entities asked for.
+    pub fn open_nodes_at(
+        &self,
+        scope: &ScopeKey,
+        names: &[String],
+        at: &temporal::At,
+    ) -> Result<Subgraph> {
+        if at.is_now() {
+            return self.open_nodes(scope, names);
+        }
+        model::check_batch("names", names.len())?;
+        let reader = self.store.read_history()?;
+        let mut graph = Subgraph::default();
+        let mut relations = Vec::new();
+        for name in names {
+            if let Some((entity, out)) = reader.entity_at(scope, name, at)? {
+                graph.entities.push(entity);
+                relations.extend(out);
+            }
+        }
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        graph.relations = relations
+            .into_iter()
+            .filter(|r| wanted.contains(r.to.as_str()))
+            .collect();
+        Ok(graph)
+    }
+
+    /// [`MemoryService::search`] as seen from `at`: current matches and
+    /// retired facts that match (a scan of the scopes' history), each
+    /// entity with the facts that held then; entities with none drop out.
+    pub fn search_at(
+        &self,
+        scopes: &[ScopeKey],
+        query: &str,
+        limit: usize,
+        at: &temporal::At,
+    ) -> Result<Vec<SearchHit>> {
+        if at.is_now() {
+            return self.search(scopes, query, limit);
+        }
+        let limit = limit.clamp(1, model::MAX_SEARCH_LIMIT);
+        let current = self.search(scopes, query, limit.saturating_mul(2))?;
+        let reader = self.store.read_history()?;
+        let terms: Vec<String> = keyword::terms(query).into_keys().collect();
+        let mut hits = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut add =
+            |scope: &ScopeKey, name: &str, score: f32, matched: Option<String>| -> Result<()> {
+                if !seen.insert((scope.clone(), name.to_string())) {
+                    return Ok(());
+                }
+                if let Some((entity, _)) = reader.entity_at(scope, name, at)?
+                    && !entity.observations.is_empty()
+                {
+                    let matched = matched
+                        .filter(|m| entity.observations.contains(m))
+                        .or_else(|| {
+                            entity
+                                .observations
+                                .iter()
+                                .find(|o| {
+                                    let o = o.to_lowercase();
+                                    terms.iter().any(|t| o.contains(t.as_str()))
+                                })
+                                .cloned()
+                        })
+                        .unwrap_or_else(|| entity.name.clone());
+                    hits.push(SearchHit {
+                        entity,
+                        score,
+                        semantic_score: None,
+                        keyword_score: None,
+                        matched,
+                    });
+                }
+                Ok(())
+            };
+        for scope in scopes {
+            for (name, text) in reader.past_matches(scope, &terms, at, limit)? {
+                add(scope, &name, 1.0, Some(text))?;
+            }
+        }
+        for hit in current {
+            let scope = scopes
+                .iter()
+                .find(|s| {
+                    reader
+                        .entity_id(s, &hit.entity.name)
+                        .is_ok_and(|id| id.is_some())
+                })
+                .cloned();
+            if let Some(scope) = scope {
+                add(
+                    &scope,
+                    &hit.entity.name,
+                    hit.score,
+                    Some(hit.matched.clone()),
+                )?;
+            }
+        }
+        hits.truncate(limit);
+        Ok(hits)
     }
 
     pub fn create_relations(

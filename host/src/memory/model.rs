@@ -81,6 +81,13 @@ pub struct EntityInput {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// When the new observations became true in the world (RFC 3339 or
+    /// `YYYY-MM-DD`); default: when they are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// When they stopped being true, if they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
 }
 
 /// An observation's text in the API document: what [`check_observation`]
@@ -151,6 +158,13 @@ pub struct Relation {
     #[serde(default = "one")]
     #[schema(default = 1.0, minimum = 0.0, maximum = 1.0)]
     pub confidence: f32,
+    /// When the relation became true in the world (RFC 3339 or
+    /// `YYYY-MM-DD`); default: when it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// When it stopped being true, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
 }
 
 fn one() -> f32 {
@@ -354,6 +368,7 @@ impl EntityInput {
         for observation in &self.observations {
             check_observation(&self.name, observation)?;
         }
+        self.validity()?;
         match &self.metadata {
             None | Some(serde_json::Value::Object(_)) => Ok(()),
             Some(_) => Err(MemoryError::Invalid(format!(
@@ -361,6 +376,11 @@ impl EntityInput {
                 self.name
             ))),
         }
+    }
+
+    /// When its observations are true in the world, as the writer says.
+    pub fn validity(&self) -> Result<super::temporal::Validity> {
+        super::temporal::Validity::parse(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -377,7 +397,12 @@ impl Relation {
                 )));
             }
         }
-        Ok(())
+        self.validity().map(|_| ())
+    }
+
+    /// When it is true in the world, as the writer says.
+    pub fn validity(&self) -> Result<super::temporal::Validity> {
+        super::temporal::Validity::parse(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 

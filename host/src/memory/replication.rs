@@ -42,6 +42,10 @@ pub enum WriteOp {
     AddObservations {
         entity: String,
         observations: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_to: Option<String>,
     },
     CreateRelations(Vec<Relation>),
     DeleteEntities(Vec<String>),
@@ -50,6 +54,19 @@ pub enum WriteOp {
         observations: Vec<String>,
     },
     DeleteRelations(Vec<RelationKey>),
+    /// Retires named facts: (entity, observation text) pairs and
+    /// relations, no longer valid from `valid_from` (default: now).
+    Supersede {
+        observations: Vec<(String, String)>,
+        relations: Vec<RelationKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_from: Option<String>,
+    },
+    /// Drops the history retired before `before` (milliseconds since the
+    /// Unix epoch).
+    DropRetired {
+        before: i64,
+    },
 }
 
 /// What applying a write answered.

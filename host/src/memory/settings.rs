@@ -37,6 +37,11 @@ pub struct MemoryConfig {
     pub sqlite_path: Option<PathBuf>,
     pub embedding_model: Option<String>,
     pub cleanup_interval: Option<String>,
+    /// Relation types a source holds one of at a time (`works_at`,
+    /// `lives_in`): writing a new one retires the previous one, which
+    /// stays in the entity's history. The same list on every node of a
+    /// cluster.
+    pub single_valued_relations: Vec<String>,
 }
 
 impl Default for MemoryConfig {
@@ -54,6 +59,7 @@ impl Default for MemoryConfig {
             sqlite_path: None,
             embedding_model: None,
             cleanup_interval: None,
+            single_valued_relations: Vec::new(),
         }
     }
 }

@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::keyword;
 use super::model::{self, Entity, EntityInput, MemoryError, Relation, Result, ScopeKey};
+use super::temporal::{Times, Validity};
 use crate::storage::Storage;
+
+mod history;
+pub use history::HistoryReader;
+use history::{HISTORY, OBS_TIMES, REL_TIMES};
 
 /// (scope, name) → entity id.
 const ENTITIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("mem_entities");
@@ -155,11 +160,15 @@ pub type PendingDoc = (u64, ScopeKey, String);
 /// Counts for `stats` and health.
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct StoreCounts {
+    /// Current facts: entities, observations, relations.
     pub entities: u64,
     pub observations: u64,
     pub relations: u64,
     pub documents: u64,
     pub embeddings: u64,
+    /// Observations and relations retired (replaced) and kept as history.
+    #[serde(default)]
+    pub retired_facts: u64,
 }
 
 /// A document found by keyword: its entity and BM25 score.
@@ -172,6 +181,7 @@ pub struct KeywordMatch {
 
 pub struct MemoryStore {
     storage: Arc<Storage>,
+    single_valued: std::sync::RwLock<Arc<HashSet<String>>>,
 }
 
 /// An embedding as stored: f16, half the bytes of f32. The vector index
@@ -212,6 +222,9 @@ fn copy_all(from: &redb::ReadTransaction, to: &WriteTransaction) -> Result<()> {
     copy_table(from, to, REL_OUT)?;
     copy_table(from, to, REL_IN)?;
     copy_table(from, to, EMBEDDINGS)?;
+    copy_table(from, to, OBS_TIMES)?;
+    copy_table(from, to, REL_TIMES)?;
+    copy_table(from, to, HISTORY)?;
     copy_table(from, to, META)
 }
 
@@ -241,9 +254,38 @@ impl MemoryStore {
             txn.open_table(REL_IN)?;
             txn.open_table(EMBEDDINGS)?;
             txn.open_table(META)?;
+            txn.open_table(OBS_TIMES)?;
+            txn.open_table(REL_TIMES)?;
+            txn.open_table(HISTORY)?;
         }
         txn.commit()?;
-        Ok(MemoryStore { storage })
+        Ok(MemoryStore {
+            storage,
+            single_valued: std::sync::RwLock::new(Arc::new(HashSet::new())),
+        })
+    }
+
+    /// Declares the relation types of which a source holds one at a time
+    /// (`memory.single_valued_relations`): a new one retires the old.
+    pub fn set_single_valued(&self, types: impl IntoIterator<Item = String>) {
+        *self
+            .single_valued
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(types.into_iter().collect());
+    }
+
+    /// The declared single-valued relation types.
+    pub fn single_valued(&self) -> Arc<HashSet<String>> {
+        self.single_valued
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads facts in time (history, `as_of`, `known_at`).
+    pub fn read_history(&self) -> Result<HistoryReader> {
+        let txn = self.storage.database().begin_read()?;
+        HistoryReader::open(&txn)
     }
 
     /// Runs `f` in one write transaction and commits durably; answers what
@@ -272,6 +314,7 @@ impl MemoryStore {
             embeddings,
             delta: IndexDelta::default(),
             now: now.map_or_else(crate::clock::now_rfc3339, str::to_string),
+            single_valued: self.single_valued(),
         };
         let value = f(&mut writer)?;
         let mut delta = writer.delta;
@@ -333,6 +376,9 @@ impl MemoryStore {
         drop_table(&to, REL_OUT)?;
         drop_table(&to, REL_IN)?;
         drop_table(&to, EMBEDDINGS)?;
+        drop_table(&to, OBS_TIMES)?;
+        drop_table(&to, REL_TIMES)?;
+        drop_table(&to, HISTORY)?;
         drop_table(&to, META)?;
         copy_all(&from, &to)?;
         // The index rebuilt from these embeddings carries a version of
@@ -407,6 +453,8 @@ pub struct GraphWriter<'t> {
     embeddings: &'t HashMap<String, Vec<f32>>,
     delta: IndexDelta,
     now: String,
+    /// Relation types a source holds one of (see `memory::temporal`).
+    single_valued: Arc<HashSet<String>>,
 }
 
 /// What happened to one entity in a write.
@@ -589,7 +637,7 @@ impl GraphWriter<'_> {
                 (id, record, false)
             }
         };
-        let added = self.add_observations_to(scope, id, &input.observations)?;
+        let added = self.add_observations_to(scope, id, &input.observations, &input.validity()?)?;
         if added > 0 {
             record.observations = Some(self.observation_texts(id)?);
         }
@@ -610,21 +658,34 @@ impl GraphWriter<'_> {
         })
     }
 
+    /// Adds the observations the entity does not hold yet, each retiring
+    /// the current one with the same attribute key (see
+    /// `memory::temporal`). Answers how many were added.
     fn add_observations_to(
         &mut self,
         scope: &ScopeKey,
         entity: u64,
         texts: &[String],
+        validity: &Validity,
     ) -> Result<u32> {
         let mut seen: HashSet<String> = self
             .observation_docs(entity)?
             .into_iter()
             .map(|(_, t)| t)
             .collect();
+        let times = Times::written(self.now_ms(), validity);
         let mut added = 0;
         for text in texts {
             if !seen.insert(text.clone()) {
                 continue;
+            }
+            if self.retire_same_key(scope, entity, text, times.valid_from)? > 0 {
+                seen = self
+                    .observation_docs(entity)?
+                    .into_iter()
+                    .map(|(_, t)| t)
+                    .collect();
+                seen.insert(text.clone());
             }
             if seen.len() > model::MAX_OBSERVATIONS_PER_ENTITY {
                 return Err(MemoryError::Invalid(format!(
@@ -636,6 +697,7 @@ impl GraphWriter<'_> {
             self.txn
                 .open_table(OBSERVATIONS)?
                 .insert((entity, doc), ())?;
+            self.put_obs_times(doc, times)?;
             added += 1;
         }
         Ok(added)
@@ -647,9 +709,10 @@ impl GraphWriter<'_> {
         scope: &ScopeKey,
         name: &str,
         texts: &[String],
+        validity: &Validity,
     ) -> Result<u32> {
         let id = self.require(scope, name)?;
-        let added = self.add_observations_to(scope, id, texts)?;
+        let added = self.add_observations_to(scope, id, texts, validity)?;
         if added > 0 {
             self.refresh_record(id, true)?;
         }
@@ -669,6 +732,7 @@ impl GraphWriter<'_> {
             if wanted.contains(text.as_str()) {
                 self.txn.open_table(OBSERVATIONS)?.remove((id, doc))?;
                 self.remove_doc(scope, doc)?;
+                self.forget_obs_times(doc)?;
                 removed += 1;
             }
         }
@@ -686,7 +750,9 @@ impl GraphWriter<'_> {
         for (doc, _) in self.observation_docs(id)? {
             self.txn.open_table(OBSERVATIONS)?.remove((id, doc))?;
             self.remove_doc(scope, doc)?;
+            self.forget_obs_times(doc)?;
         }
+        self.forget_history(scope, id)?;
         if let Some(doc) = self
             .txn
             .open_table(NAME_DOCS)?
@@ -718,13 +784,16 @@ impl GraphWriter<'_> {
         {
             let mut out = self.txn.open_table(REL_OUT)?;
             let mut inc = self.txn.open_table(REL_IN)?;
+            let mut times = self.txn.open_table(REL_TIMES)?;
             for (kind, to) in &outgoing {
                 out.remove((id, kind.as_str(), *to))?;
                 inc.remove((*to, kind.as_str(), id))?;
+                times.remove((id, kind.as_str(), *to))?;
             }
             for (kind, from) in &incoming {
                 out.remove((*from, kind.as_str(), id))?;
                 inc.remove((id, kind.as_str(), *from))?;
+                times.remove((*from, kind.as_str(), id))?;
             }
         }
         self.txn.open_table(ENTITY_DATA)?.remove(id)?;
@@ -739,13 +808,24 @@ impl GraphWriter<'_> {
         let from = self.require(scope, &relation.from)?;
         let to = self.require(scope, &relation.to)?;
         let kind = relation.relation_type.as_str();
-        let mut out = self.txn.open_table(REL_OUT)?;
-        let previous = out.insert((from, kind, to), (relation.strength, relation.confidence))?;
-        let outcome = match previous.map(|v| v.value()) {
+        let validity = relation.validity()?;
+        let times = Times::written(self.now_ms(), &validity);
+        self.retire_other_targets(scope, from, kind, to, times.valid_from)?;
+        let previous = self
+            .txn
+            .open_table(REL_OUT)?
+            .insert((from, kind, to), (relation.strength, relation.confidence))?
+            .map(|v| v.value());
+        let outcome = match previous {
             None => Outcome::Created,
             Some(old) if old == (relation.strength, relation.confidence) => Outcome::Unchanged,
             Some(_) => Outcome::Updated,
         };
+        // A relation written again keeps the times it was first written
+        // with, unless the writer says when it holds.
+        if previous.is_none() || validity != Validity::default() {
+            self.put_rel_times(from, kind, to, times)?;
+        }
         self.txn.open_table(REL_IN)?.insert((to, kind, from), ())?;
         Ok(outcome)
     }
@@ -767,6 +847,7 @@ impl GraphWriter<'_> {
             .remove((from, kind, to))?
             .is_some();
         self.txn.open_table(REL_IN)?.remove((to, kind, from))?;
+        self.forget_rel_times(from, kind, to)?;
         Ok(existed)
     }
 }
@@ -1411,6 +1492,7 @@ impl GraphReader {
             relations: self.t.rel_out.len()?,
             documents: self.t.docs.len()?,
             embeddings: self.t.embeddings.len()?,
+            retired_facts: 0,
         })
     }
 
@@ -1469,6 +1551,8 @@ mod tests {
             entity_type: "note".into(),
             observations: observations.iter().map(|s| s.to_string()).collect(),
             metadata: None,
+            valid_from: None,
+            valid_to: None,
         }
     }
 
@@ -1527,7 +1611,8 @@ mod tests {
         let vectors = HashMap::from([("two".to_string(), vec![0.5f32; 384])]);
         let ((), delta) = store
             .write(&vectors, |w| {
-                w.add_observations(&scope, "a", &["two".into()]).map(drop)
+                w.add_observations(&scope, "a", &["two".into()], &Validity::default())
+                    .map(drop)
             })
             .expect("write");
         let second = delta.version.expect("an embedding was written");
@@ -1572,7 +1657,10 @@ mod tests {
             w.upsert_entity(&scope, &input("a", &["two", "three"]))
                 .map(drop)
         });
-        write(&|w| w.add_observations(&scope, "a", &["four".into()]).map(drop));
+        write(&|w| {
+            w.add_observations(&scope, "a", &["four".into()], &Validity::default())
+                .map(drop)
+        });
         write(&|w| {
             w.delete_observations(&scope, "a", &["one".into()])
                 .map(drop)
@@ -1619,7 +1707,10 @@ mod tests {
         write(&|w| w.upsert_entity(&scope, &retyped).map(drop));
         assert_eq!(observations(&store, "a").0, ["two", "three", "four"]);
         // Adding observations writes the copy, metadata kept.
-        write(&|w| w.add_observations(&scope, "a", &["five".into()]).map(drop));
+        write(&|w| {
+            w.add_observations(&scope, "a", &["five".into()], &Validity::default())
+                .map(drop)
+        });
         let reader = store.read().expect("read");
         let id = reader.entity_id(&scope, "a").expect("lookup").expect("a");
         let bytes = reader.t.entity_data.get(id).expect("get").expect("record");

@@ -38,6 +38,8 @@ impl From<EntityRecord> for EntityInput {
             entity_type: e.entity_type,
             observations: e.observations,
             metadata: e.metadata,
+            valid_from: None,
+            valid_to: None,
         }
     }
 }

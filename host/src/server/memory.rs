@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::memory::MemoryHealth;
 use crate::memory::report::{Imported, SearchResults, StatsReport};
+use crate::memory::temporal::At;
 
 use super::AppState;
 use super::agents::read_body;
@@ -37,6 +38,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_relations))
         .routes(routes!(delete_relations))
         .routes(routes!(open_nodes))
+        .routes(routes!(history))
+        .routes(routes!(supersede))
         .routes(routes!(read_graph))
         .routes(routes!(search))
         .routes(routes!(traverse))
@@ -235,6 +238,11 @@ struct ObservationsBody {
     /// Observation texts, each at most 4096 bytes; at most 1000 in one call.
     #[schema(min_items = 1, max_items = 1000, value_type = Vec<crate::memory::model::ObservationText>)]
     observations: Vec<String>,
+    /// When the observations became true in the world (RFC 3339 or
+    /// `YYYY-MM-DD`; default: now). Adding only.
+    valid_from: Option<String>,
+    /// When they stopped being true, if they have. Adding only.
+    valid_to: Option<String>,
 }
 
 /// Add observations to an entity.
@@ -261,8 +269,16 @@ async fn add_observations(
     let b: ObservationsBody = body(bytes)?;
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
-    let added =
-        blocking(move || memory.add_observations(&scope, &b.entity, &b.observations)).await?;
+    let added = blocking(move || {
+        memory.add_observations_valid(
+            &scope,
+            &b.entity,
+            &b.observations,
+            b.valid_from.as_deref(),
+            b.valid_to.as_deref(),
+        )
+    })
+    .await?;
     Ok(Json(json!({ "added": added })))
 }
 
@@ -288,6 +304,12 @@ async fn delete_observations(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b: ObservationsBody = body(bytes)?;
+    if b.valid_from.is_some() || b.valid_to.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`valid_from` and `valid_to` say when added observations hold; a delete takes neither (to keep a fact in history, supersede it: POST /api/v1/memory/supersede)",
+        ));
+    }
     let scope = scope(&state, b.scope.as_deref())?;
     let memory = state.memory.clone();
     let deleted =
@@ -400,11 +422,138 @@ async fn open_nodes(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Subgraph>, ApiError> {
-    let b: NamesBody = body(bytes)?;
+    let b: OpenBody = body(bytes)?;
     let scope = scope(&state, b.scope.as_deref())?;
+    let at = At::parse(b.as_of.as_deref(), b.known_at.as_deref()).map_err(ApiError::from)?;
     let memory = state.memory.clone();
-    let graph = blocking(move || memory.open_nodes(&scope, &b.names)).await?;
+    let graph = blocking(move || memory.open_nodes_at(&scope, &b.names, &at)).await?;
     Ok(Json(graph))
+}
+
+/// Body of `POST /api/v1/memory/nodes`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    /// `global` (default), `workspace`, or `agent:NAME` (an agent's
+    /// private memory, by agent name or id).
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
+    scope: Option<String>,
+    /// Entity names; at most 1000 in one call.
+    #[schema(min_items = 1, max_items = 1000)]
+    names: Vec<String>,
+    /// The facts true in the world at this time (RFC 3339 or
+    /// `YYYY-MM-DD`), retired ones included; default: current facts.
+    as_of: Option<String>,
+    /// The facts memory held at this time (RFC 3339 or `YYYY-MM-DD`).
+    known_at: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HistoryQuery {
+    /// `global` (default), `workspace`, or `agent:NAME`.
+    #[param(pattern = "^(global|workspace|agent:.+)$")]
+    scope: Option<String>,
+    /// The entity's name.
+    name: String,
+}
+
+/// Every version of an entity's facts, with both times.
+///
+/// Current and retired observations and relations, oldest recorded first:
+/// when each was true in the world (`valid_from`, `valid_to`) and when
+/// memory recorded it and retired it (`recorded_at`, `retired_at`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/history",
+    tag = "memory",
+    operation_id = "memory_history",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "`{entity, scope, versions: [...]}`", body = Object),
+        (status = 400, description = "A query parameter that does not parse, or an unknown scope", body = ErrorBody),
+        (status = 404, description = "No entity by that name in the scope", body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
+async fn history(
+    State(state): State<AppState>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let scope = scope(&state, q.scope.as_deref())?;
+    let memory = state.memory.clone();
+    let shown = scope.to_string();
+    let name = q.name.clone();
+    let versions = blocking(move || memory.history(&scope, &name)).await?;
+    Ok(Json(
+        json!({ "entity": q.name, "scope": shown, "versions": versions }),
+    ))
+}
+
+/// A fact to retire: an observation of an entity.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ObservationRef {
+    entity: String,
+    observation: String,
+}
+
+/// Body of `POST /api/v1/memory/supersede`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SupersedeBody {
+    /// `global` (default), `workspace`, or `agent:NAME`.
+    #[schema(pattern = "^(global|workspace|agent:.+)$")]
+    scope: Option<String>,
+    #[serde(default)]
+    observations: Vec<ObservationRef>,
+    #[serde(default)]
+    relations: Vec<RelationKey>,
+    /// When the facts stopped being true (default: now).
+    valid_from: Option<String>,
+}
+
+/// Retire named facts: they leave the current graph and its indexes and
+/// stay in their entity's history.
+///
+/// Facts that are not current are skipped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/memory/supersede",
+    tag = "memory",
+    operation_id = "memory_supersede",
+    request_body = SupersedeBody,
+    responses(
+        (status = 200, description = "`{\"retired\": n}`: how many facts were current and are now retired", body = Object),
+        (status = 400, description = "Invalid JSON, scope or time, or nothing named", body = ErrorBody),
+        (status = 404, description = "No entity by a name given", body = ErrorBody),
+        (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
+async fn supersede(
+    State(state): State<AppState>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b: SupersedeBody = body(bytes)?;
+    if b.observations.is_empty() && b.relations.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name the facts to retire: `observations` [{entity, observation}] and/or `relations` [{from, to, relation_type}]",
+        ));
+    }
+    let scope = scope(&state, b.scope.as_deref())?;
+    let observations: Vec<(String, String)> = b
+        .observations
+        .into_iter()
+        .map(|o| (o.entity, o.observation))
+        .collect();
+    let memory = state.memory.clone();
+    let retired = blocking(move || {
+        memory.supersede(&scope, &observations, &b.relations, b.valid_from.as_deref())
+    })
+    .await?;
+    Ok(Json(json!({ "retired": retired })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -466,6 +615,11 @@ struct SearchBody {
     /// Results wanted: 10 by default, brought into 1..=100.
     #[schema(default = 10)]
     limit: Option<usize>,
+    /// Search the facts true in the world at this time (RFC 3339 or
+    /// `YYYY-MM-DD`), retired ones included; default: current facts.
+    as_of: Option<String>,
+    /// Search the facts memory held at this time.
+    known_at: Option<String>,
 }
 
 /// Hybrid search: semantic and keyword rankings fused.
@@ -497,9 +651,10 @@ async fn search(
     if scopes.is_empty() {
         scopes.push(ScopeKey::global());
     }
+    let at = At::parse(b.as_of.as_deref(), b.known_at.as_deref()).map_err(ApiError::from)?;
     let memory = state.memory.clone();
     let limit = b.limit.unwrap_or(10);
-    let hits = blocking(move || memory.search(&scopes, &b.query, limit)).await?;
+    let hits = blocking(move || memory.search_at(&scopes, &b.query, limit, &at)).await?;
     Ok(Json(SearchResults { results: hits }))
 }
 

@@ -170,10 +170,12 @@ const MAX_AGE_DAYS: u64 = 36_500;
 #[schema(as = MemoryCleanupRequest)]
 #[serde(deny_unknown_fields)]
 struct Cleanup {
-    /// Must be true: delete entities without relations (the one cleanup
-    /// there is).
-    #[schema(value_type = OnlyTrue)]
+    /// Delete entities without relations.
+    #[serde(default)]
     remove_orphaned: bool,
+    /// Drop retired facts (history) retired before this time (RFC 3339
+    /// or `YYYY-MM-DD`): the only way anything retired is removed.
+    retired_before: Option<String>,
     /// Only those not updated for this many days (at most 36,500).
     #[schema(maximum = 36500)]
     older_than_days: Option<u64>,
@@ -182,21 +184,8 @@ struct Cleanup {
     dry_run: bool,
 }
 
-/// `true`, the one value a field accepts, in the API document.
-struct OnlyTrue;
-
-impl utoipa::PartialSchema for OnlyTrue {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::Boolean)
-            .enum_values(Some([true]))
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for OnlyTrue {}
-
-/// Delete orphaned entities: those without relations.
+/// Delete orphaned entities (those without relations) and/or history
+/// retired before a time.
 #[utoipa::path(
     post,
     path = "/api/v1/memory/cleanup",
@@ -205,7 +194,7 @@ impl utoipa::ToSchema for OnlyTrue {}
     request_body = Cleanup,
     responses(
         (status = 200, description = "Orphans found, how many were removed, and a sample of them", body = CleanupDone),
-        (status = 400, description = "Invalid JSON, an unknown field, or `remove_orphaned` not true", body = ErrorBody),
+        (status = 400, description = "Invalid JSON, an unknown field, neither `remove_orphaned` nor `retired_before`, or a time that does not parse", body = ErrorBody),
         (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
         (status = 500, description = STORAGE_FAULT, body = ErrorBody),
     ),
@@ -221,15 +210,35 @@ async fn cleanup(
             format!("older_than_days is at most {MAX_AGE_DAYS} (a hundred years)"),
         ));
     }
-    if !request.remove_orphaned {
+    if !request.remove_orphaned && request.retired_before.is_none() {
         return Err(ApiError::bad_request(
             "invalid_memory_request",
-            "nothing to clean: set \"remove_orphaned\": true (entities without relations)",
+            "nothing to clean: set \"remove_orphaned\": true (entities without relations) and/or \"retired_before\": a time (history retired before it)",
         ));
     }
     let memory = state.memory.clone();
-    let done =
-        blocking(move || memory.cleanup_orphans(request.older_than_days, request.dry_run)).await?;
+    let done = blocking(move || {
+        let mut done = if request.remove_orphaned {
+            memory.cleanup_orphans(request.older_than_days, request.dry_run)?
+        } else {
+            CleanupDone {
+                orphans: 0,
+                removed: 0,
+                sample: Vec::new(),
+                retired_dropped: None,
+            }
+        };
+        // A dry run lists orphans only; history is dropped for real or not.
+        if let Some(before) = request
+            .retired_before
+            .as_deref()
+            .filter(|_| !request.dry_run)
+        {
+            done.retired_dropped = Some(memory.drop_retired_before(before)?);
+        }
+        Ok(done)
+    })
+    .await?;
     Ok(Json(done))
 }
 

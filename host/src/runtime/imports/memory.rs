@@ -168,6 +168,8 @@ fn from_wit_entity(e: Entity) -> Result<m::EntityInput, Error> {
         entity_type: e.entity_type,
         observations: e.observations,
         metadata,
+        valid_from: None,
+        valid_to: None,
     })
 }
 
@@ -187,6 +189,8 @@ fn from_wit_relation(r: Relation) -> m::Relation {
         relation_type: r.relation_type,
         strength: r.strength,
         confidence: r.confidence,
+        valid_from: None,
+        valid_to: None,
     }
 }
 

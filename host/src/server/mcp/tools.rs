@@ -139,7 +139,8 @@ fn relation_items() -> Value {
         "properties": {
             "from": { "type": "string", "description": "The name of the entity where the relation starts" },
             "to": { "type": "string", "description": "The name of the entity where the relation ends" },
-            "relationType": { "type": "string", "description": "The type of the relation, in active voice" }
+            "relationType": { "type": "string", "description": "The type of the relation, in active voice" },
+            "validFrom": { "type": "string", "description": "Optional: when the relation became true in the world (RFC 3339 or YYYY-MM-DD)" }
         },
         "required": ["from", "to", "relationType"]
     })
@@ -187,7 +188,8 @@ pub fn all() -> Vec<ToolDef> {
                     "type": "object",
                     "properties": {
                         "entityName": { "type": "string", "description": "The name of the entity to add the observations to" },
-                        "contents": { "type": "array", "items": { "type": "string" }, "description": "The observations to add" }
+                        "contents": { "type": "array", "items": { "type": "string" }, "description": "The observations to add" },
+                        "validFrom": { "type": "string", "description": "Optional: when they became true in the world (RFC 3339 or YYYY-MM-DD)" }
                     },
                     "required": ["entityName", "contents"]
                 }}}),
@@ -236,7 +238,9 @@ pub fn all() -> Vec<ToolDef> {
             name: "search_nodes",
             description: "Search for nodes in the knowledge graph based on a query (hybrid: meaning and keywords)",
             schema: object(
-                json!({ "query": { "type": "string", "description": "The search query to match against entity names, types, and observation content" } }),
+                at_properties(
+                    json!({ "query": { "type": "string", "description": "The search query to match against entity names, types, and observation content" } }),
+                ),
                 &["query"],
             ),
         },
@@ -244,7 +248,9 @@ pub fn all() -> Vec<ToolDef> {
             name: "open_nodes",
             description: "Open specific nodes in the knowledge graph by their names",
             schema: object(
-                json!({ "names": { "type": "array", "items": { "type": "string" }, "description": "An array of entity names to retrieve" } }),
+                at_properties(
+                    json!({ "names": { "type": "array", "items": { "type": "string" }, "description": "An array of entity names to retrieve" } }),
+                ),
                 &["names"],
             ),
         },
@@ -252,10 +258,10 @@ pub fn all() -> Vec<ToolDef> {
             name: "search",
             description: "Ranked hybrid search (semantic + keyword) over the knowledge graph, with scores and the text that matched",
             schema: object(
-                json!({
+                at_properties(json!({
                     "query": { "type": "string" },
                     "limit": { "type": "integer", "minimum": 1, "maximum": 100, "description": "Most results (default 10)" }
-                }),
+                })),
                 &["query"],
             ),
         },
@@ -314,6 +320,9 @@ struct RelationIn {
     from: String,
     to: String,
     relation_type: String,
+    /// Optional: when the relation became true in the world.
+    #[serde(default)]
+    valid_from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +331,9 @@ struct ObservationsIn {
     entity_name: String,
     #[serde(alias = "observations")]
     contents: Vec<String>,
+    /// Optional: when the observations became true in the world.
+    #[serde(default)]
+    valid_from: Option<String>,
 }
 
 /// A tool's arguments with the `scope` every memory tool takes.
@@ -357,10 +369,44 @@ struct Deletions {
 #[derive(Deserialize)]
 struct Names {
     names: Vec<String>,
+    #[serde(flatten)]
+    at: AtIn,
 }
 #[derive(Deserialize)]
 struct Query {
     query: String,
+    #[serde(flatten)]
+    at: AtIn,
+}
+/// The optional point in time of a read (absent: current facts, as the
+/// reference server answers).
+#[derive(Deserialize, Clone)]
+struct AtIn {
+    #[serde(default)]
+    as_of: Option<String>,
+    #[serde(default)]
+    known_at: Option<String>,
+}
+
+impl AtIn {
+    /// Adds the point in time to a REST body, when one was given.
+    fn into_body(self, mut body: Value) -> Value {
+        if let Some(t) = self.as_of {
+            body["as_of"] = json!(t);
+        }
+        if let Some(t) = self.known_at {
+            body["known_at"] = json!(t);
+        }
+        body
+    }
+}
+
+/// The properties of a read's point in time, in a tool's schema.
+fn at_properties(mut properties: Value) -> Value {
+    properties["as_of"] = json!({ "type": "string", "description": "Optional: what was true in the world at this time (RFC 3339 or YYYY-MM-DD), replaced facts included" });
+    properties["known_at"] =
+        json!({ "type": "string", "description": "Optional: what memory held at this time" });
+    properties
 }
 #[derive(Deserialize)]
 struct Nothing {}
@@ -369,7 +415,14 @@ struct Nothing {}
 fn relations_in(relations: &[RelationIn]) -> Vec<Value> {
     relations
         .iter()
-        .map(|r| json!({ "from": r.from, "to": r.to, "relation_type": r.relation_type }))
+        .map(|r| {
+            let mut relation =
+                json!({ "from": r.from, "to": r.to, "relation_type": r.relation_type });
+            if let Some(t) = &r.valid_from {
+                relation["valid_from"] = json!(t);
+            }
+            relation
+        })
         .collect()
 }
 
@@ -556,12 +609,11 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
                         item.entity_name
                     ));
                 };
-                let _: IgnoredAny = rest
-                    .post(
-                        "/api/v1/memory/observations",
-                        json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents }),
-                    )
-                    .await?;
+                let mut body = json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents });
+                if let Some(t) = &item.valid_from {
+                    body["valid_from"] = json!(t);
+                }
+                let _: IgnoredAny = rest.post("/api/v1/memory/observations", body).await?;
                 let added: Vec<&String> = item
                     .contents
                     .iter()
@@ -627,33 +679,27 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
         "search_nodes" => {
             let a: Args<Query> = parse(name, arguments)?;
             let scope = scope_json(&a.scope);
+            let at = a.rest.at;
+            let body = json!({ "scope": scope, "query": a.rest.query, "limit": 20 });
             let hits: HitsRest = rest
-                .post(
-                    "/api/v1/memory/search",
-                    json!({ "scope": scope, "query": a.rest.query, "limit": 20 }),
-                )
+                .post("/api/v1/memory/search", at.clone().into_body(body))
                 .await?;
             if hits.results.is_empty() {
                 return Output::of(&graph_out(&[], &[]));
             }
             let names: Vec<String> = hits.results.into_iter().map(|h| h.entity.name).collect();
             // The matches, and the relations among them.
-            let graph: GraphRest = rest
-                .post(
-                    "/api/v1/memory/nodes",
-                    json!({ "scope": scope, "names": names }),
-                )
-                .await?;
+            let nodes = at.into_body(json!({ "scope": scope, "names": names }));
+            let graph: GraphRest = rest.post("/api/v1/memory/nodes", nodes).await?;
             Output::of(&graph_out(&graph.entities, &graph.relations))
         }
         "open_nodes" => {
             let a: Args<Names> = parse(name, arguments)?;
-            let graph: GraphRest = rest
-                .post(
-                    "/api/v1/memory/nodes",
-                    json!({ "scope": scope_json(&a.scope), "names": a.rest.names }),
-                )
-                .await?;
+            let body = a
+                .rest
+                .at
+                .into_body(json!({ "scope": scope_json(&a.scope), "names": a.rest.names }));
+            let graph: GraphRest = rest.post("/api/v1/memory/nodes", body).await?;
             Output::of(&graph_out(&graph.entities, &graph.relations))
         }
         // The REST request is the arguments, with the default scope, and
