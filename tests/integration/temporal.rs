@@ -300,3 +300,47 @@ async fn an_attribute_updated_a_thousand_times_has_one_current_value() {
     assert_eq!(stats["counts"]["retired_facts"], 999, "{stats}");
     assert_eq!(stats["counts"]["observations"], 1, "{stats}");
 }
+
+/// A WASM agent uses memory in time through the `memory-time` interface:
+/// a new value of an attribute replaces the old, which the agent can still
+/// read as of an earlier time and in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_agent_reads_its_memory_as_of_a_time_and_its_history() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start_keyword_only(&data);
+    server
+        .deploy("memo", &crate::harness::rust_example("memo"), json!({}))
+        .await;
+    assert_eq!(
+        server
+            .ask("memo", "remember bob person: role: intern")
+            .await,
+        "remembered bob"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = now_rfc3339();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        server
+            .ask("memo", "remember bob person: role: engineer")
+            .await,
+        "remembered bob"
+    );
+    assert_eq!(
+        server.ask("memo", "as-of 2999-01-01 bob").await,
+        "role: engineer"
+    );
+    assert_eq!(
+        server.ask("memo", &format!("as-of {between} bob")).await,
+        "role: intern"
+    );
+    assert_eq!(
+        server.ask("memo", "history bob").await,
+        "role: intern (retired); role: engineer"
+    );
+    let (_, reply) = server.message("memo", "as-of yesterday bob").await;
+    assert!(
+        reply.to_string().contains("as_of") && reply.to_string().contains("yesterday"),
+        "{reply}"
+    );
+}

@@ -12,6 +12,11 @@
 //!   alone, recall@10 of the HNSW graph against an exact scan, depth-3
 //!   traversal, resident memory, bytes on disk per entity, restart time
 //!   (snapshot load) and full index rebuild time.
+//! - `temporal [N]` instead (`scripts/bench-memory temporal`): facts in
+//!   time at N entities (default 100K) with 10 % of them updated 5 times,
+//!   against a store that only ever held the final facts: search p50/p99,
+//!   agreement of the two stores' top 10, HNSW recall, `as_of` search, and
+//!   disk per retired fact.
 //!
 //! Embedding 1M real texts takes hours on 2 cores, so the corpus texts are
 //! drawn from 2,000 distinct base sentences embedded once by the real model;
@@ -307,7 +312,15 @@ fn open(
 fn main() -> anyhow::Result<()> {
     // SAFETY: first statement of the process; no other thread exists yet.
     unsafe { caxton_models::fix_thread_count() };
-    let sizes: Vec<usize> = match std::env::args().nth(1) {
+    // `temporal [N]`: memory with history (issue 30) instead of the sizes.
+    let temporal = match std::env::args().nth(1).as_deref() {
+        Some("temporal") => Some(match std::env::args().nth(2) {
+            Some(n) => n.parse().context("temporal takes an entity count")?,
+            None => 100_000,
+        }),
+        _ => None,
+    };
+    let sizes: Vec<usize> = match std::env::args().nth(1).filter(|_| temporal.is_none()) {
         Some(list) => list
             .split(',')
             .map(|s| {
@@ -394,6 +407,9 @@ fn main() -> anyhow::Result<()> {
         bases,
     });
 
+    if let Some(n) = temporal {
+        return run_temporal(n, &corpus);
+    }
     for n in sizes {
         run_size(n, &corpus, &real)?;
     }
@@ -579,5 +595,176 @@ fn run_size(
     );
     drop(memory);
     drop(storage);
+    Ok(())
+}
+
+/// Versions each updated entity goes through after its first.
+const UPDATES: usize = 5;
+
+/// Version `v` of entity `i`'s one fact: an attribute (`note: …`), so a
+/// new version retires the previous. The bracketed number picks the
+/// version's vector (a different base sentence per version).
+fn versioned_note(i: usize, v: usize) -> String {
+    let pseudo = (i + v * 1_000_003) % 10_000_000;
+    format!(
+        "note: {} [entity-{pseudo:07}]",
+        base_sentence(base_of(pseudo))
+    )
+}
+
+fn final_version(i: usize) -> usize {
+    if i.is_multiple_of(10) { UPDATES } else { 0 }
+}
+
+fn write_notes(
+    memory: &MemoryService,
+    entities: impl Iterator<Item = (usize, usize)>,
+) -> anyhow::Result<()> {
+    let all: Vec<(usize, usize)> = entities.collect();
+    for chunk in all.chunks(INGEST_BATCH) {
+        let batch: Vec<EntityInput> = chunk
+            .iter()
+            .map(|&(i, v)| EntityInput {
+                name: entity_name(i),
+                entity_type: TYPES[i % TYPES.len()].to_string(),
+                observations: vec![versioned_note(i, v)],
+                metadata: None,
+                valid_from: None,
+                valid_to: None,
+            })
+            .collect();
+        memory
+            .create_entities(&ScopeKey::global(), &batch)
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// Issue 30's benchmark: the cost of history for what is current, and of
+/// asking about the past.
+fn run_temporal(n: usize, corpus: &Arc<dyn TextEmbedder>) -> anyhow::Result<()> {
+    println!("\n== facts in time: {n} entities, 10 % updated {UPDATES} times ==");
+    let err = |e: caxton::memory::model::MemoryError| anyhow!("{e}");
+    let scope = ScopeKey::global();
+    // A store that only ever held the final facts.
+    let clean_dir = tempfile::tempdir()?;
+    let (clean_storage, clean) = open(clean_dir.path(), corpus.clone())?;
+    write_notes(&clean, (0..n).map(|i| (i, final_version(i))))?;
+    wait_for_backlog(&clean);
+    // The same final facts, reached through every version.
+    let history_dir = tempfile::tempdir()?;
+    let (history_storage, history) = open(history_dir.path(), corpus.clone())?;
+    let started = Instant::now();
+    write_notes(&history, (0..n).map(|i| (i, 0)))?;
+    let mut middle = String::new();
+    for v in 1..=UPDATES {
+        write_notes(&history, (0..n).step_by(10).map(|i| (i, v)))?;
+        if v == 2 {
+            std::thread::sleep(Duration::from_millis(5));
+            middle = caxton::clock::now_rfc3339();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    wait_for_backlog(&history);
+    let retired = history.stats().map_err(err)?.counts.retired_facts;
+    println!(
+        "ingest with history: {:.1} s ({} retired facts)",
+        started.elapsed().as_secs_f64(),
+        retired
+    );
+
+    let questions: Vec<String> = (0..QUERIES)
+        .map(|q| question(mix(q as u64 + 7) as usize % BASES, q))
+        .collect();
+    let names = |hits: &[caxton::memory::model::SearchHit]| -> Vec<String> {
+        hits.iter().map(|h| h.entity.name.clone()).collect()
+    };
+    let (mut clean_times, mut history_times, mut past_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut agree, mut wanted) = (0usize, 0usize);
+    let at = caxton::memory::temporal::At::parse(Some(&middle), None).map_err(err)?;
+    for q in &questions {
+        let started = Instant::now();
+        let a = clean
+            .search(std::slice::from_ref(&scope), q, 10)
+            .map_err(err)?;
+        clean_times.push(started.elapsed());
+        let started = Instant::now();
+        let b = history
+            .search(std::slice::from_ref(&scope), q, 10)
+            .map_err(err)?;
+        history_times.push(started.elapsed());
+        let truth: HashSet<String> = names(&a).into_iter().collect();
+        agree += names(&b).iter().filter(|n| truth.contains(*n)).count();
+        wanted += truth.len();
+    }
+    println!(
+        "search, store that never had old versions: {}",
+        p50_p99(clean_times)
+    );
+    println!(
+        "search, store with history (current facts): {}",
+        p50_p99(history_times)
+    );
+    println!(
+        "current top 10 agreement (history store vs clean store): {:.3}",
+        agree as f64 / wanted.max(1) as f64
+    );
+    // Other questions: none of their embeddings is in the query cache.
+    for q in 0..QUERIES {
+        let question = question(mix(q as u64 + 11) as usize % BASES, q + QUERIES);
+        let started = Instant::now();
+        history
+            .search_at(std::slice::from_ref(&scope), &question, 10, &at)
+            .map_err(err)?;
+        past_times.push(started.elapsed());
+    }
+    println!("search as_of (mid-history): {}", p50_p99(past_times));
+    // HNSW recall on the store whose index saw every removal.
+    let real_vectors: Vec<Vec<f32>> = questions
+        .iter()
+        .take(200)
+        .map(|q| corpus.embed(&[q.as_str()]).map(|mut v| v.remove(0)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!(e))?;
+    for (label, memory) in [("clean", &clean), ("with history", &history)] {
+        let (mut overlap, mut total) = (0usize, 0usize);
+        for v in &real_vectors {
+            let ann = memory
+                .vector_search(v, std::slice::from_ref(&scope), 10, false)
+                .map_err(err)?;
+            let exact = memory
+                .vector_search(v, std::slice::from_ref(&scope), 10, true)
+                .map_err(err)?;
+            let truth: HashSet<u64> = exact.iter().map(|h| h.0).collect();
+            overlap += ann.iter().filter(|h| truth.contains(&h.0)).count();
+            total += truth.len();
+        }
+        println!(
+            "recall@10 (HNSW vs exact), {label}: {:.3}",
+            overlap as f64 / total.max(1) as f64
+        );
+    }
+    // Compacted (what `caxton storage compact` does), so free pages left
+    // by the rewrites do not count as history.
+    let mut sizes = Vec::new();
+    for (dir, memory, storage) in [
+        (&clean_dir, clean, clean_storage),
+        (&history_dir, history, history_storage),
+    ] {
+        memory.save_index().map_err(err)?;
+        storage.request_compaction()?;
+        drop(memory);
+        drop(storage);
+        let reopened = open(dir.path(), corpus.clone())?;
+        drop(reopened);
+        sizes.push(dir_bytes(dir.path()));
+    }
+    let (a, b) = (sizes[0], sizes[1]);
+    println!(
+        "on disk after compaction: clean {}, with history {}; {:.0} bytes per retired fact",
+        mb(a),
+        mb(b),
+        b.saturating_sub(a) as f64 / retired.max(1) as f64
+    );
     Ok(())
 }

@@ -11,6 +11,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use super::{
     DOCS, ENTITIES, ENTITY_DATA, GraphWriter, OBSERVATIONS, REL_IN, REL_OUT, StoredEntity,
 };
+use crate::memory::keyword;
 use crate::memory::model::{Entity, Relation, Result, ScopeKey};
 use crate::memory::temporal::{
     At, FactVersion, PastFact, PastKind, Times, TimesRow, Validity, attribute_key, retired_times,
@@ -24,8 +25,25 @@ pub(super) const REL_TIMES: TableDefinition<(u64, &str, u64), TimesRow> =
 /// (scope, entity id, sequence) → a retired fact ([`PastFact`], postcard).
 pub(super) const HISTORY: TableDefinition<(&str, u64, u64), &[u8]> =
     TableDefinition::new("mem_history");
+/// (scope, term, entity id, sequence): the terms of each retired fact's
+/// text, so a search as of a past time finds retired facts by keyword
+/// without reading the whole history.
+pub(super) const HISTORY_TERMS: TableDefinition<(&str, &str, u64, u64), ()> =
+    TableDefinition::new("mem_history_terms");
 /// In `mem_meta`: the next history sequence number.
 const NEXT_PAST: &str = "next_past";
+/// Most history entries one query term is followed to.
+const MAX_TERM_MATCHES: usize = 2000;
+
+/// The text a retired fact is found by.
+fn searchable(kind: &PastKind) -> String {
+    match kind {
+        PastKind::Observation { text } => text.clone(),
+        PastKind::Relation {
+            relation_type, to, ..
+        } => format!("{relation_type} {to}"),
+    }
+}
 
 fn millis(rfc3339: &str) -> i64 {
     crate::clock::parse_millis(rfc3339).unwrap_or(0)
@@ -102,6 +120,28 @@ impl GraphWriter<'_> {
         self.txn
             .open_table(HISTORY)?
             .insert((scope.as_str(), entity, seq), fact.encode()?.as_slice())?;
+        let mut terms = self.txn.open_table(HISTORY_TERMS)?;
+        for term in keyword::terms(&searchable(&fact.kind)).keys() {
+            terms.insert((scope.as_str(), term.as_str(), entity, seq), ())?;
+        }
+        Ok(())
+    }
+
+    /// Removes one history entry and its terms.
+    fn forget_past(&self, scope: &str, entity: u64, seq: u64) -> Result<()> {
+        let Some(bytes) = self
+            .txn
+            .open_table(HISTORY)?
+            .remove((scope, entity, seq))?
+            .map(|v| v.value().to_vec())
+        else {
+            return Ok(());
+        };
+        let fact = PastFact::decode(&bytes)?;
+        let mut terms = self.txn.open_table(HISTORY_TERMS)?;
+        for term in keyword::terms(&searchable(&fact.kind)).keys() {
+            terms.remove((scope, term.as_str(), entity, seq))?;
+        }
         Ok(())
     }
 
@@ -263,13 +303,14 @@ impl GraphWriter<'_> {
 
     /// Drops an entity's history (the entity is deleted).
     pub(super) fn forget_history(&self, scope: &ScopeKey, entity: u64) -> Result<()> {
-        let mut history = self.txn.open_table(HISTORY)?;
-        let keys: Vec<u64> = history
+        let keys: Vec<u64> = self
+            .txn
+            .open_table(HISTORY)?
             .range((scope.as_str(), entity, 0)..=(scope.as_str(), entity, u64::MAX))?
             .map(|e| e.map(|(k, _)| k.value().2))
             .collect::<std::result::Result<_, _>>()?;
         for seq in keys {
-            history.remove((scope.as_str(), entity, seq))?;
+            self.forget_past(scope.as_str(), entity, seq)?;
         }
         Ok(())
     }
@@ -277,9 +318,8 @@ impl GraphWriter<'_> {
     /// Drops every retired fact retired before `before` (milliseconds):
     /// `memory cleanup --retired-before`. Answers how many.
     pub fn drop_retired_before(&self, before: i64) -> Result<u64> {
-        let mut history = self.txn.open_table(HISTORY)?;
         let mut old = Vec::new();
-        for entry in history.iter()? {
+        for entry in self.txn.open_table(HISTORY)?.iter()? {
             let (key, value) = entry?;
             if PastFact::decode(value.value())?.retired_at < before {
                 let (scope, entity, seq) = key.value();
@@ -287,7 +327,7 @@ impl GraphWriter<'_> {
             }
         }
         for (scope, entity, seq) in &old {
-            history.remove((scope.as_str(), *entity, *seq))?;
+            self.forget_past(scope, *entity, *seq)?;
         }
         Ok(old.len() as u64)
     }
@@ -303,6 +343,7 @@ pub struct HistoryReader {
     obs_times: redb::ReadOnlyTable<u64, TimesRow>,
     rel_times: redb::ReadOnlyTable<(u64, &'static str, u64), TimesRow>,
     history: redb::ReadOnlyTable<(&'static str, u64, u64), &'static [u8]>,
+    history_terms: redb::ReadOnlyTable<(&'static str, &'static str, u64, u64), ()>,
 }
 
 /// One fact of an entity, current or retired, with its times.
@@ -323,6 +364,7 @@ impl HistoryReader {
             obs_times: txn.open_table(OBS_TIMES)?,
             rel_times: txn.open_table(REL_TIMES)?,
             history: txn.open_table(HISTORY)?,
+            history_terms: txn.open_table(HISTORY_TERMS)?,
         })
     }
 
@@ -482,9 +524,11 @@ impl HistoryReader {
         Ok(Some((entity, relations)))
     }
 
-    /// Entities of `scope` with a retired fact whose text holds one of
-    /// `terms` and that `at` admits: the past a search as of a time must
-    /// look at besides what is current (a scan of the scope's history).
+    /// Entities of `scope` with a retired fact that has one of `terms`
+    /// (as the keyword index splits text) and that `at` admits, with that
+    /// fact's text: what a search as of a past time finds besides what is
+    /// current. Read through the history's term index, at most
+    /// [`MAX_TERM_MATCHES`] entries per term.
     pub fn past_matches(
         &self,
         scope: &ScopeKey,
@@ -494,30 +538,28 @@ impl HistoryReader {
     ) -> Result<Vec<(String, String)>> {
         let mut found: Vec<(String, String)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let range = (scope.as_str(), 0u64, 0u64)..=(scope.as_str(), u64::MAX, u64::MAX);
-        for entry in self.history.range(range)? {
-            let (key, value) = entry?;
-            let entity = key.value().1;
-            if seen.contains(&entity) {
-                continue;
-            }
-            let past = PastFact::decode(value.value())?;
-            if !at.admits(&past.times(), Some(past.retired_at)) {
-                continue;
-            }
-            let text = match &past.kind {
-                PastKind::Observation { text } => text.to_lowercase(),
-                PastKind::Relation {
-                    relation_type, to, ..
-                } => format!("{relation_type} {to}").to_lowercase(),
-            };
-            if terms.iter().any(|t| text.contains(t.as_str())) {
+        for term in terms {
+            let range = (scope.as_str(), term.as_str(), 0u64, 0u64)
+                ..=(scope.as_str(), term.as_str(), u64::MAX, u64::MAX);
+            for entry in self.history_terms.range(range)?.take(MAX_TERM_MATCHES) {
+                let (key, _) = entry?;
+                let (_, _, entity, seq) = key.value();
+                if seen.contains(&entity) {
+                    continue;
+                }
+                let Some(bytes) = self.history.get((scope.as_str(), entity, seq))? else {
+                    continue;
+                };
+                let past = PastFact::decode(bytes.value())?;
+                if !at.admits(&past.times(), Some(past.retired_at)) {
+                    continue;
+                }
                 seen.insert(entity);
                 if let Some(stored) = self.stored(entity)? {
-                    found.push((stored.name, text));
+                    found.push((stored.name, searchable(&past.kind)));
                 }
                 if found.len() >= limit {
-                    break;
+                    return Ok(found);
                 }
             }
         }

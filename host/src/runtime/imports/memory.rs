@@ -25,7 +25,7 @@ fn to_wit_error(e: MemoryError) -> Error {
     }
 }
 
-fn scope_key(agent: &AgentContext, scope: Scope) -> Result<ScopeKey, Error> {
+pub(super) fn scope_key(agent: &AgentContext, scope: Scope) -> Result<ScopeKey, Error> {
     let (key, name) = match scope {
         Scope::Agent => return Ok(ScopeKey::agent(&agent.id)),
         Scope::Workspace => (ScopeKey::workspace(), "workspace"),
@@ -44,7 +44,7 @@ fn scope_key(agent: &AgentContext, scope: Scope) -> Result<ScopeKey, Error> {
 /// What a memory call takes from the message being handled: its span, the
 /// recording it goes into, the replay that may answer it. (`HostState` is
 /// not `Sync`: this is gathered before the call awaits.)
-struct Call {
+pub(super) struct Call {
     agent: Arc<AgentContext>,
     span: Option<crate::trace::Started>,
     recording: Option<(Arc<crate::recordings::Recorder>, String)>,
@@ -52,7 +52,7 @@ struct Call {
 }
 
 impl HostState {
-    fn memory_call(&self) -> Call {
+    pub(super) fn memory_call(&self) -> Call {
         let recording = match (self.recording(), self.agent.recorder.get(), &self.span) {
             (true, Some(recorder), Some(span)) => {
                 Some((recorder.clone(), span.conversation_id.clone()))
@@ -71,19 +71,22 @@ impl HostState {
 /// Whether `function` changes memory (a replay never applies a write the
 /// recording does not answer).
 fn writes(function: &str) -> bool {
-    !matches!(function, "open-nodes" | "search" | "traverse")
+    !matches!(
+        function,
+        "open-nodes" | "search" | "traverse" | "search-at" | "open-nodes-at" | "history"
+    )
 }
 
 impl Call {
     /// Whether the call's arguments are wanted (to record or to match).
-    fn wants_arguments(&self) -> bool {
+    pub(super) fn wants_arguments(&self) -> bool {
         self.recording.is_some() || self.replay.is_some()
     }
 
     /// Runs the memory call `function` on the blocking pool (redb commits
     /// fsync), as a span of the message being handled; recorded with
     /// `arguments`, or answered from the recording during a replay.
-    async fn run<T>(
+    pub(super) async fn run<T>(
         self,
         function: &str,
         arguments: Option<serde_json::Value>,
@@ -173,7 +176,7 @@ fn from_wit_entity(e: Entity) -> Result<m::EntityInput, Error> {
     })
 }
 
-fn to_wit_entity(e: m::Entity) -> Entity {
+pub(super) fn to_wit_entity(e: m::Entity) -> Entity {
     Entity {
         name: e.name,
         entity_type: e.entity_type,
@@ -182,7 +185,7 @@ fn to_wit_entity(e: m::Entity) -> Entity {
     }
 }
 
-fn from_wit_relation(r: Relation) -> m::Relation {
+pub(super) fn from_wit_relation(r: Relation) -> m::Relation {
     m::Relation {
         from: r.source,
         to: r.target,

@@ -5,6 +5,7 @@ pub mod keyvalue;
 mod llm;
 mod logging;
 mod memory;
+mod memory_time;
 pub(crate) mod messaging;
 mod protocols;
 mod tools;
