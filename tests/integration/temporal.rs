@@ -191,6 +191,33 @@ async fn the_latest_employer_wins_and_every_earlier_one_is_kept_in_time() {
     let (_, stats) = server.get("/api/v1/memory/stats").await;
     assert_eq!(stats["counts"]["retired_facts"], 4, "{stats}");
 
+    // Export and import carry the times and the history (twice: nothing
+    // doubles).
+    let export = reqwest::get(server.url("/api/v1/memory/export"))
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("body");
+    let (_guard2, data2) = temp_data_dir();
+    let fresh = Server::start_with_config(&data2, Some(&config));
+    for _ in 0..2 {
+        let (status, body) = fresh
+            .post_raw(
+                "/api/v1/memory/import",
+                "application/x-ndjson",
+                export.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let then = open_at(&fresh, json!({"as_of": "2023-06-01"})).await;
+    assert_eq!(relation_targets(&then, "works_at"), ["Globex"], "{then}");
+    let (_, imported) = fresh.get("/api/v1/memory/history?name=Alice").await;
+    assert_eq!(imported["versions"], history["versions"], "{imported}");
+    let (_, stats) = fresh.get("/api/v1/memory/stats").await;
+    assert_eq!(stats["counts"]["retired_facts"], 4, "{stats}");
+
     // An explicit supersede retires a named fact.
     let (status, body) = server
         .post(

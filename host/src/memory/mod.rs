@@ -734,6 +734,9 @@ impl MemoryService {
                     &validity,
                 )?))
             }
+            WriteOp::Restore { entity, versions } => {
+                Ok(WriteResult::Count(w.restore(scope, entity, versions)?))
+            }
             WriteOp::DropRetired { before } => Ok(WriteResult::Count(
                 u32::try_from(w.drop_retired_before(*before)?).unwrap_or(u32::MAX),
             )),
@@ -1153,7 +1156,7 @@ impl MemoryService {
         &self,
         mut emit: impl FnMut(transfer::Record) -> std::io::Result<()>,
     ) -> Result<usize> {
-        transfer::export(&self.store.read()?, &mut emit)
+        transfer::export(&self.store.read()?, &self.store.read_history()?, &mut emit)
     }
 
     /// Replays exported records in one write transaction: every record is
@@ -1165,8 +1168,19 @@ impl MemoryService {
     pub fn import(&self, records: Vec<transfer::Record>) -> Result<(u32, u32)> {
         let mut entities: Vec<(ScopeKey, EntityInput)> = Vec::new();
         let mut relations: Vec<(ScopeKey, Relation)> = Vec::new();
+        let mut histories: Vec<(ScopeKey, String, Vec<temporal::FactVersion>)> = Vec::new();
         for record in records {
             match record {
+                transfer::Record::History {
+                    scope,
+                    entity,
+                    versions,
+                } => {
+                    for version in &versions {
+                        version.parse()?;
+                    }
+                    histories.push((transfer::parse_scope(&scope)?, entity, versions));
+                }
                 transfer::Record::Entity { scope, entity } => {
                     let entity = EntityInput::from(entity);
                     entity.validate()?;
@@ -1179,7 +1193,12 @@ impl MemoryService {
             }
         }
         if self.replicator.get().is_some() {
-            return self.import_replicated(entities, relations);
+            let counts = self.import_replicated(entities, relations)?;
+            for (scope, entity, versions) in histories {
+                let op = replication::WriteOp::Restore { entity, versions };
+                self.perform(&scope, op, HashMap::new())?;
+            }
+            return Ok(counts);
         }
         let mut texts = Vec::new();
         for (_, e) in &entities {
@@ -1193,6 +1212,9 @@ impl MemoryService {
             }
             for (scope, relation) in &relations {
                 w.put_relation(scope, relation)?;
+            }
+            for (scope, entity, versions) in &histories {
+                w.restore(scope, entity, versions)?;
             }
             Ok(())
         })?;

@@ -67,6 +67,11 @@ pub enum WriteOp {
     DropRetired {
         before: i64,
     },
+    /// An imported entity's facts in time (see `transfer::Record::History`).
+    Restore {
+        entity: String,
+        versions: Vec<super::temporal::FactVersion>,
+    },
 }
 
 /// What applying a write answered.

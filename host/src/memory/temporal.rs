@@ -232,6 +232,11 @@ pub struct FactVersion {
     pub relation_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// A relation's strength and confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
     /// RFC 3339.
     pub valid_from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,22 +251,27 @@ pub struct FactVersion {
 impl FactVersion {
     pub fn new(kind: &PastKind, times: Times, retired_at: Option<i64>) -> FactVersion {
         let text = crate::clock::rfc3339_from_signed_millis;
-        let (kind_name, fact, key, relation_type, to) = match kind {
+        let (kind_name, fact, key, relation_type, to, weights) = match kind {
             PastKind::Observation { text } => (
                 "observation",
                 text.clone(),
                 attribute_key(text).map(str::to_string),
                 None,
                 None,
+                None,
             ),
             PastKind::Relation {
-                relation_type, to, ..
+                relation_type,
+                to,
+                strength,
+                confidence,
             } => (
                 "relation",
                 format!("{relation_type} → {to}"),
                 None,
                 Some(relation_type.clone()),
                 Some(to.clone()),
+                Some((*strength, *confidence)),
             ),
         };
         FactVersion {
@@ -270,12 +280,60 @@ impl FactVersion {
             key,
             relation_type,
             to,
+            strength: weights.map(|w| w.0),
+            confidence: weights.map(|w| w.1),
             valid_from: text(times.valid_from),
             valid_to: times.valid_to.map(text),
             recorded_at: text(times.recorded_at),
             retired_at: retired_at.map(text),
             current: retired_at.is_none(),
         }
+    }
+}
+
+impl FactVersion {
+    /// Back to what it records (an exported version being imported).
+    pub fn parse(&self) -> Result<(PastKind, Times, Option<i64>)> {
+        let time = |name: &str, text: &str| {
+            crate::clock::parse_millis(text).ok_or_else(|| {
+                MemoryError::Invalid(format!(
+                    "`{name}` of `{}` is `{text}`, not a time",
+                    self.fact
+                ))
+            })
+        };
+        let kind = match (self.kind.as_str(), &self.relation_type, &self.to) {
+            ("observation", _, _) => PastKind::Observation {
+                text: self.fact.clone(),
+            },
+            ("relation", Some(relation_type), Some(to)) => PastKind::Relation {
+                relation_type: relation_type.clone(),
+                to: to.clone(),
+                strength: self.strength.unwrap_or(1.0),
+                confidence: self.confidence.unwrap_or(1.0),
+            },
+            _ => {
+                return Err(MemoryError::Invalid(format!(
+                    "a fact version is `observation`, or `relation` with `relation_type` and `to`; not `{}`",
+                    self.kind
+                )));
+            }
+        };
+        let times = Times {
+            recorded_at: time("recorded_at", &self.recorded_at)?,
+            valid_from: time("valid_from", &self.valid_from)?,
+            valid_to: self
+                .valid_to
+                .as_deref()
+                .map(|t| time("valid_to", t))
+                .transpose()?,
+        };
+        let retired_at = self
+            .retired_at
+            .as_deref()
+            .map(|t| time("retired_at", t))
+            .transpose()?;
+        Ok((kind, times, retired_at))
     }
 }
 

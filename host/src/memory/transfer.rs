@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{EntityInput, MemoryError, Relation, Result, ScopeKey};
-use super::store::GraphReader;
+use super::store::{GraphReader, HistoryReader};
+use super::temporal::FactVersion;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -20,6 +21,23 @@ pub enum Record {
         #[serde(flatten)]
         relation: Relation,
     },
+    /// An entity's facts in time: when each current fact was recorded and
+    /// holds, and the retired ones (after the scope's relations).
+    History {
+        scope: String,
+        entity: String,
+        versions: Vec<FactVersion>,
+    },
+}
+
+impl Record {
+    pub fn scope(&self) -> &str {
+        match self {
+            Record::Entity { scope, .. }
+            | Record::Relation { scope, .. }
+            | Record::History { scope, .. } => scope,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +79,7 @@ pub fn parse_scope(text: &str) -> Result<ScopeKey> {
 /// Emits every record; answers how many.
 pub fn export(
     reader: &GraphReader,
+    history: &HistoryReader,
     emit: &mut dyn FnMut(Record) -> std::io::Result<()>,
 ) -> Result<usize> {
     const PAGE: usize = 500;
@@ -68,10 +87,12 @@ pub fn export(
     let mut count = 0;
     for scope in reader.scopes()? {
         let mut relations = Vec::new();
+        let mut names = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let page = super::graph::page(reader, &scope, cursor.as_deref(), PAGE)?;
             for entity in page.entities {
+                names.push(entity.name.clone());
                 emit(Record::Entity {
                     scope: scope.to_string(),
                     entity: EntityRecord {
@@ -94,6 +115,21 @@ pub fn export(
             emit(Record::Relation {
                 scope: scope.to_string(),
                 relation,
+            })
+            .map_err(io)?;
+            count += 1;
+        }
+        for entity in names {
+            let Some(versions) = history.history(&scope, &entity)? else {
+                continue;
+            };
+            if versions.is_empty() {
+                continue;
+            }
+            emit(Record::History {
+                scope: scope.to_string(),
+                entity,
+                versions,
             })
             .map_err(io)?;
             count += 1;

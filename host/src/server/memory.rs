@@ -791,10 +791,7 @@ async fn import(
         let record: Record = serde_json::from_str(line).map_err(|e| {
             ApiError::bad_request("invalid_import", format!("line {}: {e}", number + 1))
         })?;
-        let scope_text = match &record {
-            Record::Entity { scope, .. } | Record::Relation { scope, .. } => scope.clone(),
-        };
-        transfer::parse_scope(&scope_text).map_err(|e| {
+        transfer::parse_scope(record.scope()).map_err(|e| {
             ApiError::bad_request("invalid_import", format!("line {}: {e}", number + 1))
         })?;
         records.push(record);

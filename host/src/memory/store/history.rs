@@ -301,6 +301,74 @@ impl GraphWriter<'_> {
         Ok(retired)
     }
 
+    /// Restores an imported entity's facts in time: the times of its
+    /// current facts (matched by text, or by relation type and target) and
+    /// its retired facts, each kept once (importing a file twice adds
+    /// nothing). Answers how many versions were applied.
+    pub fn restore(
+        &mut self,
+        scope: &ScopeKey,
+        name: &str,
+        versions: &[FactVersion],
+    ) -> Result<u32> {
+        let id = self.require(scope, name)?;
+        let kept: Vec<PastFact> = self
+            .txn
+            .open_table(HISTORY)?
+            .range((scope.as_str(), id, 0)..=(scope.as_str(), id, u64::MAX))?
+            .map(|e| {
+                e.map_err(Into::into)
+                    .and_then(|(_, v)| PastFact::decode(v.value()))
+            })
+            .collect::<Result<_>>()?;
+        let docs = self.observation_docs(id)?;
+        let mut applied = 0;
+        for version in versions {
+            let (kind, times, retired_at) = version.parse()?;
+            match (retired_at, &kind) {
+                (None, PastKind::Observation { text }) => {
+                    if let Some((doc, _)) = docs.iter().find(|(_, t)| t == text) {
+                        self.put_obs_times(*doc, times)?;
+                        applied += 1;
+                    }
+                }
+                (
+                    None,
+                    PastKind::Relation {
+                        relation_type, to, ..
+                    },
+                ) => {
+                    let Some(to) = self.entity_id(scope, to)? else {
+                        continue;
+                    };
+                    let current = self
+                        .txn
+                        .open_table(REL_OUT)?
+                        .get((id, relation_type.as_str(), to))?
+                        .is_some();
+                    if current {
+                        self.put_rel_times(id, relation_type, to, times)?;
+                        applied += 1;
+                    }
+                }
+                (Some(retired_at), _) => {
+                    let fact = PastFact {
+                        kind,
+                        recorded_at: times.recorded_at,
+                        valid_from: times.valid_from,
+                        valid_to: times.valid_to,
+                        retired_at,
+                    };
+                    if !kept.contains(&fact) {
+                        self.keep(scope, id, &fact)?;
+                        applied += 1;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
     /// Drops an entity's history (the entity is deleted).
     pub(super) fn forget_history(&self, scope: &ScopeKey, entity: u64) -> Result<()> {
         let keys: Vec<u64> = self
