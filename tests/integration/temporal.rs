@@ -233,6 +233,26 @@ async fn the_latest_employer_wins_and_every_earlier_one_is_kept_in_time() {
         ["employer: Initech"],
         "{now}"
     );
+    // A new observation may name the ones it replaces (same write), and
+    // the CLI retires a relation.
+    let (status, body) = server
+        .post(
+            "/api/v1/memory/observations",
+            &json!({"entity": "Alice", "observations": ["between jobs"], "supersede": ["employer: Initech"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (ok, out, err) = server.cli(&[
+        "memory",
+        "supersede",
+        "Alice",
+        "--relation",
+        "works_at:Initech",
+    ]);
+    assert!(ok && out.contains("Retired 1 facts"), "{out}{err}");
+    let now = open_at(&server, json!({})).await;
+    assert_eq!(observations_of(&now, "Alice"), ["between jobs"], "{now}");
+    assert!(relation_targets(&now, "works_at").is_empty(), "{now}");
     let (status, body) = server
         .post("/api/v1/memory/supersede", &json!({"valid_from": "soon"}))
         .await;
@@ -248,7 +268,7 @@ async fn the_latest_employer_wins_and_every_earlier_one_is_kept_in_time() {
 
     // History goes only when asked.
     let (ok, out, err) = server.cli(&["memory", "cleanup", "--retired-before", "2999-01-01"]);
-    assert!(ok && out.contains("Dropped 5 retired facts"), "{out}{err}");
+    assert!(ok && out.contains("Dropped 7 retired facts"), "{out}{err}");
     let (_, stats) = server.get("/api/v1/memory/stats").await;
     assert_eq!(stats["counts"]["retired_facts"], 0, "{stats}");
 }

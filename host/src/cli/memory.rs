@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::client::Client;
-use super::output::{self, Table};
+use super::output::{self, Table, cell};
 use crate::memory::report::{
     CacheCleared, Diagnosis, Imported, ModelLoaded, Optimized, SearchResults, StatsReport,
 };
@@ -156,6 +156,24 @@ pub enum MemoryCommand {
         #[arg(long, value_name = "TIME")]
         known_at: Option<String>,
     },
+    /// Retire facts of an entity: they leave what reads see and stay in
+    /// its history.
+    Supersede {
+        /// The entity.
+        entity: String,
+        /// Observations to retire, by their exact text.
+        observations: Vec<String>,
+        /// A relation from the entity to retire, as TYPE:TARGET
+        /// (repeatable).
+        #[arg(long = "relation", value_name = "TYPE:TARGET")]
+        relations: Vec<String>,
+        /// When the facts stopped being true (default: now).
+        #[arg(long, value_name = "TIME")]
+        valid_from: Option<String>,
+        /// global, workspace or agent:NAME
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
     /// Every version of an entity's facts: when each was true, when it
     /// was recorded and retired.
     History {
@@ -243,6 +261,34 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
             search(client, &query, &scope, limit, at).await?
         }
         MemoryCommand::History { entity, scope } => history(client, &entity, &scope).await?,
+        MemoryCommand::Supersede {
+            entity,
+            observations,
+            relations,
+            valid_from,
+            scope,
+        } => {
+            let mut named = Vec::new();
+            for r in &relations {
+                let (kind, target) = r.split_once(':').ok_or_else(|| {
+                    anyhow!("--relation takes TYPE:TARGET (e.g. works_at:Acme), not `{r}`")
+                })?;
+                named.push(json!({"from": entity, "to": target, "relation_type": kind}));
+            }
+            let observations: Vec<Value> = observations
+                .iter()
+                .map(|o| json!({"entity": entity, "observation": o}))
+                .collect();
+            let mut body =
+                json!({"scope": scope, "observations": observations, "relations": named});
+            if let Some(t) = valid_from {
+                body["valid_from"] = json!(t);
+            }
+            let done: Value = client.post_as("/api/v1/memory/supersede", &body).await?;
+            if !output::emit_json(&done) {
+                println!("Retired {} facts (kept in history)", cell(&done["retired"]));
+            }
+        }
         MemoryCommand::Export { format, output } => export(client, format, &output).await?,
         MemoryCommand::Import { file } => import(client, &file).await?,
         MemoryCommand::Optimize {

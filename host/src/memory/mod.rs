@@ -711,9 +711,17 @@ impl MemoryService {
                 observations,
                 valid_from,
                 valid_to,
+                supersede,
             } => {
                 let validity =
                     temporal::Validity::parse(valid_from.as_deref(), valid_to.as_deref())?;
+                if !supersede.is_empty() {
+                    let named: Vec<(String, String)> = supersede
+                        .iter()
+                        .map(|text| (entity.clone(), text.clone()))
+                        .collect();
+                    w.supersede(scope, &named, &[], &validity)?;
+                }
                 Ok(WriteResult::Count(w.add_observations(
                     scope,
                     entity,
@@ -801,11 +809,12 @@ impl MemoryService {
         entity: &str,
         observations: &[String],
     ) -> Result<u32> {
-        self.add_observations_valid(scope, entity, observations, None, None)
+        self.add_observations_valid(scope, entity, observations, None, None, &[])
     }
 
     /// [`MemoryService::add_observations`] true in the world from
-    /// `valid_from` (to `valid_to`), as the writer says.
+    /// `valid_from` (to `valid_to`), as the writer says, retiring the
+    /// entity's observations named in `supersede` in the same write.
     pub fn add_observations_valid(
         &self,
         scope: &ScopeKey,
@@ -813,10 +822,14 @@ impl MemoryService {
         observations: &[String],
         valid_from: Option<&str>,
         valid_to: Option<&str>,
+        supersede: &[String],
     ) -> Result<u32> {
         model::check_name(entity)?;
         model::check_batch("observations", observations.len())?;
-        for o in observations {
+        if !supersede.is_empty() {
+            model::check_batch("superseded observations", supersede.len())?;
+        }
+        for o in observations.iter().chain(supersede) {
             model::check_observation(entity, o)?;
         }
         temporal::Validity::parse(valid_from, valid_to)?;
@@ -826,6 +839,7 @@ impl MemoryService {
             observations: observations.to_vec(),
             valid_from: valid_from.map(str::to_string),
             valid_to: valid_to.map(str::to_string),
+            supersede: supersede.to_vec(),
         };
         Ok(self.perform(scope, op, embeddings)?.count())
     }

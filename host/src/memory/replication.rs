@@ -46,6 +46,9 @@ pub enum WriteOp {
         valid_from: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         valid_to: Option<String>,
+        /// Observations of the entity retired in the same write.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        supersede: Vec<String>,
     },
     CreateRelations(Vec<Relation>),
     DeleteEntities(Vec<String>),

@@ -243,6 +243,11 @@ struct ObservationsBody {
     valid_from: Option<String>,
     /// When they stopped being true, if they have. Adding only.
     valid_to: Option<String>,
+    /// Observations of the entity they replace: retired in the same
+    /// write, true until `valid_from`. Adding only.
+    #[serde(default)]
+    #[schema(value_type = Vec<crate::memory::model::ObservationText>)]
+    supersede: Vec<String>,
 }
 
 /// Add observations to an entity.
@@ -276,6 +281,7 @@ async fn add_observations(
             &b.observations,
             b.valid_from.as_deref(),
             b.valid_to.as_deref(),
+            &b.supersede,
         )
     })
     .await?;
@@ -304,10 +310,10 @@ async fn delete_observations(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b: ObservationsBody = body(bytes)?;
-    if b.valid_from.is_some() || b.valid_to.is_some() {
+    if b.valid_from.is_some() || b.valid_to.is_some() || !b.supersede.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "`valid_from` and `valid_to` say when added observations hold; a delete takes neither (to keep a fact in history, supersede it: POST /api/v1/memory/supersede)",
+            "`valid_from`, `valid_to` and `supersede` go with added observations; a delete takes none of them (to keep a fact in history, supersede it: POST /api/v1/memory/supersede)",
         ));
     }
     let scope = scope(&state, b.scope.as_deref())?;

@@ -50,6 +50,7 @@ impl memory_time::Host for HostState {
                 &observations,
                 valid_from.as_deref(),
                 valid_to.as_deref(),
+                &[],
             )
         })
         .await

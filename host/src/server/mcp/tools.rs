@@ -189,7 +189,8 @@ pub fn all() -> Vec<ToolDef> {
                     "properties": {
                         "entityName": { "type": "string", "description": "The name of the entity to add the observations to" },
                         "contents": { "type": "array", "items": { "type": "string" }, "description": "The observations to add" },
-                        "validFrom": { "type": "string", "description": "Optional: when they became true in the world (RFC 3339 or YYYY-MM-DD)" }
+                        "validFrom": { "type": "string", "description": "Optional: when they became true in the world (RFC 3339 or YYYY-MM-DD)" },
+                        "supersedes": { "type": "array", "items": { "type": "string" }, "description": "Optional: observations of the entity these replace (retired, kept in history)" }
                     },
                     "required": ["entityName", "contents"]
                 }}}),
@@ -334,6 +335,10 @@ struct ObservationsIn {
     /// Optional: when the observations became true in the world.
     #[serde(default)]
     valid_from: Option<String>,
+    /// Optional: observations of the entity these replace (retired, kept
+    /// in history).
+    #[serde(default)]
+    supersedes: Vec<String>,
 }
 
 /// A tool's arguments with the `scope` every memory tool takes.
@@ -612,6 +617,9 @@ pub async fn run(rest: &Rest<'_>, name: &str, arguments: Value) -> Result<Output
                 let mut body = json!({ "scope": scope, "entity": item.entity_name, "observations": item.contents });
                 if let Some(t) = &item.valid_from {
                     body["valid_from"] = json!(t);
+                }
+                if !item.supersedes.is_empty() {
+                    body["supersede"] = json!(item.supersedes);
                 }
                 let _: IgnoredAny = rest.post("/api/v1/memory/observations", body).await?;
                 let added: Vec<&String> = item
