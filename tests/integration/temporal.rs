@@ -391,3 +391,88 @@ async fn a_wasm_agent_reads_its_memory_as_of_a_time_and_its_history() {
         "{reply}"
     );
 }
+
+/// A relation type declared single-valued for one scope at run time: a
+/// new one retires the old there, and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_declares_its_own_single_valued_relations() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start_keyword_only(&data);
+    let (ok, out, err) = server.cli(&[
+        "memory",
+        "single-valued",
+        "add",
+        "lives_in",
+        "--scope",
+        "workspace",
+    ]);
+    assert!(
+        ok && out.contains("lives_in is single-valued in workspace"),
+        "{out}{err}"
+    );
+    for scope in ["workspace", "global"] {
+        let (status, body) = server
+            .post(
+                "/api/v1/memory/entities",
+                &json!({"scope": scope, "entities": [
+                    {"name": "Bob", "entity_type": "person"},
+                    {"name": "Paris", "entity_type": "city"},
+                    {"name": "Berlin", "entity_type": "city"},
+                ]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        for city in ["Paris", "Berlin"] {
+            let (status, body) = server
+                .post(
+                    "/api/v1/memory/relations",
+                    &json!({"scope": scope, "relations": [{"from": "Bob", "to": city, "relation_type": "lives_in"}]}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let lives = |scope: &'static str| {
+        let server = &server;
+        async move {
+            let (_, graph) = server
+                .post(
+                    "/api/v1/memory/nodes",
+                    &json!({"scope": scope, "names": ["Bob", "Paris", "Berlin"]}),
+                )
+                .await;
+            let mut targets = relation_targets(&graph, "lives_in");
+            targets.sort();
+            targets
+        }
+    };
+    assert_eq!(lives("workspace").await, ["Berlin"]);
+    assert_eq!(lives("global").await, ["Berlin", "Paris"]);
+    let (_, listed) = server
+        .get("/api/v1/memory/single-valued?scope=workspace")
+        .await;
+    assert_eq!(listed["declared"], json!(["lives_in"]), "{listed}");
+    let (ok, out, err) = server.cli(&[
+        "memory",
+        "single-valued",
+        "remove",
+        "lives_in",
+        "--scope",
+        "workspace",
+    ]);
+    assert!(
+        ok && out.contains("is no longer single-valued"),
+        "{out}{err}"
+    );
+    let (status, body) = server
+        .delete("/api/v1/memory/single-valued/lives_in?scope=workspace")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server
+        .put(
+            "/api/v1/memory/single-valued/%20?scope=workspace",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

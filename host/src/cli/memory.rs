@@ -174,6 +174,12 @@ pub enum MemoryCommand {
         #[arg(long, default_value = "global")]
         scope: String,
     },
+    /// Relation types a source holds one of at a time (a new one retires
+    /// the previous).
+    SingleValued {
+        #[command(subcommand)]
+        command: SingleValuedCommand,
+    },
     /// Every version of an entity's facts: when each was true, when it
     /// was recorded and retired.
     History {
@@ -196,6 +202,32 @@ pub enum MemoryCommand {
     Import {
         /// The file to load (json or jsonl).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SingleValuedCommand {
+    /// Those of caxton.yaml (every scope) and those declared for a scope.
+    List {
+        /// global, workspace or agent:NAME
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// Declare a relation type single-valued in a scope.
+    Add {
+        /// The relation type (e.g. works_at).
+        relation_type: String,
+        /// global, workspace or agent:NAME
+        #[arg(long, default_value = "global")]
+        scope: String,
+    },
+    /// No longer single-valued in a scope.
+    Remove {
+        /// The relation type.
+        relation_type: String,
+        /// global, workspace or agent:NAME
+        #[arg(long, default_value = "global")]
+        scope: String,
     },
 }
 
@@ -261,6 +293,7 @@ pub async fn run(client: &Client, command: MemoryCommand) -> anyhow::Result<Exit
             search(client, &query, &scope, limit, at).await?
         }
         MemoryCommand::History { entity, scope } => history(client, &entity, &scope).await?,
+        MemoryCommand::SingleValued { command } => single_valued(client, command).await?,
         MemoryCommand::Supersede {
             entity,
             observations,
@@ -470,6 +503,65 @@ async fn search(
     }
     for hit in found.results {
         println!("{:.4}  {:<24} {}", hit.score, hit.entity.name, hit.matched);
+    }
+    Ok(())
+}
+
+async fn single_valued(client: &Client, command: SingleValuedCommand) -> anyhow::Result<()> {
+    let path = |kind: &str, scope: &str| {
+        format!(
+            "/api/v1/memory/single-valued/{}?scope={}",
+            percent_encode(kind),
+            percent_encode(scope)
+        )
+    };
+    let done: Value = match &command {
+        SingleValuedCommand::List { scope } => {
+            let listed: Value = client
+                .get_as(&format!(
+                    "/api/v1/memory/single-valued?scope={}",
+                    percent_encode(scope)
+                ))
+                .await?;
+            if !output::emit_json(&listed) {
+                let names = |key: &str| {
+                    listed[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("caxton.yaml (every scope): {}", names("configured"));
+                println!("declared in {scope}: {}", names("declared"));
+            }
+            return Ok(());
+        }
+        SingleValuedCommand::Add {
+            relation_type,
+            scope,
+        } => {
+            client
+                .put_json(&path(relation_type, scope), &json!({}))
+                .await?
+        }
+        SingleValuedCommand::Remove {
+            relation_type,
+            scope,
+        } => client.delete(&path(relation_type, scope)).await?,
+    };
+    if !output::emit_json(&done) {
+        let verb = if done["declared"] == true {
+            "is"
+        } else {
+            "is no longer"
+        };
+        println!(
+            "{} {verb} single-valued in {}",
+            cell(&done["relation_type"]),
+            cell(&done["scope"])
+        );
     }
     Ok(())
 }

@@ -742,6 +742,14 @@ impl MemoryService {
                     &validity,
                 )?))
             }
+            WriteOp::SingleValued {
+                relation_type,
+                single,
+            } => Ok(WriteResult::Count(w.declare_single_valued(
+                scope,
+                relation_type,
+                *single,
+            )?)),
             WriteOp::Restore { entity, versions } => {
                 Ok(WriteResult::Count(w.restore(scope, entity, versions)?))
             }
@@ -882,6 +890,34 @@ impl MemoryService {
         Ok(self
             .perform(&ScopeKey::global(), op, HashMap::new())?
             .count())
+    }
+
+    /// Declares `relation_type` single-valued in `scope` (or, with
+    /// `single` false, no longer): a source holds one relation of that
+    /// type, and a new one retires the previous. Answers whether that
+    /// changed anything.
+    pub fn declare_single_valued(
+        &self,
+        scope: &ScopeKey,
+        relation_type: &str,
+        single: bool,
+    ) -> Result<bool> {
+        model::check_relation_type(relation_type)?;
+        let op = replication::WriteOp::SingleValued {
+            relation_type: relation_type.to_string(),
+            single,
+        };
+        Ok(self.perform(scope, op, HashMap::new())?.count() > 0)
+    }
+
+    /// The relation types single-valued in `scope`: those of
+    /// `memory.single_valued_relations` (every scope) and those declared
+    /// for it.
+    pub fn single_valued_in(&self, scope: &ScopeKey) -> Result<(Vec<String>, Vec<String>)> {
+        let mut configured: Vec<String> = self.store.single_valued().iter().cloned().collect();
+        configured.sort();
+        let declared = self.store.read_history()?.declared_single_valued(scope)?;
+        Ok((configured, declared))
     }
 
     /// Declares the single-valued relation types

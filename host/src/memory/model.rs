@@ -320,6 +320,11 @@ storage_error_from!(
 
 pub type Result<T> = std::result::Result<T, MemoryError>;
 
+/// A relation type as a caller names it: not blank, at most 64 bytes.
+pub fn check_relation_type(text: &str) -> Result<()> {
+    check_text("relation_type", text, MAX_TYPE_BYTES)
+}
+
 fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
     if text.trim().is_empty() {
         return Err(MemoryError::Invalid(format!("{what} must not be empty")));

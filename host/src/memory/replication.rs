@@ -70,6 +70,11 @@ pub enum WriteOp {
     DropRetired {
         before: i64,
     },
+    /// Declares (or undeclares) a relation type single-valued in the scope.
+    SingleValued {
+        relation_type: String,
+        single: bool,
+    },
     /// An imported entity's facts in time (see `transfer::Record::History`).
     Restore {
         entity: String,

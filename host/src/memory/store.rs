@@ -17,7 +17,7 @@ use crate::storage::Storage;
 
 mod history;
 pub use history::HistoryReader;
-use history::{HISTORY, HISTORY_TERMS, OBS_TIMES, REL_TIMES};
+use history::{HISTORY, HISTORY_TERMS, OBS_TIMES, REL_TIMES, SINGLE_VALUED};
 
 /// (scope, name) → entity id.
 const ENTITIES: TableDefinition<(&str, &str), u64> = TableDefinition::new("mem_entities");
@@ -226,6 +226,7 @@ fn copy_all(from: &redb::ReadTransaction, to: &WriteTransaction) -> Result<()> {
     copy_table(from, to, REL_TIMES)?;
     copy_table(from, to, HISTORY)?;
     copy_table(from, to, HISTORY_TERMS)?;
+    copy_table(from, to, SINGLE_VALUED)?;
     copy_table(from, to, META)
 }
 
@@ -259,6 +260,7 @@ impl MemoryStore {
             txn.open_table(REL_TIMES)?;
             txn.open_table(HISTORY)?;
             txn.open_table(HISTORY_TERMS)?;
+            txn.open_table(SINGLE_VALUED)?;
         }
         txn.commit()?;
         Ok(MemoryStore {
@@ -382,6 +384,7 @@ impl MemoryStore {
         drop_table(&to, REL_TIMES)?;
         drop_table(&to, HISTORY)?;
         drop_table(&to, HISTORY_TERMS)?;
+        drop_table(&to, SINGLE_VALUED)?;
         drop_table(&to, META)?;
         copy_all(&from, &to)?;
         // The index rebuilt from these embeddings carries a version of

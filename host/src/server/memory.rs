@@ -40,6 +40,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(open_nodes))
         .routes(routes!(history))
         .routes(routes!(supersede))
+        .routes(routes!(single_valued_list))
+        .routes(routes!(single_valued_declare, single_valued_undeclare))
         .routes(routes!(read_graph))
         .routes(routes!(search))
         .routes(routes!(traverse))
@@ -494,6 +496,119 @@ async fn history(
     Ok(Json(
         json!({ "entity": q.name, "scope": shown, "versions": versions }),
     ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ScopeQuery {
+    /// `global` (default), `workspace`, or `agent:NAME`.
+    #[param(pattern = "^(global|workspace|agent:.+)$")]
+    scope: Option<String>,
+}
+
+/// The relation types a source holds one of at a time in a scope.
+///
+/// `configured`: `memory.single_valued_relations` in caxton.yaml (every
+/// scope); `declared`: declared for this scope at run time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/memory/single-valued",
+    tag = "memory",
+    operation_id = "memory_single_valued_list",
+    params(ScopeQuery),
+    responses(
+        (status = 200, description = "`{scope, configured: [...], declared: [...]}`", body = Object),
+        (status = 400, description = "An unknown scope", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
+async fn single_valued_list(
+    State(state): State<AppState>,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let scope = scope(&state, q.scope.as_deref())?;
+    let shown = scope.to_string();
+    let memory = state.memory.clone();
+    let (configured, declared) = blocking(move || memory.single_valued_in(&scope)).await?;
+    Ok(Json(
+        json!({ "scope": shown, "configured": configured, "declared": declared }),
+    ))
+}
+
+/// Declare a relation type single-valued in a scope.
+///
+/// From now on a new relation of this type retires the source's previous
+/// one (kept in history). Relations already there are left as they are.
+#[utoipa::path(
+    put,
+    path = "/api/v1/memory/single-valued/{relation_type}",
+    tag = "memory",
+    operation_id = "memory_single_valued_declare",
+    params(("relation_type" = String, Path, description = "The relation type"), ScopeQuery),
+    responses(
+        (status = 200, description = "`{relation_type, scope, declared: true, changed}`", body = Object),
+        (status = 400, description = "An unknown scope, or a blank or too long type", body = ErrorBody),
+        (status = 404, description = "No agent by that name (`agent:NAME` scope)", body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
+async fn single_valued_declare(
+    State(state): State<AppState>,
+    axum::extract::Path(relation_type): axum::extract::Path<String>,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    declare(&state, relation_type, q.scope.as_deref(), true).await
+}
+
+/// Undeclare a relation type single-valued in a scope.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/memory/single-valued/{relation_type}",
+    tag = "memory",
+    operation_id = "memory_single_valued_undeclare",
+    params(("relation_type" = String, Path, description = "The relation type"), ScopeQuery),
+    responses(
+        (status = 200, description = "`{relation_type, scope, declared: false, changed}`", body = Object),
+        (status = 400, description = "An unknown scope, or a blank or too long type", body = ErrorBody),
+        (status = 404, description = "Not declared in this scope, or no agent by that name", body = ErrorBody),
+        (status = 500, description = STORAGE_FAULT, body = ErrorBody),
+    ),
+)]
+async fn single_valued_undeclare(
+    State(state): State<AppState>,
+    axum::extract::Path(relation_type): axum::extract::Path<String>,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    declare(&state, relation_type, q.scope.as_deref(), false).await
+}
+
+async fn declare(
+    state: &AppState,
+    relation_type: String,
+    scope_text: Option<&str>,
+    single: bool,
+) -> Result<Json<Value>, ApiError> {
+    let scope = scope(state, scope_text)?;
+    let shown = scope.to_string();
+    let memory = state.memory.clone();
+    let kind = relation_type.clone();
+    let changed = blocking(move || memory.declare_single_valued(&scope, &kind, single)).await?;
+    if !single && !changed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_declared",
+            format!(
+                "`{relation_type}` is not declared single-valued in `{shown}` (GET /api/v1/memory/single-valued lists what is)"
+            ),
+        ));
+    }
+    Ok(Json(json!({
+        "relation_type": relation_type,
+        "scope": shown,
+        "declared": single,
+        "changed": changed,
+    })))
 }
 
 /// A fact to retire: an observation of an entity.

@@ -30,6 +30,11 @@ pub(super) const HISTORY: TableDefinition<(&str, u64, u64), &[u8]> =
 /// without reading the whole history.
 pub(super) const HISTORY_TERMS: TableDefinition<(&str, &str, u64, u64), ()> =
     TableDefinition::new("mem_history_terms");
+/// (scope, relation type): types declared single-valued in one scope at
+/// run time (besides `memory.single_valued_relations`, which holds for
+/// every scope).
+pub(super) const SINGLE_VALUED: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("mem_single_valued");
 /// In `mem_meta`: the next history sequence number.
 const NEXT_PAST: &str = "next_past";
 /// Most history entries one query term is followed to.
@@ -242,7 +247,14 @@ impl GraphWriter<'_> {
         to: u64,
         replaced_from: i64,
     ) -> Result<u32> {
-        if !self.single_valued.contains(kind) {
+        let declared = || -> Result<bool> {
+            Ok(self
+                .txn
+                .open_table(SINGLE_VALUED)?
+                .get((scope.as_str(), kind))?
+                .is_some())
+        };
+        if !self.single_valued.contains(kind) && !declared()? {
             return Ok(0);
         }
         let others: Vec<u64> = {
@@ -369,6 +381,23 @@ impl GraphWriter<'_> {
         Ok(applied)
     }
 
+    /// Declares (or, with `single` false, undeclares) `relation_type`
+    /// single-valued in `scope`. Answers 1 if that changed anything.
+    pub fn declare_single_valued(
+        &mut self,
+        scope: &ScopeKey,
+        relation_type: &str,
+        single: bool,
+    ) -> Result<u32> {
+        let mut table = self.txn.open_table(SINGLE_VALUED)?;
+        let changed = if single {
+            table.insert((scope.as_str(), relation_type), ())?.is_none()
+        } else {
+            table.remove((scope.as_str(), relation_type))?.is_some()
+        };
+        Ok(u32::from(changed))
+    }
+
     /// Drops an entity's history (the entity is deleted).
     pub(super) fn forget_history(&self, scope: &ScopeKey, entity: u64) -> Result<()> {
         let keys: Vec<u64> = self
@@ -412,6 +441,7 @@ pub struct HistoryReader {
     rel_times: redb::ReadOnlyTable<(u64, &'static str, u64), TimesRow>,
     history: redb::ReadOnlyTable<(&'static str, u64, u64), &'static [u8]>,
     history_terms: redb::ReadOnlyTable<(&'static str, &'static str, u64, u64), ()>,
+    single_valued: redb::ReadOnlyTable<(&'static str, &'static str), ()>,
 }
 
 /// One fact of an entity, current or retired, with its times.
@@ -433,6 +463,7 @@ impl HistoryReader {
             rel_times: txn.open_table(REL_TIMES)?,
             history: txn.open_table(HISTORY)?,
             history_terms: txn.open_table(HISTORY_TERMS)?,
+            single_valued: txn.open_table(SINGLE_VALUED)?,
         })
     }
 
@@ -632,6 +663,15 @@ impl HistoryReader {
             }
         }
         Ok(found)
+    }
+
+    /// The relation types declared single-valued in `scope` at run time.
+    pub fn declared_single_valued(&self, scope: &ScopeKey) -> Result<Vec<String>> {
+        let range = (scope.as_str(), "")..(scope.as_str(), "\u{10FFFF}");
+        self.single_valued
+            .range(range)?
+            .map(|e| e.map(|(k, _)| k.value().1.to_string()).map_err(Into::into))
+            .collect()
     }
 
     /// How many retired facts the history holds.
