@@ -1730,4 +1730,59 @@ mod tests {
         assert!(StoredEntity::decode(b"\x07garbage").is_err());
         assert!(StoredEntity::decode(b"").is_err());
     }
+
+    /// A store from before times were kept (no times rows, no history
+    /// tables' rows): its facts read as recorded and valid from their
+    /// entity's creation, and the first replacement retires them with
+    /// those times.
+    #[test]
+    fn facts_from_before_times_read_as_valid_from_their_entitys_creation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MemoryStore::open(Arc::new(Storage::open(dir.path()).expect("storage")))
+            .expect("store");
+        let scope = ScopeKey::global();
+        let none = HashMap::new();
+        store
+            .write_at(&none, Some("2020-01-01T00:00:00Z"), None, |w| {
+                w.upsert_entity(&scope, &input("a", &["status: old"]))?;
+                // What an older build wrote: no times row.
+                let docs: Vec<u64> = w
+                    .txn
+                    .open_table(OBS_TIMES)?
+                    .iter()?
+                    .map(|e| e.map(|(k, _)| k.value()))
+                    .collect::<std::result::Result<_, _>>()?;
+                for doc in docs {
+                    w.forget_obs_times(doc)?;
+                }
+                Ok(())
+            })
+            .expect("write");
+        let history = store.read_history().expect("read");
+        let versions = history.history(&scope, "a").expect("history").expect("a");
+        assert_eq!(versions.len(), 1);
+        assert!(versions[0].valid_from.starts_with("2020-01-01T00:00:00"));
+        assert!(versions[0].recorded_at.starts_with("2020-01-01T00:00:00"));
+        drop(history);
+        store
+            .write_at(&none, Some("2024-01-01T00:00:00Z"), None, |w| {
+                w.add_observations(&scope, "a", &["status: new".into()], &Validity::default())
+                    .map(drop)
+            })
+            .expect("write");
+        let history = store.read_history().expect("read");
+        let versions = history.history(&scope, "a").expect("history").expect("a");
+        let old = versions
+            .iter()
+            .find(|v| v.fact == "status: old")
+            .expect("old");
+        assert!(!old.current);
+        assert!(old.valid_from.starts_with("2020-01-01"));
+        assert!(
+            old.valid_to
+                .as_deref()
+                .is_some_and(|t| t.starts_with("2024-01-01"))
+        );
+        assert_eq!(observations(&store, "a").0, ["status: new"]);
+    }
 }
