@@ -1024,7 +1024,17 @@ async fn a_cluster_comes_back_from_one_nodes_backup() {
     }
     let count = ask_through(&b, "tally", "get").await["reply"]["content"].clone();
     assert_eq!(count, "3", "three increments");
+    // B applies A's writes from the stream a moment later: the backup is
+    // taken once it holds them all.
+    let reference = export(&a).await;
+    until(
+        "node-b holds the ten entities written on node-a",
+        Duration::from_secs(20),
+        async || export(&b).await == reference,
+    )
+    .await;
     let before = export(&b).await;
+    assert!(before.contains("item-9"), "{before}");
 
     // Taken on B, which never ran the agent.
     let archive = root.join("cluster.tar.gz");
