@@ -353,21 +353,26 @@ fn redact(text: String) -> String {
     }
 }
 
-fn redact_json(value: serde_json::Value) -> serde_json::Value {
+/// Credentials out of a JSON value, in place: a recorded request is
+/// walked, not rebuilt.
+fn redact_json_in_place(value: &mut serde_json::Value) {
     match value {
-        serde_json::Value::String(s) => serde_json::Value::String(redact(s)),
-        serde_json::Value::Array(items) => items.into_iter().map(redact_json).collect(),
-        serde_json::Value::Object(map) => map
-            .into_iter()
-            .map(|(k, v)| {
-                if crate::redact::is_secret_name(&k) && v.is_string() {
-                    (k, serde_json::Value::String("[redacted]".into()))
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(clean) = crate::redact::text(s) {
+                *s = clean;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json_in_place),
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if crate::redact::is_secret_name(k) && v.is_string() {
+                    *v = serde_json::Value::String("[redacted]".into());
                 } else {
-                    (k, redact_json(v))
+                    redact_json_in_place(v);
                 }
-            })
-            .collect(),
-        other => other,
+            }
+        }
+        _ => {}
     }
 }
 
@@ -377,7 +382,7 @@ fn redact_event(mut event: Event) -> Event {
         *text = redact(std::mem::take(text));
     }
     fn clean_json(value: &mut serde_json::Value) {
-        *value = redact_json(std::mem::take(value));
+        redact_json_in_place(value);
     }
     match &mut event {
         Event::Inbound { content, .. } | Event::Reply { content, .. } => clean(content),

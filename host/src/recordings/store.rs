@@ -32,6 +32,14 @@ struct Stored {
     event: Event,
 }
 
+/// [`Stored`] as written: the event borrowed, not copied.
+#[derive(serde::Serialize)]
+struct StoredRef<'a> {
+    at: String,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
 /// Appends `events` (conversation, event, when) in one transaction,
 /// encoded before it begins: the database has one writer at a time, and
 /// budgets record spend on the agents' path.
@@ -42,9 +50,9 @@ pub fn append(
 ) -> Result<()> {
     let mut encoded = Vec::with_capacity(events.len());
     for (conversation, event, now_ms) in events {
-        let stored = Stored {
+        let stored = StoredRef {
             at: crate::clock::rfc3339_from_millis(*now_ms),
-            event: event.clone(),
+            event,
         };
         let json = serde_json::to_vec(&stored).map_err(json_err("a recorded event"))?;
         encoded.push((conversation.as_str(), *now_ms, json));

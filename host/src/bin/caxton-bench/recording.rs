@@ -1,7 +1,8 @@
 //! `caxton-bench recording`: what recording conversations costs a config
 //! agent (issue 29's target: at most 5 %), measured as the same config
 //! agent with one tool round per message on two servers, one recording
-//! (the default for config agents) and one with `recordings.record: none`.
+//! (the default for config agents) and one with `recordings.record: none`,
+//! taking turns (6 rounds of 200 messages each).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,26 +29,24 @@ async fn use_the_tool(client: &reqwest::Client, base: &str, body: Value) -> anyh
     Ok(())
 }
 
-/// (p50, p99, messages per second) of `count` sequential messages.
-async fn measure(base: &str, count: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+/// Latencies of `count` sequential messages, and the time they took.
+async fn measure(base: &str, count: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let client = reqwest::Client::new();
     let mut times = Vec::with_capacity(count);
     let started = Instant::now();
-    for i in 0..count + 30 {
+    for _ in 0..count {
         let asked = Instant::now();
         use_the_tool(&client, base, json!({"message": "use the tool"})).await?;
-        if i >= 30 {
-            times.push(asked.elapsed());
-        }
+        times.push(asked.elapsed());
     }
-    let total = started.elapsed();
-    times.sort();
-    Ok((
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        (count + 30) as f64 / total.as_secs_f64(),
-    ))
+    Ok((times, started.elapsed()))
 }
+
+/// Messages per server per round, and rounds: the two servers take turns,
+/// so a drift of the host (a busy neighbour, a warming cache) falls on
+/// both alike rather than on whichever ran second.
+const PER_ROUND: usize = 200;
+const ROUNDS: usize = 6;
 
 /// A 20-step conversation (ten messages, each a tool round: twenty model
 /// calls) recorded, then replayed end to end over REST, ten times.
@@ -95,8 +94,8 @@ pub async fn run(root: &Path) -> anyhow::Result<()> {
         "{:<40} {:>10} {:>10} {:>12}",
         "config agent, one tool round", "p50", "p99", "messages/s"
     );
-    let mut rows = Vec::new();
-    for (label, record) in [("recording off", "none"), ("recording on", "config")] {
+    let mut servers = Vec::new();
+    for record in ["none", "config"] {
         let config = root.join(format!("{record}.yaml"));
         std::fs::write(
             &config,
@@ -107,7 +106,23 @@ pub async fn run(root: &Path) -> anyhow::Result<()> {
             ),
         )?;
         let server = start_server(&root.join(format!("server-{record}")), Some(&config))?;
-        let (p50, p99, rate) = measure(&server.base, 1000).await?;
+        measure(&server.base, 30).await?; // warm-up
+        servers.push(server);
+    }
+    let mut samples = [Vec::new(), Vec::new()];
+    let mut elapsed = [Duration::ZERO; 2];
+    for _ in 0..ROUNDS {
+        for (i, server) in servers.iter().enumerate() {
+            let (times, took) = measure(&server.base, PER_ROUND).await?;
+            samples[i].extend(times);
+            elapsed[i] += took;
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, label) in ["recording off", "recording on"].into_iter().enumerate() {
+        samples[i].sort();
+        let (p50, p99) = (percentile(&samples[i], 0.5), percentile(&samples[i], 0.99));
+        let rate = samples[i].len() as f64 / elapsed[i].as_secs_f64();
         println!(
             "{:<40} {:>10} {:>10} {:>12.0}",
             label,
@@ -116,10 +131,8 @@ pub async fn run(root: &Path) -> anyhow::Result<()> {
             rate
         );
         rows.push((p99, rate));
-        if record == "config" {
-            replay_row(&server.base).await?;
-        }
     }
+    replay_row(&servers[1].base).await?;
     let (off, on) = (rows[0], rows[1]);
     println!(
         "recording costs {:+.1} % at p99 and {:+.1} % in throughput (target: within 5 %)",
