@@ -128,6 +128,12 @@ enum Work {
         event: Event,
         at_ms: u64,
     },
+    /// An event the writer builds (see [`Recorder::record_later`]).
+    Later {
+        conversation: String,
+        make: Box<dyn FnOnce() -> Event + Send>,
+        at_ms: u64,
+    },
     /// Answered once everything sent before it is written.
     Flush(std::sync::mpsc::Sender<()>),
 }
@@ -204,6 +210,25 @@ impl Recorder {
     /// Appends `event` to `conversation`, in the background. Never the
     /// caller's failure: a recording must not break the run it records.
     pub fn record(&self, conversation: &str, event: Event) {
+        self.enqueue(|at_ms| Work::Event {
+            conversation: conversation.to_string(),
+            event,
+            at_ms,
+        });
+    }
+
+    /// [`Recorder::record`] for an event that is costly to build (a model
+    /// request and response as JSON trees): `make` runs on the writer
+    /// thread, off the agent's path.
+    pub fn record_later(&self, conversation: &str, make: impl FnOnce() -> Event + Send + 'static) {
+        self.enqueue(|at_ms| Work::Later {
+            conversation: conversation.to_string(),
+            make: Box::new(make),
+            at_ms,
+        });
+    }
+
+    fn enqueue(&self, work: impl FnOnce(u64) -> Work) {
         if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
             if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
@@ -213,11 +238,7 @@ impl Recorder {
             return;
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let work = Work::Event {
-            conversation: conversation.to_string(),
-            event,
-            at_ms: crate::clock::now_unix_ms(),
-        };
+        let work = work(crate::clock::now_unix_ms());
         let sent = self
             .queue
             .lock()
@@ -270,17 +291,22 @@ impl Recorder {
     }
 }
 
-/// Gives the calling thread the lowest CPU priority (Linux: threads have
-/// their own nice value), so writing recordings takes the time agents
-/// leave idle rather than theirs.
+/// Puts the calling thread in the idle scheduling class (Linux
+/// `SCHED_IDLE`), so writing recordings takes only the time agents leave
+/// idle and a woken agent thread preempts it at once; a nice value of 19
+/// alone still let it finish its slice first. Falls back to nice 19.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority only read their arguments; a
-        // failure leaves the priority as it was, which is harmless.
+        // SAFETY: gettid, sched_setscheduler and setpriority only read
+        // their arguments (the param struct lives on this stack); a
+        // failure leaves the scheduling as it was, which is harmless.
         unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            let param = libc::sched_param { sched_priority: 0 };
+            if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0 {
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+            }
         }
     }
 }
@@ -321,6 +347,11 @@ impl Writer {
                         event,
                         at_ms,
                     } => events.push((conversation, redact_event(event), at_ms)),
+                    Work::Later {
+                        conversation,
+                        make,
+                        at_ms,
+                    } => events.push((conversation, redact_event(make()), at_ms)),
                     Work::Flush(done) => flushes.push(done),
                 }
             }

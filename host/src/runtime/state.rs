@@ -129,6 +129,16 @@ impl HostState {
         }
     }
 
+    /// [`HostState::record`] for an event built on the recorder's thread
+    /// (see `Recorder::record_later`).
+    pub fn record_later(&self, make: impl FnOnce() -> crate::recordings::Event + Send + 'static) {
+        if let (true, Some(recorder), Some(span)) =
+            (self.recording(), self.agent.recorder.get(), &self.span)
+        {
+            recorder.record_later(&span.conversation_id, make);
+        }
+    }
+
     /// Whether what happens while handling the current message is
     /// recorded (work done only for a recording is skipped otherwise).
     pub fn recording(&self) -> bool {

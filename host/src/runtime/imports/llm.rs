@@ -94,10 +94,8 @@ impl llm::Host for HostState {
             .llm
             .resolve(agent.llm_provider.as_deref(), request.model.as_deref());
         // As the agent asked it (before a budget lowers max_tokens): what
-        // a replay compares with.
-        let recorded_request = self
-            .recording()
-            .then(|| serde_json::to_value(&request).unwrap_or_default());
+        // a replay compares with. Turned into JSON by the recorder.
+        let recorded_request = self.recording().then(|| request.clone());
         let budgets = agent.budgets.get().cloned();
         let estimated_in = crate::budgets::estimate_tokens(
             request
@@ -125,13 +123,14 @@ impl llm::Host for HostState {
                     agent.log.push("host", &text);
                     tracing::warn!(agent = %agent.name, "{text}");
                     if let Some(recorded_request) = recorded_request {
-                        self.record(|| crate::recordings::Event::Llm {
-                            agent: agent.name.clone(),
+                        let (agent, error) = (agent.name.clone(), text.clone());
+                        self.record_later(move || crate::recordings::Event::Llm {
+                            agent,
                             provider,
                             model,
-                            request: recorded_request,
+                            request: serde_json::to_value(&recorded_request).unwrap_or_default(),
                             response: None,
-                            error: Some(text.clone()),
+                            error: Some(error),
                             refused: true,
                             elapsed_ms: 0.0,
                         });
@@ -147,18 +146,19 @@ impl llm::Host for HostState {
             .chat_with(agent.llm_provider.as_deref(), request, sink)
             .await;
         if let Some(recorded_request) = recorded_request {
-            self.record(|| crate::recordings::Event::Llm {
-                agent: agent.name.clone(),
-                provider: provider.clone(),
-                model: model.clone(),
-                request: recorded_request,
-                response: result
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| serde_json::to_value(r).ok()),
-                error: result.as_ref().err().map(ToString::to_string),
+            let (name, provider, model) = (agent.name.clone(), provider.clone(), model.clone());
+            let response = result.as_ref().ok().cloned();
+            let error = result.as_ref().err().map(ToString::to_string);
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            self.record_later(move || crate::recordings::Event::Llm {
+                agent: name,
+                provider,
+                model,
+                request: serde_json::to_value(&recorded_request).unwrap_or_default(),
+                response: response.and_then(|r| serde_json::to_value(r).ok()),
+                error,
                 refused: false,
-                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                elapsed_ms,
             });
         }
         if let (Some(budgets), Ok(response)) = (&budgets, &result) {
