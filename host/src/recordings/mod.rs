@@ -324,17 +324,17 @@ impl Writer {
         let mut written: u64 = 0;
         while let Ok(first) = receive.recv() {
             // Gathered for a moment: a commit costs far more than an
-            // event, and on two cores its time is the agents' time.
-            let until = std::time::Instant::now() + GATHER;
-            let mut flushing = matches!(first, Work::Flush(_));
+            // event, and on two cores its time is the agents' time. The
+            // thread sleeps rather than waits on the channel meanwhile, so
+            // an agent's send does not wake it for every event.
+            let flushing = matches!(first, Work::Flush(_));
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH && !flushing {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                match receive.recv_timeout(left) {
-                    Ok(work) => {
-                        flushing = matches!(work, Work::Flush(_));
-                        batch.push(work);
-                    }
+            if !flushing {
+                std::thread::sleep(GATHER);
+            }
+            while batch.len() < MAX_BATCH {
+                match receive.try_recv() {
+                    Ok(work) => batch.push(work),
                     Err(_) => break,
                 }
             }
