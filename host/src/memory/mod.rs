@@ -880,11 +880,7 @@ impl MemoryService {
     /// --retired-before`): the only way a retired fact goes. Answers how
     /// many went.
     pub fn drop_retired_before(&self, before: &str) -> Result<u32> {
-        let before = crate::clock::parse_millis(before).ok_or_else(|| {
-            MemoryError::Invalid(format!(
-                "`{before}` is not a time; write RFC 3339 (2024-05-01T09:00:00Z) or a date (2024-05-01)"
-            ))
-        })?;
+        let before = temporal::parse_time("retired_before", before)?;
         let op = replication::WriteOp::DropRetired { before };
         // Scope-less: the history of every scope.
         Ok(self

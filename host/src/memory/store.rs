@@ -685,13 +685,8 @@ impl GraphWriter<'_> {
             if !seen.insert(text.clone()) {
                 continue;
             }
-            if self.retire_same_key(scope, entity, text, times.valid_from)? > 0 {
-                seen = self
-                    .observation_docs(entity)?
-                    .into_iter()
-                    .map(|(_, t)| t)
-                    .collect();
-                seen.insert(text.clone());
+            for old in self.retire_same_key(scope, entity, text, times.valid_from)? {
+                seen.remove(&old);
             }
             if seen.len() > model::MAX_OBSERVATIONS_PER_ENTITY {
                 return Err(MemoryError::Invalid(format!(

@@ -72,6 +72,16 @@ impl Times {
         }
     }
 
+    /// The times of a fact from before times were kept: recorded and
+    /// valid from its entity's creation.
+    pub fn since(created: i64) -> Times {
+        Times {
+            recorded_at: created,
+            valid_from: created,
+            valid_to: None,
+        }
+    }
+
     /// The times of a fact written now with the writer's `validity`.
     pub fn written(now: i64, validity: &Validity) -> Times {
         Times {
@@ -80,6 +90,20 @@ impl Times {
             valid_to: validity.to,
         }
     }
+}
+
+/// A time a caller gives in field `name` (RFC 3339, or `YYYY-MM-DD`), in
+/// milliseconds since the Unix epoch.
+pub fn parse_time(name: &str, text: &str) -> Result<i64> {
+    crate::clock::parse_millis(text).ok_or_else(|| {
+        MemoryError::Invalid(format!(
+            "`{name}` is `{text}`, not a time; write RFC 3339 (2024-05-01T09:00:00Z) or a date (2024-05-01)"
+        ))
+    })
+}
+
+fn parse_optional_time(name: &str, text: Option<&str>) -> Result<Option<i64>> {
+    text.map(|t| parse_time(name, t)).transpose()
 }
 
 /// The world time a writer gives a fact, parsed.
@@ -92,19 +116,9 @@ pub struct Validity {
 impl Validity {
     /// Parses `valid_from` / `valid_to` (RFC 3339, or `YYYY-MM-DD`).
     pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Validity> {
-        let field = |name: &str, text: Option<&str>| -> Result<Option<i64>> {
-            text.map(|t| {
-                crate::clock::parse_millis(t).ok_or_else(|| {
-                    MemoryError::Invalid(format!(
-                        "`{name}` is `{t}`, not a time; write RFC 3339 (2024-05-01T09:00:00Z) or a date (2024-05-01)"
-                    ))
-                })
-            })
-            .transpose()
-        };
         let validity = Validity {
-            from: field("valid_from", from)?,
-            to: field("valid_to", to)?,
+            from: parse_optional_time("valid_from", from)?,
+            to: parse_optional_time("valid_to", to)?,
         };
         if let (Some(f), Some(t)) = (validity.from, validity.to)
             && t <= f
@@ -127,19 +141,9 @@ pub struct At {
 
 impl At {
     pub fn parse(as_of: Option<&str>, known_at: Option<&str>) -> Result<At> {
-        let field = |name: &str, text: Option<&str>| -> Result<Option<i64>> {
-            text.map(|t| {
-                crate::clock::parse_millis(t).ok_or_else(|| {
-                    MemoryError::Invalid(format!(
-                        "`{name}` is `{t}`, not a time; write RFC 3339 (2024-05-01T09:00:00Z) or a date (2024-05-01)"
-                    ))
-                })
-            })
-            .transpose()
-        };
         Ok(At {
-            as_of: field("as_of", as_of)?,
-            known_at: field("known_at", known_at)?,
+            as_of: parse_optional_time("as_of", as_of)?,
+            known_at: parse_optional_time("known_at", known_at)?,
         })
     }
 

@@ -122,32 +122,33 @@ impl HostState {
     /// Records `event` in the conversation being handled, when this
     /// agent's conversations are recorded.
     pub fn record(&self, event: impl FnOnce() -> crate::recordings::Event) {
-        if let (true, Some(recorder), Some(span)) =
-            (self.recording(), self.agent.recorder.get(), &self.span)
-        {
-            recorder.record(&span.conversation_id, event());
+        if let Some((recorder, conversation)) = self.recorded_in() {
+            recorder.record(conversation, event());
         }
     }
 
     /// [`HostState::record`] for an event built on the recorder's thread
     /// (see `Recorder::record_later`).
     pub fn record_later(&self, make: impl FnOnce() -> crate::recordings::Event + Send + 'static) {
-        if let (true, Some(recorder), Some(span)) =
-            (self.recording(), self.agent.recorder.get(), &self.span)
-        {
-            recorder.record_later(&span.conversation_id, make);
+        if let Some((recorder, conversation)) = self.recorded_in() {
+            recorder.record_later(conversation, make);
         }
+    }
+
+    /// The recorder and the conversation what happens while handling the
+    /// current message is recorded in; `None` when it is not recorded.
+    pub fn recorded_in(&self) -> Option<(&Arc<crate::recordings::Recorder>, &str)> {
+        let span = self.span.as_ref()?;
+        let recorder = self.agent.recorder.get()?;
+        recorder
+            .records(self.agent.config_agent)
+            .then_some((recorder, span.conversation_id.as_str()))
     }
 
     /// Whether what happens while handling the current message is
     /// recorded (work done only for a recording is skipped otherwise).
     pub fn recording(&self) -> bool {
-        self.span.is_some()
-            && self
-                .agent
-                .recorder
-                .get()
-                .is_some_and(|r| r.records(self.agent.config_agent))
+        self.recorded_in().is_some()
     }
 
     /// Starts the span of a host call made while handling the current

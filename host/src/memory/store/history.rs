@@ -71,28 +71,16 @@ impl GraphWriter<'_> {
     fn obs_times(&self, entity: u64, doc: u64) -> Result<Times> {
         match self.txn.open_table(OBS_TIMES)?.get(doc)? {
             Some(row) => Ok(Times::from_row(row.value())),
-            None => {
-                let created = self.created_ms(entity)?;
-                Ok(Times {
-                    recorded_at: created,
-                    valid_from: created,
-                    valid_to: None,
-                })
-            }
+            None => Ok(Times::since(self.created_ms(entity)?)),
         }
     }
 
     fn rel_times(&self, from: u64, kind: &str, to: u64) -> Result<Times> {
         match self.txn.open_table(REL_TIMES)?.get((from, kind, to))? {
             Some(row) => Ok(Times::from_row(row.value())),
-            None => {
-                let created = self.created_ms(from)?.max(self.created_ms(to)?);
-                Ok(Times {
-                    recorded_at: created,
-                    valid_from: created,
-                    valid_to: None,
-                })
-            }
+            None => Ok(Times::since(
+                self.created_ms(from)?.max(self.created_ms(to)?),
+            )),
         }
     }
 
@@ -216,22 +204,23 @@ impl GraphWriter<'_> {
     }
 
     /// The attribute rule: a new `key: value` observation retires the
-    /// entity's current observations with the same key. Answers how many.
+    /// entity's current observations with the same key. Answers their
+    /// texts.
     pub(super) fn retire_same_key(
         &mut self,
         scope: &ScopeKey,
         entity: u64,
         text: &str,
         replaced_from: i64,
-    ) -> Result<u32> {
+    ) -> Result<Vec<String>> {
         let Some(key) = attribute_key(text) else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let mut retired = 0;
+        let mut retired = Vec::new();
         for (doc, old) in self.observation_docs(entity)? {
             if old != text && attribute_key(&old) == Some(key) {
                 self.retire_observation(scope, entity, doc, &old, replaced_from)?;
-                retired += 1;
+                retired.push(old);
             }
         }
         Ok(retired)
@@ -484,11 +473,7 @@ impl HistoryReader {
     /// Every fact of an entity, current ones first in write order, then
     /// retired ones in the order they were retired.
     fn facts(&self, scope: &ScopeKey, id: u64, created: i64) -> Result<Vec<Fact>> {
-        let legacy = Times {
-            recorded_at: created,
-            valid_from: created,
-            valid_to: None,
-        };
+        let legacy = Times::since(created);
         let mut facts = Vec::new();
         for entry in self
             .observations

@@ -53,12 +53,9 @@ pub(super) struct Call {
 
 impl HostState {
     pub(super) fn memory_call(&self) -> Call {
-        let recording = match (self.recording(), self.agent.recorder.get(), &self.span) {
-            (true, Some(recorder), Some(span)) => {
-                Some((recorder.clone(), span.conversation_id.clone()))
-            }
-            _ => None,
-        };
+        let recording = self
+            .recorded_in()
+            .map(|(recorder, conversation)| (recorder.clone(), conversation.to_string()));
         Call {
             agent: self.agent.clone(),
             span: self.child_span(),
@@ -174,6 +171,23 @@ fn from_wit_entity(e: Entity) -> Result<m::EntityInput, Error> {
         valid_from: None,
         valid_to: None,
     })
+}
+
+pub(super) fn to_wit_hit(h: m::SearchHit) -> SearchHit {
+    SearchHit {
+        entity: to_wit_entity(h.entity),
+        score: h.score,
+        matched: Some(h.matched),
+    }
+}
+
+/// A WIT relation named for deletion or retirement: its triple.
+pub(super) fn to_relation_key(r: Relation) -> m::RelationKey {
+    m::RelationKey {
+        from: r.source,
+        to: r.target,
+        relation_type: r.relation_type,
+    }
 }
 
 pub(super) fn to_wit_entity(e: m::Entity) -> Entity {
@@ -293,14 +307,7 @@ impl memory::Host for HostState {
         relations: Vec<Relation>,
     ) -> Result<u32, Error> {
         let scope = scope_key(&self.agent, scope)?;
-        let keys: Vec<m::RelationKey> = relations
-            .into_iter()
-            .map(|r| m::RelationKey {
-                from: r.source,
-                to: r.target,
-                relation_type: r.relation_type,
-            })
-            .collect();
+        let keys: Vec<m::RelationKey> = relations.into_iter().map(to_relation_key).collect();
         let call = self.memory_call();
         let arguments = call
             .wants_arguments()
@@ -341,14 +348,7 @@ impl memory::Host for HostState {
                 mem.search(&[scope], &query, limit as usize)
             })
             .await?;
-        Ok(hits
-            .into_iter()
-            .map(|h| SearchHit {
-                entity: to_wit_entity(h.entity),
-                score: h.score,
-                matched: Some(h.matched),
-            })
-            .collect())
+        Ok(hits.into_iter().map(to_wit_hit).collect())
     }
 
     async fn traverse(

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::memory::{from_wit_relation, scope_key, to_wit_entity};
+use super::memory::{from_wit_relation, scope_key, to_relation_key, to_wit_entity, to_wit_hit};
 use crate::memory::model as m;
 use crate::memory::temporal::{self, At};
 use crate::runtime::HostState;
@@ -93,14 +93,7 @@ impl memory_time::Host for HostState {
             .into_iter()
             .map(|o| (entity.clone(), o))
             .collect();
-        let relations: Vec<m::RelationKey> = relations
-            .into_iter()
-            .map(|r| m::RelationKey {
-                from: r.source,
-                to: r.target,
-                relation_type: r.relation_type,
-            })
-            .collect();
+        let relations: Vec<m::RelationKey> = relations.into_iter().map(to_relation_key).collect();
         let call = self.memory_call();
         let arguments = call.wants_arguments().then(|| {
             json!({"scope": scope.as_str(), "observations": observations,
@@ -131,14 +124,7 @@ impl memory_time::Host for HostState {
                 mem.search_at(&[scope], &query, limit as usize, &at)
             })
             .await?;
-        Ok(hits
-            .into_iter()
-            .map(|h| SearchHit {
-                entity: to_wit_entity(h.entity),
-                score: h.score,
-                matched: Some(h.matched),
-            })
-            .collect())
+        Ok(hits.into_iter().map(to_wit_hit).collect())
     }
 
     async fn open_nodes_at(
