@@ -115,6 +115,20 @@ pub async fn republish(
     let registry: Registry = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} is not a cluster registry: {e}", file.display()))?;
     let mut done = Republished::default();
+    // State first: placement starts a published agent at once, and an
+    // agent that answered before its state was back would answer from
+    // nothing (a restored counter saying 0).
+    let engine = base64::engine::general_purpose::STANDARD;
+    for (key, value) in registry.state {
+        let Ok(value) = engine.decode(&value) else {
+            continue;
+        };
+        if state.restore(&key, value).await? {
+            done.state_keys += 1;
+        } else {
+            done.state_present += 1;
+        }
+    }
     let existing = buckets.entries().await?;
     for entry in registry.agents {
         if existing.contains_key(&entry.name) {
@@ -141,17 +155,6 @@ pub async fn republish(
         };
         buckets.restore(&entry, &component).await?;
         done.agents += 1;
-    }
-    let engine = base64::engine::general_purpose::STANDARD;
-    for (key, value) in registry.state {
-        let Ok(value) = engine.decode(&value) else {
-            continue;
-        };
-        if state.restore(&key, value).await? {
-            done.state_keys += 1;
-        } else {
-            done.state_present += 1;
-        }
     }
     let applied = data_dir.join(format!(
         "{RESTORE_DIR}.applied-{}",
