@@ -754,13 +754,18 @@ async fn memory_written_on_any_node_is_on_every_node() {
         .filter_map(|n| n["memory_applied"].as_u64())
         .collect();
     assert_eq!(applied.len(), 4, "{status}");
+    // Marked loaded once the vector index is rebuilt, a moment after the
+    // loaded memory is readable.
     for caught_up in [&b, &d] {
-        let (_, status) = caught_up.get("/api/v1/cluster").await;
-        assert!(
-            status["memory_snapshot"]["loaded"].as_u64().is_some(),
-            "{} caught up without the snapshot: {status}",
-            caught_up.base
-        );
+        until(
+            &format!("{} marks the snapshot it caught up from", caught_up.base),
+            Duration::from_secs(10),
+            async || {
+                let (_, status) = caught_up.get("/api/v1/cluster").await;
+                status["memory_snapshot"]["loaded"].as_u64().is_some()
+            },
+        )
+        .await;
     }
 }
 
@@ -1069,17 +1074,18 @@ async fn a_cluster_comes_back_from_one_nodes_backup() {
     // A node joining the new cluster gets the memory the stream never
     // carried, from the snapshot the restored node takes.
     let y = node(root, "node-y", &nats.url);
+    // The loaded memory is readable a moment before the node marks the
+    // snapshot loaded (it rebuilds its vector index in between): both
+    // are waited for.
     until(
-        "node-y's memory equals the backup's",
+        "node-y loads the snapshot and its memory equals the backup's",
         Duration::from_secs(20),
-        async || export(&y).await == before,
+        async || {
+            let (_, status) = y.get("/api/v1/cluster").await;
+            status["memory_snapshot"]["loaded"].as_u64().is_some() && export(&y).await == before
+        },
     )
     .await;
-    let (_, status) = y.get("/api/v1/cluster").await;
-    assert!(
-        status["memory_snapshot"]["loaded"].as_u64().is_some(),
-        "{status}"
-    );
     let data_x = root.join("node-x");
     assert!(
         !data_x.join("cluster-restore").exists(),
