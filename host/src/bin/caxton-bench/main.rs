@@ -484,9 +484,11 @@ async fn run() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("cluster") {
         return cluster::run(temp.path()).await;
     }
-    // `caxton-bench recording`: a config agent with recording on and off.
+    // `caxton-bench recording [--noise]`: a config agent with recording
+    // on and off (or off and off: the host's noise).
     if std::env::args().nth(1).as_deref() == Some("recording") {
-        return recording::run(temp.path()).await;
+        let noise = std::env::args().nth(2).as_deref() == Some("--noise");
+        return recording::run(temp.path(), noise).await;
     }
     // `caxton-bench text`: long real documents, ingest and search quality.
     if std::env::args().nth(1).as_deref() == Some("text") {
