@@ -322,6 +322,14 @@ impl Writer {
     fn run(self, receive: std::sync::mpsc::Receiver<Work>) {
         lower_priority();
         let mut written: u64 = 0;
+        // Bytes recorded, kept here so the total cap needs no scan.
+        let mut total = match store::open(&self.db) {
+            Ok(total) => total,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the recorded conversations; starting the count from zero");
+                0
+            }
+        };
         while let Ok(first) = receive.recv() {
             // Gathered for a moment: a commit costs far more than an
             // event, and on two cores its time is the agents' time. The
@@ -356,20 +364,29 @@ impl Writer {
                 }
             }
             let count = events.len() as u64;
-            if count > 0
-                && let Err(e) = store::append(&self.db, &events, &self.settings)
-            {
-                tracing::warn!(error = %e, events = count, "could not record conversation events");
+            if count > 0 {
+                match store::append(&self.db, &events, &self.settings) {
+                    Ok(grown) => total += grown,
+                    Err(e) => {
+                        tracing::warn!(error = %e, events = count, "could not record conversation events")
+                    }
+                }
             }
             self.queued.fetch_sub(count, Ordering::Relaxed);
             for done in flushes {
                 let _ = done.send(());
             }
-            // Retention and the total cap, now and then.
+            // Retention now and then, the total cap as soon as it is
+            // passed.
             let before = written;
             written += count;
-            if before / 1024 != written / 1024
-                && let Err(e) = store::prune(&self.db, &self.settings, crate::clock::now_unix_ms())
+            if (before / 1024 != written / 1024 || total > self.settings.max_bytes)
+                && let Err(e) = store::prune(
+                    &self.db,
+                    &self.settings,
+                    crate::clock::now_unix_ms(),
+                    &mut total,
+                )
             {
                 tracing::warn!(error = %e, "could not prune recorded conversations");
             }
