@@ -145,6 +145,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         exporter.spawn(&trace)
     });
     let state_cluster = state.cluster.clone();
+    let recorder = state.manager.recorder().cloned();
     match tls {
         Some(acceptor) => {
             let listener = server::tls::TlsListener::new(listener, acceptor)?;
@@ -163,6 +164,10 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
         task.abort();
     }
     save_index(memory).await;
+    if let Some(recorder) = recorder {
+        // What was recorded up to the end is kept.
+        let _ = tokio::task::spawn_blocking(move || recorder.flush()).await;
+    }
     if let Some(exporter) = exporter {
         // The last spans (the shutdown request's among them) are sent,
         // unless the collector keeps us waiting.

@@ -651,3 +651,72 @@ async fn a_wasm_agents_conversation_is_recorded_with_its_asks() {
     assert_eq!(before["counts"], after["counts"], "the replay wrote memory");
     assert!(before["counts"].is_object(), "{before}");
 }
+
+/// The kinds of the events recorded for `conversation`, or the status when
+/// there is no recording.
+async fn recorded_kinds(server: &Server, conversation: &str) -> Result<Vec<String>, u16> {
+    let (status, body) = server
+        .get(&format!("/api/v1/conversations/{conversation}/recording"))
+        .await;
+    if status != 200 {
+        return Err(status);
+    }
+    Ok(body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["kind"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// A recording outlives its server: a graceful stop keeps every event
+/// recorded before it, and a crash keeps what was recorded more than a
+/// second before it (the writer syncs within a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_outlive_a_stop_and_a_crash() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    let agents = root.join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    std::fs::write(
+        agents.join("noter.md"),
+        "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
+    )
+    .expect("definition");
+    std::fs::write(root.join("script.yaml"), "- content: \"noted\"\n").expect("script");
+    std::fs::write(
+        root.join("caxton.yaml"),
+        format!(
+            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
+            agents.display(),
+            root.join("script.yaml").display()
+        ),
+    )
+    .expect("config");
+    let say = async |server: &Server, conversation: &str| {
+        let (status, body) = server
+            .post(
+                "/api/v1/agents/Noter/message",
+                &json!({"message": "note this", "conversation_id": conversation}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let server = start(&root, &data);
+    say(&server, "kept-over-a-stop").await;
+    let mut server = server.restart();
+    assert_eq!(
+        recorded_kinds(&server, "kept-over-a-stop").await,
+        Ok(vec!["inbound".into(), "llm".into(), "reply".into()]),
+        "the events recorded before a graceful stop"
+    );
+    say(&server, "kept-over-a-crash").await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    server.kill();
+    let server = start(&root, &data);
+    assert_eq!(
+        recorded_kinds(&server, "kept-over-a-crash").await,
+        Ok(vec!["inbound".into(), "llm".into(), "reply".into()]),
+        "the events recorded 2.5 s before a crash"
+    );
+}

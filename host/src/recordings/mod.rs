@@ -143,6 +143,8 @@ enum Work {
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Longest a written event waits to be made durable.
+const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 /// Events waiting for the writer; past it new ones are dropped (and
 /// counted) rather than hold up the agents being recorded.
 const MAX_QUEUED: u64 = 100_000;
@@ -278,6 +280,14 @@ impl Recorder {
     /// The recording of `conversation`, if there is one, with every event
     /// recorded before the call written first.
     pub fn export(&self, conversation: &str) -> Result<Option<Recording>, StorageError> {
+        self.flush();
+        store::read(&self.db, conversation)
+    }
+
+    /// Returns once every event recorded before the call is written and
+    /// durable (or after 10 s): an export reads them, a stopping server
+    /// keeps them.
+    pub fn flush(&self) {
         let (done, wait) = std::sync::mpsc::channel();
         let sent = self
             .queue
@@ -287,7 +297,6 @@ impl Recorder {
         if sent.is_ok() {
             let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
         }
-        store::read(&self.db, conversation)
     }
 }
 
@@ -319,9 +328,23 @@ struct Writer {
 }
 
 impl Writer {
+    /// Makes what is written durable; `undurable_since` is cleared once
+    /// it is, or restarted so a failure is retried a second later.
+    fn persist(&self, undurable_since: &mut Option<std::time::Instant>) {
+        match store::persist(&self.db) {
+            Ok(()) => *undurable_since = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sync the recorded conversations");
+                *undurable_since = Some(std::time::Instant::now());
+            }
+        }
+    }
+
     fn run(self, receive: std::sync::mpsc::Receiver<Work>) {
         lower_priority();
         let mut written: u64 = 0;
+        // Since when events are written but not yet durable.
+        let mut undurable_since: Option<std::time::Instant> = None;
         // Bytes recorded, kept here so the total cap needs no scan.
         let mut total = match store::open(&self.db) {
             Ok(total) => total,
@@ -330,7 +353,27 @@ impl Writer {
                 0
             }
         };
-        while let Ok(first) = receive.recv() {
+        loop {
+            // Waits for work; with written events not yet durable, no
+            // longer than until they are due to be.
+            let next = match undurable_since {
+                Some(since) => receive.recv_timeout(DURABLE_WITHIN.saturating_sub(since.elapsed())),
+                None => receive
+                    .recv()
+                    .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+            };
+            let first = match next {
+                Ok(work) => work,
+                Err(closed) => {
+                    if undurable_since.is_some() {
+                        self.persist(&mut undurable_since);
+                    }
+                    if closed == std::sync::mpsc::RecvTimeoutError::Disconnected {
+                        break;
+                    }
+                    continue;
+                }
+            };
             // Gathered for a moment: a commit costs far more than an
             // event, and on two cores its time is the agents' time. The
             // thread sleeps rather than waits on the channel meanwhile, so
@@ -366,13 +409,20 @@ impl Writer {
             let count = events.len() as u64;
             if count > 0 {
                 match store::append(&self.db, &events, &self.settings) {
-                    Ok(grown) => total += grown,
+                    Ok(grown) => {
+                        total += grown;
+                        undurable_since.get_or_insert_with(std::time::Instant::now);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, events = count, "could not record conversation events")
                     }
                 }
             }
             self.queued.fetch_sub(count, Ordering::Relaxed);
+            if undurable_since.is_some_and(|t| !flushes.is_empty() || t.elapsed() >= DURABLE_WITHIN)
+            {
+                self.persist(&mut undurable_since);
+            }
             for done in flushes {
                 let _ = done.send(());
             }

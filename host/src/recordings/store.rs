@@ -1,8 +1,8 @@
 //! Recorded events in redb. Written without an fsync of their own
-//! (`Durability::None`): they become durable with the next prune, whose
-//! commit is durable (every 1,024 events), so a crash may lose the last
-//! events of a recording but never costs a model call the time of a disk
-//! flush.
+//! (`Durability::None`); the writer makes them durable ([`persist`]) at
+//! most a second later, when asked to flush (an export, the server
+//! stopping) and with every prune, so a crash may lose the last second
+//! of a recording but never costs a model call the time of a disk flush.
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -98,6 +98,11 @@ pub fn append(
     }
     txn.commit().map_err(db_err)?;
     Ok(grown)
+}
+
+/// Makes every commit so far durable: an empty commit that syncs.
+pub fn persist(db: &Database) -> Result<()> {
+    db.begin_write().map_err(db_err)?.commit().map_err(db_err)
 }
 
 /// Readies a recordings database for [`append`] and [`prune`]: the age
