@@ -16,6 +16,28 @@ fn start(root: &std::path::Path, data: &std::path::Path) -> Server {
     Server::start_with_config(data, Some(&config))
 }
 
+/// Writes under `root` the config agents `agents` (file name, definition),
+/// the scripted provider's `script` and the `caxton.yaml` that runs them
+/// (the provider records every request it gets in `requests.jsonl`).
+fn scripted_agents(root: &std::path::Path, agents: &[(&str, &str)], script: &str) {
+    let dir = root.join("agents");
+    std::fs::create_dir_all(&dir).expect("agents dir");
+    for (file, definition) in agents {
+        std::fs::write(dir.join(file), definition).expect("definition");
+    }
+    std::fs::write(root.join("script.yaml"), script).expect("script");
+    std::fs::write(
+        root.join("caxton.yaml"),
+        format!(
+            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n    record: {}\n",
+            dir.display(),
+            root.join("script.yaml").display(),
+            root.join("requests.jsonl").display()
+        ),
+    )
+    .expect("config");
+}
+
 async fn ask(server: &Server, text: &str) -> Value {
     let (status, body) = server.message("Spender", text).await;
     assert_eq!(status, 200, "{body}");
@@ -40,20 +62,11 @@ async fn spent(server: &Server, window: &str) -> u64 {
 async fn a_budget_refuses_before_the_provider_resets_and_survives_a_crash() {
     let (guard, data) = temp_data_dir();
     let root = guard.path().to_path_buf();
-    let agents = root.join("agents");
-    std::fs::create_dir_all(&agents).expect("agents dir");
-    std::fs::write(agents.join("spender.md"), SPENDER).expect("definition");
-    std::fs::write(root.join("script.yaml"), "- content: \"fine, thanks\"\n").expect("script");
-    std::fs::write(
-        root.join("caxton.yaml"),
-        format!(
-            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n    record: {}\n",
-            agents.display(),
-            root.join("script.yaml").display(),
-            root.join("requests.jsonl").display()
-        ),
-    )
-    .expect("config");
+    scripted_agents(
+        &root,
+        &[("spender.md", SPENDER)],
+        "- content: \"fine, thanks\"\n",
+    );
     let mut server = start(&root, &data);
 
     // Wait for the start of a fresh 6 s window, so the spend below all
@@ -219,7 +232,7 @@ async fn a_budget_refuses_before_the_provider_resets_and_survives_a_crash() {
 
     // A budget the file gets wrong is named, with the fix.
     std::fs::write(
-        agents.join("spender.md"),
+        root.join("agents/spender.md"),
         SPENDER.replace("per: 6s", "per: fortnight"),
     )
     .expect("rewrite");
@@ -469,32 +482,20 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
 async fn an_asked_agent_spends_from_the_askers_budget() {
     let (guard, data) = temp_data_dir();
     let root = guard.path().to_path_buf();
-    let agents = root.join("agents");
-    std::fs::create_dir_all(&agents).expect("agents dir");
-    std::fs::write(
-        agents.join("boss.md"),
-        "---\nname: Boss\nversion: \"1.0.0\"\ncapabilities: [bossing]\ntools: [ask_agent]\nsystem_prompt: You delegate.\nbudget: {per: hour, tokens: 100000}\n---\n",
-    )
-    .expect("boss");
-    std::fs::write(
-        agents.join("worker.md"),
-        "---\nname: Worker\nversion: \"1.0.0\"\ncapabilities: [working]\nsystem_prompt: You work.\n---\n",
-    )
-    .expect("worker");
-    std::fs::write(
-        root.join("script.yaml"),
+    scripted_agents(
+        &root,
+        &[
+            (
+                "boss.md",
+                "---\nname: Boss\nversion: \"1.0.0\"\ncapabilities: [bossing]\ntools: [ask_agent]\nsystem_prompt: You delegate.\nbudget: {per: hour, tokens: 100000}\n---\n",
+            ),
+            (
+                "worker.md",
+                "---\nname: Worker\nversion: \"1.0.0\"\ncapabilities: [working]\nsystem_prompt: You work.\n---\n",
+            ),
+        ],
         "- when: \"delegate this\"\n  tool_calls: [{name: ask_agent, arguments: {agent: Worker, message: \"work hard on it\"}}]\n- when: \"work hard on it\"\n  content: \"worked\"\n- content: \"delegated\"\n",
-    )
-    .expect("script");
-    std::fs::write(
-        root.join("caxton.yaml"),
-        format!(
-            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
-            agents.display(),
-            root.join("script.yaml").display()
-        ),
-    )
-    .expect("config");
+    );
     let server = start(&root, &data);
     let reply = ask_agent(&server, "Boss", "delegate this").await;
     assert_eq!(reply["content"], "delegated", "{reply}");
@@ -676,23 +677,14 @@ async fn recorded_kinds(server: &Server, conversation: &str) -> Result<Vec<Strin
 async fn recordings_outlive_a_stop_and_a_crash() {
     let (guard, data) = temp_data_dir();
     let root = guard.path().to_path_buf();
-    let agents = root.join("agents");
-    std::fs::create_dir_all(&agents).expect("agents dir");
-    std::fs::write(
-        agents.join("noter.md"),
-        "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
-    )
-    .expect("definition");
-    std::fs::write(root.join("script.yaml"), "- content: \"noted\"\n").expect("script");
-    std::fs::write(
-        root.join("caxton.yaml"),
-        format!(
-            "agents:\n  dir: {}\nllm:\n  scripted:\n    script: {}\n",
-            agents.display(),
-            root.join("script.yaml").display()
-        ),
-    )
-    .expect("config");
+    scripted_agents(
+        &root,
+        &[(
+            "noter.md",
+            "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
+        )],
+        "- content: \"noted\"\n",
+    );
     let say = async |server: &Server, conversation: &str| {
         let (status, body) = server
             .post(
