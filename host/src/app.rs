@@ -166,7 +166,7 @@ pub async fn run(options: StartOptions) -> anyhow::Result<()> {
     save_index(memory).await;
     if let Some(recorder) = recorder {
         // What was recorded up to the end is kept.
-        let _ = tokio::task::spawn_blocking(move || recorder.flush()).await;
+        let _ = tokio::task::spawn_blocking(move || recorder.flush(true)).await;
     }
     if let Some(exporter) = exporter {
         // The last spans (the shutdown request's among them) are sent,

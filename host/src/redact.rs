@@ -42,8 +42,13 @@ const SECRET_WORDS: &[&str] = &[
 /// Whether a parameter, flag, header or variable called `name` holds a
 /// credential.
 pub fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_WORDS.iter().any(|word| name.contains(word))
+    // Compared in place, not on a lowercased copy: recordings ask this of
+    // every key of every model request.
+    let name = name.as_bytes();
+    SECRET_WORDS.iter().any(|word| {
+        name.windows(word.len())
+            .any(|part| part.eq_ignore_ascii_case(word.as_bytes()))
+    })
 }
 
 /// `url` with its userinfo (`scheme://user:pass@host` →

@@ -12,6 +12,7 @@
 //! per conversation and in all, and a retention in hours; the oldest
 //! conversations go first.
 
+mod migrate;
 pub mod replay;
 pub mod settings;
 mod store;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::{RecordWhich, RecordingSettings};
 
-use crate::storage::StorageError;
+pub use store::StoreError;
 
 /// One thing that happened in a recorded conversation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -134,52 +135,66 @@ enum Work {
         make: Box<dyn FnOnce() -> Event + Send>,
         at_ms: u64,
     },
-    /// Answered once everything sent before it is written.
-    Flush(std::sync::mpsc::Sender<()>),
+    /// Answered once everything sent before it is written (and, if
+    /// `durable`, synced to disk).
+    Flush {
+        done: std::sync::mpsc::Sender<()>,
+        durable: bool,
+    },
 }
 
-/// How long the writer gathers events before a commit (an export asks
+/// How long the writer gathers events before a write (an export asks
 /// for everything at once).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
-/// Most events written in one transaction.
+/// Most events written at once.
 const MAX_BATCH: usize = 1024;
-/// Longest a written event waits to be made durable.
-const DURABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// A write survives a crash of the process as it is (it is in the page
+/// cache); against a crash of the machine the writer syncs once it has
+/// had nothing to do for this long, so a sync does not meet the agents'
+/// own (budgets sync after every model call) while they are busy …
+const SYNC_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+/// … and at least this often under a load that never pauses.
+const SYNC_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the writer drops what is past the retention.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Events waiting for the writer; past it new ones are dropped (and
 /// counted) rather than hold up the agents being recorded.
 const MAX_QUEUED: u64 = 100_000;
 
 /// Records conversations. Recording is off the agent's path: an event is
-/// handed to one writer thread, which writes whatever has queued in one
-/// transaction, so a model call pays a channel send, not a commit. The
-/// recordings have a database file of their own (`recordings.redb` in the
-/// data directory): its writer never waits for, nor holds up, the main
-/// database's (agents' state, budgets, memory).
+/// handed to one writer thread, which appends whatever has queued to a
+/// log of its own (`recordings/` in the data directory, see
+/// [`store`]) with one write, so a model call pays a channel send, not a
+/// write, and never waits for nor holds up the database (agents' state,
+/// budgets, memory).
 pub struct Recorder {
     settings: RecordingSettings,
     queue: std::sync::Mutex<std::sync::mpsc::Sender<Work>>,
     queued: Arc<AtomicU64>,
     dropped: AtomicU64,
-    db: Arc<redb::Database>,
+    store: Arc<store::Store>,
     /// Replays in progress, by the conversation id of the new run.
     replays: std::sync::Mutex<std::collections::HashMap<String, Arc<replay::ReplaySession>>>,
 }
 
-/// The recordings' database file, in the data directory.
-pub const DATABASE_FILE: &str = "recordings.redb";
+/// A segment of the log holds about this share of `max_bytes` (so the
+/// total cap is kept to within a sixteenth), within these bounds.
+const SEGMENT_SHARE: u64 = 16;
+const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = 4096..=16 * 1024 * 1024;
 
 impl Recorder {
     pub fn open(
         data_dir: &std::path::Path,
         settings: RecordingSettings,
-    ) -> Result<Recorder, StorageError> {
-        let db = Arc::new(
-            redb::Database::create(data_dir.join(DATABASE_FILE)).map_err(crate::storage::db_err)?,
-        );
+    ) -> Result<Recorder, StoreError> {
+        let segment_bytes = (settings.max_bytes / SEGMENT_SHARE)
+            .clamp(*SEGMENT_BYTES.start(), *SEGMENT_BYTES.end());
+        let store = Arc::new(store::Store::open(data_dir, segment_bytes)?);
+        migrate::from_redb(data_dir, &store, &settings);
         let (send, receive) = std::sync::mpsc::channel();
         let queued = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            db: db.clone(),
+            store: store.clone(),
             settings: settings.clone(),
             queued: queued.clone(),
         };
@@ -194,7 +209,7 @@ impl Recorder {
             queue: std::sync::Mutex::new(send),
             queued,
             dropped: AtomicU64::new(0),
-            db,
+            store,
             replays: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -279,21 +294,21 @@ impl Recorder {
 
     /// The recording of `conversation`, if there is one, with every event
     /// recorded before the call written first.
-    pub fn export(&self, conversation: &str) -> Result<Option<Recording>, StorageError> {
-        self.flush();
-        store::read(&self.db, conversation)
+    pub fn export(&self, conversation: &str) -> Result<Option<Recording>, StoreError> {
+        self.flush(false);
+        self.store.read(conversation)
     }
 
-    /// Returns once every event recorded before the call is written and
-    /// durable (or after 10 s): an export reads them, a stopping server
-    /// keeps them.
-    pub fn flush(&self) {
+    /// Returns once every event recorded before the call is written (an
+    /// export reads them) and, if `durable`, synced to disk (a stopping
+    /// server keeps them), or after 10 s.
+    pub fn flush(&self, durable: bool) {
         let (done, wait) = std::sync::mpsc::channel();
         let sent = self
             .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Work::Flush(done));
+            .send(Work::Flush { done, durable });
         if sent.is_ok() {
             let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
         }
@@ -322,42 +337,47 @@ fn lower_priority() {
 
 /// The one thread that writes recordings.
 struct Writer {
-    db: Arc<redb::Database>,
+    store: Arc<store::Store>,
     settings: RecordingSettings,
     queued: Arc<AtomicU64>,
 }
 
 impl Writer {
-    /// Makes what is written durable; `undurable_since` is cleared once
-    /// it is, or restarted so a failure is retried a second later.
-    fn persist(&self, undurable_since: &mut Option<std::time::Instant>) {
-        match store::persist(&self.db) {
-            Ok(()) => *undurable_since = None,
+    /// Syncs what is written; `unsynced_since` is cleared once it is, or
+    /// restarted so a failure is tried again later.
+    fn sync(&self, unsynced_since: &mut Option<std::time::Instant>) {
+        match self.store.sync() {
+            Ok(()) => *unsynced_since = None,
             Err(e) => {
                 tracing::warn!(error = %e, "could not sync the recorded conversations");
-                *undurable_since = Some(std::time::Instant::now());
+                *unsynced_since = Some(std::time::Instant::now());
             }
+        }
+    }
+
+    fn prune(&self) {
+        let removed = self
+            .store
+            .prune(&self.settings, crate::clock::now_unix_ms());
+        if removed > 0 {
+            tracing::debug!(conversations = removed, "pruned recorded conversations");
         }
     }
 
     fn run(self, receive: std::sync::mpsc::Receiver<Work>) {
         lower_priority();
-        let mut written: u64 = 0;
-        // Since when events are written but not yet durable.
-        let mut undurable_since: Option<std::time::Instant> = None;
-        // Bytes recorded, kept here so the total cap needs no scan.
-        let mut total = match store::open(&self.db) {
-            Ok(total) => total,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the recorded conversations; starting the count from zero");
-                0
-            }
-        };
+        self.prune();
+        let mut last_prune = std::time::Instant::now();
+        // Since when events are written but not yet synced.
+        let mut unsynced_since: Option<std::time::Instant> = None;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut events = Vec::with_capacity(MAX_BATCH);
+        let mut flushes = Vec::new();
         loop {
-            // Waits for work; with written events not yet durable, no
-            // longer than until they are due to be.
-            let next = match undurable_since {
-                Some(since) => receive.recv_timeout(DURABLE_WITHIN.saturating_sub(since.elapsed())),
+            // Waits for work; with events not yet synced, no longer than
+            // the idle time after which they are.
+            let next = match unsynced_since {
+                Some(_) => receive.recv_timeout(SYNC_WHEN_IDLE),
                 None => receive
                     .recv()
                     .map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
@@ -365,8 +385,8 @@ impl Writer {
             let first = match next {
                 Ok(work) => work,
                 Err(closed) => {
-                    if undurable_since.is_some() {
-                        self.persist(&mut undurable_since);
+                    if unsynced_since.is_some() {
+                        self.sync(&mut unsynced_since);
                     }
                     if closed == std::sync::mpsc::RecvTimeoutError::Disconnected {
                         break;
@@ -374,24 +394,23 @@ impl Writer {
                     continue;
                 }
             };
-            // Gathered for a moment: a commit costs far more than an
-            // event, and on two cores its time is the agents' time. The
-            // thread sleeps rather than waits on the channel meanwhile, so
-            // an agent's send does not wake it for every event.
-            let flushing = matches!(first, Work::Flush(_));
-            let mut batch = vec![first];
-            if !flushing {
+            // Gathered for a moment: on two cores the writer's time is the
+            // agents' time, and one write of many events costs little more
+            // than one of a few. The thread sleeps rather than waits on the
+            // channel meanwhile, so an agent's send does not wake it for
+            // every event.
+            if !matches!(first, Work::Flush { .. }) {
                 std::thread::sleep(GATHER);
             }
+            batch.push(first);
             while batch.len() < MAX_BATCH {
                 match receive.try_recv() {
                     Ok(work) => batch.push(work),
                     Err(_) => break,
                 }
             }
-            let mut events = Vec::with_capacity(batch.len());
-            let mut flushes = Vec::new();
-            for work in batch {
+            let mut durable = false;
+            for work in batch.drain(..) {
                 match work {
                     Work::Event {
                         conversation,
@@ -403,42 +422,38 @@ impl Writer {
                         make,
                         at_ms,
                     } => events.push((conversation, redact_event(make()), at_ms)),
-                    Work::Flush(done) => flushes.push(done),
+                    Work::Flush { done, durable: d } => {
+                        durable |= d;
+                        flushes.push(done);
+                    }
                 }
             }
             let count = events.len() as u64;
             if count > 0 {
-                match store::append(&self.db, &events, &self.settings) {
-                    Ok(grown) => {
-                        total += grown;
-                        undurable_since.get_or_insert_with(std::time::Instant::now);
+                match self.store.append(&events, &self.settings) {
+                    Ok(()) => {
+                        unsynced_since.get_or_insert_with(std::time::Instant::now);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, events = count, "could not record conversation events")
                     }
                 }
             }
+            events.clear();
             self.queued.fetch_sub(count, Ordering::Relaxed);
-            if undurable_since.is_some_and(|t| !flushes.is_empty() || t.elapsed() >= DURABLE_WITHIN)
-            {
-                self.persist(&mut undurable_since);
+            if unsynced_since.is_some_and(|t| durable || t.elapsed() >= SYNC_AT_LEAST_EVERY) {
+                self.sync(&mut unsynced_since);
             }
-            for done in flushes {
+            for done in flushes.drain(..) {
                 let _ = done.send(());
             }
-            // Retention now and then, the total cap as soon as it is
-            // passed.
-            let before = written;
-            written += count;
-            if (before / 1024 != written / 1024 || total > self.settings.max_bytes)
-                && let Err(e) = store::prune(
-                    &self.db,
-                    &self.settings,
-                    crate::clock::now_unix_ms(),
-                    &mut total,
-                )
+            // The total cap as soon as it is passed, the retention now and
+            // then.
+            if self.store.total() > self.settings.max_bytes
+                || last_prune.elapsed() >= RETENTION_EVERY
             {
-                tracing::warn!(error = %e, "could not prune recorded conversations");
+                self.prune();
+                last_prune = std::time::Instant::now();
             }
         }
     }
