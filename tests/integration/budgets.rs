@@ -333,6 +333,22 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
     assert_eq!(denied.status(), 403);
     let (status, _) = server.get("/api/v1/conversations/no-such/recording").await;
     assert_eq!(status, 404);
+    // What is recorded shows in the metrics.
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(sample("caxton_recorded_conversations") >= 1.0);
+    assert!(sample("caxton_recordings_bytes") > text.len() as f64 / 2.0);
+    assert_eq!(sample("caxton_recording_events_dropped_total"), 0.0);
 
     // Replayed against the agent as it is: identical, and not one call
     // reaches the provider.

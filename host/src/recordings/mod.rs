@@ -122,6 +122,14 @@ pub struct Recording {
     pub truncated: u64,
 }
 
+/// What [`Recorder::stats`] answers.
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderStats {
+    pub bytes: u64,
+    pub conversations: u64,
+    pub dropped: u64,
+}
+
 /// What the writer thread is handed.
 enum Work {
     Event {
@@ -263,6 +271,16 @@ impl Recorder {
             .send(work);
         if sent.is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes on disk, conversations kept, and events dropped because the
+    /// writer was behind (for `/metrics`).
+    pub fn stats(&self) -> RecorderStats {
+        RecorderStats {
+            bytes: self.store.total(),
+            conversations: self.store.conversations() as u64,
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 

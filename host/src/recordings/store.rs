@@ -137,6 +137,10 @@ pub struct Store {
     /// A segment past this many bytes is closed and a new one begun.
     segment_bytes: u64,
     index: Mutex<Index>,
+    /// Held by whoever appends or prunes (the writer thread), for the
+    /// whole of it: the index is decided, then the write made without
+    /// holding `index`, then the index changed.
+    appending: Mutex<()>,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -303,6 +307,7 @@ impl Store {
             dir,
             segment_bytes: segment_bytes.max(1),
             index: Mutex::new(index),
+            appending: Mutex::new(()),
         })
     }
 
@@ -313,6 +318,11 @@ impl Store {
     /// Bytes in all segment files.
     pub fn total(&self) -> u64 {
         self.lock().total
+    }
+
+    /// Conversations recorded and kept.
+    pub fn conversations(&self) -> usize {
+        self.lock().conversations.len()
     }
 
     /// Appends `events` (conversation, event, when) with one write. An
@@ -333,6 +343,7 @@ impl Store {
             })?;
             encoded.push(json);
         }
+        let _only = self.appending.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = self.lock();
         if index
             .segments
@@ -350,8 +361,9 @@ impl Store {
         let path = segment.path.clone();
 
         // Decide each event against the index as this batch leaves it,
-        // then write, then change the index: a failed write changes
-        // nothing.
+        // then write (readers are not held up meanwhile: only this
+        // appender changes the index), then change the index: a failed
+        // write changes nothing.
         struct Change<'a> {
             conversation: &'a str,
             kept: Option<Location>,
@@ -394,6 +406,7 @@ impl Store {
             };
             changes.push(change);
         }
+        drop(index);
         if let Err(e) = file.write_all_at(&buffer, start) {
             // Whatever part was written is cut off again, so the next
             // append starts where the index says the segment ends.
@@ -401,6 +414,7 @@ impl Store {
             return Err(io("append to", &path)(e));
         }
         let written = buffer.len() as u64;
+        let mut index = self.lock();
         let mut began = Vec::new();
         for change in changes {
             let conversation = match index.conversations.get_mut(change.conversation) {
@@ -476,6 +490,7 @@ impl Store {
     /// until it ends (they still count towards `max_bytes`).
     pub fn prune(&self, settings: &RecordingSettings, now_ms: u64) -> usize {
         let oldest_kept = now_ms.saturating_sub(settings.retention_hours.saturating_mul(3_600_000));
+        let _only = self.appending.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = self.lock();
         let mut removed = 0;
         while index.segments.len() > 1 {

@@ -424,6 +424,24 @@ async fn exposition(state: &AppState) -> impl IntoResponse + use<> {
                 .collect(),
         });
     }
+    if let Some(recorder) = state.manager.recorder() {
+        let stats = recorder.stats();
+        metrics.push(gauge(
+            "caxton_recordings_bytes",
+            "Bytes of recorded conversations on disk (capped by recordings.max_bytes).",
+            stats.bytes as f64,
+        ));
+        metrics.push(gauge(
+            "caxton_recorded_conversations",
+            "Recorded conversations kept (`caxton conversations export ID`).",
+            stats.conversations as f64,
+        ));
+        metrics.push(counter(
+            "caxton_recording_events_dropped_total",
+            "Events left unrecorded since start because the recorder was behind.",
+            stats.dropped as f64,
+        ));
+    }
     if let Some(outbox) = state.manager.registry().outbox().cloned() {
         let counts = tokio::task::spawn_blocking(move || outbox.counts()).await;
         if let Ok(Ok((waiting, dead))) = counts {
