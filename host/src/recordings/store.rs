@@ -49,6 +49,9 @@ const HEADER: usize = 8;
 const BODY_FIXED: usize = 1 + 8 + 8 + 2;
 /// A body longer than this is taken for a torn or damaged length.
 const MAX_BODY: u32 = 1 << 30;
+/// The longest conversation id a record holds (its length is a `u16`);
+/// the API allows 256 bytes, events of longer ones are not recorded.
+const MAX_CONVERSATION: usize = u16::MAX as usize;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -209,16 +212,8 @@ fn encode(
     conversation: &str,
     payload: &[u8],
 ) -> u32 {
-    // Conversation ids are capped far below this by the API; a longer one
-    // is cut at a character boundary rather than refused.
-    let mut name = conversation;
-    while name.len() > usize::from(u16::MAX) {
-        let mut cut = usize::from(u16::MAX);
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        name = &name[..cut];
-    }
+    // At most MAX_CONVERSATION bytes: the caller leaves longer ones out.
+    let name = conversation;
     let body_len = BODY_FIXED + name.len() + payload.len();
     let start = out.len();
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -374,6 +369,9 @@ impl Store {
         let mut changes = Vec::with_capacity(events.len());
         let mut pending: HashMap<&str, (u64, u64)> = HashMap::new();
         for ((conversation, _, at_ms), json) in events.iter().zip(&encoded) {
+            if conversation.len() > MAX_CONVERSATION {
+                continue;
+            }
             let (bytes, kept) = *pending.entry(conversation.as_str()).or_insert_with(|| {
                 index
                     .conversations
@@ -604,6 +602,7 @@ fn checked_body(record: &[u8]) -> std::result::Result<&[u8], String> {
 /// where the good records end if something after them is not one.
 fn scan(segment: &mut Segment, conversations: &mut HashMap<String, Conversation>) -> Result<Tail> {
     let file = segment.file.clone();
+    let file_len = file.metadata().map_err(io("read", &segment.path))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, &*file);
     let mut offset = 0u64;
     let mut header = [0u8; HEADER];
@@ -621,6 +620,11 @@ fn scan(segment: &mut Segment, conversations: &mut HashMap<String, Conversation>
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if len > MAX_BODY || (len as usize) < BODY_FIXED {
             return Ok(Tail::BadFrom(offset, format!("a record length of {len}")));
+        }
+        // Checked against the file before a buffer that long is made: a
+        // damaged length must not cost a gigabyte.
+        if offset + (HEADER as u64) + u64::from(len) > file_len {
+            return Ok(Tail::BadFrom(offset, "a record cut short".into()));
         }
         body.resize(len as usize, 0);
         match read_full(&mut reader, &mut body) {
