@@ -310,6 +310,9 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
     assert_eq!(kinds, ["inbound", "llm", "tool", "llm", "reply"], "{text}");
     let events = recording["events"].as_array().expect("events");
     assert_eq!(events[2]["tool"], "json_processor", "{text}");
+    // Performatives by their FIPA names.
+    assert_eq!(events[0]["performative"], "request", "{text}");
+    assert_eq!(events[4]["performative"], "inform", "{text}");
     assert!(
         events[1]["response"]["tool_calls"][0]["name"] == "json_processor",
         "{text}"

@@ -191,7 +191,9 @@ impl AgentInstance {
                 .record(|| crate::recordings::Event::Inbound {
                     agent,
                     sender: msg.sender.clone(),
-                    performative: format!("{:?}", msg.performative).to_lowercase(),
+                    performative: super::wit_convert::from_wit_performative(msg.performative)
+                        .as_str()
+                        .to_string(),
                     content: msg.content.clone(),
                 });
         }
@@ -224,7 +226,7 @@ impl AgentInstance {
         };
         match &reply {
             Some(r) => self.record_reply(
-                &format!("{:?}", r.performative).to_lowercase(),
+                super::wit_convert::from_wit_performative(r.performative).as_str(),
                 &r.content,
                 started,
             ),
