@@ -27,6 +27,43 @@ fn caxton(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     )
 }
 
+/// `caxton start` on a port of its choosing, then a command with no
+/// `--server`: the CLI finds the server its data directory recorded (and
+/// sends it the admin token); an address that is not on this machine is
+/// never taken from a data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_the_server_of_its_data_directory() {
+    let (_guard, data) = temp_data_dir();
+    let server = Server::start(&data);
+    let data_text = data.to_str().expect("utf-8");
+    let run = |data_dir: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["tokens", "list", "--request-timeout", "5s"])
+            .env_remove("CAXTON_SERVER")
+            .env_remove("CAXTON_TOKEN")
+            .env_remove("CAXTON_CONFIG")
+            .env("CAXTON_DATA_DIR", data_dir)
+            .output()
+            .expect("run the caxton CLI");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // An admin command: it needs the server and its token both.
+    let (ok, err) = run(data_text);
+    assert!(ok, "{err}");
+
+    let (_other_guard, planted) = temp_data_dir();
+    std::fs::create_dir_all(&planted).expect("data dir");
+    std::fs::write(planted.join("server.addr"), "http://192.0.2.1:9\n").expect("plant");
+    let (ok, err) = run(planted.to_str().expect("utf-8"));
+    assert!(!ok);
+    assert!(err.contains("http://127.0.0.1:8080"), "{err}");
+    assert!(!err.contains("192.0.2.1"), "{err}");
+    drop(server);
+}
+
 fn names(search: &Value) -> Vec<String> {
     search["results"]
         .as_array()

@@ -1,6 +1,7 @@
 //! The `caxton` command line. `start` runs the server; every other command
 //! talks to a running server over its REST API (address from `--server`,
-//! `CAXTON_SERVER`, or `http://127.0.0.1:8080`).
+//! `CAXTON_SERVER`, the address the data directory's server recorded when
+//! it listens on this machine, or `http://127.0.0.1:8080`).
 
 mod agents;
 mod backup;
@@ -38,13 +39,11 @@ use client::Client;
 )]
 struct Cli {
     /// Address of the running server, for commands that talk to it.
-    #[arg(
-        long,
-        global = true,
-        env = "CAXTON_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    /// Unset: the address the server of the data directory recorded at
+    /// start (`server.addr`) when it is on this machine, else
+    /// http://127.0.0.1:8080.
+    #[arg(long, global = true, env = "CAXTON_SERVER")]
+    server: Option<String>,
     /// Bearer token for the server. Unset: the admin token file in the
     /// data directory (`CAXTON_DATA_DIR`, else the configuration's
     /// `data_dir`, else ./data), when this user can read it and `--server`
@@ -78,18 +77,55 @@ struct Target {
     timeout: Option<std::time::Duration>,
 }
 
+/// The data directory the CLI looks in for the admin token and the
+/// server's address: `CAXTON_DATA_DIR`, else the configuration's
+/// `data_dir`, else ./data.
+fn data_dir() -> PathBuf {
+    match std::env::var_os("CAXTON_DATA_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let config = std::env::var_os("CAXTON_CONFIG").map(PathBuf::from);
+            crate::config::Config::load(config.as_deref())
+                .map(|c| c.data_dir())
+                .unwrap_or_else(|_| PathBuf::from("data"))
+        }
+    }
+}
+
+/// Where the CLI talks when neither `--server` nor `CAXTON_SERVER` says:
+/// the server of the data directory (the first address it recorded at
+/// start), so `caxton start --port 9000` and then `caxton agents list`
+/// find each other. Only an address on this machine is taken (a
+/// loopback or unspecified host): a `server.addr` planted in a directory
+/// the CLI happens to run in must not send commands elsewhere.
+fn default_server(data_dir: &std::path::Path) -> String {
+    const DEFAULT: &str = "http://127.0.0.1:8080";
+    let recorded = std::fs::read_to_string(data_dir.join(crate::auth::tokens::SERVER_ADDRESS_FILE))
+        .unwrap_or_default();
+    let Some(first) = recorded.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return DEFAULT.to_string();
+    };
+    let local = reqwest::Url::parse(first).ok().is_some_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|host| {
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                match bare.parse::<std::net::IpAddr>() {
+                    Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
+                    Err(_) => bare.eq_ignore_ascii_case("localhost"),
+                }
+            })
+    });
+    if local {
+        first.to_string()
+    } else {
+        DEFAULT.to_string()
+    }
+}
+
 impl Target {
     /// The API client, with the token found as `--token` describes.
     fn client(&self) -> anyhow::Result<Client> {
-        let data_dir = match std::env::var_os("CAXTON_DATA_DIR") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => {
-                let config = std::env::var_os("CAXTON_CONFIG").map(PathBuf::from);
-                crate::config::Config::load(config.as_deref())
-                    .map(|c| c.data_dir())
-                    .unwrap_or_else(|_| PathBuf::from("data"))
-            }
-        };
+        let data_dir = data_dir();
         let found = crate::auth::tokens::discover(self.token.as_deref(), &data_dir, &self.server);
         if let Some(why) = &found.withheld {
             eprintln!("note: {why}");
@@ -385,7 +421,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     output::set_json(cli.json);
     let target = Target {
-        server: cli.server,
+        server: cli.server.unwrap_or_else(|| default_server(&data_dir())),
         token: cli.token,
         timeout: cli.request_timeout,
     };
