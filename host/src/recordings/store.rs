@@ -328,8 +328,8 @@ impl Store {
         events: &[(String, Event, u64)],
         settings: &RecordingSettings,
     ) -> Result<()> {
-        // Encoded before the index is locked: a reader waits for the
-        // write, not for the JSON.
+        // Encoded before anything is locked: the JSON is most of an
+        // append's work.
         let mut encoded = Vec::with_capacity(events.len());
         for (conversation, event, _) in events {
             let json = serde_json::to_vec(event).map_err(|source| StoreError::Encode {
