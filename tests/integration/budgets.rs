@@ -690,8 +690,8 @@ async fn recorded_kinds(server: &Server, conversation: &str) -> Result<Vec<Strin
 }
 
 /// A recording outlives its server: a graceful stop keeps every event
-/// recorded before it, and a crash keeps what was recorded more than a
-/// second before it (the writer syncs within a second).
+/// recorded before it, and a crash keeps what the writer wrote, synced or
+/// not (it is in the page cache).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recordings_outlive_a_stop_and_a_crash() {
     let (guard, data) = temp_data_dir();
@@ -732,4 +732,89 @@ async fn recordings_outlive_a_stop_and_a_crash() {
         Ok(vec!["inbound".into(), "llm".into(), "reply".into()]),
         "the events recorded 1 s before a crash"
     );
+}
+
+/// The recordings' caps hold on the real server and across a restart: the
+/// oldest conversations go once the total passes `max_bytes`, a
+/// conversation past `max_conversation_bytes` keeps its first events and
+/// counts the rest, and a restarted server rebuilds the same from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_keep_their_caps_across_a_restart() {
+    let (guard, data) = temp_data_dir();
+    let root = guard.path().to_path_buf();
+    scripted_agents(
+        &root,
+        &[(
+            "noter.md",
+            "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
+        )],
+        "- content: \"noted\"\n",
+    );
+    let config = root.join("caxton.yaml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("recordings:\n  max_bytes: 16384\n  max_conversation_bytes: 2048\n");
+    std::fs::write(&config, text).expect("config");
+    let say = async |server: &Server, conversation: &str| {
+        let (status, body) = server
+            .post(
+                "/api/v1/agents/Noter/message",
+                &json!({"message": "note this", "conversation_id": conversation}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let recording = async |server: &Server, conversation: &str| -> (u16, Value) {
+        server
+            .get(&format!("/api/v1/conversations/{conversation}/recording"))
+            .await
+    };
+    let recorded_bytes = async |server: &Server| -> f64 {
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("caxton_recordings_bytes ")?.parse().ok())
+            .unwrap_or_else(|| panic!("no caxton_recordings_bytes in {metrics}"))
+    };
+
+    let server = start(&root, &data);
+    for n in 0..40 {
+        say(&server, &format!("cap-{n}")).await;
+    }
+    for _ in 0..6 {
+        say(&server, "long").await;
+    }
+    let check = async |server: &Server| {
+        let (status, newest) = recording(server, "long").await;
+        assert_eq!(status, 200, "{newest}");
+        assert!(newest["bytes"].as_u64().expect("bytes") <= 2048, "{newest}");
+        assert!(
+            newest["truncated"].as_u64().expect("truncated") > 0,
+            "{newest}"
+        );
+        let events = newest["events"].as_array().expect("events");
+        assert_eq!(events[0]["kind"], "inbound", "the first events are kept");
+        for (seq, event) in events.iter().enumerate() {
+            assert_eq!(event["seq"], seq as u64, "{newest}");
+        }
+        let (status, _) = recording(server, "cap-0").await;
+        assert_eq!(
+            status, 404,
+            "the oldest conversation went for the total cap"
+        );
+        let (status, kept) = recording(server, "cap-39").await;
+        assert_eq!(status, 200, "{kept}");
+        assert_eq!(kept["events"].as_array().map(Vec::len), Some(3), "{kept}");
+        let bytes = recorded_bytes(server).await;
+        assert!(bytes > 0.0 && bytes <= 16384.0, "{bytes} bytes recorded");
+        newest
+    };
+    let before = check(&server).await;
+    let server = server.restart();
+    let after = check(&server).await;
+    assert_eq!(before, after, "the same recording after a restart");
 }

@@ -462,16 +462,17 @@ impl Writer {
             if unsynced_since.is_some_and(|t| durable || t.elapsed() >= SYNC_AT_LEAST_EVERY) {
                 self.sync(&mut unsynced_since);
             }
-            for done in flushes.drain(..) {
-                let _ = done.send(());
-            }
             // The total cap as soon as it is passed, the retention now and
-            // then.
+            // then; before a flush is answered, so an export or a metric
+            // read after it sees the caps kept.
             if self.store.total() > self.settings.max_bytes
                 || last_prune.elapsed() >= RETENTION_EVERY
             {
                 self.prune();
                 last_prune = std::time::Instant::now();
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
             }
         }
     }
