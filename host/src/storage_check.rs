@@ -2,7 +2,7 @@
 //! cross-checks only Caxton can make — every agent, tool and token record
 //! decodes, every agent's component is there, memory's relations,
 //! observations, embeddings (and, deep, keyword postings) point at what
-//! exists. Runs inside the server (one snapshot while it serves) or, with
+//! exists, and every record of the recordings' log reads back. Runs inside the server (one snapshot while it serves) or, with
 //! no server, on the data directory directly, where `deep` also runs redb's
 //! integrity check (it needs the file to itself).
 
@@ -163,6 +163,23 @@ pub fn run(
                     ))
                 }
             }),
+        ));
+        checks.push(check(
+            "recordings",
+            match crate::recordings::check(storage.dir()) {
+                Ok(log) if log.damaged.is_empty() => Ok(format!(
+                    "{} conversations in {} segments, {} bytes",
+                    log.conversations, log.segments, log.bytes
+                )),
+                Ok(log) => {
+                    problems += log.damaged.len() as u64;
+                    Err(format!(
+                        "damaged records in {} — the server skips the rest of such a segment; delete the file to drop those recordings",
+                        log.damaged.join("; ")
+                    ))
+                }
+                Err(e) => Err(e.to_string()),
+            },
         ));
     }
     let ok = checks.iter().all(|c| c.ok);

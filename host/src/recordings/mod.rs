@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::{RecordWhich, RecordingSettings};
 
-pub use store::StoreError;
+pub use store::{LogCheck, StoreError, check};
 
 /// One thing that happened in a recorded conversation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

@@ -160,6 +160,74 @@ fn open_segment(path: &Path) -> Result<File> {
         .map_err(io("open", path))
 }
 
+/// The segments in `dir`, oldest first.
+fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
+        let entry = entry.map_err(io("list", dir))?;
+        let name = entry.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// What `caxton storage verify` says of the recordings.
+#[derive(Debug, Default)]
+pub struct LogCheck {
+    pub conversations: usize,
+    pub segments: usize,
+    pub bytes: u64,
+    /// One line per segment with a damaged record: where, and what.
+    pub damaged: Vec<String>,
+}
+
+/// Reads every record in `data_dir/recordings/` and checks it, changing
+/// nothing. A torn record at the end of the newest segment is what a
+/// crash mid-write (or, on a running server, a write under way) leaves:
+/// not damage (the next start cuts it off).
+pub fn check(data_dir: &Path) -> Result<LogCheck> {
+    let dir = data_dir.join(DIRECTORY);
+    if !dir.exists() {
+        return Ok(LogCheck::default());
+    }
+    let ids = segment_ids(&dir)?;
+    let mut conversations = HashMap::new();
+    let mut found = LogCheck::default();
+    for (n, id) in ids.iter().enumerate() {
+        let path = segment_path(&dir, *id);
+        let file = File::open(&path).map_err(io("open", &path))?;
+        let mut segment = Segment {
+            id: *id,
+            path: path.clone(),
+            file: Arc::new(file),
+            bytes: 0,
+            last_ms: 0,
+            began: Vec::new(),
+        };
+        let tail = scan(&mut segment, &mut conversations)?;
+        found.segments += 1;
+        found.bytes += segment.file.metadata().map_err(io("read", &path))?.len();
+        match tail {
+            Tail::Clean => {}
+            Tail::Torn(_, _) if n + 1 == ids.len() => {}
+            Tail::Torn(offset, why) | Tail::Damaged(offset, why) => {
+                found
+                    .damaged
+                    .push(format!("{}: {why} at offset {offset}", path.display()));
+            }
+        }
+    }
+    found.conversations = conversations.len();
+    Ok(found)
+}
+
 /// Adds an empty segment `id` to be appended to.
 fn begin_segment(dir: &Path, index: &mut Index, id: u64) -> Result<()> {
     let path = segment_path(dir, id);
@@ -232,8 +300,13 @@ fn encode(
 /// What reading a segment found past its last good record.
 enum Tail {
     Clean,
-    /// Torn or damaged from this offset on.
-    BadFrom(u64, String),
+    /// A record cut short by the end of the file from this offset on: a
+    /// write a crash interrupted (or one under way).
+    Torn(u64, String),
+    /// A record that is not one at this offset (a checksum that does not
+    /// match, an impossible length): damage; nothing after it can be
+    /// found.
+    Damaged(u64, String),
 }
 
 impl Store {
@@ -244,20 +317,7 @@ impl Store {
     pub fn open(data_dir: &Path, segment_bytes: u64) -> Result<Store> {
         let dir = data_dir.join(DIRECTORY);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let entry = entry.map_err(io("list", &dir))?;
-            let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".log"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            ids.push(id);
-        }
-        ids.sort_unstable();
+        let ids = segment_ids(&dir)?;
         let mut index = Index {
             conversations: HashMap::new(),
             segments: VecDeque::new(),
@@ -266,6 +326,7 @@ impl Store {
             created: false,
         };
         let newest = ids.last().copied();
+        let mut damaged_newest = false;
         for id in ids {
             let path = segment_path(&dir, id);
             let file = open_segment(&path)?;
@@ -280,23 +341,32 @@ impl Store {
             let tail = scan(&mut segment, &mut index.conversations)?;
             let len = segment.file.metadata().map_err(io("read", &path))?.len();
             segment.bytes = len;
-            if let Tail::BadFrom(offset, why) = tail {
-                if Some(id) == newest {
+            match tail {
+                Tail::Clean => {}
+                Tail::Torn(offset, why) if Some(id) == newest => {
                     tracing::warn!(segment = %path.display(), offset, reason = %why, "cutting a torn record off the end of the recordings");
                     segment
                         .file
                         .set_len(offset)
                         .map_err(io("truncate", &path))?;
                     segment.bytes = offset;
-                } else {
-                    tracing::warn!(segment = %path.display(), offset, reason = %why, "a damaged record in the recordings; the rest of this segment is skipped");
+                }
+                Tail::Torn(offset, why) | Tail::Damaged(offset, why) => {
+                    // Not cut: what follows the damage may matter to
+                    // whoever looks, until the segment is pruned like any
+                    // other (at once if nothing in it was readable, as it
+                    // then holds nothing recent). Appends go to a new
+                    // segment.
+                    tracing::warn!(segment = %path.display(), offset, reason = %why, "a damaged record in the recordings; the rest of this segment is skipped (`caxton storage verify` lists it)");
+                    damaged_newest |= Some(id) == newest;
                 }
             }
             index.total += segment.bytes;
             index.segments.push_back(segment);
         }
-        if index.segments.is_empty() {
-            begin_segment(&dir, &mut index, 1)?;
+        if index.segments.is_empty() || damaged_newest {
+            let next = newest.map_or(1, |id| id + 1);
+            begin_segment(&dir, &mut index, next)?;
         }
         Ok(Store {
             dir,
@@ -611,34 +681,37 @@ fn scan(segment: &mut Segment, conversations: &mut HashMap<String, Conversation>
         match read_full(&mut reader, &mut header) {
             Ok(0) => return Ok(Tail::Clean),
             Ok(n) if n < HEADER => {
-                return Ok(Tail::BadFrom(offset, "a record header cut short".into()));
+                return Ok(Tail::Torn(offset, "a record header cut short".into()));
             }
             Ok(_) => {}
             Err(e) => return Err(io("read", &segment.path)(e)),
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_BODY || (len as usize) < BODY_FIXED {
-            return Ok(Tail::BadFrom(offset, format!("a record length of {len}")));
+        if (len as usize) < BODY_FIXED {
+            return Ok(Tail::Damaged(offset, format!("a record length of {len}")));
         }
         // Checked against the file before a buffer that long is made: a
         // damaged length must not cost a gigabyte.
         if offset + (HEADER as u64) + u64::from(len) > file_len {
-            return Ok(Tail::BadFrom(offset, "a record cut short".into()));
+            return Ok(Tail::Torn(offset, "a record cut short".into()));
+        }
+        if len > MAX_BODY {
+            return Ok(Tail::Damaged(offset, format!("a record length of {len}")));
         }
         body.resize(len as usize, 0);
         match read_full(&mut reader, &mut body) {
             Ok(n) if n < body.len() => {
-                return Ok(Tail::BadFrom(offset, "a record cut short".into()));
+                return Ok(Tail::Torn(offset, "a record cut short".into()));
             }
             Ok(_) => {}
             Err(e) => return Err(io("read", &segment.path)(e)),
         }
         if crc32fast::hash(&body) != crc {
-            return Ok(Tail::BadFrom(offset, "a checksum mismatch".into()));
+            return Ok(Tail::Damaged(offset, "a checksum mismatch".into()));
         }
         let Some(record) = decode(&body) else {
-            return Ok(Tail::BadFrom(offset, "a malformed record".into()));
+            return Ok(Tail::Damaged(offset, "a malformed record".into()));
         };
         let location = Location {
             segment: segment.id,
@@ -882,6 +955,43 @@ mod tests {
     }
 
     #[test]
+    fn the_check_finds_damage_in_an_older_segment_not_a_torn_newest_tail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = RecordingSettings::default();
+        let store = Store::open(dir.path(), 1).expect("open");
+        for conversation in ["one", "two"] {
+            store
+                .append(&batch(&[(conversation, "hello")], 1_000), &settings)
+                .expect("append");
+        }
+        drop(store);
+        let clean = check(dir.path()).expect("check");
+        assert_eq!((clean.conversations, clean.segments), (2, 2));
+        assert!(clean.damaged.is_empty());
+
+        let segments = dir.path().join(DIRECTORY);
+        let newest = segment_path(&segments, 2);
+        let mut bytes = std::fs::read(&newest).expect("segment");
+        bytes.extend_from_slice(&[7, 7, 7]);
+        std::fs::write(&newest, bytes).expect("tear");
+        assert!(check(dir.path()).expect("check").damaged.is_empty());
+
+        let oldest = segment_path(&segments, 1);
+        let mut bytes = std::fs::read(&oldest).expect("segment");
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0xff;
+        std::fs::write(&oldest, bytes).expect("damage");
+        let damaged = check(dir.path()).expect("check");
+        assert_eq!(damaged.damaged.len(), 1, "{:?}", damaged.damaged);
+        assert!(
+            damaged.damaged[0].contains("checksum"),
+            "{:?}",
+            damaged.damaged
+        );
+        assert_eq!(damaged.conversations, 1);
+    }
+
+    #[test]
     fn a_damaged_record_is_reported_not_served() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path(), 1 << 20).expect("open");
@@ -898,5 +1008,21 @@ mod tests {
         std::fs::write(&path, bytes).expect("damage");
         let err = store.read("one").expect_err("a damaged record");
         assert!(err.to_string().contains("checksum"), "{err}");
+        drop(store);
+
+        // Damage is not a torn write: a reopened store leaves the segment
+        // as it is and appends to a new one.
+        let size = std::fs::metadata(&path).expect("segment").len();
+        let store = Store::open(dir.path(), 1 << 20).expect("reopen");
+        assert!(store.read("one").expect("read").is_none());
+        store
+            .append(
+                &batch(&[("two", "after")], 2_000),
+                &RecordingSettings::default(),
+            )
+            .expect("append");
+        assert!(store.read("two").expect("read").is_some());
+        assert_eq!(std::fs::metadata(&path).expect("segment").len(), size);
+        assert!(segment_path(&dir.path().join(DIRECTORY), 2).exists());
     }
 }
