@@ -817,4 +817,12 @@ async fn recordings_keep_their_caps_across_a_restart() {
     let server = server.restart();
     let after = check(&server).await;
     assert_eq!(before, after, "the same recording after a restart");
+    // `storage verify` reads every record back.
+    let (ok, out, err) = server.cli(&["storage", "verify"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("✓ recordings: ") && !l.contains(": 0 conversations")),
+        "{out}"
+    );
 }
