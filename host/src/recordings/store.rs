@@ -115,6 +115,20 @@ struct Segment {
     began: Vec<String>,
 }
 
+impl Segment {
+    /// A segment as known before its records are read (or written).
+    fn empty(id: u64, path: PathBuf, file: File) -> Segment {
+        Segment {
+            id,
+            path,
+            file: Arc::new(file),
+            bytes: 0,
+            last_ms: 0,
+            began: Vec::new(),
+        }
+    }
+}
+
 struct Index {
     conversations: HashMap<String, Conversation>,
     /// Oldest first; the last is the one appended to.
@@ -203,14 +217,7 @@ pub fn check(data_dir: &Path) -> Result<LogCheck> {
     for (n, id) in ids.iter().enumerate() {
         let path = segment_path(&dir, *id);
         let file = File::open(&path).map_err(io("open", &path))?;
-        let mut segment = Segment {
-            id: *id,
-            path: path.clone(),
-            file: Arc::new(file),
-            bytes: 0,
-            last_ms: 0,
-            began: Vec::new(),
-        };
+        let mut segment = Segment::empty(*id, path.clone(), file);
         let tail = scan(&mut segment, &mut conversations)?;
         found.segments += 1;
         found.bytes += segment.file.metadata().map_err(io("read", &path))?.len();
@@ -232,14 +239,7 @@ pub fn check(data_dir: &Path) -> Result<LogCheck> {
 fn begin_segment(dir: &Path, index: &mut Index, id: u64) -> Result<()> {
     let path = segment_path(dir, id);
     let file = open_segment(&path)?;
-    index.segments.push_back(Segment {
-        id,
-        path,
-        file: Arc::new(file),
-        bytes: 0,
-        last_ms: 0,
-        began: Vec::new(),
-    });
+    index.segments.push_back(Segment::empty(id, path, file));
     index.created = true;
     Ok(())
 }
@@ -330,14 +330,7 @@ impl Store {
         for id in ids {
             let path = segment_path(&dir, id);
             let file = open_segment(&path)?;
-            let mut segment = Segment {
-                id,
-                path: path.clone(),
-                file: Arc::new(file),
-                bytes: 0,
-                last_ms: 0,
-                began: Vec::new(),
-            };
+            let mut segment = Segment::empty(id, path.clone(), file);
             let tail = scan(&mut segment, &mut index.conversations)?;
             let len = segment.file.metadata().map_err(io("read", &path))?.len();
             segment.bytes = len;
