@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, temp_data_dir};
+use crate::harness::{Server, metric, temp_data_dir};
 
 const SPENDER: &str = "---\nname: Spender\nversion: \"1.0.0\"\ncapabilities: [spending]\nsystem_prompt: You answer briefly.\nbudget:\n  - {per: 6s, tokens: 100}\n  - {per: hour, tokens: 100000}\n---\nSpends tokens.\n";
 
@@ -337,21 +337,13 @@ async fn a_conversation_is_recorded_whole_and_without_secrets() {
     let (status, _) = server.get("/api/v1/conversations/no-such/recording").await;
     assert_eq!(status, 404);
     // What is recorded shows in the metrics.
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let sample = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
-    assert!(sample("caxton_recorded_conversations") >= 1.0);
-    assert!(sample("caxton_recordings_bytes") > text.len() as f64 / 2.0);
-    assert_eq!(sample("caxton_recording_events_dropped_total"), 0.0);
+    let metrics = server.metrics().await;
+    assert!(metric(&metrics, "caxton_recorded_conversations") >= 1.0);
+    assert!(metric(&metrics, "caxton_recordings_bytes") > text.len() as f64 / 2.0);
+    assert_eq!(
+        metric(&metrics, "caxton_recording_events_dropped_total"),
+        0.0
+    );
 
     // Replayed against the agent as it is: identical, and not one call
     // reaches the provider.
@@ -689,6 +681,30 @@ async fn recorded_kinds(server: &Server, conversation: &str) -> Result<Vec<Strin
         .collect())
 }
 
+/// Writes the Noter config agent (one model call per message, answered
+/// "noted") and its `caxton.yaml` under `root`.
+fn noter(root: &std::path::Path) {
+    scripted_agents(
+        root,
+        &[(
+            "noter.md",
+            "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
+        )],
+        "- content: \"noted\"\n",
+    );
+}
+
+/// One message to Noter in `conversation`.
+async fn note(server: &Server, conversation: &str) {
+    let (status, body) = server
+        .post(
+            "/api/v1/agents/Noter/message",
+            &json!({"message": "note this", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A recording outlives its server: a graceful stop keeps every event
 /// recorded before it, and a crash keeps what the writer wrote, synced or
 /// not (it is in the page cache).
@@ -696,25 +712,9 @@ async fn recorded_kinds(server: &Server, conversation: &str) -> Result<Vec<Strin
 async fn recordings_outlive_a_stop_and_a_crash() {
     let (guard, data) = temp_data_dir();
     let root = guard.path().to_path_buf();
-    scripted_agents(
-        &root,
-        &[(
-            "noter.md",
-            "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
-        )],
-        "- content: \"noted\"\n",
-    );
-    let say = async |server: &Server, conversation: &str| {
-        let (status, body) = server
-            .post(
-                "/api/v1/agents/Noter/message",
-                &json!({"message": "note this", "conversation_id": conversation}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    };
+    noter(&root);
     let server = start(&root, &data);
-    say(&server, "kept-over-a-stop").await;
+    note(&server, "kept-over-a-stop").await;
     let mut server = server.restart();
     assert_eq!(
         recorded_kinds(&server, "kept-over-a-stop").await,
@@ -723,7 +723,7 @@ async fn recordings_outlive_a_stop_and_a_crash() {
     );
     // Killed sooner than the writer syncs when idle (2 s): what it wrote
     // survives the process through the page cache, with no sync.
-    say(&server, "kept-over-a-crash").await;
+    note(&server, "kept-over-a-crash").await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     server.kill();
     let server = start(&root, &data);
@@ -742,51 +742,23 @@ async fn recordings_outlive_a_stop_and_a_crash() {
 async fn recordings_keep_their_caps_across_a_restart() {
     let (guard, data) = temp_data_dir();
     let root = guard.path().to_path_buf();
-    scripted_agents(
-        &root,
-        &[(
-            "noter.md",
-            "---\nname: Noter\nversion: \"1.0.0\"\ncapabilities: [noting]\nsystem_prompt: You note.\n---\n",
-        )],
-        "- content: \"noted\"\n",
-    );
+    noter(&root);
     let config = root.join("caxton.yaml");
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("recordings:\n  max_bytes: 16384\n  max_conversation_bytes: 2048\n");
     std::fs::write(&config, text).expect("config");
-    let say = async |server: &Server, conversation: &str| {
-        let (status, body) = server
-            .post(
-                "/api/v1/agents/Noter/message",
-                &json!({"message": "note this", "conversation_id": conversation}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    };
     let recording = async |server: &Server, conversation: &str| -> (u16, Value) {
         server
             .get(&format!("/api/v1/conversations/{conversation}/recording"))
             .await
     };
-    let recorded_bytes = async |server: &Server| -> f64 {
-        let metrics = reqwest::get(server.url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("caxton_recordings_bytes ")?.parse().ok())
-            .unwrap_or_else(|| panic!("no caxton_recordings_bytes in {metrics}"))
-    };
 
     let server = start(&root, &data);
     for n in 0..40 {
-        say(&server, &format!("cap-{n}")).await;
+        note(&server, &format!("cap-{n}")).await;
     }
     for _ in 0..6 {
-        say(&server, "long").await;
+        note(&server, "long").await;
     }
     let check = async |server: &Server| {
         let (status, newest) = recording(server, "long").await;
@@ -809,7 +781,7 @@ async fn recordings_keep_their_caps_across_a_restart() {
         let (status, kept) = recording(server, "cap-39").await;
         assert_eq!(status, 200, "{kept}");
         assert_eq!(kept["events"].as_array().map(Vec::len), Some(3), "{kept}");
-        let bytes = recorded_bytes(server).await;
+        let bytes = metric(&server.metrics().await, "caxton_recordings_bytes");
         assert!(bytes > 0.0 && bytes <= 16384.0, "{bytes} bytes recorded");
         newest
     };

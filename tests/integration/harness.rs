@@ -198,7 +198,25 @@ pub struct Server {
     http: reqwest::Client,
 }
 
+/// The sample of `name` (no labels) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 impl Server {
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Starts the server on a free port with `data_dir`, waiting until it
     /// prints the address it listens on.
     pub fn start(data_dir: &Path) -> Server {

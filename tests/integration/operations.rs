@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, rust_example, temp_data_dir};
+use crate::harness::{Server, metric, rust_example, temp_data_dir};
 
 fn caxton(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_caxton"))
@@ -168,22 +168,6 @@ async fn a_backup_taken_while_serving_restores_to_the_same_answers() {
     );
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-}
-
-async fn metrics(server: &Server) -> String {
-    reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
     let (_guard, data) = temp_data_dir();
@@ -233,13 +217,13 @@ async fn safe_mode_answers_reads_refuses_writes_and_survives_a_restart() {
         health["safe_mode"], true,
         "kept across the restart: {health}"
     );
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert_eq!(metric(&text, "caxton_server_restarts_total"), 1.0);
     let (ok, out, err) = server.cli(&["storage", "safe-mode", "--disable"]);
     assert!(ok, "{out}{err}");
     let (status, body) = server.message("echo", "hi again").await;
     assert_eq!(status, 200, "{body}");
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert!(
         metric(&text, "caxton_agent_response_latency_p99") > 0.0,
         "the agent's handling time is measured: {text}"
@@ -280,7 +264,7 @@ async fn memory_latency_gauges_read_the_recorded_queries() {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert!(
         metric(&text, "caxton_memory_search_latency_p99") > 0.0,
         "{text}"

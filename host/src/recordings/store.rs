@@ -133,8 +133,6 @@ struct Index {
     conversations: HashMap<String, Conversation>,
     /// Oldest first; the last is the one appended to.
     segments: VecDeque<Segment>,
-    /// Bytes in all segment files.
-    total: u64,
     /// Written since the last [`Store::sync`]: segment ids, and whether a
     /// segment file was created (the directory needs a sync too).
     unsynced: Vec<u64>,
@@ -142,6 +140,12 @@ struct Index {
 }
 
 impl Index {
+    /// Bytes in all segment files: summed when asked (about sixteen
+    /// segments under the default caps) rather than kept in step.
+    fn total(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
     fn segment(&self, id: u64) -> Option<&Segment> {
         let at = self.segments.binary_search_by_key(&id, |s| s.id).ok()?;
         self.segments.get(at)
@@ -321,7 +325,6 @@ impl Store {
         let mut index = Index {
             conversations: HashMap::new(),
             segments: VecDeque::new(),
-            total: 0,
             unsynced: Vec::new(),
             created: false,
         };
@@ -354,7 +357,6 @@ impl Store {
                     damaged_newest |= Some(id) == newest;
                 }
             }
-            index.total += segment.bytes;
             index.segments.push_back(segment);
         }
         if index.segments.is_empty() || damaged_newest {
@@ -375,7 +377,7 @@ impl Store {
 
     /// Bytes in all segment files.
     pub fn total(&self) -> u64 {
-        self.lock().total
+        self.lock().total()
     }
 
     /// Conversations recorded and kept.
@@ -504,7 +506,6 @@ impl Store {
             }
         }
         let newest = events.iter().map(|(_, _, at)| *at).max().unwrap_or(0);
-        index.total += written;
         if index.unsynced.last() != Some(&segment_id) {
             index.unsynced.push(segment_id);
         }
@@ -558,7 +559,7 @@ impl Store {
             let Some(oldest) = index.segments.front() else {
                 break;
             };
-            let over = index.total > settings.max_bytes;
+            let over = index.total() > settings.max_bytes;
             let expired = oldest.last_ms < oldest_kept
                 && oldest.began.iter().all(|name| {
                     index
@@ -582,7 +583,6 @@ impl Store {
                     removed += 1;
                 }
             }
-            index.total = index.total.saturating_sub(oldest.bytes);
             index.unsynced.retain(|id| *id != oldest.id);
             if let Err(e) = std::fs::remove_file(&oldest.path)
                 && e.kind() != std::io::ErrorKind::NotFound
