@@ -168,8 +168,11 @@ pub fn run(
             "recordings",
             match crate::recordings::check(storage.dir()) {
                 Ok(log) if log.damaged.is_empty() => Ok(format!(
-                    "{} conversations in {} segments, {} bytes",
-                    log.conversations, log.segments, log.bytes
+                    "{} conversations in {} segment file{}, {} bytes",
+                    log.conversations,
+                    log.segments,
+                    if log.segments == 1 { "" } else { "s" },
+                    log.bytes
                 )),
                 Ok(log) => {
                     problems += log.damaged.len() as u64;
